@@ -1,0 +1,371 @@
+// The Graph tenant simulator: a TEST DOUBLE of Microsoft's cloud edge (Entra ID token endpoint, Key
+// Vault, Microsoft Graph) serving HTTPS on 127.0.0.1 with a CA it generates. Used in-process by tests
+// and as a process (cli.ts) by the demo and benchmarks. See README.md for what it models.
+import { randomUUID, randomBytes } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:https';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as tls from 'node:tls';
+import {
+  createCertificateAuthority,
+  createSelfSignedCertificate,
+  issueServerCertificate,
+  type IssuedCertificate,
+} from './certificates';
+import { FaultInjector, type SimService } from './faults';
+import { GraphService, type GraphOptions, type LatencyOptions } from './graph';
+import { IdentityProvider } from './identity';
+import { KeyVaultFake } from './key-vault';
+import type { SimRequest, SimResponse } from './protocol';
+import { seededRandom } from './random';
+import { RequestLog } from './request-log';
+import { buildTenant, type SeedFile } from './seed';
+import type { Tenant } from './tenant';
+import { MailboxThrottle, defaultThrottleOptions, type ThrottleOptions } from './throttle';
+
+/** Application permissions the product needs (least privilege), granted by default. */
+export const productPermissions = [
+  'User.Read.All',
+  'GroupMember.Read.All',
+  'OrgContact.Read.All',
+  'Contacts.ReadWrite',
+  'Mail.Send',
+];
+
+export interface SimulatorOptions {
+  seed?: SeedFile;
+  port?: number;
+  latency?: Partial<LatencyOptions>;
+  throttle?: Partial<ThrottleOptions>;
+  /** Seed for latency jitter and probabilistic faults. */
+  randomSeed?: number;
+  directoryDeltaTokenMaxAgeMs?: number;
+  outlookDeltaTokenMaxAgeMs?: number;
+  /** Granted application permissions of the sync app. */
+  permissions?: string[];
+  /** Name of the app's certificate in the Key Vault fake. */
+  certificateName?: string;
+  /** Where the CA and the app's PEM file are written; a new temp folder by default. */
+  workDir?: string;
+}
+
+export interface SimulatorEndpoints {
+  graphUrl: string;
+  authorityHost: string;
+  keyVaultUrl: string;
+  tenantId: string;
+  clientId: string;
+  certificateName: string;
+  certificatePath: string;
+  caCertPath: string;
+  /** A stand-in for the Function App's managed identity: may read the vault, has no Graph permissions. */
+  hostIdentity: { clientId: string; clientSecret: string };
+}
+
+export class GraphTenantSimulator implements SimulatorEndpoints {
+  graphUrl = '';
+  authorityHost = '';
+  keyVaultUrl = '';
+  readonly tenantId: string;
+  readonly clientId = randomUUID();
+  readonly certificateName: string;
+  certificatePath = '';
+  caCertPath = '';
+  caPem = '';
+  readonly hostIdentity = { clientId: randomUUID(), clientSecret: randomBytes(24).toString('base64url') };
+  readonly identity: IdentityProvider;
+  readonly vault: KeyVaultFake;
+  readonly graph: GraphService;
+  readonly log = new RequestLog();
+  readonly faults: FaultInjector;
+  readonly throttle: MailboxThrottle;
+  private server: Server | undefined;
+  private readonly workDir: string;
+
+  private constructor(
+    readonly tenant: Tenant,
+    private readonly options: SimulatorOptions,
+  ) {
+    this.tenantId = tenant.tenantId;
+    this.certificateName = options.certificateName ?? 'contact-sync';
+    this.workDir = options.workDir ?? mkdtempSync(join(tmpdir(), 'graph-sim-'));
+    const random = seededRandom(options.randomSeed ?? 7);
+    this.identity = new IdentityProvider(this.tenantId);
+    this.vault = new KeyVaultFake(this.identity);
+    this.faults = new FaultInjector(random);
+    this.throttle = new MailboxThrottle({ ...defaultThrottleOptions, ...options.throttle });
+    const graphOptions: GraphOptions = {
+      latency: { meanMs: 20, jitterMs: 10, ...options.latency },
+      directoryDeltaTokenMaxAgeMs: options.directoryDeltaTokenMaxAgeMs ?? 7 * 86_400_000,
+      outlookDeltaTokenMaxAgeMs: options.outlookDeltaTokenMaxAgeMs ?? 30 * 86_400_000,
+    };
+    this.graph = new GraphService(
+      tenant,
+      this.identity,
+      this.throttle,
+      this.faults,
+      this.log,
+      random,
+      graphOptions,
+    );
+  }
+
+  static async start(options: SimulatorOptions = {}): Promise<GraphTenantSimulator> {
+    const sim = new GraphTenantSimulator(buildTenant(options.seed), options);
+    await sim.listen(options.port ?? 0);
+    return sim;
+  }
+
+  private async listen(port: number): Promise<void> {
+    const ca = await createCertificateAuthority();
+    const serverCert = await issueServerCertificate(ca);
+    this.caPem = ca.cert.certificatePem;
+    this.caCertPath = join(this.workDir, 'simulator-ca.pem');
+    writeFileSync(this.caCertPath, this.caPem);
+
+    const appCert = await createSelfSignedCertificate(`CN=${this.certificateName}`);
+    this.identity.registerApp({
+      clientId: this.clientId,
+      displayName: 'm365-contact-sync',
+      roles: new Set(this.options.permissions ?? productPermissions),
+    });
+    this.identity.addCertificate(this.clientId, appCert.certificatePem);
+    this.identity.registerApp({
+      clientId: this.hostIdentity.clientId,
+      displayName: 'function-app-identity',
+      secrets: [this.hostIdentity.clientSecret],
+      vaultRoles: new Set(['secrets-read', 'certificates-write']),
+    });
+    this.vault.addCertificateVersion(this.certificateName, appCert);
+    this.certificatePath = join(this.workDir, `${this.certificateName}.pem`);
+    writeFileSync(this.certificatePath, appCert.privateKeyPem + appCert.certificatePem, { mode: 0o600 });
+
+    this.server = createServer(
+      { key: serverCert.privateKeyPem, cert: serverCert.certificatePem + ca.cert.certificatePem },
+      (req, res) => {
+        this.dispatch(req, res).catch((e: unknown) => {
+          if (!res.headersSent) {
+            res.writeHead(500, { 'content-type': 'application/json' });
+            res.end(
+              JSON.stringify({
+                error: {
+                  code: 'InternalServerError',
+                  message: `simulator: ${e instanceof Error ? e.message : String(e)}`,
+                },
+              }),
+            );
+          }
+        });
+      },
+    );
+    await new Promise<void>((resolve, reject) => {
+      this.server!.once('error', reject);
+      this.server!.listen(port, '127.0.0.1', () => resolve());
+    });
+    const address = this.server.address() as AddressInfo;
+    const origin = `https://127.0.0.1:${address.port}`;
+    this.graphUrl = origin;
+    this.authorityHost = origin;
+    this.keyVaultUrl = origin;
+    this.identity.authorityHost = origin;
+    this.identity.graphUrl = origin;
+    this.vault.vaultUrl = origin;
+    this.graph.graphUrl = origin;
+  }
+
+  /** The connection details, as `npm run sim` prints them. */
+  endpoints(): SimulatorEndpoints {
+    return {
+      graphUrl: this.graphUrl,
+      authorityHost: this.authorityHost,
+      keyVaultUrl: this.keyVaultUrl,
+      tenantId: this.tenantId,
+      clientId: this.clientId,
+      certificateName: this.certificateName,
+      certificatePath: this.certificatePath,
+      caCertPath: this.caCertPath,
+      hostIdentity: this.hostIdentity,
+    };
+  }
+
+  /** Makes this process trust the simulator's CA, as NODE_EXTRA_CA_CERTS would at start-up. */
+  trustInProcess(): void {
+    const current = tls.getCACertificates('default');
+    if (!current.includes(this.caPem)) tls.setDefaultCACertificates([...current, this.caPem]);
+  }
+
+  /**
+   * Renews the app's certificate in Key Vault (a new version) and uploads it to the app registration.
+   * With revokePrevious the old certificates are removed from the app, as an admin does after rollover.
+   */
+  async rotateCertificate(options: { revokePrevious?: boolean } = {}): Promise<IssuedCertificate> {
+    const app = this.identity.requireApp(this.clientId);
+    const previous = [...app.certificates];
+    const cert = await this.vault.renewCertificate(this.certificateName);
+    this.identity.addCertificate(this.clientId, cert.certificatePem);
+    if (options.revokePrevious)
+      for (const c of previous) this.identity.removeCertificate(this.clientId, c.certificatePem);
+    return cert;
+  }
+
+  /** Grants or withdraws Graph application permissions of the sync app. */
+  setPermissions(permissions: string[]): void {
+    this.identity.requireApp(this.clientId).roles = new Set(permissions);
+  }
+
+  /** Exchange RBAC for Applications: limit the sync app to these mailboxes (UPNs or ids); null lifts it. */
+  scopeMailboxes(users: string[] | null): void {
+    const app = this.identity.requireApp(this.clientId);
+    app.mailboxScope = users ? new Set(users.map((u) => this.tenant.user(u)?.id ?? u)) : null;
+  }
+
+  /** Every delta token issued so far (directory and Outlook) stops working. */
+  expireDeltaTokens(): void {
+    this.graph.invalidBefore = Date.now() + 1;
+  }
+
+  private async dispatch(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const chunks: Buffer[] = [];
+    for await (const chunk of req) chunks.push(chunk as Buffer);
+    const rawBody = Buffer.concat(chunks);
+    const url = new URL(req.url ?? '/', this.graphUrl);
+    const headers: Record<string, string> = {};
+    for (const [k, v] of Object.entries(req.headers))
+      if (v !== undefined) headers[k.toLowerCase()] = Array.isArray(v) ? v.join(', ') : v;
+    const service: SimService = /^\/v1\.0(\/|$)/i.test(url.pathname)
+      ? 'graph'
+      : /^\/(secrets|certificates|keys)(\/|$)/i.test(url.pathname)
+        ? 'vault'
+        : 'login';
+    const path = url.pathname;
+    let body: unknown;
+    if (rawBody.length > 0 && /json/i.test(headers['content-type'] ?? '')) {
+      try {
+        body = JSON.parse(rawBody.toString('utf8'));
+      } catch {
+        if (service === 'graph') {
+          this.write(
+            res,
+            {
+              status: 400,
+              body: {
+                error: {
+                  code: 'BadRequest',
+                  message:
+                    'Unable to read JSON request payload. Please ensure Content-Type header is set and payload is of valid JSON format.',
+                },
+              },
+            },
+            service,
+          );
+          return;
+        }
+      }
+    }
+    const simReq: SimRequest = {
+      method: (req.method ?? 'GET').toUpperCase(),
+      path: service === 'graph' ? path.replace(/^\/v1\.0/i, '') || '/' : path,
+      query: url.searchParams,
+      headers,
+      body,
+      rawBody,
+      requestId: randomUUID(),
+      inBatch: false,
+    };
+
+    if (service === 'graph') {
+      const result = await this.graph.handleHttp(simReq);
+      if (result.connection !== 'ok') {
+        req.socket.destroy();
+        return;
+      }
+      this.write(res, result.response, service);
+      return;
+    }
+    const fault = this.faults.pick({
+      service,
+      method: simReq.method,
+      operation: service === 'login' ? 'token' : 'vault',
+      path,
+      inBatch: false,
+    });
+    let response: SimResponse;
+    if (fault?.kind === 'reset') {
+      this.log.add({
+        service,
+        appId: null,
+        method: simReq.method,
+        path,
+        operation: service,
+        mailbox: null,
+        status: 0,
+        errorCode: null,
+        inBatch: false,
+        requestId: simReq.requestId,
+        replyLost: true,
+      });
+      req.socket.destroy();
+      return;
+    } else if (fault?.kind === 'status') {
+      response = {
+        status: fault.status,
+        headers: fault.retryAfterSeconds ? { 'retry-after': String(fault.retryAfterSeconds) } : {},
+        body:
+          service === 'login'
+            ? {
+                error: 'temporarily_unavailable',
+                error_description: 'AADSTS50196: The server is temporarily unavailable.',
+                error_codes: [50196],
+              }
+            : { error: { code: 'ServiceUnavailable', message: 'The service is temporarily unavailable.' } },
+      };
+    } else {
+      response = service === 'vault' ? await this.vault.handle(simReq) : await this.identity.handle(simReq);
+    }
+    this.log.add({
+      service,
+      appId: null,
+      method: simReq.method,
+      path,
+      operation: service,
+      mailbox: null,
+      status: response.status,
+      errorCode: null,
+      inBatch: false,
+      requestId: simReq.requestId,
+      replyLost: fault?.kind === 'lostReply',
+    });
+    if (fault?.kind === 'lostReply') {
+      req.socket.destroy();
+      return;
+    }
+    this.write(res, response, service);
+  }
+
+  private write(res: ServerResponse, response: SimResponse, service: SimService): void {
+    const headers: Record<string, string> = { ...(response.headers ?? {}) };
+    let payload: Buffer | undefined;
+    if (Buffer.isBuffer(response.body)) payload = response.body;
+    else if (response.body !== undefined) {
+      payload = Buffer.from(JSON.stringify(response.body));
+      headers['content-type'] ??=
+        service === 'graph'
+          ? 'application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8'
+          : 'application/json; charset=utf-8';
+    }
+    if (service === 'vault') headers['x-ms-keyvault-service-version'] = '1.9.0.0';
+    res.writeHead(response.status, headers);
+    res.end(payload);
+  }
+
+  async close(): Promise<void> {
+    const server = this.server;
+    if (!server) return;
+    this.server = undefined;
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+}
