@@ -1616,7 +1616,9 @@ function parseBatch(body: unknown): BatchItem[] {
     const item = r as Partial<BatchItem>;
     if (typeof item?.id !== 'string' || item.id === '')
       throw new Error(`Invalid batch payload format. Request at index ${i} has no id.`);
-    if (ids.has(item.id)) throw new Error(`Request id '${item.id}' is duplicated in the batch.`);
+    // Batch ids are case-insensitive.
+    if ([...ids].some((x) => x.toLowerCase() === item.id!.toLowerCase()))
+      throw new Error(`Request id '${item.id}' is duplicated in the batch.`);
     ids.add(item.id);
     if (typeof item.method !== 'string' || !/^(GET|POST|PATCH|PUT|DELETE)$/i.test(item.method))
       throw new Error(`Invalid method for request '${item.id}'.`);
