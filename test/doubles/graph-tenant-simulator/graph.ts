@@ -1638,6 +1638,10 @@ function parseBatch(body: unknown): BatchItem[] {
         throw new Error(`Request '${item.id}' depends on an unknown request '${d}'.`);
     }
   }
+  // Graph runs a batch either fully in parallel or fully in sequence; a mix is refused.
+  const dependent = items.filter((it) => (it.dependsOn ?? []).length > 0).length;
+  if (dependent > 0 && dependent < items.length - 1)
+    throw new Error('Batch should be either fully sequential or fully parallel.');
   // Dependencies must point backwards, so the graph has no cycle.
   const order = new Map(items.map((it, i) => [it.id, i]));
   for (const item of items) {

@@ -94,6 +94,14 @@ describe('Graph tenant simulator: $batch, throttling and faults', () => {
     assert.equal((byId.get('2') as any).status, 424);
   });
 
+  it('refuses a batch that is neither fully sequential nor fully parallel', async () => {
+    const mixed = await rawGraph(sim, 'POST', '/$batch', {
+      requests: [create('1', upn, 'a'), create('2', upn, 'b', ['1']), create('3', upn, 'c')],
+    });
+    assert.equal(mixed.status, 400);
+    assert.equal(mixed.body.error.message, 'Batch should be either fully sequential or fully parallel.');
+  });
+
   it('refuses more than 20 requests, duplicate ids and bodies without Content-Type', async () => {
     const tooMany = await rawGraph(sim, 'POST', '/$batch', {
       requests: Array.from({ length: 21 }, (_, i) => create(String(i), upn, 'x')),
