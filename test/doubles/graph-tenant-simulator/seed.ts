@@ -301,6 +301,12 @@ function addAwkwardObjects(tenant: Tenant, userIds: string[]): void {
     mailbox: 'none',
   });
   add({
+    userPrincipalName: `no.exchange@${d}`,
+    displayName: 'No Exchange Licence',
+    mail: `no.exchange@${d}`,
+    mailbox: 'none',
+  });
+  add({
     userPrincipalName: `reception@${d}`,
     displayName: 'Reception (shared)',
     mail: `reception@${d}`,

@@ -1,0 +1,96 @@
+// One Graph client per connection (tenant): endpoints per cloud, the app's certificate from Key Vault
+// (as a PEM secret) or a PEM file, ClientCertificateCredential, and the immutable-id preference.
+import { readFile } from 'node:fs/promises';
+import { ClientCertificateCredential, type TokenCredential } from '@azure/identity';
+import { SecretClient } from '@azure/keyvault-secrets';
+import { Client } from '@microsoft/microsoft-graph-client';
+import { TokenCredentialAuthenticationProvider } from '@microsoft/microsoft-graph-client/authProviders/azureTokenCredentials';
+import type { Connection } from '../../config/schema';
+
+export const clouds = {
+  global: {
+    authorityHost: 'https://login.microsoftonline.com',
+    graphEndpoint: 'https://graph.microsoft.com',
+  },
+  usgov: { authorityHost: 'https://login.microsoftonline.us', graphEndpoint: 'https://graph.microsoft.us' },
+  usgovdod: {
+    authorityHost: 'https://login.microsoftonline.us',
+    graphEndpoint: 'https://dod-graph.microsoft.us',
+  },
+  china: {
+    authorityHost: 'https://login.chinacloudapi.cn',
+    graphEndpoint: 'https://microsoftgraph.chinacloudapi.cn',
+  },
+} as const;
+
+const knownAuthorities = new Set(Object.values(clouds).map((c) => new URL(c.authorityHost).host));
+const knownGraphHosts = new Set(Object.values(clouds).map((c) => new URL(c.graphEndpoint).host));
+
+export interface Endpoints {
+  authorityHost: string;
+  graphEndpoint: string;
+}
+
+export function endpointsOf(c: Connection): Endpoints {
+  if (c.authorityHost && c.graphEndpoint)
+    return {
+      authorityHost: c.authorityHost.replace(/\/$/, ''),
+      graphEndpoint: c.graphEndpoint.replace(/\/$/, ''),
+    };
+  return clouds[c.cloud];
+}
+
+export interface CertificatePem {
+  pem: string;
+  /** The Key Vault secret version, or the file's path; changes when the certificate is renewed. */
+  version: string;
+}
+
+/** Reads the app certificate: a Key Vault secret (PEM, managed identity) or a PEM file. */
+export async function loadCertificate(
+  c: Connection,
+  vaultCredential: () => TokenCredential,
+  vaultOptions: { disableChallengeResourceVerification?: boolean } = {},
+): Promise<CertificatePem> {
+  if ('pemFile' in c.certificate) {
+    const pem = await readFile(c.certificate.pemFile, 'utf8');
+    if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(pem))
+      throw new Error(
+        `connections[${c.id}].certificate.pemFile: ${c.certificate.pemFile} holds no private key (PEM with key and certificate expected)`,
+      );
+    return { pem, version: c.certificate.pemFile };
+  }
+  const client = new SecretClient(c.certificate.keyVaultUrl, vaultCredential(), vaultOptions);
+  const secret = await client.getSecret(c.certificate.name);
+  if (!secret.value || !/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(secret.value)) {
+    throw new Error(
+      `connections[${c.id}].certificate: the Key Vault certificate "${c.certificate.name}" is not readable as PEM; create it with content type application/x-pem-file (see \`cert create\`).`,
+    );
+  }
+  return { pem: secret.value, version: secret.properties.version ?? '' };
+}
+
+export function createCredential(c: Connection, certificate: CertificatePem): ClientCertificateCredential {
+  const { authorityHost } = endpointsOf(c);
+  return new ClientCertificateCredential(
+    c.tenantId,
+    c.clientId,
+    { certificate: certificate.pem },
+    { authorityHost, disableInstanceDiscovery: !knownAuthorities.has(new URL(authorityHost).host) },
+  );
+}
+
+export function createGraphClient(c: Connection, credential: TokenCredential): Client {
+  const { graphEndpoint } = endpointsOf(c);
+  const host = new URL(graphEndpoint).hostname;
+  const authProvider = new TokenCredentialAuthenticationProvider(credential, {
+    scopes: [`${graphEndpoint}/.default`],
+  });
+  return Client.initWithMiddleware({
+    authProvider,
+    baseUrl: graphEndpoint,
+    defaultVersion: 'v1.0',
+    // The client only sends its token to Graph hosts it knows, or to these.
+    ...(knownGraphHosts.has(new URL(graphEndpoint).host) ? {} : { customHosts: new Set([host]) }),
+  });
+}

@@ -1,0 +1,344 @@
+// MailboxGraph over Microsoft Graph: contact folders, the folder's contacts delta, tag look-ups, and
+// writes through $batch. Outlook allows 4 concurrent requests per app and mailbox and runs a $batch
+// either fully in parallel or fully in sequence, so writes go as up to 4 sequential batches of 20 at
+// once, each lane paced by Retry-After; a 429 inside a batch (which the SDK does not retry) and the
+// 424s after it are sent again.
+import { RetryHandlerOptions, type Client } from '@microsoft/microsoft-graph-client';
+import { contactFieldNames } from '../../config/schema';
+import { fieldsFromGraph } from '../../mapping';
+import {
+  DeltaExpiredError,
+  FolderGoneError,
+  GraphRequestError,
+  type DriftItem,
+  type FolderRef,
+  type MailboxGraph,
+  type TaggedContact,
+  type WriteOp,
+  type WriteOptions,
+  type WriteResult,
+} from '../../ports';
+import { tagPropertyId } from '../../tag';
+import { graphCall } from './errors';
+
+type Json = Record<string, unknown>;
+
+const immutable = 'IdType="ImmutableId"';
+const contactSelect = ['id', 'changeKey', ...contactFieldNames].join(',');
+const expandTag = `singleValueExtendedProperties($filter=id eq '${tagPropertyId}')`;
+
+/** OData string literal: single quotes doubled. */
+export const odataString = (s: string): string => `'${s.replace(/'/g, "''")}'`;
+
+export interface BatchTuning {
+  lanes: number;
+  batchSize: number;
+  /** Attempts per write when throttled or failing transiently. */
+  maxAttempts: number;
+  /** Wait when a 429/503 carries no Retry-After (ms). */
+  fallbackDelayMs: number;
+}
+
+export const defaultBatchTuning: BatchTuning = {
+  lanes: 4,
+  batchSize: 20,
+  maxAttempts: 12,
+  fallbackDelayMs: 1000,
+};
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+function header(headers: unknown, name: string): string | undefined {
+  if (!headers || typeof headers !== 'object') return undefined;
+  for (const [k, v] of Object.entries(headers as Json)) if (k.toLowerCase() === name) return String(v);
+  return undefined;
+}
+
+export class GraphMailboxes implements MailboxGraph {
+  /** Requests counted by kind, for run records and benchmarks. */
+  readonly stats = { httpCalls: 0, batchRequests: 0, throttled: 0 };
+
+  constructor(
+    private readonly client: Client,
+    private readonly tuning: BatchTuning = defaultBatchTuning,
+  ) {}
+
+  private base(mailboxId: string, folder: FolderRef): string {
+    const user = `/users/${encodeURIComponent(mailboxId)}`;
+    return folder.kind === 'default'
+      ? `${user}/contacts`
+      : `${user}/contactFolders/${encodeURIComponent(folder.id)}/contacts`;
+  }
+
+  private async get(url: string, prefer = immutable): Promise<Json> {
+    this.stats.httpCalls++;
+    return graphCall(() => this.client.api(url).header('Prefer', prefer).get() as Promise<Json>);
+  }
+
+  async findFolder(mailboxId: string, name: string): Promise<string | undefined> {
+    const url = `/users/${encodeURIComponent(mailboxId)}/contactFolders?$filter=${encodeURIComponent(`displayName eq ${odataString(name)}`)}&$select=id,displayName`;
+    const page = await this.get(url);
+    const match = ((page.value as Json[] | undefined) ?? []).find((f) => f.displayName === name);
+    return typeof match?.id === 'string' ? match.id : undefined;
+  }
+
+  async createFolder(mailboxId: string, name: string): Promise<string> {
+    this.stats.httpCalls++;
+    try {
+      const f = await graphCall(
+        () =>
+          this.client
+            .api(`/users/${encodeURIComponent(mailboxId)}/contactFolders`)
+            .header('Prefer', immutable)
+            .post({ displayName: name }) as Promise<Json>,
+      );
+      return String(f.id);
+    } catch (e) {
+      if (e instanceof GraphRequestError && e.status === 409) {
+        const id = await this.findFolder(mailboxId, name);
+        if (id) return id;
+      }
+      throw e;
+    }
+  }
+
+  async readDrift(
+    mailboxId: string,
+    folder: FolderRef,
+    deltaLink: string | null,
+  ): Promise<{ items: DriftItem[]; deltaLink: string }> {
+    let url: string | undefined =
+      deltaLink ?? `${this.base(mailboxId, folder)}/delta?$select=${contactSelect}`;
+    const items: DriftItem[] = [];
+    let last: string | undefined;
+    while (url) {
+      let page: Json;
+      try {
+        page = await this.get(url, `${immutable}, odata.maxpagesize=1000`);
+      } catch (e) {
+        if (e instanceof GraphRequestError) {
+          if (e.status === 410 || /syncState/i.test(e.code)) throw new DeltaExpiredError(e.message);
+          if (
+            e.status === 404 &&
+            /ItemNotFound|itemNotFound|ErrorFolderNotFound/.test(e.code) &&
+            folder.kind === 'named'
+          )
+            throw new FolderGoneError(e.message);
+        }
+        throw e;
+      }
+      for (const c of (page.value as Json[] | undefined) ?? []) {
+        if (typeof c.id !== 'string') continue;
+        if ('@removed' in c) items.push({ contactId: c.id, removed: true });
+        else
+          items.push({
+            contactId: c.id,
+            removed: false,
+            changeKey: typeof c.changeKey === 'string' ? c.changeKey : '',
+            fields: fieldsFromGraph(c, contactFieldNames),
+          });
+      }
+      url = typeof page['@odata.nextLink'] === 'string' ? page['@odata.nextLink'] : undefined;
+      if (typeof page['@odata.deltaLink'] === 'string') last = page['@odata.deltaLink'];
+    }
+    if (!last) throw new Error('Graph ended a contacts delta round without a deltaLink');
+    return { items, deltaLink: last };
+  }
+
+  private tagged(c: Json): TaggedContact {
+    const props = (c.singleValueExtendedProperties as Json[] | undefined) ?? [];
+    const tag = props.find(
+      (p) => typeof p.id === 'string' && p.id.toLowerCase() === tagPropertyId.toLowerCase(),
+    );
+    return {
+      contactId: String(c.id),
+      changeKey: typeof c.changeKey === 'string' ? c.changeKey : '',
+      tag: typeof tag?.value === 'string' ? tag.value : null,
+      fields: fieldsFromGraph(c, contactFieldNames),
+    };
+  }
+
+  private async listAll(url: string): Promise<TaggedContact[]> {
+    const out: TaggedContact[] = [];
+    let next: string | undefined = url;
+    while (next) {
+      const page = await this.get(next);
+      for (const c of (page.value as Json[] | undefined) ?? []) out.push(this.tagged(c));
+      next = typeof page['@odata.nextLink'] === 'string' ? page['@odata.nextLink'] : undefined;
+    }
+    return out;
+  }
+
+  listContacts(mailboxId: string, folder: FolderRef): Promise<TaggedContact[]> {
+    return this.listAll(
+      `${this.base(mailboxId, folder)}?$select=${contactSelect}&$expand=${encodeURIComponent(expandTag)}&$top=1000`,
+    );
+  }
+
+  findByTag(mailboxId: string, folder: FolderRef, tag: string): Promise<TaggedContact[]> {
+    const filter = `singleValueExtendedProperties/Any(ep: ep/id eq ${odataString(tagPropertyId)} and ep/value eq ${odataString(tag)})`;
+    return this.listAll(
+      `${this.base(mailboxId, folder)}?$filter=${encodeURIComponent(filter)}&$select=${contactSelect}&$expand=${encodeURIComponent(expandTag)}`,
+    );
+  }
+
+  async getContact(mailboxId: string, contactId: string): Promise<TaggedContact | undefined> {
+    try {
+      return this.tagged(
+        await this.get(
+          `/users/${encodeURIComponent(mailboxId)}/contacts/${encodeURIComponent(contactId)}?$select=${contactSelect}&$expand=${encodeURIComponent(expandTag)}`,
+        ),
+      );
+    } catch (e) {
+      if (e instanceof GraphRequestError && e.status === 404) return undefined;
+      throw e;
+    }
+  }
+
+  private subRequest(mailboxId: string, op: WriteOp): Json {
+    const user = `/users/${encodeURIComponent(mailboxId)}`;
+    switch (op.kind) {
+      case 'create':
+        return {
+          id: op.id,
+          method: 'POST',
+          url: this.base(mailboxId, op.folder),
+          headers: { 'Content-Type': 'application/json', Prefer: immutable },
+          body: op.body,
+        };
+      case 'update':
+        return {
+          id: op.id,
+          method: 'PATCH',
+          url: `${user}/contacts/${encodeURIComponent(op.contactId)}`,
+          headers: { 'Content-Type': 'application/json', Prefer: immutable },
+          body: op.body,
+        };
+      case 'delete':
+        return {
+          id: op.id,
+          method: 'DELETE',
+          url: `${user}/contacts/${encodeURIComponent(op.contactId)}`,
+          headers: { Prefer: immutable },
+        };
+    }
+  }
+
+  async write(mailboxId: string, ops: WriteOp[], options: WriteOptions = {}): Promise<WriteResult[]> {
+    const queue = ops.map((op) => ({ op, attempts: 0 }));
+    const results: WriteResult[] = [];
+    const lane = async (): Promise<void> => {
+      while (queue.length > 0) {
+        if (options.deadline !== undefined && Date.now() >= options.deadline) return;
+        const chunk = queue.splice(0, this.tuning.batchSize);
+        // Fully sequential: each request depends on the one before, so the batch holds one of the
+        // mailbox's 4 concurrent slots.
+        const body = {
+          requests: chunk.map((q, i) => ({
+            ...this.subRequest(mailboxId, q.op),
+            ...(i > 0 ? { dependsOn: [chunk[i - 1]!.op.id] } : {}),
+          })),
+        };
+        this.stats.httpCalls++;
+        this.stats.batchRequests += chunk.length;
+        const done: WriteResult[] = [];
+        const again: typeof chunk = [];
+        let waitMs = 0;
+        let response: { responses?: Json[] } | undefined;
+        try {
+          // No SDK retry for the envelope: resending creates could make twins; we retry per request.
+          response = (await this.client
+            .api('/$batch')
+            .middlewareOptions([new RetryHandlerOptions(0, 0)])
+            .post(body)) as { responses?: Json[] };
+        } catch (e) {
+          const status = (e as { statusCode?: number }).statusCode;
+          for (const q of chunk) {
+            if (typeof status === 'number' && status >= 400 && status < 500 && status !== 429) {
+              done.push({
+                id: q.op.id,
+                outcome: 'failed',
+                status,
+                code: (e as { code?: string }).code ?? 'BadRequest',
+                message: e instanceof Error ? e.message : String(e),
+              });
+            } else if (q.op.kind !== 'create' && ++q.attempts < 3) {
+              again.push(q); // PATCH and DELETE are safe to send again
+            } else {
+              done.push({
+                id: q.op.id,
+                outcome: 'unknown',
+                message: e instanceof Error ? e.message : String(e),
+              });
+            }
+          }
+          waitMs = this.tuning.fallbackDelayMs;
+        }
+        if (response) {
+          const byId = new Map((response.responses ?? []).map((r) => [String(r.id), r]));
+          for (const q of chunk) {
+            const r = byId.get(q.op.id);
+            const status = typeof r?.status === 'number' ? r.status : 0;
+            const rb = (r?.body ?? {}) as Json;
+            if (status >= 200 && status < 300) {
+              done.push({
+                id: q.op.id,
+                outcome: 'ok',
+                ...(typeof rb.id === 'string' ? { contactId: rb.id } : {}),
+                ...(typeof rb.changeKey === 'string' ? { changeKey: rb.changeKey } : {}),
+              });
+            } else if (status === 404 && q.op.kind !== 'create') {
+              done.push({ id: q.op.id, outcome: 'notFound' });
+            } else if (status === 424 || status === 0) {
+              again.push(q); // not executed: a request before it failed
+            } else if (
+              (status === 429 || status === 503 || status === 504 || status === 500) &&
+              ++q.attempts < this.tuning.maxAttempts
+            ) {
+              if (status === 429) this.stats.throttled++;
+              const retryAfter = Number(header(r?.headers, 'retry-after'));
+              waitMs = Math.max(
+                waitMs,
+                Number.isFinite(retryAfter) && retryAfter > 0
+                  ? retryAfter * 1000
+                  : this.tuning.fallbackDelayMs * q.attempts,
+              );
+              again.push(q);
+            } else {
+              const err = (rb.error ?? {}) as {
+                code?: string;
+                message?: string;
+                innerError?: { 'request-id'?: string };
+              };
+              const requestId = err.innerError?.['request-id'] ?? header(r?.headers, 'request-id');
+              done.push({
+                id: q.op.id,
+                outcome: 'failed',
+                status,
+                code: err.code ?? 'Unknown',
+                message: err.message ?? `HTTP ${status}`,
+                ...(requestId ? { requestId } : {}),
+              });
+            }
+          }
+        }
+        queue.unshift(...again);
+        results.push(...done);
+        if (done.length > 0) await options.onResults?.(done);
+        if (waitMs > 0) await sleep(waitMs);
+      }
+    };
+    await Promise.all(
+      Array.from(
+        { length: Math.min(this.tuning.lanes, Math.ceil(ops.length / this.tuning.batchSize)) },
+        lane,
+      ),
+    );
+    if (queue.length > 0) {
+      const left: WriteResult[] = queue.map((q) => ({ id: q.op.id, outcome: 'notAttempted' }));
+      results.push(...left);
+      await options.onResults?.(left);
+    }
+    return results;
+  }
+}

@@ -1,0 +1,114 @@
+// Loads a policy file: the file must parse, each policy is validated on its own, and a bad policy is
+// reported (naming the policy and the field) while the others still run.
+import { z } from 'zod';
+import { connectionSchema, policyFileSchema, policySchema, type Connection, type Policy } from './schema';
+
+export interface ConfigIssue {
+  /** JSON path, e.g. policies[2].targets.users[0] */
+  path: string;
+  message: string;
+  policyId?: string;
+}
+
+export interface LoadedPolicyFile {
+  connections: Map<string, Connection>;
+  policies: Policy[];
+  /** Policies that failed validation: reported, skipped. */
+  invalidPolicies: { index: number; policyId?: string; issues: ConfigIssue[] }[];
+}
+
+export class PolicyFileError extends Error {
+  constructor(readonly issues: ConfigIssue[]) {
+    super(`policy file is invalid:\n${issues.map((i) => `  ${i.path}: ${i.message}`).join('\n')}`);
+  }
+}
+
+export function formatPath(path: readonly PropertyKey[]): string {
+  let out = '';
+  for (const p of path) out += typeof p === 'number' ? `[${p}]` : out ? `.${String(p)}` : String(p);
+  return out || '(root)';
+}
+
+function issuesOf(error: z.ZodError, prefix: readonly PropertyKey[], policyId?: string): ConfigIssue[] {
+  return error.issues.map((i) => ({
+    path: formatPath([...prefix, ...i.path]),
+    message: i.message,
+    ...(policyId ? { policyId } : {}),
+  }));
+}
+
+/** Parses the file's text. Throws PolicyFileError when the file as a whole is unusable. */
+export function parsePolicyFile(text: string): LoadedPolicyFile {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    throw new PolicyFileError([
+      { path: '(root)', message: `not valid JSON: ${e instanceof Error ? e.message : String(e)}` },
+    ]);
+  }
+  const file = policyFileSchema.safeParse(json);
+  if (!file.success) throw new PolicyFileError(issuesOf(file.error, []));
+  const connections = new Map<string, Connection>();
+  const fileIssues: ConfigIssue[] = [];
+  file.data.connections.forEach((c, i) => {
+    const parsed = connectionSchema.safeParse(c);
+    if (!parsed.success) return fileIssues.push(...issuesOf(parsed.error, ['connections', i]));
+    if (connections.has(parsed.data.id))
+      fileIssues.push({
+        path: `connections[${i}].id`,
+        message: `duplicate connection id "${parsed.data.id}"`,
+      });
+    connections.set(parsed.data.id, parsed.data);
+  });
+  if (fileIssues.length > 0) throw new PolicyFileError(fileIssues);
+
+  const policies: Policy[] = [];
+  const invalidPolicies: LoadedPolicyFile['invalidPolicies'] = [];
+  const seen = new Set<string>();
+  file.data.policies.forEach((raw, index) => {
+    const rawId = typeof (raw as { id?: unknown })?.id === 'string' ? (raw as { id: string }).id : undefined;
+    const parsed = policySchema.safeParse(raw);
+    if (!parsed.success) {
+      invalidPolicies.push({
+        index,
+        ...(rawId ? { policyId: rawId } : {}),
+        issues: issuesOf(parsed.error, ['policies', index], rawId),
+      });
+      return;
+    }
+    const p = parsed.data;
+    const problems: ConfigIssue[] = [];
+    if (!connections.has(p.connection))
+      problems.push({
+        path: `policies[${index}].connection`,
+        message: `no connection "${p.connection}" in this file`,
+        policyId: p.id,
+      });
+    if (seen.has(p.id))
+      problems.push({
+        path: `policies[${index}].id`,
+        message: `duplicate policy id "${p.id}"`,
+        policyId: p.id,
+      });
+    if (p.targets.type === 'groups' && p.targets.groups.length === 0)
+      problems.push({
+        path: `policies[${index}].targets.groups`,
+        message: 'targets of type "groups" need at least one group',
+        policyId: p.id,
+      });
+    if (p.targets.type === 'users' && p.targets.users.length === 0)
+      problems.push({
+        path: `policies[${index}].targets.users`,
+        message: 'targets of type "users" need at least one user',
+        policyId: p.id,
+      });
+    if (problems.length > 0) {
+      invalidPolicies.push({ index, policyId: p.id, issues: problems });
+      return;
+    }
+    seen.add(p.id);
+    policies.push(p);
+  });
+  return { connections, policies, invalidPolicies };
+}

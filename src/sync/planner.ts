@@ -1,0 +1,264 @@
+// The plan for one mailbox: a pure function from what the source wants, what we manage there, and
+// what the user changed (the folder's contacts delta), to creates, updates, deletes and restores.
+import type { ContactFieldName, Policy } from './config/schema';
+import { isEmptyValue, sameValue, type ContactFields } from './mapping';
+
+export interface DesiredContact {
+  fields: ContactFields;
+  hash: string;
+}
+
+/** One managed contact as the state store remembers it. */
+export interface ManagedContact {
+  contactId: string;
+  /** Hash of the desired fields when we last wrote them. */
+  hash: string;
+  /** What we last wrote (our managed fields). */
+  written: ContactFields;
+  /** The contact's changeKey after our last write; a different one in the delta means a user edit. */
+  changeKey: string;
+  /** Fields the user owns now (their edit survives under the policy). */
+  keep: ContactFieldName[];
+  /** The user deleted it and the policy keeps it deleted. */
+  userDeleted: boolean;
+  /** The source object is gone and the policy keeps the contact (marked or not). */
+  orphaned: boolean;
+}
+
+export interface Drift {
+  /** Managed contacts the user changed: contact id → their current managed fields and changeKey. */
+  changed: ReadonlyMap<string, { fields: ContactFields; changeKey: string }>;
+  /** Managed contacts the user deleted (contact ids). */
+  deleted: ReadonlySet<string>;
+}
+
+export interface PlanOptions {
+  fields: readonly ContactFieldName[];
+  rules: Policy['mapping']['rules'];
+  onUserEdit: 'restore' | 'keep';
+  onUserDelete: 'restore' | 'keep';
+  onSourceRemoval: 'delete' | 'keep' | 'keepAndMark';
+  removalCategory: string;
+  deletionThreshold: { percent: number; minimum: number };
+  /** A forced run ignores the deletion threshold. */
+  force: boolean;
+}
+
+export interface PlannedCreate {
+  sourceKey: string;
+  fields: ContactFields;
+  hash: string;
+  /** Recreating a contact the user deleted (or that vanished with its folder). */
+  restore: boolean;
+}
+
+export interface PlannedUpdate {
+  sourceKey: string;
+  contactId: string;
+  /** Only the fields to send. */
+  patch: ContactFields;
+  patchFields: ContactFieldName[];
+  /** What we will have written once the patch succeeds. */
+  written: ContactFields;
+  hash: string;
+  keep: ContactFieldName[];
+  restore: boolean;
+  orphaned: boolean;
+}
+
+export interface PlannedDelete {
+  sourceKey: string;
+  contactId: string;
+}
+
+/** A state change that needs no Graph call. */
+export interface PlannedStateChange {
+  sourceKey: string;
+  change: { kind: 'forget' } | { kind: 'set'; contact: ManagedContact };
+}
+
+export interface MailboxPlan {
+  creates: PlannedCreate[];
+  updates: PlannedUpdate[];
+  deletes: PlannedDelete[];
+  stateChanges: PlannedStateChange[];
+  unchanged: number;
+  /** Set when deletions were held back by the threshold. */
+  deletionsBlocked?: { wanted: number; managed: number; limit: number };
+}
+
+const ruleOf = (o: PlanOptions, f: ContactFieldName): 'overwrite' | 'setIfEmpty' | 'never' =>
+  o.rules[f] ?? 'overwrite';
+
+/** The fields of `desired` to write over `current`, honouring rules and fields the user owns. */
+function fieldsToWrite(
+  desired: ContactFields,
+  current: ContactFields,
+  o: PlanOptions,
+  keep: readonly ContactFieldName[],
+): ContactFieldName[] {
+  return o.fields.filter((f) => {
+    if (keep.includes(f)) return false;
+    if (sameValue(desired[f], current[f])) return false;
+    if (ruleOf(o, f) === 'setIfEmpty' && !isEmptyValue(current[f])) return false;
+    return true;
+  });
+}
+
+function pick(fields: ContactFields, names: readonly ContactFieldName[]): ContactFields {
+  const out: ContactFields = {};
+  for (const n of names) if (fields[n] !== undefined) (out as Record<string, unknown>)[n] = fields[n];
+  return out;
+}
+
+function merge(base: ContactFields, patch: ContactFields, names: readonly ContactFieldName[]): ContactFields {
+  const out: ContactFields = { ...base };
+  for (const n of names) {
+    if (patch[n] === undefined) delete out[n];
+    else (out as Record<string, unknown>)[n] = patch[n];
+  }
+  return out;
+}
+
+export function planMailbox(
+  desired: ReadonlyMap<string, DesiredContact>,
+  managed: ReadonlyMap<string, ManagedContact>,
+  drift: Drift,
+  o: PlanOptions,
+): MailboxPlan {
+  const plan: MailboxPlan = { creates: [], updates: [], deletes: [], stateChanges: [], unchanged: 0 };
+  const pendingDeletes: PlannedDelete[] = [];
+
+  for (const [sourceKey, want] of desired) {
+    const have = managed.get(sourceKey);
+    if (!have) {
+      plan.creates.push({ sourceKey, fields: want.fields, hash: want.hash, restore: false });
+      continue;
+    }
+    if (drift.deleted.has(have.contactId)) {
+      if (o.onUserDelete === 'restore')
+        plan.creates.push({ sourceKey, fields: want.fields, hash: want.hash, restore: true });
+      else
+        plan.stateChanges.push({
+          sourceKey,
+          change: { kind: 'set', contact: { ...have, userDeleted: true } },
+        });
+      continue;
+    }
+    if (have.userDeleted) {
+      // Kept deleted while the policy says so; restored once it says restore.
+      if (o.onUserDelete === 'restore')
+        plan.creates.push({ sourceKey, fields: want.fields, hash: want.hash, restore: true });
+      else plan.unchanged++;
+      continue;
+    }
+    const edited = drift.changed.get(have.contactId);
+    let current = have.written;
+    let keep = have.keep;
+    let restore = false;
+    if (edited && edited.changeKey !== have.changeKey) {
+      current = edited.fields;
+      const userChanged = o.fields.filter((f) => !sameValue(edited.fields[f], have.written[f]));
+      if (o.onUserEdit === 'keep') {
+        keep = [...new Set([...keep, ...userChanged])];
+      } else {
+        restore = userChanged.length > 0;
+        // A setIfEmpty field the user filled in stays theirs even when restoring.
+        keep = [
+          ...new Set([
+            ...keep,
+            ...userChanged.filter((f) => ruleOf(o, f) === 'setIfEmpty' && !isEmptyValue(edited.fields[f])),
+          ]),
+        ];
+      }
+    }
+    const names = fieldsToWrite(want.fields, current, o, keep);
+    const written = merge(current, want.fields, names);
+    const wasOrphaned = have.orphaned;
+    if (names.length === 0) {
+      if (
+        have.hash !== want.hash ||
+        keep !== have.keep ||
+        current !== have.written ||
+        wasOrphaned ||
+        (edited && edited.changeKey !== have.changeKey)
+      ) {
+        plan.stateChanges.push({
+          sourceKey,
+          change: {
+            kind: 'set',
+            contact: {
+              ...have,
+              hash: want.hash,
+              written,
+              keep: [...keep],
+              changeKey: edited?.changeKey ?? have.changeKey,
+              orphaned: false,
+            },
+          },
+        });
+      }
+      plan.unchanged++;
+      continue;
+    }
+    plan.updates.push({
+      sourceKey,
+      contactId: have.contactId,
+      patch: pick(want.fields, names),
+      patchFields: names,
+      written,
+      hash: want.hash,
+      keep: [...keep],
+      restore,
+      orphaned: false,
+    });
+  }
+
+  for (const [sourceKey, have] of managed) {
+    if (desired.has(sourceKey)) continue;
+    if (have.userDeleted || drift.deleted.has(have.contactId)) {
+      plan.stateChanges.push({ sourceKey, change: { kind: 'forget' } });
+      continue;
+    }
+    if (have.orphaned) {
+      plan.unchanged++;
+      continue;
+    }
+    switch (o.onSourceRemoval) {
+      case 'delete':
+        pendingDeletes.push({ sourceKey, contactId: have.contactId });
+        break;
+      case 'keep':
+        plan.stateChanges.push({ sourceKey, change: { kind: 'set', contact: { ...have, orphaned: true } } });
+        break;
+      case 'keepAndMark': {
+        const categories = [...new Set([...(have.written.categories ?? []), o.removalCategory])];
+        const patch: ContactFields = { categories };
+        plan.updates.push({
+          sourceKey,
+          contactId: have.contactId,
+          patch,
+          patchFields: ['categories'],
+          written: { ...have.written, categories },
+          hash: have.hash,
+          keep: have.keep,
+          restore: false,
+          orphaned: true,
+        });
+        break;
+      }
+    }
+  }
+
+  const managedCount = [...managed.values()].filter((m) => !m.userDeleted).length;
+  const limit = Math.max(
+    o.deletionThreshold.minimum,
+    Math.floor((managedCount * o.deletionThreshold.percent) / 100),
+  );
+  if (!o.force && pendingDeletes.length > limit) {
+    plan.deletionsBlocked = { wanted: pendingDeletes.length, managed: managedCount, limit };
+  } else {
+    plan.deletes = pendingDeletes;
+  }
+  return plan;
+}

@@ -1,0 +1,148 @@
+// The I/O the sync core needs, as small interfaces. Real implementations live in adapters/;
+// in-memory ones serve unit tests.
+import type { DirectoryEntry } from './directory';
+import type { ContactFields } from './mapping';
+import type { DesiredContact, ManagedContact } from './planner';
+
+/** Raised when a delta token has expired (Graph: 400 syncStateNotFound, 410 Gone): read in full. */
+export class DeltaExpiredError extends Error {}
+/** Raised when the contact folder no longer exists (the user deleted it). */
+export class FolderGoneError extends Error {}
+
+/** A Graph failure with what an admin needs to look it up. */
+export class GraphRequestError extends Error {
+  constructor(
+    message: string,
+    readonly status: number,
+    readonly code: string,
+    readonly requestId: string | undefined,
+  ) {
+    super(message);
+  }
+}
+
+export type DirectoryChange =
+  | { kind: DirectoryEntry['kind']; id: string; removed: true }
+  | { kind: DirectoryEntry['kind']; id: string; removed: false; properties: Partial<DirectoryEntry> };
+
+export interface DirectoryReader {
+  /** One delta round: from `deltaLink`, or a full read when null. Throws DeltaExpiredError. */
+  readDelta(
+    kind: DirectoryEntry['kind'],
+    deltaLink: string | null,
+  ): Promise<{ changes: DirectoryChange[]; deltaLink: string }>;
+  /** Ids of every member of the group, nested membership included. */
+  transitiveMemberIds(groupId: string): Promise<Set<string>>;
+}
+
+export type FolderRef = { kind: 'default' } | { kind: 'named'; id: string };
+
+export interface TaggedContact {
+  contactId: string;
+  changeKey: string;
+  /** Our tag's value, or null for a contact without it (added by hand). */
+  tag: string | null;
+  fields: ContactFields;
+}
+
+export interface DriftItem {
+  contactId: string;
+  removed: boolean;
+  changeKey?: string;
+  fields?: ContactFields;
+}
+
+export type WriteOp =
+  | { id: string; kind: 'create'; folder: FolderRef; body: Record<string, unknown> }
+  | { id: string; kind: 'update'; contactId: string; body: Record<string, unknown> }
+  | { id: string; kind: 'delete'; contactId: string };
+
+export type WriteResult =
+  | { id: string; outcome: 'ok'; contactId?: string; changeKey?: string; requestId?: string }
+  | { id: string; outcome: 'notFound' }
+  | { id: string; outcome: 'failed'; status: number; code: string; message: string; requestId?: string }
+  /** The reply was lost: the write may or may not have happened. */
+  | { id: string; outcome: 'unknown'; message: string }
+  /** Not sent before the deadline. */
+  | { id: string; outcome: 'notAttempted' };
+
+export interface WriteOptions {
+  /** Stop starting new batches after this instant (epoch ms). */
+  deadline?: number;
+  /** Called after each batch with its results, before the next batch of that lane starts. */
+  onResults?: (results: WriteResult[]) => Promise<void>;
+}
+
+export interface MailboxGraph {
+  findFolder(mailboxId: string, name: string): Promise<string | undefined>;
+  createFolder(mailboxId: string, name: string): Promise<string>;
+  /** One round of the folder's contacts delta. Throws FolderGoneError or DeltaExpiredError. */
+  readDrift(
+    mailboxId: string,
+    folder: FolderRef,
+    deltaLink: string | null,
+  ): Promise<{ items: DriftItem[]; deltaLink: string }>;
+  /** Every contact in the folder with our tag (if any). */
+  listContacts(mailboxId: string, folder: FolderRef): Promise<TaggedContact[]>;
+  /** Contacts in the folder carrying this tag value. */
+  findByTag(mailboxId: string, folder: FolderRef, tag: string): Promise<TaggedContact[]>;
+  getContact(mailboxId: string, contactId: string): Promise<TaggedContact | undefined>;
+  write(mailboxId: string, ops: WriteOp[], options?: WriteOptions): Promise<WriteResult[]>;
+}
+
+export interface FolderState {
+  /** null for the default Contacts folder. */
+  folderId: string | null;
+  folderName: string | null;
+  deltaLink: string | null;
+  /** Contacts changed by someone else while we caught up the delta: checked on the next run. */
+  dirtyContactIds: string[];
+}
+
+/** A create we are about to send: if the reply is lost, the tag finds it. */
+export interface PendingContact {
+  pending: true;
+  hash: string;
+  fields: ContactFields;
+}
+
+export type StoredContact = (ManagedContact & { pending?: false }) | PendingContact;
+
+export interface MailboxState {
+  folder: FolderState | null;
+  contacts: Map<string, StoredContact>;
+}
+
+export interface MailboxStateStore {
+  load(policyId: string, mailboxId: string): Promise<MailboxState>;
+  saveFolder(policyId: string, mailboxId: string, folder: FolderState): Promise<void>;
+  /** Upserts and deletes contact rows (in entity-group transactions where the store has them). */
+  apply(
+    policyId: string,
+    mailboxId: string,
+    upserts: [string, StoredContact][],
+    deletes: string[],
+  ): Promise<void>;
+  clear(policyId: string, mailboxId: string): Promise<void>;
+}
+
+export interface SourceRow {
+  key: string;
+  entry: DirectoryEntry;
+  /** null when the entry is not part of the policy's source (the reason is kept). */
+  desired: DesiredContact | null;
+  exclusion: string | null;
+}
+
+export interface SourceMeta {
+  userDeltaLink: string | null;
+  orgContactDeltaLink: string | null;
+  refreshedAt: string;
+}
+
+export interface SourceStore {
+  load(policyId: string): Promise<{ meta: SourceMeta | null; rows: Map<string, SourceRow> }>;
+  save(policyId: string, upserts: SourceRow[], deletes: string[], meta: SourceMeta): Promise<void>;
+  /** The source objects of the policy with their desired contact (what mailbox workers read). */
+  loadDesired(policyId: string): Promise<Map<string, DesiredContact>>;
+}

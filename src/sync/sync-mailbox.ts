@@ -1,0 +1,514 @@
+// Syncs one mailbox: ensure the folder, read what users changed (the folder's contacts delta), plan,
+// write through $batch with an intent log (pending rows) so a lost reply never makes a twin, record
+// state after each batch, then advance the delta past our own writes.
+import type { Policy } from './config/schema';
+import type { TargetMailbox } from './directory';
+import { managedFields, toGraphBody, type ContactFields } from './mapping';
+import { planMailbox, type DesiredContact, type MailboxPlan, type ManagedContact } from './planner';
+import {
+  DeltaExpiredError,
+  FolderGoneError,
+  GraphRequestError,
+  type FolderRef,
+  type FolderState,
+  type MailboxGraph,
+  type MailboxStateStore,
+  type StoredContact,
+  type TaggedContact,
+  type WriteOp,
+  type WriteResult,
+} from './ports';
+import { parseTag, tagPropertyId, tagValue } from './tag';
+
+export interface MailboxError {
+  sourceKey?: string;
+  status: number;
+  code: string;
+  message: string;
+  requestId?: string;
+}
+
+export interface MailboxResult {
+  mailbox: string;
+  userId: string;
+  /** partial: the time budget ran out; run it again to continue. planned: a dry run. */
+  status: 'succeeded' | 'failed' | 'skipped' | 'partial' | 'planned';
+  skipReason?: 'noMailbox';
+  created: number;
+  updated: number;
+  deleted: number;
+  unchanged: number;
+  restored: number;
+  failed: number;
+  errors: MailboxError[];
+  deletionsBlocked?: MailboxPlan['deletionsBlocked'];
+  /** Duplicates of a managed contact found and removed (healed). */
+  duplicatesRemoved: number;
+}
+
+export interface SyncMailboxOptions {
+  dryRun: boolean;
+  force: boolean;
+  deadline?: number;
+}
+
+const emptyResult = (m: TargetMailbox): MailboxResult => ({
+  mailbox: m.userPrincipalName,
+  userId: m.userId,
+  status: 'succeeded',
+  created: 0,
+  updated: 0,
+  deleted: 0,
+  unchanged: 0,
+  restored: 0,
+  failed: 0,
+  errors: [],
+  duplicatesRemoved: 0,
+});
+
+export async function syncMailbox(
+  policy: Policy,
+  mailbox: TargetMailbox,
+  desiredAll: ReadonlyMap<string, DesiredContact>,
+  graph: MailboxGraph,
+  store: MailboxStateStore,
+  options: SyncMailboxOptions,
+): Promise<MailboxResult> {
+  const result = emptyResult(mailbox);
+  try {
+    return await syncMailboxInner(policy, mailbox, desiredAll, graph, store, options, result);
+  } catch (e) {
+    if (e instanceof GraphRequestError) {
+      if (e.code === 'MailboxNotEnabledForRESTAPI')
+        return { ...result, status: 'skipped', skipReason: 'noMailbox' };
+      if (e.code === 'ErrorAccessDenied' || e.status === 403) {
+        return {
+          ...result,
+          status: 'failed',
+          errors: [
+            ...result.errors,
+            {
+              status: e.status,
+              code: e.code,
+              message: `${e.message} The app may not touch this mailbox: check Exchange RBAC for Applications (the management scope) and the Contacts.ReadWrite permission.`,
+              ...(e.requestId ? { requestId: e.requestId } : {}),
+            },
+          ],
+        };
+      }
+    }
+    throw e;
+  }
+}
+
+async function syncMailboxInner(
+  policy: Policy,
+  mailbox: TargetMailbox,
+  desiredAll: ReadonlyMap<string, DesiredContact>,
+  graph: MailboxGraph,
+  store: MailboxStateStore,
+  options: SyncMailboxOptions,
+  result: MailboxResult,
+): Promise<MailboxResult> {
+  const mbx = mailbox.userId;
+  const fields = managedFields(policy.mapping);
+  const desired = new Map(desiredAll);
+  if (policy.targets.excludeSelf) desired.delete(`user:${mailbox.userId}`);
+
+  const state = await store.load(policy.id, mbx);
+  let folderState: FolderState | null = state.folder;
+  const contacts = state.contacts;
+  const lostWithFolder = new Set<string>();
+
+  // 1. The folder: ours by id, else by name (adopt and reconcile), else create.
+  const ensureFolder = async (): Promise<{ ref: FolderRef; adopted: boolean }> => {
+    if (policy.folder.name === null) {
+      if (!folderState)
+        folderState = { folderId: null, folderName: null, deltaLink: null, dirtyContactIds: [] };
+      return { ref: { kind: 'default' }, adopted: contacts.size === 0 };
+    }
+    if (folderState?.folderId && folderState.folderName === policy.folder.name)
+      return { ref: { kind: 'named', id: folderState.folderId }, adopted: false };
+    if (options.dryRun) {
+      const found = await graph.findFolder(mbx, policy.folder.name);
+      folderState = {
+        folderId: found ?? null,
+        folderName: policy.folder.name,
+        deltaLink: null,
+        dirtyContactIds: [],
+      };
+      return { ref: found ? { kind: 'named', id: found } : { kind: 'default' }, adopted: Boolean(found) };
+    }
+    let id = await graph.findFolder(mbx, policy.folder.name);
+    const adopted = id !== undefined;
+    id ??= await graph.createFolder(mbx, policy.folder.name);
+    folderState = { folderId: id, folderName: policy.folder.name, deltaLink: null, dirtyContactIds: [] };
+    await store.saveFolder(policy.id, mbx, folderState);
+    return { ref: { kind: 'named', id }, adopted };
+  };
+
+  let { ref, adopted } = await ensureFolder();
+  const folderMissingInDryRun = options.dryRun && policy.folder.name !== null && !folderState?.folderId;
+
+  // 2. What users changed since last time.
+  const drift: { changed: Map<string, { fields: ContactFields; changeKey: string }>; deleted: Set<string> } =
+    { changed: new Map(), deleted: new Set() };
+  let newDeltaLink: string | null = null;
+  const byContactId = (): Map<string, [string, ManagedContact]> => {
+    const m = new Map<string, [string, ManagedContact]>();
+    for (const [k, c] of contacts) if (!c.pending) m.set(c.contactId, [k, c]);
+    return m;
+  };
+  let reconcile = adopted;
+  if (!folderMissingInDryRun) {
+    try {
+      const d = await graph.readDrift(mbx, ref, folderState?.deltaLink ?? null);
+      newDeltaLink = d.deltaLink;
+      const managed = byContactId();
+      for (const item of d.items) {
+        const hit = managed.get(item.contactId);
+        if (!hit) continue;
+        if (item.removed) drift.deleted.add(item.contactId);
+        else if (item.changeKey && item.changeKey !== hit[1].changeKey && item.fields)
+          drift.changed.set(item.contactId, { fields: item.fields, changeKey: item.changeKey });
+      }
+      for (const id of folderState?.dirtyContactIds ?? []) {
+        const hit = managed.get(id);
+        if (!hit || drift.changed.has(id) || drift.deleted.has(id)) continue;
+        const current = await graph.getContact(mbx, id);
+        if (!current) drift.deleted.add(id);
+        else if (current.changeKey !== hit[1].changeKey)
+          drift.changed.set(id, { fields: current.fields, changeKey: current.changeKey });
+      }
+    } catch (e) {
+      if (e instanceof FolderGoneError) {
+        // The user deleted the folder: everything in it is gone; recreate it and its contacts.
+        for (const k of contacts.keys()) lostWithFolder.add(k);
+        if (!options.dryRun) await store.clear(policy.id, mbx);
+        contacts.clear();
+        folderState = null;
+        ({ ref, adopted } = await ensureFolder());
+        reconcile = adopted;
+        if (!options.dryRun) newDeltaLink = (await graph.readDrift(mbx, ref, null)).deltaLink;
+      } else if (e instanceof DeltaExpiredError) {
+        reconcile = true;
+        newDeltaLink = (await graph.readDrift(mbx, ref, null)).deltaLink;
+      } else throw e;
+    }
+  }
+
+  // 3. Heal: pending creates (lost replies), lost state, expired delta: look contacts up by our tag.
+  const pending = [...contacts.entries()].filter(([, c]) => c.pending);
+  const upserts: [string, StoredContact][] = [];
+  const deletesState: string[] = [];
+  const removeDuplicates: string[] = [];
+  if (reconcile || pending.length > 20) {
+    const listed = await graph.listContacts(mbx, ref);
+    const byKey = new Map<string, TaggedContact[]>();
+    for (const c of listed) {
+      const key = c.tag ? parseTag(c.tag, policy.id) : undefined;
+      if (key) byKey.set(key, [...(byKey.get(key) ?? []), c]);
+    }
+    const present = new Set(listed.map((c) => c.contactId));
+    for (const [key, stored] of [...contacts]) {
+      if (!stored.pending && !byKey.has(key) && !present.has(stored.contactId))
+        drift.deleted.add(stored.contactId);
+    }
+    for (const [key, found] of byKey) {
+      const [keepOne, ...twins] = found;
+      removeDuplicates.push(...twins.map((t) => t.contactId));
+      const stored = contacts.get(key);
+      if (stored && !stored.pending && stored.contactId === keepOne!.contactId) {
+        if (keepOne!.changeKey !== stored.changeKey)
+          drift.changed.set(keepOne!.contactId, { fields: keepOne!.fields, changeKey: keepOne!.changeKey });
+        continue;
+      }
+      // Adopt: what is there is what we wrote (best knowledge), so only differences get written.
+      const adoptedContact: ManagedContact = {
+        contactId: keepOne!.contactId,
+        hash: '',
+        written: keepOne!.fields,
+        changeKey: keepOne!.changeKey,
+        keep: [],
+        userDeleted: false,
+        orphaned: false,
+      };
+      contacts.set(key, adoptedContact);
+      upserts.push([key, adoptedContact]);
+    }
+    for (const [key, c] of [...contacts]) {
+      if (c.pending) {
+        contacts.delete(key);
+        deletesState.push(key);
+      }
+    }
+  } else {
+    for (const [key, p] of pending) {
+      if (!p.pending) continue;
+      const found = await graph.findByTag(mbx, ref, tagValue(policy.id, key));
+      if (found.length === 0) {
+        contacts.delete(key);
+        deletesState.push(key);
+        continue;
+      }
+      const [keepOne, ...twins] = found;
+      removeDuplicates.push(...twins.map((t) => t.contactId));
+      const healed: ManagedContact = {
+        contactId: keepOne!.contactId,
+        hash: p.hash,
+        written: keepOne!.fields,
+        changeKey: keepOne!.changeKey,
+        keep: [],
+        userDeleted: false,
+        orphaned: false,
+      };
+      contacts.set(key, healed);
+      upserts.push([key, healed]);
+    }
+  }
+
+  // 4. Plan (pure).
+  const managed = new Map<string, ManagedContact>();
+  for (const [k, c] of contacts) if (!c.pending) managed.set(k, c);
+  const plan = planMailbox(desired, managed, drift, {
+    fields,
+    rules: policy.mapping.rules,
+    onUserEdit: policy.options.onUserEdit,
+    onUserDelete: policy.options.onUserDelete,
+    onSourceRemoval: policy.options.onSourceRemoval,
+    removalCategory: policy.options.removalCategory,
+    deletionThreshold: policy.options.deletionThreshold,
+    force: options.force,
+  });
+  // Contacts that vanished with a deleted folder come back as restores.
+  for (const c of plan.creates) if (lostWithFolder.has(c.sourceKey)) c.restore = true;
+  if (plan.deletionsBlocked) result.deletionsBlocked = plan.deletionsBlocked;
+  result.unchanged = plan.unchanged;
+
+  if (options.dryRun) {
+    result.status = 'planned';
+    result.created = plan.creates.filter((c) => !c.restore).length;
+    result.restored =
+      plan.creates.filter((c) => c.restore).length + plan.updates.filter((u) => u.restore).length;
+    result.updated = plan.updates.filter((u) => !u.restore).length;
+    result.deleted = plan.deletes.length;
+    result.duplicatesRemoved = removeDuplicates.length;
+    return result;
+  }
+
+  // 5. State-only changes, then writes.
+  for (const s of plan.stateChanges) {
+    if (s.change.kind === 'forget') deletesState.push(s.sourceKey);
+    else upserts.push([s.sourceKey, s.change.contact]);
+  }
+  await store.apply(policy.id, mbx, upserts, deletesState);
+
+  const tag = (key: string): Record<string, unknown> => ({
+    singleValueExtendedProperties: [{ id: tagPropertyId, value: tagValue(policy.id, key) }],
+  });
+  const ops: WriteOp[] = [];
+  const meaning = new Map<
+    string,
+    | { kind: 'create'; c: MailboxPlan['creates'][number] }
+    | { kind: 'update'; u: MailboxPlan['updates'][number] }
+    | { kind: 'delete'; d: MailboxPlan['deletes'][number] }
+    | { kind: 'twin'; contactId: string }
+  >();
+  let n = 0;
+  for (const c of plan.creates) {
+    const id = `c${n++}`;
+    ops.push({
+      id,
+      kind: 'create',
+      folder: ref,
+      body: {
+        ...toGraphBody(
+          c.fields,
+          fields.filter((f) => c.fields[f] !== undefined),
+        ),
+        ...tag(c.sourceKey),
+      },
+    });
+    meaning.set(id, { kind: 'create', c });
+  }
+  for (const u of plan.updates) {
+    const id = `u${n++}`;
+    ops.push({ id, kind: 'update', contactId: u.contactId, body: toGraphBody(u.patch, u.patchFields) });
+    meaning.set(id, { kind: 'update', u });
+  }
+  for (const d of plan.deletes) {
+    const id = `d${n++}`;
+    ops.push({ id, kind: 'delete', contactId: d.contactId });
+    meaning.set(id, { kind: 'delete', d });
+  }
+  for (const contactId of removeDuplicates) {
+    const id = `t${n++}`;
+    ops.push({ id, kind: 'delete', contactId });
+    meaning.set(id, { kind: 'twin', contactId });
+  }
+
+  // Intent log: a pending row per create before it is sent.
+  if (plan.creates.length > 0) {
+    await store.apply(
+      policy.id,
+      mbx,
+      plan.creates.map((c) => [c.sourceKey, { pending: true, hash: c.hash, fields: c.fields }]),
+      [],
+    );
+  }
+
+  const followUps: MailboxPlan['creates'] = [];
+  let incomplete = false;
+  const record = async (results: WriteResult[]): Promise<void> => {
+    const up: [string, StoredContact][] = [];
+    const del: string[] = [];
+    for (const r of results) {
+      const m = meaning.get(r.id);
+      if (!m) continue;
+      if (r.outcome === 'notAttempted') {
+        incomplete = true;
+        if (m.kind === 'create') del.push(m.c.sourceKey);
+        continue;
+      }
+      if (r.outcome === 'unknown') {
+        // Left pending (creates) or as before (updates, deletes): healed on the next pass.
+        incomplete = true;
+        continue;
+      }
+      if (r.outcome === 'failed') {
+        result.failed++;
+        result.errors.push({
+          ...(m.kind === 'create'
+            ? { sourceKey: m.c.sourceKey }
+            : m.kind === 'update'
+              ? { sourceKey: m.u.sourceKey }
+              : m.kind === 'delete'
+                ? { sourceKey: m.d.sourceKey }
+                : {}),
+          status: r.status,
+          code: r.code,
+          message: r.message,
+          ...(r.requestId ? { requestId: r.requestId } : {}),
+        });
+        if (m.kind === 'create') del.push(m.c.sourceKey);
+        continue;
+      }
+      switch (m.kind) {
+        case 'create':
+          if (r.outcome === 'ok' && r.contactId) {
+            up.push([
+              m.c.sourceKey,
+              {
+                contactId: r.contactId,
+                hash: m.c.hash,
+                written: m.c.fields,
+                changeKey: r.changeKey ?? '',
+                keep: [],
+                userDeleted: false,
+                orphaned: false,
+              },
+            ]);
+            if (m.c.restore) result.restored++;
+            else result.created++;
+          }
+          break;
+        case 'update':
+          if (r.outcome === 'notFound') {
+            // Gone behind our back: recreate it (the tag prevents a twin).
+            del.push(m.u.sourceKey);
+            const want = desired.get(m.u.sourceKey);
+            if (want)
+              followUps.push({
+                sourceKey: m.u.sourceKey,
+                fields: want.fields,
+                hash: want.hash,
+                restore: true,
+              });
+          } else {
+            up.push([
+              m.u.sourceKey,
+              {
+                contactId: m.u.contactId,
+                hash: m.u.hash,
+                written: m.u.written,
+                changeKey: r.outcome === 'ok' ? (r.changeKey ?? '') : '',
+                keep: m.u.keep,
+                userDeleted: false,
+                orphaned: m.u.orphaned,
+              },
+            ]);
+            if (m.u.restore) result.restored++;
+            else result.updated++;
+          }
+          break;
+        case 'delete':
+          del.push(m.d.sourceKey);
+          result.deleted++;
+          break;
+        case 'twin':
+          result.duplicatesRemoved++;
+          break;
+      }
+    }
+    await store.apply(policy.id, mbx, up, del);
+  };
+
+  const writeOptions = {
+    ...(options.deadline !== undefined ? { deadline: options.deadline } : {}),
+    onResults: record,
+  };
+  if (ops.length > 0) await graph.write(mbx, ops, writeOptions);
+  if (followUps.length > 0 && !incomplete) {
+    const more: WriteOp[] = followUps.map((c) => {
+      const id = `c${n++}`;
+      meaning.set(id, { kind: 'create', c });
+      return {
+        id,
+        kind: 'create',
+        folder: ref,
+        body: {
+          ...toGraphBody(
+            c.fields,
+            fields.filter((f) => c.fields[f] !== undefined),
+          ),
+          ...tag(c.sourceKey),
+        },
+      };
+    });
+    await store.apply(
+      policy.id,
+      mbx,
+      followUps.map((c) => [c.sourceKey, { pending: true, hash: c.hash, fields: c.fields }]),
+      [],
+    );
+    await graph.write(mbx, more, writeOptions);
+  }
+
+  if (incomplete) {
+    result.status = 'partial';
+    return result;
+  }
+
+  // 6. Advance the delta past our own writes; anything else that changed meanwhile is checked next time.
+  let deltaLink = newDeltaLink;
+  const dirty: string[] = [];
+  if (ops.length > 0 && deltaLink) {
+    const after = await store.load(policy.id, mbx);
+    const ours = new Map<string, string>();
+    for (const c of after.contacts.values()) if (!c.pending) ours.set(c.contactId, c.changeKey);
+    const d = await graph.readDrift(mbx, ref, deltaLink);
+    for (const item of d.items) {
+      const known = ours.get(item.contactId);
+      if (known !== undefined && !item.removed && item.changeKey !== known) dirty.push(item.contactId);
+    }
+    deltaLink = d.deltaLink;
+  }
+  folderState = {
+    ...(folderState ?? { folderId: null, folderName: null, dirtyContactIds: [] }),
+    deltaLink,
+    dirtyContactIds: dirty,
+  };
+  await store.saveFolder(policy.id, mbx, folderState);
+  result.status = result.failed > 0 ? 'failed' : 'succeeded';
+  return result;
+}
