@@ -355,6 +355,64 @@ describe('sync engine: scoping, the default folder, and faults', () => {
     assert.equal(mailbox.contact(leaver.id), undefined);
   });
 
+  it('adds org contacts (mail contacts in the GAL) on request, and follows their changes', async () => {
+    const target = [...f.sim.tenant.users.values()].find(
+      (u) => u.mailbox === 'user' && u.accountEnabled && u.mail && !hasMarker(u, 'NoMailboxSync'),
+    )!;
+    const policy = f.policy({
+      id: 'with-contacts',
+      source: { type: 'directory', includeOrgContacts: true },
+      targets: { type: 'users', users: [target.userPrincipalName] },
+      folder: { name: 'GAL' },
+    } as never);
+    await f.run(policy);
+    const tags = () => new Set(tagCounts(folderContacts(f.sim, target.userPrincipalName, 'GAL')).keys());
+    const orgContacts = [...f.sim.tenant.orgContacts.values()];
+    assert.ok(orgContacts.length > 0);
+    for (const c of orgContacts)
+      assert.ok(tags().has(`with-contacts|orgContact:${c.id}`), c.displayName ?? c.id);
+    const partner = folderContacts(f.sim, target.userPrincipalName, 'GAL').find(
+      (c) => tagOf(c) === `with-contacts|orgContact:${orgContacts[0]!.id}`,
+    )!;
+    assert.equal(partner.data.companyName, 'Fabrikam');
+    f.sim.tenant.deleteOrgContact(orgContacts[0]!.id);
+    f.sim.tenant.updateOrgContact(orgContacts[1]!.id, { jobTitle: 'Account Manager' });
+    await f.run(policy);
+    assert.ok(!tags().has(`with-contacts|orgContact:${orgContacts[0]!.id}`));
+    assert.equal(
+      folderContacts(f.sim, target.userPrincipalName, 'GAL').find(
+        (c) => tagOf(c) === `with-contacts|orgContact:${orgContacts[1]!.id}`,
+      )!.data.jobTitle,
+      'Account Manager',
+    );
+  });
+
+  it("reconciles a mailbox whose contacts delta token expired, keeping the user's deletion in view", async () => {
+    const target = [...f.sim.tenant.users.values()].find(
+      (u) => u.mailbox === 'user' && u.accountEnabled && u.mail && !hasMarker(u, 'NoMailboxSync'),
+    )!;
+    const policy = f.policy({
+      id: 'outlook-expiry',
+      targets: { type: 'users', users: [target.userPrincipalName] },
+      folder: { name: 'Expiry' },
+    } as never);
+    await f.run(policy);
+    const mailbox = f.sim.tenant.mailbox(target.userPrincipalName)!;
+    const [victim] = folderContacts(f.sim, target.userPrincipalName, 'Expiry');
+    const victimTag = tagOf(victim!);
+    mailbox.deleteContact(victim!);
+    f.sim.expireDeltaTokens();
+    await new Promise((r) => setTimeout(r, 5));
+    const since = f.sim.log.lastSeq;
+    const run = await f.run(policy);
+    assert.ok(
+      f.sim.log.since(since).some((e) => e.operation === 'contacts.delta' && e.status === 410),
+      'the expired token was answered 410',
+    );
+    assert.equal(run.contacts.restored, 1);
+    assert.equal(tagCounts(folderContacts(f.sim, target.userPrincipalName, 'Expiry')).get(victimTag!), 1);
+  });
+
   it('converges without twins when replies to creates, patches and deletes are lost', async () => {
     const policy = f.policy({ id: 'faults', folder: { name: 'Faults' } });
     f.sim.faults.add({ kind: 'lostReply', times: 3, match: { operation: 'batch' } });
