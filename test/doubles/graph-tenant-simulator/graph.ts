@@ -1548,6 +1548,24 @@ export class GraphService {
   }
 
   private sendMail(ctx: RouteContext): SimResponse {
+    if (/^text\/plain/i.test(ctx.req.headers['content-type'] ?? '')) {
+      // MIME, base64-encoded, as Graph's sendMail accepts it.
+      const mime = Buffer.from(ctx.req.rawBody.toString('utf8'), 'base64').toString('utf8');
+      if (!/^To:/im.test(mime))
+        throw badRequest(
+          "At least one recipient is not valid., A message can't be sent because it contains no recipients.",
+          'ErrorInvalidRecipients',
+        );
+      if (!/^(Subject|From):/im.test(mime))
+        throw badRequest('Invalid base64 string for MIME content.', 'ErrorMimeContentInvalidBase64String');
+      ctx.mailbox!.sentMail.push({
+        from: ctx.user!.userPrincipalName,
+        at: new Date(this.now()).toISOString(),
+        message: { mime },
+        saveToSentItems: true,
+      });
+      return { status: 202 };
+    }
     const body = ctx.req.body as { message?: Record<string, unknown>; saveToSentItems?: unknown } | undefined;
     if (!body?.message || typeof body.message !== 'object')
       throw badRequest('Empty Payload. JSON content expected.', 'ErrorInvalidRequest');

@@ -47,8 +47,8 @@ export class IdentityProvider {
   /** Set once the server listens. */
   authorityHost = '';
   tokenLifetimeSeconds = 3599;
-  /** Tokens issued before this instant are rejected (simulates key rollover or revocation). */
-  rejectTokensIssuedBefore = 0;
+  /** Per app: tokens issued before this instant are rejected (revoked sessions). */
+  readonly revokedBefore = new Map<string, number>();
   private readonly issuedTokens = { count: 0 };
 
   constructor(readonly tenantId: string) {
@@ -350,9 +350,9 @@ export class IdentityProvider {
         issuer: `https://sts.windows.net/${this.tenantId}/`,
       });
       if (payload.aud !== audience) return { error: 'Access token validation failure. Invalid audience.' };
-      if ((payload.iat ?? 0) * 1000 < this.rejectTokensIssuedBefore)
-        return { error: 'Access token has been revoked.' };
       const appId = typeof payload.appid === 'string' ? payload.appid : '';
+      if ((payload.iat ?? 0) * 1000 < (this.revokedBefore.get(appId) ?? 0))
+        return { error: 'Access token has been revoked.' };
       if (!this.apps.has(appId)) return { error: 'Access token validation failure. Invalid application.' };
       return { appId, audience, roles: Array.isArray(payload.roles) ? payload.roles.map(String) : [] };
     } catch (e) {

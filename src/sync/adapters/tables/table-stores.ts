@@ -132,7 +132,7 @@ export class TableSourceStore implements SourceStore {
     const out = new Map<string, DesiredContact>();
     const filter = odata`PartitionKey eq ${policyId} and desiredHash ne ${''}`;
     for await (const e of this.table.listEntities<TableEntity<{ desired?: string }>>({
-      queryOptions: { filter, select: ['desired'] },
+      queryOptions: { filter, select: ['RowKey', 'desired'] },
     })) {
       if (e.rowKey !== metaKey && e.desired)
         out.set(e.rowKey, json(anyObject, e.desired, 'desired') as unknown as DesiredContact);
@@ -155,6 +155,7 @@ export class TableMailboxStore implements MailboxStateStore {
     for await (const e of this.table.listEntities<TableEntity<Record<string, unknown>>>({
       queryOptions: { filter: odata`PartitionKey eq ${pk}` },
     })) {
+      if (e.rowKey === '~lock') continue;
       if (e.rowKey === folderKey) {
         folder = {
           folderId: (e.folderId as string) || null,
@@ -232,8 +233,9 @@ export class TableMailboxStore implements MailboxStateStore {
     const keys: string[] = [];
     for await (const e of this.table.listEntities({
       queryOptions: { filter: odata`PartitionKey eq ${pk}`, select: ['RowKey'] },
-    }))
-      keys.push(e.rowKey!);
+    })) {
+      if (e.rowKey !== '~lock') keys.push(e.rowKey!); // the worker's lease stays
+    }
     await submitInChunks(
       this.table,
       keys.map((k): TransactionAction => ['delete', { partitionKey: pk, rowKey: k }]),

@@ -1,0 +1,214 @@
+// The composition root: builds every client once per worker (never per request) from the settings.
+import { readFile } from 'node:fs/promises';
+import { TableClient } from '@azure/data-tables';
+import { DefaultAzureCredential, type TokenCredential } from '@azure/identity';
+import { BlobClient } from '@azure/storage-blob';
+import { QueueClient } from '@azure/storage-queue';
+import type { Client } from '@microsoft/microsoft-graph-client';
+import { parsePolicyFile, type LoadedPolicyFile } from '../sync/config/policy-file';
+import type { Connection, Policy } from '../sync/config/schema';
+import { createCredential, createGraphClient, loadCertificate } from '../sync/adapters/graph/connection';
+import { GraphDirectoryReader } from '../sync/adapters/graph/directory-reader';
+import { GraphMailboxes } from '../sync/adapters/graph/mailbox-graph';
+import {
+  TableMailboxStore,
+  TableSourceStore,
+  ensureTable,
+  tableNames,
+} from '../sync/adapters/tables/table-stores';
+import { TableRunStore } from '../sync/adapters/tables/run-store';
+import { MailboxLocks } from '../sync/adapters/tables/mailbox-locks';
+import { parseSettings, type Settings } from './settings';
+
+export const queueNames = { policyRuns: 'policy-runs', mailboxSyncs: 'mailbox-syncs' } as const;
+
+export interface ConnectionClients {
+  connection: Connection;
+  client: Client;
+  directory: GraphDirectoryReader;
+  mailboxes: GraphMailboxes;
+  credential: TokenCredential;
+  certificateVersion: string;
+  checkedAt: number;
+}
+
+export interface AppOptions {
+  settings: Settings;
+  /** Credential for Key Vault and storage: the managed identity in Azure. */
+  credential: TokenCredential;
+  /** Key Vault fakes need this; a real vault does not. */
+  disableChallengeResourceVerification?: boolean;
+  now?: () => Date;
+}
+
+export class App {
+  readonly settings: Settings;
+  readonly tables: { sources: TableClient; mailboxes: TableClient; runs: TableClient; policies: TableClient };
+  readonly queues: { policyRuns: QueueClient; mailboxSyncs: QueueClient };
+  readonly sourceStore: TableSourceStore;
+  readonly mailboxStore: TableMailboxStore;
+  readonly runStore: TableRunStore;
+  readonly locks: MailboxLocks;
+  readonly now: () => Date;
+  private readonly connections = new Map<string, Promise<ConnectionClients>>();
+  private policyCache: { at: number; value: Promise<LoadedPolicyFile> } | undefined;
+  private ready: Promise<void> | undefined;
+
+  constructor(private readonly options: AppOptions) {
+    const s = options.settings;
+    this.settings = s;
+    this.now = options.now ?? (() => new Date());
+    const table = (name: string): TableClient =>
+      s.AzureWebJobsStorage
+        ? TableClient.fromConnectionString(s.AzureWebJobsStorage, name, {
+            allowInsecureConnection: /https?:\/\/(127\.0\.0\.1|localhost)|UseDevelopmentStorage/i.test(
+              s.AzureWebJobsStorage,
+            ),
+          })
+        : new TableClient(s.AzureWebJobsStorage__tableServiceUri!, name, options.credential);
+    const queue = (name: string): QueueClient => this.queue(name);
+    this.tables = {
+      sources: table(tableNames.sources),
+      mailboxes: table(tableNames.mailboxes),
+      runs: table(tableNames.runs),
+      policies: table(tableNames.policies),
+    };
+    this.queues = { policyRuns: queue(queueNames.policyRuns), mailboxSyncs: queue(queueNames.mailboxSyncs) };
+    this.sourceStore = new TableSourceStore(this.tables.sources);
+    this.mailboxStore = new TableMailboxStore(this.tables.mailboxes);
+    this.runStore = new TableRunStore(this.tables.runs, this.tables.policies);
+    this.locks = new MailboxLocks(this.tables.mailboxes);
+  }
+
+  /** Tables and queues exist (Bicep creates them in Azure; this covers local use). */
+  ensureStorage(): Promise<void> {
+    this.ready ??= (async () => {
+      await Promise.all(Object.values(this.tables).map(ensureTable));
+      await Promise.all(
+        [
+          ...Object.values(this.queues),
+          ...Object.values(queueNames).map((n) => this.queue(`${n}-poison`)),
+        ].map((q) => q.createIfNotExists()),
+      );
+    })();
+    return this.ready;
+  }
+
+  /** A client for one of the app's queues (or its poison queue). */
+  queue(name: string): QueueClient {
+    const s = this.settings;
+    return s.AzureWebJobsStorage
+      ? new QueueClient(s.AzureWebJobsStorage, name)
+      : new QueueClient(
+          `${s.AzureWebJobsStorage__queueServiceUri!.replace(/\/$/, '')}/${name}`,
+          this.options.credential,
+        );
+  }
+
+  /** The policy file, re-read at most every 30 s so an uploaded change applies without a restart. */
+  policies(): Promise<LoadedPolicyFile> {
+    const at = this.now().getTime();
+    if (!this.policyCache || at - this.policyCache.at > 30_000) {
+      const value = this.readPolicyText().then(parsePolicyFile);
+      value.catch(() => (this.policyCache = undefined));
+      this.policyCache = { at, value };
+    }
+    return this.policyCache.value;
+  }
+
+  private async readPolicyText(): Promise<string> {
+    if (this.settings.POLICY_FILE) return readFile(this.settings.POLICY_FILE, 'utf8');
+    const blob = new BlobClient(this.settings.POLICY_BLOB_URL!, this.options.credential);
+    return (await blob.downloadToBuffer()).toString('utf8');
+  }
+
+  async policy(policyId: string): Promise<{ policy: Policy; connection: Connection } | undefined> {
+    const loaded = await this.policies();
+    const policy = loaded.policies.find((p) => p.id === policyId);
+    if (!policy) return undefined;
+    return { policy, connection: loaded.connections.get(policy.connection)! };
+  }
+
+  /**
+   * Graph clients for a connection, cached per worker. The certificate is checked in Key Vault every
+   * CERTIFICATE_CHECK_MINUTES; a new version (renewal) rebuilds the credential without a restart.
+   */
+  async graph(connection: Connection): Promise<ConnectionClients> {
+    const cached = this.connections.get(connection.id);
+    if (cached) {
+      const current = await cached.catch(() => undefined);
+      const due =
+        current &&
+        this.now().getTime() - current.checkedAt >= this.settings.CERTIFICATE_CHECK_MINUTES * 60_000;
+      if (current && !due) return current;
+      if (current) {
+        const cert = await loadCertificate(connection, () => this.options.credential, this.vaultOptions());
+        if (cert.version === current.certificateVersion) {
+          current.checkedAt = this.now().getTime();
+          return current;
+        }
+      }
+    }
+    return this.rebuild(connection);
+  }
+
+  /** Drops the cached credential (after the token endpoint rejected the key) and builds a new one. */
+  rebuild(connection: Connection): Promise<ConnectionClients> {
+    const built = (async (): Promise<ConnectionClients> => {
+      const cert = await loadCertificate(connection, () => this.options.credential, this.vaultOptions());
+      const credential = createCredential(connection, cert);
+      const client = createGraphClient(connection, credential);
+      return {
+        connection,
+        client,
+        credential,
+        directory: new GraphDirectoryReader(client),
+        mailboxes: new GraphMailboxes(client),
+        certificateVersion: cert.version,
+        checkedAt: this.now().getTime(),
+      };
+    })();
+    this.connections.set(connection.id, built);
+    built.catch(() => this.connections.delete(connection.id));
+    return built;
+  }
+
+  vaultOptions(): { disableChallengeResourceVerification?: boolean } {
+    return this.options.disableChallengeResourceVerification
+      ? { disableChallengeResourceVerification: true }
+      : {};
+  }
+
+  get vaultCredential(): TokenCredential {
+    return this.options.credential;
+  }
+
+  /** Queue messages are base64 (the Functions host's default messageEncoding). */
+  async enqueue(queue: QueueClient, message: unknown, visibilityTimeoutSeconds?: number): Promise<void> {
+    const text = Buffer.from(JSON.stringify(message), 'utf8').toString('base64');
+    await queue.sendMessage(
+      text,
+      visibilityTimeoutSeconds ? { visibilityTimeout: visibilityTimeoutSeconds } : {},
+    );
+  }
+}
+
+let current: App | undefined;
+
+/** The worker's App, built from the environment on first use. */
+export function getApp(): App {
+  if (!current) {
+    const settings = parseSettings(process.env);
+    const clientId = settings.AZURE_CLIENT_ID ?? settings.AzureWebJobsStorage__clientId;
+    current = new App({
+      settings,
+      credential: new DefaultAzureCredential(clientId ? { managedIdentityClientId: clientId } : {}),
+    });
+  }
+  return current;
+}
+
+/** Tests and the local runner supply their own App. */
+export function setApp(app: App | undefined): void {
+  current = app;
+}

@@ -1,0 +1,73 @@
+// App settings, parsed once at start with errors naming the setting. local.settings.example.json and
+// the Bicep list exactly these keys.
+import { z } from 'zod';
+
+const positiveInt = (fallback: number) => z.coerce.number().int().positive().default(fallback);
+
+export const settingsSchema = z
+  .object({
+    AzureWebJobsStorage: z
+      .string()
+      .min(1)
+      .optional()
+      .describe('Connection string (local development / Azurite only)'),
+    AzureWebJobsStorage__queueServiceUri: z.url().optional(),
+    AzureWebJobsStorage__tableServiceUri: z.url().optional(),
+    AzureWebJobsStorage__blobServiceUri: z.url().optional(),
+    AzureWebJobsStorage__credential: z.literal('managedidentity').optional(),
+    AzureWebJobsStorage__clientId: z.string().optional(),
+    AZURE_CLIENT_ID: z
+      .string()
+      .optional()
+      .describe('Client id of the user-assigned managed identity (Key Vault, storage)'),
+    POLICY_FILE: z.string().min(1).optional().describe('Path of the policy file (local use)'),
+    POLICY_BLOB_URL: z
+      .url({ protocol: /^https?$/ })
+      .optional()
+      .describe('Blob holding the policy file, read with the managed identity'),
+    SCHEDULER_SCHEDULE: z.string().default('0 */1 * * * *'),
+    MAILBOX_TIME_BUDGET_SECONDS: positiveInt(240).describe(
+      'A mailbox worker stops and continues in a new message after this long',
+    ),
+    POLICY_LEASE_MINUTES: positiveInt(360).describe('A run holds its policy this long at most'),
+    CERTIFICATE_CHECK_MINUTES: z.coerce
+      .number()
+      .min(0)
+      .default(10)
+      .describe('How often a worker checks Key Vault for a renewed certificate'),
+  })
+  .superRefine((s, ctx) => {
+    if (!s.POLICY_FILE && !s.POLICY_BLOB_URL)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['POLICY_BLOB_URL'],
+        message: 'set POLICY_BLOB_URL (or POLICY_FILE for local use)',
+      });
+    if (
+      !s.AzureWebJobsStorage &&
+      !(s.AzureWebJobsStorage__queueServiceUri && s.AzureWebJobsStorage__tableServiceUri)
+    ) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['AzureWebJobsStorage__tableServiceUri'],
+        message:
+          'set AzureWebJobsStorage__queueServiceUri and __tableServiceUri (identity-based), or AzureWebJobsStorage',
+      });
+    }
+  });
+export type Settings = z.output<typeof settingsSchema>;
+
+/** The keys the app reads (the Bicep and local.settings.example.json are checked against this). */
+export const settingKeys = Object.keys(settingsSchema.shape);
+
+export class SettingsError extends Error {}
+
+export function parseSettings(env: Record<string, string | undefined>): Settings {
+  const parsed = settingsSchema.safeParse(env);
+  if (!parsed.success) {
+    throw new SettingsError(
+      `app settings are invalid: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`,
+    );
+  }
+  return parsed.data;
+}

@@ -1,0 +1,410 @@
+// What the Functions do, one use-case each: schedule due policies, start a run, fan a run out to
+// mailboxes, sync one mailbox within a time budget, record poison messages, and finish a run.
+import { randomUUID } from 'node:crypto';
+import type { Connection, Policy } from '../sync/config/schema';
+import {
+  policyRunMessage,
+  mailboxSyncMessage,
+  parseMessage,
+  type MailboxSyncMessage,
+  type PolicyRunMessage,
+  type RunOptions,
+} from '../sync/messages';
+import { refreshSource } from '../sync/refresh-source';
+import { buildReport, hasErrors, reportMime } from '../sync/report';
+import { emptySummary, isFinal, type MailboxOutcome, type RunSummary } from '../sync/runs';
+import { isDue } from '../sync/schedule';
+import { syncMailbox } from '../sync/sync-mailbox';
+import { GraphRequestError } from '../sync/ports';
+import { queueNames, type App } from './composition';
+import type { Logger } from './logging';
+
+export type StartResult =
+  { started: true; runId: string } | { started: false; reason: 'running'; heldBy: string };
+
+/** Takes the policy's lease and queues a policy-run message. An overlapping run is refused. */
+export async function startRun(
+  app: App,
+  policy: Policy,
+  trigger: RunSummary['trigger'],
+  options: RunOptions,
+  scheduledAt?: Date,
+): Promise<StartResult> {
+  await app.ensureStorage();
+  const now = app.now();
+  const runId = randomUUID();
+  const lease = await app.runStore.acquireLease(
+    policy.id,
+    runId,
+    new Date(now.getTime() + app.settings.POLICY_LEASE_MINUTES * 60_000),
+    now,
+    scheduledAt,
+  );
+  if (!lease.acquired) return { started: false, reason: 'running', heldBy: lease.heldBy };
+  await app.runStore.createRun(emptySummary(runId, policy.id, trigger, options, now));
+  const message: PolicyRunMessage = { kind: 'policy-run', policyId: policy.id, runId, trigger, options };
+  await app.enqueue(app.queues.policyRuns, message);
+  return { started: true, runId };
+}
+
+/** The timer: every enabled policy whose NCRONTAB schedule is due gets a run, unless one is running. */
+export async function scheduleDuePolicies(
+  app: App,
+  log: Logger,
+): Promise<{ started: string[]; refused: string[]; invalid: number }> {
+  const loaded = await app.policies();
+  for (const bad of loaded.invalidPolicies) {
+    log.error(
+      `policy is invalid and was skipped: ${bad.issues.map((i) => `${i.path}: ${i.message}`).join('; ')}`,
+      { policy: bad.policyId ?? `#${bad.index}` },
+    );
+  }
+  const started: string[] = [];
+  const refused: string[] = [];
+  const now = app.now();
+  for (const policy of loaded.policies.filter((p) => p.enabled)) {
+    const state = await app.runStore.getPolicyState(policy.id);
+    if (!isDue(policy.schedule, state.lastScheduledAt ? new Date(state.lastScheduledAt) : null, now))
+      continue;
+    const result = await startRun(
+      app,
+      policy,
+      'schedule',
+      { dryRun: policy.options.dryRun, fullResync: false, mailboxes: [] },
+      now,
+    );
+    if (result.started) {
+      started.push(policy.id);
+      log.info('scheduled run started', { policy: policy.id, run: result.runId });
+    } else {
+      // The occurrence is used up: an overlapping run is refused, not queued behind.
+      await app.runStore.markScheduled(policy.id, now);
+      refused.push(policy.id);
+      log.warn(`scheduled run refused: run ${result.heldBy} is still running`, {
+        policy: policy.id,
+        run: result.heldBy,
+      });
+    }
+  }
+  return { started, refused, invalid: loaded.invalidPolicies.length };
+}
+
+/** The token endpoint rejected the key (revoked, expired or replaced certificate), or Graph the token. */
+const isCredentialRejected = (e: unknown): boolean =>
+  /AADSTS(700027|700024|7000215|50173)|invalid_client|InvalidAuthenticationToken/i.test(
+    e instanceof Error ? e.message : String(e),
+  );
+
+/** Runs `work`; when the token endpoint rejected the key, rebuilds the credential from Key Vault once. */
+async function withFreshCredential<T>(app: App, connection: Connection, work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (e) {
+    if (!isCredentialRejected(e)) throw e;
+    await app.rebuild(connection);
+    return work();
+  }
+}
+
+const isPermanent = (e: unknown): boolean =>
+  e instanceof GraphRequestError && e.status >= 400 && e.status < 500 && e.status !== 429 && e.status !== 408;
+
+/** A policy-run message: refresh the source, resolve targets, queue one message per mailbox. */
+export async function processPolicyRun(app: App, raw: unknown, log: Logger): Promise<void> {
+  await app.ensureStorage();
+  const msg = parseMessage(policyRunMessage, raw, queueNames.policyRuns);
+  const fields = { policy: msg.policyId, run: msg.runId };
+  let run = await app.runStore.getRun(msg.runId);
+  if (!run) {
+    await app.runStore.createRun(emptySummary(msg.runId, msg.policyId, msg.trigger, msg.options, app.now()));
+    run = (await app.runStore.getRun(msg.runId))!;
+  }
+  if (run.status === 'completed' || run.status === 'failed') return;
+  const found = await app.policy(msg.policyId);
+  if (!found) {
+    await failRun(
+      app,
+      msg.runId,
+      msg.policyId,
+      `policy "${msg.policyId}" is not in the policy file (or is invalid)`,
+      log,
+    );
+    return;
+  }
+  const { policy, connection } = found;
+  let refreshed;
+  try {
+    refreshed = await withFreshCredential(app, connection, async () =>
+      refreshSource(policy, (await app.graph(connection)).directory, app.sourceStore, app.now()),
+    );
+  } catch (e) {
+    if (isPermanent(e)) {
+      await failRun(app, msg.runId, policy.id, `reading the directory failed: ${(e as Error).message}`, log);
+      return;
+    }
+    throw e; // transient: the queue retries
+  }
+  let targets = refreshed.targets.mailboxes;
+  const skipped = [...refreshed.targets.skipped];
+  if (msg.options.mailboxes.length > 0) {
+    const wanted = new Set(msg.options.mailboxes.map((m) => m.toLowerCase()));
+    targets = targets.filter((t) => wanted.has(t.userPrincipalName.toLowerCase()));
+    for (const m of msg.options.mailboxes)
+      if (!targets.some((t) => t.userPrincipalName.toLowerCase() === m.toLowerCase()))
+        skipped.push({ user: m, reason: 'notFound' });
+  }
+  if (run.status === 'starting') run = await app.runStore.startRun(msg.runId, targets.length, skipped);
+  log.info(
+    `source refreshed: ${refreshed.stats.inSource} contacts for ${targets.length} mailboxes${refreshed.stats.fullRead ? ' (full directory read)' : ''}`,
+    fields,
+  );
+  // A redelivered message re-queues only mailboxes without a final outcome (duplicates are harmless).
+  const done = new Set(
+    (await app.runStore.listOutcomes(msg.runId)).filter((o) => isFinal(o.status)).map((o) => o.mailboxId),
+  );
+  const pending = targets.filter((t) => !done.has(t.userId));
+  for (let i = 0; i < pending.length; i += 32) {
+    await Promise.all(
+      pending.slice(i, i + 32).map((t) => {
+        const m: MailboxSyncMessage = {
+          kind: 'mailbox-sync',
+          policyId: policy.id,
+          runId: msg.runId,
+          mailboxId: t.userId,
+          userPrincipalName: t.userPrincipalName,
+          dryRun: msg.options.dryRun,
+          force: msg.options.fullResync,
+          continuation: 0,
+          carried: { created: 0, updated: 0, deleted: 0, restored: 0, failed: 0 },
+        };
+        return app.enqueue(app.queues.mailboxSyncs, m);
+      }),
+    );
+  }
+  if (targets.length === 0) await finishRun(app, msg.runId, log);
+}
+
+/** A mailbox-sync message: one mailbox, within the time budget; a continuation when it runs out. */
+export async function processMailboxSync(
+  app: App,
+  raw: unknown,
+  log: Logger,
+  invocationId: string,
+): Promise<'done' | 'continued' | 'deferred' | 'duplicate'> {
+  await app.ensureStorage();
+  const msg = parseMessage(mailboxSyncMessage, raw, queueNames.mailboxSyncs);
+  const fields = { policy: msg.policyId, run: msg.runId, mailbox: msg.userPrincipalName };
+  const existing = await app.runStore.getOutcome(msg.runId, msg.mailboxId);
+  if (existing && isFinal(existing.status)) return 'duplicate';
+  const now = app.now();
+  const budgetMs = app.settings.MAILBOX_TIME_BUDGET_SECONDS * 1000;
+  const owner = invocationId;
+  if (
+    !(await app.locks.tryLock(
+      msg.policyId,
+      msg.mailboxId,
+      owner,
+      new Date(now.getTime() + budgetMs + 60_000),
+      now,
+    ))
+  ) {
+    // Another worker has this mailbox: come back later rather than interleave writes.
+    await app.enqueue(app.queues.mailboxSyncs, msg, 30);
+    log.info('mailbox is being synced by another worker; deferred', fields);
+    return 'deferred';
+  }
+  try {
+    const found = await app.policy(msg.policyId);
+    if (!found) {
+      await recordAndMaybeFinish(
+        app,
+        msg.runId,
+        {
+          mailboxId: msg.mailboxId,
+          userPrincipalName: msg.userPrincipalName,
+          status: 'failed',
+          result: null,
+          lastError: `policy "${msg.policyId}" is no longer in the policy file`,
+          attempts: 1,
+        },
+        log,
+      );
+      return 'done';
+    }
+    const { policy, connection } = found;
+    const desired = await app.sourceStore.loadDesired(policy.id);
+    const result = await withFreshCredential(app, connection, async () =>
+      syncMailbox(
+        policy,
+        { userId: msg.mailboxId, userPrincipalName: msg.userPrincipalName },
+        desired,
+        (await app.graph(connection)).mailboxes,
+        app.mailboxStore,
+        {
+          dryRun: msg.dryRun,
+          force: msg.force,
+          deadline: now.getTime() + budgetMs,
+        },
+      ),
+    );
+    // Counts of earlier continuations are carried, so the outcome covers the whole mailbox.
+    for (const k of ['created', 'updated', 'deleted', 'restored', 'failed'] as const)
+      result[k] += msg.carried[k];
+    if (result.status === 'partial') {
+      const carried = {
+        created: result.created,
+        updated: result.updated,
+        deleted: result.deleted,
+        restored: result.restored,
+        failed: result.failed,
+      };
+      await app.enqueue(app.queues.mailboxSyncs, { ...msg, continuation: msg.continuation + 1, carried });
+      log.info(
+        `time budget used; continuation ${msg.continuation + 1} queued (${result.created} created so far)`,
+        fields,
+      );
+      return 'continued';
+    }
+    const status = result.status === 'planned' ? 'planned' : result.status;
+    await recordAndMaybeFinish(
+      app,
+      msg.runId,
+      {
+        mailboxId: msg.mailboxId,
+        userPrincipalName: msg.userPrincipalName,
+        status,
+        result,
+        lastError: result.errors[0]?.message ?? null,
+        attempts: 1,
+      },
+      log,
+    );
+    log.info(
+      `mailbox ${status}: ${result.created} created, ${result.updated} updated, ${result.deleted} deleted, ${result.restored} restored, ${result.unchanged} unchanged`,
+      fields,
+    );
+    return 'done';
+  } catch (e) {
+    await app.runStore
+      .noteAttempt(
+        msg.runId,
+        msg.mailboxId,
+        msg.userPrincipalName,
+        e instanceof Error ? e.message : String(e),
+      )
+      .catch(() => undefined);
+    log.error(
+      `mailbox sync failed (the queue retries it): ${e instanceof Error ? e.message : String(e)}`,
+      fields,
+    );
+    throw e;
+  } finally {
+    await app.locks.unlock(msg.policyId, msg.mailboxId, owner);
+  }
+}
+
+async function recordAndMaybeFinish(
+  app: App,
+  runId: string,
+  outcome: MailboxOutcome,
+  log: Logger,
+): Promise<void> {
+  const { run } = await app.runStore.recordOutcome(runId, outcome);
+  if (run.status !== 'starting' && run.done >= run.expected) await finishRun(app, runId, log);
+}
+
+/** A message that failed 5 times: record the mailbox (or the run) as failed. Nothing disappears. */
+export async function processPoison(
+  app: App,
+  raw: unknown,
+  queue: 'policy-runs' | 'mailbox-syncs',
+  log: Logger,
+): Promise<void> {
+  await app.ensureStorage();
+  if (queue === 'mailbox-syncs') {
+    let msg: MailboxSyncMessage;
+    try {
+      msg = parseMessage(mailboxSyncMessage, raw, `${queue}-poison`);
+    } catch (e) {
+      log.error(`unreadable poison message dropped: ${(e as Error).message}`);
+      return;
+    }
+    const last = await app.runStore.getOutcome(msg.runId, msg.mailboxId);
+    if (last && isFinal(last.status)) return;
+    const error = `gave up after repeated failures: ${last?.lastError ?? 'no error was recorded'}`;
+    log.error(error, { policy: msg.policyId, run: msg.runId, mailbox: msg.userPrincipalName });
+    await recordAndMaybeFinish(
+      app,
+      msg.runId,
+      {
+        mailboxId: msg.mailboxId,
+        userPrincipalName: msg.userPrincipalName,
+        status: 'failed',
+        result: null,
+        lastError: error,
+        attempts: last?.attempts ?? 0,
+      },
+      log,
+    );
+    return;
+  }
+  let msg: PolicyRunMessage;
+  try {
+    msg = parseMessage(policyRunMessage, raw, `${queue}-poison`);
+  } catch (e) {
+    log.error(`unreadable poison message dropped: ${(e as Error).message}`);
+    return;
+  }
+  await failRun(
+    app,
+    msg.runId,
+    msg.policyId,
+    'the policy run failed repeatedly (directory read or fan-out); see the function logs',
+    log,
+  );
+}
+
+async function failRun(app: App, runId: string, policyId: string, error: string, log: Logger): Promise<void> {
+  log.error(`run failed: ${error}`, { policy: policyId, run: runId });
+  const run = await app.runStore.failRun(runId, error);
+  await app.runStore.releaseLease(policyId, runId);
+  if (run) await sendReportIfWanted(app, run, log);
+}
+
+/** The last mailbox finishes the run: totals, lease released, report mail. Only one caller wins. */
+export async function finishRun(app: App, runId: string, log: Logger): Promise<void> {
+  const won = await app.runStore.completeRun(runId, app.now().toISOString());
+  if (!won) return;
+  const run = (await app.runStore.getRun(runId))!;
+  await app.runStore.releaseLease(run.policyId, runId);
+  log.info(
+    `run completed: ${run.mailboxes.succeeded} succeeded, ${run.mailboxes.failed} failed, ${run.mailboxes.skipped} skipped`,
+    { policy: run.policyId, run: runId },
+  );
+  await sendReportIfWanted(app, run, log);
+}
+
+async function sendReportIfWanted(app: App, run: RunSummary, log: Logger): Promise<void> {
+  const found = await app.policy(run.policyId);
+  if (!found || run.reportSent) return;
+  const { policy, connection } = found;
+  const notify = policy.notify;
+  if (notify.when === 'never' || notify.recipients.length === 0 || !notify.sender) return;
+  const outcomes = await app.runStore.listOutcomes(run.runId);
+  if (notify.when === 'onErrors' && !hasErrors(run, outcomes)) return;
+  try {
+    const mime = await reportMime(buildReport(policy, run, outcomes), notify.sender, notify.recipients);
+    const graph = await app.graph(connection);
+    await graph.client
+      .api(`/users/${encodeURIComponent(notify.sender)}/sendMail`)
+      .header('Content-Type', 'text/plain')
+      .post(mime);
+    await app.runStore.markReportSent(run.runId);
+  } catch (e) {
+    // The run's outcome stands; a report that cannot be sent is logged, not retried forever.
+    log.error(
+      `report mail could not be sent from ${notify.sender}: ${e instanceof Error ? e.message : String(e)}`,
+      { policy: run.policyId, run: run.runId },
+    );
+  }
+}

@@ -1,0 +1,50 @@
+// One worker per mailbox at a time: a lease row (ETag-guarded, with an expiry) beside the mailbox's
+// state, so two deliveries of the same mailbox never interleave their writes.
+import type { TableClient } from '@azure/data-tables';
+
+const lockKey = '~lock';
+const status = (e: unknown): number | undefined => (e as { statusCode?: number }).statusCode;
+
+export class MailboxLocks {
+  constructor(private readonly table: TableClient) {}
+
+  async tryLock(
+    policyId: string,
+    mailboxId: string,
+    owner: string,
+    until: Date,
+    now: Date,
+  ): Promise<boolean> {
+    const partitionKey = `${policyId}|${mailboxId}`;
+    for (let attempt = 0; attempt < 5; attempt++) {
+      let existing: { owner: string; until: string; etag: string } | undefined;
+      try {
+        existing = await this.table.getEntity<{ owner: string; until: string }>(partitionKey, lockKey);
+      } catch (e) {
+        if (status(e) !== 404) throw e;
+      }
+      if (existing && existing.owner !== owner && new Date(existing.until).getTime() > now.getTime())
+        return false;
+      const entity = { partitionKey, rowKey: lockKey, owner, until: until.toISOString() };
+      try {
+        if (existing) await this.table.updateEntity(entity, 'Replace', { etag: existing.etag });
+        else await this.table.createEntity(entity);
+        return true;
+      } catch (e) {
+        if (status(e) !== 412 && status(e) !== 409) throw e;
+      }
+    }
+    return false;
+  }
+
+  async unlock(policyId: string, mailboxId: string, owner: string): Promise<void> {
+    const partitionKey = `${policyId}|${mailboxId}`;
+    try {
+      const existing = await this.table.getEntity<{ owner: string }>(partitionKey, lockKey);
+      if (existing.owner === owner)
+        await this.table.deleteEntity(partitionKey, lockKey, { etag: existing.etag });
+    } catch (e) {
+      if (status(e) !== 404 && status(e) !== 412) throw e;
+    }
+  }
+}

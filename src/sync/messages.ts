@@ -1,0 +1,68 @@
+// Queue messages are untrusted input: parsed with zod, and one that can never parse is recorded and
+// dropped instead of being retried five times.
+import { z } from 'zod';
+
+export const runOptionsSchema = z.strictObject({
+  dryRun: z.boolean().default(false),
+  /** A full resync ignores the deletion threshold and re-reads the directory in full. */
+  fullResync: z.boolean().default(false),
+  mailboxes: z
+    .array(z.string().regex(/^[^@\s]+@[^@\s]+$/, 'must be a user principal name'))
+    .max(1000)
+    .default([]),
+});
+export type RunOptions = z.output<typeof runOptionsSchema>;
+
+export const policyRunMessage = z.strictObject({
+  kind: z.literal('policy-run'),
+  policyId: z.string().min(1),
+  runId: z.uuid(),
+  trigger: z.enum(['schedule', 'http', 'cli']),
+  options: runOptionsSchema,
+});
+export type PolicyRunMessage = z.output<typeof policyRunMessage>;
+
+export const mailboxSyncMessage = z.strictObject({
+  kind: z.literal('mailbox-sync'),
+  policyId: z.string().min(1),
+  runId: z.uuid(),
+  mailboxId: z.string().min(1),
+  userPrincipalName: z.string().min(1),
+  dryRun: z.boolean(),
+  force: z.boolean(),
+  /** How many time-budget continuations came before this one. */
+  continuation: z.number().int().min(0).max(1000).default(0),
+  /** Counts from earlier continuations of this mailbox, so the outcome tells the whole story. */
+  carried: z
+    .strictObject({
+      created: z.number().int().min(0),
+      updated: z.number().int().min(0),
+      deleted: z.number().int().min(0),
+      restored: z.number().int().min(0),
+      failed: z.number().int().min(0),
+    })
+    .default({ created: 0, updated: 0, deleted: 0, restored: 0, failed: 0 }),
+});
+export type MailboxSyncMessage = z.output<typeof mailboxSyncMessage>;
+
+export class InvalidMessageError extends Error {}
+
+/** The runtime hands queue items as string or already-parsed JSON; both are accepted. */
+export function parseMessage<T extends z.ZodType>(schema: T, raw: unknown, queue: string): z.output<T> {
+  let value: unknown = raw;
+  if (typeof raw === 'string') {
+    try {
+      value = JSON.parse(raw);
+    } catch {
+      throw new InvalidMessageError(`${queue}: message is not JSON`);
+    }
+  }
+  const parsed = schema.safeParse(value);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new InvalidMessageError(
+      `${queue}: ${issue?.path.join('.') || '(message)'}: ${issue?.message ?? 'invalid'}`,
+    );
+  }
+  return parsed.data;
+}

@@ -1,0 +1,115 @@
+// The run report mail: an HTML part with every value escaped, and a plain-text part, as one MIME
+// message (Graph's sendMail accepts MIME), so any mail client shows something readable.
+import escapeHtml from 'escape-html';
+import { createTransport } from 'nodemailer';
+import type { Policy } from './config/schema';
+import type { MailboxOutcome, RunSummary } from './runs';
+
+export interface Report {
+  subject: string;
+  text: string;
+  html: string;
+}
+
+function duration(run: RunSummary): string {
+  if (!run.finishedAt) return 'still running';
+  const s = Math.round((new Date(run.finishedAt).getTime() - new Date(run.startedAt).getTime()) / 1000);
+  return s < 120 ? `${s} s` : `${Math.round(s / 60)} min`;
+}
+
+export function hasErrors(run: RunSummary, outcomes: readonly MailboxOutcome[]): boolean {
+  return (
+    run.status === 'failed' ||
+    run.mailboxes.failed > 0 ||
+    outcomes.some((o) => (o.result?.errors.length ?? 0) > 0 || o.result?.deletionsBlocked !== undefined)
+  );
+}
+
+export function buildReport(policy: Policy, run: RunSummary, outcomes: readonly MailboxOutcome[]): Report {
+  const problems = outcomes.filter((o) => o.status === 'failed' || (o.result?.errors.length ?? 0) > 0);
+  const blocked = outcomes.filter((o) => o.result?.deletionsBlocked);
+  const state =
+    run.status === 'failed' ? 'FAILED' : problems.length > 0 ? 'completed with errors' : 'completed';
+  const subject = `Contact sync ${state}: ${policy.name}${run.options.dryRun ? ' (dry run)' : ''}`;
+  const c = run.contacts;
+  const rows: [string, string][] = [
+    ['Policy', `${policy.name} (${policy.id})`],
+    ['Run', run.runId],
+    [
+      'Trigger',
+      run.trigger + (run.options.dryRun ? ', dry run' : '') + (run.options.fullResync ? ', full resync' : ''),
+    ],
+    ['Started', run.startedAt],
+    ['Duration', duration(run)],
+    [
+      'Mailboxes',
+      `${run.expected} targeted: ${run.mailboxes.succeeded} succeeded, ${run.mailboxes.failed} failed, ${run.mailboxes.skipped} skipped`,
+    ],
+    [
+      'Contacts',
+      `${c.created} created, ${c.updated} updated, ${c.deleted} deleted, ${c.restored} restored, ${c.unchanged} unchanged, ${c.failed} failed`,
+    ],
+  ];
+  const errorLines = problems.flatMap((o) => {
+    const errs = o.result?.errors ?? [];
+    if (errs.length === 0) return [{ mailbox: o.userPrincipalName, text: o.lastError ?? 'failed' }];
+    return errs.slice(0, 20).map((x) => ({
+      mailbox: o.userPrincipalName,
+      text: `${x.code} (${x.status}): ${x.message}${x.requestId ? ` [request-id ${x.requestId}]` : ''}${x.sourceKey ? ` [${x.sourceKey}]` : ''}`,
+    }));
+  });
+  const blockedLines = blocked.map((o) => ({
+    mailbox: o.userPrincipalName,
+    text: `${o.result!.deletionsBlocked!.wanted} of ${o.result!.deletionsBlocked!.managed} contacts`,
+  }));
+  const text = [
+    subject,
+    '',
+    ...rows.map(([k, v]) => `${k}: ${v}`),
+    ...(run.error ? ['', `Error: ${run.error}`] : []),
+    ...(errorLines.length ? ['', 'Errors:', ...errorLines.map((x) => `- ${x.mailbox}: ${x.text}`)] : []),
+    ...(blockedLines.length
+      ? [
+          '',
+          'Deletions held back by the threshold (run a full resync to apply them):',
+          ...blockedLines.map((x) => `- ${x.mailbox}: ${x.text}`),
+        ]
+      : []),
+    ...(run.skippedTargets.length
+      ? ['', 'Targets left out:', ...run.skippedTargets.map((s) => `- ${s.user}: ${s.reason}`)]
+      : []),
+  ].join('\n');
+  const e = escapeHtml;
+  const list = (title: string, items: { mailbox: string; text: string }[]): string =>
+    items.length
+      ? `<h3>${e(title)}</h3><ul>${items.map((x) => `<li><b>${e(x.mailbox)}</b>: ${e(x.text)}</li>`).join('')}</ul>`
+      : '';
+  const html = [
+    '<!DOCTYPE html><html><body style="font-family:Segoe UI,Arial,sans-serif">',
+    `<h2>${e(subject)}</h2>`,
+    `<table cellpadding="4" style="border-collapse:collapse">${rows.map(([k, v]) => `<tr><th align="left">${e(k)}</th><td>${e(v)}</td></tr>`).join('')}</table>`,
+    run.error ? `<p><b>Error:</b> ${e(run.error)}</p>` : '',
+    list('Errors', errorLines),
+    list('Deletions held back by the threshold', blockedLines),
+    list(
+      'Targets left out',
+      run.skippedTargets.map((s) => ({ mailbox: s.user, text: s.reason })),
+    ),
+    '</body></html>',
+  ].join('\n');
+  return { subject, text, html };
+}
+
+/** The report as base64 MIME for Graph's sendMail. */
+export async function reportMime(report: Report, from: string, to: readonly string[]): Promise<string> {
+  // nodemailer's stream transport only composes the MIME message; Graph sends it.
+  const composer = createTransport({ streamTransport: true, buffer: true, newline: 'windows' });
+  const info = await composer.sendMail({
+    from,
+    to: [...to],
+    subject: report.subject,
+    text: report.text,
+    html: report.html,
+  });
+  return (info.message as Buffer).toString('base64');
+}

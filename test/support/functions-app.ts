@@ -1,0 +1,80 @@
+// The Functions app wired to Azurite, the simulator and its Key Vault fake, driven by the local runner.
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { App, setApp } from '../../src/app/composition';
+import { parseSettings } from '../../src/app/settings';
+import type { PolicyInput } from '../../src/sync/config/schema';
+import { LocalRunner, defaultRunnerOptions } from '../../dev/local-runner';
+import type { GraphTenantSimulator, SimulatorOptions } from '../doubles/graph-tenant-simulator/simulator';
+import { hostCredential, startSimulator } from './clients';
+import { startAzurite, type AzuriteHandle } from './azurite';
+
+export interface FunctionsFixture {
+  sim: GraphTenantSimulator;
+  azurite: AzuriteHandle;
+  app: App;
+  runner: LocalRunner;
+  logs: string[];
+  writePolicies(policies: PolicyInput[]): void;
+  close(): Promise<void>;
+}
+
+export async function functionsFixture(options: {
+  sim?: SimulatorOptions;
+  env?: Record<string, string>;
+  policies: (sim: GraphTenantSimulator) => PolicyInput[];
+}): Promise<FunctionsFixture> {
+  const [sim, azurite] = await Promise.all([startSimulator(options.sim ?? {}), startAzurite()]);
+  const dir = mkdtempSync(join(tmpdir(), 'policies-'));
+  const policyFile = join(dir, 'policies.json');
+  const writePolicies = (policies: PolicyInput[]): void =>
+    writeFileSync(
+      policyFile,
+      JSON.stringify({
+        connections: [
+          {
+            id: 'contoso',
+            tenantId: sim.tenantId,
+            clientId: sim.clientId,
+            certificate: { keyVaultUrl: sim.keyVaultUrl, name: sim.certificateName },
+            authorityHost: sim.authorityHost,
+            graphEndpoint: sim.graphUrl,
+          },
+        ],
+        policies,
+      }),
+    );
+  writePolicies(options.policies(sim));
+  const settings = parseSettings({
+    AzureWebJobsStorage: azurite.connectionString,
+    POLICY_FILE: policyFile,
+    CERTIFICATE_CHECK_MINUTES: '0',
+    ...options.env,
+  });
+  const app = new App({
+    settings,
+    credential: hostCredential(sim),
+    disableChallengeResourceVerification: true,
+  });
+  setApp(app);
+  await app.ensureStorage();
+  const logs: string[] = [];
+  const runner = new LocalRunner(app, {
+    ...defaultRunnerOptions,
+    visibilityTimeoutSeconds: 60,
+    log: (level, line) => logs.push(`${level}: ${line}`),
+  });
+  return {
+    sim,
+    azurite,
+    app,
+    runner,
+    logs,
+    writePolicies,
+    close: async () => {
+      setApp(undefined);
+      await Promise.all([sim.close(), azurite.close()]);
+    },
+  };
+}

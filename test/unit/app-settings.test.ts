@@ -1,0 +1,45 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { parseSettings, settingKeys } from '../../src/app/settings';
+
+const root = resolve(__dirname, '../../..');
+
+describe('app settings', () => {
+  it('local.settings.example.json lists exactly the keys the app reads (plus the worker runtime)', () => {
+    const example = JSON.parse(readFileSync(resolve(root, 'local.settings.example.json'), 'utf8')) as {
+      Values: Record<string, string>;
+    };
+    assert.deepEqual(
+      Object.keys(example.Values)
+        .filter((k) => k !== 'FUNCTIONS_WORKER_RUNTIME')
+        .sort(),
+      [...settingKeys].sort(),
+    );
+  });
+
+  it('fails fast naming the missing or bad setting', () => {
+    assert.throws(
+      () => parseSettings({ AzureWebJobsStorage: 'UseDevelopmentStorage=true' }),
+      /POLICY_BLOB_URL/,
+    );
+    assert.throws(() => parseSettings({ POLICY_FILE: 'p.json' }), /AzureWebJobsStorage__tableServiceUri/);
+    assert.throws(
+      () =>
+        parseSettings({
+          POLICY_FILE: 'p.json',
+          AzureWebJobsStorage: 'x',
+          MAILBOX_TIME_BUDGET_SECONDS: 'soon',
+        }),
+      /MAILBOX_TIME_BUDGET_SECONDS/,
+    );
+    const ok = parseSettings({
+      POLICY_BLOB_URL: 'https://st.blob.core.windows.net/config/policies.json',
+      AzureWebJobsStorage__queueServiceUri: 'https://st.queue.core.windows.net',
+      AzureWebJobsStorage__tableServiceUri: 'https://st.table.core.windows.net',
+    });
+    assert.equal(ok.MAILBOX_TIME_BUDGET_SECONDS, 240);
+    assert.equal(ok.SCHEDULER_SCHEDULE, '0 */1 * * * *');
+  });
+});
