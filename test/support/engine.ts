@@ -28,7 +28,7 @@ import type { GraphTenantSimulator } from '../doubles/graph-tenant-simulator/sim
 import type { SimulatorOptions } from '../doubles/graph-tenant-simulator/simulator';
 import type { SimContact } from '../doubles/graph-tenant-simulator/tenant';
 import { hostCredential, startSimulator } from './clients';
-import { startAzurite, type AzuriteHandle } from './azurite';
+import { startAzurite, type AzuriteHandle } from '../../dev/azurite';
 import { tagPropertyId } from '../../src/sync/tag';
 
 export interface EngineFixture {

@@ -8,7 +8,7 @@ import type { PolicyInput } from '../../src/sync/config/schema';
 import { LocalRunner, defaultRunnerOptions } from '../../dev/local-runner';
 import type { GraphTenantSimulator, SimulatorOptions } from '../doubles/graph-tenant-simulator/simulator';
 import { hostCredential, startSimulator } from './clients';
-import { startAzurite, type AzuriteHandle } from './azurite';
+import { startAzurite, type AzuriteHandle } from '../../dev/azurite';
 
 export interface FunctionsFixture {
   sim: GraphTenantSimulator;

@@ -3,7 +3,7 @@
 import { readFile } from 'node:fs/promises';
 import { ClientCertificateCredential, type TokenCredential } from '@azure/identity';
 import { SecretClient } from '@azure/keyvault-secrets';
-import { Client } from '@microsoft/microsoft-graph-client';
+import { Client, MiddlewareFactory, type Context, type Middleware } from '@microsoft/microsoft-graph-client';
 import { TokenCredentialAuthenticationProvider } from '@microsoft/microsoft-graph-client/authProviders/azureTokenCredentials';
 import type { Connection } from '../../config/schema';
 
@@ -80,14 +80,52 @@ export function createCredential(c: Connection, certificate: CertificatePem): Cl
   );
 }
 
-export function createGraphClient(c: Connection, credential: TokenCredential): Client {
+/** Graph traffic as the service counts it: HTTP calls, and requests with each $batch sub-request on its own. */
+export class RequestCounter implements Middleware {
+  httpCalls = 0;
+  graphRequests = 0;
+  private next: Middleware | undefined;
+
+  async execute(context: Context): Promise<void> {
+    this.httpCalls++;
+    // RequestInfo and RequestInit are DOM types this project does not compile against.
+    const request = context.request as unknown;
+    const requestUrl = (request as { url?: unknown }).url;
+    const url = typeof request === 'string' ? request : typeof requestUrl === 'string' ? requestUrl : '';
+    const body = (context.options as { body?: unknown } | undefined)?.body;
+    if (/\/\$batch(\?|$)/.test(url) && typeof body === 'string') {
+      try {
+        this.graphRequests += (JSON.parse(body) as { requests?: unknown[] }).requests?.length ?? 0;
+      } catch {
+        this.graphRequests++;
+      }
+    } else {
+      this.graphRequests++;
+    }
+    await this.next!.execute(context);
+  }
+
+  setNext(next: Middleware): void {
+    this.next = next;
+  }
+}
+
+export function createGraphClient(
+  c: Connection,
+  credential: TokenCredential,
+  counter?: RequestCounter,
+): Client {
   const { graphEndpoint } = endpointsOf(c);
   const host = new URL(graphEndpoint).hostname;
   const authProvider = new TokenCredentialAuthenticationProvider(credential, {
     scopes: [`${graphEndpoint}/.default`],
   });
+  // The default chain (auth, retry, redirect, telemetry, HTTP), with the counter just before HTTP so
+  // retries count too.
+  const chain = MiddlewareFactory.getDefaultMiddlewareChain(authProvider);
+  if (counter) chain.splice(chain.length - 1, 0, counter);
   return Client.initWithMiddleware({
-    authProvider,
+    middleware: chain,
     baseUrl: graphEndpoint,
     defaultVersion: 'v1.0',
     // The client only sends its token to Graph hosts it knows, or to these.

@@ -1,4 +1,4 @@
-// Starts Azurite (the real Azure Storage emulator) in memory on free 127.0.0.1 ports.
+// DEV TOOL: starts Azurite (the real Azure Storage emulator) in memory on free 127.0.0.1 ports.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer, connect } from 'node:net';
 import { resolve } from 'node:path';
@@ -53,7 +53,7 @@ export interface AzuriteHandle {
 
 export async function startAzurite(): Promise<AzuriteHandle> {
   const [blobPort, queuePort, tablePort] = (await freePorts(3)) as [number, number, number];
-  const bin = resolve(__dirname, '../../../node_modules/azurite/dist/src/azurite.js');
+  const bin = resolve(__dirname, '../../node_modules/azurite/dist/src/azurite.js');
   const child: ChildProcess = spawn(
     process.execPath,
     [

@@ -1,0 +1,146 @@
+// m365-contact-sync: validate, preview and run a policy from a workstation, check connections, manage
+// the app's certificate in Key Vault, and print the Exchange mailbox scoping.
+import { Command, CommanderError, Option } from 'commander';
+import * as commands from './commands';
+
+export async function main(
+  argv: string[],
+  io: commands.Io = {
+    out: (l) => process.stdout.write(l + '\n'),
+    err: (l) => process.stderr.write(l + '\n'),
+    isTTY: Boolean(process.stdout.isTTY),
+  },
+): Promise<number> {
+  let code = 0;
+  const program = new Command()
+    .name('m365-contact-sync')
+    .description('Keep a company address book in every Exchange Online mailbox.')
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => io.out(s.trimEnd()), writeErr: (s) => io.err(s.trimEnd()) })
+    .showHelpAfterError();
+
+  program
+    .command('validate')
+    .description('check a policy file; errors name the JSON path (exit 2 on error)')
+    .argument('<policy-file>')
+    .action(async (file: string) => {
+      code = await commands.validate(io, file);
+    });
+
+  program
+    .command('preview')
+    .description('count and sample the source objects and target mailboxes of a policy')
+    .requiredOption('--config <file>', 'policy file')
+    .requiredOption('--policy <id>', 'policy id')
+    .option('--json', 'print JSON')
+    .action(async (o: { config: string; policy: string; json?: boolean }) => {
+      code = await commands.preview(io, o.config, o.policy, Boolean(o.json));
+    });
+
+  program
+    .command('run')
+    .description('run a policy once, in this process')
+    .requiredOption('--config <file>', 'policy file')
+    .requiredOption('--policy <id>', 'policy id')
+    .option('--dry-run', 'report what would change, change nothing')
+    .addOption(
+      new Option('--mailbox <upn>', 'only this mailbox (repeatable)').argParser(
+        (v: string, prev: string[] = []) => [...prev, v],
+      ),
+    )
+    .option(
+      '--storage <connection>',
+      'Azure Storage connection string for state (default: CONTACTSYNC_STORAGE, else Azurite)',
+    )
+    .option('--json', 'end with a JSON summary line')
+    .action(
+      async (o: {
+        config: string;
+        policy: string;
+        dryRun?: boolean;
+        mailbox?: string[];
+        storage?: string;
+        json?: boolean;
+      }) => {
+        code = await commands.run(io, {
+          config: o.config,
+          policy: o.policy,
+          dryRun: Boolean(o.dryRun),
+          mailbox: o.mailbox ?? [],
+          ...(o.storage ? { storage: o.storage } : {}),
+          json: Boolean(o.json),
+        });
+      },
+    );
+
+  program
+    .command('doctor')
+    .description(
+      'check every connection: certificate, token, permissions, Graph (one line each, with the fix)',
+    )
+    .requiredOption('--config <file>', 'policy file')
+    .action(async (o: { config: string }) => {
+      code = await commands.doctor(io, o.config);
+    });
+
+  const cert = program.command('cert').description("the app's certificate in Key Vault");
+  cert
+    .command('create')
+    .description(
+      'create a PEM, exportable, auto-renewing certificate and write the .cer for the app registration',
+    )
+    .requiredOption('--vault <url>', 'Key Vault URL')
+    .requiredOption('--name <name>', 'certificate name')
+    .option('--subject <subject>', 'certificate subject', 'CN=m365-contact-sync')
+    .option('--months <n>', 'validity in months', '12')
+    .option('--out <file>', 'where to write the .cer', 'm365-contact-sync.cer')
+    .action(async (o: { vault: string; name: string; subject: string; months: string; out: string }) => {
+      const months = Number(o.months);
+      if (!Number.isInteger(months) || months < 1 || months > 120)
+        throw new commands.UsageError('--months: a whole number of months from 1 to 120');
+      code = await commands.certCreate(io, {
+        vault: o.vault,
+        name: o.name,
+        subject: o.subject,
+        months,
+        out: o.out,
+      });
+    });
+  cert
+    .command('show')
+    .description('show expiry and thumbprints (and write the .cer with --out)')
+    .requiredOption('--vault <url>', 'Key Vault URL')
+    .requiredOption('--name <name>', 'certificate name')
+    .option('--out <file>', 'write the .cer here')
+    .action(async (o: { vault: string; name: string; out?: string }) => {
+      code = await commands.certShow(io, { vault: o.vault, name: o.name, ...(o.out ? { out: o.out } : {}) });
+    });
+
+  program
+    .command('scope')
+    .description(
+      "print the Exchange RBAC for Applications PowerShell limiting the app to a policy's target mailboxes",
+    )
+    .requiredOption('--config <file>', 'policy file')
+    .requiredOption('--policy <id>', 'policy id')
+    .action(async (o: { config: string; policy: string }) => {
+      code = await commands.scope(io, o.config, o.policy);
+    });
+
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return code;
+  } catch (e) {
+    if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 2;
+    if (e instanceof commands.UsageError) {
+      io.err(e.message);
+      return 2;
+    }
+    io.err(`error: ${e instanceof Error ? e.message : String(e)}`);
+    return 1;
+  }
+}
+
+if (require.main === module || /bin[\\/]m365-contact-sync(\.js)?$/.test(process.argv[1] ?? '')) {
+  void main(process.argv.slice(2)).then((code) => process.exit(code));
+}

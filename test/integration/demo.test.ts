@@ -1,0 +1,32 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { resolve } from 'node:path';
+
+describe('npm run demo', () => {
+  it('fills every mailbox, then writes only the changed contacts, ends with a JSON line and stops what it started', async () => {
+    const demo = resolve(__dirname, '../../dev/demo.js');
+    const { code, stdout } = await new Promise<{ code: number | null; stdout: string }>((done) => {
+      const child = spawn(
+        process.execPath,
+        [demo, '--json', '--users', '80', '--mailboxes', '10', '--latency', '5'],
+        { stdio: ['ignore', 'pipe', 'inherit'] },
+      );
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      child.on('exit', (c) => done({ code: c, stdout: out }));
+    });
+    assert.equal(code, 0);
+    const summary = JSON.parse(stdout.trim().split('\n').at(-1)!);
+    const [first, second] = summary.passes;
+    assert.equal(summary.failedMailboxes, 0);
+    assert.ok(first.contacts.created > 100);
+    assert.equal(first.mailboxes.failed, 0);
+    const mailboxes = second.mailboxes.succeeded;
+    // Two users changed, one left, one joined: only those contacts are written in pass 2.
+    assert.equal(second.contacts.created, mailboxes);
+    assert.equal(second.contacts.deleted, mailboxes);
+    assert.ok(second.contacts.updated <= 2 * mailboxes && second.contacts.updated >= 2 * (mailboxes - 2));
+    assert.equal(summary.reportsSent, 2);
+  });
+});
