@@ -60,6 +60,9 @@ export type Settings = z.output<typeof settingsSchema>;
 /** The keys the app reads (the Bicep and local.settings.example.json are checked against this). */
 export const settingKeys = Object.keys(settingsSchema.shape);
 
+/** Settings for local use only; in Azure the identity-based ones and the policy blob replace them. */
+export const localOnlySettingKeys = ['AzureWebJobsStorage', 'POLICY_FILE'];
+
 export class SettingsError extends Error {}
 
 export function parseSettings(env: Record<string, string | undefined>): Settings {

@@ -1,0 +1,199 @@
+// m365-contact-sync: a keyless, least-privilege deployment for azd (`azd up`).
+// Local modules in the Azure Verified Modules style; no registry references (CI builds offline).
+targetScope = 'resourceGroup'
+
+// ============== //
+// Parameters     //
+// ============== //
+
+@minLength(1)
+@maxLength(64)
+@description('Required. Name of the azd environment; used to derive resource names.')
+param environmentName string
+
+@minLength(1)
+@description('Optional. Azure region for all resources.')
+param location string = resourceGroup().location
+
+@description('Optional. Object id of the deploying user or group, given rights to create the app certificate in Key Vault and upload the policy file. Empty for none.')
+param principalId string = ''
+
+@allowed([
+  'User'
+  'Group'
+  'ServicePrincipal'
+])
+@description('Optional. Type of the principal in principalId.')
+param principalType string = 'User'
+
+@description('Optional. NCRONTAB schedule of the scheduler timer (UTC).')
+param schedulerSchedule string = '0 */1 * * * *'
+
+@minValue(30)
+@maxValue(540)
+@description('Optional. Seconds a mailbox worker runs before it continues in a new message.')
+param mailboxTimeBudgetSeconds int = 240
+
+@minValue(10)
+@description('Optional. Minutes a run holds its policy at most.')
+param policyLeaseMinutes int = 360
+
+@minValue(0)
+@description('Optional. Minutes between checks for a renewed certificate in Key Vault.')
+param certificateCheckMinutes int = 10
+
+@minValue(1)
+@maxValue(1000)
+@description('Optional. Maximum instances of the Flex Consumption app.')
+param maximumInstanceCount int = 40
+
+@allowed([
+  512
+  2048
+  4096
+])
+@description('Optional. Memory per instance (MB).')
+param instanceMemoryMB int = 2048
+
+@description('Optional. Tags for every resource.')
+param tags object = {}
+
+// ============== //
+// Variables      //
+// ============== //
+
+var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
+var allTags = union(tags, { 'azd-env-name': environmentName })
+var names = {
+  identity: 'id-contactsync-${resourceToken}'
+  storage: 'stcs${resourceToken}'
+  keyVault: 'kv-cs-${resourceToken}'
+  logAnalytics: 'log-contactsync-${resourceToken}'
+  appInsights: 'appi-contactsync-${resourceToken}'
+  plan: 'plan-contactsync-${resourceToken}'
+  functionApp: 'func-contactsync-${resourceToken}'
+}
+var deploymentContainer = 'app-package'
+var configContainer = 'config'
+var policyBlobName = 'policies.json'
+
+// ============== //
+// Resources      //
+// ============== //
+
+module identity 'modules/identity.bicep' = {
+  name: 'identity'
+  params: {
+    name: names.identity
+    location: location
+    tags: allTags
+  }
+}
+
+module storage 'modules/storage.bicep' = {
+  name: 'storage'
+  params: {
+    name: names.storage
+    location: location
+    tags: allTags
+    containers: [
+      deploymentContainer
+      configContainer
+    ]
+    queues: [
+      'policy-runs'
+      'policy-runs-poison'
+      'mailbox-syncs'
+      'mailbox-syncs-poison'
+    ]
+    tables: [
+      'syncsources'
+      'syncmailboxes'
+      'syncruns'
+      'syncpolicies'
+    ]
+  }
+}
+
+module keyVault 'modules/key-vault.bicep' = {
+  name: 'keyVault'
+  params: {
+    name: names.keyVault
+    location: location
+    tags: allTags
+  }
+}
+
+module monitoring 'modules/monitoring.bicep' = {
+  name: 'monitoring'
+  params: {
+    logAnalyticsName: names.logAnalytics
+    appInsightsName: names.appInsights
+    location: location
+    tags: allTags
+  }
+}
+
+module functionApp 'modules/function-app.bicep' = {
+  name: 'functionApp'
+  params: {
+    name: names.functionApp
+    planName: names.plan
+    location: location
+    tags: union(allTags, { 'azd-service-name': 'api' })
+    identityId: identity.outputs.resourceId
+    identityClientId: identity.outputs.clientId
+    storageAccountName: storage.outputs.name
+    deploymentContainerName: deploymentContainer
+    appInsightsConnectionString: monitoring.outputs.connectionString
+    maximumInstanceCount: maximumInstanceCount
+    instanceMemoryMB: instanceMemoryMB
+    appSettings: {
+      AzureWebJobsStorage__credential: 'managedidentity'
+      AzureWebJobsStorage__clientId: identity.outputs.clientId
+      AzureWebJobsStorage__blobServiceUri: storage.outputs.blobEndpoint
+      AzureWebJobsStorage__queueServiceUri: storage.outputs.queueEndpoint
+      AzureWebJobsStorage__tableServiceUri: storage.outputs.tableEndpoint
+      AZURE_CLIENT_ID: identity.outputs.clientId
+      POLICY_BLOB_URL: '${storage.outputs.blobEndpoint}${configContainer}/${policyBlobName}'
+      SCHEDULER_SCHEDULE: schedulerSchedule
+      MAILBOX_TIME_BUDGET_SECONDS: string(mailboxTimeBudgetSeconds)
+      POLICY_LEASE_MINUTES: string(policyLeaseMinutes)
+      CERTIFICATE_CHECK_MINUTES: string(certificateCheckMinutes)
+    }
+  }
+}
+
+module rbac 'modules/rbac.bicep' = {
+  name: 'rbac'
+  params: {
+    storageAccountName: storage.outputs.name
+    keyVaultName: keyVault.outputs.name
+    appInsightsName: monitoring.outputs.appInsightsName
+    appPrincipalId: identity.outputs.principalId
+    userPrincipalId: principalId
+    userPrincipalType: principalType
+  }
+}
+
+// ============== //
+// Outputs        //
+// ============== //
+
+@description('The resource group.')
+output AZURE_RESOURCE_GROUP string = resourceGroup().name
+
+@description('The Function App name.')
+output AZURE_FUNCTION_APP_NAME string = functionApp.outputs.name
+
+@description('The Function App URL.')
+output SERVICE_API_URI string = functionApp.outputs.uri
+
+@description('The Key Vault URL, for `m365-contact-sync cert create --vault`.')
+output AZURE_KEY_VAULT_URL string = keyVault.outputs.uri
+
+@description('Where the policy file goes.')
+output POLICY_BLOB_URL string = '${storage.outputs.blobEndpoint}${configContainer}/${policyBlobName}'
+
+@description('Client id of the managed identity.')
+output AZURE_MANAGED_IDENTITY_CLIENT_ID string = identity.outputs.clientId

@@ -1,0 +1,116 @@
+// Role assignments: the app identity gets data-plane roles only (no keys anywhere); the deploying
+// principal may create the app certificate and upload the policy file.
+
+@description('Required. Storage account name.')
+param storageAccountName string
+
+@description('Required. Key Vault name.')
+param keyVaultName string
+
+@description('Required. Application Insights name.')
+param appInsightsName string
+
+@description('Required. Principal id of the app identity.')
+param appPrincipalId string
+
+@description('Optional. Principal id of the deploying user or group; empty for none.')
+param userPrincipalId string = ''
+
+@description('Optional. Type of the deploying principal.')
+param userPrincipalType string = 'User'
+
+// Storage Blob Data Owner: the host's blobs and the deployment package.
+var storageBlobDataOwner = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
+// Storage Blob Data Contributor: the deploying user uploads the policy file.
+var storageBlobDataContributor = 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
+// Storage Queue Data Contributor: the app's queues.
+var storageQueueDataContributor = '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
+// Storage Table Data Contributor: sync state.
+var storageTableDataContributor = '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
+// Key Vault Secrets User: reads the certificate's private key (as a secret); the app, and the
+// deploying user for `doctor` and `run` from a workstation.
+var keyVaultSecretsUser = '4633458b-17de-408a-b874-0445c86b69e6'
+// Key Vault Certificates Officer: the deploying user creates and renews the certificate.
+var keyVaultCertificatesOfficer = 'a4417e6f-fecd-4de8-b567-7b0420556985'
+// Monitoring Metrics Publisher: Entra-authenticated telemetry.
+var monitoringMetricsPublisher = '3913510d-42f4-4e42-8a64-420c390055eb'
+
+resource storageAccount 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
+  name: storageAccountName
+}
+
+resource vault 'Microsoft.KeyVault/vaults@2023-07-01' existing = {
+  name: keyVaultName
+}
+
+resource appInsights 'Microsoft.Insights/components@2020-02-02' existing = {
+  name: appInsightsName
+}
+
+var storageRolesForApp = [
+  storageBlobDataOwner
+  storageQueueDataContributor
+  storageTableDataContributor
+]
+
+resource appStorageRoles 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
+  for roleId in storageRolesForApp: {
+    name: guid(storageAccount.id, appPrincipalId, roleId)
+    scope: storageAccount
+    properties: {
+      principalId: appPrincipalId
+      principalType: 'ServicePrincipal'
+      roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleId)
+    }
+  }
+]
+
+resource appVaultRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(vault.id, appPrincipalId, keyVaultSecretsUser)
+  scope: vault
+  properties: {
+    principalId: appPrincipalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', keyVaultSecretsUser)
+  }
+}
+
+resource appMonitoringRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(appInsights.id, appPrincipalId, monitoringMetricsPublisher)
+  scope: appInsights
+  properties: {
+    principalId: appPrincipalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', monitoringMetricsPublisher)
+  }
+}
+
+resource userVaultRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(userPrincipalId)) {
+  name: guid(vault.id, userPrincipalId, keyVaultCertificatesOfficer)
+  scope: vault
+  properties: {
+    principalId: userPrincipalId
+    principalType: userPrincipalType
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', keyVaultCertificatesOfficer)
+  }
+}
+
+resource userVaultSecretsRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(userPrincipalId)) {
+  name: guid(vault.id, userPrincipalId, keyVaultSecretsUser)
+  scope: vault
+  properties: {
+    principalId: userPrincipalId
+    principalType: userPrincipalType
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', keyVaultSecretsUser)
+  }
+}
+
+resource userStorageRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(userPrincipalId)) {
+  name: guid(storageAccount.id, userPrincipalId, storageBlobDataContributor)
+  scope: storageAccount
+  properties: {
+    principalId: userPrincipalId
+    principalType: userPrincipalType
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataContributor)
+  }
+}

@@ -1,0 +1,113 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { localOnlySettingKeys, settingKeys } from '../../src/app/settings';
+
+const compiled = resolve(__dirname, '../../infra/main.json');
+type Json = Record<string, any>;
+
+function template(): Json {
+  assert.ok(
+    existsSync(compiled),
+    `${compiled} is missing: npm run infra:build compiles infra/main.bicep (npm test runs it)`,
+  );
+  return JSON.parse(readFileSync(compiled, 'utf8'));
+}
+
+function deployments(t: Json): Json[] {
+  const resources = Array.isArray(t.resources) ? t.resources : Object.values(t.resources ?? {});
+  return resources.filter((r: Json) => r.type === 'Microsoft.Resources/deployments');
+}
+
+function allResources(t: Json): Json[] {
+  const resources: Json[] = Array.isArray(t.resources) ? t.resources : Object.values(t.resources ?? {});
+  return resources.flatMap((r) => [
+    r,
+    ...(r.type === 'Microsoft.Resources/deployments' ? allResources(r.properties.template) : []),
+  ]);
+}
+
+describe('infrastructure (compiled Bicep)', () => {
+  it('sets every app setting the app needs in Azure, and none it does not read', () => {
+    const fn = deployments(template()).find((d) => d.name === 'functionApp')!;
+    const appSettings = Object.keys(fn.properties.parameters.appSettings.value).sort();
+    const needed = settingKeys.filter((k) => !localOnlySettingKeys.includes(k)).sort();
+    assert.deepEqual(appSettings, needed);
+    // The only others are the host's own telemetry settings.
+    const text = JSON.stringify(fn.properties.template);
+    const hostOwned = [...text.matchAll(/'(APPLICATIONINSIGHTS_[A-Z_]+)'/g)].map((m) => m[1]);
+    assert.deepEqual([...new Set(hostOwned)].sort(), [
+      'APPLICATIONINSIGHTS_AUTHENTICATION_STRING',
+      'APPLICATIONINSIGHTS_CONNECTION_STRING',
+    ]);
+    assert.ok(
+      !/AccountKey|listKeys|FUNCTIONS_WORKER_RUNTIME/.test(JSON.stringify(template())),
+      'no keys, no connection strings with keys',
+    );
+  });
+
+  it('is keyless and locked down: no shared keys, Key Vault RBAC with purge protection, local auth off', () => {
+    const resources = allResources(template());
+    const storage = resources.find((r) => r.type === 'Microsoft.Storage/storageAccounts' && r.properties)!;
+    assert.equal(storage.properties.allowSharedKeyAccess, false);
+    const vault = resources.find((r) => r.type === 'Microsoft.KeyVault/vaults' && r.properties)!;
+    assert.equal(vault.properties.enableRbacAuthorization, true);
+    assert.equal(vault.properties.enablePurgeProtection, true);
+    assert.equal(vault.properties.enableSoftDelete, true);
+    assert.equal(
+      resources.find((r) => r.type === 'Microsoft.Insights/components' && r.properties)!.properties
+        .DisableLocalAuth,
+      true,
+    );
+    const site = resources.find((r) => r.type === 'Microsoft.Web/sites')!;
+    assert.equal(site.identity.type, 'UserAssigned');
+    assert.equal(site.properties.functionAppConfig.runtime.version, '22');
+    const plan = resources.find((r) => r.type === 'Microsoft.Web/serverfarms')!;
+    assert.equal(plan.sku.tier, 'FlexConsumption');
+  });
+
+  it('creates the queues (with poison queues) and tables the app uses up front, and grants only data-plane roles', () => {
+    const t = template();
+    const storage = deployments(t).find((d) => d.name === 'storage')!;
+    assert.deepEqual(storage.properties.parameters.queues.value.sort(), [
+      'mailbox-syncs',
+      'mailbox-syncs-poison',
+      'policy-runs',
+      'policy-runs-poison',
+    ]);
+    assert.deepEqual(storage.properties.parameters.tables.value.sort(), [
+      'syncmailboxes',
+      'syncpolicies',
+      'syncruns',
+      'syncsources',
+    ]);
+    const roles = JSON.stringify(deployments(t).find((d) => d.name === 'rbac')!.properties.template);
+    for (const id of [
+      'b7e6dc6d-f1e8-4753-8033-0f276bb0955b',
+      '974c5e8b-45b9-4653-ba55-5f855dd0fb88',
+      '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3',
+      '4633458b-17de-408a-b874-0445c86b69e6',
+      '3913510d-42f4-4e42-8a64-420c390055eb',
+    ]) {
+      assert.ok(roles.includes(id), id);
+    }
+    assert.ok(!roles.includes('8e3af657-a8ff-443c-a75c-2fe8c4bcb635'), 'never Owner');
+    assert.ok(!roles.includes('b24988ac-6180-42a0-ab88-20f7382dd24c'), 'never Contributor');
+  });
+
+  it('describes every parameter as Required. or Optional.', () => {
+    const check = (t: Json, where: string): void => {
+      for (const [name, p] of Object.entries<Json>(t.parameters ?? {})) {
+        assert.match(p.metadata?.description ?? '', /^(Required|Optional)\./, `${where}: parameter ${name}`);
+      }
+      for (const d of deployments(t)) check(d.properties.template, d.name);
+    };
+    check(template(), 'main');
+  });
+
+  it('uses the app setting names the queue triggers and the code use', () => {
+    const source = readFileSync(resolve(__dirname, '../../../src/app/composition.ts'), 'utf8');
+    for (const q of ['policy-runs', 'mailbox-syncs']) assert.ok(source.includes(`'${q}'`));
+  });
+});
