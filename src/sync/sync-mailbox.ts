@@ -52,6 +52,9 @@ export interface SyncMailboxOptions {
   deadline?: number;
 }
 
+/** Writes from which advancing the delta right away beats reading them back next run (half a page). */
+const catchUpThreshold = 500;
+
 const emptyResult = (m: TargetMailbox): MailboxResult => ({
   mailbox: m.userPrincipalName,
   userId: m.userId,
@@ -489,10 +492,12 @@ async function syncMailboxInner(
     return result;
   }
 
-  // 6. Advance the delta past our own writes; anything else that changed meanwhile is checked next time.
+  // 6. Advance the delta past our own writes when they would fill more than half a delta page next
+  // time (a fill); fewer ride along in the next run's single delta read, where their changeKeys mark
+  // them as ours. Anything else that changed meanwhile is checked next time.
   let deltaLink = newDeltaLink;
   const dirty: string[] = [];
-  if (ops.length > 0 && deltaLink) {
+  if (ops.length >= catchUpThreshold && deltaLink) {
     const after = await store.load(policy.id, mbx);
     const ours = new Map<string, string>();
     for (const c of after.contacts.values()) if (!c.pending) ours.set(c.contactId, c.changeKey);

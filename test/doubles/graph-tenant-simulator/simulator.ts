@@ -222,6 +222,69 @@ export class GraphTenantSimulator implements SimulatorEndpoints {
     app.mailboxScope = users ? new Set(users.map((u) => this.tenant.user(u)?.id ?? u)) : null;
   }
 
+  /**
+   * The control API for a simulator run as a process (benchmarks, demos): read traffic, change the
+   * directory, tune throttling and latency. Test-double only; Graph has nothing like it.
+   */
+  private control(method: string, url: URL, rawBody: Buffer, res: ServerResponse): void {
+    const body = rawBody.length ? (JSON.parse(rawBody.toString('utf8')) as Record<string, unknown>) : {};
+    const reply = (status: number, value?: unknown): void => {
+      res.writeHead(status, { 'content-type': 'application/json' });
+      res.end(value === undefined ? undefined : JSON.stringify(value));
+    };
+    const since = Number(url.searchParams.get('since') ?? '0');
+    const route = `${method} ${url.pathname}`;
+    try {
+      if (route === 'GET /_sim/log/summary')
+        return reply(200, { seq: this.log.lastSeq, ...this.log.summary(since) });
+      if (route === 'GET /_sim/log') return reply(200, this.log.since(since));
+      if (route === 'GET /_sim/users')
+        return reply(
+          200,
+          [...this.tenant.users.values()].map((u) => ({
+            id: u.id,
+            userPrincipalName: u.userPrincipalName,
+            mail: u.mail,
+            mailbox: u.mailbox,
+            accountEnabled: u.accountEnabled,
+          })),
+        );
+      if (route === 'POST /_sim/users') return reply(201, this.tenant.addUser(body as never));
+      const user = /^\/_sim\/users\/([^/]+)$/.exec(url.pathname)?.[1];
+      if (user && method === 'PATCH')
+        return reply(200, this.tenant.updateUser(decodeURIComponent(user), body));
+      if (user && method === 'DELETE') {
+        this.tenant.deleteUser(decodeURIComponent(user));
+        return reply(204);
+      }
+      const folder = /^\/_sim\/mailboxes\/([^/]+)\/contacts$/.exec(url.pathname)?.[1];
+      if (folder && method === 'GET') {
+        const mailbox = this.tenant.mailbox(decodeURIComponent(folder));
+        if (!mailbox) return reply(404, { error: 'no mailbox' });
+        return reply(
+          200,
+          [...mailbox.contacts.values()].map((c) => ({
+            id: c.id,
+            folder: mailbox.folders.get(c.folderId)?.displayName ?? null,
+            displayName: c.data.displayName ?? null,
+            tags: [...c.extendedProperties.values()].map((p) => p.value),
+          })),
+        );
+      }
+      if (route === 'PUT /_sim/throttle') {
+        this.throttle.options = { ...this.throttle.options, ...(body as object) };
+        return reply(200, this.throttle.options);
+      }
+      if (route === 'PUT /_sim/latency') {
+        this.graph.options.latency = { ...this.graph.options.latency, ...(body as object) };
+        return reply(200, this.graph.options.latency);
+      }
+      return reply(404, { error: `no control route ${route}` });
+    } catch (e) {
+      return reply(400, { error: e instanceof Error ? e.message : String(e) });
+    }
+  }
+
   /** Every delta token issued so far (directory and Outlook) stops working. */
   expireDeltaTokens(): void {
     this.graph.invalidBefore = Date.now() + 1;
@@ -235,6 +298,10 @@ export class GraphTenantSimulator implements SimulatorEndpoints {
     const headers: Record<string, string> = {};
     for (const [k, v] of Object.entries(req.headers))
       if (v !== undefined) headers[k.toLowerCase()] = Array.isArray(v) ? v.join(', ') : v;
+    if (url.pathname.startsWith('/_sim/')) {
+      this.control(req.method ?? 'GET', url, rawBody, res);
+      return;
+    }
     const service: SimService = /^\/v1\.0(\/|$)/i.test(url.pathname)
       ? 'graph'
       : /^\/(secrets|certificates|keys)(\/|$)/i.test(url.pathname)
