@@ -3,7 +3,7 @@
 // local runner (timer ticks, queue polling with the host's semantics) and the HTTP bridge.
 // Pass 1 is a timer-triggered full fill; then a few directory users change and pass 2, started over
 // HTTP, writes only those changes. `-- --json` makes the last line a JSON summary.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -34,6 +34,7 @@ async function main(): Promise<number> {
       users: { type: 'string', default: '500' },
       mailboxes: { type: 'string', default: '50' },
       latency: { type: 'string', default: '20' },
+      'log-file': { type: 'string' },
     },
   });
   const json = values.json;
@@ -122,7 +123,14 @@ async function main(): Promise<number> {
     });
     setApp(app);
     await app.ensureStorage();
-    const runner = new LocalRunner(app, defaultRunnerOptions);
+    // Every line the functions log, for troubleshooting (and for the test that no secret is logged).
+    const logFile = values['log-file'];
+    const runner = new LocalRunner(app, {
+      ...defaultRunnerOptions,
+      ...(logFile
+        ? { log: (level: string, line: string) => appendFileSync(logFile, `${level}: ${line}\n`) }
+        : {}),
+    });
     const http = await startHttpBridge();
     cleanups.push(() => http.close());
     say(`  functions: timer, 4 queue handlers, HTTP API at ${http.url}/api`);

@@ -194,6 +194,11 @@ export async function processMailboxSync(
   await app.ensureStorage();
   const msg = parseMessage(mailboxSyncMessage, raw, queueNames.mailboxSyncs);
   const fields = { policy: msg.policyId, run: msg.runId, mailbox: msg.userPrincipalName };
+  const run = await app.runStore.getRun(msg.runId);
+  if (!run || run.status === 'completed' || run.status === 'failed') {
+    log.warn(run ? `run is ${run.status}; message dropped` : 'no such run; message dropped', fields);
+    return 'duplicate';
+  }
   const existing = await app.runStore.getOutcome(msg.runId, msg.mailboxId);
   if (existing && isFinal(existing.status)) return 'duplicate';
   const now = app.now();
@@ -250,6 +255,11 @@ export async function processMailboxSync(
     // Counts of earlier continuations are carried, so the outcome covers the whole mailbox.
     for (const k of ['created', 'updated', 'deleted', 'restored', 'failed'] as const)
       result[k] += msg.carried[k];
+    // What earlier passes wrote shows up as unchanged in this one: count it once.
+    result.unchanged = Math.max(
+      0,
+      result.unchanged - msg.carried.created - msg.carried.restored - msg.carried.updated,
+    );
     if (result.status === 'partial') {
       const carried = {
         created: result.created,

@@ -104,12 +104,19 @@ export async function runPolicy(
       const i = next++;
       const target = targets[i]!;
       let r: MailboxResult | undefined;
+      const carried = { created: 0, updated: 0, deleted: 0, restored: 0, failed: 0 };
       for (let pass = 0; pass < (options.maxPasses ?? 3); pass++) {
         try {
           r = await syncMailbox(policy, target, refreshed.desired, deps.mailboxes, deps.mailboxStore, {
             dryRun,
             force: options.force ?? false,
           });
+          // A later pass sees what earlier passes wrote as unchanged: count each contact once.
+          r.unchanged = Math.max(0, r.unchanged - carried.created - carried.restored - carried.updated);
+          for (const k of Object.keys(carried) as (keyof typeof carried)[]) {
+            r[k] += carried[k];
+            carried[k] = r[k];
+          }
         } catch (e) {
           // A mailbox that fails is reported, never silently skipped; the next pass or run retries it.
           const err = e as { status?: number; code?: string; requestId?: string };

@@ -84,6 +84,21 @@ export async function syncMailbox(
     if (e instanceof GraphRequestError) {
       if (e.code === 'MailboxNotEnabledForRESTAPI')
         return { ...result, status: 'skipped', skipReason: 'noMailbox' };
+      if (e.code === 'ErrorInvalidUser' || (e.status === 404 && /ResourceNotFound/.test(e.code))) {
+        return {
+          ...result,
+          status: 'failed',
+          errors: [
+            ...result.errors,
+            {
+              status: e.status,
+              code: e.code,
+              message: `${e.message} The user no longer exists; the next run leaves them out.`,
+              ...(e.requestId ? { requestId: e.requestId } : {}),
+            },
+          ],
+        };
+      }
       if (e.code === 'ErrorAccessDenied' || e.status === 403) {
         return {
           ...result,

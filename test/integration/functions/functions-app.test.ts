@@ -12,6 +12,7 @@ import { mailboxSyncHandler } from '../../../src/functions/mailbox-syncs';
 import type { PolicyInput } from '../../../src/sync/config/schema';
 import { folderContacts, tagCounts } from '../../support/engine';
 import { functionsFixture, type FunctionsFixture } from '../../support/functions-app';
+import { decodeParts } from '../../support/mime';
 
 const ctx = (): InvocationContext => new InvocationContext({ invocationId: 'test', functionName: 'http' });
 const post = (path: string, body?: unknown, raw?: string): HttpRequest =>
@@ -302,27 +303,6 @@ describe('the Functions app against Azurite, the simulator and the Key Vault fak
     assert.ok(run.contacts.created > 0);
   });
 });
-
-/** The text and HTML parts of a MIME message (quoted-printable or base64). */
-function decodeParts(mime: string): { text: string; html: string } {
-  const part = (type: string): string => {
-    const m = new RegExp(
-      `Content-Type: ${type}[^\\r\\n]*\\r?\\n((?:[^\\r\\n]+\\r?\\n)*)\\r?\\n([\\s\\S]*?)(?=\\r?\\n--)`,
-    ).exec(mime);
-    if (!m) return '';
-    const headers = m[1] ?? '';
-    const body = m[2] ?? '';
-    if (/base64/i.test(headers)) return Buffer.from(body.replace(/\s/g, ''), 'base64').toString('utf8');
-    if (/quoted-printable/i.test(headers)) {
-      const bytes = body
-        .replace(/=\r?\n/g, '')
-        .replace(/=([0-9A-F]{2})/g, (_x, h: string) => String.fromCharCode(parseInt(h, 16)));
-      return Buffer.from(bytes, 'latin1').toString('utf8');
-    }
-    return body;
-  };
-  return { text: part('text/plain'), html: part('text/html') };
-}
 
 describe('the Functions app: time budget and credential recovery', () => {
   let f: FunctionsFixture;
