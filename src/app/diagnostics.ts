@@ -25,19 +25,16 @@ export function neededPermissions(policies: readonly Policy[]): { permission: st
     { permission: 'User.Read.All', why: 'read users and their changes (/users/delta)' },
     { permission: 'Contacts.ReadWrite', why: "write contacts into users' mailboxes" },
   ];
-  if (
-    policies.some(
-      (p) =>
-        p.source.includeGroups.length +
-          p.source.excludeGroups.length +
-          p.targets.groups.length +
-          p.targets.excludeGroups.length >
-        0,
-    )
-  ) {
-    out.push({ permission: 'GroupMember.Read.All', why: 'read group membership for scoping' });
-  }
-  if (policies.some((p) => p.source.includeOrgContacts))
+  const directory = policies.map((p) => p.source).filter((s) => s.type === 'directory');
+  const groupScoped =
+    directory.some((s) => s.includeGroups.length + s.excludeGroups.length > 0) ||
+    policies.some((p) => p.targets.groups.length + p.targets.excludeGroups.length > 0);
+  if (groupScoped || directory.some((s) => s.includeDistributionLists))
+    out.push({
+      permission: 'GroupMember.Read.All',
+      why: 'read group membership for scoping, and mail-enabled groups',
+    });
+  if (directory.some((s) => s.includeOrgContacts))
     out.push({ permission: 'OrgContact.Read.All', why: 'read mail contacts from the GAL' });
   if (policies.some((p) => p.notify.when !== 'never' && p.notify.recipients.length > 0))
     out.push({ permission: 'Mail.Send', why: 'send run reports' });
@@ -149,7 +146,7 @@ export async function preview(
   sampleSize = 10,
 ): Promise<Preview> {
   const graph = await app.graph(connection);
-  const refreshed = await refreshSource(policy, graph.directory, app.sourceStore, app.now());
+  const refreshed = await refreshSource(policy, graph.directory, app.sourceStore, app.now(), graph.mailboxes);
   return {
     policy: policy.id,
     source: {

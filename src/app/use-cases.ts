@@ -135,7 +135,13 @@ export async function processPolicyRun(app: App, raw: unknown, log: Logger): Pro
   let refreshed;
   try {
     refreshed = await withFreshCredential(app, connection, async () =>
-      refreshSource(policy, (await app.graph(connection)).directory, app.sourceStore, app.now()),
+      refreshSource(
+        policy,
+        (await app.graph(connection)).directory,
+        app.sourceStore,
+        app.now(),
+        (await app.graph(connection)).mailboxes,
+      ),
     );
   } catch (e) {
     if (isPermanent(e)) {

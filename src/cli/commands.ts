@@ -106,7 +106,13 @@ export async function preview(io: Io, file: string, policyId: string, json: bool
   if (!found) return 2;
   const graph = await graphFor(found.connection);
   // A preview reads the directory in full and keeps nothing.
-  const refreshed = await refreshSource(found.policy, graph.directory, new MemorySourceStore(), new Date());
+  const refreshed = await refreshSource(
+    found.policy,
+    graph.directory,
+    new MemorySourceStore(),
+    new Date(),
+    graph.mailboxes,
+  );
   const result = {
     policy: policyId,
     sourceObjects: refreshed.desired.size,

@@ -1,10 +1,12 @@
 // Directory objects as the sync reads them, and the pure rules that pick the source objects and
 // the target mailboxes of a policy.
 import type { AttributeFilter, Policy } from './config/schema';
+import type { ContactFields } from './mapping';
 
 export interface DirectoryEntry {
   id: string;
-  kind: 'user' | 'orgContact';
+  /** A user, an org contact, a mail-enabled group, or a contact in a source mailbox's folder. */
+  kind: 'user' | 'orgContact' | 'group' | 'mailboxContact';
   userPrincipalName: string | null;
   displayName: string | null;
   givenName: string | null;
@@ -28,6 +30,8 @@ export interface DirectoryEntry {
   userType: string | null;
   extensionAttributes: Record<string, string | null>;
   managerId: string | null;
+  /** For a mailbox contact: its fields as read from the source folder. */
+  contact?: ContactFields;
 }
 
 export const sourceKeyOf = (e: Pick<DirectoryEntry, 'kind' | 'id'>): string => `${e.kind}:${e.id}`;
@@ -101,11 +105,15 @@ export type ExclusionReason =
   | 'kindNotIncluded';
 
 /** Why an entry is out of the policy's source, or undefined when it is in. */
+export type DirectorySourceConfig = Extract<Policy['source'], { type: 'directory' }>;
+
 export function sourceExclusion(
   e: DirectoryEntry,
-  source: Policy['source'],
+  source: DirectorySourceConfig,
   groups: { include: ReadonlySet<string> | null; exclude: ReadonlySet<string> },
 ): ExclusionReason | undefined {
+  if (e.kind === 'mailboxContact') return 'kindNotIncluded';
+  if (e.kind === 'group' && !source.includeDistributionLists) return 'kindNotIncluded';
   if (e.kind === 'user' && !source.includeUsers) return 'kindNotIncluded';
   if (e.kind === 'orgContact' && !source.includeOrgContacts) return 'kindNotIncluded';
   if (e.kind === 'user' && e.userType !== null && e.userType !== 'Member') return 'guest';

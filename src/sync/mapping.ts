@@ -65,6 +65,7 @@ export function mapEntry(
   mapping: Mapping,
   managerName: string | undefined,
 ): ContactFields {
+  if (e.kind === 'mailboxContact') return mapMailboxContact(e.contact ?? {}, mapping);
   const given = clean(e.givenName);
   const sur = clean(e.surname);
   const displayName =
@@ -200,6 +201,24 @@ export function fieldsFromGraph(
     } else {
       (out as Record<string, unknown>)[f] = v;
     }
+  }
+  return out;
+}
+
+/** A contact from a source mailbox: its own fields, through the policy's mapping and Graph's limits. */
+function mapMailboxContact(contact: ContactFields, mapping: Mapping): ContactFields {
+  const all: ContactFields = {
+    ...contact,
+    emailAddresses: contact.emailAddresses?.slice(0, maxEmailAddresses),
+    businessPhones: contact.businessPhones?.slice(0, maxBusinessPhones),
+    categories: mapping.categories.length > 0 ? [...mapping.categories] : contact.categories,
+  };
+  for (const [field, value] of Object.entries(mapping.constants))
+    (all as Record<string, unknown>)[field] = clean(value);
+  const out: ContactFields = {};
+  for (const field of managedFields(mapping)) {
+    const v = all[field];
+    if (!isEmptyValue(v)) (out as Record<string, unknown>)[field] = v;
   }
   return out;
 }

@@ -25,6 +25,16 @@ export type DirectoryChange =
   | { kind: DirectoryEntry['kind']; id: string; removed: true }
   | { kind: DirectoryEntry['kind']; id: string; removed: false; properties: Partial<DirectoryEntry> };
 
+/** A source mailbox's contact folder, read through its contacts delta. */
+export interface MailboxSourceReader {
+  /** One round of the folder's contacts delta; a full read when deltaLink is null. */
+  readSourceContacts(
+    mailbox: string,
+    folder: string | null,
+    deltaLink: string | null,
+  ): Promise<{ items: DriftItem[]; deltaLink: string }>;
+}
+
 export interface DirectoryReader {
   /** One delta round: from `deltaLink`, or a full read when null. Throws DeltaExpiredError. */
   readDelta(
@@ -73,7 +83,7 @@ export interface WriteOptions {
   onResults?: (results: WriteResult[]) => Promise<void>;
 }
 
-export interface MailboxGraph {
+export interface MailboxGraph extends MailboxSourceReader {
   findFolder(mailboxId: string, name: string): Promise<string | undefined>;
   createFolder(mailboxId: string, name: string): Promise<string>;
   /** One round of the folder's contacts delta. Throws FolderGoneError or DeltaExpiredError. */
@@ -137,6 +147,8 @@ export interface SourceRow {
 export interface SourceMeta {
   userDeltaLink: string | null;
   orgContactDeltaLink: string | null;
+  groupDeltaLink?: string | null;
+  mailboxDeltaLink?: string | null;
   refreshedAt: string;
 }
 

@@ -1,5 +1,7 @@
-// Refreshes a policy's source snapshot: one directory delta round per run (not per mailbox), merged
-// into the stored snapshot; an expired token leads to a full read and a reconcile, losing nothing.
+// Refreshes a policy's source snapshot once per run (not per mailbox): the directory through delta
+// queries (users always, for the targets; org contacts and mail-enabled groups on request), or a
+// source mailbox's contact folder through its contacts delta. Changes merge into the stored snapshot;
+// an expired token leads to a full read and a reconcile, losing nothing.
 import type { Policy } from './config/schema';
 import {
   emptyEntry,
@@ -15,6 +17,7 @@ import {
   DeltaExpiredError,
   type DirectoryChange,
   type DirectoryReader,
+  type MailboxSourceReader,
   type SourceRow,
   type SourceStore,
 } from './ports';
@@ -32,19 +35,21 @@ export interface SourceRefresh {
   };
 }
 
-async function readKind(
-  reader: DirectoryReader,
-  kind: DirectoryEntry['kind'],
+type Kind = DirectoryEntry['kind'];
+
+/** One delta round; when the token has expired, a full read instead (full = true). */
+async function readRound<T>(
   deltaLink: string | null,
-): Promise<{ changes: DirectoryChange[]; deltaLink: string; full: boolean }> {
+  read: (link: string | null) => Promise<T>,
+): Promise<T & { full: boolean }> {
   if (deltaLink) {
     try {
-      return { ...(await reader.readDelta(kind, deltaLink)), full: false };
+      return { ...(await read(deltaLink)), full: false };
     } catch (e) {
       if (!(e instanceof DeltaExpiredError)) throw e;
     }
   }
-  return { ...(await reader.readDelta(kind, null)), full: true };
+  return { ...(await read(null)), full: true };
 }
 
 export async function refreshSource(
@@ -52,19 +57,21 @@ export async function refreshSource(
   reader: DirectoryReader,
   store: SourceStore,
   now: Date,
+  mailboxReader?: MailboxSourceReader,
 ): Promise<SourceRefresh> {
   const source = policy.source;
+  const directory = source.type === 'directory' ? source : null;
   const { meta, rows } = await store.load(policy.id);
   const entries = new Map<string, DirectoryEntry>([...rows.values()].map((r) => [r.key, r.entry]));
   let fullRead = false;
   let removed = 0;
 
-  const apply = (
-    kind: DirectoryEntry['kind'],
-    result: { changes: DirectoryChange[]; full: boolean },
-  ): void => {
+  const drop = (kind: Kind): void => {
+    for (const key of [...entries.keys()]) if (key.startsWith(`${kind}:`)) entries.delete(key);
+  };
+  const apply = (kind: Kind, changes: DirectoryChange[], full: boolean): void => {
     const seen = new Set<string>();
-    for (const c of result.changes) {
+    for (const c of changes) {
       const key = sourceKeyOf(c);
       if (c.removed) {
         if (entries.delete(key)) removed++;
@@ -80,7 +87,7 @@ export async function refreshSource(
         extensionAttributes: { ...base.extensionAttributes, ...(c.properties.extensionAttributes ?? {}) },
       });
     }
-    if (result.full) {
+    if (full) {
       fullRead = true;
       // A full read is the whole truth: what it did not return is gone.
       for (const key of [...entries.keys()]) {
@@ -91,17 +98,55 @@ export async function refreshSource(
       }
     }
   };
+  const directoryKind = async (
+    kind: 'user' | 'orgContact' | 'group',
+    wanted: boolean,
+    link: string | null | undefined,
+  ): Promise<string | null> => {
+    if (!wanted) {
+      drop(kind);
+      return null;
+    }
+    const round = await readRound(link ?? null, (l) => reader.readDelta(kind, l));
+    apply(kind, round.changes, round.full);
+    return round.deltaLink;
+  };
 
-  const users = await readKind(reader, 'user', meta?.userDeltaLink ?? null);
-  apply('user', users);
-  let orgContactDeltaLink = meta?.orgContactDeltaLink ?? null;
-  if (source.includeOrgContacts) {
-    const contacts = await readKind(reader, 'orgContact', orgContactDeltaLink);
-    apply('orgContact', contacts);
-    orgContactDeltaLink = contacts.deltaLink;
+  // Users are read for every policy: the targets are users.
+  const userDeltaLink = await directoryKind('user', true, meta?.userDeltaLink);
+  const orgContactDeltaLink = await directoryKind(
+    'orgContact',
+    Boolean(directory?.includeOrgContacts),
+    meta?.orgContactDeltaLink,
+  );
+  const groupDeltaLink = await directoryKind(
+    'group',
+    Boolean(directory?.includeDistributionLists),
+    meta?.groupDeltaLink,
+  );
+
+  let mailboxDeltaLink: string | null = null;
+  if (source.type === 'mailbox') {
+    if (!mailboxReader) throw new Error(`policy ${policy.id}: a mailbox source needs a mailbox reader`);
+    const round = await readRound(meta?.mailboxDeltaLink ?? null, (l) =>
+      mailboxReader.readSourceContacts(source.mailbox, source.folder, l),
+    );
+    const changes: DirectoryChange[] = round.items.map((i) =>
+      i.removed
+        ? { kind: 'mailboxContact', id: i.contactId, removed: true }
+        : {
+            kind: 'mailboxContact',
+            id: i.contactId,
+            removed: false,
+            properties: { contact: i.fields ?? {}, displayName: i.fields?.displayName ?? null },
+          },
+    );
+    // A changed contact arrives whole: replace, do not merge.
+    for (const c of changes) if (!c.removed) entries.delete(sourceKeyOf(c));
+    apply('mailboxContact', changes, round.full);
+    mailboxDeltaLink = round.deltaLink;
   } else {
-    for (const key of [...entries.keys()]) if (key.startsWith('orgContact:')) entries.delete(key);
-    orgContactDeltaLink = null;
+    drop('mailboxContact');
   }
 
   // Group membership, read once per group per run (nested membership counts).
@@ -120,8 +165,8 @@ export async function refreshSource(
     return all;
   };
   const sourceGroups = {
-    include: await membersOf(source.includeGroups),
-    exclude: (await membersOf(source.excludeGroups)) ?? new Set<string>(),
+    include: directory ? await membersOf(directory.includeGroups) : null,
+    exclude: (directory ? await membersOf(directory.excludeGroups) : null) ?? new Set<string>(),
   };
   const targetGroups = {
     include: await membersOf(policy.targets.groups),
@@ -132,14 +177,19 @@ export async function refreshSource(
   const upserts: SourceRow[] = [];
   const excluded: Record<string, number> = {};
   for (const [key, entry] of entries) {
-    const exclusion = sourceExclusion(entry, source, sourceGroups) ?? null;
+    const exclusion =
+      (directory
+        ? sourceExclusion(entry, directory, sourceGroups)
+        : entry.kind === 'mailboxContact'
+          ? undefined
+          : 'kindNotIncluded') ?? null;
     let want: DesiredContact | null = null;
     if (exclusion === null) {
       const manager = entry.managerId ? entries.get(`user:${entry.managerId}`) : undefined;
       const fields = mapEntry(entry, policy.mapping, manager?.displayName ?? undefined);
       want = { fields, hash: contentHash(fields) };
       desired.set(key, want);
-    } else {
+    } else if (exclusion !== 'kindNotIncluded' || source.type === 'directory') {
       excluded[exclusion] = (excluded[exclusion] ?? 0) + 1;
     }
     const old = rows.get(key);
@@ -154,8 +204,10 @@ export async function refreshSource(
   }
   const deletes = [...rows.keys()].filter((k) => !entries.has(k));
   await store.save(policy.id, upserts, deletes, {
-    userDeltaLink: users.deltaLink,
+    userDeltaLink,
     orgContactDeltaLink,
+    groupDeltaLink,
+    mailboxDeltaLink,
     refreshedAt: now.toISOString(),
   });
 
@@ -166,7 +218,7 @@ export async function refreshSource(
       directoryObjects: entries.size,
       inSource: desired.size,
       changed: upserts.length,
-      removed: removed + deletes.filter((k) => !rows.has(k)).length,
+      removed,
       fullRead,
       excluded,
     },

@@ -80,7 +80,7 @@ export async function runPolicy(
   const now = options.now ?? (() => new Date());
   const startedAt = now();
   const dryRun = options.dryRun ?? policy.options.dryRun;
-  const refreshed = await refreshSource(policy, deps.directory, deps.sourceStore, startedAt);
+  const refreshed = await refreshSource(policy, deps.directory, deps.sourceStore, startedAt, deps.mailboxes);
   let targets = refreshed.targets.mailboxes;
   const skippedTargets = [...refreshed.targets.skipped];
   if (options.mailboxes && options.mailboxes.length > 0) {

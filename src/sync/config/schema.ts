@@ -112,6 +112,21 @@ export const directorySource = z.strictObject({
   filters: z.array(attributeFilter).default([]).describe('All must match (AND)'),
   includeDisabled: z.boolean().default(false),
   includeHidden: z.boolean().default(false).describe('Objects hidden from address lists'),
+  includeDistributionLists: z
+    .boolean()
+    .default(false)
+    .describe('Mail-enabled groups (distribution lists, Microsoft 365 groups) as contacts'),
+});
+
+export const mailboxSource = z.strictObject({
+  type: z.literal('mailbox'),
+  mailbox: upn.describe('The (shared) mailbox whose contacts are the source'),
+  folder: z
+    .string()
+    .min(1)
+    .nullable()
+    .default(null)
+    .describe('A subfolder of its Contacts folder; null for the Contacts folder itself'),
 });
 
 const fieldRule = z.enum(['overwrite', 'setIfEmpty', 'never']);
@@ -157,7 +172,7 @@ export const policySchema = z.strictObject({
   name: z.string().min(1).max(200),
   enabled: z.boolean().default(true),
   connection: id.describe('id of a connection in this file'),
-  source: z.discriminatedUnion('type', [directorySource]),
+  source: z.discriminatedUnion('type', [directorySource, mailboxSource]),
   targets: z.strictObject({
     type: z.enum(['allMailboxes', 'groups', 'users']),
     groups: z.array(guid).default([]),

@@ -413,6 +413,103 @@ describe('sync engine: scoping, the default folder, and faults', () => {
     assert.equal(tagCounts(folderContacts(f.sim, target.userPrincipalName, 'Expiry')).get(victimTag!), 1);
   });
 
+  it("syncs a shared mailbox's contact folder into every target: adds, changes and removals", async () => {
+    const shared = [...f.sim.tenant.users.values()].find((u) => u.mailbox === 'shared')!;
+    const sharedBox = f.sim.tenant.mailbox(shared.userPrincipalName)!;
+    const folder = sharedBox.createFolder('Partners', sharedBox.contactsFolderId);
+    const partners = ['Ada Supplier', 'Bo Vendor', 'Cy Partner'].map((name, i) =>
+      sharedBox.createContact(
+        folder.id,
+        {
+          displayName: name,
+          givenName: name.split(' ')[0],
+          companyName: 'Fabrikam',
+          emailAddresses: [1, 2, 3].map((n) => ({ address: `p${i}.${n}@fabrikam.example`, name })),
+          businessPhones: ['+44 1', '+44 2'],
+        },
+        [],
+        new Date(),
+      ),
+    );
+    const targets = [...f.sim.tenant.users.values()]
+      .filter((u) => u.mailbox === 'user' && u.accountEnabled && u.mail && !hasMarker(u, 'NoMailboxSync'))
+      .slice(0, 3);
+    const policy = f.policy({
+      id: 'partners',
+      source: { type: 'mailbox', mailbox: shared.userPrincipalName, folder: 'Partners' },
+      targets: { type: 'users', users: targets.map((t) => t.userPrincipalName) },
+      folder: { name: 'Partners' },
+      mapping: { categories: ['Partner'] },
+    } as never);
+    const keysFor = (contacts: typeof partners): Set<string> =>
+      new Set(contacts.map((c) => `partners|mailboxContact:${c.immutableId}`));
+    const first = await f.run(policy);
+    assert.equal(first.mailboxes.failed, 0, JSON.stringify(first.results.map((r) => r.errors)));
+    for (const t of targets)
+      assert.deepEqual(
+        new Set(tagCounts(folderContacts(f.sim, t.userPrincipalName, 'Partners')).keys()),
+        keysFor(partners),
+      );
+    const copy = folderContacts(f.sim, targets[0]!.userPrincipalName, 'Partners').find(
+      (c) => c.data.displayName === 'Ada Supplier',
+    )!;
+    assert.equal(copy.data.companyName, 'Fabrikam');
+    assert.deepEqual(copy.data.categories, ['Partner']);
+    // Changes in the shared folder reach every target.
+    sharedBox.updateContact(partners[0]!, { jobTitle: 'Key Account' }, [], new Date());
+    sharedBox.deleteContact(partners[1]!);
+    const added = sharedBox.createContact(
+      folder.id,
+      { displayName: 'Di New', companyName: 'Contoso Partner' },
+      [],
+      new Date(),
+    );
+    const second = await f.run(policy);
+    assert.equal(second.contacts.created, 3);
+    assert.equal(second.contacts.updated, 3);
+    assert.equal(second.contacts.deleted, 3);
+    for (const t of targets) {
+      assert.deepEqual(
+        new Set(tagCounts(folderContacts(f.sim, t.userPrincipalName, 'Partners')).keys()),
+        keysFor([partners[0]!, partners[2]!, added]),
+      );
+      assert.equal(
+        folderContacts(f.sim, t.userPrincipalName, 'Partners').find(
+          (c) => c.data.displayName === 'Ada Supplier',
+        )!.data.jobTitle,
+        'Key Account',
+      );
+    }
+    // A missing source folder fails the run clearly instead of emptying the targets.
+    const broken = f.policy({
+      id: 'partners-missing',
+      source: { type: 'mailbox', mailbox: shared.userPrincipalName, folder: 'Nope' },
+      targets: { type: 'users', users: [targets[0]!.userPrincipalName] },
+      folder: { name: 'X' },
+    } as never);
+    await assert.rejects(f.run(broken), /SourceFolderNotFound.*"Nope"/);
+  });
+
+  it('adds mail-enabled groups (distribution lists) as contacts on request, and only those', async () => {
+    const target = [...f.sim.tenant.users.values()].find(
+      (u) => u.mailbox === 'user' && u.accountEnabled && u.mail && !hasMarker(u, 'NoMailboxSync'),
+    )!;
+    const policy = f.policy({
+      id: 'with-dls',
+      source: { type: 'directory', includeDistributionLists: true },
+      targets: { type: 'users', users: [target.userPrincipalName] },
+      folder: { name: 'DLs' },
+    } as never);
+    await f.run(policy);
+    const tags = new Set(tagCounts(folderContacts(f.sim, target.userPrincipalName, 'DLs')).keys());
+    for (const g of f.sim.tenant.groups.values())
+      assert.equal(tags.has(`with-dls|group:${g.id}`), g.mailEnabled && Boolean(g.mail), g.displayName);
+    const dl = folderContacts(f.sim, target.userPrincipalName, 'DLs').find(
+      (c) => c.data.displayName === 'All Staff',
+    )!;
+    assert.equal((dl.data.emailAddresses as { address: string }[])[0]!.address, 'allstaff@contoso.example');
+  });
+
   it('converges without twins when replies to creates, patches and deletes are lost', async () => {
     const policy = f.policy({ id: 'faults', folder: { name: 'Faults' } });
     f.sim.faults.add({ kind: 'lostReply', times: 3, match: { operation: 'batch' } });

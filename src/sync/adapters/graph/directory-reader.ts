@@ -38,6 +38,7 @@ const userSelect = [
 ].join(',');
 const orgContactSelect =
   'id,displayName,givenName,surname,mail,companyName,department,jobTitle,proxyAddresses,phones,addresses';
+const groupSelect = 'id,displayName,mail,mailEnabled,proxyAddresses';
 
 type Json = Record<string, unknown>;
 const str = (v: unknown): string | null => (typeof v === 'string' ? v : null);
@@ -92,6 +93,17 @@ export function userProperties(u: Json): Partial<DirectoryEntry> {
   return p;
 }
 
+export function groupProperties(g: Json): Partial<DirectoryEntry> {
+  const p: Partial<DirectoryEntry> = {};
+  if ('displayName' in g) p.displayName = str(g.displayName);
+  if ('mail' in g) p.mail = str(g.mail);
+  if ('proxyAddresses' in g)
+    p.proxyAddresses = Array.isArray(g.proxyAddresses)
+      ? g.proxyAddresses.filter((x): x is string => typeof x === 'string')
+      : [];
+  return p;
+}
+
 export function orgContactProperties(c: Json): Partial<DirectoryEntry> {
   const p: Partial<DirectoryEntry> = {};
   for (const k of [
@@ -133,14 +145,16 @@ export class GraphDirectoryReader implements DirectoryReader {
   constructor(private readonly client: Client) {}
 
   async readDelta(
-    kind: DirectoryEntry['kind'],
+    kind: 'user' | 'orgContact' | 'group',
     deltaLink: string | null,
   ): Promise<{ changes: DirectoryChange[]; deltaLink: string }> {
-    let url: string | undefined =
-      deltaLink ??
-      (kind === 'user'
+    const start =
+      kind === 'user'
         ? `/users/delta?$select=${userSelect}`
-        : `/contacts/delta?$select=${orgContactSelect}`);
+        : kind === 'orgContact'
+          ? `/contacts/delta?$select=${orgContactSelect}`
+          : `/groups/delta?$select=${groupSelect}`;
+    let url: string | undefined = deltaLink ?? start;
     const changes: DirectoryChange[] = [];
     let last: string | undefined;
     while (url) {
@@ -158,13 +172,23 @@ export class GraphDirectoryReader implements DirectoryReader {
       for (const item of (page.value as Json[] | undefined) ?? []) {
         const id = str(item.id);
         if (!id) continue;
-        if ('@removed' in item) changes.push({ kind, id, removed: true });
+        // A group that is (or becomes) not mail-enabled is not an address-book entry.
+        const notMailEnabled =
+          kind === 'group' &&
+          ('mailEnabled' in item || 'mail' in item) &&
+          (item.mailEnabled === false || !str(item.mail));
+        if ('@removed' in item || notMailEnabled) changes.push({ kind, id, removed: true });
         else
           changes.push({
             kind,
             id,
             removed: false,
-            properties: kind === 'user' ? userProperties(item) : orgContactProperties(item),
+            properties:
+              kind === 'user'
+                ? userProperties(item)
+                : kind === 'orgContact'
+                  ? orgContactProperties(item)
+                  : groupProperties(item),
           });
       }
       url = str(page['@odata.nextLink']) ?? undefined;

@@ -145,6 +145,38 @@ export class GraphMailboxes implements MailboxGraph {
     return { items, deltaLink: last };
   }
 
+  async readSourceContacts(
+    mailbox: string,
+    folder: string | null,
+    deltaLink: string | null,
+  ): Promise<{ items: DriftItem[]; deltaLink: string }> {
+    if (deltaLink) return this.readDrift(mailbox, { kind: 'default' }, deltaLink);
+    let ref: FolderRef = { kind: 'default' };
+    if (folder !== null) {
+      const id = await this.findFolder(mailbox, folder);
+      if (!id)
+        throw new GraphRequestError(
+          `SourceFolderNotFound: the source mailbox ${mailbox} has no contact folder "${folder}" under Contacts`,
+          404,
+          'SourceFolderNotFound',
+          undefined,
+        );
+      ref = { kind: 'named', id };
+    }
+    try {
+      return await this.readDrift(mailbox, ref, null);
+    } catch (e) {
+      if (e instanceof FolderGoneError)
+        throw new GraphRequestError(
+          `SourceFolderNotFound: the contact folder "${folder ?? 'Contacts'}" of ${mailbox} is gone`,
+          404,
+          'SourceFolderNotFound',
+          undefined,
+        );
+      throw e;
+    }
+  }
+
   private tagged(c: Json): TaggedContact {
     const props = (c.singleValueExtendedProperties as Json[] | undefined) ?? [];
     const tag = props.find(

@@ -83,8 +83,10 @@ export class TableSourceStore implements SourceStore {
     })) {
       if (e.rowKey === metaKey) {
         meta = {
-          userDeltaLink: (e.userDeltaLink as string) || null,
-          orgContactDeltaLink: (e.orgContactDeltaLink as string) || null,
+          userDeltaLink: text(e.userDeltaLink) || null,
+          orgContactDeltaLink: text(e.orgContactDeltaLink) || null,
+          groupDeltaLink: text(e.groupDeltaLink) || null,
+          mailboxDeltaLink: text(e.mailboxDeltaLink) || null,
           refreshedAt: text(e.refreshedAt),
         };
         continue;
@@ -122,6 +124,8 @@ export class TableSourceStore implements SourceStore {
         rowKey: metaKey,
         userDeltaLink: meta.userDeltaLink ?? '',
         orgContactDeltaLink: meta.orgContactDeltaLink ?? '',
+        groupDeltaLink: meta.groupDeltaLink ?? '',
+        mailboxDeltaLink: meta.mailboxDeltaLink ?? '',
         refreshedAt: meta.refreshedAt,
       },
       'Replace',
