@@ -230,14 +230,7 @@ export async function processMailboxSync(
       await recordAndMaybeFinish(
         app,
         msg.runId,
-        {
-          mailboxId: msg.mailboxId,
-          userPrincipalName: msg.userPrincipalName,
-          status: 'failed',
-          result: null,
-          lastError: `policy "${msg.policyId}" is no longer in the policy file`,
-          attempts: 1,
-        },
+        failedOutcome(msg, `policy "${msg.policyId}" is no longer in the policy file`, 1),
         log,
       );
       return 'done';
@@ -319,6 +312,17 @@ export async function processMailboxSync(
   }
 }
 
+function failedOutcome(msg: MailboxSyncMessage, error: string, attempts: number): MailboxOutcome {
+  return {
+    mailboxId: msg.mailboxId,
+    userPrincipalName: msg.userPrincipalName,
+    status: 'failed',
+    result: null,
+    lastError: error,
+    attempts,
+  };
+}
+
 async function recordAndMaybeFinish(
   app: App,
   runId: string,
@@ -349,19 +353,7 @@ export async function processPoison(
     if (last && isFinal(last.status)) return;
     const error = `gave up after repeated failures: ${last?.lastError ?? 'no error was recorded'}`;
     log.error(error, { policy: msg.policyId, run: msg.runId, mailbox: msg.userPrincipalName });
-    await recordAndMaybeFinish(
-      app,
-      msg.runId,
-      {
-        mailboxId: msg.mailboxId,
-        userPrincipalName: msg.userPrincipalName,
-        status: 'failed',
-        result: null,
-        lastError: error,
-        attempts: last?.attempts ?? 0,
-      },
-      log,
-    );
+    await recordAndMaybeFinish(app, msg.runId, failedOutcome(msg, error, last?.attempts ?? 0), log);
     return;
   }
   let msg: PolicyRunMessage;

@@ -333,22 +333,33 @@ async function syncMailboxInner(
     | { kind: 'twin'; contactId: string }
   >();
   let n = 0;
-  for (const c of plan.creates) {
-    const id = `c${n++}`;
-    ops.push({
-      id,
-      kind: 'create',
-      folder: ref,
-      body: {
-        ...toGraphBody(
-          c.fields,
-          fields.filter((f) => c.fields[f] !== undefined),
-        ),
-        ...tag(c.sourceKey),
-      },
+  // Intent log: a pending row per create is written before the create is sent.
+  const queueCreates = async (creates: MailboxPlan['creates']): Promise<WriteOp[]> => {
+    if (creates.length > 0)
+      await store.apply(
+        policy.id,
+        mbx,
+        creates.map((c) => [c.sourceKey, { pending: true, hash: c.hash, fields: c.fields }]),
+        [],
+      );
+    return creates.map((c) => {
+      const id = `c${n++}`;
+      meaning.set(id, { kind: 'create', c });
+      return {
+        id,
+        kind: 'create',
+        folder: ref,
+        body: {
+          ...toGraphBody(
+            c.fields,
+            fields.filter((f) => c.fields[f] !== undefined),
+          ),
+          ...tag(c.sourceKey),
+        },
+      };
     });
-    meaning.set(id, { kind: 'create', c });
-  }
+  };
+  ops.push(...(await queueCreates(plan.creates)));
   for (const u of plan.updates) {
     const id = `u${n++}`;
     ops.push({ id, kind: 'update', contactId: u.contactId, body: toGraphBody(u.patch, u.patchFields) });
@@ -363,16 +374,6 @@ async function syncMailboxInner(
     const id = `t${n++}`;
     ops.push({ id, kind: 'delete', contactId });
     meaning.set(id, { kind: 'twin', contactId });
-  }
-
-  // Intent log: a pending row per create before it is sent.
-  if (plan.creates.length > 0) {
-    await store.apply(
-      policy.id,
-      mbx,
-      plan.creates.map((c) => [c.sourceKey, { pending: true, hash: c.hash, fields: c.fields }]),
-      [],
-    );
   }
 
   const followUps: MailboxPlan['creates'] = [];
@@ -477,29 +478,7 @@ async function syncMailboxInner(
   };
   if (ops.length > 0) await graph.write(mbx, ops, writeOptions);
   if (followUps.length > 0 && !incomplete) {
-    const more: WriteOp[] = followUps.map((c) => {
-      const id = `c${n++}`;
-      meaning.set(id, { kind: 'create', c });
-      return {
-        id,
-        kind: 'create',
-        folder: ref,
-        body: {
-          ...toGraphBody(
-            c.fields,
-            fields.filter((f) => c.fields[f] !== undefined),
-          ),
-          ...tag(c.sourceKey),
-        },
-      };
-    });
-    await store.apply(
-      policy.id,
-      mbx,
-      followUps.map((c) => [c.sourceKey, { pending: true, hash: c.hash, fields: c.fields }]),
-      [],
-    );
-    await graph.write(mbx, more, writeOptions);
+    await graph.write(mbx, await queueCreates(followUps), writeOptions);
   }
 
   if (incomplete) {
