@@ -482,6 +482,14 @@ async function syncMailboxInner(
   }
 
   if (incomplete) {
+    // Keep the delta token read at the start of this pass, so the next pass reads only what changed
+    // since (not every write of the whole fill again); the drift seen now but not yet settled is kept
+    // as dirty ids and looked at again.
+    if (newDeltaLink) {
+      const unsettled = [...drift.changed.keys(), ...drift.deleted, ...(folderState?.dirtyContactIds ?? [])];
+      folderState = { ...(folderState ?? { folderId: null, folderName: null }), deltaLink: newDeltaLink, dirtyContactIds: [...new Set(unsettled)] };
+      await store.saveFolder(policy.id, mbx, folderState);
+    }
     result.status = 'partial';
     return result;
   }
