@@ -66,7 +66,9 @@ export const localOnlySettingKeys = ['AzureWebJobsStorage', 'POLICY_FILE'];
 export class SettingsError extends Error {}
 
 export function parseSettings(env: Record<string, string | undefined>): Settings {
-  const parsed = settingsSchema.safeParse(env);
+  // An empty setting (as local.settings.example.json lists them) means "not set".
+  const set = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
+  const parsed = settingsSchema.safeParse(set);
   if (!parsed.success) {
     throw new SettingsError(
       `app settings are invalid: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`,

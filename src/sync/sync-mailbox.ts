@@ -487,7 +487,11 @@ async function syncMailboxInner(
     // as dirty ids and looked at again.
     if (newDeltaLink) {
       const unsettled = [...drift.changed.keys(), ...drift.deleted, ...(folderState?.dirtyContactIds ?? [])];
-      folderState = { ...(folderState ?? { folderId: null, folderName: null }), deltaLink: newDeltaLink, dirtyContactIds: [...new Set(unsettled)] };
+      folderState = {
+        ...(folderState ?? { folderId: null, folderName: null }),
+        deltaLink: newDeltaLink,
+        dirtyContactIds: [...new Set(unsettled)],
+      };
       await store.saveFolder(policy.id, mbx, folderState);
     }
     result.status = 'partial';

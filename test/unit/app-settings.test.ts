@@ -19,6 +19,15 @@ describe('app settings', () => {
     );
   });
 
+  it('accepts local.settings.example.json as it is (empty values mean unset)', () => {
+    const example = JSON.parse(readFileSync(resolve(root, 'local.settings.example.json'), 'utf8')) as {
+      Values: Record<string, string>;
+    };
+    const settings = parseSettings(example.Values);
+    assert.equal(settings.AzureWebJobsStorage, 'UseDevelopmentStorage=true');
+    assert.equal(settings.AzureWebJobsStorage__credential, undefined);
+  });
+
   it('fails fast naming the missing or bad setting', () => {
     assert.throws(
       () => parseSettings({ AzureWebJobsStorage: 'UseDevelopmentStorage=true' }),
