@@ -222,8 +222,6 @@ async function main(): Promise<number> {
       return body.runId;
     });
 
-    const status = await (await fetch(`${http.url}/api/policies`)).json();
-    void status;
     const reports = sim.tenant.mailbox(admin)!.sentMail.length;
     if (!json) {
       const head = [

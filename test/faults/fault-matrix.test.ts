@@ -309,8 +309,6 @@ describe('fault matrix', () => {
   it('duplicate deliveries of every message (at least once) change nothing twice', async () => {
     const runId = await runPolicy('continuations');
     const before = (await f.app.runStore.getRun(runId))!;
-    const p = (await f.app.policy('continuations'))!.policy;
-    void p;
     // Deliver every mailbox message of that run again.
     for (const upn of targets) {
       const owner = [...f.sim.tenant.users.values()].find((u) => u.userPrincipalName === upn)!;

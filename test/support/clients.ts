@@ -21,7 +21,7 @@ export function appCredential(sim: GraphTenantSimulator): ClientCertificateCrede
   );
 }
 
-export function graphClient(sim: GraphTenantSimulator, options: { immutableIds?: boolean } = {}): Client {
+export function graphClient(sim: GraphTenantSimulator): Client {
   const provider = new TokenCredentialAuthenticationProvider(appCredential(sim), {
     scopes: [`${sim.graphUrl}/.default`],
   });
@@ -31,7 +31,6 @@ export function graphClient(sim: GraphTenantSimulator, options: { immutableIds?:
     authProvider: provider,
     defaultVersion: 'v1.0',
   });
-  void options;
   return client;
 }
 

@@ -15,20 +15,6 @@ import { functionsFixture, type FunctionsFixture } from '../../support/functions
 import { decodeParts } from '../../support/mime';
 
 const ctx = (): InvocationContext => new InvocationContext({ invocationId: 'test', functionName: 'http' });
-const post = (path: string, body?: unknown, raw?: string): HttpRequest =>
-  new HttpRequest({
-    url: `http://127.0.0.1:7071/api/${path}`,
-    method: 'POST',
-    ...(raw !== undefined
-      ? { body: { string: raw } }
-      : body !== undefined
-        ? { body: { string: JSON.stringify(body) } }
-        : {}),
-    headers: { 'content-type': 'application/json' },
-    params: {},
-  });
-const withParams = (req: HttpRequest, params: Record<string, string>): HttpRequest =>
-  new HttpRequest({ url: req.url, method: req.method, body: { string: '' }, params });
 const get = (path: string, params: Record<string, string> = {}): HttpRequest =>
   new HttpRequest({ url: `http://127.0.0.1:7071/api/${path}`, method: 'GET', params });
 const postTo = (path: string, params: Record<string, string>, body?: unknown, raw?: string): HttpRequest =>
@@ -42,8 +28,6 @@ const postTo = (path: string, params: Record<string, string>, body?: unknown, ra
         ? { body: { string: JSON.stringify(body) } }
         : {}),
   });
-void post;
-void withParams;
 
 describe('the Functions app against Azurite, the simulator and the Key Vault fake', () => {
   let f: FunctionsFixture;
