@@ -63,8 +63,9 @@ export interface DriftItem {
 }
 
 export type WriteOp =
-  | { id: string; kind: 'create'; folder: FolderRef; body: Record<string, unknown> }
-  | { id: string; kind: 'update'; contactId: string; body: Record<string, unknown> }
+  /** Bodies are built when their batch is sent, so a large plan does not hold every body at once. */
+  | { id: string; kind: 'create'; folder: FolderRef; body: () => Record<string, unknown> }
+  | { id: string; kind: 'update'; contactId: string; body: () => Record<string, unknown> }
   | { id: string; kind: 'delete'; contactId: string };
 
 export type WriteResult =

@@ -349,20 +349,20 @@ async function syncMailboxInner(
         id,
         kind: 'create',
         folder: ref,
-        body: {
+        body: () => ({
           ...toGraphBody(
             c.fields,
             fields.filter((f) => c.fields[f] !== undefined),
           ),
           ...tag(c.sourceKey),
-        },
+        }),
       };
     });
   };
   ops.push(...(await queueCreates(plan.creates)));
   for (const u of plan.updates) {
     const id = `u${n++}`;
-    ops.push({ id, kind: 'update', contactId: u.contactId, body: toGraphBody(u.patch, u.patchFields) });
+    ops.push({ id, kind: 'update', contactId: u.contactId, body: () => toGraphBody(u.patch, u.patchFields) });
     meaning.set(id, { kind: 'update', u });
   }
   for (const d of plan.deletes) {

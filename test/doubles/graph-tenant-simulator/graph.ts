@@ -1047,7 +1047,7 @@ export class GraphService {
     }
     const selected = state.select;
     const ids = state.ids ? new Set(state.ids) : undefined;
-    let items: Record<string, unknown>[];
+    let items: (() => Record<string, unknown>)[];
     if (state.since < 0) {
       const all =
         kind === 'user'
@@ -1057,7 +1057,7 @@ export class GraphService {
             : [...this.tenant.orgContacts.keys()];
       items = all
         .filter((id) => !ids || ids.has(id))
-        .map((id) => this.deltaView(kind, id, selected, undefined, undefined));
+        .map((id) => () => this.deltaView(kind, id, selected, undefined, undefined));
     } else {
       const changes = this.tenant.directoryChanges.filter(
         (c) => c.kind === kind && c.seq > state.since && c.seq <= state.upTo && (!ids || ids.has(c.id)),
@@ -1092,18 +1092,22 @@ export class GraphService {
               ? this.tenant.groups.has(id)
               : this.tenant.orgContacts.has(id);
         if (e.deleted && !exists) {
-          items.push({ '@odata.type': `#microsoft.graph.${kind}`, id, '@removed': { reason: 'changed' } });
+          items.push(() => ({
+            '@odata.type': `#microsoft.graph.${kind}`,
+            id,
+            '@removed': { reason: 'changed' },
+          }));
           continue;
         }
         if (!exists) continue;
         if (e.created) {
-          items.push(this.deltaView(kind, id, selected, undefined, undefined));
+          items.push(() => this.deltaView(kind, id, selected, undefined, undefined));
           continue;
         }
         const changedSelected = selected.filter((p) => e.props.has(p));
         const membersChanged = selected.includes('members') && (e.added.size > 0 || e.removed.size > 0);
         if (changedSelected.length === 0 && !membersChanged) continue;
-        items.push(
+        items.push(() =>
           this.deltaView(
             kind,
             id,
@@ -1114,7 +1118,8 @@ export class GraphService {
         );
       }
     }
-    const slice = items.slice(state.offset, state.offset + size);
+    // Only the page's objects are built: a first round over 50,000 users stays linear.
+    const slice = items.slice(state.offset, state.offset + size).map((build) => build());
     const body: Record<string, unknown> = {
       '@odata.context': `${this.graphUrl}/v1.0/$metadata#${collection}`,
       value: slice,
@@ -1507,9 +1512,10 @@ export class GraphService {
           : full),
       };
     };
-    let items: Record<string, unknown>[];
+    // Views are built for the page only, so paging through a large folder stays linear.
+    let items: (() => Record<string, unknown>)[];
     if (state.s < 0) {
-      items = mailbox.contactsIn(folderId).map(view);
+      items = mailbox.contactsIn(folderId).map((c) => () => view(c));
     } else {
       const latest = new Map<string, FolderChange>();
       for (const ch of mailbox.changes) {
@@ -1518,16 +1524,16 @@ export class GraphService {
       items = [];
       for (const [id, ch] of latest) {
         const c = mailbox.contacts.get(id);
-        if (c && c.folderId === folderId) items.push(view(c));
+        if (c && c.folderId === folderId) items.push(() => view(c));
         else
-          items.push({
+          items.push(() => ({
             '@odata.type': '#microsoft.graph.contact',
             id: ctx.immutable ? ch.immutableId : id,
             '@removed': { reason: 'deleted' },
-          });
+          }));
       }
     }
-    const slice = items.slice(state.o, state.o + size);
+    const slice = items.slice(state.o, state.o + size).map((build) => build());
     const body: Record<string, unknown> = {
       '@odata.context': `${this.graphUrl}/v1.0/$metadata#Collection(contact)`,
       value: slice,

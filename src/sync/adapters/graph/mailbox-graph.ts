@@ -236,7 +236,7 @@ export class GraphMailboxes implements MailboxGraph {
           method: 'POST',
           url: this.base(mailboxId, op.folder),
           headers: { 'Content-Type': 'application/json', Prefer: immutable },
-          body: op.body,
+          body: op.body(),
         };
       case 'update':
         return {
@@ -244,7 +244,7 @@ export class GraphMailboxes implements MailboxGraph {
           method: 'PATCH',
           url: `${user}/contacts/${encodeURIComponent(op.contactId)}`,
           headers: { 'Content-Type': 'application/json', Prefer: immutable },
-          body: op.body,
+          body: op.body(),
         };
       case 'delete':
         return {
