@@ -80,7 +80,7 @@ export async function startAzurite(): Promise<AzuriteHandle> {
   let stderr = '';
   child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
   try {
-    await Promise.all([waitForPort(tablePort, 15_000), waitForPort(queuePort, 15_000)]);
+    await Promise.all([tablePort, queuePort, blobPort].map((p) => waitForPort(p, 15_000)));
   } catch (e) {
     child.kill();
     throw new Error(`${(e as Error).message}: ${stderr}`);

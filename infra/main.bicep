@@ -75,6 +75,8 @@ var names = {
 }
 var deploymentContainer = 'app-package'
 var configContainer = 'config'
+// Contact photos by content hash (written by the source refresh, read by mailbox workers).
+var photoContainer = 'photos'
 var policyBlobName = 'policies.json'
 
 // ============== //
@@ -99,6 +101,7 @@ module storage 'modules/storage.bicep' = {
     containers: [
       deploymentContainer
       configContainer
+      photoContainer
     ]
     queues: [
       'policy-runs'

@@ -2,7 +2,7 @@
 import { readFile } from 'node:fs/promises';
 import { TableClient } from '@azure/data-tables';
 import { DefaultAzureCredential, type TokenCredential } from '@azure/identity';
-import { BlobClient } from '@azure/storage-blob';
+import { BlobClient, BlobServiceClient, type ContainerClient } from '@azure/storage-blob';
 import { QueueClient } from '@azure/storage-queue';
 import type { Client } from '@microsoft/microsoft-graph-client';
 import { parsePolicyFile, type LoadedPolicyFile } from '../sync/config/policy-file';
@@ -18,6 +18,7 @@ import {
 } from '../sync/adapters/tables/table-stores';
 import { TableRunStore } from '../sync/adapters/tables/run-store';
 import { MailboxLocks } from '../sync/adapters/tables/mailbox-locks';
+import { BlobPhotoStore, photoContainerName } from '../sync/adapters/blob/photo-store';
 import { parseSettings, type Settings } from './settings';
 
 export const queueNames = { policyRuns: 'policy-runs', mailboxSyncs: 'mailbox-syncs' } as const;
@@ -49,6 +50,9 @@ export class App {
   readonly mailboxStore: TableMailboxStore;
   readonly runStore: TableRunStore;
   readonly locks: MailboxLocks;
+  /** Contact photos by hash; undefined without a blob endpoint (a policy with photos then fails clearly). */
+  readonly photoStore: BlobPhotoStore | undefined;
+  private readonly photoContainer: ContainerClient | undefined;
   readonly now: () => Date;
   private readonly connections = new Map<string, Promise<ConnectionClients>>();
   private policyCache: { at: number; value: Promise<LoadedPolicyFile> } | undefined;
@@ -78,6 +82,14 @@ export class App {
     this.mailboxStore = new TableMailboxStore(this.tables.mailboxes);
     this.runStore = new TableRunStore(this.tables.runs, this.tables.policies);
     this.locks = new MailboxLocks(this.tables.mailboxes);
+    this.photoContainer = s.AzureWebJobsStorage
+      ? BlobServiceClient.fromConnectionString(s.AzureWebJobsStorage).getContainerClient(photoContainerName)
+      : s.AzureWebJobsStorage__blobServiceUri
+        ? new BlobServiceClient(s.AzureWebJobsStorage__blobServiceUri, options.credential).getContainerClient(
+            photoContainerName,
+          )
+        : undefined;
+    this.photoStore = this.photoContainer ? new BlobPhotoStore(this.photoContainer) : undefined;
   }
 
   /** Tables and queues exist (Bicep creates them in Azure; this covers local use). */
@@ -90,6 +102,7 @@ export class App {
           ...Object.values(queueNames).map((n) => this.queue(`${n}-poison`)),
         ].map((q) => q.createIfNotExists()),
       );
+      if (this.settings.AzureWebJobsStorage) await this.photoContainer?.createIfNotExists();
     })();
     return this.ready;
   }

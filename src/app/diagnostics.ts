@@ -34,6 +34,11 @@ export function neededPermissions(policies: readonly Policy[]): { permission: st
       permission: 'GroupMember.Read.All',
       why: 'read group membership for scoping, and mail-enabled groups',
     });
+  if (directory.some((s) => s.sharedMailboxes !== undefined || s.roomMailboxes !== undefined))
+    out.push({
+      permission: 'MailboxSettings.Read',
+      why: 'tell shared and room mailboxes from users (mailboxSettings.userPurpose)',
+    });
   if (directory.some((s) => s.includeOrgContacts))
     out.push({ permission: 'OrgContact.Read.All', why: 'read mail contacts from the GAL' });
   if (policies.some((p) => p.notify.when !== 'never' && p.notify.recipients.length > 0))
@@ -146,7 +151,14 @@ export async function preview(
   sampleSize = 10,
 ): Promise<Preview> {
   const graph = await app.graph(connection);
-  const refreshed = await refreshSource(policy, graph.directory, app.sourceStore, app.now(), graph.mailboxes);
+  const refreshed = await refreshSource(
+    policy,
+    graph.directory,
+    app.sourceStore,
+    app.now(),
+    graph.mailboxes,
+    app.photoStore,
+  );
   return {
     policy: policy.id,
     source: {

@@ -10,7 +10,7 @@ import {
   type PolicyRunMessage,
   type RunOptions,
 } from '../sync/messages';
-import { refreshSource } from '../sync/refresh-source';
+import { refreshSource, type SourceRefresh } from '../sync/refresh-source';
 import { buildReport, hasErrors, reportMime } from '../sync/report';
 import { emptySummary, isFinal, type MailboxOutcome, type RunSummary } from '../sync/runs';
 import { isDue } from '../sync/schedule';
@@ -141,6 +141,7 @@ export async function processPolicyRun(app: App, raw: unknown, log: Logger): Pro
         app.sourceStore,
         app.now(),
         (await app.graph(connection)).mailboxes,
+        app.photoStore,
       ),
     );
   } catch (e) {
@@ -161,7 +162,7 @@ export async function processPolicyRun(app: App, raw: unknown, log: Logger): Pro
   }
   if (run.status === 'starting') run = await app.runStore.startRun(msg.runId, targets.length, skipped);
   log.info(
-    `source refreshed: ${refreshed.stats.inSource} contacts for ${targets.length} mailboxes${refreshed.stats.fullRead ? ' (full directory read)' : ''}`,
+    `source refreshed: ${refreshed.stats.inSource} contacts for ${targets.length} mailboxes${refreshed.stats.fullRead ? ' (full directory read)' : ''}${photoSummary(refreshed.stats.photos)}${typeSummary(refreshed.stats.mailboxTypes)}`,
     fields,
   );
   // A redelivered message re-queues only mailboxes without a final outcome (duplicates are harmless).
@@ -249,6 +250,7 @@ export async function processMailboxSync(
           force: msg.force,
           deadline: now.getTime() + budgetMs,
         },
+        app.photoStore,
       ),
     );
     // Counts of earlier continuations are carried, so the outcome covers the whole mailbox.
@@ -415,4 +417,20 @@ async function sendReportIfWanted(app: App, run: RunSummary, log: Logger): Promi
       { policy: run.policyId, run: run.runId },
     );
   }
+}
+
+/** The mailbox-type part of the refresh log line (unanswered look-ups usually mean a missing permission). */
+function typeSummary(t: SourceRefresh['stats']['mailboxTypes']): string {
+  if (!t || t.checked + t.unreadable + t.pending === 0) return '';
+  return `; mailbox types: ${t.checked} looked up${t.unreadable ? `, ${t.unreadable} unanswered (is MailboxSettings.Read granted?)` : ''}${t.pending ? `, ${t.pending} still to look up` : ''}`;
+}
+
+/** The photo part of the refresh log line: what an admin needs to see that photos are progressing. */
+function photoSummary(p: SourceRefresh['stats']['photos']): string {
+  if (!p) return '';
+  const parts = [`${p.checked} photos looked at`, `${p.changed} new or changed`];
+  if (p.tooLarge) parts.push(`${p.tooLarge} over the size limit (left off)`);
+  if (p.unreadable) parts.push(`${p.unreadable} unreadable (tried again next run)`);
+  if (p.pending) parts.push(`${p.pending} still to look at`);
+  return `; ${parts.join(', ')}`;
 }

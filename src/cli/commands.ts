@@ -4,6 +4,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { X509Certificate, createHash } from 'node:crypto';
 import { CertificateClient } from '@azure/keyvault-certificates';
 import { TableClient } from '@azure/data-tables';
+import { BlobServiceClient } from '@azure/storage-blob';
 import { SingleBar, Presets } from 'cli-progress';
 import { parsePolicyFile, PolicyFileError, type LoadedPolicyFile } from '../sync/config/policy-file';
 import type { Connection, Policy } from '../sync/config/schema';
@@ -16,7 +17,7 @@ import {
 } from '../sync/adapters/graph/connection';
 import { GraphDirectoryReader } from '../sync/adapters/graph/directory-reader';
 import { GraphMailboxes } from '../sync/adapters/graph/mailbox-graph';
-import { MemoryMailboxStore, MemorySourceStore } from '../sync/adapters/memory/stores';
+import { MemoryMailboxStore, MemoryPhotoStore, MemorySourceStore } from '../sync/adapters/memory/stores';
 import {
   TableMailboxStore,
   TableSourceStore,
@@ -24,6 +25,7 @@ import {
   tableNames,
 } from '../sync/adapters/tables/table-stores';
 import { refreshSource } from '../sync/refresh-source';
+import { BlobPhotoStore, photoContainerName } from '../sync/adapters/blob/photo-store';
 import { runPolicy } from '../sync/run-policy';
 import { neededPermissions } from '../app/diagnostics';
 import { cliCredential, vaultOptions } from './credentials';
@@ -112,6 +114,7 @@ export async function preview(io: Io, file: string, policyId: string, json: bool
     new MemorySourceStore(),
     new Date(),
     graph.mailboxes,
+    new MemoryPhotoStore(),
   );
   const result = {
     policy: policyId,
@@ -158,8 +161,14 @@ export async function run(
     });
   const sources = table(tableNames.sources);
   const mailboxTable = table(tableNames.mailboxes);
+  let photoStore: BlobPhotoStore | undefined;
   try {
     await Promise.all([ensureTable(sources), ensureTable(mailboxTable)]);
+    if (found.policy.photos.enabled) {
+      const photos = BlobServiceClient.fromConnectionString(storage).getContainerClient(photoContainerName);
+      await photos.createIfNotExists();
+      photoStore = new BlobPhotoStore(photos);
+    }
   } catch (e) {
     io.err(
       `storage is not reachable (${(e as Error).message.split('\n')[0]}); pass --storage CONNECTION or set CONTACTSYNC_STORAGE`,
@@ -185,6 +194,7 @@ export async function run(
       mailboxStore: flags.dryRun
         ? new MemoryMailboxStoreOver(new TableMailboxStore(mailboxTable))
         : new TableMailboxStore(mailboxTable),
+      ...(photoStore ? { photoStore } : {}),
     },
     {
       dryRun: flags.dryRun,

@@ -32,6 +32,10 @@ export interface DirectoryEntry {
   managerId: string | null;
   /** For a mailbox contact: its fields as read from the source folder. */
   contact?: ContactFields;
+  /** For a user, when the policy syncs photos: the photo's hash (null: none) and when we looked. */
+  photo?: { hash: string | null; checkedAt: string; size?: number; tooLarge?: boolean };
+  /** For a user, when a policy asks: Exchange's mailbox purpose (user, shared, room, equipment, ...; none). */
+  mailboxPurpose?: string;
 }
 
 export const sourceKeyOf = (e: Pick<DirectoryEntry, 'kind' | 'id'>): string => `${e.kind}:${e.id}`;
@@ -102,7 +106,25 @@ export type ExclusionReason =
   | 'filter'
   | 'notInGroups'
   | 'excludedGroup'
-  | 'kindNotIncluded';
+  | 'kindNotIncluded'
+  | 'sharedMailbox'
+  | 'roomMailbox';
+
+/** Whether the policy decides on this user by its mailbox type: in, out, or not (undefined). */
+function mailboxTypeRule(e: DirectoryEntry, source: DirectorySourceConfig): 'in' | 'out' | undefined {
+  if (e.kind !== 'user') return undefined;
+  const wanted =
+    e.mailboxPurpose === 'shared'
+      ? source.sharedMailboxes
+      : e.mailboxPurpose === 'room' || e.mailboxPurpose === 'equipment'
+        ? source.roomMailboxes
+        : undefined;
+  return wanted === undefined ? undefined : wanted ? 'in' : 'out';
+}
+
+/** The policy sorts shared / room mailboxes by type, so their mailbox purpose must be known. */
+export const needsMailboxPurpose = (source: DirectorySourceConfig): boolean =>
+  source.sharedMailboxes !== undefined || source.roomMailboxes !== undefined;
 
 /** Why an entry is out of the policy's source, or undefined when it is in. */
 export type DirectorySourceConfig = Extract<Policy['source'], { type: 'directory' }>;
@@ -118,7 +140,11 @@ export function sourceExclusion(
   if (e.kind === 'orgContact' && !source.includeOrgContacts) return 'kindNotIncluded';
   if (e.kind === 'user' && e.userType !== null && e.userType !== 'Member') return 'guest';
   if (!e.mail) return 'noMail';
-  if (e.kind === 'user' && e.accountEnabled === false && !source.includeDisabled) return 'disabled';
+  const typeRule = mailboxTypeRule(e, source);
+  if (typeRule === 'out') return e.mailboxPurpose === 'shared' ? 'sharedMailbox' : 'roomMailbox';
+  // A shared or room mailbox the policy takes in is in whatever its sign-in state.
+  if (typeRule !== 'in' && e.kind === 'user' && e.accountEnabled === false && !source.includeDisabled)
+    return 'disabled';
   if (e.showInAddressList === false && !source.includeHidden) return 'hidden';
   if (isOptedOutOfContacts(e)) return 'NoContactSync';
   if (!source.filters.every((f) => matchesFilter(e, f))) return 'filter';

@@ -6,6 +6,10 @@ import { isEmptyValue, sameValue, type ContactFields } from './mapping';
 export interface DesiredContact {
   fields: ContactFields;
   hash: string;
+  /** The photo's content hash, null for none; absent when the policy does not sync photos (or not checked yet). */
+  photo?: string | null;
+  /** The photo's size in bytes (so writes can pack batches under Graph's request limit). */
+  photoSize?: number;
 }
 
 /** One managed contact as the state store remembers it. */
@@ -23,6 +27,8 @@ export interface ManagedContact {
   userDeleted: boolean;
   /** The source object is gone and the policy keeps the contact (marked or not). */
   orphaned: boolean;
+  /** Hash of the photo we last put on the contact; absent or null when we put none. */
+  photo?: string | null;
 }
 
 export interface Drift {
@@ -261,4 +267,30 @@ export function planMailbox(
     plan.deletes = pendingDeletes;
   }
   return plan;
+}
+
+export interface PlannedPhoto {
+  sourceKey: string;
+  contactId: string;
+  /** The photo to put (its hash), or null to remove ours. */
+  photo: string | null;
+}
+
+/**
+ * Contacts whose photo differs from the source's: a new or changed photo is put, a photo removed at
+ * the source is removed. Contacts the source has not been looked at for (photo undefined) are left.
+ */
+export function planPhotos(
+  desired: ReadonlyMap<string, DesiredContact>,
+  managed: ReadonlyMap<string, ManagedContact>,
+): PlannedPhoto[] {
+  const out: PlannedPhoto[] = [];
+  for (const [sourceKey, want] of desired) {
+    if (want.photo === undefined) continue;
+    const have = managed.get(sourceKey);
+    if (!have || have.userDeleted || have.orphaned) continue;
+    if ((have.photo ?? null) === want.photo) continue;
+    out.push({ sourceKey, contactId: have.contactId, photo: want.photo });
+  }
+  return out;
 }

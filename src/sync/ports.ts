@@ -35,6 +35,12 @@ export interface MailboxSourceReader {
   ): Promise<{ items: DriftItem[]; deltaLink: string }>;
 }
 
+/** A user's photo as Graph serves it. */
+export interface Photo {
+  contentType: string;
+  bytes: Buffer;
+}
+
 export interface DirectoryReader {
   /** One delta round: from `deltaLink`, or a full read when null. Throws DeltaExpiredError. */
   readDelta(
@@ -43,6 +49,19 @@ export interface DirectoryReader {
   ): Promise<{ changes: DirectoryChange[]; deltaLink: string }>;
   /** Ids of every member of the group, nested membership included. */
   transitiveMemberIds(groupId: string): Promise<Set<string>>;
+  /**
+   * The users' photos: null for a user without one. A user whose photo could not be read (throttled,
+   * failing) is left out of the answer and asked again next run.
+   */
+  readUserPhotos(userIds: readonly string[]): Promise<Map<string, Photo | null>>;
+  /** Exchange's mailbox purpose per user ('none' without a mailbox); unanswered users are left out. */
+  readMailboxPurposes(userIds: readonly string[]): Promise<Map<string, string>>;
+}
+
+/** Photo bytes by content hash, shared by the source refresh (writes) and mailbox workers (reads). */
+export interface PhotoStore {
+  put(hash: string, photo: Photo): Promise<void>;
+  get(hash: string): Promise<Photo | undefined>;
 }
 
 export type FolderRef = { kind: 'default' } | { kind: 'named'; id: string };
@@ -66,7 +85,10 @@ export type WriteOp =
   /** Bodies are built when their batch is sent, so a large plan does not hold every body at once. */
   | { id: string; kind: 'create'; folder: FolderRef; body: () => Record<string, unknown> }
   | { id: string; kind: 'update'; contactId: string; body: () => Record<string, unknown> }
-  | { id: string; kind: 'delete'; contactId: string };
+  | { id: string; kind: 'delete'; contactId: string }
+  /** Photo bytes are read when their batch is sent; `size` lets a batch stay under Graph's 4 MB. */
+  | { id: string; kind: 'setPhoto'; contactId: string; size: number; photo: () => Promise<Photo> }
+  | { id: string; kind: 'deletePhoto'; contactId: string };
 
 export type WriteResult =
   | { id: string; outcome: 'ok'; contactId?: string; changeKey?: string; requestId?: string }

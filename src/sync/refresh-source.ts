@@ -2,9 +2,11 @@
 // queries (users always, for the targets; org contacts and mail-enabled groups on request), or a
 // source mailbox's contact folder through its contacts delta. Changes merge into the stored snapshot;
 // an expired token leads to a full read and a reconcile, losing nothing.
+import { createHash } from 'node:crypto';
 import type { Policy } from './config/schema';
 import {
   emptyEntry,
+  needsMailboxPurpose,
   resolveTargets,
   sourceExclusion,
   sourceKeyOf,
@@ -18,6 +20,7 @@ import {
   type DirectoryChange,
   type DirectoryReader,
   type MailboxSourceReader,
+  type PhotoStore,
   type SourceRow,
   type SourceStore,
 } from './ports';
@@ -32,8 +35,21 @@ export interface SourceRefresh {
     removed: number;
     fullRead: boolean;
     excluded: Record<string, number>;
+    /** When the policy syncs photos: users looked at this run, photos new or changed, still to look at. */
+    photos?: { checked: number; changed: number; tooLarge: number; unreadable: number; pending: number };
+    /** When the policy sorts shared / room mailboxes by type: purposes looked up, unanswered, still to do. */
+    mailboxTypes?: { checked: number; unreadable: number; pending: number };
   };
 }
+
+/** Largest photo we copy: it must fit, base64-encoded, in a $batch under Graph's 4 MB request limit. */
+export const maxPhotoBytes = 2_500_000;
+/** Per-user look-ups (photos, mailbox types) per run, so a first run over a large directory stays short. */
+export const maxPhotoChecksPerRun = 5_000;
+/** Users looked up at once (4 batches of 20). */
+const photoChunk = 80;
+
+export const photoHash = (bytes: Buffer): string => createHash('sha256').update(bytes).digest('hex');
 
 type Kind = DirectoryEntry['kind'];
 
@@ -58,6 +74,7 @@ export async function refreshSource(
   store: SourceStore,
   now: Date,
   mailboxReader?: MailboxSourceReader,
+  photoStore?: PhotoStore,
 ): Promise<SourceRefresh> {
   const source = policy.source;
   const directory = source.type === 'directory' ? source : null;
@@ -65,6 +82,8 @@ export async function refreshSource(
   const entries = new Map<string, DirectoryEntry>([...rows.values()].map((r) => [r.key, r.entry]));
   let fullRead = false;
   let removed = 0;
+  /** Entries the delta reported changed this run. */
+  const touched = new Set<string>();
 
   const drop = (kind: Kind): void => {
     for (const key of [...entries.keys()]) if (key.startsWith(`${kind}:`)) entries.delete(key);
@@ -78,6 +97,7 @@ export async function refreshSource(
         continue;
       }
       seen.add(key);
+      touched.add(key);
       const base = entries.get(key) ?? emptyEntry(kind, c.id);
       entries.set(key, {
         ...base,
@@ -173,21 +193,40 @@ export async function refreshSource(
     exclude: (await membersOf(policy.targets.excludeGroups)) ?? new Set<string>(),
   };
 
-  const desired = new Map<string, DesiredContact>();
-  const upserts: SourceRow[] = [];
-  const excluded: Record<string, number> = {};
-  for (const [key, entry] of entries) {
-    const exclusion =
+  const typeStats =
+    directory && needsMailboxPurpose(directory)
+      ? await refreshMailboxPurposes(entries, touched, reader)
+      : undefined;
+
+  const exclusions = new Map<string, string | null>();
+  for (const [key, entry] of entries)
+    exclusions.set(
+      key,
       (directory
         ? sourceExclusion(entry, directory, sourceGroups)
         : entry.kind === 'mailboxContact'
           ? undefined
-          : 'kindNotIncluded') ?? null;
+          : 'kindNotIncluded') ?? null,
+    );
+  const photoStats = policy.photos.enabled
+    ? await refreshPhotos(policy, entries, exclusions, reader, photoStore, now)
+    : undefined;
+
+  const desired = new Map<string, DesiredContact>();
+  const upserts: SourceRow[] = [];
+  const excluded: Record<string, number> = {};
+  for (const [key, entry] of entries) {
+    const exclusion = exclusions.get(key) ?? null;
     let want: DesiredContact | null = null;
     if (exclusion === null) {
       const manager = entry.managerId ? entries.get(`user:${entry.managerId}`) : undefined;
       const fields = mapEntry(entry, policy.mapping, manager?.displayName ?? undefined);
       want = { fields, hash: contentHash(fields) };
+      // Not looked at yet: leave the contact's photo as it is until we know.
+      if (policy.photos.enabled && entry.kind === 'user' && entry.photo) {
+        want.photo = entry.photo.hash;
+        if (entry.photo.size !== undefined) want.photoSize = entry.photo.size;
+      }
       desired.set(key, want);
     } else if (exclusion !== 'kindNotIncluded' || source.type === 'directory') {
       excluded[exclusion] = (excluded[exclusion] ?? 0) + 1;
@@ -197,6 +236,7 @@ export async function refreshSource(
       !old ||
       old.exclusion !== exclusion ||
       old.desired?.hash !== want?.hash ||
+      old.desired?.photo !== want?.photo ||
       canonical(old.entry) !== canonical(entry)
     ) {
       upserts.push({ key, entry, desired: want, exclusion });
@@ -221,6 +261,107 @@ export async function refreshSource(
       removed,
       fullRead,
       excluded,
+      ...(photoStats ? { photos: photoStats } : {}),
+      ...(typeStats ? { mailboxTypes: typeStats } : {}),
     },
   };
+}
+
+/**
+ * Looks up the mailbox purpose (Exchange's user / shared / room / equipment) of users not known yet,
+ * and again of users the delta reported changed (a leaver's mailbox is often converted to shared).
+ * Disabled accounts first: shared and room mailboxes usually are.
+ */
+async function refreshMailboxPurposes(
+  entries: Map<string, DirectoryEntry>,
+  touched: ReadonlySet<string>,
+  reader: DirectoryReader,
+): Promise<NonNullable<SourceRefresh['stats']['mailboxTypes']>> {
+  const due: string[] = [];
+  for (const [key, e] of entries) {
+    if (e.kind !== 'user' || !e.mail || (e.userType !== null && e.userType !== 'Member')) continue;
+    if (e.mailboxPurpose === undefined || touched.has(key)) due.push(key);
+  }
+  due.sort(
+    (a, b) =>
+      Number(entries.get(b)!.accountEnabled === false) - Number(entries.get(a)!.accountEnabled === false),
+  );
+  const batch = due.slice(0, maxPhotoChecksPerRun);
+  const stats = { checked: 0, unreadable: 0, pending: due.length - batch.length };
+  for (let i = 0; i < batch.length; i += photoChunk) {
+    const keys = batch.slice(i, i + photoChunk);
+    const purposes = await reader.readMailboxPurposes(keys.map((k) => entries.get(k)!.id));
+    for (const key of keys) {
+      const entry = entries.get(key)!;
+      const purpose = purposes.get(entry.id);
+      if (purpose === undefined) stats.unreadable++;
+      else {
+        stats.checked++;
+        entries.set(key, { ...entry, mailboxPurpose: purpose });
+      }
+    }
+  }
+  return stats;
+}
+
+/**
+ * Looks at the photos of users in the source that are new to us or due again (Graph gives no change
+ * signal for photos), stores each photo by its hash, and notes the hash on the entry. A user without
+ * a photo costs one look-up per recheck period, never one per run or per mailbox.
+ */
+async function refreshPhotos(
+  policy: Policy,
+  entries: Map<string, DirectoryEntry>,
+  exclusions: ReadonlyMap<string, string | null>,
+  reader: DirectoryReader,
+  store: PhotoStore | undefined,
+  now: Date,
+): Promise<NonNullable<SourceRefresh['stats']['photos']>> {
+  if (!store)
+    throw new Error(
+      `policy ${policy.id}: photos.enabled needs a photo store (blob storage: set AzureWebJobsStorage__blobServiceUri)`,
+    );
+  const dueBefore = now.getTime() - policy.photos.recheckHours * 3_600_000;
+  const due: string[] = [];
+  for (const [key, e] of entries) {
+    if (e.kind !== 'user' || exclusions.get(key) !== null) continue;
+    if (!e.photo || Date.parse(e.photo.checkedAt) <= dueBefore) due.push(key);
+  }
+  // Never looked at first, then the longest unchecked.
+  due.sort(
+    (a, b) =>
+      (entries.get(a)!.photo ? Date.parse(entries.get(a)!.photo!.checkedAt) : 0) -
+      (entries.get(b)!.photo ? Date.parse(entries.get(b)!.photo!.checkedAt) : 0),
+  );
+  const checkedAt = now.toISOString();
+  const stats = { checked: 0, changed: 0, tooLarge: 0, unreadable: 0, pending: 0 };
+  const batch = due.slice(0, maxPhotoChecksPerRun);
+  stats.pending = due.length - batch.length;
+  for (let i = 0; i < batch.length; i += photoChunk) {
+    const keys = batch.slice(i, i + photoChunk);
+    const photos = await reader.readUserPhotos(keys.map((k) => entries.get(k)!.id));
+    for (const key of keys) {
+      const entry = entries.get(key)!;
+      const photo = photos.get(entry.id);
+      if (photo === undefined) {
+        stats.unreadable++;
+        continue;
+      }
+      stats.checked++;
+      let next: NonNullable<DirectoryEntry['photo']>;
+      if (photo === null) next = { hash: null, checkedAt };
+      else if (photo.bytes.length > maxPhotoBytes) {
+        stats.tooLarge++;
+        next = { hash: null, checkedAt, tooLarge: true };
+      } else {
+        const hash = photoHash(photo.bytes);
+        // Stored on every look (content-addressed, so idempotent): a lost blob heals itself.
+        await store.put(hash, photo);
+        next = { hash, checkedAt, size: photo.bytes.length };
+      }
+      if ((entry.photo?.hash ?? null) !== next.hash) stats.changed++;
+      entries.set(key, { ...entry, photo: next });
+    }
+  }
+  return stats;
 }

@@ -4,7 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Policy } from './config/schema';
 import type { TargetResolution } from './directory';
-import type { DirectoryReader, MailboxGraph, MailboxStateStore, SourceStore } from './ports';
+import type { DirectoryReader, MailboxGraph, MailboxStateStore, PhotoStore, SourceStore } from './ports';
 import { refreshSource, type SourceRefresh } from './refresh-source';
 import { syncMailbox, type MailboxResult } from './sync-mailbox';
 
@@ -13,6 +13,8 @@ export interface RunDependencies {
   mailboxes: MailboxGraph;
   sourceStore: SourceStore;
   mailboxStore: MailboxStateStore;
+  /** Needed when a policy syncs photos. */
+  photoStore?: PhotoStore;
 }
 
 export interface RunOptions {
@@ -80,7 +82,14 @@ export async function runPolicy(
   const now = options.now ?? (() => new Date());
   const startedAt = now();
   const dryRun = options.dryRun ?? policy.options.dryRun;
-  const refreshed = await refreshSource(policy, deps.directory, deps.sourceStore, startedAt, deps.mailboxes);
+  const refreshed = await refreshSource(
+    policy,
+    deps.directory,
+    deps.sourceStore,
+    startedAt,
+    deps.mailboxes,
+    deps.photoStore,
+  );
   let targets = refreshed.targets.mailboxes;
   const skippedTargets = [...refreshed.targets.skipped];
   if (options.mailboxes && options.mailboxes.length > 0) {
@@ -107,10 +116,15 @@ export async function runPolicy(
       const carried = { created: 0, updated: 0, deleted: 0, restored: 0, failed: 0 };
       for (let pass = 0; pass < (options.maxPasses ?? 3); pass++) {
         try {
-          r = await syncMailbox(policy, target, refreshed.desired, deps.mailboxes, deps.mailboxStore, {
-            dryRun,
-            force: options.force ?? false,
-          });
+          r = await syncMailbox(
+            policy,
+            target,
+            refreshed.desired,
+            deps.mailboxes,
+            deps.mailboxStore,
+            { dryRun, force: options.force ?? false },
+            deps.photoStore,
+          );
           // A later pass sees what earlier passes wrote as unchanged: count each contact once.
           r.unchanged = Math.max(0, r.unchanged - carried.created - carried.restored - carried.updated);
           for (const k of Object.keys(carried) as (keyof typeof carried)[]) {

@@ -3,8 +3,14 @@
 // state after each batch, then advance the delta past our own writes.
 import type { Policy } from './config/schema';
 import type { TargetMailbox } from './directory';
-import { managedFields, toGraphBody, type ContactFields } from './mapping';
-import { planMailbox, type DesiredContact, type MailboxPlan, type ManagedContact } from './planner';
+import { managedFields, sameValue, toGraphBody, type ContactFields } from './mapping';
+import {
+  planMailbox,
+  planPhotos,
+  type DesiredContact,
+  type MailboxPlan,
+  type ManagedContact,
+} from './planner';
 import {
   DeltaExpiredError,
   FolderGoneError,
@@ -13,6 +19,7 @@ import {
   type FolderState,
   type MailboxGraph,
   type MailboxStateStore,
+  type PhotoStore,
   type StoredContact,
   type TaggedContact,
   type WriteOp,
@@ -44,6 +51,8 @@ export interface MailboxResult {
   deletionsBlocked?: MailboxPlan['deletionsBlocked'];
   /** Duplicates of a managed contact found and removed (healed). */
   duplicatesRemoved: number;
+  /** Contact photos put or removed (planned, in a dry run). */
+  photos?: number;
 }
 
 export interface SyncMailboxOptions {
@@ -76,10 +85,11 @@ export async function syncMailbox(
   graph: MailboxGraph,
   store: MailboxStateStore,
   options: SyncMailboxOptions,
+  photoStore?: PhotoStore,
 ): Promise<MailboxResult> {
   const result = emptyResult(mailbox);
   try {
-    return await syncMailboxInner(policy, mailbox, desiredAll, graph, store, options, result);
+    return await syncMailboxInner(policy, mailbox, desiredAll, graph, store, options, result, photoStore);
   } catch (e) {
     if (e instanceof GraphRequestError) {
       if (e.code === 'MailboxNotEnabledForRESTAPI')
@@ -127,6 +137,7 @@ async function syncMailboxInner(
   store: MailboxStateStore,
   options: SyncMailboxOptions,
   result: MailboxResult,
+  photoStore: PhotoStore | undefined,
 ): Promise<MailboxResult> {
   const mbx = mailbox.userId;
   const fields = managedFields(policy.mapping);
@@ -311,6 +322,7 @@ async function syncMailboxInner(
     result.updated = plan.updates.filter((u) => !u.restore).length;
     result.deleted = plan.deletes.length;
     result.duplicatesRemoved = removeDuplicates.length;
+    if (policy.photos.enabled) result.photos = planPhotos(desired, managed).length;
     return result;
   }
 
@@ -376,6 +388,10 @@ async function syncMailboxInner(
     meaning.set(id, { kind: 'twin', contactId });
   }
 
+  const photoOf = (key: string): { photo?: string | null } => {
+    const c = contacts.get(key);
+    return c && !c.pending && c.photo !== undefined ? { photo: c.photo } : {};
+  };
   const followUps: MailboxPlan['creates'] = [];
   let incomplete = false;
   const record = async (results: WriteResult[]): Promise<void> => {
@@ -454,6 +470,7 @@ async function syncMailboxInner(
                 keep: m.u.keep,
                 userDeleted: false,
                 orphaned: m.u.orphaned,
+                ...photoOf(m.u.sourceKey),
               },
             ]);
             if (m.u.restore) result.restored++;
@@ -470,6 +487,8 @@ async function syncMailboxInner(
       }
     }
     await store.apply(policy.id, mbx, up, del);
+    for (const [k, c] of up) contacts.set(k, c);
+    for (const k of del) contacts.delete(k);
   };
 
   const writeOptions = {
@@ -479,6 +498,65 @@ async function syncMailboxInner(
   if (ops.length > 0) await graph.write(mbx, ops, writeOptions);
   if (followUps.length > 0 && !incomplete) {
     await graph.write(mbx, await queueCreates(followUps), writeOptions);
+  }
+
+  // 6. Photos, once the contacts exist: only where the source's photo differs from the one we put.
+  let photoWrites = 0;
+  if (policy.photos.enabled && !incomplete) {
+    const current = new Map<string, ManagedContact>();
+    for (const [k, c] of contacts) if (!c.pending) current.set(k, c);
+    const planned = planPhotos(desired, current);
+    if (planned.length > 0 && !photoStore)
+      throw new Error(`policy ${policy.id}: photos.enabled needs a photo store (blob storage)`);
+    const byOp = new Map(planned.map((p, i) => [`p${i}`, p]));
+    const photoOps: WriteOp[] = [];
+    for (const [id, p] of byOp) {
+      if (p.photo === null) {
+        photoOps.push({ id, kind: 'deletePhoto', contactId: p.contactId });
+        continue;
+      }
+      const hash = p.photo;
+      photoOps.push({
+        id,
+        kind: 'setPhoto',
+        contactId: p.contactId,
+        size: desired.get(p.sourceKey)?.photoSize ?? 0,
+        photo: async () => {
+          const found = await photoStore!.get(hash);
+          if (!found) throw new Error(`photo ${hash} of ${p.sourceKey} is not in the photo store`);
+          return found;
+        },
+      });
+    }
+    const recordPhotos = async (results: WriteResult[]): Promise<void> => {
+      const up: [string, StoredContact][] = [];
+      for (const r of results) {
+        const p = byOp.get(r.id);
+        if (!p) continue;
+        const c = contacts.get(p.sourceKey);
+        if (r.outcome === 'ok' || (r.outcome === 'notFound' && p.photo === null)) {
+          if (c && !c.pending) up.push([p.sourceKey, { ...c, photo: p.photo }]);
+          result.photos = (result.photos ?? 0) + 1;
+        } else if (r.outcome === 'failed') {
+          result.failed++;
+          result.errors.push({
+            sourceKey: p.sourceKey,
+            status: r.status,
+            code: r.code,
+            message: `photo: ${r.message}`,
+            ...(r.requestId ? { requestId: r.requestId } : {}),
+          });
+        } else if (r.outcome !== 'notFound') {
+          incomplete = true; // lost reply or deadline: the next pass puts it again
+        }
+      }
+      await store.apply(policy.id, mbx, up, []);
+      for (const [k, c] of up) contacts.set(k, c);
+    };
+    if (photoOps.length > 0) {
+      await graph.write(mbx, photoOps, { ...writeOptions, onResults: recordPhotos });
+      photoWrites = photoOps.length;
+    }
   }
 
   if (incomplete) {
@@ -498,20 +576,28 @@ async function syncMailboxInner(
     return result;
   }
 
-  // 6. Advance the delta past our own writes when they would fill more than half a delta page next
+  // 7. Advance the delta past our own writes when they would fill more than half a delta page next
   // time (a fill); fewer ride along in the next run's single delta read, where their changeKeys mark
-  // them as ours. Anything else that changed meanwhile is checked next time.
+  // them as ours. A contact whose managed fields are still what we wrote (a photo put changes its
+  // changeKey, and Graph returns none for it) takes the new changeKey; anything else that changed
+  // meanwhile is checked next time.
   let deltaLink = newDeltaLink;
   const dirty: string[] = [];
-  if (ops.length >= catchUpThreshold && deltaLink) {
+  if (ops.length + photoWrites >= catchUpThreshold && deltaLink) {
     const after = await store.load(policy.id, mbx);
-    const ours = new Map<string, string>();
-    for (const c of after.contacts.values()) if (!c.pending) ours.set(c.contactId, c.changeKey);
+    const ours = new Map<string, [string, ManagedContact]>();
+    for (const [k, c] of after.contacts) if (!c.pending) ours.set(c.contactId, [k, c]);
     const d = await graph.readDrift(mbx, ref, deltaLink);
+    const adopted: [string, StoredContact][] = [];
     for (const item of d.items) {
       const known = ours.get(item.contactId);
-      if (known !== undefined && !item.removed && item.changeKey !== known) dirty.push(item.contactId);
+      if (known === undefined || item.removed || item.changeKey === known[1].changeKey) continue;
+      const itemFields = item.fields;
+      if (itemFields && item.changeKey && fields.every((f) => sameValue(itemFields[f], known[1].written[f])))
+        adopted.push([known[0], { ...known[1], changeKey: item.changeKey }]);
+      else dirty.push(item.contactId);
     }
+    await store.apply(policy.id, mbx, adopted, []);
     deltaLink = d.deltaLink;
   }
   folderState = {

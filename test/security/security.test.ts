@@ -74,9 +74,16 @@ describe('least privilege: the documented permissions are exactly what the calls
     id: 'everything',
     name: 'All features',
     connection: 'contoso',
-    source: { type: 'directory' as const, includeOrgContacts: true, includeGroups: [] as string[] },
+    source: {
+      type: 'directory' as const,
+      includeOrgContacts: true,
+      includeGroups: [] as string[],
+      sharedMailboxes: true,
+      roomMailboxes: false,
+    },
     targets: { type: 'groups' as const, groups: [] as string[] },
     folder: { name: 'Directory' },
+    photos: { enabled: true },
     notify: { recipients: ['it@contoso.example'], sender: upn, when: 'always' as const },
   });
   before(async () => {
@@ -101,7 +108,11 @@ describe('least privilege: the documented permissions are exactly what the calls
   });
   after(() => f.close());
 
+  let edits = 0;
   const run = async (): Promise<{ forbidden: number; failed: boolean }> => {
+    // A directory change each time, so per-user look-ups (mailbox type) run again, not only the first time.
+    const someone = [...f.sim.tenant.users.values()].find((u) => u.mailbox === 'user' && u.accountEnabled)!;
+    f.sim.tenant.updateUser(someone.id, { jobTitle: `Edited ${++edits}` });
     const since = f.sim.log.lastSeq;
     const res = await runPolicyNow(
       new HttpRequest({
@@ -128,6 +139,7 @@ describe('least privilege: the documented permissions are exactly what the calls
       'Contacts.ReadWrite',
       'GroupMember.Read.All',
       'Mail.Send',
+      'MailboxSettings.Read',
       'OrgContact.Read.All',
       'User.Read.All',
     ]);

@@ -30,6 +30,8 @@ import type { SimContact } from '../doubles/graph-tenant-simulator/tenant';
 import { hostCredential, startSimulator } from './clients';
 import { startAzurite, type AzuriteHandle } from '../../dev/azurite';
 import { tagPropertyId } from '../../src/sync/tag';
+import { BlobServiceClient } from '@azure/storage-blob';
+import { BlobPhotoStore, photoContainerName } from '../../src/sync/adapters/blob/photo-store';
 
 export interface EngineFixture {
   sim: GraphTenantSimulator;
@@ -60,12 +62,16 @@ export async function engineFixture(
   const mailboxes = new GraphMailboxes(client, { ...defaultBatchTuning, fallbackDelayMs: 50, ...tuning });
   const sources = azurite.tableClient(tableNames.sources);
   const mailboxTable = azurite.tableClient(tableNames.mailboxes);
-  await Promise.all([ensureTable(sources), ensureTable(mailboxTable)]);
+  const photoContainer = BlobServiceClient.fromConnectionString(azurite.connectionString).getContainerClient(
+    photoContainerName,
+  );
+  await Promise.all([ensureTable(sources), ensureTable(mailboxTable), photoContainer.createIfNotExists()]);
   const deps: RunDependencies = {
     directory: new GraphDirectoryReader(client),
     mailboxes,
     sourceStore: new TableSourceStore(sources),
     mailboxStore: new TableMailboxStore(mailboxTable),
+    photoStore: new BlobPhotoStore(photoContainer),
   };
   return {
     sim,

@@ -116,6 +116,18 @@ export const directorySource = z.strictObject({
     .boolean()
     .default(false)
     .describe('Mail-enabled groups (distribution lists, Microsoft 365 groups) as contacts'),
+  sharedMailboxes: z
+    .boolean()
+    .optional()
+    .describe(
+      'Shared mailboxes in (true) or out (false), whatever their sign-in state; needs MailboxSettings.Read. Unset: they count as the disabled accounts they usually are (includeDisabled)',
+    ),
+  roomMailboxes: z
+    .boolean()
+    .optional()
+    .describe(
+      'Room and equipment mailboxes in (true) or out (false); needs MailboxSettings.Read. Unset: as disabled accounts (includeDisabled)',
+    ),
 });
 
 export const mailboxSource = z.strictObject({
@@ -191,6 +203,23 @@ export const policySchema = z.strictObject({
       .describe('Subfolder of Contacts; null for the default Contacts folder itself'),
   }),
   mapping: mappingSchema,
+  photos: z
+    .strictObject({
+      enabled: z
+        .boolean()
+        .default(false)
+        .describe("Copy each user's photo to the contacts made from that user"),
+      recheckHours: z
+        .number()
+        .int()
+        .min(1)
+        .max(24 * 30)
+        .default(24)
+        .describe(
+          'Graph has no change signal for photos: each user is looked at again after this many hours',
+        ),
+    })
+    .default({ enabled: false, recheckHours: 24 }),
   options: z
     .strictObject({
       deletionThreshold: z

@@ -145,6 +145,17 @@ export class GraphService {
       this.record(req, caller.appId, 'batch', null, { status: 0 }, false, true);
       return { response: { status: 0 }, connection: 'reset' };
     }
+    if (req.rawBody.length > maxRequestBytes) {
+      // Graph refuses any REST request over 4 MB, a $batch included.
+      const response = graphError(
+        413,
+        'RequestEntityTooLarge',
+        'The request body exceeds the maximum size of 4 MB.',
+        req.requestId,
+      );
+      this.record(req, caller.appId, 'batch', null, response, false);
+      return { response, connection: 'ok' };
+    }
     let requests: BatchItem[];
     try {
       requests = parseBatch(req.body);
@@ -181,7 +192,11 @@ export class GraphService {
           query: url.searchParams,
           headers: { ...headers, authorization: req.headers.authorization ?? '' },
           body: item.body,
-          rawBody: Buffer.from(item.body === undefined ? '' : JSON.stringify(item.body)),
+          // A non-JSON body (a photo) travels base64-encoded inside the batch.
+          rawBody:
+            typeof item.body === 'string' && !/json/i.test(headers['content-type'] ?? '')
+              ? Buffer.from(item.body, 'base64')
+              : Buffer.from(item.body === undefined ? '' : JSON.stringify(item.body)),
           requestId: randomUUID(),
           inBatch: true,
         };
@@ -1447,7 +1462,7 @@ export class GraphService {
     if (!/^image\//i.test(type))
       throw badRequest('The photo content type must be an image type.', 'ErrorInvalidImageContentType');
     if (bytes.length === 0) throw badRequest('The photo cannot be empty.', 'ErrorInvalidRequest');
-    if (bytes.length >= 4 * 1024 * 1024)
+    if (bytes.length >= maxRequestBytes)
       throw new GraphFault(413, 'ErrorRequestEntityTooLarge', 'The photo exceeds the maximum size of 4 MB.');
     c.photo = { contentType: type, bytes: Buffer.from(bytes) };
     ctx.mailbox!.updateContact(c, {}, [], new Date(this.now()));
@@ -1628,6 +1643,8 @@ interface BatchItem {
   body?: unknown;
   dependsOn?: string[];
 }
+
+const maxRequestBytes = 4 * 1024 * 1024;
 
 function parseBatch(body: unknown): BatchItem[] {
   const requests = (body as { requests?: unknown } | undefined)?.requests;

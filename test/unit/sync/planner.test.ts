@@ -4,6 +4,7 @@ import { contactFieldNames } from '../../../src/sync/config/schema';
 import { contentHash, type ContactFields } from '../../../src/sync/mapping';
 import {
   planMailbox,
+  planPhotos,
   type DesiredContact,
   type Drift,
   type ManagedContact,
@@ -243,6 +244,73 @@ describe('planMailbox (given / when / then)', () => {
           fromUpdate ?? (fromState?.change.kind === 'set' ? fromState.change.contact.keep : undefined);
         assert.deepEqual(keep, fields);
       }
+    });
+  }
+});
+
+describe('planPhotos', () => {
+  const withPhoto = (photo: string | null | undefined): DesiredContact =>
+    photo === undefined ? want(ada) : { ...want(ada), photo };
+  const cases: {
+    name: string;
+    desired: DesiredContact;
+    managed: ManagedContact | undefined;
+    then: { contactId: string; photo: string | null } | undefined;
+  }[] = [
+    {
+      name: 'a new photo is put',
+      desired: withPhoto('h1'),
+      managed: have('c1', ada),
+      then: { contactId: 'c1', photo: 'h1' },
+    },
+    {
+      name: 'a changed photo is put again',
+      desired: withPhoto('h2'),
+      managed: have('c1', ada, { photo: 'h1' }),
+      then: { contactId: 'c1', photo: 'h2' },
+    },
+    {
+      name: 'the same photo costs nothing',
+      desired: withPhoto('h1'),
+      managed: have('c1', ada, { photo: 'h1' }),
+      then: undefined,
+    },
+    {
+      name: 'a photo removed at the source is removed',
+      desired: withPhoto(null),
+      managed: have('c1', ada, { photo: 'h1' }),
+      then: { contactId: 'c1', photo: null },
+    },
+    {
+      name: 'no photo on either side costs nothing',
+      desired: withPhoto(null),
+      managed: have('c1', ada),
+      then: undefined,
+    },
+    {
+      name: 'a user not looked at yet leaves the contact as it is',
+      desired: withPhoto(undefined),
+      managed: have('c1', ada, { photo: 'h1' }),
+      then: undefined,
+    },
+    {
+      name: 'a contact not created yet waits for its create',
+      desired: withPhoto('h1'),
+      managed: undefined,
+      then: undefined,
+    },
+    {
+      name: 'a contact the user deleted (and keeps deleted) gets no photo',
+      desired: withPhoto('h1'),
+      managed: have('c1', ada, { userDeleted: true }),
+      then: undefined,
+    },
+  ];
+  for (const c of cases) {
+    it(c.name, () => {
+      const managed = new Map(c.managed ? [['user:1', c.managed]] : []);
+      const planned = planPhotos(new Map([['user:1', c.desired]]), managed);
+      assert.deepEqual(planned, c.then ? [{ sourceKey: 'user:1', ...c.then }] : []);
     });
   }
 });

@@ -7,6 +7,7 @@ import {
   GraphRequestError,
   type DirectoryChange,
   type DirectoryReader,
+  type Photo,
 } from '../../ports';
 import { graphCall } from './errors';
 
@@ -42,6 +43,10 @@ const groupSelect = 'id,displayName,mail,mailEnabled,proxyAddresses';
 
 type Json = Record<string, unknown>;
 const str = (v: unknown): string | null => (typeof v === 'string' ? v : null);
+const headerOf = (headers: Json, name: string): string | undefined => {
+  const v = Object.entries(headers).find(([k]) => k.toLowerCase() === name)?.[1];
+  return typeof v === 'string' ? v : typeof v === 'number' ? String(v) : undefined;
+};
 
 export function userProperties(u: Json): Partial<DirectoryEntry> {
   const p: Partial<DirectoryEntry> = {};
@@ -196,6 +201,85 @@ export class GraphDirectoryReader implements DirectoryReader {
     }
     if (!last) throw new Error('Graph ended a delta round without a deltaLink');
     return { changes, deltaLink: last };
+  }
+
+  /**
+   * One GET per id through $batch, 20 per batch and up to 4 batches at once (each id is a different
+   * user's mailbox, so the per-mailbox limit is not in play). One retry round after a throttle or a
+   * server error; the answers (or the last failure) by id.
+   */
+  private async batchGet(
+    ids: readonly string[],
+    url: (id: string) => string,
+  ): Promise<Map<string, { status: number; body: unknown; headers: Json }>> {
+    const out = new Map<string, { status: number; body: unknown; headers: Json }>();
+    let todo = [...ids];
+    for (let attempt = 0; attempt < 2 && todo.length > 0; attempt++) {
+      const retry: string[] = [];
+      let waitMs = 0;
+      const chunks: string[][] = [];
+      for (let i = 0; i < todo.length; i += 20) chunks.push(todo.slice(i, i + 20));
+      for (let i = 0; i < chunks.length; i += 4) {
+        await Promise.all(
+          chunks.slice(i, i + 4).map(async (chunk) => {
+            let response: { responses?: Json[] };
+            try {
+              response = (await this.client.api('/$batch').post({
+                requests: chunk.map((id, n) => ({ id: String(n), method: 'GET', url: url(id) })),
+              })) as { responses?: Json[] };
+            } catch {
+              retry.push(...chunk);
+              return;
+            }
+            for (const r of response.responses ?? []) {
+              const id = chunk[Number(r.id)];
+              if (id === undefined) continue;
+              const status = typeof r.status === 'number' ? r.status : 0;
+              const headers = (r.headers ?? {}) as Json;
+              out.set(id, { status, body: r.body, headers });
+              if (status === 429 || status >= 500) {
+                const after = Number(headerOf(headers, 'retry-after'));
+                if (Number.isFinite(after) && after > 0) waitMs = Math.max(waitMs, after * 1000);
+                retry.push(id);
+              }
+            }
+          }),
+        );
+      }
+      todo = retry;
+      if (todo.length > 0 && attempt === 0)
+        await new Promise((r) => setTimeout(r, Math.min(waitMs || 1000, 30_000)));
+    }
+    return out;
+  }
+
+  /** Photos; Graph returns binary bodies in a batch base64-encoded. 404 (ImageNotFound): no photo. */
+  async readUserPhotos(userIds: readonly string[]): Promise<Map<string, Photo | null>> {
+    const out = new Map<string, Photo | null>();
+    const answers = await this.batchGet(userIds, (id) => `/users/${encodeURIComponent(id)}/photo/$value`);
+    for (const [id, a] of answers) {
+      const contentType = headerOf(a.headers, 'content-type');
+      if (a.status === 200 && typeof a.body === 'string')
+        out.set(id, { contentType: contentType || 'image/jpeg', bytes: Buffer.from(a.body, 'base64') });
+      else if (a.status === 404) out.set(id, null);
+      // Anything else (403: no permission for this mailbox, a throttle twice) stays unknown.
+    }
+    return out;
+  }
+
+  /** Exchange's mailbox purpose (user, shared, room, equipment, ...), 'none' without a mailbox. */
+  async readMailboxPurposes(userIds: readonly string[]): Promise<Map<string, string>> {
+    const out = new Map<string, string>();
+    const answers = await this.batchGet(
+      userIds,
+      (id) => `/users/${encodeURIComponent(id)}/mailboxSettings?$select=userPurpose`,
+    );
+    for (const [id, a] of answers) {
+      const purpose = (a.body as { userPurpose?: unknown } | undefined)?.userPurpose;
+      if (a.status === 200) out.set(id, typeof purpose === 'string' ? purpose : 'none');
+      else if (a.status === 404) out.set(id, 'none');
+    }
+    return out;
   }
 
   async transitiveMemberIds(groupId: string): Promise<Set<string>> {

@@ -4,6 +4,8 @@ import type {
   FolderState,
   MailboxState,
   MailboxStateStore,
+  Photo,
+  PhotoStore,
   SourceMeta,
   SourceRow,
   SourceStore,
@@ -79,5 +81,18 @@ export class MemoryMailboxStore implements MailboxStateStore {
     this.folders.delete(k);
     this.contacts.delete(k);
     return Promise.resolve();
+  }
+}
+
+export class MemoryPhotoStore implements PhotoStore {
+  readonly photos = new Map<string, Photo>();
+
+  put(hash: string, photo: Photo): Promise<void> {
+    this.photos.set(hash, { contentType: photo.contentType, bytes: Buffer.from(photo.bytes) });
+    return Promise.resolve();
+  }
+
+  get(hash: string): Promise<Photo | undefined> {
+    return Promise.resolve(this.photos.get(hash));
   }
 }

@@ -181,6 +181,7 @@ export class TableMailboxStore implements MailboxStateStore {
           keep: e.keep ? (json(z.array(z.string()), e.keep, 'keep') as never) : [],
           userDeleted: e.userDeleted === true,
           orphaned: e.orphaned === true,
+          ...(typeof e.photo === 'string' && e.photo !== '' ? { photo: e.photo } : {}),
         });
       }
     }
@@ -224,6 +225,8 @@ export class TableMailboxStore implements MailboxStateStore {
               keep: JSON.stringify(c.keep),
               userDeleted: c.userDeleted,
               orphaned: c.orphaned,
+              // The hash of the photo we put; empty for none.
+              photo: c.photo ?? '',
             },
         'Replace',
       ]),
