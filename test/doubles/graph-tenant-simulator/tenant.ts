@@ -408,6 +408,18 @@ export class Tenant {
     return group;
   }
 
+  updateGroup(id: string, patch: Partial<Omit<SimGroup, 'id' | 'members'>>): void {
+    const group = this.groups.get(id);
+    if (!group) throw new Error(`no group ${id}`);
+    Object.assign(group, patch);
+    this.record({ kind: 'group', id, op: 'upsert', properties: Object.keys(patch) });
+  }
+
+  deleteGroup(id: string): void {
+    this.groups.delete(id);
+    this.record({ kind: 'group', id, op: 'delete' });
+  }
+
   addMember(groupId: string, memberId: string): void {
     const group = this.groups.get(groupId);
     if (!group) throw new Error(`no group ${groupId}`);
