@@ -159,6 +159,18 @@ export function planMailbox(
       continue;
     }
     const edited = drift.changed.get(have.contactId);
+    if (
+      have.hash === want.hash &&
+      !edited &&
+      have.keep.length === 0 &&
+      !have.orphaned &&
+      !Object.values(o.rules).includes('setIfEmpty')
+    ) {
+      // Written with these very fields under overwrite rules and not touched since: nothing to
+      // compare (and the stored fields need not even be parsed).
+      plan.unchanged++;
+      continue;
+    }
     let current = have.written;
     let keep = have.keep;
     let restore = false;

@@ -42,11 +42,15 @@ export interface Photo {
 }
 
 export interface DirectoryReader {
-  /** One delta round: from `deltaLink`, or a full read when null. Throws DeltaExpiredError. */
+  /**
+   * One delta round: from `deltaLink`, or a full read when null, handing over each page's changes as
+   * it arrives (a 50,000-user directory is never held twice). Throws DeltaExpiredError.
+   */
   readDelta(
     kind: DirectoryEntry['kind'],
     deltaLink: string | null,
-  ): Promise<{ changes: DirectoryChange[]; deltaLink: string }>;
+    onChanges: (changes: DirectoryChange[]) => void,
+  ): Promise<{ deltaLink: string }>;
   /** Ids of every member of the group, nested membership included. */
   transitiveMemberIds(groupId: string): Promise<Set<string>>;
   /**
@@ -104,16 +108,22 @@ export interface WriteOptions {
   deadline?: number;
   /** Called after each batch with its results, before the next batch of that lane starts. */
   onResults?: (results: WriteResult[]) => Promise<void>;
+  /** Called with a batch's writes just before it is sent (the intent log of its creates). */
+  beforeBatch?: (ops: WriteOp[]) => Promise<void>;
 }
 
 export interface MailboxGraph extends MailboxSourceReader {
   findFolder(mailboxId: string, name: string): Promise<string | undefined>;
   createFolder(mailboxId: string, name: string): Promise<string>;
-  /** One round of the folder's contacts delta. Throws FolderGoneError or DeltaExpiredError. */
+  /**
+   * One round of the folder's contacts delta. With `onPage`, each page goes there and `items` comes
+   * back empty (a large folder is never held whole). Throws FolderGoneError or DeltaExpiredError.
+   */
   readDrift(
     mailboxId: string,
     folder: FolderRef,
     deltaLink: string | null,
+    onPage?: (items: DriftItem[]) => void,
   ): Promise<{ items: DriftItem[]; deltaLink: string }>;
   /** Every contact in the folder with our tag (if any). */
   listContacts(mailboxId: string, folder: FolderRef): Promise<TaggedContact[]>;

@@ -88,8 +88,8 @@ export async function refreshSource(
   const drop = (kind: Kind): void => {
     for (const key of [...entries.keys()]) if (key.startsWith(`${kind}:`)) entries.delete(key);
   };
-  const apply = (kind: Kind, changes: DirectoryChange[], full: boolean): void => {
-    const seen = new Set<string>();
+  /** Merges one page of changes; `seen` collects the keys a full read returned. */
+  const apply = (kind: Kind, changes: DirectoryChange[], seen: Set<string>): void => {
     for (const c of changes) {
       const key = sourceKeyOf(c);
       if (c.removed) {
@@ -107,6 +107,8 @@ export async function refreshSource(
         extensionAttributes: { ...base.extensionAttributes, ...(c.properties.extensionAttributes ?? {}) },
       });
     }
+  };
+  const finishRound = (kind: Kind, full: boolean, seen: ReadonlySet<string>): void => {
     if (full) {
       fullRead = true;
       // A full read is the whole truth: what it did not return is gone.
@@ -127,8 +129,12 @@ export async function refreshSource(
       drop(kind);
       return null;
     }
-    const round = await readRound(link ?? null, (l) => reader.readDelta(kind, l));
-    apply(kind, round.changes, round.full);
+    let seen = new Set<string>();
+    const round = await readRound(link ?? null, (l) => {
+      seen = new Set<string>(); // a full read after an expired token starts over
+      return reader.readDelta(kind, l, (page) => apply(kind, page, seen));
+    });
+    finishRound(kind, round.full, seen);
     return round.deltaLink;
   };
 
@@ -163,7 +169,9 @@ export async function refreshSource(
     );
     // A changed contact arrives whole: replace, do not merge.
     for (const c of changes) if (!c.removed) entries.delete(sourceKeyOf(c));
-    apply('mailboxContact', changes, round.full);
+    const seen = new Set<string>();
+    apply('mailboxContact', changes, seen);
+    finishRound('mailboxContact', round.full, seen);
     mailboxDeltaLink = round.deltaLink;
   } else {
     drop('mailboxContact');

@@ -61,6 +61,9 @@ export interface SyncMailboxOptions {
   deadline?: number;
 }
 
+/** A delta read whose items do not matter (only its new token). */
+const ignore = (): void => undefined;
+
 /** Writes from which advancing the delta right away beats reading them back next run (half a page). */
 const catchUpThreshold = 500;
 
@@ -191,16 +194,17 @@ async function syncMailboxInner(
   let reconcile = adopted;
   if (!folderMissingInDryRun) {
     try {
-      const d = await graph.readDrift(mbx, ref, folderState?.deltaLink ?? null);
-      newDeltaLink = d.deltaLink;
       const managed = byContactId();
-      for (const item of d.items) {
-        const hit = managed.get(item.contactId);
-        if (!hit) continue;
-        if (item.removed) drift.deleted.add(item.contactId);
-        else if (item.changeKey && item.changeKey !== hit[1].changeKey && item.fields)
-          drift.changed.set(item.contactId, { fields: item.fields, changeKey: item.changeKey });
-      }
+      const d = await graph.readDrift(mbx, ref, folderState?.deltaLink ?? null, (items) => {
+        for (const item of items) {
+          const hit = managed.get(item.contactId);
+          if (!hit) continue;
+          if (item.removed) drift.deleted.add(item.contactId);
+          else if (item.changeKey && item.changeKey !== hit[1].changeKey && item.fields)
+            drift.changed.set(item.contactId, { fields: item.fields, changeKey: item.changeKey });
+        }
+      });
+      newDeltaLink = d.deltaLink;
       for (const id of folderState?.dirtyContactIds ?? []) {
         const hit = managed.get(id);
         if (!hit || drift.changed.has(id) || drift.deleted.has(id)) continue;
@@ -218,10 +222,10 @@ async function syncMailboxInner(
         folderState = null;
         ({ ref, adopted } = await ensureFolder());
         reconcile = adopted;
-        if (!options.dryRun) newDeltaLink = (await graph.readDrift(mbx, ref, null)).deltaLink;
+        if (!options.dryRun) newDeltaLink = (await graph.readDrift(mbx, ref, null, ignore)).deltaLink;
       } else if (e instanceof DeltaExpiredError) {
         reconcile = true;
-        newDeltaLink = (await graph.readDrift(mbx, ref, null)).deltaLink;
+        newDeltaLink = (await graph.readDrift(mbx, ref, null, ignore)).deltaLink;
       } else throw e;
     }
   }
@@ -345,15 +349,24 @@ async function syncMailboxInner(
     | { kind: 'twin'; contactId: string }
   >();
   let n = 0;
-  // Intent log: a pending row per create is written before the create is sent.
-  const queueCreates = async (creates: MailboxPlan['creates']): Promise<WriteOp[]> => {
-    if (creates.length > 0)
-      await store.apply(
-        policy.id,
-        mbx,
-        creates.map((c) => [c.sourceKey, { pending: true, hash: c.hash, fields: c.fields }]),
-        [],
-      );
+  // Intent log: a pending row per create is written just before its batch is sent (not all at once,
+  // so a fill of 50,000 never holds every row body in memory).
+  const pendingWritten = new Set<string>();
+  const writePending = async (batch: WriteOp[]): Promise<void> => {
+    const rows: [string, StoredContact][] = [];
+    for (const op of batch) {
+      const m = meaning.get(op.id);
+      if (m?.kind !== 'create' || pendingWritten.has(m.c.sourceKey)) continue;
+      pendingWritten.add(m.c.sourceKey);
+      rows.push([m.c.sourceKey, { pending: true, hash: m.c.hash, fields: m.c.fields }]);
+    }
+    if (rows.length > 0) await store.apply(policy.id, mbx, rows, []);
+  };
+  /** Drops the pending row of a create that was not made (if one was written). */
+  const unpend = (key: string, del: string[]): void => {
+    if (pendingWritten.delete(key)) del.push(key);
+  };
+  const queueCreates = (creates: MailboxPlan['creates']): WriteOp[] => {
     return creates.map((c) => {
       const id = `c${n++}`;
       meaning.set(id, { kind: 'create', c });
@@ -371,7 +384,7 @@ async function syncMailboxInner(
       };
     });
   };
-  ops.push(...(await queueCreates(plan.creates)));
+  ops.push(...queueCreates(plan.creates));
   for (const u of plan.updates) {
     const id = `u${n++}`;
     ops.push({ id, kind: 'update', contactId: u.contactId, body: () => toGraphBody(u.patch, u.patchFields) });
@@ -402,7 +415,7 @@ async function syncMailboxInner(
       if (!m) continue;
       if (r.outcome === 'notAttempted') {
         incomplete = true;
-        if (m.kind === 'create') del.push(m.c.sourceKey);
+        if (m.kind === 'create') unpend(m.c.sourceKey, del);
         continue;
       }
       if (r.outcome === 'unknown') {
@@ -425,12 +438,13 @@ async function syncMailboxInner(
           message: r.message,
           ...(r.requestId ? { requestId: r.requestId } : {}),
         });
-        if (m.kind === 'create') del.push(m.c.sourceKey);
+        if (m.kind === 'create') unpend(m.c.sourceKey, del);
         continue;
       }
       switch (m.kind) {
         case 'create':
           if (r.outcome === 'ok' && r.contactId) {
+            pendingWritten.delete(m.c.sourceKey); // the row becomes the contact's
             up.push([
               m.c.sourceKey,
               {
@@ -494,10 +508,11 @@ async function syncMailboxInner(
   const writeOptions = {
     ...(options.deadline !== undefined ? { deadline: options.deadline } : {}),
     onResults: record,
+    beforeBatch: writePending,
   };
   if (ops.length > 0) await graph.write(mbx, ops, writeOptions);
   if (followUps.length > 0 && !incomplete) {
-    await graph.write(mbx, await queueCreates(followUps), writeOptions);
+    await graph.write(mbx, queueCreates(followUps), writeOptions);
   }
 
   // 6. Photos, once the contacts exist: only where the source's photo differs from the one we put.
@@ -584,19 +599,24 @@ async function syncMailboxInner(
   let deltaLink = newDeltaLink;
   const dirty: string[] = [];
   if (ops.length + photoWrites >= catchUpThreshold && deltaLink) {
-    const after = await store.load(policy.id, mbx);
+    // `contacts` holds what every batch recorded, so the state need not be read again.
     const ours = new Map<string, [string, ManagedContact]>();
-    for (const [k, c] of after.contacts) if (!c.pending) ours.set(c.contactId, [k, c]);
-    const d = await graph.readDrift(mbx, ref, deltaLink);
+    for (const [k, c] of contacts) if (!c.pending) ours.set(c.contactId, [k, c]);
     const adopted: [string, StoredContact][] = [];
-    for (const item of d.items) {
-      const known = ours.get(item.contactId);
-      if (known === undefined || item.removed || item.changeKey === known[1].changeKey) continue;
-      const itemFields = item.fields;
-      if (itemFields && item.changeKey && fields.every((f) => sameValue(itemFields[f], known[1].written[f])))
-        adopted.push([known[0], { ...known[1], changeKey: item.changeKey }]);
-      else dirty.push(item.contactId);
-    }
+    const d = await graph.readDrift(mbx, ref, deltaLink, (items) => {
+      for (const item of items) {
+        const known = ours.get(item.contactId);
+        if (known === undefined || item.removed || item.changeKey === known[1].changeKey) continue;
+        const itemFields = item.fields;
+        if (
+          itemFields &&
+          item.changeKey &&
+          fields.every((f) => sameValue(itemFields[f], known[1].written[f]))
+        )
+          adopted.push([known[0], { ...known[1], changeKey: item.changeKey }]);
+        else dirty.push(item.contactId);
+      }
+    });
     await store.apply(policy.id, mbx, adopted, []);
     deltaLink = d.deltaLink;
   }

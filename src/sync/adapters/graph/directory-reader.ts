@@ -152,7 +152,8 @@ export class GraphDirectoryReader implements DirectoryReader {
   async readDelta(
     kind: 'user' | 'orgContact' | 'group',
     deltaLink: string | null,
-  ): Promise<{ changes: DirectoryChange[]; deltaLink: string }> {
+    onChanges: (changes: DirectoryChange[]) => void,
+  ): Promise<{ deltaLink: string }> {
     const start =
       kind === 'user'
         ? `/users/delta?$select=${userSelect}`
@@ -160,9 +161,9 @@ export class GraphDirectoryReader implements DirectoryReader {
           ? `/contacts/delta?$select=${orgContactSelect}`
           : `/groups/delta?$select=${groupSelect}`;
     let url: string | undefined = deltaLink ?? start;
-    const changes: DirectoryChange[] = [];
     let last: string | undefined;
     while (url) {
+      const changes: DirectoryChange[] = [];
       let page: Json;
       try {
         page = await graphCall(() => this.client.api(url!).get() as Promise<Json>);
@@ -196,11 +197,12 @@ export class GraphDirectoryReader implements DirectoryReader {
                   : groupProperties(item),
           });
       }
+      onChanges(changes);
       url = str(page['@odata.nextLink']) ?? undefined;
       last = str(page['@odata.deltaLink']) ?? last;
     }
     if (!last) throw new Error('Graph ended a delta round without a deltaLink');
-    return { changes, deltaLink: last };
+    return { deltaLink: last };
   }
 
   /**

@@ -123,12 +123,15 @@ export class GraphMailboxes implements MailboxGraph {
     mailboxId: string,
     folder: FolderRef,
     deltaLink: string | null,
+    onPage?: (items: DriftItem[]) => void,
   ): Promise<{ items: DriftItem[]; deltaLink: string }> {
     let url: string | undefined =
       deltaLink ?? `${this.base(mailboxId, folder)}/delta?$select=${contactSelect}`;
     const items: DriftItem[] = [];
     let last: string | undefined;
     while (url) {
+      // With onPage, each page is handed over and dropped: a folder of 50,000 is never held whole.
+      const pageItems: DriftItem[] = onPage ? [] : items;
       let page: Json;
       try {
         page = await this.get(url, `${immutable}, odata.maxpagesize=1000`);
@@ -146,15 +149,16 @@ export class GraphMailboxes implements MailboxGraph {
       }
       for (const c of (page.value as Json[] | undefined) ?? []) {
         if (typeof c.id !== 'string') continue;
-        if ('@removed' in c) items.push({ contactId: c.id, removed: true });
+        if ('@removed' in c) pageItems.push({ contactId: c.id, removed: true });
         else
-          items.push({
+          pageItems.push({
             contactId: c.id,
             removed: false,
             changeKey: typeof c.changeKey === 'string' ? c.changeKey : '',
             fields: fieldsFromGraph(c, contactFieldNames),
           });
       }
+      onPage?.(pageItems);
       url = typeof page['@odata.nextLink'] === 'string' ? page['@odata.nextLink'] : undefined;
       if (typeof page['@odata.deltaLink'] === 'string') last = page['@odata.deltaLink'];
     }
@@ -331,6 +335,7 @@ export class GraphMailboxes implements MailboxGraph {
             ...(i > 0 ? { dependsOn: [chunk[i - 1]!.op.id] } : {}),
           })),
         };
+        await options.beforeBatch?.(chunk.map((q) => q.op));
         this.stats.httpCalls++;
         this.stats.batchRequests += chunk.length;
         const again: typeof chunk = [];

@@ -23,6 +23,8 @@ export const tableNames = {
 } as const;
 
 const metaKey = '~meta';
+/** The desiredPhoto column of a user known to have no photo ('' means not looked at). */
+const noPhoto = '-';
 const folderKey = '~folder';
 
 /** Creates a table unless it exists (409 is success). */
@@ -32,6 +34,22 @@ export async function ensureTable(client: TableClient): Promise<void> {
   } catch (e) {
     if ((e as { statusCode?: number }).statusCode !== 409) throw e;
   }
+}
+
+/** Rows per entity-group transaction (the service's limit). */
+const transactionSize = 100;
+
+/**
+ * Builds and submits actions a transaction at a time, so a large write (a fill's 50,000 rows) never
+ * holds every entity body at once. Rows must be unique across `items`.
+ */
+async function submitBuilt<T>(
+  client: TableClient,
+  items: readonly T[],
+  build: (item: T) => TransactionAction,
+): Promise<void> {
+  for (let i = 0; i < items.length; i += transactionSize)
+    await submitInChunks(client, items.slice(i, i + transactionSize).map(build));
 }
 
 async function submitInChunks(client: TableClient, all: TransactionAction[]): Promise<void> {
@@ -70,6 +88,41 @@ const json = <T>(schema: z.ZodType<T>, text: unknown, what: string): T => {
   return parsed.data;
 };
 const anyObject = z.record(z.string(), z.unknown());
+
+/**
+ * Gives `target` a property parsed from a JSON column on first use. Most rows of a large mailbox or
+ * source are never looked at in a run (their hash says unchanged): as text they take a third of the
+ * memory of the parsed objects. A malformed column fails where it is used, naming the column.
+ */
+function lazyJson<T extends object>(
+  target: T,
+  key: string,
+  column: unknown,
+  what: string,
+  pick: (parsed: Record<string, unknown>) => unknown = (parsed) => parsed,
+): T {
+  let text: unknown = column;
+  let value: unknown;
+  let parsed = false;
+  Object.defineProperty(target, key, {
+    enumerable: true,
+    configurable: true,
+    get() {
+      if (!parsed) {
+        value = pick(json(anyObject, text, what));
+        parsed = true;
+        text = undefined;
+      }
+      return value;
+    },
+    set(v: unknown) {
+      value = v;
+      parsed = true;
+      text = undefined;
+    },
+  });
+  return target;
+}
 const text = (v: unknown): string => (typeof v === 'string' ? v : '');
 
 export class TableSourceStore implements SourceStore {
@@ -102,22 +155,25 @@ export class TableSourceStore implements SourceStore {
   }
 
   async save(policyId: string, upserts: SourceRow[], deletes: string[], meta: SourceMeta): Promise<void> {
-    const actions: TransactionAction[] = [
-      ...upserts.map((r): TransactionAction => [
-        'upsert',
-        {
-          partitionKey: policyId,
-          rowKey: r.key,
-          entry: JSON.stringify(r.entry),
-          desired: r.desired ? JSON.stringify(r.desired) : '',
-          desiredHash: r.desired?.hash ?? '',
-          exclusion: r.exclusion ?? '',
-        },
-        'Replace',
-      ]),
-      ...deletes.map((k): TransactionAction => ['delete', { partitionKey: policyId, rowKey: k }]),
-    ];
-    await submitInChunks(this.table, actions);
+    await submitBuilt(this.table, upserts, (r): TransactionAction => [
+      'upsert',
+      {
+        partitionKey: policyId,
+        rowKey: r.key,
+        entry: JSON.stringify(r.entry),
+        desired: r.desired ? JSON.stringify(r.desired) : '',
+        desiredHash: r.desired?.hash ?? '',
+        desiredPhoto:
+          r.desired?.photo === undefined ? '' : r.desired.photo === null ? noPhoto : r.desired.photo,
+        ...(r.desired?.photoSize !== undefined ? { photoSize: r.desired.photoSize } : {}),
+        exclusion: r.exclusion ?? '',
+      },
+      'Replace',
+    ]);
+    await submitBuilt(this.table, deletes, (k): TransactionAction => [
+      'delete',
+      { partitionKey: policyId, rowKey: k },
+    ]);
     await this.table.upsertEntity(
       {
         partitionKey: policyId,
@@ -135,11 +191,26 @@ export class TableSourceStore implements SourceStore {
   async loadDesired(policyId: string): Promise<Map<string, DesiredContact>> {
     const out = new Map<string, DesiredContact>();
     const filter = odata`PartitionKey eq ${policyId} and desiredHash ne ${''}`;
-    for await (const e of this.table.listEntities<TableEntity<{ desired?: string }>>({
-      queryOptions: { filter, select: ['RowKey', 'desired'] },
+    for await (const e of this.table.listEntities<
+      TableEntity<{ desired?: string; desiredHash?: string; desiredPhoto?: string; photoSize?: number }>
+    >({
+      queryOptions: { filter, select: ['RowKey', 'desired', 'desiredHash', 'desiredPhoto', 'photoSize'] },
     })) {
-      if (e.rowKey !== metaKey && e.desired)
-        out.set(e.rowKey, json(anyObject, e.desired, 'desired') as unknown as DesiredContact);
+      if (e.rowKey === metaKey || !e.desired) continue;
+      // The hash and photo columns are all a mailbox worker needs for an unchanged contact; the
+      // fields are parsed only for contacts it writes.
+      const want = { hash: e.desiredHash ?? '' } as DesiredContact;
+      if (typeof e.desiredPhoto === 'string' && e.desiredPhoto !== '')
+        want.photo = e.desiredPhoto === noPhoto ? null : e.desiredPhoto;
+      if (typeof e.photoSize === 'number') want.photoSize = e.photoSize;
+      out.set(
+        e.rowKey,
+        lazyJson(want, 'fields', e.desired, 'desired', (d) => {
+          const f = (d as { fields?: unknown }).fields;
+          if (!f || typeof f !== 'object') throw new Error('state row: desired.fields is malformed');
+          return f;
+        }),
+      );
     }
     return out;
   }
@@ -169,20 +240,21 @@ export class TableMailboxStore implements MailboxStateStore {
         };
         continue;
       }
-      const fields = json(anyObject, e.fields, 'fields') as ContactFields;
       if (e.pending === true) {
+        const fields = json(anyObject, e.fields, 'fields') as ContactFields;
         contacts.set(e.rowKey, { pending: true, hash: text(e.hash), fields });
       } else {
-        contacts.set(e.rowKey, {
+        if (typeof e.fields !== 'string') throw new Error('state row: fields is missing');
+        const base = {
           contactId: text(e.contactId),
           hash: text(e.hash),
-          written: fields,
           changeKey: text(e.changeKey),
           keep: e.keep ? (json(z.array(z.string()), e.keep, 'keep') as never) : [],
           userDeleted: e.userDeleted === true,
           orphaned: e.orphaned === true,
           ...(typeof e.photo === 'string' && e.photo !== '' ? { photo: e.photo } : {}),
-        });
+        };
+        contacts.set(e.rowKey, lazyJson(base, 'written', e.fields, 'fields') as unknown as StoredContact);
       }
     }
     return { folder, contacts };
@@ -209,8 +281,14 @@ export class TableMailboxStore implements MailboxStateStore {
     deletes: string[],
   ): Promise<void> {
     const pk = this.pk(policyId, mailboxId);
-    const actions: TransactionAction[] = [
-      ...upserts.map(([key, c]): TransactionAction => [
+    // One action per row, the last one wins (a healed row may also be in the plan's state changes).
+    const last = new Map<string, [string, StoredContact] | string>();
+    for (const u of upserts) last.set(u[0], u);
+    for (const k of deletes) last.set(k, k);
+    await submitBuilt(this.table, [...last.values()], (item): TransactionAction => {
+      if (typeof item === 'string') return ['delete', { partitionKey: pk, rowKey: item }];
+      const [key, c] = item;
+      return [
         'upsert',
         c.pending
           ? { partitionKey: pk, rowKey: key, pending: true, hash: c.hash, fields: JSON.stringify(c.fields) }
@@ -229,10 +307,8 @@ export class TableMailboxStore implements MailboxStateStore {
               photo: c.photo ?? '',
             },
         'Replace',
-      ]),
-      ...deletes.map((k): TransactionAction => ['delete', { partitionKey: pk, rowKey: k }]),
-    ];
-    await submitInChunks(this.table, actions);
+      ];
+    });
   }
 
   async clear(policyId: string, mailboxId: string): Promise<void> {
