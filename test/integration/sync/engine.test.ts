@@ -553,6 +553,31 @@ describe('sync engine: scoping, the default folder, and faults', () => {
     check();
   });
 
+  it('waits out a long throttle that says how long (Retry-After) instead of failing the writes', async () => {
+    const target = [...f.sim.tenant.users.values()].find(
+      (u) => u.mailbox === 'user' && u.accountEnabled && u.mail && !hasMarker(u, 'NoMailboxSync'),
+    )!;
+    const policy = f.policy({
+      id: 'long-throttle',
+      folder: { name: 'Long throttle' },
+      targets: { type: 'users', users: [target.userPrincipalName] },
+    } as never);
+    // 50 answers of 429 in a row: the write at the head of the queue meets most of them (a throttled
+    // batch goes back to the front), far more than the 12 attempts a transient failure gets.
+    f.sim.faults.add({
+      kind: 'status',
+      status: 429,
+      retryAfterSeconds: 0.01,
+      times: 50,
+      match: { operation: 'contacts.create', inBatch: true },
+    });
+    const run = await f.run(policy);
+    f.sim.faults.clear();
+    assert.equal(run.contacts.failed, 0, JSON.stringify(run.results.map((r) => r.errors)));
+    assert.equal(run.mailboxes.failed, 0);
+    assert.ok(run.contacts.created > 0);
+  });
+
   it('converges through 429 storms and 503 bursts inside batches', async () => {
     const policy = f.policy({ id: 'storm', folder: { name: 'Storm' } });
     f.sim.faults.add({

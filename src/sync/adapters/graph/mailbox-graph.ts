@@ -33,8 +33,13 @@ export const odataString = (s: string): string => `'${s.replace(/'/g, "''")}'`;
 export interface BatchTuning {
   lanes: number;
   batchSize: number;
-  /** Attempts per write when throttled or failing transiently. */
+  /** Attempts per write when failing transiently (or throttled without a Retry-After). */
   maxAttempts: number;
+  /**
+   * Waits per write on a 429 that says how long (Retry-After): throttling near the 10-minute window
+   * is the service pacing us, not a failure, so it has its own, larger bound (and the deadline).
+   */
+  maxThrottledWaits: number;
   /** Wait when a 429/503 carries no Retry-After (ms). */
   fallbackDelayMs: number;
 }
@@ -43,6 +48,7 @@ export const defaultBatchTuning: BatchTuning = {
   lanes: 4,
   batchSize: 20,
   maxAttempts: 12,
+  maxThrottledWaits: 100,
   fallbackDelayMs: 1000,
 };
 
@@ -52,6 +58,12 @@ function header(headers: unknown, name: string): string | undefined {
   if (!headers || typeof headers !== 'object') return undefined;
   for (const [k, v] of Object.entries(headers as Json)) if (k.toLowerCase() === name) return String(v);
   return undefined;
+}
+
+/** A sub-response's Retry-After in seconds (0 when absent or unreadable). */
+function retryAfterOf(r: Json | undefined): number {
+  const v = Number(header(r?.headers, 'retry-after'));
+  return Number.isFinite(v) && v > 0 ? v : 0;
 }
 
 /** Photo bytes per batch: base64 adds a third, and Graph refuses any request over 4 MB. */
@@ -296,7 +308,7 @@ export class GraphMailboxes implements MailboxGraph {
   }
 
   async write(mailboxId: string, ops: WriteOp[], options: WriteOptions = {}): Promise<WriteResult[]> {
-    const queue = ops.map((op) => ({ op, attempts: 0 }));
+    const queue = ops.map((op) => ({ op, attempts: 0, throttledWaits: 0 }));
     const results: WriteResult[] = [];
     const lane = async (): Promise<void> => {
       while (queue.length > 0) {
@@ -388,16 +400,16 @@ export class GraphMailboxes implements MailboxGraph {
             } else if (status === 424 || status === 0) {
               again.push(q); // not executed: a request before it failed
             } else if (
-              (status === 429 || status === 503 || status === 504 || status === 500) &&
-              ++q.attempts < this.tuning.maxAttempts
+              status === 429 && retryAfterOf(r) > 0
+                ? ++q.throttledWaits < this.tuning.maxThrottledWaits
+                : (status === 429 || status === 503 || status === 504 || status === 500) &&
+                  ++q.attempts < this.tuning.maxAttempts
             ) {
               if (status === 429) this.stats.throttled++;
-              const retryAfter = Number(header(r?.headers, 'retry-after'));
+              const retryAfter = retryAfterOf(r);
               waitMs = Math.max(
                 waitMs,
-                Number.isFinite(retryAfter) && retryAfter > 0
-                  ? retryAfter * 1000
-                  : this.tuning.fallbackDelayMs * q.attempts,
+                retryAfter > 0 ? retryAfter * 1000 : this.tuning.fallbackDelayMs * q.attempts,
               );
               again.push(q);
             } else {
