@@ -22,6 +22,9 @@ export const policyRunMessage = z.strictObject({
 });
 export type PolicyRunMessage = z.output<typeof policyRunMessage>;
 
+/** Drift items a mailbox-sync message may carry (more: the worker reads the delta itself). */
+export const maxCarriedDriftItems = 20;
+
 export const mailboxSyncMessage = z.strictObject({
   kind: z.literal('mailbox-sync'),
   policyId: z.string().min(1),
@@ -42,6 +45,27 @@ export const mailboxSyncMessage = z.strictObject({
       failed: z.number().int().min(0),
     })
     .default({ created: 0, updated: 0, deleted: 0, restored: 0, failed: 0 }),
+  /**
+   * The folder's next contacts-delta round, read for many mailboxes in one $batch when the run
+   * started: the worker uses it instead of reading its own (only on a first pass, only if the state's
+   * token is still the one it was read from).
+   */
+  drift: z
+    .strictObject({
+      fromDeltaLink: z.url({ protocol: /^https$/ }),
+      deltaLink: z.url({ protocol: /^https$/ }),
+      items: z
+        .array(
+          z.strictObject({
+            contactId: z.string().min(1),
+            removed: z.boolean(),
+            changeKey: z.string().optional(),
+            fields: z.record(z.string(), z.unknown()).optional(),
+          }),
+        )
+        .max(maxCarriedDriftItems),
+    })
+    .optional(),
 });
 export type MailboxSyncMessage = z.output<typeof mailboxSyncMessage>;
 

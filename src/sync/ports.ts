@@ -125,6 +125,13 @@ export interface MailboxGraph extends MailboxSourceReader {
     deltaLink: string | null,
     onPage?: (items: DriftItem[]) => void,
   ): Promise<{ items: DriftItem[]; deltaLink: string }>;
+  /**
+   * The next delta round of many mailboxes' folders at once ($batch, one sub-request per mailbox),
+   * for a run's start. Only rounds that fit one page come back; the others are left to the mailbox.
+   */
+  readDrifts(
+    reads: readonly { mailboxId: string; deltaLink: string }[],
+  ): Promise<Map<string, { items: DriftItem[]; deltaLink: string }>>;
   /** Every contact in the folder with our tag (if any). */
   listContacts(mailboxId: string, folder: FolderRef): Promise<TaggedContact[]>;
   /** Contacts in the folder carrying this tag value. */
@@ -158,6 +165,8 @@ export interface MailboxState {
 
 export interface MailboxStateStore {
   load(policyId: string, mailboxId: string): Promise<MailboxState>;
+  /** The folder row alone (null before the first sync). */
+  loadFolder(policyId: string, mailboxId: string): Promise<FolderState | null>;
   saveFolder(policyId: string, mailboxId: string, folder: FolderState): Promise<void>;
   /** Upserts and deletes contact rows (in entity-group transactions where the store has them). */
   apply(

@@ -19,6 +19,7 @@ import {
   type FolderState,
   type MailboxGraph,
   type MailboxStateStore,
+  type DriftItem,
   type PhotoStore,
   type StoredContact,
   type TaggedContact,
@@ -59,6 +60,8 @@ export interface SyncMailboxOptions {
   dryRun: boolean;
   force: boolean;
   deadline?: number;
+  /** The folder's next delta round, read at the run's start with other mailboxes' in one $batch. */
+  preReadDrift?: { fromDeltaLink: string; deltaLink: string; items: DriftItem[] };
 }
 
 /** A delta read whose items do not matter (only its new token). */
@@ -195,7 +198,7 @@ async function syncMailboxInner(
   if (!folderMissingInDryRun) {
     try {
       const managed = byContactId();
-      const d = await graph.readDrift(mbx, ref, folderState?.deltaLink ?? null, (items) => {
+      const take = (items: DriftItem[]): void => {
         for (const item of items) {
           const hit = managed.get(item.contactId);
           if (!hit) continue;
@@ -203,8 +206,18 @@ async function syncMailboxInner(
           else if (item.changeKey && item.changeKey !== hit[1].changeKey && item.fields)
             drift.changed.set(item.contactId, { fields: item.fields, changeKey: item.changeKey });
         }
-      });
-      newDeltaLink = d.deltaLink;
+      };
+      const pre = options.preReadDrift;
+      if (
+        pre &&
+        folderState?.deltaLink === pre.fromDeltaLink &&
+        new URL(pre.deltaLink).origin === new URL(pre.fromDeltaLink).origin
+      ) {
+        take(pre.items);
+        newDeltaLink = pre.deltaLink;
+      } else {
+        newDeltaLink = (await graph.readDrift(mbx, ref, folderState?.deltaLink ?? null, take)).deltaLink;
+      }
       for (const id of folderState?.dirtyContactIds ?? []) {
         const hit = managed.get(id);
         if (!hit || drift.changed.has(id) || drift.deleted.has(id)) continue;

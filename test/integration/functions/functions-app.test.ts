@@ -107,6 +107,36 @@ describe('the Functions app against Azurite, the simulator and the Key Vault fak
     );
   });
 
+  it("a later run reads every mailbox's drift in one $batch at its start, and still restores a user's edit", async () => {
+    const synced = (
+      await f.app.runStore.listOutcomes((await f.app.runStore.getPolicyState('gal')).lastRunId!)
+    )
+      .filter((o) => o.status === 'succeeded')
+      .map((o) => o.userPrincipalName);
+    assert.ok(synced.length >= 2 && synced.length <= 20);
+    const edited = folderContacts(f.sim, synced[0]!, 'Company Directory')[0]!;
+    const original = edited.data.jobTitle;
+    f.sim.tenant.mailbox(synced[0]!)!.updateContact(edited, { jobTitle: 'Typed on a phone' }, [], new Date());
+    const since = f.sim.log.lastSeq;
+    const res = await runPolicyNow(postTo('policies/gal/runs', { policyId: 'gal' }, {}), ctx());
+    assert.equal(res.status, 202);
+    await f.runner.drain();
+    const traffic = f.sim.log.since(since);
+    const deltas = traffic.filter((e) => e.operation === 'contacts.delta');
+    assert.equal(deltas.length, synced.length, 'one delta round per synced mailbox');
+    assert.ok(
+      deltas.every((e) => e.inBatch),
+      'all read inside a $batch, none one by one',
+    );
+    assert.equal(
+      new Set(deltas.map((d) => traffic.find((e) => e.operation === 'batch' && e.seq > d.seq)?.seq)).size,
+      1,
+      'in one $batch (up to 20 mailboxes)',
+    );
+    const after = folderContacts(f.sim, synced[0]!, 'Company Directory').find((c) => c.id === edited.id)!;
+    assert.equal(after.data.jobTitle, original, 'the edit seen in the pre-read is restored');
+  });
+
   it('refuses an overlapping run, over HTTP and from the timer', async () => {
     const first = await runPolicyNow(
       postTo('policies/gal/runs', { policyId: 'gal' }, { dryRun: true }),

@@ -60,6 +60,28 @@ function header(headers: unknown, name: string): string | undefined {
   return undefined;
 }
 
+function driftItemsOf(page: Json): DriftItem[] {
+  const items: DriftItem[] = [];
+  for (const c of (page.value as Json[] | undefined) ?? []) {
+    if (typeof c.id !== 'string') continue;
+    if ('@removed' in c) items.push({ contactId: c.id, removed: true });
+    else
+      items.push({
+        contactId: c.id,
+        removed: false,
+        changeKey: typeof c.changeKey === 'string' ? c.changeKey : '',
+        fields: fieldsFromGraph(c, contactFieldNames),
+      });
+  }
+  return items;
+}
+
+/** A deltaLink (absolute) as a $batch sub-request URL: relative to the version segment. */
+export function relativeToVersion(link: string): string {
+  const u = new URL(link);
+  return u.pathname.replace(/^\/(v1\.0|beta)(?=\/)/, '') + u.search;
+}
+
 /** A sub-response's Retry-After in seconds (0 when absent or unreadable). */
 function retryAfterOf(r: Json | undefined): number {
   const v = Number(header(r?.headers, 'retry-after'));
@@ -159,23 +181,53 @@ export class GraphMailboxes implements MailboxGraph {
         }
         throw e;
       }
-      for (const c of (page.value as Json[] | undefined) ?? []) {
-        if (typeof c.id !== 'string') continue;
-        if ('@removed' in c) pageItems.push({ contactId: c.id, removed: true });
-        else
-          pageItems.push({
-            contactId: c.id,
-            removed: false,
-            changeKey: typeof c.changeKey === 'string' ? c.changeKey : '',
-            fields: fieldsFromGraph(c, contactFieldNames),
-          });
-      }
+      pageItems.push(...driftItemsOf(page));
       onPage?.(pageItems);
       url = typeof page['@odata.nextLink'] === 'string' ? page['@odata.nextLink'] : undefined;
       if (typeof page['@odata.deltaLink'] === 'string') last = page['@odata.deltaLink'];
     }
     if (!last) throw new Error('Graph ended a contacts delta round without a deltaLink');
     return { items, deltaLink: last };
+  }
+
+  async readDrifts(
+    reads: readonly { mailboxId: string; deltaLink: string }[],
+  ): Promise<Map<string, { items: DriftItem[]; deltaLink: string }>> {
+    const out = new Map<string, { items: DriftItem[]; deltaLink: string }>();
+    const chunks: (typeof reads)[] = [];
+    for (let i = 0; i < reads.length; i += 20) chunks.push(reads.slice(i, i + 20));
+    for (let i = 0; i < chunks.length; i += 4) {
+      await Promise.all(
+        chunks.slice(i, i + 4).map(async (chunk) => {
+          this.stats.httpCalls++;
+          let response: { responses?: Json[] };
+          try {
+            response = (await this.client
+              .api('/$batch')
+              .middlewareOptions([new RetryHandlerOptions(0, 0)])
+              .post({
+                requests: chunk.map((r, n) => ({
+                  id: String(n),
+                  method: 'GET',
+                  url: relativeToVersion(r.deltaLink),
+                  headers: { Prefer: `${immutable}, odata.maxpagesize=1000` },
+                })),
+              })) as { responses?: Json[] };
+          } catch {
+            return; // each mailbox reads its own delta then
+          }
+          for (const r of response.responses ?? []) {
+            const read = chunk[Number(r.id)];
+            const page = (r.body ?? {}) as Json;
+            // One whole round only: a next page, an error or an expired token is the mailbox's to handle.
+            if (!read || r.status !== 200 || typeof page['@odata.deltaLink'] !== 'string') continue;
+            if (typeof page['@odata.nextLink'] === 'string') continue;
+            out.set(read.mailboxId, { items: driftItemsOf(page), deltaLink: page['@odata.deltaLink'] });
+          }
+        }),
+      );
+    }
+    return out;
   }
 
   async readSourceContacts(

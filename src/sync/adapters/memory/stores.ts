@@ -57,6 +57,10 @@ export class MemoryMailboxStore implements MailboxStateStore {
     });
   }
 
+  loadFolder(policyId: string, mailboxId: string): Promise<FolderState | null> {
+    return Promise.resolve(clone(this.folders.get(this.key(policyId, mailboxId)) ?? null));
+  }
+
   saveFolder(policyId: string, mailboxId: string, folder: FolderState): Promise<void> {
     this.folders.set(this.key(policyId, mailboxId), clone(folder));
     return Promise.resolve();

@@ -125,6 +125,15 @@ function lazyJson<T extends object>(
 }
 const text = (v: unknown): string => (typeof v === 'string' ? v : '');
 
+function folderOf(e: Record<string, unknown>): FolderState {
+  return {
+    folderId: (e.folderId as string) || null,
+    folderName: (e.folderName as string) || null,
+    deltaLink: (e.deltaLink as string) || null,
+    dirtyContactIds: e.dirty ? json(z.array(z.string()), e.dirty, 'dirty') : [],
+  };
+}
+
 export class TableSourceStore implements SourceStore {
   constructor(private readonly table: TableClient) {}
 
@@ -232,12 +241,7 @@ export class TableMailboxStore implements MailboxStateStore {
     })) {
       if (e.rowKey === '~lock') continue;
       if (e.rowKey === folderKey) {
-        folder = {
-          folderId: (e.folderId as string) || null,
-          folderName: (e.folderName as string) || null,
-          deltaLink: (e.deltaLink as string) || null,
-          dirtyContactIds: e.dirty ? json(z.array(z.string()), e.dirty, 'dirty') : [],
-        };
+        folder = folderOf(e);
         continue;
       }
       if (e.pending === true) {
@@ -258,6 +262,16 @@ export class TableMailboxStore implements MailboxStateStore {
       }
     }
     return { folder, contacts };
+  }
+
+  async loadFolder(policyId: string, mailboxId: string): Promise<FolderState | null> {
+    try {
+      const e = await this.table.getEntity<Record<string, unknown>>(this.pk(policyId, mailboxId), folderKey);
+      return folderOf(e);
+    } catch (err) {
+      if ((err as { statusCode?: number }).statusCode === 404) return null;
+      throw err;
+    }
   }
 
   async saveFolder(policyId: string, mailboxId: string, folder: FolderState): Promise<void> {
