@@ -294,21 +294,19 @@ async function refreshMailboxPurposes(
     (a, b) =>
       Number(entries.get(b)!.accountEnabled === false) - Number(entries.get(a)!.accountEnabled === false),
   );
-  const batch = due.slice(0, maxPhotoChecksPerRun);
-  const stats = { checked: 0, unreadable: 0, pending: due.length - batch.length };
-  for (let i = 0; i < batch.length; i += photoChunk) {
-    const keys = batch.slice(i, i + photoChunk);
-    const purposes = await reader.readMailboxPurposes(keys.map((k) => entries.get(k)!.id));
-    for (const key of keys) {
-      const entry = entries.get(key)!;
-      const purpose = purposes.get(entry.id);
+  const stats = { checked: 0, unreadable: 0, pending: 0 };
+  stats.pending = await lookUpUsers(
+    due,
+    entries,
+    (ids) => reader.readMailboxPurposes(ids),
+    (key, entry, purpose) => {
       if (purpose === undefined) stats.unreadable++;
       else {
         stats.checked++;
         entries.set(key, { ...entry, mailboxPurpose: purpose });
       }
-    }
-  }
+    },
+  );
   return stats;
 }
 
@@ -343,17 +341,14 @@ async function refreshPhotos(
   );
   const checkedAt = now.toISOString();
   const stats = { checked: 0, changed: 0, tooLarge: 0, unreadable: 0, pending: 0 };
-  const batch = due.slice(0, maxPhotoChecksPerRun);
-  stats.pending = due.length - batch.length;
-  for (let i = 0; i < batch.length; i += photoChunk) {
-    const keys = batch.slice(i, i + photoChunk);
-    const photos = await reader.readUserPhotos(keys.map((k) => entries.get(k)!.id));
-    for (const key of keys) {
-      const entry = entries.get(key)!;
-      const photo = photos.get(entry.id);
+  stats.pending = await lookUpUsers(
+    due,
+    entries,
+    (ids) => reader.readUserPhotos(ids),
+    async (key, entry, photo) => {
       if (photo === undefined) {
         stats.unreadable++;
-        continue;
+        return;
       }
       stats.checked++;
       let next: NonNullable<DirectoryEntry['photo']>;
@@ -369,7 +364,29 @@ async function refreshPhotos(
       }
       if ((entry.photo?.hash ?? null) !== next.hash) stats.changed++;
       entries.set(key, { ...entry, photo: next });
+    },
+  );
+  return stats;
+}
+
+/**
+ * Per-user look-ups (photos, mailbox types) for the users due, at most maxPhotoChecksPerRun a run,
+ * a chunk at a time; each answer (undefined: unanswered) goes to `onAnswer`. Returns how many wait.
+ */
+async function lookUpUsers<T>(
+  due: readonly string[],
+  entries: ReadonlyMap<string, DirectoryEntry>,
+  read: (userIds: string[]) => Promise<Map<string, T>>,
+  onAnswer: (key: string, entry: DirectoryEntry, answer: T | undefined) => void | Promise<void>,
+): Promise<number> {
+  const batch = due.slice(0, maxPhotoChecksPerRun);
+  for (let i = 0; i < batch.length; i += photoChunk) {
+    const keys = batch.slice(i, i + photoChunk);
+    const answers = await read(keys.map((k) => entries.get(k)!.id));
+    for (const key of keys) {
+      const entry = entries.get(key)!;
+      await onAnswer(key, entry, answers.get(entry.id));
     }
   }
-  return stats;
+  return due.length - batch.length;
 }
