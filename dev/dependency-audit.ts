@@ -1,0 +1,146 @@
+// DEV TOOL: the dependency audit in `npm test` (npm run audit:deps). It asks the npm registry's
+// advisory database through `npm audit` and fails on a known advisory at or above the bar: high for
+// what ships (production dependencies), critical for the dev and test tools. Where the advisory
+// endpoint cannot be reached (an offline or mirrored registry), it says NOT RUN loudly and passes,
+// unless DEPENDENCY_AUDIT=required, which makes an unreachable endpoint a failure too.
+import { spawnSync } from 'node:child_process';
+import { z } from 'zod';
+
+export const severities = ['info', 'low', 'moderate', 'high', 'critical'] as const;
+export type Severity = (typeof severities)[number];
+
+export interface Finding {
+  name: string;
+  severity: Severity;
+  /** Advisory titles and urls, or the packages the problem comes through. */
+  via: string[];
+  fixAvailable: boolean;
+}
+
+export type AuditVerdict =
+  | { kind: 'clean'; counts: Record<Severity, number>; dependencies: number | null }
+  | { kind: 'failed'; findings: Finding[]; counts: Record<Severity, number> }
+  | { kind: 'unavailable'; reason: string };
+
+const severity = z.enum(severities);
+const report = z.object({
+  auditReportVersion: z.literal(2),
+  vulnerabilities: z.record(
+    z.string(),
+    z.object({
+      name: z.string(),
+      severity,
+      via: z.array(
+        z.union([z.string(), z.object({ title: z.string().optional(), url: z.string().optional() })]),
+      ),
+      fixAvailable: z.unknown().optional(),
+    }),
+  ),
+  metadata: z.object({
+    vulnerabilities: z.object(
+      Object.fromEntries(severities.map((s) => [s, z.number()])) as Record<Severity, z.ZodNumber>,
+    ),
+    dependencies: z.object({ total: z.number() }).partial().optional(),
+  }),
+});
+/** What `npm audit --json` prints when it could not get an answer (e.g. 405 from a mirror). */
+const failure = z.object({
+  message: z.string().optional(),
+  statusCode: z.number().optional(),
+  error: z.object({ code: z.string().optional(), summary: z.string().optional() }).optional(),
+});
+
+/** Judges the JSON `npm audit --json` printed: anything at or above `failAt` fails. */
+export function judgeAudit(output: string, failAt: Severity): AuditVerdict {
+  let json: unknown;
+  try {
+    json = JSON.parse(output);
+  } catch {
+    return { kind: 'unavailable', reason: `npm audit printed no JSON: ${output.slice(0, 200)}` };
+  }
+  const parsed = report.safeParse(json);
+  if (!parsed.success) {
+    const f = failure.safeParse(json);
+    const why = f.success
+      ? [
+          f.data.message ?? (f.data.statusCode !== undefined ? `HTTP ${f.data.statusCode}` : undefined),
+          f.data.error?.code,
+          f.data.error?.summary,
+        ]
+          .filter(Boolean)
+          .join('; ')
+      : '';
+    return { kind: 'unavailable', reason: why || 'npm audit answered in a shape this check does not know' };
+  }
+  const bar = severities.indexOf(failAt);
+  const findings: Finding[] = Object.values(parsed.data.vulnerabilities)
+    .filter((v) => severities.indexOf(v.severity) >= bar)
+    .map((v) => ({
+      name: v.name,
+      severity: v.severity,
+      via: v.via.map((x) =>
+        typeof x === 'string' ? `via ${x}` : `${x.title ?? 'advisory'} ${x.url ?? ''}`.trim(),
+      ),
+      fixAvailable: v.fixAvailable !== undefined && v.fixAvailable !== false,
+    }))
+    .sort(
+      (a, b) =>
+        severities.indexOf(b.severity) - severities.indexOf(a.severity) || a.name.localeCompare(b.name),
+    );
+  const counts = parsed.data.metadata.vulnerabilities;
+  return findings.length > 0
+    ? { kind: 'failed', findings, counts }
+    : { kind: 'clean', counts, dependencies: parsed.data.metadata.dependencies?.total ?? null };
+}
+
+function runNpmAudit(args: string[]): string {
+  const r = spawnSync('npm', ['audit', '--json', ...args], {
+    encoding: 'utf8',
+    maxBuffer: 64 * 1024 * 1024,
+    timeout: 120_000,
+  });
+  if (r.error) return JSON.stringify({ message: `npm audit could not run: ${r.error.message}` });
+  return r.stdout;
+}
+
+function main(): void {
+  const scopes: { label: string; args: string[]; failAt: Severity }[] = [
+    { label: 'production dependencies', args: ['--omit=dev'], failAt: 'high' },
+    { label: 'all dependencies (dev and test tools)', args: [], failAt: 'critical' },
+  ];
+  const required = process.env.DEPENDENCY_AUDIT === 'required';
+  let failed = false;
+  for (const scope of scopes) {
+    const verdict = judgeAudit(runNpmAudit(scope.args), scope.failAt);
+    switch (verdict.kind) {
+      case 'clean':
+        process.stdout.write(
+          `audit: ${scope.label}: no ${scope.failAt}-or-worse advisory (${severities
+            .map((s) => `${s} ${verdict.counts[s]}`)
+            .join(', ')}; ${verdict.dependencies ?? '?'} packages)\n`,
+        );
+        break;
+      case 'failed':
+        failed = true;
+        process.stderr.write(
+          `audit: ${scope.label}: ${verdict.findings.length} package(s) at ${scope.failAt} or worse\n`,
+        );
+        for (const f of verdict.findings)
+          process.stderr.write(
+            `  ${f.severity.padEnd(8)} ${f.name}${f.fixAvailable ? ' (fix available: npm audit fix)' : ''}\n` +
+              f.via.map((v) => `           ${v}\n`).join(''),
+          );
+        break;
+      case 'unavailable':
+        if (required) failed = true;
+        process.stderr.write(
+          `audit: ${scope.label}: NOT RUN: the registry's advisory endpoint did not answer (${verdict.reason})` +
+            (required ? '; DEPENDENCY_AUDIT=required makes that a failure\n' : '\n'),
+        );
+        break;
+    }
+  }
+  process.exitCode = failed ? 1 : 0;
+}
+
+if (require.main === module) main();

@@ -1,0 +1,143 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { delimiter, join, resolve } from 'node:path';
+import { judgeAudit } from '../../dev/dependency-audit';
+
+const counts = (c: Partial<Record<string, number>>) => ({
+  info: 0,
+  low: 0,
+  moderate: 0,
+  high: 0,
+  critical: 0,
+  total: 0,
+  ...c,
+});
+
+/** The shape `npm audit --json` (npm 7 and later) prints when the advisory endpoint answered. */
+function report(
+  vulns: { name: string; severity: string; via?: unknown[]; fixAvailable?: unknown }[],
+): string {
+  return JSON.stringify({
+    auditReportVersion: 2,
+    vulnerabilities: Object.fromEntries(
+      vulns.map((v) => [
+        v.name,
+        {
+          name: v.name,
+          severity: v.severity,
+          isDirect: false,
+          via: v.via ?? [
+            { title: `Bad thing in ${v.name}`, url: `https://github.com/advisories/GHSA-${v.name}` },
+          ],
+          effects: [],
+          range: '<9.9.9',
+          nodes: [`node_modules/${v.name}`],
+          fixAvailable: v.fixAvailable ?? true,
+        },
+      ]),
+    ),
+    metadata: {
+      vulnerabilities: counts(
+        vulns.reduce<Record<string, number>>(
+          (acc, v) => ({ ...acc, [v.severity]: (acc[v.severity] ?? 0) + 1 }),
+          {
+            total: vulns.length,
+          },
+        ),
+      ),
+      dependencies: { prod: 120, dev: 500, optional: 3, peer: 0, peerOptional: 0, total: 620 },
+    },
+  });
+}
+
+/** What npm 11 printed here when the registry refused the advisory request. */
+const refused = JSON.stringify({
+  message: '405 Method Not Allowed - POST https://registry.npmjs.org/-/npm/v1/security/advisories/bulk',
+  method: 'POST',
+  statusCode: 405,
+  body: '',
+  error: { summary: '', detail: '' },
+});
+
+describe('dependency audit: the verdict on what npm audit printed', () => {
+  it('passes a report without advisories, with the counts and the number of packages', () => {
+    const v = judgeAudit(report([]), 'high');
+    assert.equal(v.kind, 'clean');
+    assert.equal(v.kind === 'clean' && v.dependencies, 620);
+  });
+
+  it('fails on an advisory at the bar or above, naming package, severity and advisory', () => {
+    const v = judgeAudit(
+      report([
+        { name: 'left-pad', severity: 'moderate' },
+        { name: 'tar', severity: 'high' },
+        { name: 'xml2js', severity: 'critical', via: ['sax'], fixAvailable: false },
+      ]),
+      'high',
+    );
+    assert.equal(v.kind, 'failed');
+    assert.deepEqual(
+      v.kind === 'failed' && v.findings.map((f) => [f.name, f.severity, f.via[0], f.fixAvailable]),
+      [
+        ['xml2js', 'critical', 'via sax', false],
+        ['tar', 'high', 'Bad thing in tar https://github.com/advisories/GHSA-tar', true],
+      ],
+    );
+  });
+
+  it('lets advisories below the bar pass (dev tools are held to critical)', () => {
+    assert.equal(judgeAudit(report([{ name: 'tar', severity: 'high' }]), 'critical').kind, 'clean');
+    assert.equal(judgeAudit(report([{ name: 'tar', severity: 'critical' }]), 'critical').kind, 'failed');
+  });
+
+  it('calls a refused or unreadable answer unavailable, never clean', () => {
+    const v = judgeAudit(refused, 'high');
+    assert.equal(v.kind, 'unavailable');
+    assert.match(v.kind === 'unavailable' ? v.reason : '', /405.*advisories\/bulk/);
+    assert.equal(judgeAudit('npm ERR! network', 'high').kind, 'unavailable');
+    assert.equal(judgeAudit(JSON.stringify({ auditReportVersion: 2 }), 'high').kind, 'unavailable');
+  });
+});
+
+describe('dependency audit: the command and its exit code', () => {
+  const script = resolve(__dirname, '../../dev/dependency-audit.js');
+  /** Runs the audit with an `npm` on PATH that prints `output` for every audit it is asked for. */
+  function audit(output: string, env: Record<string, string> = {}): { status: number | null; text: string } {
+    const dir = mkdtempSync(join(tmpdir(), 'fake-npm-'));
+    try {
+      writeFileSync(join(dir, 'answer.json'), output);
+      writeFileSync(join(dir, 'npm'), `#!/bin/sh\ncat "${join(dir, 'answer.json')}"\nexit 1\n`);
+      chmodSync(join(dir, 'npm'), 0o755);
+      const r = spawnSync(process.execPath, [script], {
+        encoding: 'utf8',
+        env: { ...process.env, PATH: `${dir}${delimiter}${process.env.PATH ?? ''}`, ...env },
+      });
+      return { status: r.status, text: r.stdout + r.stderr };
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+
+  it('exits 1 and lists the package when a high advisory is found', () => {
+    const r = audit(report([{ name: 'tar', severity: 'high' }]));
+    assert.equal(r.status, 1);
+    assert.match(r.text, /production dependencies: 1 package\(s\) at high or worse/);
+    assert.match(r.text, /high\s+tar/);
+  });
+
+  it('exits 0 on a clean report', () => {
+    const r = audit(report([{ name: 'left-pad', severity: 'low' }]));
+    assert.equal(r.status, 0, r.text);
+    assert.match(r.text, /no high-or-worse advisory \(info 0, low 1/);
+  });
+
+  it('says NOT RUN when the endpoint refuses, and fails then only when the audit is required', () => {
+    const r = audit(refused);
+    assert.equal(r.status, 0);
+    assert.match(r.text, /NOT RUN: the registry's advisory endpoint did not answer \(405/);
+    assert.equal(audit(refused, { DEPENDENCY_AUDIT: 'required' }).status, 1);
+  });
+});
