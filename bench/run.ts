@@ -8,12 +8,9 @@ import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import * as tls from 'node:tls';
 import { parseArgs } from 'node:util';
-import { ClientSecretCredential } from '@azure/identity';
-import { App, setApp } from '../src/app/composition';
-import { parseSettings } from '../src/app/settings';
-import { startRun } from '../src/app/use-cases';
+import { fork } from 'node:child_process';
 import { startAzurite, type AzuriteHandle } from '../dev/azurite';
-import { LocalRunner, defaultRunnerOptions } from '../dev/local-runner';
+import type { WorkerCommand, WorkerInit, WorkerReply, WorkerRunResult } from './worker';
 
 interface Endpoints {
   graphUrl: string;
@@ -38,6 +35,11 @@ interface Scenario {
   warmups: number;
   changePercent: number;
   goal: string;
+  /**
+   * A V8 heap ceiling for the worker process, where the goal is a memory limit: without one V8 lets
+   * garbage pile up to whatever the machine allows, which says little about what the job needs.
+   */
+  workerHeapMB?: number;
 }
 
 function scenarios(quick: boolean): Scenario[] {
@@ -86,6 +88,9 @@ function scenarios(quick: boolean): Scenario[] {
       warmups: 0,
       changePercent: 0,
       goal: 'peak memory < 256 MB',
+      // 256 MB for the process, less what Node holds outside the old space (code, buffers, young
+      // generation: about 90 MB here).
+      workerHeapMB: 160,
     },
     {
       name: 'wide',
@@ -128,6 +133,45 @@ async function startSimulatorProcess(
     child.once('exit', (code) => fail(new Error(`simulator exited with ${code}`)));
   });
   return { endpoints: JSON.parse(line) as Endpoints, child };
+}
+
+interface WorkerHandle {
+  run(policyId: string): Promise<WorkerRunResult>;
+  close(): Promise<void>;
+}
+
+/** Starts bench/worker.js in its own process with the deployed worker's Node arguments. */
+async function startWorker(nodeArguments: string[], init: WorkerInit): Promise<WorkerHandle> {
+  const child = fork(resolve(__dirname, 'worker.js'), [], {
+    execArgv: [...nodeArguments, '--expose-gc'],
+    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+  });
+  let exited: string | undefined;
+  child.once('exit', (code, signal) => (exited = signal ? `was killed by ${signal}` : `exited with ${code}`));
+  child.on('error', () => undefined); // a send to a worker that died: the exit says why
+  const ask = (c: WorkerCommand): Promise<WorkerRunResult | undefined> =>
+    new Promise((ok, fail) => {
+      if (exited) return fail(new Error(`bench worker ${exited}`));
+      const onExit = (): void => fail(new Error(`bench worker ${exited ?? 'exited'} (out of memory?)`));
+      child.once('exit', onExit);
+      child.once('message', (r: WorkerReply) => {
+        child.off('exit', onExit);
+        if (r.ok) ok(r.result);
+        else fail(new Error(`bench worker: ${r.error}`));
+      });
+      child.send(c);
+    });
+  await ask(init);
+  return {
+    run: async (policyId) => (await ask({ cmd: 'run', policyId }))!,
+    close: () =>
+      new Promise<void>((done) => {
+        if (exited) return done();
+        child.once('exit', () => done());
+        child.send({ cmd: 'exit' });
+        setTimeout(() => child.kill(), 5_000).unref();
+      }),
+  };
 }
 
 async function control<T>(e: Endpoints, method: string, path: string, body?: unknown): Promise<T> {
@@ -184,7 +228,11 @@ function writeSeed(dir: string, s: Scenario, total: number): string {
   return seedFile;
 }
 
-async function runScenario(s: Scenario, azurite: AzuriteHandle): Promise<Record<string, unknown>> {
+async function runScenario(
+  s: Scenario,
+  azurite: AzuriteHandle,
+  nodeArguments: string[],
+): Promise<Record<string, unknown>> {
   const dir = mkdtempSync(join(tmpdir(), `bench-${s.name}-`));
   try {
     const total = Math.max(s.sourceUsers, s.targetMailboxes);
@@ -224,71 +272,38 @@ async function runScenario(s: Scenario, azurite: AzuriteHandle): Promise<Record<
           ],
         }),
       );
-      const credential = new ClientSecretCredential(
-        endpoints.tenantId,
-        endpoints.hostIdentity.clientId,
-        endpoints.hostIdentity.clientSecret,
-        { authorityHost: endpoints.authorityHost, disableInstanceDiscovery: true },
-      );
-      const app = new App({
-        settings: parseSettings({
-          AzureWebJobsStorage: azurite.connectionString,
-          POLICY_FILE: policyFile,
-          MAILBOX_TIME_BUDGET_SECONDS: '240',
-        }),
-        credential,
-        disableChallengeResourceVerification: true,
+      let before: Summary;
+      const worker = await startWorker(nodeArguments, {
+        cmd: 'init',
+        storageConnectionString: azurite.connectionString,
+        policyFile,
+        tenantId: endpoints.tenantId,
+        authorityHost: endpoints.authorityHost,
+        caCertPath: endpoints.caCertPath,
+        hostIdentity: endpoints.hostIdentity,
+        timeBudgetSeconds: 240,
       });
-      setApp(app);
-      await app.ensureStorage();
-      const tableOps = { count: 0 };
-      for (const t of Object.values(app.tables))
-        t.pipeline.addPolicy({
-          name: 'count',
-          sendRequest: (req, next) => ((tableOps.count += 1), next(req)),
-        });
-      const runner = new LocalRunner(app, defaultRunnerOptions);
-      const policy = (await app.policy(s.name))!.policy;
-      const runOnce = async (): Promise<string> => {
-        const started = await startRun(app, policy, 'cli', {
-          dryRun: false,
-          fullResync: false,
-          mailboxes: [],
-        });
-        if (!started.started) throw new Error('run refused');
-        await runner.drain(3_600_000);
-        return started.runId;
-      };
-      for (let i = 0; i < s.warmups; i++) await runOnce();
-      if (s.changePercent > 0) {
-        const n = Math.max(1, Math.round((s.sourceUsers * s.changePercent) / 100));
-        for (let i = 0; i < n; i++)
-          await control(
-            endpoints,
-            'PATCH',
-            `/users/${encodeURIComponent(`user${s.sourceUsers - 1 - i}@contoso.example`)}`,
-            { jobTitle: `Changed ${Date.now()}` },
-          );
+      let measured: WorkerRunResult;
+      try {
+        for (let i = 0; i < s.warmups; i++) await worker.run(s.name);
+        if (s.changePercent > 0) {
+          const n = Math.max(1, Math.round((s.sourceUsers * s.changePercent) / 100));
+          for (let i = 0; i < n; i++)
+            await control(
+              endpoints,
+              'PATCH',
+              `/users/${encodeURIComponent(`user${s.sourceUsers - 1 - i}@contoso.example`)}`,
+              { jobTitle: `Changed ${Date.now()}` },
+            );
+        }
+        before = await control<Summary>(endpoints, 'GET', '/log/summary');
+        measured = await worker.run(s.name);
+      } finally {
+        await worker.close();
       }
-      const before = await control<Summary>(endpoints, 'GET', '/log/summary');
-      tableOps.count = 0;
-      // Start from the live baseline, not from garbage of the set-up (the bench runs with --expose-gc).
-      (globalThis as { gc?: () => void }).gc?.();
-      const startRss = process.memoryUsage().rss;
-      let peakRss = startRss;
-      let peakHeap = process.memoryUsage().heapUsed;
-      const sampler = setInterval(() => {
-        const m = process.memoryUsage();
-        peakRss = Math.max(peakRss, m.rss);
-        peakHeap = Math.max(peakHeap, m.heapUsed);
-      }, 50);
-      const t0 = Date.now();
-      const runId = await runOnce();
-      const seconds = (Date.now() - t0) / 1000;
-      clearInterval(sampler);
+      const { run, wallSeconds: seconds } = measured;
       const after = await control<Summary>(endpoints, 'GET', `/log/summary?since=${before.seq}`);
       const entries = await control<LogEntry[]>(endpoints, 'GET', `/log?since=${before.seq}`);
-      const run = (await app.runStore.getRun(runId))!;
       const writes =
         run.contacts.created + run.contacts.updated + run.contacts.deleted + run.contacts.restored;
       // Achieved write rate per mailbox, over the span its writes took.
@@ -321,7 +336,6 @@ async function runScenario(s: Scenario, azurite: AzuriteHandle): Promise<Record<
       // a first run the folder look-up and creation.
       const lowerBound = writes + mailboxes * (s.warmups === 0 ? 3 : 1);
       const byKind = Object.fromEntries(Object.entries(after.byOperation).filter(([k]) => k !== 'batch'));
-      setApp(undefined);
       return {
         scenario: s.name,
         description: s.description,
@@ -352,10 +366,12 @@ async function runScenario(s: Scenario, azurite: AzuriteHandle): Promise<Record<
           : null,
         throttled429: after.throttled,
         wallSeconds: Math.round(seconds * 10) / 10,
-        peakRssMB: Math.round(peakRss / 1048576),
-        startRssMB: Math.round(startRss / 1048576),
-        peakHeapMB: Math.round(peakHeap / 1048576),
-        tableTransactions: tableOps.count,
+        peakRssMB: measured.peakRssMB,
+        startRssMB: measured.startRssMB,
+        peakHeapMB: measured.peakHeapMB,
+        heapLimitMB: measured.heapLimitMB,
+        workerNodeArguments: nodeArguments.join(' '),
+        tableTransactions: measured.tableTransactions,
         latencyMs: s.latencyMs,
         timeScale: s.timeScale,
       };
@@ -375,6 +391,8 @@ async function main(): Promise<void> {
       scenario: { type: 'string', multiple: true },
       // Profiling aid: another simulated latency (0 makes the large scenarios quick; rates then mean little).
       latency: { type: 'string' },
+      // Experiments: Node arguments for the worker process instead of the scenario's ('' for none).
+      'worker-node-args': { type: 'string' },
     },
   });
   const chosen = scenarios(values.quick)
@@ -385,7 +403,13 @@ async function main(): Promise<void> {
   try {
     for (const s of chosen) {
       if (!values.json) process.stderr.write(`running ${s.name}: ${s.description} ...\n`);
-      results.push(await runScenario(s, azurite));
+      const nodeArguments =
+        values['worker-node-args'] !== undefined
+          ? values['worker-node-args'].split(' ').filter(Boolean)
+          : s.workerHeapMB
+            ? [`--max-old-space-size=${s.workerHeapMB}`]
+            : [];
+      results.push(await runScenario(s, azurite, nodeArguments));
       if (!values.json) process.stderr.write(`  done in ${String(results.at(-1)!.wallSeconds)} s\n`);
     }
   } finally {
