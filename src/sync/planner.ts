@@ -52,8 +52,11 @@ export interface PlanOptions {
 
 export interface PlannedCreate {
   sourceKey: string;
-  fields: ContactFields;
-  hash: string;
+  /**
+   * What to create: its fields are read when the create is sent, so a fill of 50,000 contacts does
+   * not hold 50,000 parsed field sets at once.
+   */
+  desired: DesiredContact;
   /** Recreating a contact the user deleted (or that vanished with its folder). */
   restore: boolean;
 }
@@ -138,12 +141,11 @@ export function planMailbox(
   for (const [sourceKey, want] of desired) {
     const have = managed.get(sourceKey);
     if (!have) {
-      plan.creates.push({ sourceKey, fields: want.fields, hash: want.hash, restore: false });
+      plan.creates.push({ sourceKey, desired: want, restore: false });
       continue;
     }
     if (drift.deleted.has(have.contactId)) {
-      if (o.onUserDelete === 'restore')
-        plan.creates.push({ sourceKey, fields: want.fields, hash: want.hash, restore: true });
+      if (o.onUserDelete === 'restore') plan.creates.push({ sourceKey, desired: want, restore: true });
       else
         plan.stateChanges.push({
           sourceKey,
@@ -153,8 +155,7 @@ export function planMailbox(
     }
     if (have.userDeleted) {
       // Kept deleted while the policy says so; restored once it says restore.
-      if (o.onUserDelete === 'restore')
-        plan.creates.push({ sourceKey, fields: want.fields, hash: want.hash, restore: true });
+      if (o.onUserDelete === 'restore') plan.creates.push({ sourceKey, desired: want, restore: true });
       else plan.unchanged++;
       continue;
     }
@@ -171,12 +172,15 @@ export function planMailbox(
       plan.unchanged++;
       continue;
     }
-    let current = have.written;
+    // Read once: a stored contact's fields may be parsed anew on every read.
+    const haveWritten = have.written;
+    const wantFields = want.fields;
+    let current = haveWritten;
     let keep = have.keep;
     let restore = false;
     if (edited && edited.changeKey !== have.changeKey) {
       current = edited.fields;
-      const userChanged = o.fields.filter((f) => !sameValue(edited.fields[f], have.written[f]));
+      const userChanged = o.fields.filter((f) => !sameValue(edited.fields[f], haveWritten[f]));
       if (o.onUserEdit === 'keep') {
         keep = [...new Set([...keep, ...userChanged])];
       } else {
@@ -190,14 +194,14 @@ export function planMailbox(
         ];
       }
     }
-    const names = fieldsToWrite(want.fields, current, o, keep);
-    const written = merge(current, want.fields, names);
+    const names = fieldsToWrite(wantFields, current, o, keep);
+    const written = merge(current, wantFields, names);
     const wasOrphaned = have.orphaned;
     if (names.length === 0) {
       if (
         have.hash !== want.hash ||
         keep !== have.keep ||
-        current !== have.written ||
+        current !== haveWritten ||
         wasOrphaned ||
         (edited && edited.changeKey !== have.changeKey)
       ) {
@@ -222,7 +226,7 @@ export function planMailbox(
     plan.updates.push({
       sourceKey,
       contactId: have.contactId,
-      patch: pick(want.fields, names),
+      patch: pick(wantFields, names),
       patchFields: names,
       written,
       hash: want.hash,

@@ -197,6 +197,9 @@ export interface SourceMeta {
 export interface SourceStore {
   load(policyId: string): Promise<{ meta: SourceMeta | null; rows: Map<string, SourceRow> }>;
   save(policyId: string, upserts: SourceRow[], deletes: string[], meta: SourceMeta): Promise<void>;
-  /** The source objects of the policy with their desired contact (what mailbox workers read). */
-  loadDesired(policyId: string): Promise<Map<string, DesiredContact>>;
+  /**
+   * The source objects of the policy with their desired contact (what mailbox workers read). Read
+   * only: workers of one process may share one snapshot.
+   */
+  loadDesired(policyId: string): Promise<ReadonlyMap<string, DesiredContact>>;
 }

@@ -64,6 +64,51 @@ export interface SyncMailboxOptions {
   preReadDrift?: { fromDeltaLink: string; deltaLink: string; items: DriftItem[] };
 }
 
+/** A read-only view of a map without one key: no copy of a 50,000-entry snapshot per mailbox. */
+class MapWithout<V> implements ReadonlyMap<string, V> {
+  constructor(
+    private readonly all: ReadonlyMap<string, V>,
+    private readonly left: string,
+  ) {}
+  get size(): number {
+    return this.all.size - (this.all.has(this.left) ? 1 : 0);
+  }
+  get(key: string): V | undefined {
+    return key === this.left ? undefined : this.all.get(key);
+  }
+  has(key: string): boolean {
+    return key !== this.left && this.all.has(key);
+  }
+  *entries(): MapIterator<[string, V]> {
+    for (const e of this.all) if (e[0] !== this.left) yield e;
+  }
+  *keys(): MapIterator<string> {
+    for (const [k] of this.entries()) yield k;
+  }
+  *values(): MapIterator<V> {
+    for (const [, v] of this.entries()) yield v;
+  }
+  [Symbol.iterator](): MapIterator<[string, V]> {
+    return this.entries();
+  }
+  forEach(f: (value: V, key: string, map: ReadonlyMap<string, V>) => void): void {
+    for (const [k, v] of this.entries()) f(v, k, this);
+  }
+}
+
+/**
+ * A contact just created from `desired`: what we wrote is `desired.fields`, read from the snapshot
+ * when needed rather than kept parsed, so a fill does not hold every contact's fields twice. An own
+ * enumerable property, so copies made with spread keep it.
+ */
+function writtenFrom(desired: DesiredContact, contact: Omit<ManagedContact, 'written'>): ManagedContact {
+  return Object.defineProperty(contact, 'written', {
+    enumerable: true,
+    configurable: true,
+    get: () => desired.fields,
+  }) as ManagedContact;
+}
+
 /** A delta read whose items do not matter (only its new token). */
 const ignore = (): void => undefined;
 
@@ -147,8 +192,9 @@ async function syncMailboxInner(
 ): Promise<MailboxResult> {
   const mbx = mailbox.userId;
   const fields = managedFields(policy.mapping);
-  const desired = new Map(desiredAll);
-  if (policy.targets.excludeSelf) desired.delete(`user:${mailbox.userId}`);
+  const desired = policy.targets.excludeSelf
+    ? new MapWithout(desiredAll, `user:${mailbox.userId}`)
+    : desiredAll;
 
   const state = await store.load(policy.id, mbx);
   let folderState: FolderState | null = state.folder;
@@ -371,7 +417,7 @@ async function syncMailboxInner(
       const m = meaning.get(op.id);
       if (m?.kind !== 'create' || pendingWritten.has(m.c.sourceKey)) continue;
       pendingWritten.add(m.c.sourceKey);
-      rows.push([m.c.sourceKey, { pending: true, hash: m.c.hash, fields: m.c.fields }]);
+      rows.push([m.c.sourceKey, { pending: true, hash: m.c.desired.hash, fields: m.c.desired.fields }]);
     }
     if (rows.length > 0) await store.apply(policy.id, mbx, rows, []);
   };
@@ -387,13 +433,16 @@ async function syncMailboxInner(
         id,
         kind: 'create',
         folder: ref,
-        body: () => ({
-          ...toGraphBody(
-            c.fields,
-            fields.filter((f) => c.fields[f] !== undefined),
-          ),
-          ...tag(c.sourceKey),
-        }),
+        body: () => {
+          const want = c.desired.fields;
+          return {
+            ...toGraphBody(
+              want,
+              fields.filter((f) => want[f] !== undefined),
+            ),
+            ...tag(c.sourceKey),
+          };
+        },
       };
     });
   };
@@ -460,15 +509,14 @@ async function syncMailboxInner(
             pendingWritten.delete(m.c.sourceKey); // the row becomes the contact's
             up.push([
               m.c.sourceKey,
-              {
+              writtenFrom(m.c.desired, {
                 contactId: r.contactId,
-                hash: m.c.hash,
-                written: m.c.fields,
+                hash: m.c.desired.hash,
                 changeKey: r.changeKey ?? '',
                 keep: [],
                 userDeleted: false,
                 orphaned: false,
-              },
+              }),
             ]);
             if (m.c.restore) result.restored++;
             else result.created++;
@@ -479,13 +527,7 @@ async function syncMailboxInner(
             // Gone behind our back: recreate it (the tag prevents a twin).
             del.push(m.u.sourceKey);
             const want = desired.get(m.u.sourceKey);
-            if (want)
-              followUps.push({
-                sourceKey: m.u.sourceKey,
-                fields: want.fields,
-                hash: want.hash,
-                restore: true,
-              });
+            if (want) followUps.push({ sourceKey: m.u.sourceKey, desired: want, restore: true });
           } else {
             up.push([
               m.u.sourceKey,
@@ -621,11 +663,8 @@ async function syncMailboxInner(
         const known = ours.get(item.contactId);
         if (known === undefined || item.removed || item.changeKey === known[1].changeKey) continue;
         const itemFields = item.fields;
-        if (
-          itemFields &&
-          item.changeKey &&
-          fields.every((f) => sameValue(itemFields[f], known[1].written[f]))
-        )
+        const written = known[1].written;
+        if (itemFields && item.changeKey && fields.every((f) => sameValue(itemFields[f], written[f])))
           adopted.push([known[0], { ...known[1], changeKey: item.changeKey }]);
         else dirty.push(item.contactId);
       }

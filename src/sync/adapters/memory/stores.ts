@@ -34,7 +34,7 @@ export class MemorySourceStore implements SourceStore {
     return Promise.resolve();
   }
 
-  loadDesired(policyId: string): Promise<Map<string, DesiredContact>> {
+  loadDesired(policyId: string): Promise<ReadonlyMap<string, DesiredContact>> {
     const out = new Map<string, DesiredContact>();
     for (const [k, r] of this.rows.get(policyId) ?? []) if (r.desired) out.set(k, clone(r.desired));
     return Promise.resolve(out);
