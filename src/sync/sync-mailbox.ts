@@ -96,21 +96,31 @@ class MapWithout<V> implements ReadonlyMap<string, V> {
   }
 }
 
+const createdFrom = Symbol('createdFrom');
+/** One getter for every created contact's `written` (no closure per contact). */
+const writtenOfCreated: PropertyDescriptor = {
+  enumerable: true,
+  configurable: true,
+  get(this: { [createdFrom]: DesiredContact }): ContactFields {
+    return this[createdFrom].fields;
+  },
+};
+
 /**
  * A contact just created from `desired`: what we wrote is `desired.fields`, read from the snapshot
  * when needed rather than kept parsed, so a fill does not hold every contact's fields twice. An own
  * enumerable property, so copies made with spread keep it.
  */
 function writtenFrom(desired: DesiredContact, contact: Omit<ManagedContact, 'written'>): ManagedContact {
-  return Object.defineProperty(contact, 'written', {
-    enumerable: true,
-    configurable: true,
-    get: () => desired.fields,
-  }) as ManagedContact;
+  Object.defineProperty(contact, createdFrom, { value: desired });
+  return Object.defineProperty(contact, 'written', writtenOfCreated) as ManagedContact;
 }
 
 /** A delta read whose items do not matter (only its new token). */
 const ignore = (): void => undefined;
+
+/** Pending (intent) rows stored per Table transaction: the service's limit. */
+const pendingRowsPerWrite = 100;
 
 /** Writes from which advancing the delta right away beats reading them back next run (half a page). */
 const catchUpThreshold = 500;
@@ -408,25 +418,44 @@ async function syncMailboxInner(
     | { kind: 'twin'; contactId: string }
   >();
   let n = 0;
-  // Intent log: a pending row per create is written just before its batch is sent (not all at once,
-  // so a fill of 50,000 never holds every row body in memory).
-  const pendingWritten = new Set<string>();
+  // Intent log: a create is sent only once its pending row is stored. Rows are written a transaction
+  // (100) at a time, for the batch about to go and the creates queued after it, so a fill costs one
+  // Table transaction per 5 batches and never holds every row body in memory. Each key maps to the
+  // write that stored it, which a lane sending that create waits for.
+  const pendingWritten = new Map<string, Promise<void>>();
+  const createsInOrder: WriteOp[] = [];
+  let nextToPend = 0;
   const writePending = async (batch: WriteOp[]): Promise<void> => {
     const rows: [string, StoredContact][] = [];
+    const keys: string[] = [];
+    const add = (op: WriteOp): void => {
+      const m = meaning.get(op.id);
+      if (m?.kind !== 'create' || pendingWritten.has(m.c.sourceKey) || keys.includes(m.c.sourceKey)) return;
+      keys.push(m.c.sourceKey);
+      rows.push([m.c.sourceKey, { pending: true, hash: m.c.desired.hash, fields: m.c.desired.fields }]);
+    };
+    batch.forEach(add);
+    if (rows.length > 0)
+      while (rows.length < pendingRowsPerWrite && nextToPend < createsInOrder.length)
+        add(createsInOrder[nextToPend++]!);
+    if (rows.length > 0) {
+      const stored = store.apply(policy.id, mbx, rows, []);
+      for (const k of keys) pendingWritten.set(k, stored);
+    }
+    const waits: Promise<void>[] = [];
     for (const op of batch) {
       const m = meaning.get(op.id);
-      if (m?.kind !== 'create' || pendingWritten.has(m.c.sourceKey)) continue;
-      pendingWritten.add(m.c.sourceKey);
-      rows.push([m.c.sourceKey, { pending: true, hash: m.c.desired.hash, fields: m.c.desired.fields }]);
+      const stored = m?.kind === 'create' ? pendingWritten.get(m.c.sourceKey) : undefined;
+      if (stored) waits.push(stored);
     }
-    if (rows.length > 0) await store.apply(policy.id, mbx, rows, []);
+    await Promise.all(waits);
   };
   /** Drops the pending row of a create that was not made (if one was written). */
   const unpend = (key: string, del: string[]): void => {
     if (pendingWritten.delete(key)) del.push(key);
   };
   const queueCreates = (creates: MailboxPlan['creates']): WriteOp[] => {
-    return creates.map((c) => {
+    const queued = creates.map((c): WriteOp => {
       const id = `c${n++}`;
       meaning.set(id, { kind: 'create', c });
       return {
@@ -445,6 +474,8 @@ async function syncMailboxInner(
         },
       };
     });
+    createsInOrder.push(...queued);
+    return queued;
   };
   ops.push(...queueCreates(plan.creates));
   for (const u of plan.updates) {

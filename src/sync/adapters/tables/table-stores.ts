@@ -90,32 +90,45 @@ const json = <T>(schema: z.ZodType<T>, text: unknown, what: string): T => {
 };
 const anyObject = z.record(z.string(), z.unknown());
 
+/** Where a lazily parsed row keeps its column text (not enumerable: spreads copy the value instead). */
+const columnText = Symbol('columnText');
+type LazyRow = { [columnText]?: unknown; written?: unknown };
+
 /**
- * Gives `target` a property parsed from a JSON column on first use. Most rows of a large mailbox or
- * source are never looked at in a run (their hash says unchanged): as text they take a third of the
- * memory of the parsed objects. A malformed column fails where it is used, naming the column.
+ * The `written` property of a state row, parsed from its JSON column on first use. Most rows of a
+ * large mailbox are never looked at in a run (their hash says unchanged): as text they take a third
+ * of the memory of the parsed objects. One getter and setter serve every row (no closures per row);
+ * an own enumerable accessor, so spreads copy the parsed value. A malformed column fails where it is
+ * used, naming the column.
  */
-function lazyJson<T extends object>(target: T, key: string, column: unknown, what: string): T {
-  let text: unknown = column;
-  let value: unknown;
-  let parsed = false;
-  Object.defineProperty(target, key, {
-    enumerable: true,
-    configurable: true,
-    get() {
-      if (!parsed) {
-        value = json(anyObject, text, what);
-        parsed = true;
-        text = undefined;
-      }
-      return value;
-    },
-    set(v: unknown) {
-      value = v;
-      parsed = true;
-      text = undefined;
-    },
-  });
+const lazyWritten: PropertyDescriptor = {
+  enumerable: true,
+  configurable: true,
+  get(this: LazyRow): unknown {
+    const parsed = json(anyObject, this[columnText], 'fields');
+    Object.defineProperty(this, 'written', {
+      value: parsed,
+      writable: true,
+      enumerable: true,
+      configurable: true,
+    });
+    delete this[columnText];
+    return parsed;
+  },
+  set(this: LazyRow, v: unknown): void {
+    Object.defineProperty(this, 'written', {
+      value: v,
+      writable: true,
+      enumerable: true,
+      configurable: true,
+    });
+    delete this[columnText];
+  },
+};
+
+function withLazyWritten<T extends object>(target: T, column: unknown): T {
+  Object.defineProperty(target, columnText, { value: column, writable: true, configurable: true });
+  Object.defineProperty(target, 'written', lazyWritten);
   return target;
 }
 const text = (v: unknown): string => (typeof v === 'string' ? v : '');
@@ -308,7 +321,7 @@ export class TableMailboxStore implements MailboxStateStore {
           orphaned: e.orphaned === true,
           ...(typeof e.photo === 'string' && e.photo !== '' ? { photo: e.photo } : {}),
         };
-        contacts.set(e.rowKey, lazyJson(base, 'written', e.fields, 'fields') as unknown as StoredContact);
+        contacts.set(e.rowKey, withLazyWritten(base, e.fields) as unknown as StoredContact);
       }
     }
     return { folder, contacts };
