@@ -1,6 +1,5 @@
-// DEV TOOL: starts Azurite (the real Azure Storage emulator) in memory on free 127.0.0.1 ports.
+// DEV TOOL: starts Azurite (the real Azure Storage emulator) in memory on 127.0.0.1 ports the OS picks.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer, connect } from 'node:net';
 import { resolve } from 'node:path';
 import { TableClient } from '@azure/data-tables';
 import { QueueClient } from '@azure/storage-queue';
@@ -9,41 +8,6 @@ const account = 'devstoreaccount1';
 // Azurite's well-known development key (public, documented; not a secret).
 const key = 'Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==';
 
-/** Distinct free ports: all held open at once, so the OS cannot hand out one twice. */
-async function freePorts(n: number): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from(
-      { length: n },
-      () =>
-        new Promise<ReturnType<typeof createServer>>((resolveServer, reject) => {
-          const s = createServer();
-          s.once('error', reject);
-          s.listen(0, '127.0.0.1', () => resolveServer(s));
-        }),
-    ),
-  );
-  const ports = servers.map((s) => (s.address() as { port: number }).port);
-  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
-  return ports;
-}
-
-async function waitForPort(port: number, timeoutMs: number): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const ok = await new Promise<boolean>((r) => {
-      const socket = connect(port, '127.0.0.1', () => {
-        socket.end();
-        r(true);
-      });
-      socket.once('error', () => r(false));
-    });
-    if (ok) return;
-    if (Date.now() > until)
-      throw new Error(`Azurite did not listen on 127.0.0.1:${port} within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 export interface AzuriteHandle {
   connectionString: string;
   tableClient(table: string): TableClient;
@@ -51,8 +15,13 @@ export interface AzuriteHandle {
   close(): Promise<void>;
 }
 
-export async function startAzurite(): Promise<AzuriteHandle> {
-  const [blobPort, queuePort, tablePort] = (await freePorts(3)) as [number, number, number];
+const startTimeoutMs = 30_000;
+
+/**
+ * Azurite binds port 0 (the OS picks a free port, so parallel suites cannot clash) and prints
+ * where each service listens; we wait for all three lines.
+ */
+async function spawnAzurite(): Promise<{ child: ChildProcess; blob: number; queue: number; table: number }> {
   const bin = resolve(__dirname, '../../node_modules/azurite/dist/src/azurite.js');
   const child: ChildProcess = spawn(
     process.execPath,
@@ -62,38 +31,59 @@ export async function startAzurite(): Promise<AzuriteHandle> {
       '--silent',
       '--disableTelemetry',
       '--skipApiVersionCheck',
-      '--blobHost',
-      '127.0.0.1',
-      '--blobPort',
-      String(blobPort),
-      '--queueHost',
-      '127.0.0.1',
-      '--queuePort',
-      String(queuePort),
-      '--tableHost',
-      '127.0.0.1',
-      '--tablePort',
-      String(tablePort),
+      ...['--blobHost', '127.0.0.1', '--blobPort', '0'],
+      ...['--queueHost', '127.0.0.1', '--queuePort', '0'],
+      ...['--tableHost', '127.0.0.1', '--tablePort', '0'],
     ],
-    { stdio: ['ignore', 'ignore', 'pipe'] },
+    { stdio: ['ignore', 'pipe', 'pipe'] },
   );
+  let stdout = '';
   let stderr = '';
   child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
   try {
-    await Promise.all([tablePort, queuePort, blobPort].map((p) => waitForPort(p, 15_000)));
+    return await new Promise((resolvePorts, reject) => {
+      const timer = setTimeout(
+        () => reject(new Error(`Azurite did not start within ${startTimeoutMs} ms: ${stderr || stdout}`)),
+        startTimeoutMs,
+      );
+      child.once('error', (e) => reject(e));
+      child.once('exit', (code) =>
+        reject(new Error(`Azurite exited (code ${code}) before listening: ${stderr}`)),
+      );
+      child.stdout?.on('data', (d: Buffer) => {
+        stdout += d.toString();
+        const port = (service: string): number | undefined => {
+          const m = new RegExp(
+            `Azurite ${service} service is successfully listening at https?://[^:]+:(\\d+)`,
+          ).exec(stdout);
+          return m ? Number(m[1]) : undefined;
+        };
+        const [blob, queue, table] = [port('Blob'), port('Queue'), port('Table')];
+        if (blob && queue && table) {
+          clearTimeout(timer);
+          // Nothing more is read; keep the pipe drained so Azurite never blocks on a full buffer.
+          child.stdout?.removeAllListeners('data').resume();
+          resolvePorts({ child, blob, queue, table });
+        }
+      });
+    });
   } catch (e) {
     child.kill();
-    throw new Error(`${(e as Error).message}: ${stderr}`);
+    throw e;
   }
-  const connectionString = `DefaultEndpointsProtocol=http;AccountName=${account};AccountKey=${key};BlobEndpoint=http://127.0.0.1:${blobPort}/${account};QueueEndpoint=http://127.0.0.1:${queuePort}/${account};TableEndpoint=http://127.0.0.1:${tablePort}/${account};`;
+}
+
+export async function startAzurite(): Promise<AzuriteHandle> {
+  const { child, blob, queue, table } = await spawnAzurite();
+  const connectionString = `DefaultEndpointsProtocol=http;AccountName=${account};AccountKey=${key};BlobEndpoint=http://127.0.0.1:${blob}/${account};QueueEndpoint=http://127.0.0.1:${queue}/${account};TableEndpoint=http://127.0.0.1:${table}/${account};`;
   return {
     connectionString,
-    tableClient: (table) =>
-      TableClient.fromConnectionString(connectionString, table, { allowInsecureConnection: true }),
-    queueClient: (queue) => new QueueClient(connectionString, queue),
+    tableClient: (name) =>
+      TableClient.fromConnectionString(connectionString, name, { allowInsecureConnection: true }),
+    queueClient: (name) => new QueueClient(connectionString, name),
     close: () =>
       new Promise<void>((r) => {
-        if (child.exitCode !== null) return r();
+        if (child.exitCode !== null || child.signalCode !== null) return r();
         child.once('exit', () => r());
         child.kill('SIGTERM');
       }),

@@ -29,6 +29,7 @@ import type { SimulatorOptions } from '../doubles/graph-tenant-simulator/simulat
 import type { SimContact } from '../doubles/graph-tenant-simulator/tenant';
 import { hostCredential, startSimulator } from './clients';
 import { startAzurite, type AzuriteHandle } from '../../dev/azurite';
+import { orClose, startAll } from './start-all';
 import { tagPropertyId } from '../../src/sync/tag';
 import { BlobServiceClient } from '@azure/storage-blob';
 import { BlobPhotoStore, photoContainerName } from '../../src/sync/adapters/blob/photo-store';
@@ -48,52 +49,55 @@ export async function engineFixture(
   simOptions: SimulatorOptions = {},
   tuning: Partial<BatchTuning> = {},
 ): Promise<EngineFixture> {
-  const [sim, azurite] = await Promise.all([startSimulator(simOptions), startAzurite()]);
-  const connection = connectionSchema.parse({
-    id: 'contoso',
-    tenantId: sim.tenantId,
-    clientId: sim.clientId,
-    certificate: { pemFile: sim.certificatePath },
-    authorityHost: sim.authorityHost,
-    graphEndpoint: sim.graphUrl,
+  const started = await startAll(startSimulator(simOptions), startAzurite());
+  const [sim, azurite] = started;
+  return orClose(started, async () => {
+    const connection = connectionSchema.parse({
+      id: 'contoso',
+      tenantId: sim.tenantId,
+      clientId: sim.clientId,
+      certificate: { pemFile: sim.certificatePath },
+      authorityHost: sim.authorityHost,
+      graphEndpoint: sim.graphUrl,
+    });
+    const cert = await loadCertificate(connection, () => hostCredential(sim));
+    const client = createGraphClient(connection, createCredential(connection, cert));
+    const mailboxes = new GraphMailboxes(client, { ...defaultBatchTuning, fallbackDelayMs: 50, ...tuning });
+    const sources = azurite.tableClient(tableNames.sources);
+    const mailboxTable = azurite.tableClient(tableNames.mailboxes);
+    const photoContainer = BlobServiceClient.fromConnectionString(
+      azurite.connectionString,
+    ).getContainerClient(photoContainerName);
+    await Promise.all([ensureTable(sources), ensureTable(mailboxTable), photoContainer.createIfNotExists()]);
+    const deps: RunDependencies = {
+      directory: new GraphDirectoryReader(client),
+      mailboxes,
+      sourceStore: new TableSourceStore(sources),
+      mailboxStore: new TableMailboxStore(mailboxTable),
+      photoStore: new BlobPhotoStore(photoContainer),
+    };
+    return {
+      sim,
+      azurite,
+      connection,
+      deps,
+      mailboxes,
+      policy: (overrides = {}) =>
+        policySchema.parse({
+          id: 'directory',
+          name: 'Company directory',
+          connection: 'contoso',
+          source: { type: 'directory' },
+          targets: { type: 'allMailboxes' },
+          folder: { name: 'Company Directory' },
+          ...overrides,
+        }),
+      run: (policy, options) => runPolicy(policy, deps, options),
+      close: async () => {
+        await Promise.all([sim.close(), azurite.close()]);
+      },
+    };
   });
-  const cert = await loadCertificate(connection, () => hostCredential(sim));
-  const client = createGraphClient(connection, createCredential(connection, cert));
-  const mailboxes = new GraphMailboxes(client, { ...defaultBatchTuning, fallbackDelayMs: 50, ...tuning });
-  const sources = azurite.tableClient(tableNames.sources);
-  const mailboxTable = azurite.tableClient(tableNames.mailboxes);
-  const photoContainer = BlobServiceClient.fromConnectionString(azurite.connectionString).getContainerClient(
-    photoContainerName,
-  );
-  await Promise.all([ensureTable(sources), ensureTable(mailboxTable), photoContainer.createIfNotExists()]);
-  const deps: RunDependencies = {
-    directory: new GraphDirectoryReader(client),
-    mailboxes,
-    sourceStore: new TableSourceStore(sources),
-    mailboxStore: new TableMailboxStore(mailboxTable),
-    photoStore: new BlobPhotoStore(photoContainer),
-  };
-  return {
-    sim,
-    azurite,
-    connection,
-    deps,
-    mailboxes,
-    policy: (overrides = {}) =>
-      policySchema.parse({
-        id: 'directory',
-        name: 'Company directory',
-        connection: 'contoso',
-        source: { type: 'directory' },
-        targets: { type: 'allMailboxes' },
-        folder: { name: 'Company Directory' },
-        ...overrides,
-      }),
-    run: (policy, options) => runPolicy(policy, deps, options),
-    close: async () => {
-      await Promise.all([sim.close(), azurite.close()]);
-    },
-  };
 }
 
 /** The contacts in a mailbox's folder, as the simulator holds them. */

@@ -9,6 +9,7 @@ import { LocalRunner, defaultRunnerOptions } from '../../dev/local-runner';
 import type { GraphTenantSimulator, SimulatorOptions } from '../doubles/graph-tenant-simulator/simulator';
 import { hostCredential, startSimulator } from './clients';
 import { startAzurite, type AzuriteHandle } from '../../dev/azurite';
+import { orClose, startAll } from './start-all';
 
 export interface FunctionsFixture {
   sim: GraphTenantSimulator;
@@ -25,56 +26,59 @@ export async function functionsFixture(options: {
   env?: Record<string, string>;
   policies: (sim: GraphTenantSimulator) => PolicyInput[];
 }): Promise<FunctionsFixture> {
-  const [sim, azurite] = await Promise.all([startSimulator(options.sim ?? {}), startAzurite()]);
-  const dir = mkdtempSync(join(tmpdir(), 'policies-'));
-  const policyFile = join(dir, 'policies.json');
-  const writePolicies = (policies: PolicyInput[]): void =>
-    writeFileSync(
-      policyFile,
-      JSON.stringify({
-        connections: [
-          {
-            id: 'contoso',
-            tenantId: sim.tenantId,
-            clientId: sim.clientId,
-            certificate: { keyVaultUrl: sim.keyVaultUrl, name: sim.certificateName },
-            authorityHost: sim.authorityHost,
-            graphEndpoint: sim.graphUrl,
-          },
-        ],
-        policies,
-      }),
-    );
-  writePolicies(options.policies(sim));
-  const settings = parseSettings({
-    AzureWebJobsStorage: azurite.connectionString,
-    POLICY_FILE: policyFile,
-    CERTIFICATE_CHECK_MINUTES: '0',
-    ...options.env,
+  const started = await startAll(startSimulator(options.sim ?? {}), startAzurite());
+  const [sim, azurite] = started;
+  return orClose(started, async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'policies-'));
+    const policyFile = join(dir, 'policies.json');
+    const writePolicies = (policies: PolicyInput[]): void =>
+      writeFileSync(
+        policyFile,
+        JSON.stringify({
+          connections: [
+            {
+              id: 'contoso',
+              tenantId: sim.tenantId,
+              clientId: sim.clientId,
+              certificate: { keyVaultUrl: sim.keyVaultUrl, name: sim.certificateName },
+              authorityHost: sim.authorityHost,
+              graphEndpoint: sim.graphUrl,
+            },
+          ],
+          policies,
+        }),
+      );
+    writePolicies(options.policies(sim));
+    const settings = parseSettings({
+      AzureWebJobsStorage: azurite.connectionString,
+      POLICY_FILE: policyFile,
+      CERTIFICATE_CHECK_MINUTES: '0',
+      ...options.env,
+    });
+    const app = new App({
+      settings,
+      credential: hostCredential(sim),
+      disableChallengeResourceVerification: true,
+    });
+    setApp(app);
+    await app.ensureStorage();
+    const logs: string[] = [];
+    const runner = new LocalRunner(app, {
+      ...defaultRunnerOptions,
+      visibilityTimeoutSeconds: 60,
+      log: (level, line) => logs.push(`${level}: ${line}`),
+    });
+    return {
+      sim,
+      azurite,
+      app,
+      runner,
+      logs,
+      writePolicies,
+      close: async () => {
+        setApp(undefined);
+        await Promise.all([sim.close(), azurite.close()]);
+      },
+    };
   });
-  const app = new App({
-    settings,
-    credential: hostCredential(sim),
-    disableChallengeResourceVerification: true,
-  });
-  setApp(app);
-  await app.ensureStorage();
-  const logs: string[] = [];
-  const runner = new LocalRunner(app, {
-    ...defaultRunnerOptions,
-    visibilityTimeoutSeconds: 60,
-    log: (level, line) => logs.push(`${level}: ${line}`),
-  });
-  return {
-    sim,
-    azurite,
-    app,
-    runner,
-    logs,
-    writePolicies,
-    close: async () => {
-      setApp(undefined);
-      await Promise.all([sim.close(), azurite.close()]);
-    },
-  };
 }

@@ -8,6 +8,7 @@ import { X509Certificate } from 'node:crypto';
 import type { GraphTenantSimulator } from '../../doubles/graph-tenant-simulator/simulator';
 import { startSimulator } from '../../support/clients';
 import { startAzurite, type AzuriteHandle } from '../../../dev/azurite';
+import { startAll } from '../../support/start-all';
 import { folderContacts, tagCounts } from '../../support/engine';
 
 const bin = resolve(__dirname, '../../../../bin/m365-contact-sync.js');
@@ -40,10 +41,10 @@ describe('the admin CLI', () => {
   let env: Record<string, string>;
   let targets: string[];
   before(async () => {
-    [sim, azurite] = await Promise.all([
+    [sim, azurite] = await startAll(
       startSimulator({ seed: { generate: { users: 30, mailboxes: 5 } } }),
       startAzurite(),
-    ]);
+    );
     dir = mkdtempSync(join(tmpdir(), 'cli-'));
     config = join(dir, 'policies.json');
     targets = [...sim.tenant.users.values()]
