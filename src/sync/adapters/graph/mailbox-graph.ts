@@ -105,6 +105,18 @@ function batchLength(queue: readonly { op: WriteOp }[], max: number): number {
   return n;
 }
 
+/**
+ * How many of n writes each lane sends. A lane's batches run one after another, so a write lasts as
+ * long as its busiest lane: 200 writes as 10 batches of 20 take 3 rounds on 4 lanes (60 on the
+ * busiest), as 4 shares of 50 (20 + 20 + 10) two and a half. Lanes are only opened for at least a
+ * full batch each, so a small write stays one `$batch` (the fewest HTTP calls); the even split
+ * costs at most lanes - 1 more calls and no Graph budget (sub-requests count, not envelopes).
+ */
+export function laneShares(n: number, lanes: number, batchSize: number): number[] {
+  const used = Math.min(lanes, Math.ceil(n / batchSize));
+  return Array.from({ length: used }, (_, i) => Math.floor(n / used) + (i < n % used ? 1 : 0));
+}
+
 export class GraphMailboxes implements MailboxGraph {
   /** Requests counted by kind, for run records and benchmarks. */
   readonly stats = { httpCalls: 0, batchRequests: 0, throttled: 0 };
@@ -362,10 +374,16 @@ export class GraphMailboxes implements MailboxGraph {
   async write(mailboxId: string, ops: WriteOp[], options: WriteOptions = {}): Promise<WriteResult[]> {
     const queue = ops.map((op) => ({ op, attempts: 0, throttledWaits: 0 }));
     const results: WriteResult[] = [];
-    const lane = async (): Promise<void> => {
+    const shares = laneShares(ops.length, this.tuning.lanes, this.tuning.batchSize);
+    const lane = async (share: number): Promise<void> => {
+      let unsent = share;
       while (queue.length > 0) {
         if (options.deadline !== undefined && Date.now() >= options.deadline) return;
-        const taken = queue.splice(0, batchLength(queue, this.tuning.batchSize));
+        // A lane's own share first (so no lane runs a round longer than the others); retries
+        // pushed back to the queue are taken by whichever lane is free.
+        const max = unsent > 0 ? Math.min(this.tuning.batchSize, unsent) : this.tuning.batchSize;
+        const taken = queue.splice(0, batchLength(queue, max));
+        unsent -= taken.length;
         const done: WriteResult[] = [];
         // A body that cannot be built (a photo missing from the store) fails that write alone.
         const built = await Promise.all(
@@ -488,12 +506,7 @@ export class GraphMailboxes implements MailboxGraph {
         if (waitMs > 0) await sleep(waitMs);
       }
     };
-    await Promise.all(
-      Array.from(
-        { length: Math.min(this.tuning.lanes, Math.ceil(ops.length / this.tuning.batchSize)) },
-        lane,
-      ),
-    );
+    await Promise.all(shares.map((share) => lane(share)));
     if (queue.length > 0) {
       const left: WriteResult[] = queue.map((q) => ({ id: q.op.id, outcome: 'notAttempted' }));
       results.push(...left);
