@@ -17,6 +17,14 @@ export interface AzuriteHandle {
 
 const startTimeoutMs = 30_000;
 
+/** The port in Azurite's "<service> service is successfully listening at http://host:port" line. */
+function listeningPort(output: string, service: 'Blob' | 'Queue' | 'Table'): number | undefined {
+  const m = new RegExp(`Azurite ${service} service is successfully listening at https?://[^:]+:(\\d+)`).exec(
+    output,
+  );
+  return m ? Number(m[1]) : undefined;
+}
+
 /**
  * Azurite binds port 0 (the OS picks a free port, so parallel suites cannot clash) and prints
  * where each service listens; we wait for all three lines.
@@ -42,23 +50,23 @@ async function spawnAzurite(): Promise<{ child: ChildProcess; blob: number; queu
   child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
   try {
     return await new Promise((resolvePorts, reject) => {
+      const fail = (e: Error): void => {
+        clearTimeout(timer);
+        reject(e);
+      };
       const timer = setTimeout(
-        () => reject(new Error(`Azurite did not start within ${startTimeoutMs} ms: ${stderr || stdout}`)),
+        () => fail(new Error(`Azurite did not start within ${startTimeoutMs} ms: ${stderr || stdout}`)),
         startTimeoutMs,
       );
-      child.once('error', (e) => reject(e));
+      child.once('error', fail);
       child.once('exit', (code) =>
-        reject(new Error(`Azurite exited (code ${code}) before listening: ${stderr}`)),
+        fail(new Error(`Azurite exited (code ${code}) before listening: ${stderr}`)),
       );
       child.stdout?.on('data', (d: Buffer) => {
         stdout += d.toString();
-        const port = (service: string): number | undefined => {
-          const m = new RegExp(
-            `Azurite ${service} service is successfully listening at https?://[^:]+:(\\d+)`,
-          ).exec(stdout);
-          return m ? Number(m[1]) : undefined;
-        };
-        const [blob, queue, table] = [port('Blob'), port('Queue'), port('Table')];
+        const [blob, queue, table] = (['Blob', 'Queue', 'Table'] as const).map((s) =>
+          listeningPort(stdout, s),
+        );
         if (blob && queue && table) {
           clearTimeout(timer);
           // Nothing more is read; keep the pipe drained so Azurite never blocks on a full buffer.
