@@ -12,6 +12,7 @@ import { App, setApp } from '../src/app/composition';
 import { parseSettings } from '../src/app/settings';
 import type { RunSummary } from '../src/sync/runs';
 import { GraphTenantSimulator } from '../test/doubles/graph-tenant-simulator/simulator';
+import { simulatorConnection } from '../test/support/clients';
 import { ClientSecretCredential } from '@azure/identity';
 import { startAzurite } from './azurite';
 import { LocalRunner, defaultRunnerOptions } from './local-runner';
@@ -80,16 +81,7 @@ async function main(): Promise<number> {
       policyFile,
       JSON.stringify(
         {
-          connections: [
-            {
-              id: 'demo-tenant',
-              tenantId: sim.tenantId,
-              clientId: sim.clientId,
-              certificate: { keyVaultUrl: sim.keyVaultUrl, name: sim.certificateName },
-              authorityHost: sim.authorityHost,
-              graphEndpoint: sim.graphUrl,
-            },
-          ],
+          connections: [simulatorConnection(sim, 'demo-tenant', 'keyVault')],
           policies: [
             {
               id: 'company-directory',

@@ -4,12 +4,33 @@ import { SecretClient } from '@azure/keyvault-secrets';
 import { CertificateClient } from '@azure/keyvault-certificates';
 import { Client } from '@microsoft/microsoft-graph-client';
 import { TokenCredentialAuthenticationProvider } from '@microsoft/microsoft-graph-client/authProviders/azureTokenCredentials';
+import type { z } from 'zod';
 import { GraphTenantSimulator, type SimulatorOptions } from '../doubles/graph-tenant-simulator/simulator';
+import type { connectionSchema } from '../../src/sync/config/schema';
 
 export async function startSimulator(options: SimulatorOptions = {}): Promise<GraphTenantSimulator> {
   const sim = await GraphTenantSimulator.start({ latency: { meanMs: 0, jitterMs: 0 }, ...options });
   sim.trustInProcess();
   return sim;
+}
+
+/** A policy-file connection to the simulator's tenant; its certificate from a PEM file or the Key Vault fake. */
+export function simulatorConnection(
+  sim: GraphTenantSimulator,
+  id: string,
+  certificate: 'pemFile' | 'keyVault',
+): z.input<typeof connectionSchema> {
+  return {
+    id,
+    tenantId: sim.tenantId,
+    clientId: sim.clientId,
+    certificate:
+      certificate === 'pemFile'
+        ? { pemFile: sim.certificatePath }
+        : { keyVaultUrl: sim.keyVaultUrl, name: sim.certificateName },
+    authorityHost: sim.authorityHost,
+    graphEndpoint: sim.graphUrl,
+  };
 }
 
 export function appCredential(sim: GraphTenantSimulator): ClientCertificateCredential {

@@ -27,7 +27,7 @@ import { runPolicy, type RunDependencies, type RunOptions, type RunRecord } from
 import type { GraphTenantSimulator } from '../doubles/graph-tenant-simulator/simulator';
 import type { SimulatorOptions } from '../doubles/graph-tenant-simulator/simulator';
 import type { SimContact } from '../doubles/graph-tenant-simulator/tenant';
-import { hostCredential, startSimulator } from './clients';
+import { hostCredential, simulatorConnection, startSimulator } from './clients';
 import { startAzurite, type AzuriteHandle } from '../../dev/azurite';
 import { orClose, startAll } from './start-all';
 import { tagPropertyId } from '../../src/sync/tag';
@@ -52,14 +52,7 @@ export async function engineFixture(
   const started = await startAll(startSimulator(simOptions), startAzurite());
   const [sim, azurite] = started;
   return orClose(started, async () => {
-    const connection = connectionSchema.parse({
-      id: 'contoso',
-      tenantId: sim.tenantId,
-      clientId: sim.clientId,
-      certificate: { pemFile: sim.certificatePath },
-      authorityHost: sim.authorityHost,
-      graphEndpoint: sim.graphUrl,
-    });
+    const connection = connectionSchema.parse(simulatorConnection(sim, 'contoso', 'pemFile'));
     const cert = await loadCertificate(connection, () => hostCredential(sim));
     const client = createGraphClient(connection, createCredential(connection, cert));
     const mailboxes = new GraphMailboxes(client, { ...defaultBatchTuning, fallbackDelayMs: 50, ...tuning });

@@ -7,7 +7,7 @@ import { parseSettings } from '../../src/app/settings';
 import type { PolicyInput } from '../../src/sync/config/schema';
 import { LocalRunner, defaultRunnerOptions } from '../../dev/local-runner';
 import type { GraphTenantSimulator, SimulatorOptions } from '../doubles/graph-tenant-simulator/simulator';
-import { hostCredential, startSimulator } from './clients';
+import { hostCredential, simulatorConnection, startSimulator } from './clients';
 import { startAzurite, type AzuriteHandle } from '../../dev/azurite';
 import { orClose, startAll } from './start-all';
 
@@ -35,16 +35,7 @@ export async function functionsFixture(options: {
       writeFileSync(
         policyFile,
         JSON.stringify({
-          connections: [
-            {
-              id: 'contoso',
-              tenantId: sim.tenantId,
-              clientId: sim.clientId,
-              certificate: { keyVaultUrl: sim.keyVaultUrl, name: sim.certificateName },
-              authorityHost: sim.authorityHost,
-              graphEndpoint: sim.graphUrl,
-            },
-          ],
+          connections: [simulatorConnection(sim, 'contoso', 'keyVault')],
           policies,
         }),
       );

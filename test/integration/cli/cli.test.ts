@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { X509Certificate } from 'node:crypto';
 import type { GraphTenantSimulator } from '../../doubles/graph-tenant-simulator/simulator';
-import { startSimulator } from '../../support/clients';
+import { simulatorConnection, startSimulator } from '../../support/clients';
 import { startAzurite, type AzuriteHandle } from '../../../dev/azurite';
 import { startAll } from '../../support/start-all';
 import { folderContacts, tagCounts } from '../../support/engine';
@@ -55,22 +55,8 @@ describe('the admin CLI', () => {
       config,
       JSON.stringify({
         connections: [
-          {
-            id: 'contoso',
-            tenantId: sim.tenantId,
-            clientId: sim.clientId,
-            certificate: { pemFile: sim.certificatePath },
-            authorityHost: sim.authorityHost,
-            graphEndpoint: sim.graphUrl,
-          },
-          {
-            id: 'vaulted',
-            tenantId: sim.tenantId,
-            clientId: sim.clientId,
-            certificate: { keyVaultUrl: sim.keyVaultUrl, name: sim.certificateName },
-            authorityHost: sim.authorityHost,
-            graphEndpoint: sim.graphUrl,
-          },
+          simulatorConnection(sim, 'contoso', 'pemFile'),
+          simulatorConnection(sim, 'vaulted', 'keyVault'),
         ],
         policies: [
           {
