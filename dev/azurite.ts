@@ -15,7 +15,8 @@ export interface AzuriteHandle {
   close(): Promise<void>;
 }
 
-const startTimeoutMs = 30_000;
+// Generous: on a loaded 2-core machine (parallel suites, parallel builds) Azurite takes far over 30 s to load.
+const startTimeoutMs = 120_000;
 
 /** The port in Azurite's "<service> service is successfully listening at http://host:port" line. */
 function listeningPort(output: string, service: 'Blob' | 'Queue' | 'Table'): number | undefined {
