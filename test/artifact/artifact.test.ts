@@ -1,0 +1,260 @@
+// The deployable artifact, as `npm run package` builds it and azd uploads it: unpacked into an empty
+// folder outside the repository and run on Node 22 with nothing but its own files.
+import { before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
+import { isBuiltin } from 'node:module';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { unzipSync } from 'fflate';
+import ignore from 'ignore';
+import type { FakeWorkerReport } from './fake-worker';
+
+const repo = resolve(__dirname, '../../..');
+const budgetBytes = 60 * 1024 * 1024;
+/** Node 22 from the `node` devDependency (what Azure runs), whatever node runs the tests. */
+const node22 = existsSync(join(repo, 'node_modules/.bin/node'))
+  ? join(repo, 'node_modules/.bin/node')
+  : process.execPath;
+/** The artifact runs with no inherited module paths or options: only its own files. */
+const bareEnv = { PATH: process.env.PATH ?? '', HOME: tmpdir() };
+
+function run(args: string[], cwd: string, env: Record<string, string> = bareEnv) {
+  const r = spawnSync(node22, args, { cwd, env, encoding: 'utf8', timeout: 600_000 });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+function filesUnder(dir: string): string[] {
+  return (readdirSync(dir, { recursive: true }) as string[])
+    .filter((f) => statSync(join(dir, f)).isFile())
+    .map((f) => f.split('\\').join('/'))
+    .sort();
+}
+
+function ancestorsWithNodeModules(dir: string): string[] {
+  const found: string[] = [];
+  for (let d = dirname(dir); ; d = dirname(d)) {
+    if (existsSync(join(d, 'node_modules'))) found.push(d);
+    if (dirname(d) === d) return found;
+  }
+}
+
+describe('the deployable artifact (npm run package)', () => {
+  let zip: string;
+  let folder: string;
+  let unpacked: string;
+  let files: string[];
+  let packageLog: string;
+  let worker: FakeWorkerReport;
+
+  before(() => {
+    const out = mkdtempSync(join(tmpdir(), 'artifact-out-'));
+    const packaged = run([join(repo, 'scripts/package.js'), '--out', out], repo, {
+      ...(process.env as Record<string, string>),
+    });
+    assert.equal(packaged.code, 0, `npm run package failed:\n${packaged.stderr}\n${packaged.stdout}`);
+    packageLog = packaged.stdout;
+    zip = packaged.stdout.trim().split('\n').at(-1)!;
+    folder = join(out, 'app');
+    unpacked = mkdtempSync(join(tmpdir(), 'artifact-unpacked-'));
+    for (const [name, bytes] of Object.entries(unzipSync(readFileSync(zip)))) {
+      if (name.endsWith('/')) continue;
+      mkdirSync(dirname(join(unpacked, name)), { recursive: true });
+      writeFileSync(join(unpacked, name), bytes);
+    }
+    files = filesUnder(unpacked);
+    const w = run([join(__dirname, 'fake-worker.js'), unpacked], unpacked);
+    assert.equal(w.code, 0, `the fake worker failed to load the artifact:\n${w.stderr}`);
+    worker = JSON.parse(w.stdout.trim().split('\n').at(-1)!) as FakeWorkerReport;
+  });
+
+  it('prints the zip path as its last line and is unpacked into an empty folder with no node_modules above it', () => {
+    assert.match(zip, /\.zip$/);
+    assert.ok(existsSync(zip));
+    assert.deepEqual(ancestorsWithNodeModules(unpacked), [], 'a node_modules above would hide a missing one');
+  });
+
+  it('holds the app only: host.json, package.json, the CLI shim and the bundles with their maps', () => {
+    assert.deepEqual(files, [
+      'bin/m365-contact-sync.js',
+      'dist/src/cli/main.js',
+      'dist/src/cli/main.js.map',
+      'dist/src/functions/index.js',
+      'dist/src/functions/index.js.map',
+      'host.json',
+      'package.json',
+    ]);
+    assert.deepEqual(
+      JSON.parse(readFileSync(join(unpacked, 'host.json'), 'utf8')),
+      JSON.parse(readFileSync(join(repo, 'host.json'), 'utf8')),
+    );
+    const pkg = JSON.parse(readFileSync(join(unpacked, 'package.json'), 'utf8'));
+    assert.equal(pkg.dependencies, undefined, 'everything the app needs is in the bundles');
+    assert.equal(pkg.devDependencies, undefined);
+    assert.equal(pkg.scripts, undefined, 'nothing for a remote build to run');
+  });
+
+  it('is exactly the folder azure.yaml deploys (dist), file for file and byte for byte', () => {
+    assert.deepEqual(filesUnder(folder), files);
+    for (const f of files)
+      assert.ok(readFileSync(join(folder, f)).equals(readFileSync(join(unpacked, f))), f);
+    assert.match(readFileSync(join(repo, 'azure.yaml'), 'utf8'), /^\s+dist: \.artifact\/app\s*$/m);
+  });
+
+  it('stays within the 60 MB budget (size and file count printed)', () => {
+    const size = files.reduce((n, f) => n + statSync(join(unpacked, f)).size, 0);
+    process.stdout.write(
+      `# artifact: ${files.length} files, ${(size / 1024 / 1024).toFixed(2)} MB unpacked, zip ${(statSync(zip).size / 1024 / 1024).toFixed(2)} MB\n`,
+    );
+    process.stdout.write(
+      `# ${packageLog.split('\n').find((l) => l.includes('largest dependencies')) ?? ''}\n`,
+    );
+    assert.ok(size <= budgetBytes, `${size} bytes unpacked, over the ${budgetBytes} budget`);
+  });
+
+  it('runs on Node 22, and its main glob matches the function files', () => {
+    assert.match(worker.nodeVersion, /^v22\./);
+    assert.equal(worker.main, JSON.parse(readFileSync(join(repo, 'package.json'), 'utf8')).main);
+    assert.deepEqual(worker.mainFiles, ['dist/src/functions/index.js']);
+    assert.match(worker.programmingModel ?? '', /^@azure\/functions@4\./);
+  });
+
+  it('registers every function by name and trigger, as @azure/functions hands them to the worker', () => {
+    const triggers = Object.fromEntries(
+      worker.functions.map((f) => {
+        const t = Object.values(f.bindings).find(
+          (b) => b.direction === 'in' && String(b.type).endsWith('Trigger'),
+        )!;
+        return [f.name, t];
+      }),
+    );
+    assert.deepEqual(Object.keys(triggers).sort(), [
+      'getRunStatus',
+      'health',
+      'listPolicies',
+      'mailboxSyncs',
+      'mailboxSyncsPoison',
+      'policyRuns',
+      'policyRunsPoison',
+      'previewPolicy',
+      'runPolicyNow',
+      'scheduler',
+    ]);
+    assert.equal(triggers.scheduler!.type, 'timerTrigger');
+    assert.equal(triggers.scheduler!.schedule, '%SCHEDULER_SCHEDULE%');
+    const queues = {
+      mailboxSyncs: 'mailbox-syncs',
+      mailboxSyncsPoison: 'mailbox-syncs-poison',
+      policyRuns: 'policy-runs',
+      policyRunsPoison: 'policy-runs-poison',
+    };
+    for (const [name, queueName] of Object.entries(queues)) {
+      assert.equal(triggers[name]!.type, 'queueTrigger', name);
+      assert.equal(triggers[name]!.queueName, queueName, name);
+      assert.equal(triggers[name]!.connection, 'AzureWebJobsStorage', name);
+    }
+    const routes = {
+      runPolicyNow: ['POST', 'policies/{policyId}/runs'],
+      getRunStatus: ['GET', 'runs/{runId}'],
+      listPolicies: ['GET', 'policies'],
+      previewPolicy: ['GET', 'policies/{policyId}/preview'],
+      health: ['GET', 'health'],
+    };
+    for (const [name, [method, route]] of Object.entries(routes)) {
+      assert.equal(triggers[name]!.type, 'httpTrigger', name);
+      assert.equal(triggers[name]!.authLevel, 'function', name);
+      assert.equal(triggers[name]!.route, route, name);
+      assert.deepEqual(triggers[name]!.methods, [method], name);
+    }
+  });
+
+  it('runs every handler into our own code (the settings check), never into a missing module', () => {
+    assert.equal(Object.keys(worker.invocations).length, worker.functions.length);
+    for (const [name, inv] of Object.entries(worker.invocations)) {
+      const said = JSON.stringify(inv);
+      assert.doesNotMatch(said, /Cannot find module|MODULE_NOT_FOUND|is not a function|is not defined/, name);
+      // Without app settings every handler stops where the app reads them, which proves it got there.
+      assert.match(said, /app settings are invalid: .*POLICY_BLOB_URL/, `${name}: ${said}`);
+    }
+  });
+
+  it('reaches no module outside itself except the optional ones it can do without', () => {
+    const missing = worker.requests.filter((q) => !q.resolved);
+    assert.deepEqual(
+      missing.map((q) => q.request),
+      missing.length ? ['supports-color'] : [],
+      JSON.stringify(worker.requests),
+    );
+    const bundles = files.filter((f) => f.endsWith('.js') && f.startsWith('dist/'));
+    for (const f of bundles) {
+      const text = readFileSync(join(unpacked, f), 'utf8');
+      const required = new Set(
+        [...text.matchAll(/\brequire\(\s*["']([^"'.][^"']*)["']\s*\)/g)].map((m) => m[1]!),
+      );
+      const foreign = [...required].filter(
+        (r) =>
+          !r.startsWith('node:') && !isBuiltin(r) && r !== '@azure/functions-core' && r !== 'supports-color',
+      );
+      assert.deepEqual(foreign, [], `${f} requires modules the artifact does not carry`);
+    }
+  });
+
+  it('carries the CLI: --help and validate answer from the artifact alone', () => {
+    const help = run(['bin/m365-contact-sync.js', '--help'], unpacked);
+    assert.equal(help.code, 0, help.stderr);
+    for (const c of ['validate', 'preview', 'run', 'doctor', 'cert', 'scope'])
+      assert.match(help.stdout, new RegExp(`\\b${c}\\b`));
+    const dir = mkdtempSync(join(tmpdir(), 'artifact-cli-'));
+    const good = join(dir, 'good.json');
+    writeFileSync(
+      good,
+      JSON.stringify({
+        connections: [
+          {
+            id: 'contoso',
+            tenantId: '11111111-1111-4111-8111-111111111111',
+            clientId: '22222222-2222-4222-8222-222222222222',
+            certificate: { keyVaultUrl: 'https://contoso-kv.vault.azure.net', name: 'contact-sync' },
+          },
+        ],
+        policies: [
+          {
+            id: 'company-directory',
+            name: 'Company directory',
+            connection: 'contoso',
+            source: { type: 'directory' },
+            targets: { type: 'allMailboxes' },
+            folder: { name: 'Company Directory' },
+          },
+        ],
+      }),
+    );
+    const ok = run(['bin/m365-contact-sync.js', 'validate', good], unpacked);
+    assert.equal(ok.code, 0, ok.stdout + ok.stderr);
+    const bad = join(dir, 'bad.json');
+    writeFileSync(bad, JSON.stringify({ connections: [], policies: [{ id: 'x' }] }));
+    const refused = run(['bin/m365-contact-sync.js', 'validate', bad], unpacked);
+    assert.equal(refused.code, 2, refused.stdout + refused.stderr);
+    assert.match(refused.stdout + refused.stderr, /bad\.json: connections: /, 'the error names the field');
+  });
+
+  it('loses no file to a .funcignore, read with the gitignore rules azd applies', () => {
+    for (const at of [repo, folder]) {
+      const file = join(at, '.funcignore');
+      if (!existsSync(file)) continue;
+      const rules = ignore().add(readFileSync(file, 'utf8'));
+      const base = at === repo ? '.artifact/app/' : '';
+      const dropped = files.filter((f) => rules.ignores(base + f) || rules.ignores(f));
+      assert.deepEqual(dropped, [], `${file} would drop these from the deployment`);
+    }
+  });
+});
