@@ -11,9 +11,51 @@ targetScope = 'resourceGroup'
 @description('Required. Name of the azd environment; used to derive resource names.')
 param environmentName string
 
+// Regions that offer the Flex Consumption plan, as the Flex quickstart lists them
+// (Azure-Samples/functions-quickstart-typescript-azd, infra/main.bicep; its EUAP canary region left
+// out). azd's location metadata makes `azd up` offer only these. Check
+// `az functionapp list-flexconsumption-locations` before adding one.
 @minLength(1)
-@description('Optional. Azure region for all resources.')
-param location string = resourceGroup().location
+@description('Required. Azure region for all resources: one that offers Flex Consumption.')
+@allowed([
+  'australiaeast'
+  'australiasoutheast'
+  'brazilsouth'
+  'canadacentral'
+  'centralindia'
+  'centralus'
+  'eastasia'
+  'eastus'
+  'eastus2'
+  'francecentral'
+  'germanywestcentral'
+  'italynorth'
+  'japaneast'
+  'koreacentral'
+  'northcentralus'
+  'northeurope'
+  'norwayeast'
+  'southafricanorth'
+  'southcentralus'
+  'southeastasia'
+  'southindia'
+  'spaincentral'
+  'swedencentral'
+  'uaenorth'
+  'uksouth'
+  'ukwest'
+  'westcentralus'
+  'westeurope'
+  'westus'
+  'westus2'
+  'westus3'
+])
+@metadata({
+  azd: {
+    type: 'location'
+  }
+})
+param location string
 
 @description('Optional. Object id of the deploying user or group, given rights to create the app certificate in Key Vault and upload the policy file. Empty for none.')
 param principalId string = ''
@@ -23,7 +65,7 @@ param principalId string = ''
   'Group'
   'ServicePrincipal'
 ])
-@description('Optional. Type of the principal in principalId.')
+@description('Optional. Type of the principal in principalId; azd passes AZURE_PRINCIPAL_TYPE (ServicePrincipal when a pipeline deploys).')
 param principalType string = 'User'
 
 @description('Optional. NCRONTAB schedule of the scheduler timer (UTC).')
@@ -42,9 +84,9 @@ param policyLeaseMinutes int = 360
 @description('Optional. Minutes between checks for a renewed certificate in Key Vault.')
 param certificateCheckMinutes int = 10
 
-@minValue(1)
+@minValue(40)
 @maxValue(1000)
-@description('Optional. Maximum instances of the Flex Consumption app.')
+@description('Optional. Flex Consumption scale-out limit (40 to 1000). It applies per function group: the HTTP functions scale together as one group, and the timer and each queue function scale on their own, so each may reach this many instances.')
 param maximumInstanceCount int = 40
 
 @allowed([
@@ -55,6 +97,9 @@ param maximumInstanceCount int = 40
 @description('Optional. Memory per instance (MB).')
 param instanceMemoryMB int = 2048
 
+@description('Optional. Purge protection on the Key Vault: on for production (a deleted vault and its certificate stay recoverable for 90 days, and nobody can purge them). It cannot be turned off once on, and the vault name stays taken until the retention ends, so a test environment that is torn down and recreated (`azd down --purge`, then `azd up`) sets it to false (AZURE_KEY_VAULT_PURGE_PROTECTION=false).')
+param enablePurgeProtection bool = true
+
 @description('Optional. Tags for every resource.')
 param tags object = {}
 
@@ -62,7 +107,9 @@ param tags object = {}
 // Variables      //
 // ============== //
 
-var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
+// Unique per resource group: the same environment in another resource group gets new names (Key Vault
+// and storage names are global, and a purge-protected vault keeps its name after `azd down`).
+var resourceToken = toLower(uniqueString(resourceGroup().id, environmentName, location))
 var allTags = union(tags, { 'azd-env-name': environmentName })
 var names = {
   identity: 'id-contactsync-${resourceToken}'
@@ -124,6 +171,7 @@ module keyVault 'modules/key-vault.bicep' = {
     name: names.keyVault
     location: location
     tags: allTags
+    enablePurgeProtection: enablePurgeProtection
   }
 }
 
@@ -143,7 +191,9 @@ module functionApp 'modules/function-app.bicep' = {
     name: names.functionApp
     planName: names.plan
     location: location
-    tags: union(allTags, { 'azd-service-name': 'api' })
+    tags: allTags
+    // azd finds the app by this tag (azure.yaml's service `api`); only the site carries it.
+    serviceName: 'api'
     identityId: identity.outputs.resourceId
     identityClientId: identity.outputs.clientId
     storageAccountName: storage.outputs.name

@@ -13,6 +13,9 @@ param location string = resourceGroup().location
 @description('Optional. Tags.')
 param tags object = {}
 
+@description('Required. The azure.yaml service deployed to this app: the site alone carries it as the azd-service-name tag (azd before 1.23.4 refuses two resources with the tag).')
+param serviceName string
+
 @description('Required. Resource id of the user-assigned identity.')
 param identityId string
 
@@ -28,7 +31,9 @@ param deploymentContainerName string
 @description('Required. Application Insights connection string.')
 param appInsightsConnectionString string
 
-@description('Optional. Maximum instances.')
+@description('Optional. Maximum instances per function group (Flex Consumption accepts 40 to 1000).')
+@minValue(40)
+@maxValue(1000)
 param maximumInstanceCount int = 40
 
 @description('Optional. Memory per instance (MB).')
@@ -58,7 +63,7 @@ resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
 resource site 'Microsoft.Web/sites@2024-04-01' = {
   name: name
   location: location
-  tags: tags
+  tags: union(tags, { 'azd-service-name': serviceName })
   kind: 'functionapp,linux'
   identity: {
     type: 'UserAssigned'

@@ -1,4 +1,5 @@
-// Key Vault for the app's certificate: RBAC authorization, soft delete and purge protection.
+// Key Vault for the app's certificate: RBAC authorization, soft delete, and purge protection unless
+// a test environment turns it off.
 
 @description('Required. Vault name.')
 param name string
@@ -14,6 +15,9 @@ param tags object = {}
 @maxValue(90)
 param softDeleteRetentionInDays int = 90
 
+@description('Optional. Purge protection: irreversible once on; a purge-protected vault keeps its name until the retention ends.')
+param enablePurgeProtection bool = true
+
 resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
   name: name
   location: location
@@ -27,7 +31,8 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
     enableRbacAuthorization: true
     enableSoftDelete: true
     softDeleteRetentionInDays: softDeleteRetentionInDays
-    enablePurgeProtection: true
+    // Key Vault accepts only true or no value here: off means leaving the property out.
+    enablePurgeProtection: enablePurgeProtection ? true : null
     publicNetworkAccess: 'Enabled'
   }
 }

@@ -5,6 +5,7 @@ import { resolve } from 'node:path';
 import { localOnlySettingKeys, settingKeys } from '../../src/app/settings';
 
 const compiled = resolve(__dirname, '../../infra/main.json');
+const repo = resolve(__dirname, '../../..');
 type Json = Record<string, any>;
 
 function template(): Json {
@@ -53,7 +54,10 @@ describe('infrastructure (compiled Bicep)', () => {
     assert.equal(storage.properties.allowSharedKeyAccess, false);
     const vault = resources.find((r) => r.type === 'Microsoft.KeyVault/vaults' && r.properties)!;
     assert.equal(vault.properties.enableRbacAuthorization, true);
-    assert.equal(vault.properties.enablePurgeProtection, true);
+    assert.equal(
+      vault.properties.enablePurgeProtection,
+      "[if(parameters('enablePurgeProtection'), true(), null())]",
+    );
     assert.equal(vault.properties.enableSoftDelete, true);
     assert.equal(
       resources.find((r) => r.type === 'Microsoft.Insights/components' && r.properties)!.properties
@@ -104,6 +108,84 @@ describe('infrastructure (compiled Bicep)', () => {
       for (const d of deployments(t)) check(d.properties.template, d.name);
     };
     check(template(), 'main');
+  });
+
+  it('tags only the Function App with azd-service-name, as azure.yaml names the service', () => {
+    const t = template();
+    // azd older than 1.23.4 refuses a deployment where two resources carry the tag.
+    const resources = allResources(t);
+    const tagged = resources.filter((r) => JSON.stringify(r.tags ?? {}).includes('azd-service-name'));
+    assert.deepEqual(
+      tagged.map((r) => r.type),
+      ['Microsoft.Web/sites'],
+    );
+    assert.match(JSON.stringify(tagged[0]!.tags), /'azd-service-name', parameters\('serviceName'\)/);
+    for (const d of deployments(t))
+      assert.doesNotMatch(JSON.stringify(d.properties.parameters.tags ?? {}), /azd-service-name/, d.name);
+    const plan = resources.find((r) => r.type === 'Microsoft.Web/serverfarms')!;
+    assert.equal(plan.tags, "[parameters('tags')]");
+    const fn = deployments(t).find((d) => d.name === 'functionApp')!;
+    assert.doesNotMatch(JSON.stringify(fn.properties.parameters.tags), /azd-service-name/);
+    assert.equal(fn.properties.parameters.serviceName.value, 'api');
+    const azureYaml = readFileSync(resolve(repo, 'azure.yaml'), 'utf8');
+    assert.match(azureYaml, /^services:\n {2}api:\n/m);
+    assert.match(azureYaml, /^\s+azd: '>= 1\.23\.4'$/m);
+  });
+
+  it('takes principalType from azd (AZURE_PRINCIPAL_TYPE), so a service principal in a pipeline can deploy', () => {
+    const parameters = JSON.parse(readFileSync(resolve(repo, 'infra/main.parameters.json'), 'utf8'));
+    assert.equal(parameters.parameters.principalType.value, '${AZURE_PRINCIPAL_TYPE=User}');
+    const t = template();
+    assert.ok(t.parameters.principalType.allowedValues.includes('ServicePrincipal'));
+    const rbac = deployments(t).find((d) => d.name === 'rbac')!;
+    assert.equal(rbac.properties.parameters.userPrincipalType.value, "[parameters('principalType')]");
+  });
+
+  it('offers only regions with Flex Consumption, through azd location metadata', () => {
+    const location = template().parameters.location;
+    assert.deepEqual(location.metadata.azd, { type: 'location' });
+    assert.equal(location.defaultValue, undefined, 'no default that could fall outside the list');
+    assert.ok(location.allowedValues.length >= 20);
+    for (const r of ['eastus', 'westeurope', 'swedencentral', 'australiaeast'])
+      assert.ok(location.allowedValues.includes(r), r);
+    // The canary region and regions without the plan are not offered.
+    for (const r of ['eastus2euap', 'westindia', 'brazilsoutheast'])
+      assert.ok(!location.allowedValues.includes(r), r);
+  });
+
+  it('makes Key Vault purge protection a parameter (on by default) and names resources per resource group', () => {
+    const t = template();
+    assert.equal(t.parameters.enablePurgeProtection.type, 'bool');
+    assert.equal(t.parameters.enablePurgeProtection.defaultValue, true);
+    assert.match(t.parameters.enablePurgeProtection.metadata.description, /production/);
+    const parameters = JSON.parse(readFileSync(resolve(repo, 'infra/main.parameters.json'), 'utf8'));
+    assert.equal(
+      parameters.parameters.enablePurgeProtection.value,
+      '${AZURE_KEY_VAULT_PURGE_PROTECTION=true}',
+    );
+    const kv = deployments(t).find((d) => d.name === 'keyVault')!;
+    assert.equal(
+      kv.properties.parameters.enablePurgeProtection.value,
+      "[parameters('enablePurgeProtection')]",
+    );
+    assert.match(
+      t.variables.resourceToken,
+      /uniqueString\(resourceGroup\(\)\.id, parameters\('environmentName'\)/,
+    );
+  });
+
+  it('accepts the maximum instance counts Flex Consumption accepts (40 to 1000), per function group', () => {
+    const t = template();
+    const fn = deployments(t).find((d) => d.name === 'functionApp')!;
+    for (const p of [
+      t.parameters.maximumInstanceCount,
+      fn.properties.template.parameters.maximumInstanceCount,
+    ]) {
+      assert.equal(p.minValue, 40);
+      assert.equal(p.maxValue, 1000);
+      assert.match(p.metadata.description, /function group/);
+    }
+    assert.equal(t.parameters.maximumInstanceCount.defaultValue, 40);
   });
 
   it('uses the app setting names the queue triggers and the code use', () => {
