@@ -3,7 +3,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/', 'node_modules/', '.cache/', 'eslint.config.mjs', 'scripts/', 'bin/'] },
+  { ignores: ['dist/', 'node_modules/', '.cache/', '.artifact/', 'eslint.config.mjs', 'scripts/', 'bin/'] },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {
