@@ -129,7 +129,7 @@ describe('infrastructure (compiled Bicep)', () => {
     assert.equal(fn.properties.parameters.serviceName.value, 'api');
     const azureYaml = readFileSync(resolve(repo, 'azure.yaml'), 'utf8');
     assert.match(azureYaml, /^services:\n {2}api:\n/m);
-    assert.match(azureYaml, /^\s+azd: '>= 1\.23\.4'$/m);
+    assert.match(azureYaml, /^\s+azd: '>= 1\.23\.13'$/m);
   });
 
   it('takes principalType from azd (AZURE_PRINCIPAL_TYPE), so a service principal in a pipeline can deploy', () => {
