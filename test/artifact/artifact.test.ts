@@ -17,6 +17,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { unzipSync } from 'fflate';
 import ignore from 'ignore';
+import { startAzurite } from '../../dev/azurite';
 import type { FakeWorkerReport } from './fake-worker';
 
 const repo = resolve(__dirname, '../../..');
@@ -56,7 +57,7 @@ describe('the deployable artifact (npm run package)', () => {
   let packageLog: string;
   let worker: FakeWorkerReport;
 
-  before(() => {
+  before(async () => {
     const out = mkdtempSync(join(tmpdir(), 'artifact-out-'));
     const packaged = run([join(repo, 'scripts/package.js'), '--out', out], repo, {
       ...(process.env as Record<string, string>),
@@ -72,9 +73,23 @@ describe('the deployable artifact (npm run package)', () => {
       writeFileSync(join(unpacked, name), bytes);
     }
     files = filesUnder(unpacked);
-    const w = run([join(__dirname, 'fake-worker.js'), unpacked], unpacked);
-    assert.equal(w.code, 0, `the fake worker failed to load the artifact:\n${w.stderr}`);
-    worker = JSON.parse(w.stdout.trim().split('\n').at(-1)!) as FakeWorkerReport;
+    // The handlers run against real storage (Azurite) and a policy whose Key Vault cannot be reached:
+    // storage, queue and table clients work from the bundle, and the Key Vault path runs to its
+    // network call.
+    const azurite = await startAzurite();
+    try {
+      const policyFile = join(mkdtempSync(join(tmpdir(), 'artifact-policy-')), 'policies.json');
+      writeFileSync(policyFile, JSON.stringify(policyFileFor('https://127.0.0.1:1')));
+      const w = run([join(__dirname, 'fake-worker.js'), unpacked], unpacked, {
+        ...bareEnv,
+        AzureWebJobsStorage: azurite.connectionString,
+        POLICY_FILE: policyFile,
+      });
+      assert.equal(w.code, 0, `the fake worker failed to load the artifact:\n${w.stderr}`);
+      worker = JSON.parse(w.stdout.trim().split('\n').at(-1)!) as FakeWorkerReport;
+    } finally {
+      await azurite.close();
+    }
   });
 
   it('prints the zip path as its last line and is unpacked into an empty folder with no node_modules above it', () => {
@@ -177,14 +192,27 @@ describe('the deployable artifact (npm run package)', () => {
     }
   });
 
-  it('runs every handler into our own code (the settings check), never into a missing module', () => {
+  it('runs every handler from the bundle against real storage, and the Key Vault path to its network call', () => {
     assert.equal(Object.keys(worker.invocations).length, worker.functions.length);
-    for (const [name, inv] of Object.entries(worker.invocations)) {
-      const said = JSON.stringify(inv);
-      assert.doesNotMatch(said, /Cannot find module|MODULE_NOT_FOUND|is not a function|is not defined/, name);
-      // Without app settings every handler stops where the app reads them, which proves it got there.
-      assert.match(said, /app settings are invalid: .*POLICY_BLOB_URL/, `${name}: ${said}`);
-    }
+    for (const [name, inv] of Object.entries(worker.invocations))
+      assert.doesNotMatch(
+        JSON.stringify(inv),
+        /Cannot find module|MODULE_NOT_FOUND|ENOENT|is not a function|is not defined|app settings are invalid/,
+        name,
+      );
+    const returned = (name: string) => {
+      const r = worker.invocations[name]!.returned as { status: number; jsonBody?: unknown };
+      return { status: r.status, body: JSON.stringify(r.jsonBody ?? null) };
+    };
+    assert.equal(returned('listPolicies').status, 200);
+    assert.match(returned('listPolicies').body, /"id":"artifact-check"/);
+    assert.equal(returned('getRunStatus').status, 404, 'read the runs table');
+    assert.equal(returned('runPolicyNow').status, 202, 'wrote the run and queued it');
+    // Key Vault (127.0.0.1:1) refuses the connection: the health check says so for the connection.
+    assert.equal(returned('health').status, 503);
+    assert.match(returned('health').body, /ECONNREFUSED|connect/i);
+    assert.equal(returned('previewPolicy').status, 500);
+    assert.deepEqual(worker.invocations.scheduler!.threw, undefined);
   });
 
   it('reaches no module outside itself except the optional ones it can do without', () => {
@@ -215,29 +243,7 @@ describe('the deployable artifact (npm run package)', () => {
       assert.match(help.stdout, new RegExp(`\\b${c}\\b`));
     const dir = mkdtempSync(join(tmpdir(), 'artifact-cli-'));
     const good = join(dir, 'good.json');
-    writeFileSync(
-      good,
-      JSON.stringify({
-        connections: [
-          {
-            id: 'contoso',
-            tenantId: '11111111-1111-4111-8111-111111111111',
-            clientId: '22222222-2222-4222-8222-222222222222',
-            certificate: { keyVaultUrl: 'https://contoso-kv.vault.azure.net', name: 'contact-sync' },
-          },
-        ],
-        policies: [
-          {
-            id: 'company-directory',
-            name: 'Company directory',
-            connection: 'contoso',
-            source: { type: 'directory' },
-            targets: { type: 'allMailboxes' },
-            folder: { name: 'Company Directory' },
-          },
-        ],
-      }),
-    );
+    writeFileSync(good, JSON.stringify(policyFileFor('https://contoso-kv.vault.azure.net')));
     const ok = run(['bin/m365-contact-sync.js', 'validate', good], unpacked);
     assert.equal(ok.code, 0, ok.stdout + ok.stderr);
     const bad = join(dir, 'bad.json');
@@ -258,3 +264,27 @@ describe('the deployable artifact (npm run package)', () => {
     }
   });
 });
+
+/** A valid policy file with one policy on a connection whose certificate sits in the given vault. */
+function policyFileFor(keyVaultUrl: string) {
+  return {
+    connections: [
+      {
+        id: 'contoso',
+        tenantId: '11111111-1111-4111-8111-111111111111',
+        clientId: '22222222-2222-4222-8222-222222222222',
+        certificate: { keyVaultUrl, name: 'contact-sync' },
+      },
+    ],
+    policies: [
+      {
+        id: 'artifact-check',
+        name: 'Artifact check',
+        connection: 'contoso',
+        source: { type: 'directory' },
+        targets: { type: 'allMailboxes' },
+        folder: { name: 'Company Directory' },
+      },
+    ],
+  };
+}
