@@ -128,11 +128,9 @@ describe('the deployable artifact (npm run package)', () => {
   it('stays within the 60 MB budget (size and file count printed)', () => {
     const size = files.reduce((n, f) => n + statSync(join(unpacked, f)).size, 0);
     process.stdout.write(
-      `# artifact: ${files.length} files, ${(size / 1024 / 1024).toFixed(2)} MB unpacked, zip ${(statSync(zip).size / 1024 / 1024).toFixed(2)} MB\n`,
+      `artifact: ${files.length} files, ${(size / 1024 / 1024).toFixed(2)} MB unpacked, zip ${(statSync(zip).size / 1024 / 1024).toFixed(2)} MB\n`,
     );
-    process.stdout.write(
-      `# ${packageLog.split('\n').find((l) => l.includes('largest dependencies')) ?? ''}\n`,
-    );
+    process.stdout.write(`${packageLog.split('\n').find((l) => l.includes('largest dependencies')) ?? ''}\n`);
     assert.ok(size <= budgetBytes, `${size} bytes unpacked, over the ${budgetBytes} budget`);
   });
 
