@@ -213,6 +213,8 @@ module functionApp 'modules/function-app.bicep' = {
       MAILBOX_TIME_BUDGET_SECONDS: string(mailboxTimeBudgetSeconds)
       POLICY_LEASE_MINUTES: string(policyLeaseMinutes)
       CERTIFICATE_CHECK_MINUTES: string(certificateCheckMinutes)
+      CERTIFICATE_ROTATION_SCHEDULE: '0 17 3 * * *'
+      CERTIFICATE_OVERLAP_DAYS: '7'
     }
   }
 }

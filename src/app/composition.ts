@@ -7,7 +7,13 @@ import { QueueClient } from '@azure/storage-queue';
 import type { Client } from '@microsoft/microsoft-graph-client';
 import { parsePolicyFile, type LoadedPolicyFile } from '../sync/config/policy-file';
 import type { Connection, Policy } from '../sync/config/schema';
-import { createCredential, createGraphClient, loadCertificate } from '../sync/adapters/graph/connection';
+import {
+  createCredential,
+  createGraphClient,
+  loadCertificate,
+  rotationEnabled,
+  type CertificatePem,
+} from '../sync/adapters/graph/connection';
 import { GraphDirectoryReader } from '../sync/adapters/graph/directory-reader';
 import { GraphMailboxes } from '../sync/adapters/graph/mailbox-graph';
 import {
@@ -18,6 +24,7 @@ import {
 } from '../sync/adapters/tables/table-stores';
 import { TableRunStore } from '../sync/adapters/tables/run-store';
 import { MailboxLocks } from '../sync/adapters/tables/mailbox-locks';
+import { RotationStore } from '../sync/adapters/tables/rotation-store';
 import { BlobPhotoStore, photoContainerName } from '../sync/adapters/blob/photo-store';
 import { parseSettings, type Settings } from './settings';
 
@@ -50,6 +57,7 @@ export class App {
   readonly mailboxStore: TableMailboxStore;
   readonly runStore: TableRunStore;
   readonly locks: MailboxLocks;
+  readonly rotationStore: RotationStore;
   /** Contact photos by hash; undefined without a blob endpoint (a policy with photos then fails clearly). */
   readonly photoStore: BlobPhotoStore | undefined;
   private readonly photoContainer: ContainerClient | undefined;
@@ -82,6 +90,7 @@ export class App {
     this.mailboxStore = new TableMailboxStore(this.tables.mailboxes);
     this.runStore = new TableRunStore(this.tables.runs, this.tables.policies);
     this.locks = new MailboxLocks(this.tables.mailboxes);
+    this.rotationStore = new RotationStore(this.tables.policies);
     this.photoContainer = s.AzureWebJobsStorage
       ? BlobServiceClient.fromConnectionString(s.AzureWebJobsStorage).getContainerClient(photoContainerName)
       : s.AzureWebJobsStorage__blobServiceUri
@@ -155,7 +164,7 @@ export class App {
         this.now().getTime() - current.checkedAt >= this.settings.CERTIFICATE_CHECK_MINUTES * 60_000;
       if (current && !due) return current;
       if (current) {
-        const cert = await loadCertificate(connection, () => this.options.credential, this.vaultOptions());
+        const cert = await this.signingCertificate(connection);
         if (cert.version === current.certificateVersion) {
           current.checkedAt = this.now().getTime();
           return current;
@@ -168,7 +177,7 @@ export class App {
   /** Drops the cached credential (after the token endpoint rejected the key) and builds a new one. */
   rebuild(connection: Connection): Promise<ConnectionClients> {
     const built = (async (): Promise<ConnectionClients> => {
-      const cert = await loadCertificate(connection, () => this.options.credential, this.vaultOptions());
+      const cert = await this.signingCertificate(connection);
       const credential = createCredential(connection, cert);
       const client = createGraphClient(connection, credential);
       return {
@@ -184,6 +193,17 @@ export class App {
     this.connections.set(connection.id, built);
     built.catch(() => this.connections.delete(connection.id));
     return built;
+  }
+
+  /**
+   * The certificate workers sign with: Key Vault's newest, or with rotation on, the version registered
+   * on the application (a renewed version is used only after the rotation has put it there).
+   */
+  async signingCertificate(connection: Connection): Promise<CertificatePem> {
+    const version = rotationEnabled(connection)
+      ? (await this.rotationStore.get(connection.id))?.state.activeVersion
+      : undefined;
+    return loadCertificate(connection, () => this.options.credential, this.vaultOptions(), version);
   }
 
   vaultOptions(): { disableChallengeResourceVerification?: boolean } {

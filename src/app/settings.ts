@@ -35,6 +35,15 @@ export const settingsSchema = z
       .min(0)
       .default(10)
       .describe('How often a worker checks Key Vault for a renewed certificate'),
+    CERTIFICATE_ROTATION_SCHEDULE: z
+      .string()
+      .default('0 17 3 * * *')
+      .describe('When the daily certificate rotation check runs (NCRONTAB, UTC)'),
+    CERTIFICATE_OVERLAP_DAYS: z.coerce
+      .number()
+      .min(0)
+      .default(7)
+      .describe('Days both keys stay on the application after a roll, before the old one is removed'),
   })
   .superRefine((s, ctx) => {
     if (!s.POLICY_FILE && !s.POLICY_BLOB_URL)

@@ -63,6 +63,11 @@ export const certificateSource = z.union([
       .string()
       .regex(/^[0-9a-zA-Z-]{1,127}$/, 'Key Vault names use letters, digits and -')
       .describe('Certificate name (content type PEM)'),
+    keyId: guid
+      .optional()
+      .describe(
+        'Certificate ID the app registration lists for the uploaded certificate; lets rotation remove that first key',
+      ),
   }),
   z.strictObject({
     pemFile: z.string().min(1).describe('Workstation use: a PEM file with the private key and certificate'),
@@ -75,6 +80,11 @@ export const connectionSchema = z
     tenantId: guid,
     clientId: guid.describe('Application (client) id of the app registration'),
     certificate: certificateSource,
+    applicationObjectId: guid
+      .optional()
+      .describe(
+        "Object ID of the app registration: turns on certificate rotation (it is the issuer of addKey's proof)",
+      ),
     cloud: z.enum(['global', 'usgov', 'usgovdod', 'china']).default('global'),
     authorityHost: httpsUrl.optional().describe('Overrides the cloud: Entra ID authority host'),
     graphEndpoint: httpsUrl.optional().describe('Overrides the cloud: Microsoft Graph root, without /v1.0'),

@@ -1,6 +1,7 @@
 // Microsoft Graph v1.0 for what the product needs, as strict as the service: permissions, Outlook's
 // per-mailbox throttling (each $batch sub-request on its own), error bodies, paging, delta and $batch.
 import { randomUUID } from 'node:crypto';
+import { ApplicationKeys } from './applications';
 import { graphResource, type IdentityProvider } from './identity';
 import {
   evaluateFilter,
@@ -281,7 +282,8 @@ export class GraphService {
     let mailboxLabel: string | null = null;
     let release: (() => void) | undefined;
     try {
-      if (!route.permissions.some((p) => caller.roles.includes(p))) {
+      // A route with no permissions listed checks its caller itself (an app rolling its own keys).
+      if (route.permissions.length > 0 && !route.permissions.some((p) => caller.roles.includes(p))) {
         throw route.mailbox
           ? new GraphFault(403, 'ErrorAccessDenied', 'Access is denied. Check credentials and try again.')
           : directoryError(
@@ -478,7 +480,32 @@ export class GraphService {
 
   // ---------- routes ----------
 
+  /** addKey / removeKey on the caller's own application (applications.ts), by object id or appId. */
+  private defineApplicationKeyRoutes(): void {
+    const keys = new ApplicationKeys(this.identity, this.now);
+    for (const action of ['addKey', 'removeKey'] as const) {
+      for (const template of [`/applications/:app/${action}`, `/:app/${action}`]) {
+        for (const spelling of [template, template.replace(action, `microsoft.graph.${action}`)]) {
+          this.add('POST', spelling, `applications.${action}`, [], async (c) => {
+            const app = keys.resolve(c.params.app ?? '');
+            keys.authorize(app, c.caller);
+            if (action === 'removeKey') {
+              await keys.removeKey(app, c.req.body);
+              return { status: 204 };
+            }
+            const added = await keys.addKey(app, c.req.body);
+            return {
+              status: 200,
+              body: { '@odata.context': `${this.graphUrl}/v1.0/$metadata#microsoft.graph.keyCredential`, ...added },
+            };
+          });
+        }
+      }
+    }
+  }
+
   private defineRoutes(): void {
+    this.defineApplicationKeyRoutes();
     // Directory
     this.add('GET', '/users', 'users.list', P.userRead, (c) => this.listUsers(c));
     this.add('GET', '/users/delta', 'users.delta', P.userRead, (c) => this.directoryDelta(c, 'user'));

@@ -19,10 +19,19 @@ export interface RegisteredCertificate {
   certificatePem: string;
   x5t: string;
   x5tS256: string;
+  /** The keyCredential's id (the portal's "Certificate ID"); removeKey names a key by it. */
+  keyId: string;
+  /** Hex SHA-1 thumbprint (the keyCredential's customKeyIdentifier). */
+  thumbprint: string;
+  displayName: string;
+  startDateTime: Date;
+  endDateTime: Date;
 }
 
 export interface SimApp {
   clientId: string;
+  /** The application object's id (the portal's "Object ID"), not the client id. */
+  objectId: string;
   displayName: string;
   certificates: RegisteredCertificate[];
   secrets: string[];
@@ -63,6 +72,7 @@ export class IdentityProvider {
 
   registerApp(app: Partial<SimApp> & { clientId: string }): SimApp {
     const full: SimApp = {
+      objectId: randomUUID(),
       displayName: app.displayName ?? 'app',
       certificates: [],
       secrets: [],
@@ -75,15 +85,22 @@ export class IdentityProvider {
     return full;
   }
 
-  /** Uploads a certificate's public part to the app registration. */
-  addCertificate(clientId: string, certificatePem: string): void {
+  /** Uploads a certificate's public part to the app registration (as the portal does). */
+  addCertificate(clientId: string, certificatePem: string): RegisteredCertificate {
     const app = this.requireApp(clientId);
     const cert = new X509Certificate(certificatePem);
-    app.certificates.push({
+    const registered: RegisteredCertificate = {
       certificatePem,
       x5t: createHash('sha1').update(cert.raw).digest('base64url'),
       x5tS256: createHash('sha256').update(cert.raw).digest('base64url'),
-    });
+      keyId: randomUUID(),
+      thumbprint: createHash('sha1').update(cert.raw).digest('hex').toUpperCase(),
+      displayName: cert.subject.replace(/\n/g, ', '),
+      startDateTime: new Date(cert.validFrom),
+      endDateTime: new Date(cert.validTo),
+    };
+    app.certificates.push(registered);
+    return registered;
   }
 
   removeCertificate(clientId: string, certificatePem: string): void {
@@ -294,6 +311,14 @@ export class IdentityProvider {
         'invalid_client',
         700027,
         `The certificate with identifier used to sign the client assertion is not registered on application. [Reason - The key was not found., Thumbprint of key used by client: '${typeof s256 === 'string' ? s256 : typeof x5t === 'string' ? x5t : ''}', Please visit the Azure Portal, Graph Explorer or directly use MS Graph to see configured keys for app Id '${app.clientId}'.]`,
+      );
+    }
+    if (cert.endDateTime.getTime() < Date.now()) {
+      return aadError(
+        401,
+        'invalid_client',
+        700027,
+        `Client assertion failed signature validation. [Reason - The key used is expired., Thumbprint of key used by client: '${cert.thumbprint}']`,
       );
     }
     try {

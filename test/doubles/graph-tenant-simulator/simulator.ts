@@ -63,6 +63,10 @@ export interface SimulatorEndpoints {
   caCertPath: string;
   /** A stand-in for the Function App's managed identity: may read the vault, has no Graph permissions. */
   hostIdentity: { clientId: string; clientSecret: string };
+  /** The app registration's object id (the proof-of-possession issuer for addKey/removeKey). */
+  applicationObjectId: string;
+  /** The keyId ("Certificate ID") of the certificate uploaded at start. */
+  initialKeyId: string;
 }
 
 export class GraphTenantSimulator implements SimulatorEndpoints {
@@ -75,6 +79,8 @@ export class GraphTenantSimulator implements SimulatorEndpoints {
   certificatePath = '';
   caCertPath = '';
   caPem = '';
+  applicationObjectId = '';
+  initialKeyId = '';
   readonly hostIdentity = { clientId: randomUUID(), clientSecret: randomBytes(24).toString('base64url') };
   readonly identity: IdentityProvider;
   readonly vault: KeyVaultFake;
@@ -132,7 +138,8 @@ export class GraphTenantSimulator implements SimulatorEndpoints {
       displayName: 'm365-contact-sync',
       roles: new Set(this.options.permissions ?? productPermissions),
     });
-    this.identity.addCertificate(this.clientId, appCert.certificatePem);
+    this.initialKeyId = this.identity.addCertificate(this.clientId, appCert.certificatePem).keyId;
+    this.applicationObjectId = this.identity.requireApp(this.clientId).objectId;
     this.identity.registerApp({
       clientId: this.hostIdentity.clientId,
       displayName: 'function-app-identity',
@@ -188,6 +195,8 @@ export class GraphTenantSimulator implements SimulatorEndpoints {
       certificatePath: this.certificatePath,
       caCertPath: this.caCertPath,
       hostIdentity: this.hostIdentity,
+      applicationObjectId: this.applicationObjectId,
+      initialKeyId: this.initialKeyId,
     };
   }
 
@@ -209,6 +218,16 @@ export class GraphTenantSimulator implements SimulatorEndpoints {
     if (options.revokePrevious)
       for (const c of previous) this.identity.removeCertificate(this.clientId, c.certificatePem);
     return cert;
+  }
+
+  /** Key Vault's auto-renewal alone: a new certificate version that nobody uploaded to the app. */
+  renewInKeyVault(): Promise<IssuedCertificate> {
+    return this.vault.renewCertificate(this.certificateName);
+  }
+
+  /** The keyIds on the sync app's registration (what the portal lists as Certificate IDs). */
+  applicationKeyIds(): string[] {
+    return this.identity.requireApp(this.clientId).certificates.map((c) => c.keyId);
   }
 
   /** Grants or withdraws Graph application permissions of the sync app. */
@@ -238,6 +257,14 @@ export class GraphTenantSimulator implements SimulatorEndpoints {
       if (route === 'GET /_sim/log/summary')
         return reply(200, { seq: this.log.lastSeq, ...this.log.summary(since) });
       if (route === 'GET /_sim/log') return reply(200, this.log.since(since));
+      if (route === 'POST /_sim/vault/renew') {
+        void this.renewInKeyVault().then(
+          (c) => reply(200, { thumbprint: c.thumbprint, notAfter: c.notAfter.toISOString() }),
+          (e: unknown) => reply(500, { error: String(e) }),
+        );
+        return;
+      }
+      if (route === 'GET /_sim/application/keys') return reply(200, this.applicationKeyIds());
       if (route === 'GET /_sim/users')
         return reply(
           200,

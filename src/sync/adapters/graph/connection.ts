@@ -1,5 +1,6 @@
 // One Graph client per connection (tenant): endpoints per cloud, the app's certificate from Key Vault
 // (as a PEM secret) or a PEM file, ClientCertificateCredential, and the immutable-id preference.
+import { createHash, X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { ClientCertificateCredential, type TokenCredential } from '@azure/identity';
 import { SecretClient } from '@azure/keyvault-secrets';
@@ -46,11 +47,15 @@ export interface CertificatePem {
   version: string;
 }
 
-/** Reads the app certificate: a Key Vault secret (PEM, managed identity) or a PEM file. */
+/**
+ * Reads the app certificate: a Key Vault secret (PEM, managed identity) or a PEM file. Without a
+ * version, Key Vault's newest; rotation pins the version registered on the application.
+ */
 export async function loadCertificate(
   c: Connection,
   vaultCredential: () => TokenCredential,
   vaultOptions: { disableChallengeResourceVerification?: boolean } = {},
+  version?: string,
 ): Promise<CertificatePem> {
   if ('pemFile' in c.certificate) {
     const pem = await readFile(c.certificate.pemFile, 'utf8');
@@ -61,13 +66,41 @@ export async function loadCertificate(
     return { pem, version: c.certificate.pemFile };
   }
   const client = new SecretClient(c.certificate.keyVaultUrl, vaultCredential(), vaultOptions);
-  const secret = await client.getSecret(c.certificate.name);
+  const secret = await client.getSecret(c.certificate.name, version ? { version } : {});
   if (!secret.value || !/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(secret.value)) {
     throw new Error(
       `connections[${c.id}].certificate: the Key Vault certificate "${c.certificate.name}" is not readable as PEM; create it with content type application/x-pem-file (see \`cert create\`).`,
     );
   }
   return { pem: secret.value, version: secret.properties.version ?? '' };
+}
+
+/** The public part of a PEM certificate: what addKey uploads and what expiry checks read. */
+export interface CertificateFacts {
+  /** Base64 DER of the certificate (keyCredential.key). */
+  derBase64: string;
+  /** base64url SHA-1 of the DER (the JWT x5t header). */
+  x5t: string;
+  /** Hex SHA-1 thumbprint, as the portal shows it. */
+  thumbprint: string;
+  notAfter: Date;
+}
+
+export function certificateFacts(pem: string): CertificateFacts {
+  const block = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.exec(pem)?.[0];
+  if (!block) throw new Error('the PEM holds no certificate');
+  const cert = new X509Certificate(block);
+  return {
+    derBase64: cert.raw.toString('base64'),
+    x5t: createHash('sha1').update(cert.raw).digest('base64url'),
+    thumbprint: createHash('sha1').update(cert.raw).digest('hex').toUpperCase(),
+    notAfter: new Date(cert.validTo),
+  };
+}
+
+/** Key roll-over needs the application's object id (the proof's issuer) and a Key Vault certificate. */
+export function rotationEnabled(c: Connection): boolean {
+  return Boolean(c.applicationObjectId) && 'keyVaultUrl' in c.certificate;
 }
 
 export function createCredential(c: Connection, certificate: CertificatePem): ClientCertificateCredential {

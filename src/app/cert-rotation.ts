@@ -1,0 +1,239 @@
+// Zero-touch certificate rotation. Key Vault renews the certificate (a new version at 80 % of its
+// life); once a day the app puts the new public key on its own application (addKey, proof signed by
+// the registered key), switches its workers to the new version once a token with it succeeds, and
+// removes the old key after the overlap (removeKey). Every step is written to the rotation store
+// before it moves on, so a crash or a repeated run at any point finds the state and continues.
+import type { Connection } from '../sync/config/schema';
+import {
+  certificateFacts,
+  createCredential,
+  endpointsOf,
+  loadCertificate,
+  rotationEnabled,
+  type CertificatePem,
+} from '../sync/adapters/graph/connection';
+import { GraphApplicationKeys, signProof } from '../sync/adapters/graph/application-keys';
+import type { RotationState } from '../sync/adapters/tables/rotation-store';
+import type { App } from './composition';
+import type { Logger } from './logging';
+
+export const expiryWarningDays = 30;
+export const expiryErrorDays = 7;
+
+export interface RotationOutcome {
+  connection: string;
+  /** What changed, in words for the log and the run report. */
+  events: string[];
+  problem?: string;
+}
+
+const explain = (e: unknown): string =>
+  e instanceof Error ? e.message.split('\n')[0]!.slice(0, 300) : String(e);
+
+/** One rotation check for every connection that has rotation turned on. */
+export async function rotateCertificates(app: App, log: Logger): Promise<RotationOutcome[]> {
+  const loaded = await app.policies();
+  const out: RotationOutcome[] = [];
+  for (const connection of loaded.connections.values()) {
+    if (!rotationEnabled(connection)) continue;
+    const outcome: RotationOutcome = { connection: connection.id, events: [] };
+    try {
+      await rotateConnection(app, connection, outcome);
+    } catch (e) {
+      outcome.problem = explain(e);
+      await recordProblem(app, connection, outcome.problem).catch(() => undefined);
+    }
+    for (const ev of outcome.events) log.info(`certificate ${connection.id}: ${ev}`);
+    if (outcome.problem) log.error(`certificate ${connection.id}: ${outcome.problem}`);
+    out.push(outcome);
+  }
+  return out;
+}
+
+class StateWriter {
+  constructor(
+    private readonly app: App,
+    private readonly connectionId: string,
+    public state: RotationState,
+    private etag: string | null,
+  ) {}
+
+  async save(change: Partial<RotationState>): Promise<void> {
+    const next = { ...this.state, ...change };
+    for (const [k, v] of Object.entries(change)) if (v === undefined) delete next[k as keyof RotationState];
+    this.etag = await this.app.rotationStore.put(this.connectionId, next, this.etag);
+    this.state = next;
+  }
+}
+
+async function rotateConnection(app: App, connection: Connection, outcome: RotationOutcome): Promise<void> {
+  const load = (version?: string): Promise<CertificatePem> =>
+    loadCertificate(connection, () => app.vaultCredential, app.vaultOptions(), version);
+  const latest = await load();
+  const found = await app.rotationStore.get(connection.id);
+  const keyIdInPolicy = 'keyVaultUrl' in connection.certificate ? connection.certificate.keyId : undefined;
+  // First sight: the version Key Vault serves now is the one the admin uploaded.
+  const writer = new StateWriter(
+    app,
+    connection.id,
+    found?.state ?? {
+      activeVersion: latest.version,
+      ...(keyIdInPolicy ? { activeKeyId: keyIdInPolicy } : {}),
+    },
+    found?.etag ?? null,
+  );
+  if (!found) await writer.save({});
+  const now = app.now();
+  const objectId = connection.applicationObjectId!;
+  const keysApi = async (): Promise<GraphApplicationKeys> =>
+    new GraphApplicationKeys((await app.graph(connection)).client, connection.clientId);
+
+  if (latest.version !== writer.state.activeVersion) {
+    const active = await load(writer.state.activeVersion);
+    if (writer.state.pendingVersion !== latest.version)
+      await writer.save({ pendingVersion: latest.version, pendingKeyId: undefined });
+    if (!writer.state.pendingKeyId) {
+      // A token with the new key means an earlier addKey went through but its reply was lost.
+      if (await tokenWorks(connection, latest)) {
+        await writer.save({ pendingKeyId: 'unknown' });
+        outcome.events.push(`version ${latest.version} was already on the application (its key id is unknown)`);
+      } else {
+        const added = await (await keysApi()).addKey(latest.pem, await signProof(active.pem, objectId, now));
+        await writer.save({ pendingKeyId: added.keyId });
+        outcome.events.push(`added version ${latest.version} to the application (key ${added.keyId})`);
+      }
+    }
+    if (await tokenWorks(connection, latest)) {
+      if (writer.state.retiredVersion) await removeRetired(app, connection, writer, outcome, latest, true);
+      const old = certificateFacts(active.pem);
+      const removeAfter = new Date(now.getTime() + app.settings.CERTIFICATE_OVERLAP_DAYS * 86_400_000);
+      await writer.save({
+        activeVersion: latest.version,
+        activeKeyId: writer.state.pendingKeyId === 'unknown' ? undefined : writer.state.pendingKeyId,
+        pendingVersion: undefined,
+        pendingKeyId: undefined,
+        retiredVersion: active.version,
+        retiredKeyId: writer.state.activeKeyId,
+        retiredThumbprint: old.thumbprint,
+        removeAfter: removeAfter.toISOString(),
+        lastRolledAt: now.toISOString(),
+      });
+      outcome.events.push(
+        `rolled: workers now sign with version ${latest.version}; the old key (thumbprint ${old.thumbprint}) goes on ${removeAfter.toISOString().slice(0, 10)}`,
+      );
+    } else {
+      outcome.events.push(`version ${latest.version} is on the application but not accepted yet; switching later`);
+    }
+  }
+  if (writer.state.retiredVersion && writer.state.removeAfter && now.toISOString() >= writer.state.removeAfter) {
+    await removeRetired(app, connection, writer, outcome, await load(writer.state.activeVersion), false);
+  }
+  await writer.save({ problem: undefined, checkedAt: now.toISOString() });
+}
+
+/** Removes the retired key with a proof signed by the active one; a key already gone counts as removed. */
+async function removeRetired(
+  app: App,
+  connection: Connection,
+  writer: StateWriter,
+  outcome: RotationOutcome,
+  signer: CertificatePem,
+  early: boolean,
+): Promise<void> {
+  const { retiredKeyId, retiredThumbprint } = writer.state;
+  const now = app.now();
+  if (!retiredKeyId) {
+    outcome.events.push(
+      `the old key (thumbprint ${retiredThumbprint}) was uploaded by hand and its key id is unknown: delete it under Certificates & secrets (it stops working when it expires), or name it as certificate.keyId next time`,
+    );
+  } else {
+    const client = (await app.graph(connection)).client;
+    const removed = await new GraphApplicationKeys(client, connection.clientId).removeKey(
+      retiredKeyId,
+      await signProof(signer.pem, connection.applicationObjectId!, now),
+    );
+    outcome.events.push(
+      `${removed ? 'removed' : 'already gone:'} the old key ${retiredKeyId} (thumbprint ${retiredThumbprint})${early ? ' before the next roll' : ''}`,
+    );
+  }
+  await writer.save({
+    retiredVersion: undefined,
+    retiredKeyId: undefined,
+    retiredThumbprint: undefined,
+    removeAfter: undefined,
+    lastRemovedAt: now.toISOString(),
+  });
+}
+
+/** A token for Graph with exactly this certificate: is its key on the application (and accepted)? */
+async function tokenWorks(connection: Connection, cert: CertificatePem): Promise<boolean> {
+  try {
+    await createCredential(connection, cert).getToken(`${endpointsOf(connection).graphEndpoint}/.default`);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function recordProblem(app: App, connection: Connection, problem: string): Promise<void> {
+  const found = await app.rotationStore.get(connection.id);
+  if (found) await app.rotationStore.put(connection.id, { ...found.state, problem }, found.etag);
+}
+
+export interface CertificateStatus {
+  connection: string;
+  version: string;
+  thumbprint: string;
+  notAfter: string;
+  daysLeft: number;
+  level: 'ok' | 'warning' | 'error';
+  /** A sentence for health, doctor and run reports. */
+  summary: string;
+  /** What to do, when not ok. */
+  fix?: string;
+  lastRolledAt?: string;
+  lastRemovedAt?: string;
+  rotation: 'on' | 'off';
+  problem?: string;
+}
+
+/** The certificate workers sign with: days to expiry, rotation history, what to do. */
+export async function certificateStatus(app: App, connection: Connection): Promise<CertificateStatus> {
+  const rotation = rotationEnabled(connection) ? await app.rotationStore.get(connection.id) : undefined;
+  const active = await loadCertificate(
+    connection,
+    () => app.vaultCredential,
+    app.vaultOptions(),
+    rotation?.state.activeVersion,
+  );
+  const facts = certificateFacts(active.pem);
+  const daysLeft = Math.floor((facts.notAfter.getTime() - app.now().getTime()) / 86_400_000);
+  const level = daysLeft <= expiryErrorDays ? 'error' : daysLeft <= expiryWarningDays ? 'warning' : 'ok';
+  const s = rotation?.state;
+  const history = [
+    s?.lastRolledAt ? `key rolled ${s.lastRolledAt.slice(0, 10)}` : '',
+    s?.lastRemovedAt ? `old key removed ${s.lastRemovedAt.slice(0, 10)}` : '',
+  ].filter(Boolean);
+  const summary = `expires in ${daysLeft} days (${facts.notAfter.toISOString().slice(0, 10)}, thumbprint ${facts.thumbprint})${history.length ? `; ${history.join('; ')}` : ''}`;
+  const fix =
+    level === 'ok' && !s?.problem
+      ? undefined
+      : rotationEnabled(connection)
+        ? 'Key Vault has not renewed the certificate in time (it renews at 80 % of its life; an issuer-managed certificate waits on its issuer). Check the certificate in Key Vault (`az keyvault certificate pending show`, `m365-contact-sync cert show`), fix its issuer or renew it by hand (`az keyvault certificate create` with the same name and policy); the app rolls the new version onto the application at its next daily check.' +
+          (s?.problem ? ` Last rotation problem: ${s.problem}` : '')
+        : 'renew the certificate in Key Vault and upload the new .cer (`m365-contact-sync cert show --out`), or set applicationObjectId on the connection so the app rolls renewed certificates itself';
+  return {
+    connection: connection.id,
+    version: active.version,
+    thumbprint: facts.thumbprint,
+    notAfter: facts.notAfter.toISOString(),
+    daysLeft,
+    level,
+    summary,
+    ...(fix ? { fix } : {}),
+    ...(s?.lastRolledAt ? { lastRolledAt: s.lastRolledAt } : {}),
+    ...(s?.lastRemovedAt ? { lastRemovedAt: s.lastRemovedAt } : {}),
+    rotation: rotationEnabled(connection) ? 'on' : 'off',
+    ...(s?.problem ? { problem: s.problem } : {}),
+  };
+}

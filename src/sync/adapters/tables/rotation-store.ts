@@ -1,0 +1,53 @@
+// Where certificate rotation keeps its progress: one row per connection in the policies table. Table
+// Storage is the least privilege way: the app already writes it, while tagging Key Vault versions
+// would need Key Vault Certificates Officer on top of Secrets User. Each step writes before and after
+// its Graph call, so a repeated step finds the state and continues.
+import type { TableClient } from '@azure/data-tables';
+
+export const rotationPartition = 'certificate-rotation';
+
+export interface RotationState {
+  /** The Key Vault version workers sign tokens with (registered on the application). */
+  activeVersion: string;
+  /** Its keyCredential id; unknown for a key uploaded by hand unless the policy file names it. */
+  activeKeyId?: string;
+  /** A newer version being rolled on: added to the application (keyId known) but not yet switched to. */
+  pendingVersion?: string;
+  pendingKeyId?: string;
+  /** The previous key, removed from the application after the overlap. */
+  retiredVersion?: string;
+  retiredKeyId?: string;
+  retiredThumbprint?: string;
+  removeAfter?: string;
+  lastRolledAt?: string;
+  lastRemovedAt?: string;
+  /** The last thing that went wrong, with what to do; cleared by a clean rotation check. */
+  problem?: string;
+  checkedAt?: string;
+}
+
+const status = (e: unknown): number | undefined => (e as { statusCode?: number }).statusCode;
+
+export class RotationStore {
+  constructor(private readonly table: TableClient) {}
+
+  async get(connectionId: string): Promise<{ state: RotationState; etag: string } | undefined> {
+    try {
+      const e = await this.table.getEntity<{ data: string }>(rotationPartition, connectionId);
+      return { state: JSON.parse(e.data) as RotationState, etag: e.etag };
+    } catch (err) {
+      if (status(err) === 404) return undefined;
+      throw err;
+    }
+  }
+
+  /** Writes the state; etag null creates it. Returns the new etag (a concurrent writer gets a 409/412). */
+  async put(connectionId: string, state: RotationState, etag: string | null): Promise<string> {
+    const entity = { partitionKey: rotationPartition, rowKey: connectionId, data: JSON.stringify(state) };
+    const r =
+      etag === null
+        ? await this.table.createEntity(entity)
+        : await this.table.updateEntity(entity, 'Replace', { etag });
+    return r.etag ?? '';
+  }
+}
