@@ -96,9 +96,11 @@ async function rotateConnection(app: App, connection: Connection, outcome: Rotat
       // A token with the new key means an earlier addKey went through but its reply was lost.
       if (await tokenWorks(connection, latest)) {
         await writer.save({ pendingKeyId: 'unknown' });
-        outcome.events.push(`version ${latest.version} was already on the application (its key id is unknown)`);
+        outcome.events.push(
+          `version ${latest.version} was already on the application (its key id is unknown)`,
+        );
       } else {
-        const added = await (await keysApi()).addKey(latest.pem, await signProof(active.pem, objectId, now));
+        const added = await (await keysApi()).addKey(latest.pem, await signProof(active.pem, objectId));
         await writer.save({ pendingKeyId: added.keyId });
         outcome.events.push(`added version ${latest.version} to the application (key ${added.keyId})`);
       }
@@ -122,10 +124,16 @@ async function rotateConnection(app: App, connection: Connection, outcome: Rotat
         `rolled: workers now sign with version ${latest.version}; the old key (thumbprint ${old.thumbprint}) goes on ${removeAfter.toISOString().slice(0, 10)}`,
       );
     } else {
-      outcome.events.push(`version ${latest.version} is on the application but not accepted yet; switching later`);
+      outcome.events.push(
+        `version ${latest.version} is on the application but not accepted yet; switching later`,
+      );
     }
   }
-  if (writer.state.retiredVersion && writer.state.removeAfter && now.toISOString() >= writer.state.removeAfter) {
+  if (
+    writer.state.retiredVersion &&
+    writer.state.removeAfter &&
+    now.toISOString() >= writer.state.removeAfter
+  ) {
     await removeRetired(app, connection, writer, outcome, await load(writer.state.activeVersion), false);
   }
   await writer.save({ problem: undefined, checkedAt: now.toISOString() });
@@ -150,7 +158,7 @@ async function removeRetired(
     const client = (await app.graph(connection)).client;
     const removed = await new GraphApplicationKeys(client, connection.clientId).removeKey(
       retiredKeyId,
-      await signProof(signer.pem, connection.applicationObjectId!, now),
+      await signProof(signer.pem, connection.applicationObjectId!),
     );
     outcome.events.push(
       `${removed ? 'removed' : 'already gone:'} the old key ${retiredKeyId} (thumbprint ${retiredThumbprint})${early ? ' before the next roll' : ''}`,

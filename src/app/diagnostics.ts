@@ -3,14 +3,18 @@ import { decodeJwt } from 'jose';
 import type { Connection, Policy } from '../sync/config/schema';
 import { endpointsOf, loadCertificate } from '../sync/adapters/graph/connection';
 import { refreshSource } from '../sync/refresh-source';
+import { certificateStatus } from './cert-rotation';
 import type { App } from './composition';
 
 export interface Check {
   name: string;
   ok: boolean;
   detail: string;
-  /** What to do about it, when not ok. */
+  /** What to do about it, when not ok (or ok with a warning). */
   fix?: string;
+  /** Ok for now, but needs attention soon (a certificate within 30 days of expiry). */
+  warning?: boolean;
+  daysLeft?: number;
 }
 
 export interface ConnectionHealth {
@@ -75,6 +79,7 @@ export async function checkConnection(
     });
     return { connection: connection.id, ok: false, checks };
   }
+  checks.push(await expiryCheck(app, connection));
   const clients = await app.rebuild(connection);
   const { graphEndpoint } = endpointsOf(connection);
   let roles: string[] = [];
@@ -118,6 +123,23 @@ export async function checkConnection(
     });
   }
   return { connection: connection.id, ok: checks.every((c) => c.ok), checks };
+}
+
+/** Days to expiry of the certificate workers sign with: a warning at 30 days, an error at 7. */
+async function expiryCheck(app: App, connection: Connection): Promise<Check> {
+  try {
+    const status = await certificateStatus(app, connection);
+    return {
+      name: 'certificate expiry',
+      ok: status.level !== 'error' && !status.problem,
+      ...(status.level === 'warning' ? { warning: true } : {}),
+      detail: `${status.level === 'ok' ? '' : `${status.level}: `}${status.summary}; rotation ${status.rotation}`,
+      ...(status.fix ? { fix: status.fix } : {}),
+      daysLeft: status.daysLeft,
+    };
+  } catch (e) {
+    return { name: 'certificate expiry', ok: false, detail: explain(e) };
+  }
 }
 
 export async function health(

@@ -11,7 +11,9 @@ export async function certificateRotationTick(_timer: Timer, context: Invocation
   const outcomes = await rotateCertificates(getApp(), logger(context));
   const problems = outcomes.filter((o) => o.problem);
   if (problems.length > 0)
-    throw new Error(`certificate rotation: ${problems.map((o) => `${o.connection}: ${o.problem}`).join('; ')}`);
+    throw new Error(
+      `certificate rotation: ${problems.map((o) => `${o.connection}: ${o.problem}`).join('; ')}`,
+    );
 }
 
 app.timer('certificate-rotation', {

@@ -25,6 +25,9 @@ export async function functionsFixture(options: {
   sim?: SimulatorOptions;
   env?: Record<string, string>;
   policies: (sim: GraphTenantSimulator) => PolicyInput[];
+  /** Extra connection fields (e.g. applicationObjectId for certificate rotation). */
+  connection?: (sim: GraphTenantSimulator) => Record<string, unknown>;
+  now?: () => Date;
 }): Promise<FunctionsFixture> {
   const started = await startAll(startSimulator(options.sim ?? {}), startAzurite());
   const [sim, azurite] = started;
@@ -35,7 +38,7 @@ export async function functionsFixture(options: {
       writeFileSync(
         policyFile,
         JSON.stringify({
-          connections: [simulatorConnection(sim, 'contoso', 'keyVault')],
+          connections: [{ ...simulatorConnection(sim, 'contoso', 'keyVault'), ...options.connection?.(sim) }],
           policies,
         }),
       );
@@ -50,6 +53,7 @@ export async function functionsFixture(options: {
       settings,
       credential: hostCredential(sim),
       disableChallengeResourceVerification: true,
+      ...(options.now ? { now: options.now } : {}),
     });
     setApp(app);
     await app.ensureStorage();

@@ -68,7 +68,11 @@ export class ApplicationKeys {
   authorize(app: SimApp, caller: { appId: string; roles: string[] }): void {
     if (caller.appId === app.clientId) return;
     if (caller.roles.some((r) => manageAnyApplication.includes(r))) return;
-    throw new GraphFault(403, 'Authorization_RequestDenied', 'Insufficient privileges to complete the operation.');
+    throw new GraphFault(
+      403,
+      'Authorization_RequestDenied',
+      'Insufficient privileges to complete the operation.',
+    );
   }
 
   private valid(app: SimApp): RegisteredCertificate[] {
@@ -78,7 +82,8 @@ export class ApplicationKeys {
 
   /** Verifies the proof exactly as documented: signed by a valid key on the application, aud, iss, nbf, exp. */
   async verifyProof(app: SimApp, proof: unknown): Promise<RegisteredCertificate> {
-    if (typeof proof !== 'string' || proof.length === 0) throw badRequest("The 'proof' parameter is required.");
+    if (typeof proof !== 'string' || proof.length === 0)
+      throw badRequest("The 'proof' parameter is required.");
     // Base64url without padding: the docs warn that '=' gives Authentication_MissingOrMalformed.
     if (!/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/.test(proof)) throw malformed();
     let header: ReturnType<typeof decodeProtectedHeader>;
@@ -119,7 +124,9 @@ export class ApplicationKeys {
     const kc = b.keyCredential as { type?: unknown; usage?: unknown; key?: unknown } | undefined | null;
     if (!kc || typeof kc !== 'object') throw badRequest("The 'keyCredential' parameter is required.");
     if (kc.type !== 'AsymmetricX509Cert')
-      throw badRequest(`keyCredential.type '${String(kc.type)}' is not supported here; use AsymmetricX509Cert.`);
+      throw badRequest(
+        `keyCredential.type '${String(kc.type)}' is not supported here; use AsymmetricX509Cert.`,
+      );
     if (kc.usage !== 'Verify') throw badRequest('keyCredential.usage must be Verify for AsymmetricX509Cert.');
     if (b.passwordCredential !== undefined && b.passwordCredential !== null)
       throw badRequest('passwordCredential must be null for AsymmetricX509Cert.');

@@ -496,7 +496,10 @@ export class GraphService {
             const added = await keys.addKey(app, c.req.body);
             return {
               status: 200,
-              body: { '@odata.context': `${this.graphUrl}/v1.0/$metadata#microsoft.graph.keyCredential`, ...added },
+              body: {
+                '@odata.context': `${this.graphUrl}/v1.0/$metadata#microsoft.graph.keyCredential`,
+                ...added,
+              },
             };
           });
         }

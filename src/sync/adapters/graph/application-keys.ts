@@ -16,7 +16,11 @@ const proofLifetimeSeconds = 600;
  * A proof of possession: RS256, signed with the private key of the PEM (a certificate already on the
  * application), iss = the application's OBJECT id (not its client id), aud fixed, nbf now, exp + 10 min.
  */
-export async function signProof(pem: string, applicationObjectId: string, now: Date): Promise<string> {
+export async function signProof(
+  pem: string,
+  applicationObjectId: string,
+  now: Date = new Date(),
+): Promise<string> {
   const facts = certificateFacts(pem);
   const nbf = Math.floor(now.getTime() / 1000);
   return new SignJWT({})
@@ -34,7 +38,8 @@ export interface AddedKey {
 }
 
 /** Addressed by appId, which the app knows; the proof carries the object id. */
-const applicationPath = (clientId: string): string => `/applications(appId='${clientId.replace(/'/g, "''")}')`;
+const applicationPath = (clientId: string): string =>
+  `/applications(appId='${clientId.replace(/'/g, "''")}')`;
 
 export class GraphApplicationKeys {
   constructor(

@@ -1,0 +1,216 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { HttpRequest, InvocationContext, type Timer } from '@azure/functions';
+import type { TableClient } from '@azure/data-tables';
+import { healthCheck, runPolicyNow } from '../../../src/functions/http-api';
+import { certificateRotationTick } from '../../../src/functions/cert-rotation';
+import { createCredential, loadCertificate } from '../../../src/sync/adapters/graph/connection';
+import type { Connection } from '../../../src/sync/config/schema';
+import { functionsFixture, type FunctionsFixture } from '../../support/functions-app';
+
+const day = 86_400_000;
+const ctx = (name = 'http'): InvocationContext =>
+  new InvocationContext({ invocationId: 't', functionName: name });
+const timer = { isPastDue: false, scheduleStatus: { last: '', next: '', lastUpdated: '' } } as Timer;
+
+/** Storage failing once at a chosen write: the process "crashes" between two rotation steps. */
+function failWriteOnce(table: TableClient, when: (data: Record<string, unknown>) => boolean): () => boolean {
+  const original = table.updateEntity.bind(table);
+  let fired = false;
+  table.updateEntity = ((entity: { data?: string }, ...rest: unknown[]) => {
+    if (!fired && entity.data && when(JSON.parse(entity.data) as Record<string, unknown>)) {
+      fired = true;
+      return Promise.reject(Object.assign(new Error('storage unavailable (injected)'), { statusCode: 503 }));
+    }
+    return (original as (...a: unknown[]) => unknown)(entity, ...rest);
+  }) as TableClient['updateEntity'];
+  return () => fired;
+}
+
+describe('zero-touch certificate rotation through the Functions handlers', () => {
+  let f: FunctionsFixture;
+  let clockOffset = 0;
+  let connection: Connection;
+
+  /** A run started over the HTTP API and drained; it must not fail a mailbox. */
+  const runClean = async (label: string): Promise<void> => {
+    const started = await runPolicyNow(
+      new HttpRequest({
+        url: 'http://127.0.0.1:7071/api/policies/gal/runs',
+        method: 'POST',
+        params: { policyId: 'gal' },
+        body: { string: '{}' },
+      }),
+      ctx(),
+    );
+    assert.equal(started.status, 202, `${label}: ${JSON.stringify(started.jsonBody)}`);
+    await f.runner.drain();
+    const run = (await f.app.runStore.getRun((started.jsonBody as { runId: string }).runId))!;
+    assert.equal(run.status, 'completed', `${label}: ${run.error ?? ''}`);
+    assert.equal(
+      run.mailboxes.failed,
+      0,
+      `${label}: ${f.logs.filter((l) => l.startsWith('error')).join('\n')}`,
+    );
+  };
+  const rotate = async (): Promise<Error | undefined> => {
+    try {
+      await certificateRotationTick(timer, ctx('certificate-rotation'));
+      return undefined;
+    } catch (e) {
+      return e as Error;
+    }
+  };
+  const state = async () => (await f.app.rotationStore.get('contoso'))!.state;
+  const addKeyCalls = (): number =>
+    f.sim.log.since(0).filter((e) => e.operation === 'applications.addKey').length;
+
+  before(async () => {
+    f = await functionsFixture({
+      sim: { seed: { generate: { users: 12, mailboxes: 3, awkward: false } } },
+      connection: (sim) => ({
+        applicationObjectId: sim.applicationObjectId,
+        certificate: { keyVaultUrl: sim.keyVaultUrl, name: sim.certificateName, keyId: sim.initialKeyId },
+      }),
+      now: () => new Date(Date.now() + clockOffset),
+      policies: () => [
+        {
+          id: 'gal',
+          name: 'Directory',
+          connection: 'contoso',
+          source: { type: 'directory' },
+          targets: { type: 'allMailboxes' },
+          folder: { name: 'Company Directory' },
+          schedule: '0 0 */4 * * *',
+        },
+      ],
+    });
+    connection = (await f.app.policies()).connections.get('contoso')!;
+  });
+  after(() => f.close());
+
+  it('rolls a Key Vault renewal onto the application with no failed run before, during or after', async () => {
+    await runClean('before');
+    assert.equal(await rotate(), undefined, 'nothing to roll is no error');
+    const registered = (await state()).activeVersion;
+
+    const renewed = await f.sim.renewInKeyVault();
+    // Key Vault now serves a version the application does not know: workers must keep the registered one.
+    await runClean('renewed in Key Vault, not yet rolled');
+    assert.equal((await f.app.graph(connection)).certificateVersion, registered);
+
+    assert.equal(await rotate(), undefined);
+    const rolled = await state();
+    assert.notEqual(rolled.activeVersion, registered, 'switched to the renewed version');
+    assert.equal(rolled.retiredVersion, registered);
+    assert.equal(f.sim.applicationKeyIds().length, 2, 'both keys on the application during the overlap');
+    await runClean('after the switch');
+    const clients = await f.app.graph(connection);
+    assert.equal(clients.certificateVersion, rolled.activeVersion);
+
+    // Either key works during the overlap: a worker still holding the old version gets a token too.
+    const old = await loadCertificate(
+      connection,
+      () => f.app.vaultCredential,
+      f.app.vaultOptions(),
+      registered,
+    );
+    assert.ok(await createCredential(connection, old).getToken(`${f.sim.graphUrl}/.default`));
+
+    assert.equal(await rotate(), undefined, 'within the overlap nothing is removed');
+    assert.equal(f.sim.applicationKeyIds().length, 2);
+    clockOffset = 8 * day;
+    assert.equal(await rotate(), undefined);
+    assert.deepEqual(f.sim.applicationKeyIds(), [rolled.activeKeyId], 'the old key removed after 7 days');
+    assert.ok(!f.sim.applicationKeyIds().includes(f.sim.initialKeyId));
+    assert.ok((await state()).lastRemovedAt);
+    await runClean('after removal');
+
+    const health = await healthCheck(
+      new HttpRequest({ url: 'http://127.0.0.1/api/health', method: 'GET' }),
+      ctx(),
+    );
+    const text = JSON.stringify(health.jsonBody);
+    assert.match(text, /certificate expiry/);
+    assert.match(
+      text,
+      new RegExp(`key rolled ${new Date(Date.now() + clockOffset).toISOString().slice(0, 4)}`),
+    );
+    assert.ok(renewed.thumbprint);
+  });
+
+  it('a crash between addKey and the switch converges without a second addKey', async () => {
+    const before = await state();
+    await f.sim.renewInKeyVault();
+    const calls = addKeyCalls();
+    const fired = failWriteOnce(f.app.tables.policies, (d) => d.activeVersion !== before.activeVersion);
+    const crashed = await rotate();
+    assert.ok(fired() && crashed, 'the switch write failed');
+    const mid = await state();
+    assert.equal(mid.activeVersion, before.activeVersion, 'not switched yet');
+    assert.ok(mid.pendingKeyId, 'addKey recorded');
+    await runClean('after the crash, before the switch');
+    assert.equal(await rotate(), undefined);
+    const after = await state();
+    assert.equal(after.activeVersion, mid.pendingVersion);
+    assert.equal(addKeyCalls(), calls + 1, 'addKey was not repeated');
+    await runClean('after convergence');
+  });
+
+  it('a lost addKey reply converges: the next check finds the key on the application', async () => {
+    const before = await state();
+    clockOffset += 8 * day;
+    assert.equal(await rotate(), undefined, 'the previous roll finishes its overlap');
+    await f.sim.renewInKeyVault();
+    f.sim.faults.add({ kind: 'lostReply', match: { operation: 'applications.addKey' }, times: 1 });
+    assert.ok(await rotate(), 'the lost reply is reported');
+    assert.equal((await state()).activeVersion, before.activeVersion);
+    assert.equal(await rotate(), undefined);
+    const after = await state();
+    assert.notEqual(after.activeVersion, before.activeVersion);
+    assert.equal(f.sim.applicationKeyIds().length, 2, 'no duplicate key');
+    await runClean('after the lost reply');
+  });
+
+  it('a crash between the switch and removeKey converges after the overlap', async () => {
+    clockOffset += 8 * day;
+    // The removal's reply is lost: the key went, the app did not hear it.
+    f.sim.faults.add({ kind: 'lostReply', match: { operation: 'applications.removeKey' }, times: 1 });
+    const crashed = await rotate();
+    const mid = await state();
+    if (mid.retiredVersion) {
+      assert.ok(crashed, 'reported');
+      assert.equal(await rotate(), undefined);
+    }
+    const after = await state();
+    assert.equal(after.retiredVersion, undefined, 'retired key settled');
+    assert.equal(f.sim.applicationKeyIds().length, 1);
+    await runClean('after removal');
+  });
+
+  it('a proof signed by a key not on the application is refused and reported', async () => {
+    await runClean('token cached');
+    const app = f.sim.identity.requireApp(f.sim.clientId);
+    // An admin deletes the registered key by hand; cached tokens still work for a while.
+    const removed = app.certificates.splice(0, app.certificates.length);
+    try {
+      await f.sim.renewInKeyVault();
+      const error = await rotate();
+      assert.ok(error, 'the handler fails the tick');
+      assert.match(error.message, /contoso/);
+      const s = await state();
+      assert.match(
+        s.problem ?? '',
+        /Access Token missing or malformed|Authentication_MissingOrMalformed|401/i,
+      );
+      assert.equal(s.pendingKeyId, undefined, 'nothing added');
+      const health = await healthCheck(
+        new HttpRequest({ url: 'http://127.0.0.1/api/health', method: 'GET' }),
+        ctx(),
+      );
+      assert.match(JSON.stringify(health.jsonBody), /Last rotation problem/);
+    } finally {
+      app.certificates.push(...removed);
+    }
+  });
+});
