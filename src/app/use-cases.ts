@@ -13,6 +13,7 @@ import {
 } from '../sync/messages';
 import { refreshSource, type SourceRefresh } from '../sync/refresh-source';
 import { buildReport, hasErrors, reportMime } from '../sync/report';
+import { certificateStatus } from './cert-rotation';
 import { emptySummary, isFinal, type MailboxOutcome, type RunSummary } from '../sync/runs';
 import { isDue } from '../sync/schedule';
 import { syncMailbox } from '../sync/sync-mailbox';
@@ -410,9 +411,11 @@ async function sendReportIfWanted(app: App, run: RunSummary, log: Logger): Promi
   const notify = policy.notify;
   if (notify.when === 'never' || notify.recipients.length === 0 || !notify.sender) return;
   const outcomes = await app.runStore.listOutcomes(run.runId);
-  if (notify.when === 'onErrors' && !hasErrors(run, outcomes)) return;
+  const certificate = await certificateStatus(app, connection).catch(() => undefined);
+  if (notify.when === 'onErrors' && !hasErrors(run, outcomes) && certificate?.level !== 'error') return;
   try {
-    const mime = await reportMime(buildReport(policy, run, outcomes), notify.sender, notify.recipients);
+    const report = buildReport(policy, run, outcomes, certificate);
+    const mime = await reportMime(report, notify.sender, notify.recipients);
     const graph = await app.graph(connection);
     await graph.client
       .api(`/users/${encodeURIComponent(notify.sender)}/sendMail`)

@@ -25,7 +25,19 @@ export function hasErrors(run: RunSummary, outcomes: readonly MailboxOutcome[]):
   );
 }
 
-export function buildReport(policy: Policy, run: RunSummary, outcomes: readonly MailboxOutcome[]): Report {
+/** The connection's certificate as the run saw it: days to expiry, keys rolled or removed, what to do. */
+export interface CertificateNote {
+  level: 'ok' | 'warning' | 'error';
+  summary: string;
+  fix?: string;
+}
+
+export function buildReport(
+  policy: Policy,
+  run: RunSummary,
+  outcomes: readonly MailboxOutcome[],
+  certificate?: CertificateNote,
+): Report {
   const problems = outcomes.filter((o) => o.status === 'failed' || (o.result?.errors.length ?? 0) > 0);
   const blocked = outcomes.filter((o) => o.result?.deletionsBlocked);
   const state =
@@ -50,6 +62,11 @@ export function buildReport(policy: Policy, run: RunSummary, outcomes: readonly 
       `${c.created} created, ${c.updated} updated, ${c.deleted} deleted, ${c.restored} restored, ${c.unchanged} unchanged, ${c.failed} failed`,
     ],
   ];
+  if (certificate)
+    rows.push([
+      'Certificate',
+      `${certificate.level === 'ok' ? '' : `${certificate.level.toUpperCase()}: `}${certificate.summary}${certificate.fix ? `. What to do: ${certificate.fix}` : ''}`,
+    ]);
   const errorLines = problems.flatMap((o) => {
     const errs = o.result?.errors ?? [];
     if (errs.length === 0) return [{ mailbox: o.userPrincipalName, text: o.lastError ?? 'failed' }];

@@ -4,9 +4,11 @@ import { HttpRequest, InvocationContext, type Timer } from '@azure/functions';
 import type { TableClient } from '@azure/data-tables';
 import { healthCheck, runPolicyNow } from '../../../src/functions/http-api';
 import { certificateRotationTick } from '../../../src/functions/cert-rotation';
+import { certificateStatus } from '../../../src/app/cert-rotation';
 import { createCredential, loadCertificate } from '../../../src/sync/adapters/graph/connection';
 import type { Connection } from '../../../src/sync/config/schema';
 import { functionsFixture, type FunctionsFixture } from '../../support/functions-app';
+import { decodeParts } from '../../support/mime';
 
 const day = 86_400_000;
 const ctx = (name = 'http'): InvocationContext =>
@@ -31,6 +33,12 @@ describe('zero-touch certificate rotation through the Functions handlers', () =>
   let f: FunctionsFixture;
   let clockOffset = 0;
   let connection: Connection;
+  let admin: string;
+  /** The text part of the last run report mail. */
+  const lastReport = (): string => {
+    const mail = f.sim.tenant.mailbox(admin)!.sentMail.at(-1);
+    return mail ? decodeParts(String(mail.message.mime)).text : '';
+  };
 
   /** A run started over the HTTP API and drained; it must not fail a mailbox. */
   const runClean = async (label: string): Promise<void> => {
@@ -73,17 +81,23 @@ describe('zero-touch certificate rotation through the Functions handlers', () =>
         certificate: { keyVaultUrl: sim.keyVaultUrl, name: sim.certificateName, keyId: sim.initialKeyId },
       }),
       now: () => new Date(Date.now() + clockOffset),
-      policies: () => [
-        {
-          id: 'gal',
-          name: 'Directory',
-          connection: 'contoso',
-          source: { type: 'directory' },
-          targets: { type: 'allMailboxes' },
-          folder: { name: 'Company Directory' },
-          schedule: '0 0 */4 * * *',
-        },
-      ],
+      policies: (sim) => {
+        admin = [...sim.tenant.users.values()].find(
+          (u) => u.mailbox === 'user' && u.accountEnabled,
+        )!.userPrincipalName;
+        return [
+          {
+            id: 'gal',
+            name: 'Directory',
+            connection: 'contoso',
+            source: { type: 'directory' },
+            targets: { type: 'allMailboxes' },
+            folder: { name: 'Company Directory' },
+            schedule: '0 0 */4 * * *',
+            notify: { recipients: ['it-admins@contoso.example'], sender: admin, when: 'always' },
+          },
+        ];
+      },
     });
     connection = (await f.app.policies()).connections.get('contoso')!;
   });
@@ -91,6 +105,11 @@ describe('zero-touch certificate rotation through the Functions handlers', () =>
 
   it('rolls a Key Vault renewal onto the application with no failed run before, during or after', async () => {
     await runClean('before');
+    assert.match(
+      lastReport(),
+      /Certificate: expires in 3\d\d days \(/,
+      'the run report states days to expiry',
+    );
     assert.equal(await rotate(), undefined, 'nothing to roll is no error');
     const registered = (await state()).activeVersion;
 
@@ -105,6 +124,7 @@ describe('zero-touch certificate rotation through the Functions handlers', () =>
     assert.equal(rolled.retiredVersion, registered);
     assert.equal(f.sim.applicationKeyIds().length, 2, 'both keys on the application during the overlap');
     await runClean('after the switch');
+    assert.match(lastReport(), /Certificate: expires in \d+ days .*; key rolled \d{4}-\d\d-\d\d/);
     const clients = await f.app.graph(connection);
     assert.equal(clients.certificateVersion, rolled.activeVersion);
 
@@ -125,6 +145,7 @@ describe('zero-touch certificate rotation through the Functions handlers', () =>
     assert.ok(!f.sim.applicationKeyIds().includes(f.sim.initialKeyId));
     assert.ok((await state()).lastRemovedAt);
     await runClean('after removal');
+    assert.match(lastReport(), /old key removed \d{4}-\d\d-\d\d/);
 
     const health = await healthCheck(
       new HttpRequest({ url: 'http://127.0.0.1/api/health', method: 'GET' }),
@@ -212,5 +233,40 @@ describe('zero-touch certificate rotation through the Functions handlers', () =>
     } finally {
       app.certificates.push(...removed);
     }
+    assert.equal(await rotate(), undefined, 'with its key back on the application the roll goes through');
+    assert.equal((await state()).problem, undefined, 'a clean check clears the problem');
+  });
+
+  it('expiry: a warning within 30 days, an error within 7, and what to do when Key Vault does not renew', async () => {
+    const expiry = async (): Promise<{ ok: boolean; warning?: boolean; detail: string; fix?: string }> => {
+      const health = await healthCheck(
+        new HttpRequest({ url: 'http://127.0.0.1/api/health', method: 'GET' }),
+        ctx(),
+      );
+      const body = health.jsonBody as {
+        connections: {
+          checks: { name: string; ok: boolean; warning?: boolean; detail: string; fix?: string }[];
+        }[];
+      };
+      return body.connections[0]!.checks.find((c) => c.name === 'certificate expiry')!;
+    };
+    const status = await certificateStatus(f.app, connection);
+    const notAfter = new Date(status.notAfter).getTime();
+    const at = (daysLeft: number): void => {
+      clockOffset = notAfter - daysLeft * day - 3_600_000 - Date.now();
+    };
+    at(45);
+    assert.deepEqual([(await expiry()).ok, (await expiry()).warning], [true, undefined]);
+    at(20);
+    const warning = await expiry();
+    assert.equal(warning.ok, true);
+    assert.equal(warning.warning, true);
+    assert.match(warning.detail, /^warning: expires in 20 days/);
+    assert.match(warning.fix ?? '', /Key Vault has not renewed/);
+    at(5);
+    const error = await expiry();
+    assert.equal(error.ok, false);
+    assert.match(error.detail, /^error: expires in 5 days/);
+    assert.match(error.fix ?? '', /issuer/);
   });
 });
