@@ -14,6 +14,8 @@ import {
   endpointsOf,
   loadCertificate,
   RequestCounter,
+  certificateFacts,
+  rotationEnabled,
 } from '../sync/adapters/graph/connection';
 import { GraphDirectoryReader } from '../sync/adapters/graph/directory-reader';
 import { GraphMailboxes } from '../sync/adapters/graph/mailbox-graph';
@@ -28,6 +30,7 @@ import { refreshSource } from '../sync/refresh-source';
 import { BlobPhotoStore, photoContainerName } from '../sync/adapters/blob/photo-store';
 import { runPolicy } from '../sync/run-policy';
 import { neededPermissions } from '../app/diagnostics';
+import { expiryErrorDays, expiryWarningDays } from '../app/cert-rotation';
 import { cliCredential, vaultOptions } from './credentials';
 
 export interface Io {
@@ -89,6 +92,7 @@ async function graphFor(connection: Connection, counter?: RequestCounter) {
     directory: new GraphDirectoryReader(client),
     mailboxes: new GraphMailboxes(client),
     certificateVersion: cert.version,
+    certificatePem: cert.pem,
   };
 }
 
@@ -284,6 +288,7 @@ export async function doctor(io: Io, file: string): Promise<number> {
     try {
       graph = await graphFor(connection);
       line(true, `${connection.id}: certificate read from ${where}`);
+      expiryLine(io, connection, graph.certificatePem, line);
     } catch (e) {
       line(
         false,
@@ -330,6 +335,25 @@ export async function doctor(io: Io, file: string): Promise<number> {
   return ok ? 0 : 1;
 }
 
+/** Days to expiry: WARN within 30 days, FAIL within 7, with what to do. */
+function expiryLine(
+  io: Io,
+  connection: Connection,
+  pem: string,
+  line: (good: boolean, text: string, fix?: string) => void,
+): void {
+  const facts = certificateFacts(pem);
+  const days = Math.floor((facts.notAfter.getTime() - Date.now()) / 86_400_000);
+  const rotation = rotationEnabled(connection) ? 'on' : 'off (set applicationObjectId on the connection)';
+  const text = `${connection.id}: certificate expires in ${days} days (${facts.notAfter.toISOString().slice(0, 10)}, thumbprint ${facts.thumbprint}); rotation ${rotation}`;
+  const fix = rotationEnabled(connection)
+    ? 'Key Vault has not renewed it: check the certificate and its issuer in Key Vault (`az keyvault certificate pending show`), renew it by hand if the issuer failed; the app rolls the new version onto the application at its next daily check'
+    : 'renew it in Key Vault and upload the new .cer (`cert show --out`)';
+  if (days <= expiryErrorDays) line(false, text, fix);
+  else if (days <= expiryWarningDays) io.out(`WARN ${text}\n     fix: ${fix}`);
+  else line(true, text);
+}
+
 function thumbprints(derBase64: string): { sha1: string; sha256: string; notAfter: string; subject: string } {
   const der = Buffer.from(derBase64, 'base64');
   const cert = new X509Certificate(der);
@@ -367,6 +391,9 @@ export async function certCreate(
   io.out(`created ${opts.name} in ${opts.vault} (PEM, exportable, auto-renews at 80 % of its lifetime)`);
   io.out(`expires ${t.notAfter}; thumbprint (SHA-1) ${t.sha1}`);
   io.out(`wrote ${opts.out}: upload it to the app registration (Certificates & secrets > Certificates)`);
+  io.out(
+    "then set the connection's applicationObjectId (the registration's Object ID) and certificate.keyId (the uploaded Certificate ID): the app rolls every renewal onto its registration itself",
+  );
   return 0;
 }
 

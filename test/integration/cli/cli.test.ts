@@ -233,6 +233,10 @@ describe('the admin CLI', () => {
     const healthy = await cli(['doctor', '--config', config], env);
     assert.equal(healthy.code, 0, healthy.stdout + healthy.stderr);
     assert.match(healthy.stdout, /OK {3}contoso: permission User\.Read\.All/);
+    assert.match(
+      healthy.stdout,
+      /OK {3}contoso: certificate expires in 3\d\d days \(\d{4}-\d\d-\d\d, thumbprint [0-9A-F]{40}\)/,
+    );
     sim.setPermissions(['User.Read.All']);
     try {
       const sick = await cli(['doctor', '--config', config], env);
@@ -264,6 +268,13 @@ describe('the admin CLI', () => {
     const cer = new X509Certificate(readFileSync(out));
     assert.match(cer.subject, /m365-contact-sync/);
     assert.equal(sim.vault.secrets.get('cli-cert')!.at(-1)!.contentType, 'application/x-pem-file');
+    const policy = sim.vault.certificates.get('cli-cert')!.at(-1)!.policy;
+    assert.deepEqual(
+      [policy.validityMonths, policy.exportable, policy.lifetimeActions],
+      [12, true, [{ trigger: { lifetime_percentage: 80 }, action: { action_type: 'AutoRenew' } }]],
+      'Key Vault renews at 80 % of a 12-month life; the key is exportable (PEM)',
+    );
+    assert.match(created.stdout, /applicationObjectId/, 'says how to turn on rotation');
     const shown = await cli(['cert', 'show', '--vault', sim.keyVaultUrl, '--name', 'cli-cert'], env);
     assert.equal(shown.code, 0, shown.stderr);
     assert.match(shown.stdout, new RegExp(`thumbprint SHA-1 ${cer.fingerprint.replace(/:/g, '')}`));
