@@ -1,14 +1,17 @@
 // DEV TOOL: `npm run demo` — the product on a laptop, no Azure account needed. Azurite (in memory) and
 // the Graph tenant simulator play Microsoft's cloud; the real registered functions run through the
 // local runner (timer ticks, queue polling with the host's semantics) and the HTTP bridge.
-// Pass 1 is a timer-triggered full fill; then a few directory users change and pass 2, started over
-// HTTP, writes only those changes. `-- --json` makes the last line a JSON summary.
+// Pass 1 is a timer-triggered full fill; then a few directory users change, Key Vault renews the app's
+// certificate and the daily rotation rolls it onto the app registration, and pass 2, started over
+// HTTP, writes only those changes, signing with the new key. `-- --json` makes the last line JSON.
 import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { SingleBar, Presets } from 'cli-progress';
+import { InvocationContext, type Timer } from '@azure/functions';
 import { App, setApp } from '../src/app/composition';
+import { certificateRotationTick } from '../src/functions/cert-rotation';
 import { parseSettings } from '../src/app/settings';
 import type { RunSummary } from '../src/sync/runs';
 import { GraphTenantSimulator } from '../test/doubles/graph-tenant-simulator/simulator';
@@ -26,6 +29,8 @@ interface PassSummary {
   graphRequests: number;
   throttled: number;
   seconds: number;
+  /** The Key Vault version of the certificate the pass signed its tokens with. */
+  certificateVersion: string;
 }
 
 async function main(): Promise<number> {
@@ -81,7 +86,18 @@ async function main(): Promise<number> {
       policyFile,
       JSON.stringify(
         {
-          connections: [simulatorConnection(sim, 'demo-tenant', 'keyVault')],
+          connections: [
+            {
+              ...simulatorConnection(sim, 'demo-tenant', 'keyVault'),
+              // The two values the admin copies once; from then on the app rolls its own key.
+              applicationObjectId: sim.applicationObjectId,
+              certificate: {
+                keyVaultUrl: sim.keyVaultUrl,
+                name: sim.certificateName,
+                keyId: sim.initialKeyId,
+              },
+            },
+          ],
           policies: [
             {
               id: 'company-directory',
@@ -171,6 +187,8 @@ async function main(): Promise<number> {
         graphRequests: traffic.graphRequests,
         throttled: traffic.throttled,
         seconds: Math.round((Date.now() - started) / 100) / 10,
+        certificateVersion: (await app.graph((await app.policies()).connections.get('demo-tenant')!))
+          .certificateVersion,
       });
     };
 
@@ -200,6 +218,24 @@ async function main(): Promise<number> {
       `\nDirectory changes: ${promoted!.displayName} promoted, ${mover!.displayName} moved office, ${leaver!.displayName} left (disabled), ${hire.displayName} joined (no mailbox yet).`,
     );
 
+    // Key Vault's auto-renewal (at 80 % of the certificate's life) happens between the passes; the
+    // daily "certificate-rotation" timer puts the new key on the app registration and switches to it.
+    const renewed = await sim.renewInKeyVault();
+    const rotationLog: string[] = [];
+    await certificateRotationTick(
+      { isPastDue: false, scheduleStatus: { last: '', next: '', lastUpdated: '' } } as Timer,
+      new InvocationContext({
+        invocationId: 'demo-rotation',
+        functionName: 'certificate-rotation',
+        logHandler: (_level, ...args) => rotationLog.push(args.map(String).join(' ')),
+      }),
+    );
+    const rotation = (await app.rotationStore.get('demo-tenant'))!.state;
+    // Workers see a switch within CERTIFICATE_CHECK_MINUTES; the demo does not wait that long.
+    await app.rebuild((await app.policies()).connections.get('demo-tenant')!);
+    say(
+      `Certificate: Key Vault renewed it (new thumbprint ${renewed.thumbprint}); the rotation timer added the new key to the app registration (key ${rotation.activeKeyId ?? '?'}) and switched to it; the old key goes on ${rotation.removeAfter?.slice(0, 10) ?? '?'}.`,
+    );
     say(
       'Pass 2: started over HTTP (POST /api/policies/company-directory/runs): only the changes are written ...',
     );
@@ -227,6 +263,7 @@ async function main(): Promise<number> {
         'Graph requests',
         '429s answered',
         'time',
+        'certificate',
       ];
       const rows = passes.map((p) =>
         [
@@ -240,6 +277,9 @@ async function main(): Promise<number> {
           p.graphRequests,
           p.throttled,
           `${p.seconds} s`,
+          p.certificateVersion === passes[0]!.certificateVersion
+            ? `v1 ${p.certificateVersion.slice(0, 8)}`
+            : `rolled to v2 ${p.certificateVersion.slice(0, 8)}`,
         ].map(String),
       );
       const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
@@ -248,12 +288,26 @@ async function main(): Promise<number> {
       say(line(head));
       say(widths.map((w) => '-'.repeat(w)).join('  '));
       for (const r of rows) say(line(r));
-      say(`\n${reports} report mail(s) sent from ${admin}. Everything started has been stopped.`);
+      say(
+        `\nCertificate rotation before pass 2: ${rotationLog.map((l) => l.replace(/^\[[^\]]*\] certificate demo-tenant: /, '')).join('; ')}.`,
+      );
+      say(`${reports} report mail(s) sent from ${admin}. Everything started has been stopped.`);
     }
     const failed = passes.reduce((n, p) => n + p.mailboxes.failed, 0);
     await cleanup();
     if (json)
-      process.stdout.write(JSON.stringify({ passes, reportsSent: reports, failedMailboxes: failed }) + '\n');
+      process.stdout.write(
+        JSON.stringify({
+          passes,
+          reportsSent: reports,
+          failedMailboxes: failed,
+          certificateRotation: {
+            renewedThumbprint: renewed.thumbprint,
+            events: rotationLog,
+            keysOnApplication: sim.applicationKeyIds().length,
+          },
+        }) + '\n',
+      );
     return failed > 0 ? 1 : 0;
   } catch (e) {
     await cleanup();

@@ -6,6 +6,7 @@
 import type { Connection } from '../sync/config/schema';
 import {
   certificateFacts,
+  certificateVersions,
   createCredential,
   endpointsOf,
   loadCertificate,
@@ -72,12 +73,11 @@ async function rotateConnection(app: App, connection: Connection, outcome: Rotat
   const latest = await load();
   const found = await app.rotationStore.get(connection.id);
   const keyIdInPolicy = 'keyVaultUrl' in connection.certificate ? connection.certificate.keyId : undefined;
-  // First sight: the version Key Vault serves now is the one the admin uploaded.
   const writer = new StateWriter(
     app,
     connection.id,
     found?.state ?? {
-      activeVersion: latest.version,
+      activeVersion: await registeredVersion(app, connection, latest),
       ...(keyIdInPolicy ? { activeKeyId: keyIdInPolicy } : {}),
     },
     found?.etag ?? null,
@@ -137,6 +137,26 @@ async function rotateConnection(app: App, connection: Connection, outcome: Rotat
     await removeRetired(app, connection, writer, outcome, await load(writer.state.activeVersion), false);
   }
   await writer.save({ problem: undefined, checkedAt: now.toISOString() });
+}
+
+/**
+ * First sight: which Key Vault version is the one the admin uploaded? The newest whose key gets a
+ * token (Key Vault may already have renewed before rotation was turned on).
+ */
+async function registeredVersion(app: App, connection: Connection, latest: CertificatePem): Promise<string> {
+  if (await tokenWorks(connection, latest)) return latest.version;
+  for (const version of await certificateVersions(
+    connection,
+    () => app.vaultCredential,
+    app.vaultOptions(),
+  )) {
+    if (version === latest.version) continue;
+    const cert = await loadCertificate(connection, () => app.vaultCredential, app.vaultOptions(), version);
+    if (await tokenWorks(connection, cert)) return version;
+  }
+  throw new Error(
+    `no version of the Key Vault certificate is on the app registration: upload the current .cer (\`m365-contact-sync cert show --out\`) once`,
+  );
 }
 
 /** Removes the retired key with a proof signed by the active one; a key already gone counts as removed. */

@@ -4,7 +4,7 @@ import { spawn } from 'node:child_process';
 import { resolve } from 'node:path';
 
 describe('npm run demo', () => {
-  it('fills every mailbox, then writes only the changed contacts, ends with a JSON line and stops what it started', async () => {
+  it('fills every mailbox, rolls a renewed certificate, then writes only the changed contacts, ends with a JSON line and stops what it started', async () => {
     const demo = resolve(__dirname, '../../dev/demo.js');
     const { code, stdout } = await new Promise<{ code: number | null; stdout: string }>((done) => {
       const child = spawn(
@@ -28,5 +28,10 @@ describe('npm run demo', () => {
     assert.equal(second.contacts.deleted, mailboxes);
     assert.ok(second.contacts.updated <= 2 * mailboxes && second.contacts.updated >= 2 * (mailboxes - 2));
     assert.equal(summary.reportsSent, 2);
+    // Key Vault renewed the certificate before pass 2; the rotation rolled it, and pass 2 signed with it.
+    assert.notEqual(second.certificateVersion, first.certificateVersion);
+    assert.match(summary.certificateRotation.events.join('\n'), /added version .* to the application/);
+    assert.match(summary.certificateRotation.events.join('\n'), /rolled: workers now sign with version/);
+    assert.equal(summary.certificateRotation.keysOnApplication, 2, 'both keys during the overlap');
   });
 });

@@ -126,6 +126,7 @@ export class KeyVaultFake {
       if (req.method === 'GET') {
         if (!app?.vaultRoles.has('secrets-read'))
           return forbidden('Microsoft.KeyVault/vaults/secrets/getSecret/action');
+        if (third === 'versions') return this.secretVersions(name);
         const version = this.findVersion(this.secrets.get(name), third);
         if (!version)
           return kvError(
@@ -251,6 +252,30 @@ export class KeyVaultFake {
       'MethodNotAllowed',
       `${req.method} ${req.path} is not supported by the simulator's Key Vault.`,
     );
+  }
+
+  /** GET /secrets/{name}/versions: metadata of every version, no values (Key Vault's list shape). */
+  private secretVersions(name: string): SimResponse {
+    const versions = this.secrets.get(name);
+    if (!versions)
+      return kvError(
+        404,
+        'SecretNotFound',
+        `A secret with (name/id) ${name} was not found in this key vault.`,
+      );
+    const certs = this.certificates.get(name);
+    return {
+      status: 200,
+      body: {
+        value: versions.map((v) => ({
+          id: `${this.vaultUrl}/secrets/${name}/${v.version}`,
+          contentType: v.contentType,
+          attributes: attributes(v.created, v.enabled, certs?.find((c) => c.version === v.version)?.cert),
+          ...(v.managed ? { managed: true } : {}),
+        })),
+        nextLink: null,
+      },
+    };
   }
 
   private findVersion<T extends { version: string; enabled: boolean }>(

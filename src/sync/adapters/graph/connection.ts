@@ -75,6 +75,21 @@ export async function loadCertificate(
   return { pem: secret.value, version: secret.properties.version ?? '' };
 }
 
+/** A Key Vault certificate's enabled versions, newest first (metadata only: Key Vault Secrets User may list). */
+export async function certificateVersions(
+  c: Connection,
+  vaultCredential: () => TokenCredential,
+  vaultOptions: { disableChallengeResourceVerification?: boolean } = {},
+): Promise<string[]> {
+  if (!('keyVaultUrl' in c.certificate)) return [];
+  const client = new SecretClient(c.certificate.keyVaultUrl, vaultCredential(), vaultOptions);
+  const found: { version: string; created: number }[] = [];
+  for await (const p of client.listPropertiesOfSecretVersions(c.certificate.name))
+    if (p.enabled !== false && p.version)
+      found.push({ version: p.version, created: p.createdOn?.getTime() ?? 0 });
+  return found.sort((a, b) => b.created - a.created).map((v) => v.version);
+}
+
 /** The public part of a PEM certificate: what addKey uploads and what expiry checks read. */
 export interface CertificateFacts {
   /** Base64 DER of the certificate (keyCredential.key). */
