@@ -67,9 +67,13 @@ class StateWriter {
   }
 }
 
-async function rotateConnection(app: App, connection: Connection, outcome: RotationOutcome): Promise<void> {
-  const load = (version?: string): Promise<CertificatePem> =>
+const loader =
+  (app: App, connection: Connection) =>
+  (version?: string): Promise<CertificatePem> =>
     loadCertificate(connection, () => app.vaultCredential, app.vaultOptions(), version);
+
+async function rotateConnection(app: App, connection: Connection, outcome: RotationOutcome): Promise<void> {
+  const load = loader(app, connection);
   const latest = await load();
   const found = await app.rotationStore.get(connection.id);
   const keyIdInPolicy = 'keyVaultUrl' in connection.certificate ? connection.certificate.keyId : undefined;
@@ -84,59 +88,65 @@ async function rotateConnection(app: App, connection: Connection, outcome: Rotat
   );
   if (!found) await writer.save({});
   const now = app.now();
-  const objectId = connection.applicationObjectId!;
-  const keysApi = async (): Promise<GraphApplicationKeys> =>
-    new GraphApplicationKeys((await app.graph(connection)).client, connection.clientId);
-
-  if (latest.version !== writer.state.activeVersion) {
-    const active = await load(writer.state.activeVersion);
-    if (writer.state.pendingVersion !== latest.version)
-      await writer.save({ pendingVersion: latest.version, pendingKeyId: undefined });
-    if (!writer.state.pendingKeyId) {
-      // A token with the new key means an earlier addKey went through but its reply was lost.
-      if (await tokenWorks(connection, latest)) {
-        await writer.save({ pendingKeyId: 'unknown' });
-        outcome.events.push(
-          `version ${latest.version} was already on the application (its key id is unknown)`,
-        );
-      } else {
-        const added = await (await keysApi()).addKey(latest.pem, await signProof(active.pem, objectId));
-        await writer.save({ pendingKeyId: added.keyId });
-        outcome.events.push(`added version ${latest.version} to the application (key ${added.keyId})`);
-      }
-    }
-    if (await tokenWorks(connection, latest)) {
-      if (writer.state.retiredVersion) await removeRetired(app, connection, writer, outcome, latest, true);
-      const old = certificateFacts(active.pem);
-      const removeAfter = new Date(now.getTime() + app.settings.CERTIFICATE_OVERLAP_DAYS * 86_400_000);
-      await writer.save({
-        activeVersion: latest.version,
-        activeKeyId: writer.state.pendingKeyId === 'unknown' ? undefined : writer.state.pendingKeyId,
-        pendingVersion: undefined,
-        pendingKeyId: undefined,
-        retiredVersion: active.version,
-        retiredKeyId: writer.state.activeKeyId,
-        retiredThumbprint: old.thumbprint,
-        removeAfter: removeAfter.toISOString(),
-        lastRolledAt: now.toISOString(),
-      });
-      outcome.events.push(
-        `rolled: workers now sign with version ${latest.version}; the old key (thumbprint ${old.thumbprint}) goes on ${removeAfter.toISOString().slice(0, 10)}`,
-      );
-    } else {
-      outcome.events.push(
-        `version ${latest.version} is on the application but not accepted yet; switching later`,
-      );
-    }
-  }
-  if (
-    writer.state.retiredVersion &&
-    writer.state.removeAfter &&
-    now.toISOString() >= writer.state.removeAfter
-  ) {
+  if (latest.version !== writer.state.activeVersion) await rollOn(app, connection, writer, outcome, latest);
+  const { retiredVersion, removeAfter } = writer.state;
+  if (retiredVersion && removeAfter && now.toISOString() >= removeAfter)
     await removeRetired(app, connection, writer, outcome, await load(writer.state.activeVersion), false);
-  }
   await writer.save({ problem: undefined, checkedAt: now.toISOString() });
+}
+
+/** Steps 1-3: put Key Vault's newer version on the application, then switch workers to it. */
+async function rollOn(
+  app: App,
+  connection: Connection,
+  writer: StateWriter,
+  outcome: RotationOutcome,
+  latest: CertificatePem,
+): Promise<void> {
+  const active = await loader(app, connection)(writer.state.activeVersion);
+  if (writer.state.pendingVersion !== latest.version)
+    await writer.save({ pendingVersion: latest.version, pendingAdded: undefined, pendingKeyId: undefined });
+  if (!writer.state.pendingAdded) {
+    // A token with the new key means an earlier addKey went through but its reply was lost.
+    if (await tokenWorks(connection, latest)) {
+      await writer.save({ pendingAdded: true });
+      outcome.events.push(`version ${latest.version} was already on the application (its key id is unknown)`);
+    } else {
+      const proof = await signProof(active.pem, connection.applicationObjectId!);
+      const added = await new GraphApplicationKeys(
+        (await app.graph(connection)).client,
+        connection.clientId,
+      ).addKey(latest.pem, proof);
+      await writer.save({ pendingAdded: true, pendingKeyId: added.keyId });
+      outcome.events.push(`added version ${latest.version} to the application (key ${added.keyId})`);
+    }
+  }
+  if (!(await tokenWorks(connection, latest))) {
+    outcome.events.push(
+      `version ${latest.version} is on the application but not accepted yet; switching later`,
+    );
+    return;
+  }
+  // A previous old key still waiting for its overlap goes now, so only one is ever retired.
+  if (writer.state.retiredVersion) await removeRetired(app, connection, writer, outcome, active, true);
+  const old = certificateFacts(active.pem);
+  const now = app.now();
+  const removeAfter = new Date(now.getTime() + app.settings.CERTIFICATE_OVERLAP_DAYS * 86_400_000);
+  await writer.save({
+    activeVersion: latest.version,
+    activeKeyId: writer.state.pendingKeyId,
+    pendingVersion: undefined,
+    pendingAdded: undefined,
+    pendingKeyId: undefined,
+    retiredVersion: active.version,
+    retiredKeyId: writer.state.activeKeyId,
+    retiredThumbprint: old.thumbprint,
+    removeAfter: removeAfter.toISOString(),
+    lastRolledAt: now.toISOString(),
+  });
+  outcome.events.push(
+    `rolled: workers now sign with version ${latest.version}; the old key (thumbprint ${old.thumbprint}) goes on ${removeAfter.toISOString().slice(0, 10)}`,
+  );
 }
 
 /**

@@ -92,6 +92,10 @@ export const connectionSchema = z
   .refine((c) => (c.authorityHost === undefined) === (c.graphEndpoint === undefined), {
     message: 'authorityHost and graphEndpoint go together',
     path: ['graphEndpoint'],
+  })
+  .refine((c) => c.applicationObjectId === undefined || 'keyVaultUrl' in c.certificate, {
+    message: 'certificate rotation needs the certificate in Key Vault (keyVaultUrl and name), not a PEM file',
+    path: ['applicationObjectId'],
   });
 export type Connection = z.output<typeof connectionSchema>;
 

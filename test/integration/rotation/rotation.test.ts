@@ -169,7 +169,7 @@ describe('zero-touch certificate rotation through the Functions handlers', () =>
     assert.ok(fired() && crashed, 'the switch write failed');
     const mid = await state();
     assert.equal(mid.activeVersion, before.activeVersion, 'not switched yet');
-    assert.ok(mid.pendingKeyId, 'addKey recorded');
+    assert.ok(mid.pendingAdded && mid.pendingKeyId, 'addKey recorded');
     await runClean('after the crash, before the switch');
     assert.equal(await rotate(), undefined);
     const after = await state();
@@ -224,7 +224,7 @@ describe('zero-touch certificate rotation through the Functions handlers', () =>
         s.problem ?? '',
         /Access Token missing or malformed|Authentication_MissingOrMalformed|401/i,
       );
-      assert.equal(s.pendingKeyId, undefined, 'nothing added');
+      assert.equal(s.pendingAdded, undefined, 'nothing added');
       const health = await healthCheck(
         new HttpRequest({ url: 'http://127.0.0.1/api/health', method: 'GET' }),
         ctx(),

@@ -11,8 +11,10 @@ export interface RotationState {
   activeVersion: string;
   /** Its keyCredential id; unknown for a key uploaded by hand unless the policy file names it. */
   activeKeyId?: string;
-  /** A newer version being rolled on: added to the application (keyId known) but not yet switched to. */
+  /** A newer version being rolled on; once added to the application, not yet switched to. */
   pendingVersion?: string;
+  pendingAdded?: boolean;
+  /** The keyId addKey returned; missing when the reply was lost (the key is on the application). */
   pendingKeyId?: string;
   /** The previous key, removed from the application after the overlap. */
   retiredVersion?: string;
