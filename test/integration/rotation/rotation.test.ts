@@ -269,4 +269,22 @@ describe('zero-touch certificate rotation through the Functions handlers', () =>
     assert.match(error.detail, /^error: expires in 5 days/);
     assert.match(error.fix ?? '', /issuer/);
   });
+
+  it('turned on after Key Vault already renewed: finds the registered version, then rolls', async () => {
+    clockOffset = 0;
+    const registered = (await state()).activeVersion;
+    await f.app.tables.policies.deleteEntity('certificate-rotation', 'contoso');
+    await f.sim.renewInKeyVault();
+    const calls = addKeyCalls();
+    assert.equal(await rotate(), undefined);
+    const after = await state();
+    assert.equal(
+      after.retiredVersion,
+      registered,
+      'the version on the application was found among older ones',
+    );
+    assert.notEqual(after.activeVersion, registered);
+    assert.equal(addKeyCalls(), calls + 1);
+    await runClean('after a late start');
+  });
 });
