@@ -151,6 +151,7 @@ describe('the deployable artifact (npm run package)', () => {
       }),
     );
     assert.deepEqual(Object.keys(triggers).sort(), [
+      'certificate-rotation',
       'getRunStatus',
       'health',
       'listPolicies',
@@ -164,6 +165,7 @@ describe('the deployable artifact (npm run package)', () => {
     ]);
     assert.equal(triggers.scheduler!.type, 'timerTrigger');
     assert.equal(triggers.scheduler!.schedule, '%SCHEDULER_SCHEDULE%');
+    assert.equal(triggers['certificate-rotation']!.schedule, '%CERTIFICATE_ROTATION_SCHEDULE%');
     const queues = {
       mailboxSyncs: 'mailbox-syncs',
       mailboxSyncsPoison: 'mailbox-syncs-poison',
