@@ -7,7 +7,13 @@ import { QueueClient } from '@azure/storage-queue';
 import type { Client } from '@microsoft/microsoft-graph-client';
 import { parsePolicyFile, type LoadedPolicyFile } from '../sync/config/policy-file';
 import type { Connection, Policy } from '../sync/config/schema';
-import { createCredential, createGraphClient, loadCertificate } from '../sync/adapters/graph/connection';
+import {
+  createCredential,
+  createGraphClient,
+  loadCertificate,
+  type CertificatePem,
+  type RequestCounter,
+} from '../sync/adapters/graph/connection';
 import { GraphDirectoryReader } from '../sync/adapters/graph/directory-reader';
 import { GraphMailboxes } from '../sync/adapters/graph/mailbox-graph';
 import {
@@ -19,9 +25,17 @@ import {
 import { TableRunStore } from '../sync/adapters/tables/run-store';
 import { MailboxLocks } from '../sync/adapters/tables/mailbox-locks';
 import { BlobPhotoStore, photoContainerName } from '../sync/adapters/blob/photo-store';
+import { maxQueueMessageBytes } from '../sync/messages';
 import { parseSettings, type Settings } from './settings';
 
 export const queueNames = { policyRuns: 'policy-runs', mailboxSyncs: 'mailbox-syncs' } as const;
+export type QueueName = (typeof queueNames)[keyof typeof queueNames];
+
+/** Where the use-cases send messages: Azure queues in the Functions app, in-process in the CLI. */
+export interface MessageTransport {
+  ensure(): Promise<void>;
+  send(queue: QueueName, message: unknown, delaySeconds?: number): Promise<void>;
+}
 
 export interface ConnectionClients {
   connection: Connection;
@@ -40,6 +54,10 @@ export interface AppOptions {
   /** Key Vault fakes need this; a real vault does not. */
   disableChallengeResourceVerification?: boolean;
   now?: () => Date;
+  /** Default: the storage account's queues. */
+  transport?: MessageTransport;
+  /** Counts Graph requests (the CLI prints the figure). */
+  requestCounter?: RequestCounter;
 }
 
 export class App {
@@ -57,6 +75,8 @@ export class App {
   private readonly connections = new Map<string, Promise<ConnectionClients>>();
   private policyCache: { at: number; value: Promise<LoadedPolicyFile> } | undefined;
   private ready: Promise<void> | undefined;
+  private readonly transport: MessageTransport;
+  private readonly recentAnswers = new Map<string, { at: number; value: Promise<unknown> }>();
 
   constructor(private readonly options: AppOptions) {
     const s = options.settings;
@@ -90,18 +110,28 @@ export class App {
           )
         : undefined;
     this.photoStore = this.photoContainer ? new BlobPhotoStore(this.photoContainer) : undefined;
+    this.transport = options.transport ?? {
+      ensure: () =>
+        Promise.all(
+          [
+            ...Object.values(this.queues),
+            ...Object.values(queueNames).map((n) => this.queue(`${n}-poison`)),
+          ].map((q) => q.createIfNotExists()),
+        ).then(() => undefined),
+      send: (queue, message, delay) =>
+        this.enqueue(
+          queue === queueNames.policyRuns ? this.queues.policyRuns : this.queues.mailboxSyncs,
+          message,
+          delay,
+        ),
+    };
   }
 
   /** Tables and queues exist (Bicep creates them in Azure; this covers local use). */
   ensureStorage(): Promise<void> {
     this.ready ??= (async () => {
       await Promise.all(Object.values(this.tables).map(ensureTable));
-      await Promise.all(
-        [
-          ...Object.values(this.queues),
-          ...Object.values(queueNames).map((n) => this.queue(`${n}-poison`)),
-        ].map((q) => q.createIfNotExists()),
-      );
+      await this.transport.ensure();
       if (this.settings.AzureWebJobsStorage) await this.photoContainer?.createIfNotExists();
     })();
     return this.ready;
@@ -165,12 +195,38 @@ export class App {
     return this.rebuild(connection);
   }
 
-  /** Drops the cached credential (after the token endpoint rejected the key) and builds a new one. */
-  rebuild(connection: Connection): Promise<ConnectionClients> {
+  /** Clients for a certificate just read from Key Vault: the cached ones when it is the same version. */
+  async graphWith(connection: Connection, certificate: CertificatePem): Promise<ConnectionClients> {
+    const current = await this.connections.get(connection.id)?.catch(() => undefined);
+    if (current && current.certificateVersion === certificate.version) {
+      current.checkedAt = this.now().getTime();
+      return current;
+    }
+    return this.rebuild(connection, certificate);
+  }
+
+  /** A GET (preview, health) repeated within a minute is answered from the first call. */
+  answerRecent<T>(key: string, work: () => Promise<T>, ttlMs = 60_000): Promise<T> {
+    const at = this.now().getTime();
+    const hit = this.recentAnswers.get(key);
+    if (hit && at - hit.at < ttlMs) return hit.value as Promise<T>;
+    const value = work();
+    this.recentAnswers.set(key, { at, value });
+    value.catch(() => this.recentAnswers.delete(key));
+    return value;
+  }
+
+  /**
+   * Drops the cached credential (after the token endpoint rejected the key) and builds a new one, from
+   * Key Vault or from a certificate the caller has just read there.
+   */
+  rebuild(connection: Connection, certificate?: CertificatePem): Promise<ConnectionClients> {
     const built = (async (): Promise<ConnectionClients> => {
-      const cert = await loadCertificate(connection, () => this.options.credential, this.vaultOptions());
+      const cert =
+        certificate ??
+        (await loadCertificate(connection, () => this.options.credential, this.vaultOptions()));
       const credential = createCredential(connection, cert);
-      const client = createGraphClient(connection, credential);
+      const client = createGraphClient(connection, credential, this.options.requestCounter);
       return {
         connection,
         client,
@@ -196,9 +252,16 @@ export class App {
     return this.options.credential;
   }
 
-  /** Queue messages are base64 (the Functions host's default messageEncoding). */
+  /** Sends a message to one of the app's queues (Azure's, or the CLI's in-process ones). */
+  send(queue: QueueName, message: unknown, delaySeconds?: number): Promise<void> {
+    return this.transport.send(queue, message, delaySeconds);
+  }
+
+  /** Queue messages are base64 (the Functions host's default messageEncoding), at most 64 KiB. */
   async enqueue(queue: QueueClient, message: unknown, visibilityTimeoutSeconds?: number): Promise<void> {
     const text = Buffer.from(JSON.stringify(message), 'utf8').toString('base64');
+    if (text.length > maxQueueMessageBytes)
+      throw new Error(`a ${queue.name} message of ${text.length} bytes exceeds the queue's 64 KiB limit`);
     await queue.sendMessage(
       text,
       visibilityTimeoutSeconds ? { visibilityTimeout: visibilityTimeoutSeconds } : {},

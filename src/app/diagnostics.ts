@@ -3,6 +3,7 @@ import { decodeJwt } from 'jose';
 import type { Connection, Policy } from '../sync/config/schema';
 import { endpointsOf, loadCertificate } from '../sync/adapters/graph/connection';
 import { refreshSource } from '../sync/refresh-source';
+import type { SourceStore } from '../sync/ports';
 import type { App } from './composition';
 
 export interface Check {
@@ -63,8 +64,9 @@ export async function checkConnection(
     'pemFile' in connection.certificate
       ? `PEM file ${connection.certificate.pemFile}`
       : `Key Vault ${connection.certificate.keyVaultUrl} certificate "${connection.certificate.name}"`;
+  let cert;
   try {
-    const cert = await loadCertificate(connection, () => app.vaultCredential, app.vaultOptions());
+    cert = await loadCertificate(connection, () => app.vaultCredential, app.vaultOptions());
     add({ name: 'certificate', ok: true, detail: `read from ${source} (version ${cert.version})` });
   } catch (e) {
     add({
@@ -75,7 +77,8 @@ export async function checkConnection(
     });
     return { connection: connection.id, ok: false, checks };
   }
-  const clients = await app.rebuild(connection);
+  // The certificate just read builds the clients when it is new; Key Vault is read once per check.
+  const clients = await app.graphWith(connection, cert);
   const { graphEndpoint } = endpointsOf(connection);
   let roles: string[] = [];
   try {
@@ -144,6 +147,13 @@ export interface Preview {
   targets: { mailboxes: number; skipped: { user: string; reason: string }[]; samples: string[] };
 }
 
+/** The stored snapshot to start from, with every write kept out: a preview changes nothing. */
+export const readOnly = (store: SourceStore): SourceStore => ({
+  load: (policyId) => store.load(policyId),
+  loadDesired: (policyId) => store.loadDesired(policyId),
+  save: () => Promise.resolve(),
+});
+
 export async function preview(
   app: App,
   policy: Policy,
@@ -151,13 +161,13 @@ export async function preview(
   sampleSize = 10,
 ): Promise<Preview> {
   const graph = await app.graph(connection);
+  // Reads the directory's changes since the last run into memory; photos are not looked at.
   const refreshed = await refreshSource(
-    policy,
+    { ...policy, photos: { ...policy.photos, enabled: false } },
     graph.directory,
-    app.sourceStore,
+    readOnly(app.sourceStore),
     app.now(),
     graph.mailboxes,
-    app.photoStore,
   );
   return {
     policy: policy.id,

@@ -25,6 +25,18 @@ export function hasErrors(run: RunSummary, outcomes: readonly MailboxOutcome[]):
   );
 }
 
+/** Lines a report lists per section; the rest are counted ("and N more"). */
+export const maxReportLines = 50;
+
+const more = (n: number): { mailbox: string; text: string }[] =>
+  n > 0 ? [{ mailbox: '…', text: `and ${n.toLocaleString('en-US')} more` }] : [];
+
+/** The first `maxReportLines` items, then one line counting the rest (of `total`, if known). */
+function capped<T>(items: readonly T[], total = items.length): { shown: readonly T[]; left: number } {
+  const shown = items.slice(0, maxReportLines);
+  return { shown, left: Math.max(0, total - shown.length) };
+}
+
 export function buildReport(policy: Policy, run: RunSummary, outcomes: readonly MailboxOutcome[]): Report {
   const problems = outcomes.filter((o) => o.status === 'failed' || (o.result?.errors.length ?? 0) > 0);
   const blocked = outcomes.filter((o) => o.result?.deletionsBlocked);
@@ -50,18 +62,43 @@ export function buildReport(policy: Policy, run: RunSummary, outcomes: readonly 
       `${c.created} created, ${c.updated} updated, ${c.deleted} deleted, ${c.restored} restored, ${c.unchanged} unchanged, ${c.failed} failed`,
     ],
   ];
-  const errorLines = problems.flatMap((o) => {
+  const allErrorLines = problems.flatMap((o) => {
     const errs = o.result?.errors ?? [];
     if (errs.length === 0) return [{ mailbox: o.userPrincipalName, text: o.lastError ?? 'failed' }];
-    return errs.slice(0, 20).map((x) => ({
-      mailbox: o.userPrincipalName,
-      text: `${x.code} (${x.status}): ${x.message}${x.requestId ? ` [request-id ${x.requestId}]` : ''}${x.sourceKey ? ` [${x.sourceKey}]` : ''}`,
-    }));
+    const shown = errs.slice(0, 20);
+    return [
+      ...shown.map((x) => ({
+        mailbox: o.userPrincipalName,
+        text: `${x.code} (${x.status}): ${x.message}${x.requestId ? ` [request-id ${x.requestId}]` : ''}${x.sourceKey ? ` [${x.sourceKey}]` : ''}`,
+      })),
+      ...more(errs.length - shown.length + (o.errorsLeftOut ?? 0)).map((x) => ({
+        ...x,
+        mailbox: o.userPrincipalName,
+        text: `${x.text} errors`,
+      })),
+    ];
   });
-  const blockedLines = blocked.map((o) => ({
-    mailbox: o.userPrincipalName,
-    text: `${o.result!.deletionsBlocked!.wanted} of ${o.result!.deletionsBlocked!.managed} contacts`,
-  }));
+  const errorsCapped = capped(allErrorLines);
+  const errorLines = [
+    ...errorsCapped.shown,
+    ...more(errorsCapped.left).map((x) => ({ ...x, text: `${x.text} lines` })),
+  ];
+  const blockedCapped = capped(blocked);
+  const blockedLines = [
+    ...blockedCapped.shown.map((o) => ({
+      mailbox: o.userPrincipalName,
+      text: `${o.result!.deletionsBlocked!.wanted} of ${o.result!.deletionsBlocked!.managed} contacts`,
+    })),
+    ...more(blockedCapped.left),
+  ];
+  const skippedCapped = capped(
+    run.skippedTargets,
+    Math.max(run.skippedCount ?? 0, run.skippedTargets.length),
+  );
+  const skippedLines = [
+    ...skippedCapped.shown.map((s) => ({ mailbox: s.user, text: s.reason })),
+    ...more(skippedCapped.left),
+  ];
   const text = [
     subject,
     '',
@@ -75,8 +112,8 @@ export function buildReport(policy: Policy, run: RunSummary, outcomes: readonly 
           ...blockedLines.map((x) => `- ${x.mailbox}: ${x.text}`),
         ]
       : []),
-    ...(run.skippedTargets.length
-      ? ['', 'Targets left out:', ...run.skippedTargets.map((s) => `- ${s.user}: ${s.reason}`)]
+    ...(skippedLines.length
+      ? ['', 'Targets left out:', ...skippedLines.map((s) => `- ${s.mailbox}: ${s.text}`)]
       : []),
   ].join('\n');
   const e = escapeHtml;
@@ -91,10 +128,7 @@ export function buildReport(policy: Policy, run: RunSummary, outcomes: readonly 
     run.error ? `<p><b>Error:</b> ${e(run.error)}</p>` : '',
     list('Errors', errorLines),
     list('Deletions held back by the threshold', blockedLines),
-    list(
-      'Targets left out',
-      run.skippedTargets.map((s) => ({ mailbox: s.user, text: s.reason })),
-    ),
+    list('Targets left out', skippedLines),
     '</body></html>',
   ].join('\n');
   return { subject, text, html };

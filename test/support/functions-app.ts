@@ -18,6 +18,8 @@ export interface FunctionsFixture {
   runner: LocalRunner;
   logs: string[];
   writePolicies(policies: PolicyInput[]): void;
+  /** Moves the app's clock forward (past the one-minute answers of preview and health, say). */
+  advanceClock(ms: number): void;
   close(): Promise<void>;
 }
 
@@ -46,10 +48,12 @@ export async function functionsFixture(options: {
       CERTIFICATE_CHECK_MINUTES: '0',
       ...options.env,
     });
+    let offsetMs = 0;
     const app = new App({
       settings,
       credential: hostCredential(sim),
       disableChallengeResourceVerification: true,
+      now: () => new Date(Date.now() + offsetMs),
     });
     setApp(app);
     await app.ensureStorage();
@@ -66,6 +70,7 @@ export async function functionsFixture(options: {
       runner,
       logs,
       writePolicies,
+      advanceClock: (ms) => (offsetMs += ms),
       close: async () => {
         setApp(undefined);
         await Promise.all([sim.close(), azurite.close()]);
