@@ -11,7 +11,6 @@ import {
   createCredential,
   createGraphClient,
   loadCertificate,
-  type CertificatePem,
   type RequestCounter,
 } from '../sync/adapters/graph/connection';
 import { GraphDirectoryReader } from '../sync/adapters/graph/directory-reader';
@@ -195,16 +194,6 @@ export class App {
     return this.rebuild(connection);
   }
 
-  /** Clients for a certificate just read from Key Vault: the cached ones when it is the same version. */
-  async graphWith(connection: Connection, certificate: CertificatePem): Promise<ConnectionClients> {
-    const current = await this.connections.get(connection.id)?.catch(() => undefined);
-    if (current && current.certificateVersion === certificate.version) {
-      current.checkedAt = this.now().getTime();
-      return current;
-    }
-    return this.rebuild(connection, certificate);
-  }
-
   /** A GET (preview, health) repeated within a minute is answered from the first call. */
   answerRecent<T>(key: string, work: () => Promise<T>, ttlMs = 60_000): Promise<T> {
     const at = this.now().getTime();
@@ -216,15 +205,10 @@ export class App {
     return value;
   }
 
-  /**
-   * Drops the cached credential (after the token endpoint rejected the key) and builds a new one, from
-   * Key Vault or from a certificate the caller has just read there.
-   */
-  rebuild(connection: Connection, certificate?: CertificatePem): Promise<ConnectionClients> {
+  /** Drops the cached credential (after the token endpoint rejected the key) and builds a new one. */
+  rebuild(connection: Connection): Promise<ConnectionClients> {
     const built = (async (): Promise<ConnectionClients> => {
-      const cert =
-        certificate ??
-        (await loadCertificate(connection, () => this.options.credential, this.vaultOptions()));
+      const cert = await loadCertificate(connection, () => this.options.credential, this.vaultOptions());
       const credential = createCredential(connection, cert);
       const client = createGraphClient(connection, credential, this.options.requestCounter);
       return {

@@ -1,7 +1,12 @@
 // Health ("Test Connection") and preview ("Counter"): what an admin checks before trusting a schedule.
 import { decodeJwt } from 'jose';
 import type { Connection, Policy } from '../sync/config/schema';
-import { endpointsOf, loadCertificate } from '../sync/adapters/graph/connection';
+import {
+  createCredential,
+  createGraphClient,
+  endpointsOf,
+  loadCertificate,
+} from '../sync/adapters/graph/connection';
 import { refreshSource } from '../sync/refresh-source';
 import type { SourceStore } from '../sync/ports';
 import type { App } from './composition';
@@ -77,8 +82,10 @@ export async function checkConnection(
     });
     return { connection: connection.id, ok: false, checks };
   }
-  // The certificate just read builds the clients when it is new; Key Vault is read once per check.
-  const clients = await app.graphWith(connection, cert);
+  // A credential of its own from the certificate just read (Key Vault is read once per check): its
+  // token shows the permissions granted now, and the workers' cached clients are left alone.
+  const credential = createCredential(connection, cert);
+  const clients = { credential, client: createGraphClient(connection, credential) };
   const { graphEndpoint } = endpointsOf(connection);
   let roles: string[] = [];
   try {

@@ -6,7 +6,7 @@ import {
   policyRunMessage,
   mailboxSyncMessage,
   maxCarriedDriftItems,
-  maxCarriedDriftChars,
+  maxCarriedDriftBytes,
   parseMessage,
   type MailboxSyncMessage,
   type PolicyRunMessage,
@@ -545,8 +545,11 @@ async function preReadDrifts(
       (await app.graph(connection)).mailboxes.readDrifts(reads),
     );
     for (const [mailboxId, d] of read) {
-      // Larger drift stays with the worker: a queue message holds 64 KB (base64 adds a third).
-      if (d.items.length > maxCarriedDriftItems || JSON.stringify(d.items).length > maxCarriedDriftChars)
+      // Larger drift stays with the worker: a queue message holds 64 KiB (base64 adds a third).
+      if (
+        d.items.length > maxCarriedDriftItems ||
+        Buffer.byteLength(JSON.stringify(d.items)) > maxCarriedDriftBytes
+      )
         continue;
       out.set(mailboxId, {
         fromDeltaLink: from.get(mailboxId)!,

@@ -42,8 +42,11 @@ export type PolicyRunMessage = z.output<typeof policyRunMessage>;
 
 /** Drift items a mailbox-sync message may carry (more: the worker reads the delta itself). */
 export const maxCarriedDriftItems = 20;
-/** JSON characters of carried drift: with base64 (a third more) the message stays far below 64 KiB. */
-export const maxCarriedDriftChars = 24_000;
+/**
+ * UTF-8 bytes of carried drift's JSON: with base64 (a third more) the message stays far below 64 KiB.
+ * Bytes, not characters: a character of a name can take 3 or 4 bytes.
+ */
+export const maxCarriedDriftBytes = 24_000;
 /** A queue message holds 64 KiB; what we send is checked against this before it is sent. */
 export const maxQueueMessageBytes = 64 * 1024;
 

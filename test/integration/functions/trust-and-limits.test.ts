@@ -322,6 +322,35 @@ describe('trust boundaries and size limits of the Functions app', () => {
     const report = buildReport((await f.app.policy('gal'))!.policy, run, [outcome]);
     assert.match(report.text, /and 1,?480 more/);
     await f.runner.drain(); // the queued message finds the mailbox done
+    await f.app.runStore.failRun(runId, 'test over'); // a finished run's lease is free
+  });
+
+  it('item 6: drift carried in a mailbox-sync message is measured in bytes, so the message stays under 64 KiB', async () => {
+    const upn = mailboxes[0]!.upn;
+    const box = f.sim.tenant.mailbox(upn)!;
+    assert.equal((await runPolicyNow(post('gal', {}), ctx())).status, 202, 'a first run fills the folder');
+    await f.runner.drain();
+    const edited = folderContacts(f.sim, upn, 'Directory').slice(0, 8);
+    assert.ok(edited.length >= 3, `${edited.length} contacts`);
+    const originals = new Map(edited.map((c) => [c.id, c.data.jobTitle]));
+    // 17,600 characters of 3 bytes each: under the carried-drift limit in characters, over 64 KiB in base64.
+    const jobTitle = '漢'.repeat(Math.ceil(17_600 / edited.length));
+    for (const c of edited) box.updateContact(c, { jobTitle }, [], new Date());
+    const res = await runPolicyNow(post('gal', {}), ctx());
+    assert.equal(res.status, 202);
+    await f.runner.drain();
+    const run = (await f.app.runStore.getRun((res.jsonBody as { runId: string }).runId))!;
+    assert.equal(
+      run.status,
+      'completed',
+      f.logs
+        .filter((l) => /error|warn/.test(l))
+        .slice(-5)
+        .join('\n'),
+    );
+    assert.equal(run.mailboxes.failed, 0);
+    for (const c of folderContacts(f.sim, upn, 'Directory').filter((x) => originals.has(x.id)))
+      assert.equal(c.data.jobTitle, originals.get(c.id), 'the edit is restored');
   });
 
   it('item 7: GET /preview changes nothing, reads no photos, and a second call within a minute reads nothing', async () => {

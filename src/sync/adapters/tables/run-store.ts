@@ -85,14 +85,19 @@ export class TableRunStore implements RunStore {
   }
 
   async createRun(summary: RunSummary, requestedMailboxes: readonly string[]): Promise<void> {
-    // At most 1,000 names of at most 320 characters: one entity, in chunks.
-    await this.runs.submitTransaction([
-      [
-        'create',
-        { partitionKey: summary.runId, rowKey: summaryKey, policyId: summary.policyId, ...packData(summary) },
-      ],
-      ['create', { partitionKey: summary.runId, rowKey: requestKey, ...packData(requestedMailboxes) }],
-    ]);
+    // The request first (at most 1,000 names of at most 320 characters: one entity, in chunks): a run
+    // exists once its summary does.
+    await this.runs.createEntity({
+      partitionKey: summary.runId,
+      rowKey: requestKey,
+      ...packData(requestedMailboxes),
+    });
+    await this.runs.createEntity({
+      partitionKey: summary.runId,
+      rowKey: summaryKey,
+      policyId: summary.policyId,
+      ...packData(summary),
+    });
   }
 
   async getRun(runId: string): Promise<RunSummary | undefined> {
