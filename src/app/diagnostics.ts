@@ -90,7 +90,7 @@ export async function checkConnection(
   let roles: string[] = [];
   try {
     const token = await clients.credential.getToken(`${graphEndpoint}/.default`);
-    roles = ((decodeJwt(token!.token).roles as string[] | undefined) ?? []).map(String);
+    roles = ((decodeJwt(token.token).roles as string[] | undefined) ?? []).map(String);
     add({ name: 'token', ok: true, detail: `app-only token for ${graphEndpoint} issued` });
   } catch (e) {
     add({
