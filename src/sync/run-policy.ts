@@ -1,6 +1,6 @@
-// One whole run of a policy in one process (the CLI's `run`, and tests): refresh the source once,
-// resolve targets, sync the mailboxes a few at a time, and total up. The Functions app runs the same
-// steps spread over queues.
+// One whole run of a policy in one process, without leases or run records (the engine tests' harness):
+// refresh the source once, resolve targets, sync the mailboxes a few at a time, and total up. The
+// product's runs (the Functions app's and the CLI's `run`) go through src/app/use-cases.ts.
 import { randomUUID } from 'node:crypto';
 import type { Policy } from './config/schema';
 import type { TargetResolution } from './directory';
