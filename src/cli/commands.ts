@@ -18,6 +18,7 @@ import { GraphMailboxes } from '../sync/adapters/graph/mailbox-graph';
 import { MemorySourceStore } from '../sync/adapters/memory/stores';
 import { refreshSource } from '../sync/refresh-source';
 import { isFinal } from '../sync/runs';
+import { runOptionsSchema } from '../sync/messages';
 import { App, queueNames } from '../app/composition';
 import { InProcessQueues } from '../app/in-process-queues';
 import { logger } from '../app/logging';
@@ -160,6 +161,12 @@ export async function run(
     io.err(`${flags.config}: policy "${flags.policy}" is disabled ("enabled": false); it does not run`);
     return 2;
   }
+  const requested = runOptionsSchema.safeParse({ dryRun: flags.dryRun, mailboxes: flags.mailbox });
+  if (!requested.success) {
+    for (const i of requested.error.issues)
+      io.err(`--mailbox ${i.path.length > 1 ? `#${Number(i.path[1]) + 1}` : ''}: ${i.message}`);
+    return 2;
+  }
   const storage = flags.storage ?? env.CONTACTSYNC_STORAGE ?? 'UseDevelopmentStorage=true';
   const queues = new InProcessQueues();
   const counter = new RequestCounter();
@@ -180,11 +187,7 @@ export async function run(
     );
     return 2;
   }
-  const started = await startRun(app, found.policy, 'cli', {
-    dryRun: flags.dryRun,
-    fullResync: false,
-    mailboxes: flags.mailbox,
-  });
+  const started = await startRun(app, found.policy, 'cli', requested.data);
   if (!started.started) {
     io.err(
       started.reason === 'running'

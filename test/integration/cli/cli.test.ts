@@ -336,5 +336,11 @@ describe('the admin CLI', () => {
     const off = await cli(['run', '--config', shared, '--policy', 'off'], env);
     assert.equal(off.code, 2);
     assert.match(off.stderr, /policy "off" is disabled/);
+    const badMailbox = await cli(
+      ['run', '--config', shared, '--policy', 'shared', '--mailbox', 'nobody'],
+      env,
+    );
+    assert.equal(badMailbox.code, 2);
+    assert.match(badMailbox.stderr, /--mailbox #1: must be a user principal name/);
   });
 });
