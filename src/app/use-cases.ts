@@ -74,11 +74,14 @@ export async function startRun(
     const message: PolicyRunMessage = { kind: 'policy-run', policyId: policy.id, runId };
     await app.send(queueNames.policyRuns, message);
   } catch (e) {
-    await app.runStore.failRun(
-      runId,
-      `the run could not be queued: ${e instanceof Error ? e.message : String(e)}`,
-    );
-    await app.runStore.releaseLease(policy.id, runId);
+    try {
+      await app.runStore.failRun(
+        runId,
+        `the run could not be queued: ${e instanceof Error ? e.message : String(e)}`,
+      );
+    } finally {
+      await app.runStore.releaseLease(policy.id, runId);
+    }
     throw e;
   }
   return { started: true, runId };
