@@ -19,6 +19,7 @@ import {
 import { TableRunStore } from '../sync/adapters/tables/run-store';
 import { MailboxLocks } from '../sync/adapters/tables/mailbox-locks';
 import { BlobPhotoStore, photoContainerName } from '../sync/adapters/blob/photo-store';
+import { storageIsLocal } from '../sync/adapters/local-address';
 import { parseSettings, type Settings } from './settings';
 
 export const queueNames = { policyRuns: 'policy-runs', mailboxSyncs: 'mailbox-syncs' } as const;
@@ -65,9 +66,7 @@ export class App {
     const table = (name: string): TableClient =>
       s.AzureWebJobsStorage
         ? TableClient.fromConnectionString(s.AzureWebJobsStorage, name, {
-            allowInsecureConnection: /https?:\/\/(127\.0\.0\.1|localhost)|UseDevelopmentStorage/i.test(
-              s.AzureWebJobsStorage,
-            ),
+            allowInsecureConnection: storageIsLocal(s.AzureWebJobsStorage),
           })
         : new TableClient(s.AzureWebJobsStorage__tableServiceUri!, name, options.credential);
     const queue = (name: string): QueueClient => this.queue(name);

@@ -26,6 +26,7 @@ import {
 } from '../sync/adapters/tables/table-stores';
 import { refreshSource } from '../sync/refresh-source';
 import { BlobPhotoStore, photoContainerName } from '../sync/adapters/blob/photo-store';
+import { storageIsLocal } from '../sync/adapters/local-address';
 import { runPolicy } from '../sync/run-policy';
 import { neededPermissions } from '../app/diagnostics';
 import { cliCredential, vaultOptions } from './credentials';
@@ -157,7 +158,7 @@ export async function run(
   const storage = flags.storage ?? env.CONTACTSYNC_STORAGE ?? 'UseDevelopmentStorage=true';
   const table = (name: string): TableClient =>
     TableClient.fromConnectionString(storage, name, {
-      allowInsecureConnection: /UseDevelopmentStorage|https?:\/\/(127\.0\.0\.1|localhost)/i.test(storage),
+      allowInsecureConnection: storageIsLocal(storage),
     });
   const sources = table(tableNames.sources);
   const mailboxTable = table(tableNames.mailboxes);
