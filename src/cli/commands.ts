@@ -28,7 +28,7 @@ import { refreshSource } from '../sync/refresh-source';
 import { BlobPhotoStore, photoContainerName } from '../sync/adapters/blob/photo-store';
 import { storageIsLocal } from '../sync/adapters/local-address';
 import { runPolicy } from '../sync/run-policy';
-import { neededPermissions } from '../app/diagnostics';
+import { mailSendWarning, neededPermissions } from '../app/diagnostics';
 import { cliCredential, vaultOptions } from './credentials';
 import { scopeScript } from './scope-script';
 
@@ -318,6 +318,8 @@ export async function doctor(io: Io, file: string): Promise<number> {
         `add the application permission ${need.permission} and grant admin consent`,
       );
     }
+    const mailSend = mailSendWarning(roles, loaded.policies, connection.id);
+    if (mailSend) io.out(`WARN ${connection.id}: ${mailSend.detail}\n     fix: ${mailSend.fix}`);
     try {
       await graph.client.api('/users?$top=1&$select=id').get();
       line(true, `${connection.id}: Microsoft Graph answered`);

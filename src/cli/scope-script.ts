@@ -2,6 +2,7 @@
 // Contacts.ReadWrite to a policy's target mailboxes, and its Mail.Send to the report senders the
 // policies on that connection name. Every value goes into a single-quoted string literal.
 import type { Connection, Policy } from '../sync/config/schema';
+import { reportSenders } from '../app/diagnostics';
 
 /**
  * PowerShell ends a single-quoted string at ' and at the typographic quotes U+2018-U+201B too
@@ -23,18 +24,6 @@ export function psString(value: string): string {
 /** An OPATH recipient filter matching any of these user principal names. */
 export function upnFilter(upns: readonly string[]): string {
   return upns.map((u) => `UserPrincipalName -eq '${escapeSingleQuoted(u)}'`).join(' -or ');
-}
-
-/** The report senders of the policies on a connection (Mail.Send is granted per app, not per policy). */
-export function reportSenders(policies: readonly Policy[], connectionId: string): string[] {
-  const senders = policies
-    .filter(
-      (p) => p.connection === connectionId && p.notify.when !== 'never' && p.notify.recipients.length > 0,
-    )
-    .map((p) => p.notify.sender)
-    .filter((s): s is string => s !== undefined);
-  // UPNs compare case-insensitively; the first spelling is kept.
-  return senders.filter((s, i) => senders.findIndex((t) => t.toLowerCase() === s.toLowerCase()) === i);
 }
 
 function contactsScope(policy: Policy): string[] {
