@@ -112,7 +112,7 @@ export async function checkConnection(
       name: 'certificate',
       ok: false,
       detail: `cannot read ${source}: ${explain(e)}`,
-      fix: "grant the Function App's managed identity the 'Key Vault Secrets User' role on the vault, and create the certificate with content type PEM (`m365-contact-sync cert create`)",
+      fix: "create the certificate with content type PEM (`m365-contact-sync cert create`), then grant the Function App's managed identity 'Key Vault Secrets User' on its secret (`azd env set AZURE_CERTIFICATE_NAME <name>` and `azd provision`)",
     });
     return { connection: connection.id, ok: false, checks };
   }

@@ -290,7 +290,7 @@ export async function doctor(io: Io, file: string): Promise<number> {
       line(
         false,
         `${connection.id}: certificate from ${where}: ${(e as Error).message.split('\n')[0]}`,
-        'grant yourself (or the managed identity) Key Vault Secrets User on the vault; create the certificate as PEM with `cert create`',
+        "grant yourself Key Vault Secrets User on the vault (the managed identity gets it on the certificate's secret: `azd env set AZURE_CERTIFICATE_NAME <name>`, `azd provision`); create the certificate as PEM with `cert create`",
       );
       continue;
     }
