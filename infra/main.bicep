@@ -60,6 +60,9 @@ param location string
 @description('Optional. Object id of the deploying user or group, given rights to create the app certificate in Key Vault and upload the policy file. Empty for none.')
 param principalId string = ''
 
+@description('Optional. Name of the app certificate in Key Vault, once `cert create` made it (azd env AZURE_CERTIFICATE_NAME); the app may read that secret only. Empty: no Key Vault access yet.')
+param certificateName string = ''
+
 @allowed([
   'User'
   'Group'
@@ -224,6 +227,10 @@ module rbac 'modules/rbac.bicep' = {
     keyVaultName: keyVault.outputs.name
     appInsightsName: monitoring.outputs.appInsightsName
     appPrincipalId: identity.outputs.principalId
+    hostContainerNames: concat(storage.outputs.hostContainers, [deploymentContainer])
+    appContainerNames: [photoContainer]
+    policyContainerName: configContainer
+    certificateName: certificateName
     userPrincipalId: principalId
     userPrincipalType: principalType
   }

@@ -25,6 +25,7 @@ import { TableRunStore } from '../sync/adapters/tables/run-store';
 import { MailboxLocks } from '../sync/adapters/tables/mailbox-locks';
 import { BlobPhotoStore, photoContainerName } from '../sync/adapters/blob/photo-store';
 import { maxQueueMessageBytes } from '../sync/messages';
+import { storageIsLocal } from '../sync/adapters/local-address';
 import { parseSettings, type Settings } from './settings';
 
 export const queueNames = { policyRuns: 'policy-runs', mailboxSyncs: 'mailbox-syncs' } as const;
@@ -84,9 +85,7 @@ export class App {
     const table = (name: string): TableClient =>
       s.AzureWebJobsStorage
         ? TableClient.fromConnectionString(s.AzureWebJobsStorage, name, {
-            allowInsecureConnection: /https?:\/\/(127\.0\.0\.1|localhost)|UseDevelopmentStorage/i.test(
-              s.AzureWebJobsStorage,
-            ),
+            allowInsecureConnection: storageIsLocal(s.AzureWebJobsStorage),
           })
         : new TableClient(s.AzureWebJobsStorage__tableServiceUri!, name, options.credential);
     const queue = (name: string): QueueClient => this.queue(name);

@@ -15,8 +15,10 @@ export interface Check {
   name: string;
   ok: boolean;
   detail: string;
-  /** What to do about it, when not ok. */
+  /** What to do about it, when not ok (or when ok with a warning). */
   fix?: string;
+  /** Works, but is wider than it should be: reported, without failing the check. */
+  warning?: boolean;
 }
 
 export interface ConnectionHealth {
@@ -52,6 +54,45 @@ export function neededPermissions(policies: readonly Policy[]): { permission: st
   return out;
 }
 
+/** The report senders of the policies on a connection (Mail.Send is granted per app, not per policy). */
+export function reportSenders(policies: readonly Policy[], connectionId: string): string[] {
+  const senders = policies
+    .filter(
+      (p) => p.connection === connectionId && p.notify.when !== 'never' && p.notify.recipients.length > 0,
+    )
+    .map((p) => p.notify.sender)
+    .filter((s): s is string => s !== undefined);
+  // UPNs compare case-insensitively; the first spelling is kept.
+  return senders.filter((s, i) => senders.findIndex((t) => t.toLowerCase() === s.toLowerCase()) === i);
+}
+
+/**
+ * Mail.Send in the app's token is tenant-wide: whoever edits the policy file can make `notify.sender`
+ * any mailbox (the CEO's). Once RBAC for Applications limits it to the senders (`scope` prints the
+ * assignment) and the tenant-wide grant is removed, the token no longer carries it.
+ */
+export function mailSendWarning(
+  roles: readonly string[],
+  policies: readonly Policy[],
+  connectionId: string,
+): Check | undefined {
+  if (!roles.includes('Mail.Send')) return undefined;
+  const senders = reportSenders(policies, connectionId);
+  return {
+    name: 'Mail.Send scope',
+    ok: true,
+    warning: true,
+    detail:
+      senders.length > 0
+        ? `Mail.Send is granted tenant-wide: the app can send mail as any mailbox, not only ${senders.join(', ')}`
+        : 'Mail.Send is granted tenant-wide, and no policy on this connection sends reports',
+    fix:
+      senders.length > 0
+        ? 'limit it to the sender mailboxes with the RBAC for Applications assignment `m365-contact-sync scope` prints, then remove the tenant-wide Mail.Send grant'
+        : 'remove the Mail.Send application permission from the app registration',
+  };
+}
+
 const explain = (e: unknown): string =>
   e instanceof Error ? e.message.split('\n')[0]!.slice(0, 500) : String(e);
 
@@ -78,7 +119,7 @@ export async function checkConnection(
       name: 'certificate',
       ok: false,
       detail: `cannot read ${source}: ${explain(e)}`,
-      fix: "grant the Function App's managed identity the 'Key Vault Secrets User' role on the vault, and create the certificate with content type PEM (`m365-contact-sync cert create`)",
+      fix: "create the certificate with content type PEM (`m365-contact-sync cert create`), then grant the Function App's managed identity 'Key Vault Secrets User' on its secret (`azd env set AZURE_CERTIFICATE_NAME <name>` and `azd provision`)",
     });
     return { connection: connection.id, ok: false, checks };
   }
@@ -116,6 +157,8 @@ export async function checkConnection(
           }),
     });
   }
+  const mailSend = mailSendWarning(roles, policies, connection.id);
+  if (mailSend) add(mailSend);
   try {
     await clients.client.api('/users?$top=1&$select=id').get();
     add({ name: 'graph', ok: true, detail: `${graphEndpoint} answered` });

@@ -21,6 +21,7 @@ import { GraphRequestError } from '../sync/ports';
 import type { TargetMailbox } from '../sync/directory';
 import { queueNames, type App } from './composition';
 import type { Logger } from './logging';
+import { pathSegment } from '../sync/adapters/graph/path-segment';
 
 export type StartResult =
   | { started: true; runId: string }
@@ -505,7 +506,7 @@ async function sendReportIfWanted(app: App, run: RunSummary, log: Logger): Promi
     const mime = await reportMime(buildReport(policy, run, outcomes), notify.sender, notify.recipients);
     const graph = await app.graph(connection);
     await graph.client
-      .api(`/users/${encodeURIComponent(notify.sender)}/sendMail`)
+      .api(`/users/${pathSegment(notify.sender)}/sendMail`)
       .header('Content-Type', 'text/plain')
       .post(mime);
     await app.runStore.markReportSent(run.runId);

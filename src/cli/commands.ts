@@ -24,8 +24,9 @@ import { InProcessQueues } from '../app/in-process-queues';
 import { logger } from '../app/logging';
 import { parseSettings } from '../app/settings';
 import { processMailboxSync, processPolicyRun, processPoison, startRun } from '../app/use-cases';
-import { neededPermissions } from '../app/diagnostics';
+import { mailSendWarning, neededPermissions } from '../app/diagnostics';
 import { cliCredential, vaultOptions } from './credentials';
+import { scopeScript } from './scope-script';
 
 export interface Io {
   out(line: string): void;
@@ -319,7 +320,7 @@ export async function doctor(io: Io, file: string): Promise<number> {
       line(
         false,
         `${connection.id}: certificate from ${where}: ${(e as Error).message.split('\n')[0]}`,
-        'grant yourself (or the managed identity) Key Vault Secrets User on the vault; create the certificate as PEM with `cert create`',
+        "grant yourself Key Vault Secrets User on the vault (the managed identity gets it on the certificate's secret: `azd env set AZURE_CERTIFICATE_NAME <name>`, `azd provision`); create the certificate as PEM with `cert create`",
       );
       continue;
     }
@@ -347,6 +348,8 @@ export async function doctor(io: Io, file: string): Promise<number> {
         `add the application permission ${need.permission} and grant admin consent`,
       );
     }
+    const mailSend = mailSendWarning(roles, loaded.policies, connection.id);
+    if (mailSend) io.out(`WARN ${connection.id}: ${mailSend.detail}\n     fix: ${mailSend.fix}`);
     try {
       await graph.client.api('/users?$top=1&$select=id').get();
       line(true, `${connection.id}: Microsoft Graph answered`);
@@ -422,41 +425,6 @@ export async function certShow(io: Io, opts: { vault: string; name: string; out?
 export async function scope(io: Io, file: string, policyId: string): Promise<number> {
   const found = await findPolicy(io, file, policyId);
   if (!found) return 2;
-  const { policy, connection } = found;
-  const ps = (s: string): string => `'${s.replace(/'/g, "''")}'`;
-  const name = `ContactSync-${policy.id}`;
-  const lines = [
-    '# Run in Exchange Online PowerShell (Connect-ExchangeOnline) as an Exchange administrator.',
-    `# Limits app ${connection.clientId} to the target mailboxes of policy "${policy.id}".`,
-    `$appId = ${ps(connection.clientId)}`,
-    '$sp = Get-MgServicePrincipal -Filter "appId eq \'$appId\'"  # Microsoft Graph PowerShell, for the object id',
-    `New-ServicePrincipal -AppId $appId -ObjectId $sp.Id -DisplayName ${ps('m365-contact-sync')}`,
-  ];
-  let filter: string;
-  if (policy.targets.type === 'groups') {
-    lines.push('# Members of the target groups (mail-enabled groups; use their distinguished names):');
-    filter = policy.targets.groups
-      .map((g) => `MemberOfGroup -eq '<distinguished name of group ${g}>'`)
-      .join(' -or ');
-  } else if (policy.targets.type === 'users') {
-    filter = policy.targets.users
-      .map((u) => `UserPrincipalName -eq '${u.replace(/'/g, "''")}'`)
-      .join(' -or ');
-  } else {
-    lines.push('# The policy targets all mailboxes: a scope of all user mailboxes.');
-    filter = "RecipientTypeDetails -eq 'UserMailbox'";
-  }
-  lines.push(`New-ManagementScope -Name ${ps(name)} -RecipientRestrictionFilter ${ps(filter)}`);
-  lines.push(
-    `New-ManagementRoleAssignment -App $sp.AppId -Role ${ps('Application Contacts.ReadWrite')} -CustomResourceScope ${ps(name)}`,
-  );
-  lines.push(
-    '# Then remove the tenant-wide Contacts.ReadWrite application permission from the app registration,',
-  );
-  lines.push('# or the scope does not narrow anything. Check one mailbox:');
-  lines.push(
-    `Test-ServicePrincipalAuthorization -Identity $sp.AppId -Resource ${ps(policy.targets.users[0] ?? '<a target mailbox>')}`,
-  );
-  for (const l of lines) io.out(l);
+  for (const l of scopeScript(found.policy, found.connection, found.loaded.policies)) io.out(l);
   return 0;
 }

@@ -54,7 +54,11 @@ const id = z
     /^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/,
     'letters, digits, - and _ (at most 63), starting with a letter or digit',
   );
-const upn = z.string().regex(/^[^@\s]+@[^@\s]+$/, 'must be a user principal name (name@domain)');
+const upn = z
+  .string()
+  .regex(/^[^@\s]+@[^@\s]+$/, 'must be a user principal name (name@domain)')
+  // Entra never allows them in a UPN, and PowerShell reads them as quote marks (the `scope` script).
+  .regex(/^[^\u2018-\u201B]*$/, 'must not contain typographic single quotes (U+2018 to U+201B)');
 
 export const certificateSource = z.union([
   z.strictObject({

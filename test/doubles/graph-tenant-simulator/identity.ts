@@ -14,6 +14,8 @@ import type { SimRequest, SimResponse } from './protocol';
 
 export const graphResource = 'https://graph.microsoft.com';
 export const vaultResource = 'https://vault.azure.net';
+/** Azure Resource Manager: Entra issues its tokens to any service principal (ARM authorizes by Azure RBAC). */
+export const armResource = 'https://management.azure.com';
 
 export interface RegisteredCertificate {
   certificatePem: string;
@@ -195,7 +197,9 @@ export class IdentityProvider {
     }
     const audience = resource.startsWith(vaultResource)
       ? vaultResource
-      : graphAudience(resource, this.graphUrl);
+      : resource.replace(/\/$/, '') === armResource
+        ? `${armResource}/`
+        : graphAudience(resource, this.graphUrl);
     if (!audience) {
       return aadError(
         400,
@@ -234,7 +238,7 @@ export class IdentityProvider {
     }
 
     const now = Math.floor(Date.now() / 1000);
-    const roles = audience === vaultResource ? [] : [...app.roles];
+    const roles = audience === graphResource ? [...app.roles] : [];
     const jwt = await new SignJWT({
       tid: this.tenantId,
       appid: clientId,

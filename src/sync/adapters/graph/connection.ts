@@ -6,6 +6,7 @@ import { SecretClient } from '@azure/keyvault-secrets';
 import { Client, MiddlewareFactory, type Context, type Middleware } from '@microsoft/microsoft-graph-client';
 import { TokenCredentialAuthenticationProvider } from '@microsoft/microsoft-graph-client/authProviders/azureTokenCredentials';
 import type { Connection } from '../../config/schema';
+import { isLoopbackUrl } from '../local-address';
 
 export const clouds = {
   global: {
@@ -60,7 +61,14 @@ export async function loadCertificate(
       );
     return { pem, version: c.certificate.pemFile };
   }
-  const client = new SecretClient(c.certificate.keyVaultUrl, vaultCredential(), vaultOptions);
+  // The challenge-resource check may be relaxed for a loopback Key Vault fake only, whoever asks.
+  const relaxed =
+    vaultOptions.disableChallengeResourceVerification && isLoopbackUrl(c.certificate.keyVaultUrl);
+  const client = new SecretClient(
+    c.certificate.keyVaultUrl,
+    vaultCredential(),
+    relaxed ? { disableChallengeResourceVerification: true } : {},
+  );
   const secret = await client.getSecret(c.certificate.name);
   if (!secret.value || !/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(secret.value)) {
     throw new Error(

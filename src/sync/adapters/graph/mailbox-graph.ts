@@ -20,6 +20,7 @@ import {
 } from '../../ports';
 import { tagPropertyId } from '../../tag';
 import { graphCall } from './errors';
+import { pathSegment } from './path-segment';
 
 type Json = Record<string, unknown>;
 
@@ -127,10 +128,10 @@ export class GraphMailboxes implements MailboxGraph {
   ) {}
 
   private base(mailboxId: string, folder: FolderRef): string {
-    const user = `/users/${encodeURIComponent(mailboxId)}`;
+    const user = `/users/${pathSegment(mailboxId)}`;
     return folder.kind === 'default'
       ? `${user}/contacts`
-      : `${user}/contactFolders/${encodeURIComponent(folder.id)}/contacts`;
+      : `${user}/contactFolders/${pathSegment(folder.id)}/contacts`;
   }
 
   private async get(url: string, prefer = immutable): Promise<Json> {
@@ -139,7 +140,7 @@ export class GraphMailboxes implements MailboxGraph {
   }
 
   async findFolder(mailboxId: string, name: string): Promise<string | undefined> {
-    const url = `/users/${encodeURIComponent(mailboxId)}/contactFolders?$filter=${encodeURIComponent(`displayName eq ${odataString(name)}`)}&$select=id,displayName`;
+    const url = `/users/${pathSegment(mailboxId)}/contactFolders?$filter=${encodeURIComponent(`displayName eq ${odataString(name)}`)}&$select=id,displayName`;
     const page = await this.get(url);
     const match = ((page.value as Json[] | undefined) ?? []).find((f) => f.displayName === name);
     return typeof match?.id === 'string' ? match.id : undefined;
@@ -151,7 +152,7 @@ export class GraphMailboxes implements MailboxGraph {
       const f = await graphCall(
         () =>
           this.client
-            .api(`/users/${encodeURIComponent(mailboxId)}/contactFolders`)
+            .api(`/users/${pathSegment(mailboxId)}/contactFolders`)
             .header('Prefer', immutable)
             .post({ displayName: name }) as Promise<Json>,
       );
@@ -315,7 +316,7 @@ export class GraphMailboxes implements MailboxGraph {
     try {
       return this.tagged(
         await this.get(
-          `/users/${encodeURIComponent(mailboxId)}/contacts/${encodeURIComponent(contactId)}?$select=${contactSelect}&$expand=${encodeURIComponent(expandTag)}`,
+          `/users/${pathSegment(mailboxId)}/contacts/${pathSegment(contactId)}?$select=${contactSelect}&$expand=${encodeURIComponent(expandTag)}`,
         ),
       );
     } catch (e) {
@@ -325,14 +326,14 @@ export class GraphMailboxes implements MailboxGraph {
   }
 
   private async subRequest(mailboxId: string, op: WriteOp): Promise<Json> {
-    const user = `/users/${encodeURIComponent(mailboxId)}`;
+    const user = `/users/${pathSegment(mailboxId)}`;
     switch (op.kind) {
       case 'setPhoto': {
         const photo = await op.photo();
         return {
           id: op.id,
           method: 'PUT',
-          url: `${user}/contacts/${encodeURIComponent(op.contactId)}/photo/$value`,
+          url: `${user}/contacts/${pathSegment(op.contactId)}/photo/$value`,
           // Inside a batch a binary body is base64 with its own Content-Type.
           headers: { 'Content-Type': photo.contentType, Prefer: immutable },
           body: photo.bytes.toString('base64'),
@@ -342,7 +343,7 @@ export class GraphMailboxes implements MailboxGraph {
         return {
           id: op.id,
           method: 'DELETE',
-          url: `${user}/contacts/${encodeURIComponent(op.contactId)}/photo/$value`,
+          url: `${user}/contacts/${pathSegment(op.contactId)}/photo/$value`,
           headers: { Prefer: immutable },
         };
       case 'create':
@@ -357,7 +358,7 @@ export class GraphMailboxes implements MailboxGraph {
         return {
           id: op.id,
           method: 'PATCH',
-          url: `${user}/contacts/${encodeURIComponent(op.contactId)}`,
+          url: `${user}/contacts/${pathSegment(op.contactId)}`,
           headers: { 'Content-Type': 'application/json', Prefer: immutable },
           body: op.body(),
         };
@@ -365,7 +366,7 @@ export class GraphMailboxes implements MailboxGraph {
         return {
           id: op.id,
           method: 'DELETE',
-          url: `${user}/contacts/${encodeURIComponent(op.contactId)}`,
+          url: `${user}/contacts/${pathSegment(op.contactId)}`,
           headers: { Prefer: immutable },
         };
     }

@@ -1,6 +1,7 @@
 // One worker per mailbox at a time: a lease row (ETag-guarded, with an expiry) beside the mailbox's
 // state, so two deliveries of the same mailbox never interleave their writes.
 import type { TableClient } from '@azure/data-tables';
+import { mailboxPartition } from './table-key';
 
 const lockKey = '~lock';
 const status = (e: unknown): number | undefined => (e as { statusCode?: number }).statusCode;
@@ -15,7 +16,7 @@ export class MailboxLocks {
     until: Date,
     now: Date,
   ): Promise<boolean> {
-    const partitionKey = `${policyId}|${mailboxId}`;
+    const partitionKey = mailboxPartition(policyId, mailboxId);
     for (let attempt = 0; attempt < 5; attempt++) {
       let existing: { owner: string; until: string; etag: string } | undefined;
       try {
@@ -38,7 +39,7 @@ export class MailboxLocks {
   }
 
   async unlock(policyId: string, mailboxId: string, owner: string): Promise<void> {
-    const partitionKey = `${policyId}|${mailboxId}`;
+    const partitionKey = mailboxPartition(policyId, mailboxId);
     try {
       const existing = await this.table.getEntity<{ owner: string }>(partitionKey, lockKey);
       if (existing.owner === owner)

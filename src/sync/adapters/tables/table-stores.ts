@@ -2,6 +2,7 @@
 // mailbox (mailboxes), so a mailbox's rows are written in entity-group transactions of up to 100.
 import { randomUUID } from 'node:crypto';
 import { odata, TableClient, type TableEntity, type TransactionAction } from '@azure/data-tables';
+import { mailboxPartition } from './table-key';
 import { z } from 'zod';
 import type { DirectoryEntry } from '../../directory';
 import type { ContactFields } from '../../mapping';
@@ -292,7 +293,7 @@ export class TableMailboxStore implements MailboxStateStore {
   constructor(private readonly table: TableClient) {}
 
   private pk(policyId: string, mailboxId: string): string {
-    return `${policyId}|${mailboxId}`;
+    return mailboxPartition(policyId, mailboxId);
   }
 
   async load(policyId: string, mailboxId: string): Promise<MailboxState> {
