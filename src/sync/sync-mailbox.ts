@@ -14,7 +14,7 @@ import type { MailboxPass, MailboxResult, SyncMailboxOptions } from './mailbox-p
 import { planPass, reportPlanned } from './mailbox-pass/plan';
 import { writePhotos } from './mailbox-pass/photos';
 import { readChanges } from './mailbox-pass/read-changes';
-import { settleComplete, settlePartial } from './mailbox-pass/settle';
+import { settleFolder } from './mailbox-pass/settle';
 import { writePlan } from './mailbox-pass/write';
 
 export type { MailboxError, MailboxResult, SyncMailboxOptions } from './mailbox-pass/pass';
@@ -132,12 +132,17 @@ async function runPass(
     incomplete = photos.incomplete;
   }
 
+  await settleFolder(pass, {
+    ref,
+    newDeltaLink: changes.newDeltaLink,
+    writes: written.ops + photoWrites,
+    createdIds: written.createdIds,
+    ...(incomplete ? { unsettled: drift } : {}),
+  });
   if (incomplete) {
-    await settlePartial(pass, drift, changes.newDeltaLink);
     result.status = 'partial';
     return result;
   }
-  await settleComplete(pass, ref, changes.newDeltaLink, written.ops + photoWrites);
   result.status = result.failed > 0 ? 'failed' : 'succeeded';
   return result;
 }

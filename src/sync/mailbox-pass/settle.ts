@@ -1,70 +1,83 @@
-// Step 7: settle the folder row: the delta token, and the contacts to look at again next pass.
+// Step 7: settle the folder row: the delta token past our own writes, and the contacts to look at
+// again next pass.
 import { sameValue } from '../mapping';
 import type { ManagedContact } from '../planner';
 import type { FolderRef, StoredContact } from '../ports';
 import type { MailboxPass, MutableDrift } from './pass';
 
-/** Writes from which advancing the delta right away beats reading them back next run (half a page). */
-const catchUpThreshold = 500;
+export interface Settle {
+  ref: FolderRef;
+  /** The token read at the pass's start (before our writes). */
+  newDeltaLink: string | null;
+  /** Writes sent by this pass (creates, updates, deletes, photos). */
+  writes: number;
+  /** Contacts this pass created. */
+  createdIds: ReadonlySet<string>;
+  /** Drift seen but not acted on (a partial pass): looked at again next pass. */
+  unsettled?: MutableDrift;
+}
 
 /**
- * A partial pass keeps the delta token read at its start, so the next pass reads only what changed
- * since (not every write of the whole fill again); the drift seen now but not yet settled is kept
- * as dirty ids and looked at again.
+ * Stores the folder row. After any write the delta is read once more, from the token taken at the
+ * pass's start, so the stored token is past our own writes (the next run reads only what users did).
+ * Exchange reports a deletion only for an item the token had handed out, so a contact we created
+ * and a user deleted before this read is simply absent: one that does not come back is re-checked
+ * next pass, as is any managed contact this read shows removed or changed by someone else.
  */
-export async function settlePartial(
-  pass: MailboxPass,
-  drift: MutableDrift,
-  newDeltaLink: string | null,
-): Promise<void> {
-  if (!newDeltaLink) return;
-  const unsettled = [...drift.changed.keys(), ...drift.deleted, ...(pass.folderState?.dirtyContactIds ?? [])];
+export async function settleFolder(pass: MailboxPass, s: Settle): Promise<void> {
+  const dirty = new Set<string>();
+  if (s.unsettled) {
+    for (const id of s.unsettled.changed.keys()) dirty.add(id);
+    for (const id of s.unsettled.deleted) dirty.add(id);
+    for (const id of pass.folderState?.dirtyContactIds ?? []) dirty.add(id);
+  }
+  let deltaLink = s.newDeltaLink;
+  if (s.writes > 0 && deltaLink) deltaLink = await catchUp(pass, s.ref, deltaLink, s.createdIds, dirty);
+  if (!deltaLink && s.unsettled) return;
   pass.folderState = {
     ...(pass.folderState ?? { folderId: null, folderName: null }),
-    deltaLink: newDeltaLink,
-    dirtyContactIds: [...new Set(unsettled)],
+    deltaLink,
+    dirtyContactIds: [...dirty],
   };
   await pass.store.saveFolder(pass.policy.id, pass.mbx, pass.folderState);
 }
 
 /**
- * Advances the delta past our own writes when they would fill more than half a delta page next time
- * (a fill); fewer ride along in the next run's single delta read, where their changeKeys mark them
- * as ours. A contact whose managed fields are still what we wrote (a photo put changes its
- * changeKey, and Graph returns none for it) takes the new changeKey; anything else that changed
- * meanwhile is checked next time.
+ * One delta round from `from`: our own writes come back with the changeKeys we stored. A contact
+ * whose managed fields are still what we wrote (a photo put changes its changeKey, and Graph
+ * returns none for it) takes the new changeKey; anything else goes to `dirty`.
  */
-export async function settleComplete(
+async function catchUp(
   pass: MailboxPass,
   ref: FolderRef,
-  newDeltaLink: string | null,
-  writes: number,
-): Promise<void> {
-  let deltaLink = newDeltaLink;
-  const dirty: string[] = [];
-  if (writes >= catchUpThreshold && deltaLink) {
-    // `contacts` holds what every batch recorded, so the state need not be read again.
-    const ours = new Map<string, [string, ManagedContact]>();
-    for (const [k, c] of pass.contacts) if (!c.pending) ours.set(c.contactId, [k, c]);
-    const adopted: [string, StoredContact][] = [];
-    const d = await pass.graph.readDrift(pass.mbx, ref, deltaLink, (items) => {
-      for (const item of items) {
-        const known = ours.get(item.contactId);
-        if (known === undefined || item.removed || item.changeKey === known[1].changeKey) continue;
-        const itemFields = item.fields;
-        const written = known[1].written;
-        if (itemFields && item.changeKey && pass.fields.every((f) => sameValue(itemFields[f], written[f])))
-          adopted.push([known[0], { ...known[1], changeKey: item.changeKey }]);
-        else dirty.push(item.contactId);
+  from: string,
+  createdIds: ReadonlySet<string>,
+  dirty: Set<string>,
+): Promise<string> {
+  // `contacts` holds what every batch recorded, so the state need not be read again.
+  const ours = new Map<string, [string, ManagedContact]>();
+  for (const [k, c] of pass.contacts) if (!c.pending) ours.set(c.contactId, [k, c]);
+  const adopted: [string, StoredContact][] = [];
+  const missing = new Set([...createdIds].filter((id) => ours.has(id)));
+  const d = await pass.graph.readDrift(pass.mbx, ref, from, (items) => {
+    for (const item of items) {
+      const known = ours.get(item.contactId);
+      if (known === undefined) continue;
+      if (item.removed) {
+        dirty.add(item.contactId);
+        continue;
       }
-    });
-    await pass.store.apply(pass.policy.id, pass.mbx, adopted, []);
-    deltaLink = d.deltaLink;
-  }
-  pass.folderState = {
-    ...(pass.folderState ?? { folderId: null, folderName: null, dirtyContactIds: [] }),
-    deltaLink,
-    dirtyContactIds: dirty,
-  };
-  await pass.store.saveFolder(pass.policy.id, pass.mbx, pass.folderState);
+      missing.delete(item.contactId);
+      if (item.changeKey === known[1].changeKey) continue;
+      const itemFields = item.fields;
+      const written = known[1].written;
+      if (itemFields && item.changeKey && pass.fields.every((f) => sameValue(itemFields[f], written[f])))
+        adopted.push([known[0], { ...known[1], changeKey: item.changeKey }]);
+      else dirty.add(item.contactId);
+    }
+  });
+  for (const id of missing) dirty.add(id);
+  await pass.store.apply(pass.policy.id, pass.mbx, adopted, []);
+  for (const [k, c] of adopted) pass.contacts.set(k, c);
+  return d.deltaLink;
 }

@@ -44,6 +44,8 @@ export interface Written {
   incomplete: boolean;
   /** Options for further writes of this pass (deadline). */
   writeOptions: WriteOptions;
+  /** Ids of the contacts this pass created: each must come back in the next delta round. */
+  createdIds: Set<string>;
 }
 
 export async function writePlan(
@@ -70,7 +72,7 @@ export async function writePlan(
   if (ops.length > 0) await pass.graph.write(pass.mbx, ops, batchOptions);
   if (writer.followUps.length > 0 && !writer.incomplete)
     await pass.graph.write(pass.mbx, writer.queueCreates(writer.followUps), batchOptions);
-  return { ops: ops.length, incomplete: writer.incomplete, writeOptions };
+  return { ops: ops.length, incomplete: writer.incomplete, writeOptions, createdIds: writer.createdIds };
 }
 
 class PlanWriter {
@@ -81,6 +83,7 @@ class PlanWriter {
   private readonly createsInOrder: WriteOp[] = [];
   private nextToPend = 0;
   readonly followUps: MailboxPlan['creates'] = [];
+  readonly createdIds = new Set<string>();
   incomplete = false;
 
   constructor(
@@ -220,6 +223,7 @@ class PlanWriter {
       case 'create':
         if (r.outcome === 'ok' && r.contactId) {
           this.pendingWritten.delete(m.c.sourceKey); // the row becomes the contact's
+          this.createdIds.add(r.contactId);
           up.push([
             m.c.sourceKey,
             writtenFrom(m.c.desired, {
