@@ -76,6 +76,8 @@ export interface TaggedContact {
   /** Our tag's value, or null for a contact without it (added by hand). */
   tag: string | null;
   fields: ContactFields;
+  /** When Exchange created it (ISO 8601): of twins, the oldest is kept. */
+  createdDateTime?: string;
 }
 
 export interface DriftItem {

@@ -110,7 +110,7 @@ async function runPass(
   const folder = await ensureFolder(pass);
   const changes = await readChanges(pass, folder.ref, folder.adopted);
   const { ref, drift } = changes;
-  const healed = await healByTag(pass, ref, changes.reconcile, drift);
+  const healed = await healByTag(pass, ref, changes.reconcile, drift, changes.unknownIds);
   const plan = planPass(pass, drift, changes.lostWithFolder);
   if (options.dryRun) {
     reportPlanned(pass, plan, healed.removeDuplicates.length);

@@ -17,17 +17,72 @@ export interface Healed {
 /** Pending creates above which listing the folder once beats one tag look-up each. */
 const lookUpsBeforeListing = 20;
 
+/**
+ * `unknownIds`: contacts the delta showed that the state does not know. One carrying our tag is a
+ * contact the state lost (a restored backup, lost rows) or a twin (a create that ran twice): looked
+ * up by its tag, so a create is never sent for a contact that exists.
+ */
 export async function healByTag(
   pass: MailboxPass,
   ref: FolderRef,
   reconcile: boolean,
   drift: MutableDrift,
+  unknownIds: ReadonlySet<string> = new Set(),
 ): Promise<Healed> {
   const pending = [...pass.contacts.entries()].filter(([, c]) => c.pending);
   const healed: Healed = { upserts: [], deletesState: [], removeDuplicates: [] };
-  if (reconcile || pending.length > lookUpsBeforeListing) await reconcileFolder(pass, ref, drift, healed);
-  else await lookUpPending(pass, ref, healed);
+  if (reconcile || pending.length + unknownIds.size > lookUpsBeforeListing)
+    await reconcileFolder(pass, ref, drift, healed);
+  else {
+    await lookUpUnknown(pass, ref, unknownIds, healed);
+    await lookUpPending(pass, ref, healed);
+  }
   return healed;
+}
+
+/** Of contacts carrying the same tag, the one to keep: the oldest (the one we know on a tie). */
+export function splitTwins(
+  found: readonly TaggedContact[],
+  knownId: string | undefined,
+): { keep: TaggedContact; twins: TaggedContact[] } {
+  const rank = (c: TaggedContact): [string, number, string] => [
+    c.createdDateTime ?? '\uffff',
+    c.contactId === knownId ? 0 : 1,
+    c.contactId,
+  ];
+  const sorted = [...found].sort((a, b) => {
+    const [ra, rb] = [rank(a), rank(b)];
+    for (let i = 0; i < 3; i++) if (ra[i] !== rb[i]) return ra[i]! < rb[i]! ? -1 : 1;
+    return 0;
+  });
+  return { keep: sorted[0]!, twins: sorted.slice(1) };
+}
+
+async function lookUpUnknown(
+  pass: MailboxPass,
+  ref: FolderRef,
+  unknownIds: ReadonlySet<string>,
+  healed: Healed,
+): Promise<void> {
+  const { contacts, policy } = pass;
+  const keys = new Set<string>();
+  for (const id of unknownIds) {
+    const c = await pass.graph.getContact(pass.mbx, id);
+    const key = c?.tag ? parseTag(c.tag, policy.id) : undefined;
+    if (key && !contacts.get(key)?.pending) keys.add(key);
+  }
+  for (const key of keys) {
+    const found = await pass.graph.findByTag(pass.mbx, ref, tagValue(policy.id, key));
+    if (found.length === 0) continue;
+    const stored = contacts.get(key);
+    const known = stored && !stored.pending ? stored.contactId : undefined;
+    const { keep, twins } = splitTwins(found, known);
+    healed.removeDuplicates.push(...twins.map((t) => t.contactId));
+    if (keep.contactId === known) continue;
+    const adopted = managedFrom(keep, '');
+    contacts.set(key, adopted);
+    healed.upserts.push([key, adopted]);
+  }
 }
 
 const managedFrom = (found: TaggedContact, hash: string): ManagedContact => ({
@@ -59,9 +114,12 @@ async function reconcileFolder(
       drift.deleted.add(stored.contactId);
   }
   for (const [key, found] of byKey) {
-    const [keepOne, ...twins] = found as [TaggedContact, ...TaggedContact[]];
-    healed.removeDuplicates.push(...twins.map((t) => t.contactId));
     const stored = contacts.get(key);
+    const { keep: keepOne, twins } = splitTwins(
+      found,
+      stored && !stored.pending ? stored.contactId : undefined,
+    );
+    healed.removeDuplicates.push(...twins.map((t) => t.contactId));
     if (stored && !stored.pending && stored.contactId === keepOne.contactId) {
       if (keepOne.changeKey !== stored.changeKey)
         drift.changed.set(keepOne.contactId, { fields: keepOne.fields, changeKey: keepOne.changeKey });
@@ -90,7 +148,7 @@ async function lookUpPending(pass: MailboxPass, ref: FolderRef, healed: Healed):
       healed.deletesState.push(key);
       continue;
     }
-    const [keepOne, ...twins] = found as [TaggedContact, ...TaggedContact[]];
+    const { keep: keepOne, twins } = splitTwins(found, undefined);
     healed.removeDuplicates.push(...twins.map((t) => t.contactId));
     const contact = managedFrom(keepOne, p.hash);
     contacts.set(key, contact);

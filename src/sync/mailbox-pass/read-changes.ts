@@ -16,6 +16,8 @@ export interface Changes {
   ref: FolderRef;
   /** Source keys whose contacts vanished with a deleted folder (they come back as restores). */
   lostWithFolder: Set<string>;
+  /** Contacts in the delta the state does not know (users' own, or ours the state lost). */
+  unknownIds: Set<string>;
 }
 
 /** A delta read whose items do not matter (only its new token). */
@@ -36,11 +38,12 @@ export async function readChanges(pass: MailboxPass, ref: FolderRef, adopted: bo
     reconcile: adopted,
     ref,
     lostWithFolder: new Set(),
+    unknownIds: new Set(),
   };
   if (folderMissingInDryRun(pass)) return out;
   try {
     const managed = managedByContactId(pass);
-    const take = (items: DriftItem[]): void => takeDrift(out.drift, managed, items);
+    const take = (items: DriftItem[]): void => takeDrift(out.drift, managed, items, out.unknownIds);
     const pre = options.preReadDrift;
     if (
       pre &&
@@ -79,10 +82,15 @@ export function takeDrift(
   drift: MutableDrift,
   managed: ReadonlyMap<string, [string, ManagedContact]>,
   items: readonly DriftItem[],
+  unknownIds?: Set<string>,
 ): void {
   for (const item of items) {
     const hit = managed.get(item.contactId);
-    if (!hit) continue;
+    if (!hit) {
+      if (item.removed) unknownIds?.delete(item.contactId);
+      else unknownIds?.add(item.contactId);
+      continue;
+    }
     if (item.removed) drift.deleted.add(item.contactId);
     else if (item.changeKey && item.changeKey !== hit[1].changeKey && item.fields)
       drift.changed.set(item.contactId, { fields: item.fields, changeKey: item.changeKey });

@@ -17,10 +17,14 @@ export interface Settle {
   unsettled?: MutableDrift;
 }
 
+/** Writes from which reading them back now beats reading them back next run (half a page). */
+const catchUpThreshold = 500;
+
 /**
- * Stores the folder row. After any write the delta is read once more, from the token taken at the
- * pass's start, so the stored token is past our own writes (the next run reads only what users did).
- * Exchange reports a deletion only for an item the token had handed out, so a contact we created
+ * Stores the folder row. After creates (or many writes) the delta is read once more, from the token
+ * taken at the pass's start, so the stored token is past our own writes (the next run reads only
+ * what users did). Updates and deletes alone need no such read: they touch contacts the token had
+ * handed out, so the next round reports what users do to them, and our changeKeys mark ours. Exchange reports a deletion only for an item the token had handed out, so a contact we created
  * and a user deleted before this read is simply absent: one that does not come back is re-checked
  * next pass, as is any managed contact this read shows removed or changed by someone else.
  */
@@ -32,7 +36,8 @@ export async function settleFolder(pass: MailboxPass, s: Settle): Promise<void> 
     for (const id of pass.folderState?.dirtyContactIds ?? []) dirty.add(id);
   }
   let deltaLink = s.newDeltaLink;
-  if (s.writes > 0 && deltaLink) deltaLink = await catchUp(pass, s.ref, deltaLink, s.createdIds, dirty);
+  if (deltaLink && (s.createdIds.size > 0 || s.writes >= catchUpThreshold))
+    deltaLink = await catchUp(pass, s.ref, deltaLink, s.createdIds, dirty);
   if (!deltaLink && s.unsettled) return;
   pass.folderState = {
     ...(pass.folderState ?? { folderId: null, folderName: null }),

@@ -331,6 +331,7 @@ export class GraphService {
         inBatch: req.inBatch,
       });
       if (fault?.kind === 'status') {
+        if (fault.executed) await route.handler(ctx);
         const retry: Record<string, string> =
           fault.retryAfterSeconds !== undefined ? { 'retry-after': String(fault.retryAfterSeconds) } : {};
         const code =

@@ -24,7 +24,7 @@ import { graphCall } from './errors';
 type Json = Record<string, unknown>;
 
 const immutable = 'IdType="ImmutableId"';
-const contactSelect = ['id', 'changeKey', ...contactFieldNames].join(',');
+const contactSelect = ['id', 'changeKey', 'createdDateTime', ...contactFieldNames].join(',');
 const expandTag = `singleValueExtendedProperties($filter=id eq '${tagPropertyId}')`;
 
 /** OData string literal: single quotes doubled. */
@@ -284,6 +284,7 @@ export class GraphMailboxes implements MailboxGraph {
       changeKey: typeof c.changeKey === 'string' ? c.changeKey : '',
       tag: typeof tag?.value === 'string' ? tag.value : null,
       fields: fieldsFromGraph(c, contactFieldNames),
+      ...(typeof c.createdDateTime === 'string' ? { createdDateTime: c.createdDateTime } : {}),
     };
   }
 
@@ -467,8 +468,14 @@ export class GraphMailboxes implements MailboxGraph {
               });
             } else if (status === 404 && q.op.kind !== 'create') {
               done.push({ id: q.op.id, outcome: 'notFound' });
-            } else if (status === 424 || status === 0) {
+            } else if (status === 424) {
               again.push(q); // not executed: a request before it failed
+            } else if (q.op.kind === 'create' && (status === 0 || status >= 500)) {
+              // It may have run (no sub-response, or a server error after the write): sent again only
+              // after its tag was looked up, on the next pass.
+              done.push({ id: q.op.id, outcome: 'unknown', message: `HTTP ${status || 'no reply'}` });
+            } else if (status === 0) {
+              again.push(q); // no sub-response: PATCH and DELETE are safe to send again
             } else if (
               status === 429 && retryAfterOf(r) > 0
                 ? ++q.throttledWaits < this.tuning.maxThrottledWaits
