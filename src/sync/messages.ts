@@ -25,6 +25,9 @@ export type PolicyRunMessage = z.output<typeof policyRunMessage>;
 /** Drift items a mailbox-sync message may carry (more: the worker reads the delta itself). */
 export const maxCarriedDriftItems = 20;
 
+/** Time-budget continuations of one mailbox; the one that would pass it fails the mailbox instead. */
+export const maxContinuations = 1000;
+
 export const mailboxSyncMessage = z.strictObject({
   kind: z.literal('mailbox-sync'),
   policyId: z.string().min(1),
@@ -34,7 +37,7 @@ export const mailboxSyncMessage = z.strictObject({
   dryRun: z.boolean(),
   force: z.boolean(),
   /** How many time-budget continuations came before this one. */
-  continuation: z.number().int().min(0).max(1000).default(0),
+  continuation: z.number().int().min(0).max(maxContinuations).default(0),
   /** Counts from earlier continuations of this mailbox, so the outcome tells the whole story. */
   carried: z
     .strictObject({

@@ -29,6 +29,11 @@ export interface ManagedContact {
   orphaned: boolean;
   /** Hash of the photo we last put on the contact; absent or null when we put none. */
   photo?: string | null;
+  /**
+   * A PATCH we sent and have no reply for yet (intent log): a changeKey we do not know whose fields
+   * are these is our own write, not a user's edit.
+   */
+  intent?: { written: ContactFields; hash: string };
 }
 
 export interface Drift {
@@ -99,17 +104,23 @@ export interface MailboxPlan {
 const ruleOf = (o: PlanOptions, f: ContactFieldName): 'overwrite' | 'setIfEmpty' | 'never' =>
   o.rules[f] ?? 'overwrite';
 
-/** The fields of `desired` to write over `current`, honouring rules and fields the user owns. */
+/**
+ * The fields of `desired` to write over `current`, honouring rules and fields the user owns. A
+ * setIfEmpty field is written when empty or still holding what we wrote (`ours`); a value someone
+ * else put there stays.
+ */
 function fieldsToWrite(
   desired: ContactFields,
   current: ContactFields,
   o: PlanOptions,
   keep: readonly ContactFieldName[],
+  ours: ContactFields,
 ): ContactFieldName[] {
   return o.fields.filter((f) => {
     if (keep.includes(f)) return false;
     if (sameValue(desired[f], current[f])) return false;
-    if (ruleOf(o, f) === 'setIfEmpty' && !isEmptyValue(current[f])) return false;
+    if (ruleOf(o, f) === 'setIfEmpty' && !isEmptyValue(current[f]) && !sameValue(current[f], ours[f]))
+      return false;
     return true;
   });
 }
@@ -194,7 +205,7 @@ export function planMailbox(
         ];
       }
     }
-    const names = fieldsToWrite(wantFields, current, o, keep);
+    const names = fieldsToWrite(wantFields, current, o, keep, haveWritten);
     const written = merge(current, wantFields, names);
     const wasOrphaned = have.orphaned;
     if (names.length === 0) {

@@ -137,6 +137,7 @@ async function runPass(
     newDeltaLink: changes.newDeltaLink,
     writes: written.ops + photoWrites,
     createdIds: written.createdIds,
+    stillDirty: changes.stillDirty,
     ...(incomplete ? { unsettled: drift } : {}),
   });
   if (incomplete) {

@@ -66,8 +66,9 @@ async function lookUpUnknown(
 ): Promise<void> {
   const { contacts, policy } = pass;
   const keys = new Set<string>();
-  for (const id of unknownIds) {
-    const c = await pass.graph.getContact(pass.mbx, id);
+  if (unknownIds.size === 0) return;
+  const read = await pass.graph.getContacts(pass.mbx, [...unknownIds]);
+  for (const c of read.values()) {
     const key = c?.tag ? parseTag(c.tag, policy.id) : undefined;
     if (key && !contacts.get(key)?.pending) keys.add(key);
   }

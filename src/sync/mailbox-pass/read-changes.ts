@@ -1,6 +1,8 @@
 // Step 2: what users changed since the last pass: the folder's contacts delta (or the round read at
 // the run's start), then the contacts left to re-check. A deleted folder is recreated; an expired
 // token asks for a reconcile by tag.
+import type { ContactFieldName } from '../config/schema';
+import { sameValue } from '../mapping';
 import type { ManagedContact } from '../planner';
 import { DeltaExpiredError, FolderGoneError, type DriftItem, type FolderRef } from '../ports';
 import { ensureFolder, folderMissingInDryRun } from './ensure-folder';
@@ -18,6 +20,8 @@ export interface Changes {
   lostWithFolder: Set<string>;
   /** Contacts in the delta the state does not know (users' own, or ours the state lost). */
   unknownIds: Set<string>;
+  /** Contacts to re-check whose read failed (throttled): kept for the next pass. */
+  stillDirty: string[];
 }
 
 /** A delta read whose items do not matter (only its new token). */
@@ -39,11 +43,16 @@ export async function readChanges(pass: MailboxPass, ref: FolderRef, adopted: bo
     ref,
     lostWithFolder: new Set(),
     unknownIds: new Set(),
+    stillDirty: [],
   };
+  // A folder row that gave up on listing ids: compare every managed contact by listing the folder.
+  if (pass.folderState?.recheckAll) out.reconcile = true;
   if (folderMissingInDryRun(pass)) return out;
   try {
     const managed = managedByContactId(pass);
-    const take = (items: DriftItem[]): void => takeDrift(out.drift, managed, items, out.unknownIds);
+    const ownWrites = new Map<string, ManagedContact>();
+    const take = (items: DriftItem[]): void =>
+      takeDrift(out.drift, managed, items, out.unknownIds, { fields: pass.fields, ownWrites });
     const pre = options.preReadDrift;
     if (
       pre &&
@@ -57,7 +66,8 @@ export async function readChanges(pass: MailboxPass, ref: FolderRef, adopted: bo
         await graph.readDrift(mbx, ref, pass.folderState?.deltaLink ?? null, take)
       ).deltaLink;
     }
-    await recheckDirty(pass, managed, out.drift);
+    await settleOwnWrites(pass, ownWrites);
+    out.stillDirty = await recheckDirty(pass, managed, out.drift);
   } catch (e) {
     if (e instanceof FolderGoneError) {
       // The user deleted the folder: everything in it is gone; recreate it and its contacts.
@@ -83,6 +93,7 @@ export function takeDrift(
   managed: ReadonlyMap<string, [string, ManagedContact]>,
   items: readonly DriftItem[],
   unknownIds?: Set<string>,
+  own?: { fields: readonly ContactFieldName[]; ownWrites: Map<string, ManagedContact> },
 ): void {
   for (const item of items) {
     const hit = managed.get(item.contactId);
@@ -92,23 +103,56 @@ export function takeDrift(
       continue;
     }
     if (item.removed) drift.deleted.add(item.contactId);
-    else if (item.changeKey && item.changeKey !== hit[1].changeKey && item.fields)
-      drift.changed.set(item.contactId, { fields: item.fields, changeKey: item.changeKey });
+    else if (item.changeKey && item.changeKey !== hit[1].changeKey && item.fields) {
+      const [key, have] = hit;
+      const itemFields = item.fields;
+      const intent = have.intent;
+      if (own && intent && own.fields.every((f) => sameValue(itemFields[f], intent.written[f]))) {
+        // Our own PATCH whose reply was lost: what it wrote is what we meant to write.
+        const { intent: _sent, ...rest } = have;
+        own.ownWrites.set(key, {
+          ...rest,
+          written: intent.written,
+          hash: intent.hash,
+          changeKey: item.changeKey,
+        });
+        drift.changed.delete(item.contactId);
+      } else drift.changed.set(item.contactId, { fields: itemFields, changeKey: item.changeKey });
+    }
   }
 }
 
-/** Contacts a caught-up delta left to look at again (changed by someone else meanwhile). */
+/** PATCHes of an earlier pass found done: stored as written, so the plan sees no user edit. */
+async function settleOwnWrites(
+  pass: MailboxPass,
+  ownWrites: ReadonlyMap<string, ManagedContact>,
+): Promise<void> {
+  for (const [k, c] of ownWrites) pass.contacts.set(k, c);
+  if (ownWrites.size > 0 && !pass.options.dryRun)
+    await pass.store.apply(pass.policy.id, pass.mbx, [...ownWrites], []);
+}
+
+/**
+ * Contacts a caught-up delta left to look at again (changed by someone else meanwhile), read 20 to a
+ * $batch. Returns the ids whose read failed.
+ */
 async function recheckDirty(
   pass: MailboxPass,
   managed: ReadonlyMap<string, [string, ManagedContact]>,
   drift: MutableDrift,
-): Promise<void> {
-  for (const id of pass.folderState?.dirtyContactIds ?? []) {
-    const hit = managed.get(id);
-    if (!hit || drift.changed.has(id) || drift.deleted.has(id)) continue;
-    const current = await pass.graph.getContact(pass.mbx, id);
-    if (!current) drift.deleted.add(id);
-    else if (current.changeKey !== hit[1].changeKey)
+): Promise<string[]> {
+  const ids = (pass.folderState?.dirtyContactIds ?? []).filter(
+    (id) => managed.has(id) && !drift.changed.has(id) && !drift.deleted.has(id),
+  );
+  if (ids.length === 0) return [];
+  const found = await pass.graph.getContacts(pass.mbx, ids);
+  const left: string[] = [];
+  for (const id of ids) {
+    const current = found.get(id);
+    if (current === undefined) left.push(id);
+    else if (current === null) drift.deleted.add(id);
+    else if (current.changeKey !== managed.get(id)![1].changeKey)
       drift.changed.set(id, { fields: current.fields, changeKey: current.changeKey });
   }
+  return left;
 }

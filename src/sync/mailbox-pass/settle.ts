@@ -15,7 +15,12 @@ export interface Settle {
   createdIds: ReadonlySet<string>;
   /** Drift seen but not acted on (a partial pass): looked at again next pass. */
   unsettled?: MutableDrift;
+  /** Re-checks that could not be read this pass. */
+  stillDirty: readonly string[];
 }
+
+/** Contacts re-checked by id at most (5 $batch reads); past it the next pass lists the folder once. */
+export const maxDirtyIds = 100;
 
 /** Writes from which reading them back now beats reading them back next run (half a page). */
 const catchUpThreshold = 500;
@@ -29,7 +34,7 @@ const catchUpThreshold = 500;
  * next pass, as is any managed contact this read shows removed or changed by someone else.
  */
 export async function settleFolder(pass: MailboxPass, s: Settle): Promise<void> {
-  const dirty = new Set<string>();
+  const dirty = new Set<string>(s.stillDirty);
   if (s.unsettled) {
     for (const id of s.unsettled.changed.keys()) dirty.add(id);
     for (const id of s.unsettled.deleted) dirty.add(id);
@@ -39,10 +44,14 @@ export async function settleFolder(pass: MailboxPass, s: Settle): Promise<void> 
   if (deltaLink && (s.createdIds.size > 0 || s.writes >= catchUpThreshold))
     deltaLink = await catchUp(pass, s.ref, deltaLink, s.createdIds, dirty);
   if (!deltaLink && s.unsettled) return;
+  // A partial pass that was to list the whole folder still has to.
+  const recheckAll = dirty.size > maxDirtyIds || (s.unsettled !== undefined && pass.folderState?.recheckAll);
   pass.folderState = {
-    ...(pass.folderState ?? { folderId: null, folderName: null }),
+    folderId: pass.folderState?.folderId ?? null,
+    folderName: pass.folderState?.folderName ?? null,
     deltaLink,
-    dirtyContactIds: [...dirty],
+    dirtyContactIds: recheckAll ? [] : [...dirty],
+    ...(recheckAll ? { recheckAll: true } : {}),
   };
   await pass.store.saveFolder(pass.policy.id, pass.mbx, pass.folderState);
 }

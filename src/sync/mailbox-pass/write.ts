@@ -150,14 +150,22 @@ class PlanWriter {
       rows.push([m.c.sourceKey, { pending: true, hash: m.c.desired.hash, fields: m.c.desired.fields }]);
     };
     batch.forEach(add);
-    if (rows.length > 0)
+    // Updates: the row carries what the PATCH will have written, so a lost reply is known as ours.
+    for (const op of batch) {
+      const m = this.meaning.get(op.id);
+      const have = m?.kind === 'update' ? this.pass.contacts.get(m.u.sourceKey) : undefined;
+      if (m?.kind === 'update' && have && !have.pending)
+        rows.push([m.u.sourceKey, { ...have, intent: { written: m.u.written, hash: m.u.hash } }]);
+    }
+    if (keys.length > 0)
       while (rows.length < pendingRowsPerWrite && this.nextToPend < this.createsInOrder.length)
         add(this.createsInOrder[this.nextToPend++]!);
+    const waits: Promise<void>[] = [];
     if (rows.length > 0) {
       const stored = this.pass.store.apply(this.pass.policy.id, this.pass.mbx, rows, []);
       for (const k of keys) this.pendingWritten.set(k, stored);
+      waits.push(stored);
     }
-    const waits: Promise<void>[] = [];
     for (const op of batch) {
       const m = this.meaning.get(op.id);
       const stored = m?.kind === 'create' ? this.pendingWritten.get(m.c.sourceKey) : undefined;
@@ -169,6 +177,12 @@ class PlanWriter {
   /** Drops the pending row of a create that was not made (if one was written). */
   private unpend(key: string, del: string[]): void {
     if (this.pendingWritten.delete(key)) del.push(key);
+  }
+
+  /** An update not made: its row as before (the in-memory row never carried the intent). */
+  private dropIntent(m: Meaning, up: [string, StoredContact][]): void {
+    const have = m.kind === 'update' ? this.pass.contacts.get(m.u.sourceKey) : undefined;
+    if (m.kind === 'update' && have) up.push([m.u.sourceKey, have]);
   }
 
   private photoOf(key: string): { photo?: string | null } {
@@ -186,6 +200,7 @@ class PlanWriter {
       if (r.outcome === 'notAttempted') {
         this.incomplete = true;
         if (m.kind === 'create') this.unpend(m.c.sourceKey, del);
+        this.dropIntent(m, up);
         continue;
       }
       if (r.outcome === 'unknown') {
@@ -203,6 +218,7 @@ class PlanWriter {
           ...(r.requestId ? { requestId: r.requestId } : {}),
         });
         if (m.kind === 'create') this.unpend(m.c.sourceKey, del);
+        this.dropIntent(m, up);
         continue;
       }
       this.recordDone(m, r, up, del);

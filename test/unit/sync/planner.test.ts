@@ -163,6 +163,28 @@ const cases: Case[] = [
     then: { updates: [['u:1', ['mobilePhone']]], keep: [['u:1', ['jobTitle']]] },
   },
   {
+    name: 'setIfEmpty: a value we wrote follows the source (issue 15, defect 8)',
+    given: {
+      desired: [['u:1', { ...ada, jobTitle: 'Lead' }]],
+      managed: [['u:1', have('c1', ada)]],
+      options: { rules: { jobTitle: 'setIfEmpty' } },
+    },
+    then: { updates: [['u:1', ['jobTitle']]] },
+  },
+  {
+    name: 'setIfEmpty: a value the user set over ours stays theirs when the source changes',
+    given: {
+      desired: [['u:1', { ...ada, jobTitle: 'Lead' }]],
+      managed: [['u:1', have('c1', ada)]],
+      drift: {
+        changed: new Map([['c1', { fields: { ...ada, jobTitle: 'My title' }, changeKey: 'user' }]]),
+        deleted: new Set(),
+      },
+      options: { rules: { jobTitle: 'setIfEmpty' } },
+    },
+    then: { unchanged: 1, keep: [['u:1', ['jobTitle']]] },
+  },
+  {
     name: 'setIfEmpty: an empty field is filled',
     given: {
       desired: [['u:1', ada]],
