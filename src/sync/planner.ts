@@ -140,6 +140,23 @@ function merge(base: ContactFields, patch: ContactFields, names: readonly Contac
   return out;
 }
 
+/**
+ * Exchange may recompute displayName when givenName or surname change: a PATCH of either also sends
+ * the displayName we want, where displayName is ours to write.
+ */
+function withDisplayName(
+  names: ContactFieldName[],
+  want: ContactFields,
+  o: PlanOptions,
+  keep: readonly ContactFieldName[],
+): void {
+  if (!names.includes('givenName') && !names.includes('surname')) return;
+  if (names.includes('displayName') || keep.includes('displayName')) return;
+  if (!o.fields.includes('displayName') || want.displayName === undefined) return;
+  if (ruleOf(o, 'displayName') !== 'overwrite') return;
+  names.push('displayName');
+}
+
 export function planMailbox(
   desired: ReadonlyMap<string, DesiredContact>,
   managed: ReadonlyMap<string, ManagedContact>,
@@ -206,6 +223,7 @@ export function planMailbox(
       }
     }
     const names = fieldsToWrite(wantFields, current, o, keep, haveWritten);
+    withDisplayName(names, wantFields, o, keep);
     const written = merge(current, wantFields, names);
     const wasOrphaned = have.orphaned;
     if (names.length === 0) {

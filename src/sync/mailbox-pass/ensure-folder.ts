@@ -12,8 +12,11 @@ export async function ensureFolder(pass: MailboxPass): Promise<EnsuredFolder> {
   const { policy, graph, store, mbx, options } = pass;
   const name = policy.folder.name;
   if (name === null) {
-    pass.folderState ??= { folderId: null, folderName: null, deltaLink: null, dirtyContactIds: [] };
-    return { ref: { kind: 'default' }, adopted: pass.contacts.size === 0 };
+    // Adopted (reconciled by tag) the first time only: a policy that manages nothing in this mailbox
+    // does not list the whole Contacts folder on every run.
+    const first = pass.folderState === null || pass.folderState.folderName !== null;
+    if (first) pass.folderState = { folderId: null, folderName: null, deltaLink: null, dirtyContactIds: [] };
+    return { ref: { kind: 'default' }, adopted: first && pass.contacts.size === 0 };
   }
   const known = pass.folderState;
   if (known?.folderId && known.folderName === name)

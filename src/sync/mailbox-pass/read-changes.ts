@@ -80,11 +80,25 @@ export async function readChanges(pass: MailboxPass, ref: FolderRef, adopted: bo
       out.reconcile = again.adopted;
       if (!options.dryRun) out.newDeltaLink = (await graph.readDrift(mbx, out.ref, null, ignore)).deltaLink;
     } else if (e instanceof DeltaExpiredError) {
-      out.reconcile = true;
-      out.newDeltaLink = (await graph.readDrift(mbx, ref, null, ignore)).deltaLink;
+      out.newDeltaLink = await readWholeFolder(pass, ref, out);
     } else throw e;
   }
   return out;
+}
+
+/**
+ * An expired token: one full round is the folder as it is, read once. Managed contacts missing from
+ * it are gone; contacts the state does not know are looked up by tag (or the folder listed when many).
+ */
+async function readWholeFolder(pass: MailboxPass, ref: FolderRef, out: Changes): Promise<string> {
+  const managed = managedByContactId(pass);
+  const seen = new Set<string>();
+  const round = await pass.graph.readDrift(pass.mbx, ref, null, (items) => {
+    for (const item of items) seen.add(item.contactId);
+    takeDrift(out.drift, managed, items, out.unknownIds);
+  });
+  for (const id of managed.keys()) if (!seen.has(id)) out.drift.deleted.add(id);
+  return round.deltaLink;
 }
 
 /** Delta items about managed contacts, as drift: a removal, or a changeKey that is not ours. */

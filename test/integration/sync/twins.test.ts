@@ -87,3 +87,78 @@ describe('twins are never made, and healed wherever a read finds them (issue 15,
     assert.equal(run.results[0]!.duplicatesRemoved, 1);
   });
 });
+
+describe('smaller defects of the pass (issue 15, defect 10)', () => {
+  let f: EngineFixture;
+  before(async () => {
+    f = await engineFixture({ seed: { generate: { users: 8, mailboxes: 8, awkward: false } } });
+  });
+  after(() => f.close());
+
+  it('adopts a folder whose name differs only in case, instead of failing every run', async () => {
+    const target = [...f.sim.tenant.users.values()].find((u) => u.mailbox === 'user' && u.accountEnabled)!;
+    const mailbox = f.sim.tenant.mailbox(target.userPrincipalName)!;
+    const own = mailbox.createFolder('company directory', mailbox.contactsFolderId);
+    const run = await f.run(f.policy(), { mailboxes: [target.userPrincipalName] });
+    assert.equal(run.mailboxes.failed, 0, JSON.stringify(run.results[0]?.errors));
+    assert.equal(mailbox.contactsIn(own.id).length, 7, 'the contacts went into the existing folder');
+    assert.equal(
+      [...mailbox.folders.values()].filter((x) => x.displayName.toLowerCase() === 'company directory').length,
+      1,
+    );
+  });
+});
+
+describe('reads of the pass that cost nothing twice (issue 15, defect 10)', () => {
+  let f: EngineFixture;
+  let target: SimUser;
+  before(async () => {
+    f = await engineFixture({ seed: { generate: { users: 12, mailboxes: 12, awkward: false } } });
+    target = [...f.sim.tenant.users.values()].find((u) => u.mailbox === 'user' && u.accountEnabled)!;
+  });
+  after(() => f.close());
+
+  const only = (): { mailboxes: string[] } => ({ mailboxes: [target.userPrincipalName] });
+
+  it('an expired contacts-delta token reads the folder once, and still restores a deleted contact', async () => {
+    const policy = f.policy({ id: 'expired', folder: { name: 'Expired' } });
+    await f.run(policy, only());
+    const mailbox = f.sim.tenant.mailbox(target.userPrincipalName)!;
+    const [victim] = folderContacts(f.sim, target.userPrincipalName, 'Expired');
+    const tag = tagOf(victim!);
+    mailbox.deleteContact(victim!);
+    f.sim.expireDeltaTokens();
+    await new Promise((r) => setTimeout(r, 5));
+    const since = f.sim.log.lastSeq;
+    const run = await f.run(policy, only());
+    assert.equal(run.contacts.restored, 1);
+    assert.equal(tagCounts(folderContacts(f.sim, target.userPrincipalName, 'Expired')).get(tag!), 1);
+    const reads = f.sim.log
+      .since(since)
+      .filter(
+        (e) =>
+          e.mailbox !== null && ['contacts.list', 'contacts.delta'].includes(e.operation) && e.status === 200,
+      );
+    assert.equal(
+      reads.filter((e) => e.operation === 'contacts.list').length,
+      0,
+      'the folder is not listed besides',
+    );
+  });
+
+  it('a default-folder policy that manages nothing in a mailbox does not list the folder every run', async () => {
+    const policy = f.policy({
+      id: 'nothing',
+      folder: { name: null },
+      source: {
+        type: 'directory',
+        filters: [{ attribute: 'department', op: 'equals', value: 'No Such Department' }],
+      },
+    } as never);
+    await f.run(policy, only());
+    const since = f.sim.log.lastSeq;
+    await f.run(policy, only());
+    const listed = f.sim.log.since(since).filter((e) => e.operation === 'contacts.list');
+    assert.equal(listed.length, 0);
+  });
+});

@@ -185,6 +185,14 @@ const cases: Case[] = [
     then: { unchanged: 1, keep: [['u:1', ['jobTitle']]] },
   },
   {
+    name: 'a changed surname is sent with the displayName (Exchange may recompute it) (issue 15, defect 10)',
+    given: {
+      desired: [['u:1', { ...ada, givenName: 'Ada', surname: 'King' }]],
+      managed: [['u:1', have('c1', { ...ada, givenName: 'Ada', surname: 'Byron' })]],
+    },
+    then: { updates: [['u:1', ['surname', 'displayName']]] },
+  },
+  {
     name: 'setIfEmpty: an empty field is filled',
     given: {
       desired: [['u:1', ada]],
