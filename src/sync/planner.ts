@@ -157,6 +157,18 @@ function withDisplayName(
   names.push('displayName');
 }
 
+/**
+ * A kept contact whose source object came back: the categories we wrote without the removal mark,
+ * when categories are not otherwise ours (a managed categories field is rewritten from the source).
+ */
+function withoutRemovalMark(written: ContactFields, o: PlanOptions): string[] | undefined {
+  if (o.fields.includes('categories')) return undefined;
+  const categories = written.categories ?? [];
+  return categories.includes(o.removalCategory)
+    ? categories.filter((c) => c !== o.removalCategory)
+    : undefined;
+}
+
 export function planMailbox(
   desired: ReadonlyMap<string, DesiredContact>,
   managed: ReadonlyMap<string, ManagedContact>,
@@ -224,8 +236,11 @@ export function planMailbox(
     }
     const names = fieldsToWrite(wantFields, current, o, keep, haveWritten);
     withDisplayName(names, wantFields, o, keep);
-    const written = merge(current, wantFields, names);
     const wasOrphaned = have.orphaned;
+    const unmarked = wasOrphaned ? withoutRemovalMark(haveWritten, o) : undefined;
+    if (unmarked && !names.includes('categories')) names.push('categories');
+    const written = merge(current, wantFields, names);
+    if (unmarked) written.categories = unmarked;
     if (names.length === 0) {
       if (
         have.hash !== want.hash ||
@@ -255,7 +270,7 @@ export function planMailbox(
     plan.updates.push({
       sourceKey,
       contactId: have.contactId,
-      patch: pick(wantFields, names),
+      patch: unmarked ? { ...pick(wantFields, names), categories: unmarked } : pick(wantFields, names),
       patchFields: names,
       written,
       hash: want.hash,

@@ -230,6 +230,18 @@ const cases: Case[] = [
     then: { deletes: Array.from({ length: 10 }, (_, i) => `u:${i}`), unchanged: 5 },
   },
   {
+    name: 'a returning source object takes the removal mark off its kept contact (issue 15, defect 10)',
+    given: {
+      desired: [['u:1', ada]],
+      managed: [['u:1', have('c1', { ...ada, categories: ['Removed from directory'] }, { orphaned: true })]],
+      options: {
+        fields: contactFieldNames.filter((f) => f !== 'categories'),
+        onSourceRemoval: 'keepAndMark',
+      },
+    },
+    then: { updates: [['u:1', ['categories']]] },
+  },
+  {
     name: 'a re-added object resumes a kept (orphaned) contact instead of creating a twin',
     given: { desired: [['u:1', ada]], managed: [['u:1', have('c1', ada, { orphaned: true })]] },
     then: { creates: [], unchanged: 1 },
