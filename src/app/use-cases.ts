@@ -7,6 +7,7 @@ import {
   mailboxSyncMessage,
   maxCarriedDriftItems,
   maxCarriedDriftBytes,
+  maxContinuations,
   parseMessage,
   type MailboxSyncMessage,
   type PolicyRunMessage,
@@ -307,6 +308,11 @@ export async function processMailboxSync(
     log.info('mailbox is being synced by another worker; deferred', fields);
     return 'deferred';
   }
+  // Renewed while the pass runs (throttling can stretch it past the budget); released in finally.
+  const lockTtlMs = budgetMs + 60_000;
+  const renewal = app.locks.keepLocked(msg.policyId, msg.mailboxId, owner, lockTtlMs, lockTtlMs / 3, () =>
+    app.now(),
+  );
   try {
     const found = await app.policy(msg.policyId);
     if (!found) {
@@ -344,6 +350,15 @@ export async function processMailboxSync(
       0,
       result.unchanged - msg.carried.created - msg.carried.restored - msg.carried.updated,
     );
+    if (result.status === 'partial' && msg.continuation >= maxContinuations) {
+      // Never dropped: a mailbox that makes no headway is failed and reported (the lease is freed).
+      result.status = 'failed';
+      result.errors.push({
+        status: 0,
+        code: 'ContinuationLimit',
+        message: `the mailbox was still unfinished after ${maxContinuations} continuations of the time budget; the next run starts it again`,
+      });
+    }
     if (result.status === 'partial') {
       const carried = {
         created: result.created,
@@ -395,6 +410,7 @@ export async function processMailboxSync(
     );
     throw e;
   } finally {
+    await renewal.stop();
     await app.locks.unlock(msg.policyId, msg.mailboxId, owner);
   }
 }

@@ -50,13 +50,16 @@ export const maxCarriedDriftBytes = 24_000;
 /** A queue message holds 64 KiB; what we send is checked against this before it is sent. */
 export const maxQueueMessageBytes = 64 * 1024;
 
+/** Time-budget continuations of one mailbox; the one that would pass it fails the mailbox instead. */
+export const maxContinuations = 1000;
+
 export const mailboxSyncMessage = z.strictObject({
   kind: z.literal('mailbox-sync'),
   policyId: policyIdSchema,
   runId: runIdSchema,
   mailboxId: objectIdSchema,
   /** How many time-budget continuations came before this one. */
-  continuation: z.number().int().min(0).max(1000).default(0),
+  continuation: z.number().int().min(0).max(maxContinuations).default(0),
   /** Counts from earlier continuations of this mailbox, so the outcome tells the whole story. */
   carried: z
     .strictObject({

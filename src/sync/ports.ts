@@ -76,6 +76,8 @@ export interface TaggedContact {
   /** Our tag's value, or null for a contact without it (added by hand). */
   tag: string | null;
   fields: ContactFields;
+  /** When Exchange created it (ISO 8601): of twins, the oldest is kept. */
+  createdDateTime?: string;
 }
 
 export interface DriftItem {
@@ -137,6 +139,11 @@ export interface MailboxGraph extends MailboxSourceReader {
   /** Contacts in the folder carrying this tag value. */
   findByTag(mailboxId: string, folder: FolderRef, tag: string): Promise<TaggedContact[]>;
   getContact(mailboxId: string, contactId: string): Promise<TaggedContact | undefined>;
+  /**
+   * Contacts by id, 20 to a $batch: null for one that is gone. An id whose read failed (throttled)
+   * is left out of the answer.
+   */
+  getContacts(mailboxId: string, contactIds: readonly string[]): Promise<Map<string, TaggedContact | null>>;
   write(mailboxId: string, ops: WriteOp[], options?: WriteOptions): Promise<WriteResult[]>;
 }
 
@@ -147,6 +154,11 @@ export interface FolderState {
   deltaLink: string | null;
   /** Contacts changed by someone else while we caught up the delta: checked on the next run. */
   dirtyContactIds: string[];
+  /**
+   * Too many to re-check one by one (or to store): the next pass lists the folder once and compares
+   * every managed contact instead.
+   */
+  recheckAll?: boolean;
 }
 
 /** A create we are about to send: if the reply is lost, the tag finds it. */

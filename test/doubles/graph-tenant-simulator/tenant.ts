@@ -243,10 +243,12 @@ export class Mailbox {
     return [...this.contacts.values()].filter((c) => c.folderId === folderId);
   }
 
+  /** Exchange compares folder names without case ("company directory" is "Company Directory"). */
   folderByName(displayName: string, parentFolderId?: string): SimContactFolder | undefined {
+    const wanted = displayName.toLowerCase();
     return [...this.folders.values()].find(
       (f) =>
-        f.displayName === displayName &&
+        f.displayName.toLowerCase() === wanted &&
         (parentFolderId === undefined || f.parentFolderId === parentFolderId),
     );
   }

@@ -25,7 +25,7 @@ import { pathSegment } from './path-segment';
 type Json = Record<string, unknown>;
 
 const immutable = 'IdType="ImmutableId"';
-const contactSelect = ['id', 'changeKey', ...contactFieldNames].join(',');
+const contactSelect = ['id', 'changeKey', 'createdDateTime', ...contactFieldNames].join(',');
 const expandTag = `singleValueExtendedProperties($filter=id eq '${tagPropertyId}')`;
 
 /** OData string literal: single quotes doubled. */
@@ -142,7 +142,10 @@ export class GraphMailboxes implements MailboxGraph {
   async findFolder(mailboxId: string, name: string): Promise<string | undefined> {
     const url = `/users/${pathSegment(mailboxId)}/contactFolders?$filter=${encodeURIComponent(`displayName eq ${odataString(name)}`)}&$select=id,displayName`;
     const page = await this.get(url);
-    const match = ((page.value as Json[] | undefined) ?? []).find((f) => f.displayName === name);
+    // $filter on displayName ignores case, as Outlook's folder names do: so does this match.
+    const match = ((page.value as Json[] | undefined) ?? []).find(
+      (f) => typeof f.displayName === 'string' && f.displayName.toLowerCase() === name.toLowerCase(),
+    );
     return typeof match?.id === 'string' ? match.id : undefined;
   }
 
@@ -285,6 +288,7 @@ export class GraphMailboxes implements MailboxGraph {
       changeKey: typeof c.changeKey === 'string' ? c.changeKey : '',
       tag: typeof tag?.value === 'string' ? tag.value : null,
       fields: fieldsFromGraph(c, contactFieldNames),
+      ...(typeof c.createdDateTime === 'string' ? { createdDateTime: c.createdDateTime } : {}),
     };
   }
 
@@ -323,6 +327,38 @@ export class GraphMailboxes implements MailboxGraph {
       if (e instanceof GraphRequestError && e.status === 404) return undefined;
       throw e;
     }
+  }
+
+  async getContacts(mailboxId: string, ids: readonly string[]): Promise<Map<string, TaggedContact | null>> {
+    const out = new Map<string, TaggedContact | null>();
+    const chunks: string[][] = [];
+    for (let i = 0; i < ids.length; i += 20) chunks.push(ids.slice(i, i + 20));
+    const user = `/users/${encodeURIComponent(mailboxId)}`;
+    for (let i = 0; i < chunks.length; i += this.tuning.lanes) {
+      await Promise.all(
+        chunks.slice(i, i + this.tuning.lanes).map(async (chunk) => {
+          this.stats.httpCalls++;
+          const response = await graphCall(
+            () =>
+              this.client.api('/$batch').post({
+                requests: chunk.map((id, n) => ({
+                  id: String(n),
+                  method: 'GET',
+                  url: `${user}/contacts/${encodeURIComponent(id)}?$select=${contactSelect}&$expand=${encodeURIComponent(expandTag)}`,
+                  headers: { Prefer: immutable },
+                })),
+              }) as Promise<{ responses?: Json[] }>,
+          );
+          for (const r of response.responses ?? []) {
+            const id = chunk[Number(r.id)];
+            if (id === undefined) continue;
+            if (r.status === 200) out.set(id, this.tagged((r.body ?? {}) as Json));
+            else if (r.status === 404) out.set(id, null);
+          }
+        }),
+      );
+    }
+    return out;
   }
 
   private async subRequest(mailboxId: string, op: WriteOp): Promise<Json> {
@@ -376,9 +412,11 @@ export class GraphMailboxes implements MailboxGraph {
     const queue = ops.map((op) => ({ op, attempts: 0, throttledWaits: 0 }));
     const results: WriteResult[] = [];
     const shares = laneShares(ops.length, this.tuning.lanes, this.tuning.batchSize);
+    // The first failure (a state write, a body) stops every lane: none starts another batch.
+    let stopped = false;
     const lane = async (share: number): Promise<void> => {
       let unsent = share;
-      while (queue.length > 0) {
+      while (queue.length > 0 && !stopped) {
         if (options.deadline !== undefined && Date.now() >= options.deadline) return;
         // A lane's own share first (so no lane runs a round longer than the others); retries
         // pushed back to the queue are taken by whichever lane is free.
@@ -468,8 +506,14 @@ export class GraphMailboxes implements MailboxGraph {
               });
             } else if (status === 404 && q.op.kind !== 'create') {
               done.push({ id: q.op.id, outcome: 'notFound' });
-            } else if (status === 424 || status === 0) {
+            } else if (status === 424) {
               again.push(q); // not executed: a request before it failed
+            } else if (q.op.kind === 'create' && (status === 0 || status >= 500)) {
+              // It may have run (no sub-response, or a server error after the write): sent again only
+              // after its tag was looked up, on the next pass.
+              done.push({ id: q.op.id, outcome: 'unknown', message: `HTTP ${status || 'no reply'}` });
+            } else if (status === 0) {
+              again.push(q); // no sub-response: PATCH and DELETE are safe to send again
             } else if (
               status === 429 && retryAfterOf(r) > 0
                 ? ++q.throttledWaits < this.tuning.maxThrottledWaits
@@ -507,7 +551,18 @@ export class GraphMailboxes implements MailboxGraph {
         if (waitMs > 0) await sleep(waitMs);
       }
     };
-    await Promise.all(shares.map((share) => lane(share)));
+    // Settled, not Promise.all: write returns (and the caller may release the mailbox lock) only
+    // once no request of any lane is still in flight.
+    const lanes = await Promise.allSettled(
+      shares.map((share) =>
+        lane(share).catch((e: unknown) => {
+          stopped = true;
+          throw e;
+        }),
+      ),
+    );
+    const failure = lanes.find((l) => l.status === 'rejected');
+    if (failure) throw failure.reason;
     if (queue.length > 0) {
       const left: WriteResult[] = queue.map((q) => ({ id: q.op.id, outcome: 'notAttempted' }));
       results.push(...left);

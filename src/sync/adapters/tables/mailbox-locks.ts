@@ -38,6 +38,37 @@ export class MailboxLocks {
     return false;
   }
 
+  /**
+   * Renews the lock every `everyMs` while a pass runs (each renewal holds it `ttlMs` more), so a pass
+   * slowed by throttling never outlives its lock. `stop` ends the renewals and waits for one in flight.
+   * A renewal that fails is retried at the next tick; the lock's own expiry still bounds a dead worker.
+   */
+  keepLocked(
+    policyId: string,
+    mailboxId: string,
+    owner: string,
+    ttlMs: number,
+    everyMs: number,
+    now: () => Date = () => new Date(),
+  ): { stop(): Promise<void> } {
+    let renewing: Promise<unknown> = Promise.resolve();
+    const timer = setInterval(() => {
+      renewing = renewing.then(() => {
+        const at = now();
+        return this.tryLock(policyId, mailboxId, owner, new Date(at.getTime() + ttlMs), at).catch(
+          () => false,
+        );
+      });
+    }, everyMs);
+    timer.unref();
+    return {
+      stop: async () => {
+        clearInterval(timer);
+        await renewing;
+      },
+    };
+  }
+
   async unlock(policyId: string, mailboxId: string, owner: string): Promise<void> {
     const partitionKey = mailboxPartition(policyId, mailboxId);
     try {
