@@ -169,9 +169,26 @@ describe('infrastructure (compiled Bicep)', () => {
       "[parameters('enablePurgeProtection')]",
     );
     assert.match(
-      t.variables.resourceToken,
+      t.variables.nameToken,
       /uniqueString\(resourceGroup\(\)\.id, parameters\('environmentName'\)/,
     );
+  });
+
+  it('keeps the names of an environment provisioned before names derived from the resource group (resourceToken)', () => {
+    const t = template();
+    assert.equal(t.parameters.resourceToken.type, 'string');
+    assert.equal(t.parameters.resourceToken.defaultValue, '');
+    assert.match(t.parameters.resourceToken.metadata.description, /docs\/deploy\.md/);
+    const parameters = JSON.parse(readFileSync(resolve(repo, 'infra/main.parameters.json'), 'utf8'));
+    assert.equal(parameters.parameters.resourceToken.value, '${AZURE_RESOURCE_TOKEN}');
+    // An override replaces the derived token; without one, names derive from the resource group.
+    assert.match(
+      t.variables.nameToken,
+      /^\[if\(empty\(parameters\('resourceToken'\)\), toLower\(uniqueString\(resourceGroup\(\)\.id, parameters\('environmentName'\), parameters\('location'\)\)\), toLower\(parameters\('resourceToken'\)\)\)\]$/,
+    );
+    const deploy = readFileSync(resolve(repo, 'docs/deploy.md'), 'utf8');
+    assert.match(deploy, /AZURE_RESOURCE_TOKEN/);
+    assert.match(deploy, /subscription/, 'the warning names the old formula');
   });
 
   it('accepts the maximum instance counts Flex Consumption accepts (40 to 1000), per function group', () => {
