@@ -27,7 +27,10 @@ export type DirectoryChange =
 
 /** A source mailbox's contact folder, read through its contacts delta. */
 export interface MailboxSourceReader {
-  /** One round of the folder's contacts delta; a full read when deltaLink is null. */
+  /**
+   * One round of the folder's contacts delta; a full read when deltaLink is null. Each changed item
+   * comes with its tag, so managed contacts (ours or another policy's) are never taken as source.
+   */
   readSourceContacts(
     mailbox: string,
     folder: string | null,
@@ -83,6 +86,8 @@ export interface DriftItem {
   removed: boolean;
   changeKey?: string;
   fields?: ContactFields;
+  /** Source reads only: the contact's tag value (any policy's), null when it has none. */
+  tag?: string | null;
 }
 
 export type WriteOp =

@@ -157,8 +157,9 @@ export async function refreshSource(
     const round = await readRound(meta?.mailboxDeltaLink ?? null, (l) =>
       mailboxReader.readSourceContacts(source.mailbox, source.folder, l),
     );
+    // A managed contact (any policy's tag) is never a source object: it was made from one.
     const changes: DirectoryChange[] = round.items.map((i) =>
-      i.removed
+      i.removed || i.tag
         ? { kind: 'mailboxContact', id: i.contactId, removed: true }
         : {
             kind: 'mailboxContact',
