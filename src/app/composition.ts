@@ -9,6 +9,7 @@ import { parsePolicyFile, type LoadedPolicyFile } from '../sync/config/policy-fi
 import type { Connection, Policy } from '../sync/config/schema';
 import { createCredential, createGraphClient, loadCertificate } from '../sync/adapters/graph/connection';
 import { GraphDirectoryReader } from '../sync/adapters/graph/directory-reader';
+import { ExchangeRecipientReader, exchangeRecipients } from '../sync/adapters/exchange/recipient-reader';
 import { GraphMailboxes } from '../sync/adapters/graph/mailbox-graph';
 import {
   TableMailboxStore,
@@ -28,6 +29,8 @@ export interface ConnectionClients {
   client: Client;
   directory: GraphDirectoryReader;
   mailboxes: GraphMailboxes;
+  /** Exchange Online's recipients, when the connection reads them (exchangeAdmin). */
+  recipients?: ExchangeRecipientReader;
   credential: TokenCredential;
   certificateVersion: string;
   checkedAt: number;
@@ -177,6 +180,7 @@ export class App {
         credential,
         directory: new GraphDirectoryReader(client),
         mailboxes: new GraphMailboxes(client),
+        ...(connection.exchangeAdmin ? { recipients: exchangeRecipients(connection, credential) } : {}),
         certificateVersion: cert.version,
         checkedAt: this.now().getTime(),
       };

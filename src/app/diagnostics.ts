@@ -2,15 +2,18 @@
 import { decodeJwt } from 'jose';
 import type { Connection, Policy } from '../sync/config/schema';
 import { endpointsOf, loadCertificate } from '../sync/adapters/graph/connection';
-import { refreshSource } from '../sync/refresh-source';
+import { hiddenUsersUnknown, refreshSource } from '../sync/refresh-source';
+import { RecipientsNotPermittedError, type RecipientReader } from '../sync/ports';
 import type { App } from './composition';
 
 export interface Check {
   name: string;
   ok: boolean;
   detail: string;
-  /** What to do about it, when not ok. */
+  /** What to do about it, when not ok (or when ok with a warning). */
   fix?: string;
+  /** Works, but not as an admin would expect (e.g. hidden users are synced). */
+  warning?: boolean;
 }
 
 export interface ConnectionHealth {
@@ -106,6 +109,8 @@ export async function checkConnection(
           }),
     });
   }
+  const hidden = await hiddenUsersCheck(connection, policies, clients.recipients);
+  if (hidden) add(hidden);
   try {
     await clients.client.api('/users?$top=1&$select=id').get();
     add({ name: 'graph', ok: true, detail: `${graphEndpoint} answered` });
@@ -118,6 +123,51 @@ export async function checkConnection(
     });
   }
   return { connection: connection.id, ok: checks.every((c) => c.ok), checks };
+}
+
+export const exchangeAdminFix =
+  "add the application permission Exchange.ManageAsApp (Office 365 Exchange Online) with admin consent, and give the app's service principal the View-Only Recipients role in Exchange Online (New-ServicePrincipal, then New-ManagementRoleAssignment -App <id> -Role 'View-Only Recipients')";
+
+/**
+ * Whether hidden users can be told apart for the connection's policies that leave them out: only
+ * through Exchange Online (Graph shows showInAddressList null for users). Undefined when no policy cares.
+ */
+export async function hiddenUsersCheck(
+  connection: Connection,
+  policies: readonly Policy[],
+  recipients: RecipientReader | undefined,
+): Promise<Check | undefined> {
+  const cares = policies.some(
+    (p) =>
+      p.connection === connection.id &&
+      p.source.type === 'directory' &&
+      p.source.includeUsers &&
+      !p.source.includeHidden,
+  );
+  if (!cares && !connection.exchangeAdmin) return undefined;
+  if (!connection.exchangeAdmin || !recipients)
+    return {
+      name: 'hidden users',
+      ok: true,
+      warning: true,
+      detail: hiddenUsersUnknown,
+      fix: `set "exchangeAdmin": true on connection ${connection.id}, and ${exchangeAdminFix}`,
+    };
+  try {
+    const flags = await recipients.readFlagged();
+    return {
+      name: 'hidden users',
+      ok: true,
+      detail: `Exchange Online lists hidden recipients (${flags.hidden.size} hidden, ${flags.noContactSync.size} marked NoContactSync)`,
+    };
+  } catch (e) {
+    return {
+      name: 'hidden users',
+      ok: false,
+      detail: `${e instanceof RecipientsNotPermittedError ? '' : 'Exchange Online failed: '}${explain(e)}`,
+      fix: exchangeAdminFix,
+    };
+  }
 }
 
 export async function health(
@@ -158,6 +208,7 @@ export async function preview(
     app.now(),
     graph.mailboxes,
     app.photoStore,
+    graph.recipients ? { recipients: graph.recipients } : {},
   );
   return {
     policy: policy.id,

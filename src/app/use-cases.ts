@@ -136,16 +136,18 @@ export async function processPolicyRun(app: App, raw: unknown, log: Logger): Pro
   const { policy, connection } = found;
   let refreshed;
   try {
-    refreshed = await withFreshCredential(app, connection, async () =>
-      refreshSource(
+    refreshed = await withFreshCredential(app, connection, async () => {
+      const graph = await app.graph(connection);
+      return refreshSource(
         policy,
-        (await app.graph(connection)).directory,
+        graph.directory,
         app.sourceStore,
         app.now(),
-        (await app.graph(connection)).mailboxes,
+        graph.mailboxes,
         app.photoStore,
-      ),
-    );
+        { fullRead: msg.options.fullResync, ...(graph.recipients ? { recipients: graph.recipients } : {}) },
+      );
+    });
   } catch (e) {
     if (isPermanent(e)) {
       await failRun(app, msg.runId, policy.id, `reading the directory failed: ${(e as Error).message}`, log);
@@ -162,7 +164,9 @@ export async function processPolicyRun(app: App, raw: unknown, log: Logger): Pro
       if (!targets.some((t) => t.userPrincipalName.toLowerCase() === m.toLowerCase()))
         skipped.push({ user: m, reason: 'notFound' });
   }
-  if (run.status === 'starting') run = await app.runStore.startRun(msg.runId, targets.length, skipped);
+  if (run.status === 'starting')
+    run = await app.runStore.startRun(msg.runId, targets.length, skipped, refreshed.stats.notes);
+  for (const note of refreshed.stats.notes) log.warn(note, fields);
   log.info(
     `source refreshed: ${refreshed.stats.inSource} contacts for ${targets.length} mailboxes${refreshed.stats.fullRead ? ' (full directory read)' : ''}${photoSummary(refreshed.stats.photos)}${typeSummary(refreshed.stats.mailboxTypes)}`,
     fields,

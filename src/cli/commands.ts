@@ -16,6 +16,7 @@ import {
   RequestCounter,
 } from '../sync/adapters/graph/connection';
 import { GraphDirectoryReader } from '../sync/adapters/graph/directory-reader';
+import { exchangeRecipients } from '../sync/adapters/exchange/recipient-reader';
 import { GraphMailboxes } from '../sync/adapters/graph/mailbox-graph';
 import { MemoryMailboxStore, MemoryPhotoStore, MemorySourceStore } from '../sync/adapters/memory/stores';
 import {
@@ -27,7 +28,7 @@ import {
 import { refreshSource } from '../sync/refresh-source';
 import { BlobPhotoStore, photoContainerName } from '../sync/adapters/blob/photo-store';
 import { runPolicy } from '../sync/run-policy';
-import { neededPermissions } from '../app/diagnostics';
+import { hiddenUsersCheck, neededPermissions } from '../app/diagnostics';
 import { cliCredential, vaultOptions } from './credentials';
 
 export interface Io {
@@ -88,6 +89,7 @@ async function graphFor(connection: Connection, counter?: RequestCounter) {
     credential,
     directory: new GraphDirectoryReader(client),
     mailboxes: new GraphMailboxes(client),
+    ...(connection.exchangeAdmin ? { recipients: exchangeRecipients(connection, credential) } : {}),
     certificateVersion: cert.version,
   };
 }
@@ -115,6 +117,7 @@ export async function preview(io: Io, file: string, policyId: string, json: bool
     new Date(),
     graph.mailboxes,
     new MemoryPhotoStore(),
+    graph.recipients ? { recipients: graph.recipients } : {},
   );
   const result = {
     policy: policyId,
@@ -190,6 +193,7 @@ export async function run(
     {
       directory: graph.directory,
       mailboxes: graph.mailboxes,
+      ...(graph.recipients ? { recipients: graph.recipients } : {}),
       sourceStore: new TableSourceStore(sources),
       mailboxStore: flags.dryRun
         ? new MemoryMailboxStoreOver(new TableMailboxStore(mailboxTable))
@@ -316,6 +320,9 @@ export async function doctor(io: Io, file: string): Promise<number> {
         `add the application permission ${need.permission} and grant admin consent`,
       );
     }
+    const hidden = await hiddenUsersCheck(connection, loaded.policies, graph.recipients);
+    if (hidden?.warning) io.out(`WARN ${connection.id}: ${hidden.detail}\n     fix: ${hidden.fix}`);
+    else if (hidden) line(hidden.ok, `${connection.id}: ${hidden.name}: ${hidden.detail}`, hidden.fix);
     try {
       await graph.client.api('/users?$top=1&$select=id').get();
       line(true, `${connection.id}: Microsoft Graph answered`);

@@ -63,7 +63,23 @@ export interface DirectoryReader {
   readUserPhotos(userIds: readonly string[]): Promise<Map<string, Photo | null>>;
   /** Exchange's mailbox purpose per user ('none' without a mailbox); unanswered users are left out. */
   readMailboxPurposes(userIds: readonly string[]): Promise<Map<string, string>>;
+  /** Graph's hideFromAddressLists per group (only GET /groups/{id} has it); unanswered left out. */
+  readGroupsHidden(groupIds: readonly string[]): Promise<Map<string, boolean>>;
 }
+
+/** Directory object ids Exchange hides from address lists, or marks NoContactSync (CustomAttribute1-15). */
+export interface RecipientFlags {
+  hidden: Set<string>;
+  noContactSync: Set<string>;
+}
+
+/** Exchange Online's view of recipients: the hidden flag Graph does not show for users. */
+export interface RecipientReader {
+  readFlagged(): Promise<RecipientFlags>;
+}
+
+/** Exchange refused the app (no Exchange.ManageAsApp permission, or no Exchange role assigned). */
+export class RecipientsNotPermittedError extends Error {}
 
 /** Photo bytes by content hash, shared by the source refresh (writes) and mailbox workers (reads). */
 export interface PhotoStore {

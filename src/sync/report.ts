@@ -78,6 +78,7 @@ export function buildReport(policy: Policy, run: RunSummary, outcomes: readonly 
     ...(run.skippedTargets.length
       ? ['', 'Targets left out:', ...run.skippedTargets.map((s) => `- ${s.user}: ${s.reason}`)]
       : []),
+    ...(run.notes?.length ? ['', 'Source notes:', ...run.notes.map((n) => `- ${n}`)] : []),
   ].join('\n');
   const e = escapeHtml;
   const list = (title: string, items: { mailbox: string; text: string }[]): string =>
@@ -95,6 +96,9 @@ export function buildReport(policy: Policy, run: RunSummary, outcomes: readonly 
       'Targets left out',
       run.skippedTargets.map((s) => ({ mailbox: s.user, text: s.reason })),
     ),
+    run.notes?.length
+      ? `<h3>Source notes</h3><ul>${run.notes.map((n) => `<li>${e(n)}</li>`).join('')}</ul>`
+      : '',
     '</body></html>',
   ].join('\n');
   return { subject, text, html };

@@ -28,6 +28,8 @@ export interface RunSummary {
   skippedTargets: TargetResolution['skipped'];
   /** Why the run as a whole failed (source refresh, bad policy, ...). */
   error: string | null;
+  /** What the admin should know about the source (e.g. hidden users that cannot be told apart). */
+  notes?: string[];
   reportSent: boolean;
 }
 
@@ -56,7 +58,12 @@ export interface RunStore {
   createRun(summary: RunSummary): Promise<void>;
   getRun(runId: string): Promise<RunSummary | undefined>;
   /** Sets what the run expects once targets are known. */
-  startRun(runId: string, expected: number, skippedTargets: TargetResolution['skipped']): Promise<RunSummary>;
+  startRun(
+    runId: string,
+    expected: number,
+    skippedTargets: TargetResolution['skipped'],
+    notes?: string[],
+  ): Promise<RunSummary>;
   failRun(runId: string, error: string): Promise<RunSummary | undefined>;
   getOutcome(runId: string, mailboxId: string): Promise<MailboxOutcome | undefined>;
   listOutcomes(runId: string): Promise<MailboxOutcome[]>;

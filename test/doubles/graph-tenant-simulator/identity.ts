@@ -14,6 +14,8 @@ import type { SimRequest, SimResponse } from './protocol';
 
 export const graphResource = 'https://graph.microsoft.com';
 export const vaultResource = 'https://vault.azure.net';
+/** Office 365 Exchange Online: the audience of tokens for its admin endpoint, whatever host serves it. */
+export const exchangeResource = 'https://outlook.office365.com';
 
 export interface RegisteredCertificate {
   certificatePem: string;
@@ -32,6 +34,10 @@ export interface SimApp {
   vaultRoles: Set<'secrets-read' | 'certificates-write'>;
   /** Exchange RBAC for Applications: when set, the only mailboxes (user ids) the app may touch. */
   mailboxScope: Set<string> | null;
+  /** Granted application permissions of Office 365 Exchange Online (Exchange.ManageAsApp). */
+  exchangeRoles: Set<string>;
+  /** Exchange roles assigned to the app's service principal (View-Only Recipients, ...). */
+  exchangeRbacRoles: Set<string>;
 }
 
 export interface AccessTokenClaims {
@@ -69,6 +75,8 @@ export class IdentityProvider {
       roles: new Set(),
       vaultRoles: new Set(),
       mailboxScope: null,
+      exchangeRoles: new Set(),
+      exchangeRbacRoles: new Set(),
       ...app,
     };
     this.apps.set(full.clientId, full);
@@ -195,7 +203,9 @@ export class IdentityProvider {
     }
     const audience = resource.startsWith(vaultResource)
       ? vaultResource
-      : graphAudience(resource, this.graphUrl);
+      : resource.replace(/\/$/, '') === exchangeResource
+        ? exchangeResource
+        : graphAudience(resource, this.graphUrl);
     if (!audience) {
       return aadError(
         400,
@@ -234,7 +244,12 @@ export class IdentityProvider {
     }
 
     const now = Math.floor(Date.now() / 1000);
-    const roles = audience === vaultResource ? [] : [...app.roles];
+    const roles =
+      audience === vaultResource
+        ? []
+        : audience === exchangeResource
+          ? [...app.exchangeRoles]
+          : [...app.roles];
     const jwt = await new SignJWT({
       tid: this.tenantId,
       appid: clientId,

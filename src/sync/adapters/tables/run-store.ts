@@ -78,9 +78,12 @@ export class TableRunStore implements RunStore {
     runId: string,
     expected: number,
     skippedTargets: TargetResolution['skipped'],
+    notes: string[] = [],
   ): Promise<RunSummary> {
     const run = await this.updateSummary(runId, (r) =>
-      r.status === 'starting' ? { ...r, status: 'running', expected, skippedTargets } : undefined,
+      r.status === 'starting'
+        ? { ...r, status: 'running', expected, skippedTargets, ...(notes.length ? { notes } : {}) }
+        : undefined,
     );
     if (!run) throw new Error(`run ${runId} does not exist`);
     return run;
