@@ -304,7 +304,8 @@ export async function runSequence(world: ModelWorld, seq: Sequence): Promise<voi
       }
       case 'membership': {
         const u = pick(sourceUsers(), step.user);
-        if (u) (step.add ? t.addMember : t.removeMember).call(t, world.groupId, u.id);
+        if (u && step.add) t.addMember(world.groupId, u.id);
+        else if (u) t.removeMember(world.groupId, u.id);
         break;
       }
       case 'editContact': {
