@@ -243,6 +243,8 @@ export async function runSequence(world: ModelWorld, seq: Sequence): Promise<voi
   };
   let before = snapshotUntagged(f.sim);
   const run = async (n: number): Promise<void> => {
+    // Users' own contacts as they are when the run starts (their actions before it are theirs).
+    before = snapshotUntagged(f.sim);
     const record = await runThroughQueues(f, id);
     for (const c of cleanups.splice(0)) c();
     f.sim.faults.clear();
