@@ -28,7 +28,9 @@ async function main(): Promise<number> {
     return 0;
   } catch (e) {
     console.error(e instanceof Error ? e.message : e);
-    console.error(`model: failed after ${world.sequences} sequences (seed ${seed}); rerun with --seed ${seed}`);
+    console.error(
+      `model: failed after ${world.sequences} sequences (seed ${seed}); rerun with --seed ${seed}`,
+    );
     return 1;
   } finally {
     await world.f.close();
