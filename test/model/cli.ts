@@ -20,6 +20,12 @@ async function main(): Promise<number> {
   if (values.alphabet !== 'ci' && values.alphabet !== 'full') throw new Error('--alphabet: ci or full');
   const world = await startWorld();
   const started = Date.now();
+  world.onSequence = (n, seq) => {
+    if (n % 10 === 0)
+      console.log(
+        `model: sequence ${n} (${seq.steps.length} steps) at ${Math.round((Date.now() - started) / 1000)} s`,
+      );
+  };
   try {
     await checkModel(world, values.alphabet === 'full' ? fullAlphabet : ciAlphabet, { runs, seed, maxSteps });
     console.log(

@@ -135,6 +135,8 @@ export interface ModelWorld {
   targets: string[];
   groupId: string;
   sequences: number;
+  /** Called as each sequence starts (progress for long runs). */
+  onSequence?: (n: number, seq: Sequence) => void;
 }
 
 export async function startWorld(): Promise<ModelWorld> {
@@ -195,6 +197,7 @@ function tableFault(name: string, when: 'before' | 'after', times: number): Pipe
 export async function runSequence(world: ModelWorld, seq: Sequence): Promise<void> {
   const { f, targets } = world;
   const id = `m${++world.sequences}`;
+  world.onSequence?.(world.sequences, seq);
   let folderName = `Model ${id}`;
   let input: PolicyInput = {
     id,
