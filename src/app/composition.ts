@@ -14,6 +14,7 @@ import {
   type RequestCounter,
 } from '../sync/adapters/graph/connection';
 import { GraphDirectoryReader } from '../sync/adapters/graph/directory-reader';
+import { ExchangeRecipientReader, exchangeRecipients } from '../sync/adapters/exchange/recipient-reader';
 import { GraphMailboxes } from '../sync/adapters/graph/mailbox-graph';
 import {
   TableMailboxStore,
@@ -42,6 +43,8 @@ export interface ConnectionClients {
   client: Client;
   directory: GraphDirectoryReader;
   mailboxes: GraphMailboxes;
+  /** Exchange Online's recipients, when the connection reads them (exchangeAdmin). */
+  recipients?: ExchangeRecipientReader;
   credential: TokenCredential;
   certificateVersion: string;
   checkedAt: number;
@@ -216,6 +219,7 @@ export class App {
         credential,
         directory: new GraphDirectoryReader(client),
         mailboxes: new GraphMailboxes(client),
+        ...(connection.exchangeAdmin ? { recipients: exchangeRecipients(connection, credential) } : {}),
         certificateVersion: cert.version,
         checkedAt: this.now().getTime(),
       };

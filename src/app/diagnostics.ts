@@ -7,8 +7,9 @@ import {
   endpointsOf,
   loadCertificate,
 } from '../sync/adapters/graph/connection';
-import { refreshSource } from '../sync/refresh-source';
-import type { SourceStore } from '../sync/ports';
+import { hiddenUsersUnknown, refreshSource } from '../sync/refresh-source';
+import { exchangeRecipients } from '../sync/adapters/exchange/recipient-reader';
+import { RecipientsNotPermittedError, type RecipientReader, type SourceStore } from '../sync/ports';
 import type { App } from './composition';
 
 export interface Check {
@@ -17,7 +18,7 @@ export interface Check {
   detail: string;
   /** What to do about it, when not ok (or when ok with a warning). */
   fix?: string;
-  /** Works, but is wider than it should be: reported, without failing the check. */
+  /** Works, but is wider than it should be, or not as an admin would expect: reported, without failing the check. */
   warning?: boolean;
 }
 
@@ -159,6 +160,9 @@ export async function checkConnection(
   }
   const mailSend = mailSendWarning(roles, policies, connection.id);
   if (mailSend) add(mailSend);
+  const recipients = connection.exchangeAdmin ? exchangeRecipients(connection, credential) : undefined;
+  const hidden = await hiddenUsersCheck(connection, policies, recipients);
+  if (hidden) add(hidden);
   try {
     await clients.client.api('/users?$top=1&$select=id').get();
     add({ name: 'graph', ok: true, detail: `${graphEndpoint} answered` });
@@ -171,6 +175,51 @@ export async function checkConnection(
     });
   }
   return { connection: connection.id, ok: checks.every((c) => c.ok), checks };
+}
+
+export const exchangeAdminFix =
+  "add the application permission Exchange.ManageAsApp (Office 365 Exchange Online) with admin consent, and give the app's service principal the View-Only Recipients role in Exchange Online (New-ServicePrincipal, then New-ManagementRoleAssignment -App <id> -Role 'View-Only Recipients')";
+
+/**
+ * Whether hidden users can be told apart for the connection's policies that leave them out: only
+ * through Exchange Online (Graph shows showInAddressList null for users). Undefined when no policy cares.
+ */
+export async function hiddenUsersCheck(
+  connection: Connection,
+  policies: readonly Policy[],
+  recipients: RecipientReader | undefined,
+): Promise<Check | undefined> {
+  const cares = policies.some(
+    (p) =>
+      p.connection === connection.id &&
+      p.source.type === 'directory' &&
+      p.source.includeUsers &&
+      !p.source.includeHidden,
+  );
+  if (!cares && !connection.exchangeAdmin) return undefined;
+  if (!connection.exchangeAdmin || !recipients)
+    return {
+      name: 'hidden users',
+      ok: true,
+      warning: true,
+      detail: hiddenUsersUnknown,
+      fix: `set "exchangeAdmin": true on connection ${connection.id}, and ${exchangeAdminFix}`,
+    };
+  try {
+    const flags = await recipients.readFlagged();
+    return {
+      name: 'hidden users',
+      ok: true,
+      detail: `Exchange Online lists hidden recipients (${flags.hidden.size} hidden, ${flags.noContactSync.size} marked NoContactSync)`,
+    };
+  } catch (e) {
+    return {
+      name: 'hidden users',
+      ok: false,
+      detail: `${e instanceof RecipientsNotPermittedError ? '' : 'Exchange Online failed: '}${explain(e)}`,
+      fix: exchangeAdminFix,
+    };
+  }
 }
 
 export async function health(
@@ -218,6 +267,8 @@ export async function preview(
     readOnly(app.sourceStore),
     app.now(),
     graph.mailboxes,
+    app.photoStore,
+    graph.recipients ? { recipients: graph.recipients } : {},
   );
   return {
     policy: policy.id,

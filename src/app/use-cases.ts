@@ -180,18 +180,21 @@ export async function processPolicyRun(app: App, raw: unknown, log: Logger): Pro
     return;
   }
   const { policy, connection } = found;
+  const fullRead = run.options.fullResync;
   let refreshed;
   try {
-    refreshed = await withFreshCredential(app, connection, async () =>
-      refreshSource(
+    refreshed = await withFreshCredential(app, connection, async () => {
+      const graph = await app.graph(connection);
+      return refreshSource(
         policy,
-        (await app.graph(connection)).directory,
+        graph.directory,
         app.sourceStore,
         app.now(),
-        (await app.graph(connection)).mailboxes,
+        graph.mailboxes,
         app.photoStore,
-      ),
-    );
+        { fullRead, ...(graph.recipients ? { recipients: graph.recipients } : {}) },
+      );
+    });
   } catch (e) {
     if (isPermanent(e)) {
       await failRun(app, msg.runId, policy.id, `reading the directory failed: ${(e as Error).message}`, log);
@@ -213,12 +216,14 @@ export async function processPolicyRun(app: App, raw: unknown, log: Logger): Pro
       msg.runId,
       targets.map((t) => ({ mailboxId: t.userId, userPrincipalName: t.userPrincipalName })),
       skipped,
+      refreshed.stats.notes,
     );
   } else {
     // A redelivered message: the targets stored the first time are the run's.
     const stored = new Set((await app.runStore.listTargets(msg.runId)).map((t) => t.mailboxId));
     targets = targets.filter((t) => stored.has(t.userId));
   }
+  for (const note of refreshed.stats.notes) log.warn(note, fields);
   log.info(
     `source refreshed: ${refreshed.stats.inSource} contacts for ${targets.length} mailboxes${refreshed.stats.fullRead ? ' (full directory read)' : ''}${photoSummary(refreshed.stats.photos)}${typeSummary(refreshed.stats.mailboxTypes)}`,
     fields,

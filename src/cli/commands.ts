@@ -14,6 +14,7 @@ import {
   RequestCounter,
 } from '../sync/adapters/graph/connection';
 import { GraphDirectoryReader } from '../sync/adapters/graph/directory-reader';
+import { exchangeRecipients } from '../sync/adapters/exchange/recipient-reader';
 import { GraphMailboxes } from '../sync/adapters/graph/mailbox-graph';
 import { MemorySourceStore } from '../sync/adapters/memory/stores';
 import { refreshSource } from '../sync/refresh-source';
@@ -24,7 +25,7 @@ import { InProcessQueues } from '../app/in-process-queues';
 import { logger } from '../app/logging';
 import { parseSettings } from '../app/settings';
 import { processMailboxSync, processPolicyRun, processPoison, startRun } from '../app/use-cases';
-import { mailSendWarning, neededPermissions } from '../app/diagnostics';
+import { hiddenUsersCheck, mailSendWarning, neededPermissions } from '../app/diagnostics';
 import { cliCredential, vaultOptions } from './credentials';
 import { scopeScript } from './scope-script';
 
@@ -86,6 +87,7 @@ async function graphFor(connection: Connection, counter?: RequestCounter) {
     credential,
     directory: new GraphDirectoryReader(client),
     mailboxes: new GraphMailboxes(client),
+    ...(connection.exchangeAdmin ? { recipients: exchangeRecipients(connection, credential) } : {}),
     certificateVersion: cert.version,
   };
 }
@@ -112,6 +114,8 @@ export async function preview(io: Io, file: string, policyId: string, json: bool
     new MemorySourceStore(),
     new Date(),
     graph.mailboxes,
+    undefined,
+    graph.recipients ? { recipients: graph.recipients } : {},
   );
   const result = {
     policy: policyId,
@@ -350,6 +354,9 @@ export async function doctor(io: Io, file: string): Promise<number> {
     }
     const mailSend = mailSendWarning(roles, loaded.policies, connection.id);
     if (mailSend) io.out(`WARN ${connection.id}: ${mailSend.detail}\n     fix: ${mailSend.fix}`);
+    const hidden = await hiddenUsersCheck(connection, loaded.policies, graph.recipients);
+    if (hidden?.warning) io.out(`WARN ${connection.id}: ${hidden.detail}\n     fix: ${hidden.fix}`);
+    else if (hidden) line(hidden.ok, `${connection.id}: ${hidden.name}: ${hidden.detail}`, hidden.fix);
     try {
       await graph.client.api('/users?$top=1&$select=id').get();
       line(true, `${connection.id}: Microsoft Graph answered`);

@@ -115,6 +115,7 @@ export function buildReport(policy: Policy, run: RunSummary, outcomes: readonly 
     ...(skippedLines.length
       ? ['', 'Targets left out:', ...skippedLines.map((s) => `- ${s.mailbox}: ${s.text}`)]
       : []),
+    ...(run.notes?.length ? ['', 'Source notes:', ...run.notes.map((n) => `- ${n}`)] : []),
   ].join('\n');
   const e = escapeHtml;
   const list = (title: string, items: { mailbox: string; text: string }[]): string =>
@@ -129,6 +130,9 @@ export function buildReport(policy: Policy, run: RunSummary, outcomes: readonly 
     list('Errors', errorLines),
     list('Deletions held back by the threshold', blockedLines),
     list('Targets left out', skippedLines),
+    run.notes?.length
+      ? `<h3>Source notes</h3><ul>${run.notes.map((n) => `<li>${e(n)}</li>`).join('')}</ul>`
+      : '',
     '</body></html>',
   ].join('\n');
   return { subject, text, html };

@@ -30,6 +30,8 @@ export interface RunSummary {
   skippedCount: number;
   /** Why the run as a whole failed (source refresh, bad policy, ...). */
   error: string | null;
+  /** What the admin should know about the source (e.g. hidden users that cannot be told apart). */
+  notes?: string[];
   reportSent: boolean;
 }
 
@@ -108,6 +110,7 @@ export interface RunStore {
     runId: string,
     targets: readonly RunTarget[],
     skippedTargets: TargetResolution['skipped'],
+    notes?: string[],
   ): Promise<RunSummary>;
   getTarget(runId: string, mailboxId: string): Promise<RunTarget | undefined>;
   listTargets(runId: string): Promise<RunTarget[]>;

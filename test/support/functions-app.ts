@@ -27,6 +27,8 @@ export async function functionsFixture(options: {
   sim?: SimulatorOptions;
   env?: Record<string, string>;
   policies: (sim: GraphTenantSimulator) => PolicyInput[];
+  /** Settings added to the connection (e.g. exchangeAdmin). */
+  connection?: Record<string, unknown>;
 }): Promise<FunctionsFixture> {
   const started = await startAll(startSimulator(options.sim ?? {}), startAzurite());
   const [sim, azurite] = started;
@@ -37,7 +39,7 @@ export async function functionsFixture(options: {
       writeFileSync(
         policyFile,
         JSON.stringify({
-          connections: [simulatorConnection(sim, 'contoso', 'keyVault')],
+          connections: [{ ...simulatorConnection(sim, 'contoso', 'keyVault'), ...options.connection }],
           policies,
         }),
       );

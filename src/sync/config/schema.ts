@@ -82,6 +82,15 @@ export const connectionSchema = z
     cloud: z.enum(['global', 'usgov', 'usgovdod', 'china']).default('global'),
     authorityHost: httpsUrl.optional().describe('Overrides the cloud: Entra ID authority host'),
     graphEndpoint: httpsUrl.optional().describe('Overrides the cloud: Microsoft Graph root, without /v1.0'),
+    exchangeAdmin: z
+      .boolean()
+      .default(false)
+      .describe(
+        "Read hidden-from-address-list flags and mail contacts' and groups' NoContactSync marks from Exchange Online (Get-Recipient); needs Exchange.ManageAsApp and the View-Only Recipients role. Off: Graph cannot tell hidden users apart",
+      ),
+    exchangeEndpoint: httpsUrl
+      .optional()
+      .describe("Overrides the cloud's Exchange Online root (https://outlook.office365.com)"),
   })
   .refine((c) => (c.authorityHost === undefined) === (c.graphEndpoint === undefined), {
     message: 'authorityHost and graphEndpoint go together',

@@ -2,7 +2,7 @@
 // the write took effect (the case that makes naive sync tools create duplicates).
 import type { Random } from './random';
 
-export type SimService = 'graph' | 'login' | 'vault';
+export type SimService = 'graph' | 'login' | 'vault' | 'exchange';
 
 export interface FaultMatch {
   service?: SimService;

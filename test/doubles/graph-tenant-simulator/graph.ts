@@ -917,7 +917,15 @@ export class GraphService {
       );
     return {
       status: 200,
-      body: select(groupView(g), ctx.req.query.get('$select'), groupProperties, groupProperties, 'group'),
+      // hideFromAddressLists only here (GET /groups/{id} with $select), never on list or delta, as
+      // Graph documents: https://learn.microsoft.com/en-us/answers/a/1286570
+      body: select(
+        { ...groupView(g), hideFromAddressLists: g.hideFromAddressLists },
+        ctx.req.query.get('$select'),
+        [...groupProperties, 'hideFromAddressLists'],
+        groupProperties,
+        'group',
+      ),
     };
   }
 

@@ -12,17 +12,30 @@ export const clouds = {
   global: {
     authorityHost: 'https://login.microsoftonline.com',
     graphEndpoint: 'https://graph.microsoft.com',
+    exchange: 'https://outlook.office365.com',
   },
-  usgov: { authorityHost: 'https://login.microsoftonline.us', graphEndpoint: 'https://graph.microsoft.us' },
+  usgov: {
+    authorityHost: 'https://login.microsoftonline.us',
+    graphEndpoint: 'https://graph.microsoft.us',
+    exchange: 'https://outlook.office365.us',
+  },
   usgovdod: {
     authorityHost: 'https://login.microsoftonline.us',
     graphEndpoint: 'https://dod-graph.microsoft.us',
+    exchange: 'https://webmail.apps.mil',
   },
   china: {
     authorityHost: 'https://login.chinacloudapi.cn',
     graphEndpoint: 'https://microsoftgraph.chinacloudapi.cn',
+    exchange: 'https://partner.outlook.cn',
   },
 } as const;
+
+/** Exchange Online's admin endpoint root and its token audience (the cloud's, whatever the root). */
+export function exchangeEndpointsOf(c: Connection): { endpoint: string; resource: string } {
+  const resource = clouds[c.cloud].exchange;
+  return { endpoint: (c.exchangeEndpoint ?? resource).replace(/\/$/, ''), resource };
+}
 
 const knownAuthorities = new Set(Object.values(clouds).map((c) => new URL(c.authorityHost).host));
 const knownGraphHosts = new Set(Object.values(clouds).map((c) => new URL(c.graphEndpoint).host));

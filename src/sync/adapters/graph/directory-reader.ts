@@ -285,6 +285,20 @@ export class GraphDirectoryReader implements DirectoryReader {
     return out;
   }
 
+  /** Graph shows hideFromAddressLists only on GET /groups/{id} with $select, never on list or delta. */
+  async readGroupsHidden(groupIds: readonly string[]): Promise<Map<string, boolean>> {
+    const out = new Map<string, boolean>();
+    const answers = await this.batchGet(
+      groupIds,
+      (id) => `/groups/${encodeURIComponent(id)}?$select=id,hideFromAddressLists`,
+    );
+    for (const [id, a] of answers) {
+      const hide = (a.body as { hideFromAddressLists?: unknown } | undefined)?.hideFromAddressLists;
+      if (a.status === 200) out.set(id, hide === true);
+    }
+    return out;
+  }
+
   async transitiveMemberIds(groupId: string): Promise<Set<string>> {
     const ids = new Set<string>();
     let url: string | undefined = `/groups/${pathSegment(groupId)}/transitiveMembers?$select=id&$top=999`;

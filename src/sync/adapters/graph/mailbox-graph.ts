@@ -251,6 +251,36 @@ export class GraphMailboxes implements MailboxGraph {
     folder: string | null,
     deltaLink: string | null,
   ): Promise<{ items: DriftItem[]; deltaLink: string }> {
+    const round = await this.readSourceRound(mailbox, folder, deltaLink);
+    await this.addTags(mailbox, folder, round.items);
+    return round;
+  }
+
+  /**
+   * Notes each changed item's tag (the delta cannot $expand it): a GET each for a few, one listing of
+   * the folder for many.
+   */
+  private async addTags(mailbox: string, folder: string | null, items: DriftItem[]): Promise<void> {
+    const changed = items.filter((i) => !i.removed);
+    if (changed.length === 0) return;
+    let tags: Map<string, string | null>;
+    if (changed.length <= 20) {
+      tags = new Map();
+      for (const i of changed)
+        tags.set(i.contactId, (await this.getContact(mailbox, i.contactId))?.tag ?? null);
+    } else {
+      const id = folder === null ? undefined : await this.findFolder(mailbox, folder);
+      const ref: FolderRef = id ? { kind: 'named', id } : { kind: 'default' };
+      tags = new Map((await this.listContacts(mailbox, ref)).map((c) => [c.contactId, c.tag]));
+    }
+    for (const i of changed) i.tag = tags.get(i.contactId) ?? null;
+  }
+
+  private async readSourceRound(
+    mailbox: string,
+    folder: string | null,
+    deltaLink: string | null,
+  ): Promise<{ items: DriftItem[]; deltaLink: string }> {
     if (deltaLink) return this.readDrift(mailbox, { kind: 'default' }, deltaLink);
     let ref: FolderRef = { kind: 'default' };
     if (folder !== null) {

@@ -124,6 +124,7 @@ export class TableRunStore implements RunStore {
     runId: string,
     targets: readonly RunTarget[],
     skippedTargets: TargetResolution['skipped'],
+    notes: string[] = [],
   ): Promise<RunSummary> {
     // Targets first: a worker accepts only a mailbox whose target row exists.
     for (let i = 0; i < targets.length; i += 100) {
@@ -145,6 +146,7 @@ export class TableRunStore implements RunStore {
             expected: targets.length,
             skippedTargets: skippedTargets.slice(0, maxListedSkipped),
             skippedCount: skippedTargets.length,
+            ...(notes.length ? { notes: notes.slice(0, maxListedSkipped) } : {}),
           }
         : undefined,
     );
