@@ -1,8 +1,9 @@
 // DEV TOOL: the dependency audit in `npm test` (npm run audit:deps). It asks the npm registry's
 // advisory database through `npm audit` and fails on a known advisory at or above the bar: high for
-// what ships (production dependencies), critical for the dev and test tools. Where the advisory
-// endpoint cannot be reached (an offline or mirrored registry), it says NOT RUN loudly and passes,
-// unless DEPENDENCY_AUDIT=required, which makes an unreachable endpoint a failure too.
+// what ships (production dependencies), critical for the dev and test tools. It fails closed: an
+// answer it cannot read fails the build. Only npm's own report that the advisory endpoint could not
+// be reached or refused the request (an offline or read-only mirrored registry) prints NOT RUN and
+// passes, unless DEPENDENCY_AUDIT=required, which makes that a failure too.
 import { spawnSync } from 'node:child_process';
 import { z } from 'zod';
 
@@ -20,7 +21,10 @@ export interface Finding {
 export type AuditVerdict =
   | { kind: 'clean'; counts: Record<Severity, number>; dependencies: number | null }
   | { kind: 'failed'; findings: Finding[]; counts: Record<Severity, number> }
-  | { kind: 'unavailable'; reason: string };
+  /** npm said the advisory endpoint could not be reached or refused the request. */
+  | { kind: 'unavailable'; reason: string }
+  /** Anything else this check cannot read: a failure, never a pass. */
+  | { kind: 'unreadable'; reason: string };
 
 const severity = z.enum(severities);
 const report = z.object({
@@ -46,9 +50,26 @@ const report = z.object({
 /** What `npm audit --json` prints when it could not get an answer (e.g. 405 from a mirror). */
 const failure = z.object({
   message: z.string().optional(),
+  uri: z.string().optional(),
   statusCode: z.number().optional(),
   error: z.object({ code: z.string().optional(), summary: z.string().optional() }).optional(),
 });
+const advisoryEndpoint = '/-/npm/v1/security/';
+const networkCodes = /\b(ENOTFOUND|EAI_AGAIN|ECONNREFUSED|ECONNRESET|ETIMEDOUT|ENETUNREACH|EHOSTUNREACH)\b/;
+
+/** Why the advisory endpoint did not answer, if npm's failure says exactly that; else undefined. */
+function endpointUnreachable(json: unknown): string | undefined {
+  const f = failure.safeParse(json);
+  if (!f.success) return undefined;
+  const { message, uri, statusCode, error } = f.data;
+  const aboutEndpoint = `${uri ?? ''} ${message ?? ''}`.includes(advisoryEndpoint);
+  if (aboutEndpoint && statusCode !== undefined) return message ?? `HTTP ${statusCode}`;
+  // npm's wording for a request that never got an HTTP answer (DNS, refused, reset, timeout).
+  if (aboutEndpoint && /^request to \S+ failed, reason: /.test(message!) && networkCodes.test(message!))
+    return message;
+  if (error?.code && networkCodes.test(error.code)) return [message, error.code].filter(Boolean).join('; ');
+  return undefined;
+}
 
 /** Judges the JSON `npm audit --json` printed: anything at or above `failAt` fails. */
 export function judgeAudit(output: string, failAt: Severity): AuditVerdict {
@@ -56,21 +77,20 @@ export function judgeAudit(output: string, failAt: Severity): AuditVerdict {
   try {
     json = JSON.parse(output);
   } catch {
-    return { kind: 'unavailable', reason: `npm audit printed no JSON: ${output.slice(0, 200)}` };
+    return {
+      kind: 'unreadable',
+      reason: `npm audit printed no JSON: ${JSON.stringify(output.slice(0, 200))}`,
+    };
   }
   const parsed = report.safeParse(json);
   if (!parsed.success) {
-    const f = failure.safeParse(json);
-    const why = f.success
-      ? [
-          f.data.message ?? (f.data.statusCode !== undefined ? `HTTP ${f.data.statusCode}` : undefined),
-          f.data.error?.code,
-          f.data.error?.summary,
-        ]
-          .filter(Boolean)
-          .join('; ')
-      : '';
-    return { kind: 'unavailable', reason: why || 'npm audit answered in a shape this check does not know' };
+    const unreachable = endpointUnreachable(json);
+    return unreachable
+      ? { kind: 'unavailable', reason: unreachable }
+      : {
+          kind: 'unreadable',
+          reason: `npm audit answered in a shape this check does not know: ${JSON.stringify(json).slice(0, 200)}`,
+        };
   }
   const bar = severities.indexOf(failAt);
   const findings: Finding[] = Object.values(parsed.data.vulnerabilities)
@@ -99,7 +119,8 @@ function runNpmAudit(args: string[]): string {
     maxBuffer: 64 * 1024 * 1024,
     timeout: 120_000,
   });
-  if (r.error) return JSON.stringify({ message: `npm audit could not run: ${r.error.message}` });
+  // Not being able to run npm is this machine's fault, not the registry's: unreadable, so it fails.
+  if (r.error) return `npm audit could not run: ${r.error.message}`;
   return r.stdout;
 }
 
@@ -130,6 +151,12 @@ function main(): void {
             `  ${f.severity.padEnd(8)} ${f.name}${f.fixAvailable ? ' (fix available: npm audit fix)' : ''}\n` +
               f.via.map((v) => `           ${v}\n`).join(''),
           );
+        break;
+      case 'unreadable':
+        failed = true;
+        process.stderr.write(
+          `audit: ${scope.label}: FAILED: npm audit's answer could not be read (${verdict.reason})\n`,
+        );
         break;
       case 'unavailable':
         if (required) failed = true;

@@ -60,6 +60,9 @@ param location string
 @description('Optional. Object id of the deploying user or group, given rights to create the app certificate in Key Vault and upload the policy file. Empty for none.')
 param principalId string = ''
 
+@description('Optional. Name of the app certificate in Key Vault, once `cert create` made it (azd env AZURE_CERTIFICATE_NAME); the app may read that secret only. Empty: no Key Vault access yet.')
+param certificateName string = ''
+
 @allowed([
   'User'
   'Group'
@@ -100,6 +103,10 @@ param instanceMemoryMB int = 2048
 @description('Optional. Purge protection on the Key Vault: on for production (a deleted vault and its certificate stay recoverable for 90 days, and nobody can purge them). It cannot be turned off once on, and the vault name stays taken until the retention ends, so a test environment that is torn down and recreated (`azd down --purge`, then `azd up`) sets it to false (AZURE_KEY_VAULT_PURGE_PROTECTION=false).')
 param enablePurgeProtection bool = true
 
+@maxLength(13)
+@description('Optional. Suffix of every resource name. Empty (the default) derives it from the resource group, environment name and region. An environment provisioned before names derived from the resource group sets its existing suffix here (AZURE_RESOURCE_TOKEN) to keep its resources: see docs/deploy.md.')
+param resourceToken string = ''
+
 @description('Optional. Tags for every resource.')
 param tags object = {}
 
@@ -108,17 +115,21 @@ param tags object = {}
 // ============== //
 
 // Unique per resource group: the same environment in another resource group gets new names (Key Vault
-// and storage names are global, and a purge-protected vault keeps its name after `azd down`).
-var resourceToken = toLower(uniqueString(resourceGroup().id, environmentName, location))
+// and storage names are global, and a purge-protected vault keeps its name after `azd down`). An
+// environment provisioned before that (token from subscription().id) keeps its names by passing its
+// old token (docs/deploy.md, "Upgrading an existing environment").
+var nameToken = empty(resourceToken)
+  ? toLower(uniqueString(resourceGroup().id, environmentName, location))
+  : toLower(resourceToken)
 var allTags = union(tags, { 'azd-env-name': environmentName })
 var names = {
-  identity: 'id-contactsync-${resourceToken}'
-  storage: 'stcs${resourceToken}'
-  keyVault: 'kv-cs-${resourceToken}'
-  logAnalytics: 'log-contactsync-${resourceToken}'
-  appInsights: 'appi-contactsync-${resourceToken}'
-  plan: 'plan-contactsync-${resourceToken}'
-  functionApp: 'func-contactsync-${resourceToken}'
+  identity: 'id-contactsync-${nameToken}'
+  storage: 'stcs${nameToken}'
+  keyVault: 'kv-cs-${nameToken}'
+  logAnalytics: 'log-contactsync-${nameToken}'
+  appInsights: 'appi-contactsync-${nameToken}'
+  plan: 'plan-contactsync-${nameToken}'
+  functionApp: 'func-contactsync-${nameToken}'
 }
 var deploymentContainer = 'app-package'
 var configContainer = 'config'
@@ -226,6 +237,10 @@ module rbac 'modules/rbac.bicep' = {
     keyVaultName: keyVault.outputs.name
     appInsightsName: monitoring.outputs.appInsightsName
     appPrincipalId: identity.outputs.principalId
+    hostContainerNames: concat(storage.outputs.hostContainers, [deploymentContainer])
+    appContainerNames: [photoContainer]
+    policyContainerName: configContainer
+    certificateName: certificateName
     userPrincipalId: principalId
     userPrincipalType: principalType
   }

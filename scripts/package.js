@@ -40,8 +40,20 @@ function parseArgs(argv) {
   return { out: path.resolve(i >= 0 && argv[i + 1] ? argv[i + 1] : path.join(root, '.artifact')) };
 }
 
-function run(cmd, args, cwd) {
-  const r = spawnSync(cmd, args, { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+/**
+ * How to start npm here. Under `npm run` (and azd's hook runs `npm run package`), npm_execpath names
+ * npm's own script, run with this node on every platform; otherwise `npm`, through a shell on Windows,
+ * where it is npm.cmd and cannot be spawned without one.
+ */
+function npmCommand(args, env = process.env, platform = process.platform) {
+  const cli = env.npm_execpath;
+  if (cli && /npm-cli\.c?js$/.test(cli)) return { cmd: process.execPath, args: [cli, ...args], shell: false };
+  return { cmd: 'npm', args, shell: platform === 'win32' };
+}
+
+function run({ cmd, args, shell }, cwd) {
+  const r = spawnSync(cmd, args, { cwd, shell, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  if (r.error) throw new Error(`${cmd} ${args.join(' ')} could not start: ${r.error.message}`);
   if (r.status !== 0)
     throw new Error(`${cmd} ${args.join(' ')} failed (${r.status ?? r.signal}):\n${r.stdout}\n${r.stderr}`);
 }
@@ -52,7 +64,10 @@ function stage() {
   for (const f of ['package.json', 'package-lock.json', 'tsconfig.json'])
     fs.copyFileSync(path.join(root, f), path.join(dir, f));
   fs.cpSync(path.join(root, 'src'), path.join(dir, 'src'), { recursive: true });
-  run('npm', ['ci', '--omit=dev', '--ignore-scripts', '--no-audit', '--no-fund', '--prefer-offline'], dir);
+  run(
+    npmCommand(['ci', '--omit=dev', '--ignore-scripts', '--no-audit', '--no-fund', '--prefer-offline']),
+    dir,
+  );
   return dir;
 }
 
@@ -191,7 +206,10 @@ async function main() {
   }
 }
 
-main().catch((e) => {
-  console.error(`package: ${e instanceof Error ? e.message : String(e)}`);
-  process.exit(1);
-});
+if (require.main === module)
+  main().catch((e) => {
+    console.error(`package: ${e instanceof Error ? e.message : String(e)}`);
+    process.exit(1);
+  });
+
+module.exports = { npmCommand, run };

@@ -10,7 +10,7 @@ param location string = resourceGroup().location
 @description('Optional. Tags.')
 param tags object = {}
 
-@description('Required. Blob containers to create.')
+@description('Required. Blob containers to create (besides the Functions host\'s own).')
 param containers string[]
 
 @description('Required. Queues to create.')
@@ -42,8 +42,15 @@ resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01'
   name: 'default'
 }
 
+// The Functions host's containers (locks and timer state; function keys), created here so the host's
+// Storage Blob Data Owner role can be granted on them alone instead of on the account.
+var hostContainers = [
+  'azure-webjobs-hosts'
+  'azure-webjobs-secrets'
+]
+
 resource blobContainers 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = [
-  for container in containers: {
+  for container in union(hostContainers, containers): {
     parent: blobService
     name: container
     properties: {
@@ -81,6 +88,9 @@ output name string = account.name
 
 @description('Blob endpoint.')
 output blobEndpoint string = account.properties.primaryEndpoints.blob
+
+@description('The Functions host\'s blob containers.')
+output hostContainers string[] = hostContainers
 
 @description('Queue endpoint.')
 output queueEndpoint string = account.properties.primaryEndpoints.queue

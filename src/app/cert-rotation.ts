@@ -236,14 +236,21 @@ export interface CertificateStatus {
 }
 
 /** The certificate workers sign with: days to expiry, rotation history, what to do. */
-export async function certificateStatus(app: App, connection: Connection): Promise<CertificateStatus> {
+export async function certificateStatus(
+  app: App,
+  connection: Connection,
+  /** The signing certificate when the caller has just read it (Key Vault is then not read again). */
+  signing?: CertificatePem,
+): Promise<CertificateStatus> {
   const rotation = rotationEnabled(connection) ? await app.rotationStore.get(connection.id) : undefined;
-  const active = await loadCertificate(
-    connection,
-    () => app.vaultCredential,
-    app.vaultOptions(),
-    rotation?.state.activeVersion,
-  );
+  const active =
+    signing ??
+    (await loadCertificate(
+      connection,
+      () => app.vaultCredential,
+      app.vaultOptions(),
+      rotation?.state.activeVersion,
+    ));
   const facts = certificateFacts(active.pem);
   const daysLeft = Math.floor((facts.notAfter.getTime() - app.now().getTime()) / 86_400_000);
   const level = daysLeft <= expiryErrorDays ? 'error' : daysLeft <= expiryWarningDays ? 'warning' : 'ok';

@@ -13,8 +13,10 @@ import {
   loadCertificate,
   rotationEnabled,
   type CertificatePem,
+  type RequestCounter,
 } from '../sync/adapters/graph/connection';
 import { GraphDirectoryReader } from '../sync/adapters/graph/directory-reader';
+import { ExchangeRecipientReader, exchangeRecipients } from '../sync/adapters/exchange/recipient-reader';
 import { GraphMailboxes } from '../sync/adapters/graph/mailbox-graph';
 import {
   TableMailboxStore,
@@ -26,15 +28,26 @@ import { TableRunStore } from '../sync/adapters/tables/run-store';
 import { MailboxLocks } from '../sync/adapters/tables/mailbox-locks';
 import { RotationStore } from '../sync/adapters/tables/rotation-store';
 import { BlobPhotoStore, photoContainerName } from '../sync/adapters/blob/photo-store';
+import { maxQueueMessageBytes } from '../sync/messages';
+import { storageIsLocal } from '../sync/adapters/local-address';
 import { parseSettings, type Settings } from './settings';
 
 export const queueNames = { policyRuns: 'policy-runs', mailboxSyncs: 'mailbox-syncs' } as const;
+export type QueueName = (typeof queueNames)[keyof typeof queueNames];
+
+/** Where the use-cases send messages: Azure queues in the Functions app, in-process in the CLI. */
+export interface MessageTransport {
+  ensure(): Promise<void>;
+  send(queue: QueueName, message: unknown, delaySeconds?: number): Promise<void>;
+}
 
 export interface ConnectionClients {
   connection: Connection;
   client: Client;
   directory: GraphDirectoryReader;
   mailboxes: GraphMailboxes;
+  /** Exchange Online's recipients, when the connection reads them (exchangeAdmin). */
+  recipients?: ExchangeRecipientReader;
   credential: TokenCredential;
   certificateVersion: string;
   checkedAt: number;
@@ -47,6 +60,10 @@ export interface AppOptions {
   /** Key Vault fakes need this; a real vault does not. */
   disableChallengeResourceVerification?: boolean;
   now?: () => Date;
+  /** Default: the storage account's queues. */
+  transport?: MessageTransport;
+  /** Counts Graph requests (the CLI prints the figure). */
+  requestCounter?: RequestCounter;
 }
 
 export class App {
@@ -65,6 +82,8 @@ export class App {
   private readonly connections = new Map<string, Promise<ConnectionClients>>();
   private policyCache: { at: number; value: Promise<LoadedPolicyFile> } | undefined;
   private ready: Promise<void> | undefined;
+  private readonly transport: MessageTransport;
+  private readonly recentAnswers = new Map<string, { at: number; value: Promise<unknown> }>();
 
   constructor(private readonly options: AppOptions) {
     const s = options.settings;
@@ -73,9 +92,7 @@ export class App {
     const table = (name: string): TableClient =>
       s.AzureWebJobsStorage
         ? TableClient.fromConnectionString(s.AzureWebJobsStorage, name, {
-            allowInsecureConnection: /https?:\/\/(127\.0\.0\.1|localhost)|UseDevelopmentStorage/i.test(
-              s.AzureWebJobsStorage,
-            ),
+            allowInsecureConnection: storageIsLocal(s.AzureWebJobsStorage),
           })
         : new TableClient(s.AzureWebJobsStorage__tableServiceUri!, name, options.credential);
     const queue = (name: string): QueueClient => this.queue(name);
@@ -99,18 +116,28 @@ export class App {
           )
         : undefined;
     this.photoStore = this.photoContainer ? new BlobPhotoStore(this.photoContainer) : undefined;
+    this.transport = options.transport ?? {
+      ensure: () =>
+        Promise.all(
+          [
+            ...Object.values(this.queues),
+            ...Object.values(queueNames).map((n) => this.queue(`${n}-poison`)),
+          ].map((q) => q.createIfNotExists()),
+        ).then(() => undefined),
+      send: (queue, message, delay) =>
+        this.enqueue(
+          queue === queueNames.policyRuns ? this.queues.policyRuns : this.queues.mailboxSyncs,
+          message,
+          delay,
+        ),
+    };
   }
 
   /** Tables and queues exist (Bicep creates them in Azure; this covers local use). */
   ensureStorage(): Promise<void> {
     this.ready ??= (async () => {
       await Promise.all(Object.values(this.tables).map(ensureTable));
-      await Promise.all(
-        [
-          ...Object.values(this.queues),
-          ...Object.values(queueNames).map((n) => this.queue(`${n}-poison`)),
-        ].map((q) => q.createIfNotExists()),
-      );
+      await this.transport.ensure();
       if (this.settings.AzureWebJobsStorage) await this.photoContainer?.createIfNotExists();
     })();
     return this.ready;
@@ -174,18 +201,30 @@ export class App {
     return this.rebuild(connection);
   }
 
+  /** A GET (preview, health) repeated within a minute is answered from the first call. */
+  answerRecent<T>(key: string, work: () => Promise<T>, ttlMs = 60_000): Promise<T> {
+    const at = this.now().getTime();
+    const hit = this.recentAnswers.get(key);
+    if (hit && at - hit.at < ttlMs) return hit.value as Promise<T>;
+    const value = work();
+    this.recentAnswers.set(key, { at, value });
+    value.catch(() => this.recentAnswers.delete(key));
+    return value;
+  }
+
   /** Drops the cached credential (after the token endpoint rejected the key) and builds a new one. */
   rebuild(connection: Connection): Promise<ConnectionClients> {
     const built = (async (): Promise<ConnectionClients> => {
       const cert = await this.signingCertificate(connection);
       const credential = createCredential(connection, cert);
-      const client = createGraphClient(connection, credential);
+      const client = createGraphClient(connection, credential, this.options.requestCounter);
       return {
         connection,
         client,
         credential,
         directory: new GraphDirectoryReader(client),
         mailboxes: new GraphMailboxes(client),
+        ...(connection.exchangeAdmin ? { recipients: exchangeRecipients(connection, credential) } : {}),
         certificateVersion: cert.version,
         checkedAt: this.now().getTime(),
       };
@@ -216,9 +255,16 @@ export class App {
     return this.options.credential;
   }
 
-  /** Queue messages are base64 (the Functions host's default messageEncoding). */
+  /** Sends a message to one of the app's queues (Azure's, or the CLI's in-process ones). */
+  send(queue: QueueName, message: unknown, delaySeconds?: number): Promise<void> {
+    return this.transport.send(queue, message, delaySeconds);
+  }
+
+  /** Queue messages are base64 (the Functions host's default messageEncoding), at most 64 KiB. */
   async enqueue(queue: QueueClient, message: unknown, visibilityTimeoutSeconds?: number): Promise<void> {
     const text = Buffer.from(JSON.stringify(message), 'utf8').toString('base64');
+    if (text.length > maxQueueMessageBytes)
+      throw new Error(`a ${queue.name} message of ${text.length} bytes exceeds the queue's 64 KiB limit`);
     await queue.sendMessage(
       text,
       visibilityTimeoutSeconds ? { visibilityTimeout: visibilityTimeoutSeconds } : {},

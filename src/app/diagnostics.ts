@@ -1,8 +1,15 @@
 // Health ("Test Connection") and preview ("Counter"): what an admin checks before trusting a schedule.
 import { decodeJwt } from 'jose';
 import type { Connection, Policy } from '../sync/config/schema';
-import { endpointsOf, loadCertificate } from '../sync/adapters/graph/connection';
-import { refreshSource } from '../sync/refresh-source';
+import {
+  createCredential,
+  createGraphClient,
+  endpointsOf,
+  type CertificatePem,
+} from '../sync/adapters/graph/connection';
+import { hiddenUsersUnknown, refreshSource } from '../sync/refresh-source';
+import { exchangeRecipients } from '../sync/adapters/exchange/recipient-reader';
+import { RecipientsNotPermittedError, type RecipientReader, type SourceStore } from '../sync/ports';
 import { certificateStatus } from './cert-rotation';
 import type { App } from './composition';
 
@@ -10,10 +17,11 @@ export interface Check {
   name: string;
   ok: boolean;
   detail: string;
-  /** What to do about it, when not ok (or ok with a warning). */
+  /** What to do about it, when not ok (or when ok with a warning). */
   fix?: string;
-  /** Ok for now, but needs attention soon (a certificate within 30 days of expiry). */
+  /** Works, but is wider than it should be, or not as an admin would expect: reported, without failing the check. */
   warning?: boolean;
+  /** The signing certificate's days to expiry (the certificate expiry check). */
   daysLeft?: number;
 }
 
@@ -50,6 +58,45 @@ export function neededPermissions(policies: readonly Policy[]): { permission: st
   return out;
 }
 
+/** The report senders of the policies on a connection (Mail.Send is granted per app, not per policy). */
+export function reportSenders(policies: readonly Policy[], connectionId: string): string[] {
+  const senders = policies
+    .filter(
+      (p) => p.connection === connectionId && p.notify.when !== 'never' && p.notify.recipients.length > 0,
+    )
+    .map((p) => p.notify.sender)
+    .filter((s): s is string => s !== undefined);
+  // UPNs compare case-insensitively; the first spelling is kept.
+  return senders.filter((s, i) => senders.findIndex((t) => t.toLowerCase() === s.toLowerCase()) === i);
+}
+
+/**
+ * Mail.Send in the app's token is tenant-wide: whoever edits the policy file can make `notify.sender`
+ * any mailbox (the CEO's). Once RBAC for Applications limits it to the senders (`scope` prints the
+ * assignment) and the tenant-wide grant is removed, the token no longer carries it.
+ */
+export function mailSendWarning(
+  roles: readonly string[],
+  policies: readonly Policy[],
+  connectionId: string,
+): Check | undefined {
+  if (!roles.includes('Mail.Send')) return undefined;
+  const senders = reportSenders(policies, connectionId);
+  return {
+    name: 'Mail.Send scope',
+    ok: true,
+    warning: true,
+    detail:
+      senders.length > 0
+        ? `Mail.Send is granted tenant-wide: the app can send mail as any mailbox, not only ${senders.join(', ')}`
+        : 'Mail.Send is granted tenant-wide, and no policy on this connection sends reports',
+    fix:
+      senders.length > 0
+        ? 'limit it to the sender mailboxes with the RBAC for Applications assignment `m365-contact-sync scope` prints, then remove the tenant-wide Mail.Send grant'
+        : 'remove the Mail.Send application permission from the app registration',
+  };
+}
+
 const explain = (e: unknown): string =>
   e instanceof Error ? e.message.split('\n')[0]!.slice(0, 500) : String(e);
 
@@ -67,25 +114,29 @@ export async function checkConnection(
     'pemFile' in connection.certificate
       ? `PEM file ${connection.certificate.pemFile}`
       : `Key Vault ${connection.certificate.keyVaultUrl} certificate "${connection.certificate.name}"`;
+  let cert;
   try {
-    const cert = await loadCertificate(connection, () => app.vaultCredential, app.vaultOptions());
+    cert = await app.signingCertificate(connection);
     add({ name: 'certificate', ok: true, detail: `read from ${source} (version ${cert.version})` });
   } catch (e) {
     add({
       name: 'certificate',
       ok: false,
       detail: `cannot read ${source}: ${explain(e)}`,
-      fix: "grant the Function App's managed identity the 'Key Vault Secrets User' role on the vault, and create the certificate with content type PEM (`m365-contact-sync cert create`)",
+      fix: "create the certificate with content type PEM (`m365-contact-sync cert create`), then grant the Function App's managed identity 'Key Vault Secrets User' on its secret (`azd env set AZURE_CERTIFICATE_NAME <name>` and `azd provision`)",
     });
     return { connection: connection.id, ok: false, checks };
   }
-  checks.push(await expiryCheck(app, connection));
-  const clients = await app.rebuild(connection);
+  checks.push(await expiryCheck(app, connection, cert));
+  // A credential of its own from the certificate just read (Key Vault is read once per check): its
+  // token shows the permissions granted now, and the workers' cached clients are left alone.
+  const credential = createCredential(connection, cert);
+  const clients = { credential, client: createGraphClient(connection, credential) };
   const { graphEndpoint } = endpointsOf(connection);
   let roles: string[] = [];
   try {
     const token = await clients.credential.getToken(`${graphEndpoint}/.default`);
-    roles = ((decodeJwt(token!.token).roles as string[] | undefined) ?? []).map(String);
+    roles = ((decodeJwt(token.token).roles as string[] | undefined) ?? []).map(String);
     add({ name: 'token', ok: true, detail: `app-only token for ${graphEndpoint} issued` });
   } catch (e) {
     add({
@@ -111,6 +162,11 @@ export async function checkConnection(
           }),
     });
   }
+  const mailSend = mailSendWarning(roles, policies, connection.id);
+  if (mailSend) add(mailSend);
+  const recipients = connection.exchangeAdmin ? exchangeRecipients(connection, credential) : undefined;
+  const hidden = await hiddenUsersCheck(connection, policies, recipients);
+  if (hidden) add(hidden);
   try {
     await clients.client.api('/users?$top=1&$select=id').get();
     add({ name: 'graph', ok: true, detail: `${graphEndpoint} answered` });
@@ -126,9 +182,9 @@ export async function checkConnection(
 }
 
 /** Days to expiry of the certificate workers sign with: a warning at 30 days, an error at 7. */
-async function expiryCheck(app: App, connection: Connection): Promise<Check> {
+async function expiryCheck(app: App, connection: Connection, signing: CertificatePem): Promise<Check> {
   try {
-    const status = await certificateStatus(app, connection);
+    const status = await certificateStatus(app, connection, signing);
     return {
       name: 'certificate expiry',
       ok: status.level !== 'error' && !status.problem,
@@ -139,6 +195,51 @@ async function expiryCheck(app: App, connection: Connection): Promise<Check> {
     };
   } catch (e) {
     return { name: 'certificate expiry', ok: false, detail: explain(e) };
+  }
+}
+
+export const exchangeAdminFix =
+  "add the application permission Exchange.ManageAsApp (Office 365 Exchange Online) with admin consent, and give the app's service principal the View-Only Recipients role in Exchange Online (New-ServicePrincipal, then New-ManagementRoleAssignment -App <id> -Role 'View-Only Recipients')";
+
+/**
+ * Whether hidden users can be told apart for the connection's policies that leave them out: only
+ * through Exchange Online (Graph shows showInAddressList null for users). Undefined when no policy cares.
+ */
+export async function hiddenUsersCheck(
+  connection: Connection,
+  policies: readonly Policy[],
+  recipients: RecipientReader | undefined,
+): Promise<Check | undefined> {
+  const cares = policies.some(
+    (p) =>
+      p.connection === connection.id &&
+      p.source.type === 'directory' &&
+      p.source.includeUsers &&
+      !p.source.includeHidden,
+  );
+  if (!cares && !connection.exchangeAdmin) return undefined;
+  if (!connection.exchangeAdmin || !recipients)
+    return {
+      name: 'hidden users',
+      ok: true,
+      warning: true,
+      detail: hiddenUsersUnknown,
+      fix: `set "exchangeAdmin": true on connection ${connection.id}, and ${exchangeAdminFix}`,
+    };
+  try {
+    const flags = await recipients.readFlagged();
+    return {
+      name: 'hidden users',
+      ok: true,
+      detail: `Exchange Online lists hidden recipients (${flags.hidden.size} hidden, ${flags.noContactSync.size} marked NoContactSync)`,
+    };
+  } catch (e) {
+    return {
+      name: 'hidden users',
+      ok: false,
+      detail: `${e instanceof RecipientsNotPermittedError ? '' : 'Exchange Online failed: '}${explain(e)}`,
+      fix: exchangeAdminFix,
+    };
   }
 }
 
@@ -166,6 +267,13 @@ export interface Preview {
   targets: { mailboxes: number; skipped: { user: string; reason: string }[]; samples: string[] };
 }
 
+/** The stored snapshot to start from, with every write kept out: a preview changes nothing. */
+export const readOnly = (store: SourceStore): SourceStore => ({
+  load: (policyId) => store.load(policyId),
+  loadDesired: (policyId) => store.loadDesired(policyId),
+  save: () => Promise.resolve(),
+});
+
 export async function preview(
   app: App,
   policy: Policy,
@@ -173,13 +281,15 @@ export async function preview(
   sampleSize = 10,
 ): Promise<Preview> {
   const graph = await app.graph(connection);
+  // Reads the directory's changes since the last run into memory; photos are not looked at.
   const refreshed = await refreshSource(
-    policy,
+    { ...policy, photos: { ...policy.photos, enabled: false } },
     graph.directory,
-    app.sourceStore,
+    readOnly(app.sourceStore),
     app.now(),
     graph.mailboxes,
     app.photoStore,
+    graph.recipients ? { recipients: graph.recipients } : {},
   );
   return {
     policy: policy.id,

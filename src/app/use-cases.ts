@@ -6,6 +6,8 @@ import {
   policyRunMessage,
   mailboxSyncMessage,
   maxCarriedDriftItems,
+  maxCarriedDriftBytes,
+  maxContinuations,
   parseMessage,
   type MailboxSyncMessage,
   type PolicyRunMessage,
@@ -14,39 +16,77 @@ import {
 import { refreshSource, type SourceRefresh } from '../sync/refresh-source';
 import { buildReport, hasErrors, reportMime } from '../sync/report';
 import { certificateStatus } from './cert-rotation';
-import { emptySummary, isFinal, type MailboxOutcome, type RunSummary } from '../sync/runs';
+import { emptySummary, isFinal, type MailboxOutcome, type RunSummary, type RunTarget } from '../sync/runs';
 import { isDue } from '../sync/schedule';
 import { syncMailbox } from '../sync/sync-mailbox';
 import { GraphRequestError } from '../sync/ports';
 import type { TargetMailbox } from '../sync/directory';
 import { queueNames, type App } from './composition';
 import type { Logger } from './logging';
+import { pathSegment } from '../sync/adapters/graph/path-segment';
 
 export type StartResult =
-  { started: true; runId: string } | { started: false; reason: 'running'; heldBy: string };
+  | { started: true; runId: string }
+  | { started: false; reason: 'running'; heldBy: string }
+  | { started: false; reason: 'disabled' };
 
-/** Takes the policy's lease and queues a policy-run message. An overlapping run is refused. */
+/** A request or flag may ask for a dry run; it can never lift a policy's own `dryRun: true`. */
+export const effectiveOptions = (policy: Policy, requested: RunOptions): RunOptions => ({
+  ...requested,
+  dryRun: requested.dryRun || policy.options.dryRun,
+});
+
+/**
+ * Records the run (its options and requested mailboxes), takes the policy's lease for it and queues
+ * a policy-run message. An overlapping run is refused; a start that fails halfway releases the lease
+ * (and a lease whose run record is missing or finished is free anyway).
+ */
 export async function startRun(
   app: App,
   policy: Policy,
   trigger: RunSummary['trigger'],
-  options: RunOptions,
+  requested: RunOptions,
   scheduledAt?: Date,
 ): Promise<StartResult> {
+  if (!policy.enabled) return { started: false, reason: 'disabled' };
   await app.ensureStorage();
   const now = app.now();
   const runId = randomUUID();
-  const lease = await app.runStore.acquireLease(
-    policy.id,
-    runId,
-    new Date(now.getTime() + app.settings.POLICY_LEASE_MINUTES * 60_000),
-    now,
-    scheduledAt,
-  );
-  if (!lease.acquired) return { started: false, reason: 'running', heldBy: lease.heldBy };
-  await app.runStore.createRun(emptySummary(runId, policy.id, trigger, options, now));
-  const message: PolicyRunMessage = { kind: 'policy-run', policyId: policy.id, runId, trigger, options };
-  await app.enqueue(app.queues.policyRuns, message);
+  const options = effectiveOptions(policy, requested);
+  await app.runStore.createRun(emptySummary(runId, policy.id, trigger, options, now), options.mailboxes);
+  let lease;
+  try {
+    lease = await app.runStore.acquireLease(
+      policy.id,
+      runId,
+      new Date(now.getTime() + app.settings.POLICY_LEASE_MINUTES * 60_000),
+      now,
+      scheduledAt,
+    );
+  } catch (e) {
+    await app.runStore
+      .failRun(runId, `the policy lease could not be taken: ${String(e)}`)
+      .catch(() => undefined);
+    throw e;
+  }
+  if (!lease.acquired) {
+    await app.runStore.deleteRun(runId);
+    return { started: false, reason: 'running', heldBy: lease.heldBy };
+  }
+  try {
+    const message: PolicyRunMessage = { kind: 'policy-run', policyId: policy.id, runId };
+    await app.send(queueNames.policyRuns, message);
+  } catch (e) {
+    try {
+      await app.runStore.failRun(
+        runId,
+        `the run could not be queued: ${e instanceof Error ? e.message : String(e)}`,
+      );
+    } finally {
+      await app.runStore.releaseLease(policy.id, runId);
+    }
+    throw e;
+  }
   return { started: true, runId };
 }
 
@@ -73,13 +113,13 @@ export async function scheduleDuePolicies(
       app,
       policy,
       'schedule',
-      { dryRun: policy.options.dryRun, fullResync: false, mailboxes: [] },
+      { dryRun: false, fullResync: false, mailboxes: [] },
       now,
     );
     if (result.started) {
       started.push(policy.id);
       log.info('scheduled run started', { policy: policy.id, run: result.runId });
-    } else {
+    } else if (result.reason === 'running') {
       // The occurrence is used up: an overlapping run is refused, not queued behind.
       await app.runStore.markScheduled(policy.id, now);
       refused.push(policy.id);
@@ -117,36 +157,45 @@ export async function processPolicyRun(app: App, raw: unknown, log: Logger): Pro
   await app.ensureStorage();
   const msg = parseMessage(policyRunMessage, raw, queueNames.policyRuns);
   const fields = { policy: msg.policyId, run: msg.runId };
+  // Only a run recorded by startRun (under the lease) is run; a forged or stale message writes nothing.
   let run = await app.runStore.getRun(msg.runId);
-  if (!run) {
-    await app.runStore.createRun(emptySummary(msg.runId, msg.policyId, msg.trigger, msg.options, app.now()));
-    run = (await app.runStore.getRun(msg.runId))!;
+  if (!run || run.policyId !== msg.policyId) {
+    log.warn(
+      run ? `run belongs to policy "${run.policyId}"; message dropped` : 'no such run; message dropped',
+      fields,
+    );
+    return;
   }
   if (run.status === 'completed' || run.status === 'failed') return;
   const found = await app.policy(msg.policyId);
-  if (!found) {
+  if (!found || !found.policy.enabled) {
     await failRun(
       app,
       msg.runId,
       msg.policyId,
-      `policy "${msg.policyId}" is not in the policy file (or is invalid)`,
+      found
+        ? `policy "${msg.policyId}" is disabled`
+        : `policy "${msg.policyId}" is not in the policy file (or is invalid)`,
       log,
     );
     return;
   }
   const { policy, connection } = found;
+  const fullRead = run.options.fullResync;
   let refreshed;
   try {
-    refreshed = await withFreshCredential(app, connection, async () =>
-      refreshSource(
+    refreshed = await withFreshCredential(app, connection, async () => {
+      const graph = await app.graph(connection);
+      return refreshSource(
         policy,
-        (await app.graph(connection)).directory,
+        graph.directory,
         app.sourceStore,
         app.now(),
-        (await app.graph(connection)).mailboxes,
+        graph.mailboxes,
         app.photoStore,
-      ),
-    );
+        { fullRead, ...(graph.recipients ? { recipients: graph.recipients } : {}) },
+      );
+    });
   } catch (e) {
     if (isPermanent(e)) {
       await failRun(app, msg.runId, policy.id, `reading the directory failed: ${(e as Error).message}`, log);
@@ -156,14 +205,26 @@ export async function processPolicyRun(app: App, raw: unknown, log: Logger): Pro
   }
   let targets = refreshed.targets.mailboxes;
   const skipped = [...refreshed.targets.skipped];
-  if (msg.options.mailboxes.length > 0) {
-    const wanted = new Set(msg.options.mailboxes.map((m) => m.toLowerCase()));
+  const requested = run.options.mailboxCount > 0 ? await app.runStore.requestedMailboxes(msg.runId) : [];
+  if (requested.length > 0) {
+    const wanted = new Set(requested.map((m) => m.toLowerCase()));
+    const found = new Set(targets.map((t) => t.userPrincipalName.toLowerCase()));
     targets = targets.filter((t) => wanted.has(t.userPrincipalName.toLowerCase()));
-    for (const m of msg.options.mailboxes)
-      if (!targets.some((t) => t.userPrincipalName.toLowerCase() === m.toLowerCase()))
-        skipped.push({ user: m, reason: 'notFound' });
+    for (const m of requested) if (!found.has(m.toLowerCase())) skipped.push({ user: m, reason: 'notFound' });
   }
-  if (run.status === 'starting') run = await app.runStore.startRun(msg.runId, targets.length, skipped);
+  if (run.status === 'starting') {
+    run = await app.runStore.startRun(
+      msg.runId,
+      targets.map((t) => ({ mailboxId: t.userId, userPrincipalName: t.userPrincipalName })),
+      skipped,
+      refreshed.stats.notes,
+    );
+  } else {
+    // A redelivered message: the targets stored the first time are the run's.
+    const stored = new Set((await app.runStore.listTargets(msg.runId)).map((t) => t.mailboxId));
+    targets = targets.filter((t) => stored.has(t.userId));
+  }
+  for (const note of refreshed.stats.notes) log.warn(note, fields);
   log.info(
     `source refreshed: ${refreshed.stats.inSource} contacts for ${targets.length} mailboxes${refreshed.stats.fullRead ? ' (full directory read)' : ''}${photoSummary(refreshed.stats.photos)}${typeSummary(refreshed.stats.mailboxTypes)}`,
     fields,
@@ -174,7 +235,7 @@ export async function processPolicyRun(app: App, raw: unknown, log: Logger): Pro
   );
   const pending = targets.filter((t) => !done.has(t.userId));
   const drifts =
-    msg.options.dryRun || msg.options.fullResync
+    run.options.dryRun || run.options.fullResync
       ? new Map<string, NonNullable<MailboxSyncMessage['drift']>>()
       : await preReadDrifts(app, connection, policy.id, pending, log, fields);
   for (let i = 0; i < pending.length; i += 32) {
@@ -185,19 +246,33 @@ export async function processPolicyRun(app: App, raw: unknown, log: Logger): Pro
           policyId: policy.id,
           runId: msg.runId,
           mailboxId: t.userId,
-          userPrincipalName: t.userPrincipalName,
-          dryRun: msg.options.dryRun,
-          force: msg.options.fullResync,
           continuation: 0,
           carried: { created: 0, updated: 0, deleted: 0, restored: 0, failed: 0 },
         };
         const drift = drifts.get(t.userId);
         if (drift) m.drift = drift;
-        return app.enqueue(app.queues.mailboxSyncs, m);
+        return app.send(queueNames.mailboxSyncs, m);
       }),
     );
   }
   if (targets.length === 0) await finishRun(app, msg.runId, log);
+}
+
+/**
+ * Checks a mailbox-sync message against its run record: the run exists, belongs to the policy and is
+ * running, and the mailbox is one of its targets. Returns the reason to drop it otherwise.
+ */
+async function admit(
+  app: App,
+  msg: MailboxSyncMessage,
+): Promise<{ run: RunSummary; target: RunTarget } | { drop: string }> {
+  const run = await app.runStore.getRun(msg.runId);
+  if (!run) return { drop: 'no such run' };
+  if (run.policyId !== msg.policyId) return { drop: `run belongs to policy "${run.policyId}"` };
+  if (run.status !== 'running') return { drop: `run is ${run.status}` };
+  const target = await app.runStore.getTarget(msg.runId, msg.mailboxId);
+  if (!target) return { drop: 'mailbox is not a target of the run' };
+  return { run, target };
 }
 
 /** A mailbox-sync message: one mailbox, within the time budget; a continuation when it runs out. */
@@ -206,15 +281,20 @@ export async function processMailboxSync(
   raw: unknown,
   log: Logger,
   invocationId: string,
-): Promise<'done' | 'continued' | 'deferred' | 'duplicate'> {
+): Promise<'done' | 'continued' | 'deferred' | 'duplicate' | 'dropped'> {
   await app.ensureStorage();
   const msg = parseMessage(mailboxSyncMessage, raw, queueNames.mailboxSyncs);
-  const fields = { policy: msg.policyId, run: msg.runId, mailbox: msg.userPrincipalName };
-  const run = await app.runStore.getRun(msg.runId);
-  if (!run || run.status === 'completed' || run.status === 'failed') {
-    log.warn(run ? `run is ${run.status}; message dropped` : 'no such run; message dropped', fields);
-    return 'duplicate';
+  const admitted = await admit(app, msg);
+  if ('drop' in admitted) {
+    log.warn(`${admitted.drop}; message dropped`, {
+      policy: msg.policyId,
+      run: msg.runId,
+      mailbox: msg.mailboxId,
+    });
+    return 'dropped';
   }
+  const { run, target } = admitted;
+  const fields = { policy: msg.policyId, run: msg.runId, mailbox: target.userPrincipalName };
   const existing = await app.runStore.getOutcome(msg.runId, msg.mailboxId);
   if (existing && isFinal(existing.status)) return 'duplicate';
   const now = app.now();
@@ -230,17 +310,22 @@ export async function processMailboxSync(
     ))
   ) {
     // Another worker has this mailbox: come back later rather than interleave writes.
-    await app.enqueue(app.queues.mailboxSyncs, msg, 30);
+    await app.send(queueNames.mailboxSyncs, msg, 30);
     log.info('mailbox is being synced by another worker; deferred', fields);
     return 'deferred';
   }
+  // Renewed while the pass runs (throttling can stretch it past the budget); released in finally.
+  const lockTtlMs = budgetMs + 60_000;
+  const renewal = app.locks.keepLocked(msg.policyId, msg.mailboxId, owner, lockTtlMs, lockTtlMs / 3, () =>
+    app.now(),
+  );
   try {
     const found = await app.policy(msg.policyId);
     if (!found) {
       await recordAndMaybeFinish(
         app,
         msg.runId,
-        failedOutcome(msg, `policy "${msg.policyId}" is no longer in the policy file`, 1),
+        failedOutcome(target, `policy "${msg.policyId}" is no longer in the policy file`, 1),
         log,
       );
       return 'done';
@@ -250,13 +335,13 @@ export async function processMailboxSync(
     const result = await withFreshCredential(app, connection, async () =>
       syncMailbox(
         policy,
-        { userId: msg.mailboxId, userPrincipalName: msg.userPrincipalName },
+        { userId: msg.mailboxId, userPrincipalName: target.userPrincipalName },
         desired,
         (await app.graph(connection)).mailboxes,
         app.mailboxStore,
         {
-          dryRun: msg.dryRun,
-          force: msg.force,
+          dryRun: run.options.dryRun,
+          force: run.options.fullResync,
           deadline: now.getTime() + budgetMs,
           ...(msg.continuation === 0 && msg.drift ? { preReadDrift: msg.drift } : {}),
         },
@@ -271,6 +356,15 @@ export async function processMailboxSync(
       0,
       result.unchanged - msg.carried.created - msg.carried.restored - msg.carried.updated,
     );
+    if (result.status === 'partial' && msg.continuation >= maxContinuations) {
+      // Never dropped: a mailbox that makes no headway is failed and reported (the lease is freed).
+      result.status = 'failed';
+      result.errors.push({
+        status: 0,
+        code: 'ContinuationLimit',
+        message: `the mailbox was still unfinished after ${maxContinuations} continuations of the time budget; the next run starts it again`,
+      });
+    }
     if (result.status === 'partial') {
       const carried = {
         created: result.created,
@@ -279,7 +373,9 @@ export async function processMailboxSync(
         restored: result.restored,
         failed: result.failed,
       };
-      await app.enqueue(app.queues.mailboxSyncs, { ...msg, continuation: msg.continuation + 1, carried });
+      const next: MailboxSyncMessage = { ...msg, continuation: msg.continuation + 1, carried };
+      delete next.drift;
+      await app.send(queueNames.mailboxSyncs, next);
       log.info(
         `time budget used; continuation ${msg.continuation + 1} queued (${result.created} created so far)`,
         fields,
@@ -292,7 +388,7 @@ export async function processMailboxSync(
       msg.runId,
       {
         mailboxId: msg.mailboxId,
-        userPrincipalName: msg.userPrincipalName,
+        userPrincipalName: target.userPrincipalName,
         status,
         result,
         lastError: result.errors[0]?.message ?? null,
@@ -310,7 +406,7 @@ export async function processMailboxSync(
       .noteAttempt(
         msg.runId,
         msg.mailboxId,
-        msg.userPrincipalName,
+        target.userPrincipalName,
         e instanceof Error ? e.message : String(e),
       )
       .catch(() => undefined);
@@ -320,14 +416,15 @@ export async function processMailboxSync(
     );
     throw e;
   } finally {
+    await renewal.stop();
     await app.locks.unlock(msg.policyId, msg.mailboxId, owner);
   }
 }
 
-function failedOutcome(msg: MailboxSyncMessage, error: string, attempts: number): MailboxOutcome {
+function failedOutcome(target: RunTarget, error: string, attempts: number): MailboxOutcome {
   return {
-    mailboxId: msg.mailboxId,
-    userPrincipalName: msg.userPrincipalName,
+    mailboxId: target.mailboxId,
+    userPrincipalName: target.userPrincipalName,
     status: 'failed',
     result: null,
     lastError: error,
@@ -361,11 +458,21 @@ export async function processPoison(
       log.error(`unreadable poison message dropped: ${(e as Error).message}`);
       return;
     }
+    const admitted = await admit(app, msg);
+    if ('drop' in admitted) {
+      log.warn(`${admitted.drop}; poison message dropped`, { policy: msg.policyId, run: msg.runId });
+      return;
+    }
     const last = await app.runStore.getOutcome(msg.runId, msg.mailboxId);
     if (last && isFinal(last.status)) return;
     const error = `gave up after repeated failures: ${last?.lastError ?? 'no error was recorded'}`;
-    log.error(error, { policy: msg.policyId, run: msg.runId, mailbox: msg.userPrincipalName });
-    await recordAndMaybeFinish(app, msg.runId, failedOutcome(msg, error, last?.attempts ?? 0), log);
+    log.error(error, { policy: msg.policyId, run: msg.runId, mailbox: admitted.target.userPrincipalName });
+    await recordAndMaybeFinish(
+      app,
+      msg.runId,
+      failedOutcome(admitted.target, error, last?.attempts ?? 0),
+      log,
+    );
     return;
   }
   let msg: PolicyRunMessage;
@@ -373,6 +480,11 @@ export async function processPoison(
     msg = parseMessage(policyRunMessage, raw, `${queue}-poison`);
   } catch (e) {
     log.error(`unreadable poison message dropped: ${(e as Error).message}`);
+    return;
+  }
+  const run = await app.runStore.getRun(msg.runId);
+  if (!run || run.policyId !== msg.policyId) {
+    log.warn('no such run; poison message dropped', { policy: msg.policyId, run: msg.runId });
     return;
   }
   await failRun(
@@ -418,7 +530,7 @@ async function sendReportIfWanted(app: App, run: RunSummary, log: Logger): Promi
     const mime = await reportMime(report, notify.sender, notify.recipients);
     const graph = await app.graph(connection);
     await graph.client
-      .api(`/users/${encodeURIComponent(notify.sender)}/sendMail`)
+      .api(`/users/${pathSegment(notify.sender)}/sendMail`)
       .header('Content-Type', 'text/plain')
       .post(mime);
     await app.runStore.markReportSent(run.runId);
@@ -461,8 +573,12 @@ async function preReadDrifts(
       (await app.graph(connection)).mailboxes.readDrifts(reads),
     );
     for (const [mailboxId, d] of read) {
-      // Larger drift stays with the worker: a queue message holds 64 KB (base64 adds a third).
-      if (d.items.length > maxCarriedDriftItems || JSON.stringify(d.items).length > 24_000) continue;
+      // Larger drift stays with the worker: a queue message holds 64 KiB (base64 adds a third).
+      if (
+        d.items.length > maxCarriedDriftItems ||
+        Buffer.byteLength(JSON.stringify(d.items)) > maxCarriedDriftBytes
+      )
+        continue;
       out.set(mailboxId, {
         fromDeltaLink: from.get(mailboxId)!,
         deltaLink: d.deltaLink,

@@ -1,10 +1,8 @@
 // The admin CLI's commands. Each returns an exit code: 0 fine, 1 a mailbox (or check) failed, 2 usage
-// or configuration error.
+// or configuration error (a disabled policy too), 3 a run refused because the policy is running.
 import { readFile, writeFile } from 'node:fs/promises';
-import { X509Certificate, createHash } from 'node:crypto';
+import { X509Certificate, createHash, randomUUID } from 'node:crypto';
 import { CertificateClient } from '@azure/keyvault-certificates';
-import { TableClient } from '@azure/data-tables';
-import { BlobServiceClient } from '@azure/storage-blob';
 import { SingleBar, Presets } from 'cli-progress';
 import { parsePolicyFile, PolicyFileError, type LoadedPolicyFile } from '../sync/config/policy-file';
 import type { Connection, Policy } from '../sync/config/schema';
@@ -18,20 +16,21 @@ import {
   rotationEnabled,
 } from '../sync/adapters/graph/connection';
 import { GraphDirectoryReader } from '../sync/adapters/graph/directory-reader';
+import { exchangeRecipients } from '../sync/adapters/exchange/recipient-reader';
 import { GraphMailboxes } from '../sync/adapters/graph/mailbox-graph';
-import { MemoryMailboxStore, MemoryPhotoStore, MemorySourceStore } from '../sync/adapters/memory/stores';
-import {
-  TableMailboxStore,
-  TableSourceStore,
-  ensureTable,
-  tableNames,
-} from '../sync/adapters/tables/table-stores';
+import { MemorySourceStore } from '../sync/adapters/memory/stores';
 import { refreshSource } from '../sync/refresh-source';
-import { BlobPhotoStore, photoContainerName } from '../sync/adapters/blob/photo-store';
-import { runPolicy } from '../sync/run-policy';
-import { neededPermissions } from '../app/diagnostics';
+import { isFinal } from '../sync/runs';
+import { runOptionsSchema } from '../sync/messages';
+import { App, queueNames } from '../app/composition';
+import { InProcessQueues } from '../app/in-process-queues';
+import { logger } from '../app/logging';
+import { parseSettings } from '../app/settings';
+import { processMailboxSync, processPolicyRun, processPoison, startRun } from '../app/use-cases';
+import { hiddenUsersCheck, mailSendWarning, neededPermissions } from '../app/diagnostics';
 import { expiryErrorDays, expiryWarningDays } from '../app/cert-rotation';
 import { cliCredential, vaultOptions } from './credentials';
+import { scopeScript } from './scope-script';
 
 export interface Io {
   out(line: string): void;
@@ -91,6 +90,7 @@ async function graphFor(connection: Connection, counter?: RequestCounter) {
     credential,
     directory: new GraphDirectoryReader(client),
     mailboxes: new GraphMailboxes(client),
+    ...(connection.exchangeAdmin ? { recipients: exchangeRecipients(connection, credential) } : {}),
     certificateVersion: cert.version,
     certificatePem: cert.pem,
   };
@@ -111,14 +111,15 @@ export async function preview(io: Io, file: string, policyId: string, json: bool
   const found = await findPolicy(io, file, policyId);
   if (!found) return 2;
   const graph = await graphFor(found.connection);
-  // A preview reads the directory in full and keeps nothing.
+  // A preview reads the directory in full and keeps nothing; photos are not looked at.
   const refreshed = await refreshSource(
-    found.policy,
+    { ...found.policy, photos: { ...found.policy.photos, enabled: false } },
     graph.directory,
     new MemorySourceStore(),
     new Date(),
     graph.mailboxes,
-    new MemoryPhotoStore(),
+    undefined,
+    graph.recipients ? { recipients: graph.recipients } : {},
   );
   const result = {
     policy: policyId,
@@ -151,6 +152,13 @@ export interface RunFlags {
   json: boolean;
 }
 
+/** Exit code of a run refused because another run (the Functions app's, or another CLI's) holds the policy. */
+export const exitRefused = 3;
+
+/**
+ * One run of a policy, in this process, through the Functions app's composition root and use-cases:
+ * it takes the policy's lease and each mailbox's lock in the shared storage, and is recorded as a run.
+ */
 export async function run(
   io: Io,
   flags: RunFlags,
@@ -158,70 +166,78 @@ export async function run(
 ): Promise<number> {
   const found = await findPolicy(io, flags.config, flags.policy);
   if (!found) return 2;
+  if (!found.policy.enabled) {
+    io.err(`${flags.config}: policy "${flags.policy}" is disabled ("enabled": false); it does not run`);
+    return 2;
+  }
+  const requested = runOptionsSchema.safeParse({ dryRun: flags.dryRun, mailboxes: flags.mailbox });
+  if (!requested.success) {
+    for (const i of requested.error.issues)
+      io.err(`--mailbox ${i.path.length > 1 ? `#${Number(i.path[1]) + 1}` : ''}: ${i.message}`);
+    return 2;
+  }
   const storage = flags.storage ?? env.CONTACTSYNC_STORAGE ?? 'UseDevelopmentStorage=true';
-  const table = (name: string): TableClient =>
-    TableClient.fromConnectionString(storage, name, {
-      allowInsecureConnection: /UseDevelopmentStorage|https?:\/\/(127\.0\.0\.1|localhost)/i.test(storage),
-    });
-  const sources = table(tableNames.sources);
-  const mailboxTable = table(tableNames.mailboxes);
-  let photoStore: BlobPhotoStore | undefined;
+  const queues = new InProcessQueues();
+  const counter = new RequestCounter();
+  let app: App;
   try {
-    await Promise.all([ensureTable(sources), ensureTable(mailboxTable)]);
-    if (found.policy.photos.enabled) {
-      const photos = BlobServiceClient.fromConnectionString(storage).getContainerClient(photoContainerName);
-      await photos.createIfNotExists();
-      photoStore = new BlobPhotoStore(photos);
-    }
+    const certificate = found.connection.certificate;
+    app = new App({
+      settings: parseSettings({ AzureWebJobsStorage: storage, POLICY_FILE: flags.config }),
+      credential: cliCredential(env),
+      transport: queues,
+      requestCounter: counter,
+      ...('keyVaultUrl' in certificate ? vaultOptions(certificate.keyVaultUrl) : {}),
+    });
+    await app.ensureStorage();
   } catch (e) {
     io.err(
       `storage is not reachable (${(e as Error).message.split('\n')[0]}); pass --storage CONNECTION or set CONTACTSYNC_STORAGE`,
     );
     return 2;
   }
-  const counter = new RequestCounter();
-  const graph = await graphFor(found.connection, counter);
-  const bar =
-    io.isTTY && !flags.json
-      ? new SingleBar(
-          { format: 'mailboxes [{bar}] {value}/{total} {mailbox}', hideCursor: true },
-          Presets.shades_classic,
-        )
-      : undefined;
-  let started = false;
-  const record = await runPolicy(
-    found.policy,
-    {
-      directory: graph.directory,
-      mailboxes: graph.mailboxes,
-      sourceStore: new TableSourceStore(sources),
-      mailboxStore: flags.dryRun
-        ? new MemoryMailboxStoreOver(new TableMailboxStore(mailboxTable))
-        : new TableMailboxStore(mailboxTable),
-      ...(photoStore ? { photoStore } : {}),
+  const started = await startRun(app, found.policy, 'cli', requested.data);
+  if (!started.started) {
+    io.err(
+      started.reason === 'running'
+        ? `policy "${flags.policy}" is already running (run ${started.heldBy}, in the Functions app or another CLI); overlapping runs are refused: try again when it has finished`
+        : `policy "${flags.policy}" is disabled; it does not run`,
+    );
+    return started.reason === 'running' ? exitRefused : 2;
+  }
+  const runId = started.runId;
+  const log = logger({
+    log: () => undefined,
+    warn: (l: string) => io.err(l),
+    error: (l: string) => io.err(l),
+  });
+  const progress = mailboxProgress(io, flags.json, app, runId);
+  await queues.drain(
+    async (queue, message) => {
+      if (queue === queueNames.policyRuns) return processPolicyRun(app, message, log);
+      await processMailboxSync(app, message, log, randomUUID());
+      await progress.seen((message as { mailboxId: string }).mailboxId);
     },
-    {
-      dryRun: flags.dryRun,
-      mailboxes: flags.mailbox,
-      onMailboxDone: (r, done, total) => {
-        if (bar) {
-          if (!started) bar.start(total, 0, { mailbox: '' });
-          started = true;
-          bar.update(done, { mailbox: r.mailbox });
-        } else if (!flags.json) {
-          io.out(
-            `[${done}/${total}] ${r.mailbox}: ${r.status}, ${r.created} created, ${r.updated} updated, ${r.deleted} deleted, ${r.restored} restored, ${r.unchanged} unchanged${r.errors.length ? `; ${r.errors[0]!.code}: ${r.errors[0]!.message}` : ''}`,
-          );
-        }
-      },
+    async (queue, message) => {
+      await processPoison(app, message, queue, log);
+      if (queue === queueNames.mailboxSyncs)
+        await progress.seen((message as { mailboxId: string }).mailboxId);
     },
+    { concurrency: 8, maxAttempts: 5, retryDelayMs: 1_000 },
   );
-  bar?.stop();
+  progress.stop();
+  const record = (await app.runStore.getRun(runId))!;
+  const outcomes = await app.runStore.listOutcomes(runId);
   const summary = {
-    policy: record.policy,
-    runId: record.runId,
-    dryRun: record.dryRun,
-    mailboxes: record.mailboxes,
+    policy: record.policyId,
+    runId,
+    dryRun: record.options.dryRun,
+    mailboxes: {
+      total: record.expected,
+      succeeded: record.mailboxes.succeeded,
+      failed: record.mailboxes.failed,
+      skipped: record.mailboxes.skipped,
+    },
     contacts: {
       created: record.contacts.created,
       updated: record.contacts.updated,
@@ -231,38 +247,58 @@ export async function run(
     },
     graphRequests: counter.graphRequests,
   };
+  if (record.error) io.err(`run failed: ${record.error}`);
   if (!flags.json) {
     io.out(
-      `${record.dryRun ? 'Dry run' : 'Run'} ${record.runId}: ${record.mailboxes.total} mailboxes (${record.mailboxes.succeeded} ok, ${record.mailboxes.failed} failed, ${record.mailboxes.skipped} skipped)`,
+      `${summary.dryRun ? 'Dry run' : 'Run'} ${runId}: ${summary.mailboxes.total} mailboxes (${summary.mailboxes.succeeded} ok, ${summary.mailboxes.failed} failed, ${summary.mailboxes.skipped} skipped)`,
     );
     io.out(
       `contacts: ${summary.contacts.created} created, ${summary.contacts.updated} updated, ${summary.contacts.deleted} deleted, ${summary.contacts.restored} restored, ${summary.contacts.unchanged} unchanged; ${counter.graphRequests} Graph requests`,
     );
-    for (const r of record.results.filter((x) => x.status === 'failed'))
-      for (const e of r.errors)
-        io.err(
-          `${r.mailbox}: ${e.code} (${e.status}) ${e.message}${e.requestId ? ` request-id ${e.requestId}` : ''}`,
-        );
     for (const s of record.skippedTargets) io.out(`skipped ${s.user}: ${s.reason}`);
+    if (record.skippedCount > record.skippedTargets.length)
+      io.out(`and ${record.skippedCount - record.skippedTargets.length} more skipped`);
+  }
+  for (const o of outcomes.filter((x) => x.status === 'failed')) {
+    const errors = o.result?.errors ?? [];
+    if (errors.length === 0) io.err(`${o.userPrincipalName}: ${o.lastError ?? 'failed'}`);
+    for (const e of errors)
+      io.err(
+        `${o.userPrincipalName}: ${e.code} (${e.status}) ${e.message}${e.requestId ? ` request-id ${e.requestId}` : ''}`,
+      );
   }
   if (flags.json) io.out(JSON.stringify(summary));
-  return record.mailboxes.failed > 0 ? 1 : 0;
+  return record.status === 'failed' || record.mailboxes.failed > 0 ? 1 : 0;
 }
 
-/** A dry run reads real state but writes none of it back. */
-class MemoryMailboxStoreOver extends MemoryMailboxStore {
-  constructor(private readonly real: TableMailboxStore) {
-    super();
-  }
-  override async load(policyId: string, mailboxId: string) {
-    const key = `${policyId}|${mailboxId}`;
-    if (!this.folders.has(key) && !this.contacts.has(key)) {
-      const state = await this.real.load(policyId, mailboxId);
-      if (state.folder) this.folders.set(key, state.folder);
-      this.contacts.set(key, state.contacts);
-    }
-    return super.load(policyId, mailboxId);
-  }
+/** A progress bar on a terminal, else one line per finished mailbox (none with --json). */
+function mailboxProgress(io: Io, json: boolean, app: App, runId: string) {
+  const bar =
+    io.isTTY && !json
+      ? new SingleBar(
+          { format: 'mailboxes [{bar}] {value}/{total} {mailbox}', hideCursor: true },
+          Presets.shades_classic,
+        )
+      : undefined;
+  const shown = new Set<string>();
+  return {
+    async seen(mailboxId: string): Promise<void> {
+      const o = await app.runStore.getOutcome(runId, mailboxId);
+      if (!o || !isFinal(o.status) || shown.has(mailboxId)) return;
+      shown.add(mailboxId);
+      const total = (await app.runStore.getRun(runId))?.expected ?? 0;
+      const r = o.result;
+      if (bar) {
+        if (shown.size === 1) bar.start(total, 0, { mailbox: '' });
+        bar.update(shown.size, { mailbox: o.userPrincipalName });
+      } else if (!json) {
+        io.out(
+          `[${shown.size}/${total}] ${o.userPrincipalName}: ${o.status}${r ? `, ${r.created} created, ${r.updated} updated, ${r.deleted} deleted, ${r.restored} restored, ${r.unchanged} unchanged` : ''}${o.lastError ? `; ${o.lastError}` : ''}`,
+        );
+      }
+    },
+    stop: (): void => bar?.stop(),
+  };
 }
 
 export async function doctor(io: Io, file: string): Promise<number> {
@@ -293,7 +329,7 @@ export async function doctor(io: Io, file: string): Promise<number> {
       line(
         false,
         `${connection.id}: certificate from ${where}: ${(e as Error).message.split('\n')[0]}`,
-        'grant yourself (or the managed identity) Key Vault Secrets User on the vault; create the certificate as PEM with `cert create`',
+        "grant yourself Key Vault Secrets User on the vault (the managed identity gets it on the certificate's secret: `azd env set AZURE_CERTIFICATE_NAME <name>`, `azd provision`); create the certificate as PEM with `cert create`",
       );
       continue;
     }
@@ -321,6 +357,11 @@ export async function doctor(io: Io, file: string): Promise<number> {
         `add the application permission ${need.permission} and grant admin consent`,
       );
     }
+    const mailSend = mailSendWarning(roles, loaded.policies, connection.id);
+    if (mailSend) io.out(`WARN ${connection.id}: ${mailSend.detail}\n     fix: ${mailSend.fix}`);
+    const hidden = await hiddenUsersCheck(connection, loaded.policies, graph.recipients);
+    if (hidden?.warning) io.out(`WARN ${connection.id}: ${hidden.detail}\n     fix: ${hidden.fix}`);
+    else if (hidden) line(hidden.ok, `${connection.id}: ${hidden.name}: ${hidden.detail}`, hidden.fix);
     try {
       await graph.client.api('/users?$top=1&$select=id').get();
       line(true, `${connection.id}: Microsoft Graph answered`);
@@ -418,41 +459,6 @@ export async function certShow(io: Io, opts: { vault: string; name: string; out?
 export async function scope(io: Io, file: string, policyId: string): Promise<number> {
   const found = await findPolicy(io, file, policyId);
   if (!found) return 2;
-  const { policy, connection } = found;
-  const ps = (s: string): string => `'${s.replace(/'/g, "''")}'`;
-  const name = `ContactSync-${policy.id}`;
-  const lines = [
-    '# Run in Exchange Online PowerShell (Connect-ExchangeOnline) as an Exchange administrator.',
-    `# Limits app ${connection.clientId} to the target mailboxes of policy "${policy.id}".`,
-    `$appId = ${ps(connection.clientId)}`,
-    '$sp = Get-MgServicePrincipal -Filter "appId eq \'$appId\'"  # Microsoft Graph PowerShell, for the object id',
-    `New-ServicePrincipal -AppId $appId -ObjectId $sp.Id -DisplayName ${ps('m365-contact-sync')}`,
-  ];
-  let filter: string;
-  if (policy.targets.type === 'groups') {
-    lines.push('# Members of the target groups (mail-enabled groups; use their distinguished names):');
-    filter = policy.targets.groups
-      .map((g) => `MemberOfGroup -eq '<distinguished name of group ${g}>'`)
-      .join(' -or ');
-  } else if (policy.targets.type === 'users') {
-    filter = policy.targets.users
-      .map((u) => `UserPrincipalName -eq '${u.replace(/'/g, "''")}'`)
-      .join(' -or ');
-  } else {
-    lines.push('# The policy targets all mailboxes: a scope of all user mailboxes.');
-    filter = "RecipientTypeDetails -eq 'UserMailbox'";
-  }
-  lines.push(`New-ManagementScope -Name ${ps(name)} -RecipientRestrictionFilter ${ps(filter)}`);
-  lines.push(
-    `New-ManagementRoleAssignment -App $sp.AppId -Role ${ps('Application Contacts.ReadWrite')} -CustomResourceScope ${ps(name)}`,
-  );
-  lines.push(
-    '# Then remove the tenant-wide Contacts.ReadWrite application permission from the app registration,',
-  );
-  lines.push('# or the scope does not narrow anything. Check one mailbox:');
-  lines.push(
-    `Test-ServicePrincipalAuthorization -Identity $sp.AppId -Resource ${ps(policy.targets.users[0] ?? '<a target mailbox>')}`,
-  );
-  for (const l of lines) io.out(l);
+  for (const l of scopeScript(found.policy, found.connection, found.loaded.policies)) io.out(l);
   return 0;
 }

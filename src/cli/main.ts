@@ -39,10 +39,12 @@ export async function main(
 
   program
     .command('run')
-    .description('run a policy once, in this process')
+    .description(
+      "run a policy once in this process, under the Functions app's lease, locks and run records (exit 3: it is running elsewhere)",
+    )
     .requiredOption('--config <file>', 'policy file')
     .requiredOption('--policy <id>', 'policy id')
-    .option('--dry-run', 'report what would change, change nothing')
+    .option('--dry-run', "report what would change, change nothing (a policy's dryRun: true always holds)")
     .addOption(
       new Option('--mailbox <upn>', 'only this mailbox (repeatable)').argParser(
         (v: string, prev: string[] = []) => [...prev, v],

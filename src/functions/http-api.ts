@@ -45,7 +45,10 @@ async function guarded(
   }
 }
 
-/** POST /api/policies/{policyId}/runs {dryRun?, mailboxes?, fullResync?} → 202 with the run id. */
+/**
+ * POST /api/policies/{policyId}/runs {dryRun?, mailboxes?, fullResync?} → 202 with the run id. The
+ * policy's own `dryRun: true` holds whatever the body asks; a disabled policy is answered 409.
+ */
 export async function runPolicyNow(
   request: HttpRequest,
   context: InvocationContext,
@@ -67,6 +70,13 @@ export async function runPolicyNow(
     const options = runOptionsSchema.safeParse(body);
     if (!options.success) return validationProblem(options.error);
     const result = await startRun(getApp(), found!.policy, 'http', options.data);
+    if (!result.started && result.reason === 'disabled')
+      return problem(
+        409,
+        'Policy is disabled',
+        `policy "${found!.policy.id}" is disabled ("enabled": false in the policy file); it does not run`,
+        [{ field: 'policyId', message: 'disabled' }],
+      );
     if (!result.started)
       return problem(
         409,
@@ -128,7 +138,10 @@ export async function listPolicies(
   }, context);
 }
 
-/** GET /api/policies/{policyId}/preview: counts and samples of source objects and target mailboxes. */
+/**
+ * GET /api/policies/{policyId}/preview: counts and samples of source objects and target mailboxes.
+ * Changes nothing; a second call within a minute is answered from the first.
+ */
 export async function previewPolicy(
   request: HttpRequest,
   context: InvocationContext,
@@ -138,17 +151,19 @@ export async function previewPolicy(
     if (isResponse(found)) return found;
     const a = getApp();
     await a.ensureStorage();
-    return json(200, await preview(a, found!.policy, found!.connection));
+    const { policy, connection } = found!;
+    return json(200, await a.answerRecent(`preview:${policy.id}`, () => preview(a, policy, connection)));
   }, context);
 }
 
-/** GET /api/health: per connection, Key Vault, token, each needed permission, Graph. */
+/** GET /api/health: per connection, Key Vault, token, each needed permission, Graph (cached a minute). */
 export async function healthCheck(
   _request: HttpRequest,
   context: InvocationContext,
 ): Promise<HttpResponseInit> {
   return guarded(async () => {
-    const result = await health(getApp());
+    const a = getApp();
+    const result = await a.answerRecent('health', () => health(a));
     return json(result.ok ? 200 : 503, result);
   }, context);
 }

@@ -36,6 +36,10 @@ export interface DirectoryEntry {
   photo?: { hash: string | null; checkedAt: string; size?: number; tooLarge?: boolean };
   /** For a user, when a policy asks: Exchange's mailbox purpose (user, shared, room, equipment, ...; none). */
   mailboxPurpose?: string;
+  /** Exchange's HiddenFromAddressListsEnabled, when the connection reads Exchange (this run's answer). */
+  hiddenInExchange?: boolean;
+  /** A NoContactSync mark in Exchange's CustomAttribute1-15 (mail contacts and groups keep theirs there). */
+  markedInExchange?: boolean;
 }
 
 export const sourceKeyOf = (e: Pick<DirectoryEntry, 'kind' | 'id'>): string => `${e.kind}:${e.id}`;
@@ -145,8 +149,9 @@ export function sourceExclusion(
   // A shared or room mailbox the policy takes in is in whatever its sign-in state.
   if (typeRule !== 'in' && e.kind === 'user' && e.accountEnabled === false && !source.includeDisabled)
     return 'disabled';
-  if (e.showInAddressList === false && !source.includeHidden) return 'hidden';
-  if (isOptedOutOfContacts(e)) return 'NoContactSync';
+  if ((e.showInAddressList === false || e.hiddenInExchange === true) && !source.includeHidden)
+    return 'hidden';
+  if (isOptedOutOfContacts(e) || e.markedInExchange === true) return 'NoContactSync';
   if (!source.filters.every((f) => matchesFilter(e, f))) return 'filter';
   if (groups.include && !groups.include.has(e.id)) return 'notInGroups';
   if (groups.exclude.has(e.id)) return 'excludedGroup';

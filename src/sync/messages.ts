@@ -1,40 +1,65 @@
 // Queue messages are untrusted input: parsed with zod, and one that can never parse is recorded and
-// dropped instead of being retried five times.
+// dropped instead of being retried five times. They carry ids only: what a run may do (dry run, full
+// resync) and which mailboxes it covers live in the run record, written under the policy's lease.
 import { z } from 'zod';
+
+/** Our policy ids (the policy file's rule): never a `/`, `#`, `?` or `'` that could reach a Table key. */
+export const policyIdSchema = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/, 'must be a policy id (letters, digits, - and _)');
+/** Our run ids are random GUIDs. */
+export const runIdSchema = z.uuid({ error: 'must be a run id (GUID)' });
+/** Entra object ids (a mailbox's user id) are GUIDs. */
+export const objectIdSchema = z
+  .string()
+  .regex(/^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/, 'must be a GUID');
+
+/** Requested mailboxes per run (an HTTP request or the CLI's --mailbox). */
+export const maxRequestedMailboxes = 1000;
 
 export const runOptionsSchema = z.strictObject({
   dryRun: z.boolean().default(false),
   /** A full resync ignores the deletion threshold and re-reads the directory in full. */
   fullResync: z.boolean().default(false),
   mailboxes: z
-    .array(z.string().regex(/^[^@\s]+@[^@\s]+$/, 'must be a user principal name'))
-    .max(1000)
+    .array(
+      z
+        .string()
+        .max(320, 'at most 320 characters')
+        .regex(/^[^@\s]+@[^@\s]+$/, 'must be a user principal name'),
+    )
+    .max(maxRequestedMailboxes)
     .default([]),
 });
 export type RunOptions = z.output<typeof runOptionsSchema>;
 
 export const policyRunMessage = z.strictObject({
   kind: z.literal('policy-run'),
-  policyId: z.string().min(1),
-  runId: z.uuid(),
-  trigger: z.enum(['schedule', 'http', 'cli']),
-  options: runOptionsSchema,
+  policyId: policyIdSchema,
+  runId: runIdSchema,
 });
 export type PolicyRunMessage = z.output<typeof policyRunMessage>;
 
 /** Drift items a mailbox-sync message may carry (more: the worker reads the delta itself). */
 export const maxCarriedDriftItems = 20;
+/**
+ * UTF-8 bytes of carried drift's JSON: with base64 (a third more) the message stays far below 64 KiB.
+ * Bytes, not characters: a character of a name can take 3 or 4 bytes.
+ */
+export const maxCarriedDriftBytes = 24_000;
+/** A queue message holds 64 KiB; what we send is checked against this before it is sent. */
+export const maxQueueMessageBytes = 64 * 1024;
+
+/** Time-budget continuations of one mailbox; the one that would pass it fails the mailbox instead. */
+export const maxContinuations = 1000;
 
 export const mailboxSyncMessage = z.strictObject({
   kind: z.literal('mailbox-sync'),
-  policyId: z.string().min(1),
-  runId: z.uuid(),
-  mailboxId: z.string().min(1),
-  userPrincipalName: z.string().min(1),
-  dryRun: z.boolean(),
-  force: z.boolean(),
+  policyId: policyIdSchema,
+  runId: runIdSchema,
+  mailboxId: objectIdSchema,
   /** How many time-budget continuations came before this one. */
-  continuation: z.number().int().min(0).max(1000).default(0),
+  continuation: z.number().int().min(0).max(maxContinuations).default(0),
   /** Counts from earlier continuations of this mailbox, so the outcome tells the whole story. */
   carried: z
     .strictObject({

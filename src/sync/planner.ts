@@ -29,6 +29,11 @@ export interface ManagedContact {
   orphaned: boolean;
   /** Hash of the photo we last put on the contact; absent or null when we put none. */
   photo?: string | null;
+  /**
+   * A PATCH we sent and have no reply for yet (intent log): a changeKey we do not know whose fields
+   * are these is our own write, not a user's edit.
+   */
+  intent?: { written: ContactFields; hash: string };
 }
 
 export interface Drift {
@@ -99,17 +104,23 @@ export interface MailboxPlan {
 const ruleOf = (o: PlanOptions, f: ContactFieldName): 'overwrite' | 'setIfEmpty' | 'never' =>
   o.rules[f] ?? 'overwrite';
 
-/** The fields of `desired` to write over `current`, honouring rules and fields the user owns. */
+/**
+ * The fields of `desired` to write over `current`, honouring rules and fields the user owns. A
+ * setIfEmpty field is written when empty or still holding what we wrote (`ours`); a value someone
+ * else put there stays.
+ */
 function fieldsToWrite(
   desired: ContactFields,
   current: ContactFields,
   o: PlanOptions,
   keep: readonly ContactFieldName[],
+  ours: ContactFields,
 ): ContactFieldName[] {
   return o.fields.filter((f) => {
     if (keep.includes(f)) return false;
     if (sameValue(desired[f], current[f])) return false;
-    if (ruleOf(o, f) === 'setIfEmpty' && !isEmptyValue(current[f])) return false;
+    if (ruleOf(o, f) === 'setIfEmpty' && !isEmptyValue(current[f]) && !sameValue(current[f], ours[f]))
+      return false;
     return true;
   });
 }
@@ -127,6 +138,35 @@ function merge(base: ContactFields, patch: ContactFields, names: readonly Contac
     else (out as Record<string, unknown>)[n] = patch[n];
   }
   return out;
+}
+
+/**
+ * Exchange may recompute displayName when givenName or surname change: a PATCH of either also sends
+ * the displayName we want, where displayName is ours to write.
+ */
+function withDisplayName(
+  names: ContactFieldName[],
+  want: ContactFields,
+  o: PlanOptions,
+  keep: readonly ContactFieldName[],
+): void {
+  if (!names.includes('givenName') && !names.includes('surname')) return;
+  if (names.includes('displayName') || keep.includes('displayName')) return;
+  if (!o.fields.includes('displayName') || want.displayName === undefined) return;
+  if (ruleOf(o, 'displayName') !== 'overwrite') return;
+  names.push('displayName');
+}
+
+/**
+ * A kept contact whose source object came back: the categories we wrote without the removal mark,
+ * when categories are not otherwise ours (a managed categories field is rewritten from the source).
+ */
+function withoutRemovalMark(written: ContactFields, o: PlanOptions): string[] | undefined {
+  if (o.fields.includes('categories')) return undefined;
+  const categories = written.categories ?? [];
+  return categories.includes(o.removalCategory)
+    ? categories.filter((c) => c !== o.removalCategory)
+    : undefined;
 }
 
 export function planMailbox(
@@ -194,9 +234,13 @@ export function planMailbox(
         ];
       }
     }
-    const names = fieldsToWrite(wantFields, current, o, keep);
-    const written = merge(current, wantFields, names);
+    const names = fieldsToWrite(wantFields, current, o, keep, haveWritten);
+    withDisplayName(names, wantFields, o, keep);
     const wasOrphaned = have.orphaned;
+    const unmarked = wasOrphaned ? withoutRemovalMark(haveWritten, o) : undefined;
+    if (unmarked && !names.includes('categories')) names.push('categories');
+    const written = merge(current, wantFields, names);
+    if (unmarked) written.categories = unmarked;
     if (names.length === 0) {
       if (
         have.hash !== want.hash ||
@@ -226,7 +270,7 @@ export function planMailbox(
     plan.updates.push({
       sourceKey,
       contactId: have.contactId,
-      patch: pick(wantFields, names),
+      patch: unmarked ? { ...pick(wantFields, names), categories: unmarked } : pick(wantFields, names),
       patchFields: names,
       written,
       hash: want.hash,

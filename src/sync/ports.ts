@@ -27,7 +27,10 @@ export type DirectoryChange =
 
 /** A source mailbox's contact folder, read through its contacts delta. */
 export interface MailboxSourceReader {
-  /** One round of the folder's contacts delta; a full read when deltaLink is null. */
+  /**
+   * One round of the folder's contacts delta; a full read when deltaLink is null. Each changed item
+   * comes with its tag, so managed contacts (ours or another policy's) are never taken as source.
+   */
   readSourceContacts(
     mailbox: string,
     folder: string | null,
@@ -60,7 +63,23 @@ export interface DirectoryReader {
   readUserPhotos(userIds: readonly string[]): Promise<Map<string, Photo | null>>;
   /** Exchange's mailbox purpose per user ('none' without a mailbox); unanswered users are left out. */
   readMailboxPurposes(userIds: readonly string[]): Promise<Map<string, string>>;
+  /** Graph's hideFromAddressLists per group (only GET /groups/{id} has it); unanswered left out. */
+  readGroupsHidden(groupIds: readonly string[]): Promise<Map<string, boolean>>;
 }
+
+/** Directory object ids Exchange hides from address lists, or marks NoContactSync (CustomAttribute1-15). */
+export interface RecipientFlags {
+  hidden: Set<string>;
+  noContactSync: Set<string>;
+}
+
+/** Exchange Online's view of recipients: the hidden flag Graph does not show for users. */
+export interface RecipientReader {
+  readFlagged(): Promise<RecipientFlags>;
+}
+
+/** Exchange refused the app (no Exchange.ManageAsApp permission, or no Exchange role assigned). */
+export class RecipientsNotPermittedError extends Error {}
 
 /** Photo bytes by content hash, shared by the source refresh (writes) and mailbox workers (reads). */
 export interface PhotoStore {
@@ -76,6 +95,8 @@ export interface TaggedContact {
   /** Our tag's value, or null for a contact without it (added by hand). */
   tag: string | null;
   fields: ContactFields;
+  /** When Exchange created it (ISO 8601): of twins, the oldest is kept. */
+  createdDateTime?: string;
 }
 
 export interface DriftItem {
@@ -83,6 +104,8 @@ export interface DriftItem {
   removed: boolean;
   changeKey?: string;
   fields?: ContactFields;
+  /** Source reads only: the contact's tag value (any policy's), null when it has none. */
+  tag?: string | null;
 }
 
 export type WriteOp =
@@ -137,6 +160,11 @@ export interface MailboxGraph extends MailboxSourceReader {
   /** Contacts in the folder carrying this tag value. */
   findByTag(mailboxId: string, folder: FolderRef, tag: string): Promise<TaggedContact[]>;
   getContact(mailboxId: string, contactId: string): Promise<TaggedContact | undefined>;
+  /**
+   * Contacts by id, 20 to a $batch: null for one that is gone. An id whose read failed (throttled)
+   * is left out of the answer.
+   */
+  getContacts(mailboxId: string, contactIds: readonly string[]): Promise<Map<string, TaggedContact | null>>;
   write(mailboxId: string, ops: WriteOp[], options?: WriteOptions): Promise<WriteResult[]>;
 }
 
@@ -147,6 +175,11 @@ export interface FolderState {
   deltaLink: string | null;
   /** Contacts changed by someone else while we caught up the delta: checked on the next run. */
   dirtyContactIds: string[];
+  /**
+   * Too many to re-check one by one (or to store): the next pass lists the folder once and compares
+   * every managed contact instead.
+   */
+  recheckAll?: boolean;
 }
 
 /** A create we are about to send: if the reply is lost, the tag finds it. */

@@ -21,9 +21,23 @@ import {
   type DirectoryReader,
   type MailboxSourceReader,
   type PhotoStore,
+  RecipientsNotPermittedError,
+  type RecipientFlags,
+  type RecipientReader,
   type SourceRow,
   type SourceStore,
 } from './ports';
+
+export interface RefreshOptions {
+  /** Re-read the directory (or source folder) from scratch: stored entries and delta tokens are ignored. */
+  fullRead?: boolean;
+  /** Exchange Online, when the connection reads it: hidden flags and NoContactSync marks of recipients. */
+  recipients?: RecipientReader;
+}
+
+/** Said in the run report and by doctor when hidden users are synced because nobody can tell them apart. */
+export const hiddenUsersUnknown =
+  'hidden users cannot be told apart: Graph returns showInAddressList null for users, so users hidden from address lists are synced; set exchangeAdmin on the connection (Exchange.ManageAsApp and the View-Only Recipients role) to leave them out';
 
 export interface SourceRefresh {
   desired: Map<string, DesiredContact>;
@@ -39,6 +53,8 @@ export interface SourceRefresh {
     photos?: { checked: number; changed: number; tooLarge: number; unreadable: number; pending: number };
     /** When the policy sorts shared / room mailboxes by type: purposes looked up, unanswered, still to do. */
     mailboxTypes?: { checked: number; unreadable: number; pending: number };
+    /** What the admin should know about this source (hidden users that cannot be told apart, ...). */
+    notes: string[];
   };
 }
 
@@ -75,11 +91,17 @@ export async function refreshSource(
   now: Date,
   mailboxReader?: MailboxSourceReader,
   photoStore?: PhotoStore,
+  options: RefreshOptions = {},
 ): Promise<SourceRefresh> {
   const source = policy.source;
   const directory = source.type === 'directory' ? source : null;
-  const { meta, rows } = await store.load(policy.id);
-  const entries = new Map<string, DirectoryEntry>([...rows.values()].map((r) => [r.key, r.entry]));
+  const { meta: stored, rows } = await store.load(policy.id);
+  // A full read starts from nothing: every delta token and entry is read again (rows stay, to diff).
+  const meta = options.fullRead ? null : stored;
+  const entries = new Map<string, DirectoryEntry>(
+    options.fullRead ? [] : [...rows.values()].map((r) => [r.key, r.entry]),
+  );
+  const notes: string[] = [];
   let fullRead = false;
   let removed = 0;
   /** Entries the delta reported changed this run. */
@@ -98,7 +120,17 @@ export async function refreshSource(
       }
       seen.add(key);
       touched.add(key);
-      const base = entries.get(key) ?? emptyEntry(kind, c.id);
+      // Look-ups that are not directory data (photo, mailbox type) survive a full read.
+      const old = rows.get(key)?.entry;
+      const base =
+        entries.get(key) ??
+        (old && options.fullRead
+          ? {
+              ...emptyEntry(kind, c.id),
+              ...(old.photo ? { photo: old.photo } : {}),
+              ...(old.mailboxPurpose !== undefined ? { mailboxPurpose: old.mailboxPurpose } : {}),
+            }
+          : emptyEntry(kind, c.id));
       entries.set(key, {
         ...base,
         ...c.properties,
@@ -157,8 +189,9 @@ export async function refreshSource(
     const round = await readRound(meta?.mailboxDeltaLink ?? null, (l) =>
       mailboxReader.readSourceContacts(source.mailbox, source.folder, l),
     );
+    // A managed contact (any policy's tag) is never a source object: it was made from one.
     const changes: DirectoryChange[] = round.items.map((i) =>
-      i.removed
+      i.removed || i.tag
         ? { kind: 'mailboxContact', id: i.contactId, removed: true }
         : {
             kind: 'mailboxContact',
@@ -205,6 +238,20 @@ export async function refreshSource(
     directory && needsMailboxPurpose(directory)
       ? await refreshMailboxPurposes(entries, touched, reader)
       : undefined;
+  if (directory) {
+    if (directory.includeDistributionLists && !directory.includeHidden)
+      await refreshGroupsHidden(entries, touched, reader);
+    const flags = await readRecipientFlags(options.recipients, notes);
+    if (flags)
+      for (const [key, e] of entries)
+        if (e.kind !== 'mailboxContact')
+          entries.set(key, {
+            ...e,
+            hiddenInExchange: flags.hidden.has(e.id),
+            markedInExchange: flags.noContactSync.has(e.id),
+          });
+    if (directory.includeUsers && !directory.includeHidden && !flags) notes.push(hiddenUsersUnknown);
+  }
 
   const exclusions = new Map<string, string | null>();
   for (const [key, entry] of entries)
@@ -271,8 +318,49 @@ export async function refreshSource(
       excluded,
       ...(photoStats ? { photos: photoStats } : {}),
       ...(typeStats ? { mailboxTypes: typeStats } : {}),
+      notes,
     },
   };
+}
+
+/**
+ * Exchange's hidden flags and marks, or undefined when the connection does not read Exchange or
+ * Exchange refused (said in `notes`); a transient failure fails the refresh (the queue retries).
+ */
+async function readRecipientFlags(
+  recipients: RecipientReader | undefined,
+  notes: string[],
+): Promise<RecipientFlags | undefined> {
+  if (!recipients) return undefined;
+  try {
+    return await recipients.readFlagged();
+  } catch (e) {
+    if (!(e instanceof RecipientsNotPermittedError)) throw e;
+    notes.push(`Exchange Online refused to list hidden recipients: ${e.message}`);
+    return undefined;
+  }
+}
+
+/**
+ * Graph's hideFromAddressLists of mail-enabled groups not looked at yet or changed this run (Graph
+ * shows it only on GET /groups/{id}, 20 to a $batch). Stored as the group's showInAddressList.
+ */
+async function refreshGroupsHidden(
+  entries: Map<string, DirectoryEntry>,
+  touched: ReadonlySet<string>,
+  reader: DirectoryReader,
+): Promise<void> {
+  const due = [...entries]
+    .filter(([key, e]) => e.kind === 'group' && (e.showInAddressList === null || touched.has(key)))
+    .map(([key]) => key);
+  await lookUpUsers(
+    due,
+    entries,
+    (ids) => reader.readGroupsHidden(ids),
+    (key, entry, hide) => {
+      if (hide !== undefined) entries.set(key, { ...entry, showInAddressList: !hide });
+    },
+  );
 }
 
 /**

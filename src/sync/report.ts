@@ -32,6 +32,18 @@ export interface CertificateNote {
   fix?: string;
 }
 
+/** Lines a report lists per section; the rest are counted ("and N more"). */
+export const maxReportLines = 50;
+
+const more = (n: number): { mailbox: string; text: string }[] =>
+  n > 0 ? [{ mailbox: '…', text: `and ${n.toLocaleString('en-US')} more` }] : [];
+
+/** The first `maxReportLines` items, then one line counting the rest (of `total`, if known). */
+function capped<T>(items: readonly T[], total = items.length): { shown: readonly T[]; left: number } {
+  const shown = items.slice(0, maxReportLines);
+  return { shown, left: Math.max(0, total - shown.length) };
+}
+
 export function buildReport(
   policy: Policy,
   run: RunSummary,
@@ -67,18 +79,43 @@ export function buildReport(
       'Certificate',
       `${certificate.level === 'ok' ? '' : `${certificate.level.toUpperCase()}: `}${certificate.summary}${certificate.fix ? `. What to do: ${certificate.fix}` : ''}`,
     ]);
-  const errorLines = problems.flatMap((o) => {
+  const allErrorLines = problems.flatMap((o) => {
     const errs = o.result?.errors ?? [];
     if (errs.length === 0) return [{ mailbox: o.userPrincipalName, text: o.lastError ?? 'failed' }];
-    return errs.slice(0, 20).map((x) => ({
-      mailbox: o.userPrincipalName,
-      text: `${x.code} (${x.status}): ${x.message}${x.requestId ? ` [request-id ${x.requestId}]` : ''}${x.sourceKey ? ` [${x.sourceKey}]` : ''}`,
-    }));
+    const shown = errs.slice(0, 20);
+    return [
+      ...shown.map((x) => ({
+        mailbox: o.userPrincipalName,
+        text: `${x.code} (${x.status}): ${x.message}${x.requestId ? ` [request-id ${x.requestId}]` : ''}${x.sourceKey ? ` [${x.sourceKey}]` : ''}`,
+      })),
+      ...more(errs.length - shown.length + (o.errorsLeftOut ?? 0)).map((x) => ({
+        ...x,
+        mailbox: o.userPrincipalName,
+        text: `${x.text} errors`,
+      })),
+    ];
   });
-  const blockedLines = blocked.map((o) => ({
-    mailbox: o.userPrincipalName,
-    text: `${o.result!.deletionsBlocked!.wanted} of ${o.result!.deletionsBlocked!.managed} contacts`,
-  }));
+  const errorsCapped = capped(allErrorLines);
+  const errorLines = [
+    ...errorsCapped.shown,
+    ...more(errorsCapped.left).map((x) => ({ ...x, text: `${x.text} lines` })),
+  ];
+  const blockedCapped = capped(blocked);
+  const blockedLines = [
+    ...blockedCapped.shown.map((o) => ({
+      mailbox: o.userPrincipalName,
+      text: `${o.result!.deletionsBlocked!.wanted} of ${o.result!.deletionsBlocked!.managed} contacts`,
+    })),
+    ...more(blockedCapped.left),
+  ];
+  const skippedCapped = capped(
+    run.skippedTargets,
+    Math.max(run.skippedCount ?? 0, run.skippedTargets.length),
+  );
+  const skippedLines = [
+    ...skippedCapped.shown.map((s) => ({ mailbox: s.user, text: s.reason })),
+    ...more(skippedCapped.left),
+  ];
   const text = [
     subject,
     '',
@@ -92,9 +129,10 @@ export function buildReport(
           ...blockedLines.map((x) => `- ${x.mailbox}: ${x.text}`),
         ]
       : []),
-    ...(run.skippedTargets.length
-      ? ['', 'Targets left out:', ...run.skippedTargets.map((s) => `- ${s.user}: ${s.reason}`)]
+    ...(skippedLines.length
+      ? ['', 'Targets left out:', ...skippedLines.map((s) => `- ${s.mailbox}: ${s.text}`)]
       : []),
+    ...(run.notes?.length ? ['', 'Source notes:', ...run.notes.map((n) => `- ${n}`)] : []),
   ].join('\n');
   const e = escapeHtml;
   const list = (title: string, items: { mailbox: string; text: string }[]): string =>
@@ -108,10 +146,10 @@ export function buildReport(
     run.error ? `<p><b>Error:</b> ${e(run.error)}</p>` : '',
     list('Errors', errorLines),
     list('Deletions held back by the threshold', blockedLines),
-    list(
-      'Targets left out',
-      run.skippedTargets.map((s) => ({ mailbox: s.user, text: s.reason })),
-    ),
+    list('Targets left out', skippedLines),
+    run.notes?.length
+      ? `<h3>Source notes</h3><ul>${run.notes.map((n) => `<li>${e(n)}</li>`).join('')}</ul>`
+      : '',
     '</body></html>',
   ].join('\n');
   return { subject, text, html };

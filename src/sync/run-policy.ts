@@ -1,10 +1,17 @@
-// One whole run of a policy in one process (the CLI's `run`, and tests): refresh the source once,
-// resolve targets, sync the mailboxes a few at a time, and total up. The Functions app runs the same
-// steps spread over queues.
+// One whole run of a policy in one process, without leases or run records (the engine tests' harness):
+// refresh the source once, resolve targets, sync the mailboxes a few at a time, and total up. The
+// product's runs (the Functions app's and the CLI's `run`) go through src/app/use-cases.ts.
 import { randomUUID } from 'node:crypto';
 import type { Policy } from './config/schema';
 import type { TargetResolution } from './directory';
-import type { DirectoryReader, MailboxGraph, MailboxStateStore, PhotoStore, SourceStore } from './ports';
+import type {
+  DirectoryReader,
+  MailboxGraph,
+  MailboxStateStore,
+  PhotoStore,
+  RecipientReader,
+  SourceStore,
+} from './ports';
 import { refreshSource, type SourceRefresh } from './refresh-source';
 import { syncMailbox, type MailboxResult } from './sync-mailbox';
 
@@ -15,6 +22,8 @@ export interface RunDependencies {
   mailboxStore: MailboxStateStore;
   /** Needed when a policy syncs photos. */
   photoStore?: PhotoStore;
+  /** Exchange Online's recipients, when the connection reads them (hidden flags, marks). */
+  recipients?: RecipientReader;
 }
 
 export interface RunOptions {
@@ -89,6 +98,7 @@ export async function runPolicy(
     startedAt,
     deps.mailboxes,
     deps.photoStore,
+    deps.recipients ? { recipients: deps.recipients } : {},
   );
   let targets = refreshed.targets.mailboxes;
   const skippedTargets = [...refreshed.targets.skipped];

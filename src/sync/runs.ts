@@ -1,7 +1,6 @@
 // Run records and the policy lease. A run knows how many mailboxes it expects; each mailbox outcome is
 // recorded once (at-least-once delivery is fine), and the last one finalizes the run.
 import type { MailboxResult } from './sync-mailbox';
-import type { RunOptions } from './messages';
 import type { TargetResolution } from './directory';
 
 export type RunStatus = 'starting' | 'running' | 'completed' | 'failed';
@@ -10,7 +9,8 @@ export interface RunSummary {
   runId: string;
   policyId: string;
   trigger: 'schedule' | 'http' | 'cli';
-  options: RunOptions;
+  /** What the run may do, fixed when it started under the lease; workers take it from here. */
+  options: RunRecordOptions;
   status: RunStatus;
   startedAt: string;
   finishedAt: string | null;
@@ -25,9 +25,13 @@ export interface RunSummary {
     restored: number;
     failed: number;
   };
+  /** The first `maxListedSkipped` targets left out; `skippedCount` counts them all. */
   skippedTargets: TargetResolution['skipped'];
+  skippedCount: number;
   /** Why the run as a whole failed (source refresh, bad policy, ...). */
   error: string | null;
+  /** What the admin should know about the source (e.g. hidden users that cannot be told apart). */
+  notes?: string[];
   reportSent: boolean;
 }
 
@@ -40,6 +44,48 @@ export interface MailboxOutcome {
   result: MailboxResult | null;
   lastError: string | null;
   attempts: number;
+  /** Per-contact errors left out of `result.errors` (only the first `maxStoredErrors` are kept). */
+  errorsLeftOut?: number;
+}
+
+export interface RunRecordOptions {
+  dryRun: boolean;
+  fullResync: boolean;
+  /** How many mailboxes the request named (the list is kept beside the summary); 0: every target. */
+  mailboxCount: number;
+}
+
+/** A mailbox the run covers: stored per row, so a run's target list has no size limit. */
+export interface RunTarget {
+  mailboxId: string;
+  userPrincipalName: string;
+}
+
+/** Skipped targets kept in the run summary (the rest are counted); a Table property holds 32K chars. */
+export const maxListedSkipped = 50;
+/** Per-contact errors kept in a mailbox outcome, and the characters kept of each message. */
+export const maxStoredErrors = 20;
+export const maxErrorChars = 1000;
+
+const clip = (s: string, n = maxErrorChars): string => (s.length > n ? `${s.slice(0, n)}…` : s);
+
+/** An outcome cut to what a row holds: the first errors, each message clipped, the rest counted. */
+export function boundOutcome(o: MailboxOutcome): MailboxOutcome {
+  const lastError = o.lastError === null ? null : clip(o.lastError);
+  if (!o.result) return { ...o, lastError };
+  const errors = o.result.errors;
+  const kept = errors.slice(0, maxStoredErrors).map((e) => ({
+    ...e,
+    message: clip(e.message),
+    ...(e.sourceKey ? { sourceKey: clip(e.sourceKey, 300) } : {}),
+  }));
+  const left = errors.length - kept.length + (o.errorsLeftOut ?? 0);
+  return {
+    ...o,
+    lastError,
+    result: { ...o.result, errors: kept },
+    ...(left > 0 ? { errorsLeftOut: left } : {}),
+  };
 }
 
 export const isFinal = (s: MailboxOutcomeStatus): boolean => s !== 'retrying';
@@ -53,10 +99,21 @@ export interface PolicyState {
 }
 
 export interface RunStore {
-  createRun(summary: RunSummary): Promise<void>;
+  /** Creates the run record with the mailboxes the request named (any number). */
+  createRun(summary: RunSummary, requestedMailboxes: readonly string[]): Promise<void>;
   getRun(runId: string): Promise<RunSummary | undefined>;
-  /** Sets what the run expects once targets are known. */
-  startRun(runId: string, expected: number, skippedTargets: TargetResolution['skipped']): Promise<RunSummary>;
+  /** Removes a run that never started (its lease was refused). */
+  deleteRun(runId: string): Promise<void>;
+  requestedMailboxes(runId: string): Promise<string[]>;
+  /** Stores the run's targets (idempotent), then sets what the run expects. */
+  startRun(
+    runId: string,
+    targets: readonly RunTarget[],
+    skippedTargets: TargetResolution['skipped'],
+    notes?: string[],
+  ): Promise<RunSummary>;
+  getTarget(runId: string, mailboxId: string): Promise<RunTarget | undefined>;
+  listTargets(runId: string): Promise<RunTarget[]>;
   failRun(runId: string, error: string): Promise<RunSummary | undefined>;
   getOutcome(runId: string, mailboxId: string): Promise<MailboxOutcome | undefined>;
   listOutcomes(runId: string): Promise<MailboxOutcome[]>;
@@ -72,7 +129,10 @@ export interface RunStore {
   markReportSent(runId: string): Promise<void>;
 
   getPolicyState(policyId: string): Promise<PolicyState>;
-  /** Takes the policy's lease unless a live one is held; returns the holder's run id when refused. */
+  /**
+   * Takes the policy's lease unless a live one is held; returns the holder's run id when refused. A
+   * lease whose run record is missing or finished is free.
+   */
   acquireLease(
     policyId: string,
     runId: string,
@@ -88,14 +148,18 @@ export function emptySummary(
   runId: string,
   policyId: string,
   trigger: RunSummary['trigger'],
-  options: RunOptions,
+  options: { dryRun: boolean; fullResync: boolean; mailboxes: readonly string[] },
   now: Date,
 ): RunSummary {
   return {
     runId,
     policyId,
     trigger,
-    options,
+    options: {
+      dryRun: options.dryRun,
+      fullResync: options.fullResync,
+      mailboxCount: options.mailboxes.length,
+    },
     status: 'starting',
     startedAt: now.toISOString(),
     finishedAt: null,
@@ -104,6 +168,7 @@ export function emptySummary(
     mailboxes: { succeeded: 0, failed: 0, skipped: 0 },
     contacts: { created: 0, updated: 0, deleted: 0, unchanged: 0, restored: 0, failed: 0 },
     skippedTargets: [],
+    skippedCount: 0,
     error: null,
     reportSent: false,
   };

@@ -1,14 +1,15 @@
 // The deployable artifact, as `npm run package` builds it and azd uploads it: unpacked into an empty
 // folder outside the repository and run on Node 22 with nothing but its own files.
-import { before, describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import {
   existsSync,
   mkdirSync,
   mkdtempSync,
   readFileSync,
   readdirSync,
+  rmSync,
   statSync,
   writeFileSync,
 } from 'node:fs';
@@ -18,6 +19,10 @@ import { dirname, join, resolve } from 'node:path';
 import { unzipSync } from 'fflate';
 import ignore from 'ignore';
 import { startAzurite } from '../../dev/azurite';
+import { GraphTenantSimulator } from '../doubles/graph-tenant-simulator/simulator';
+import { simulatorConnection } from '../support/clients';
+import { folderContacts } from '../support/engine';
+import { startAll } from '../support/start-all';
 import type { FakeWorkerReport } from './fake-worker';
 
 const repo = resolve(__dirname, '../../..');
@@ -29,9 +34,30 @@ const node22 = existsSync(join(repo, 'node_modules/.bin/node'))
 /** The artifact runs with no inherited module paths or options: only its own files. */
 const bareEnv = { PATH: process.env.PATH ?? '', HOME: tmpdir() };
 
+/** Temporary folders this file makes (about 30 MB per run), removed after its tests. */
+const temporary: string[] = [];
+function tempDir(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  temporary.push(dir);
+  return dir;
+}
+
 function run(args: string[], cwd: string, env: Record<string, string> = bareEnv) {
   const r = spawnSync(node22, args, { cwd, env, encoding: 'utf8', timeout: 600_000 });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** As run(), without blocking this process (the simulator the artifact talks to runs in it). */
+function runAsync(args: string[], cwd: string, env: Record<string, string>) {
+  return new Promise<{ code: number | null; stdout: string; stderr: string }>((done, fail) => {
+    const child = spawn(node22, args, { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString('utf8')));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString('utf8')));
+    child.on('error', fail);
+    child.on('close', (code) => done({ code, stdout, stderr }));
+  });
 }
 
 function filesUnder(dir: string): string[] {
@@ -58,7 +84,7 @@ describe('the deployable artifact (npm run package)', () => {
   let worker: FakeWorkerReport;
 
   before(async () => {
-    const out = mkdtempSync(join(tmpdir(), 'artifact-out-'));
+    const out = tempDir('artifact-out-');
     const packaged = run([join(repo, 'scripts/package.js'), '--out', out], repo, {
       ...(process.env as Record<string, string>),
     });
@@ -66,7 +92,7 @@ describe('the deployable artifact (npm run package)', () => {
     packageLog = packaged.stdout;
     zip = packaged.stdout.trim().split('\n').at(-1)!;
     folder = join(out, 'app');
-    unpacked = mkdtempSync(join(tmpdir(), 'artifact-unpacked-'));
+    unpacked = tempDir('artifact-unpacked-');
     for (const [name, bytes] of Object.entries(unzipSync(readFileSync(zip)))) {
       if (name.endsWith('/')) continue;
       mkdirSync(dirname(join(unpacked, name)), { recursive: true });
@@ -78,7 +104,7 @@ describe('the deployable artifact (npm run package)', () => {
     // network call.
     const azurite = await startAzurite();
     try {
-      const policyFile = join(mkdtempSync(join(tmpdir(), 'artifact-policy-')), 'policies.json');
+      const policyFile = join(tempDir('artifact-policy-'), 'policies.json');
       writeFileSync(policyFile, JSON.stringify(policyFileFor('https://127.0.0.1:1')));
       const w = run([join(__dirname, 'fake-worker.js'), unpacked], unpacked, {
         ...bareEnv,
@@ -90,6 +116,10 @@ describe('the deployable artifact (npm run package)', () => {
     } finally {
       await azurite.close();
     }
+  });
+
+  after(() => {
+    for (const dir of temporary.splice(0)) rmSync(dir, { recursive: true, force: true });
   });
 
   it('prints the zip path as its last line and is unpacked into an empty folder with no node_modules above it', () => {
@@ -215,6 +245,103 @@ describe('the deployable artifact (npm run package)', () => {
     assert.deepEqual(worker.invocations.scheduler!.threw, undefined);
   });
 
+  it('syncs one policy end to end from the bundle: run now, policy-runs, mailbox-syncs, contacts and the report mail in the simulator', async () => {
+    const started = await startAll(
+      // Only the artifact's process talks to it (trusting its CA through NODE_EXTRA_CA_CERTS).
+      GraphTenantSimulator.start({
+        latency: { meanMs: 0, jitterMs: 0 },
+        workDir: tempDir('artifact-sim-'),
+        seed: { generate: { users: 12, mailboxes: 3 } },
+      }),
+      startAzurite(),
+    );
+    const [sim, azurite] = started;
+    try {
+      const admin = [...sim.tenant.users.values()].find((u) => u.mailbox === 'user' && u.accountEnabled)!;
+      const policyFile = join(tempDir('artifact-policy-'), 'policies.json');
+      writeFileSync(
+        policyFile,
+        JSON.stringify({
+          // The certificate from a PEM file: the app's Key Vault client verifies the challenge's
+          // resource against Azure's vault domains, which a local fake cannot pass.
+          connections: [simulatorConnection(sim, 'contoso', 'pemFile')],
+          policies: [
+            {
+              id: 'artifact-sync',
+              name: 'Artifact sync',
+              connection: 'contoso',
+              source: { type: 'directory' },
+              targets: { type: 'allMailboxes' },
+              folder: { name: 'Company Directory' },
+              notify: {
+                recipients: ['it-admins@contoso.example'],
+                sender: admin.userPrincipalName,
+                when: 'always',
+              },
+            },
+          ],
+        }),
+      );
+      const w = await runAsync(
+        [join(__dirname, 'fake-worker.js'), unpacked, '--pipeline', 'artifact-sync'],
+        unpacked,
+        {
+          ...bareEnv,
+          AzureWebJobsStorage: azurite.connectionString,
+          POLICY_FILE: policyFile,
+          CERTIFICATE_CHECK_MINUTES: '0',
+          // The simulator's TLS certificate, trusted as Azure's own are.
+          NODE_EXTRA_CA_CERTS: sim.caCertPath,
+        },
+      );
+      assert.equal(w.code, 0, `the fake worker failed:\n${w.stderr}`);
+      const { pipeline } = JSON.parse(w.stdout.trim().split('\n').at(-1)!) as FakeWorkerReport;
+      const trace = JSON.stringify(pipeline);
+      assert.equal(pipeline!.runNow.status, 202, trace);
+      const handledBy = new Set(pipeline!.handled.map((h) => `${h.function}<-${h.queue}`));
+      assert.ok(handledBy.has('policyRuns<-policy-runs'), trace);
+      assert.ok(handledBy.has('mailboxSyncs<-mailbox-syncs'), trace);
+      assert.deepEqual(
+        pipeline!.handled.filter((h) => h.error),
+        [],
+        'no message failed',
+      );
+      const run = pipeline!.runStatus!.jsonBody as {
+        status: string;
+        expected: number;
+        done: number;
+        contacts: { created: number };
+        outcomes: { userPrincipalName: string; status: string; result?: { created: number } }[];
+      };
+      assert.equal(pipeline!.runStatus!.status, 200, trace);
+      assert.equal(run.status, 'completed', trace);
+      assert.ok(run.expected >= 3 && run.done === run.expected, trace);
+      assert.ok(run.contacts.created > 0, trace);
+      // The seeded tenant also holds users without a mailbox, which a run skips.
+      assert.deepEqual(
+        run.outcomes.filter((o) => o.status !== 'succeeded' && o.status !== 'skipped'),
+        [],
+        'no mailbox failed',
+      );
+      const synced = run.outcomes.filter((o) => o.status === 'succeeded');
+      assert.ok(synced.length >= 2, trace);
+      let created = 0;
+      for (const o of synced) {
+        const contacts = folderContacts(sim, o.userPrincipalName, 'Company Directory');
+        assert.ok(contacts.length > 0, `${o.userPrincipalName} has no synced contacts in the simulator`);
+        assert.equal(contacts.length, o.result!.created, o.userPrincipalName);
+        created += contacts.length;
+      }
+      assert.equal(created, run.contacts.created);
+      const sent = sim.tenant.mailbox(admin.userPrincipalName)!.sentMail;
+      assert.equal(sent.length, 1, 'the report mail was sent');
+      assert.match(String(sent[0]!.message.mime), /^To: it-admins@contoso\.example/m);
+      assert.match(String(sent[0]!.message.mime), /Artifact sync/);
+    } finally {
+      await Promise.allSettled([sim.close(), azurite.close()]);
+    }
+  });
+
   it('reaches no module outside itself except the optional ones it can do without', () => {
     const missing = worker.requests.filter((q) => !q.resolved);
     assert.deepEqual(
@@ -241,7 +368,7 @@ describe('the deployable artifact (npm run package)', () => {
     assert.equal(help.code, 0, help.stderr);
     for (const c of ['validate', 'preview', 'run', 'doctor', 'cert', 'scope'])
       assert.match(help.stdout, new RegExp(`\\b${c}\\b`));
-    const dir = mkdtempSync(join(tmpdir(), 'artifact-cli-'));
+    const dir = tempDir('artifact-cli-');
     const good = join(dir, 'good.json');
     writeFileSync(good, JSON.stringify(policyFileFor('https://contoso-kv.vault.azure.net')));
     const ok = run(['bin/m365-contact-sync.js', 'validate', good], unpacked);

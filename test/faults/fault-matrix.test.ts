@@ -317,9 +317,6 @@ describe('fault matrix', () => {
         policyId: 'continuations',
         runId,
         mailboxId: owner.id,
-        userPrincipalName: upn,
-        dryRun: false,
-        force: false,
         continuation: 0,
       });
     }
@@ -339,7 +336,11 @@ describe('fault matrix', () => {
     const started = await startRun(f.app, p, 'http', { dryRun: true, fullResync: false, mailboxes: [] });
     assert.ok(started.started);
     const runId = started.runId;
-    await f.app.runStore.startRun(runId, 30, []);
+    await f.app.runStore.startRun(
+      runId,
+      Array.from({ length: 30 }, (_, i) => ({ mailboxId: `m${i}`, userPrincipalName: `m${i}@x` })),
+      [],
+    );
     const outcome = (i: number) => ({
       mailboxId: `m${i % 20}`,
       userPrincipalName: `m${i % 20}@x`,

@@ -30,6 +30,8 @@ export function simulatorConnection(
         : { keyVaultUrl: sim.keyVaultUrl, name: sim.certificateName },
     authorityHost: sim.authorityHost,
     graphEndpoint: sim.graphUrl,
+    // Used only when a test sets exchangeAdmin: the simulator serves Exchange's admin endpoint too.
+    exchangeEndpoint: sim.graphUrl,
   };
 }
 

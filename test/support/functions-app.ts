@@ -18,6 +18,8 @@ export interface FunctionsFixture {
   runner: LocalRunner;
   logs: string[];
   writePolicies(policies: PolicyInput[]): void;
+  /** Moves the app's clock forward (past the one-minute answers of preview and health, say). */
+  advanceClock(ms: number): void;
   close(): Promise<void>;
 }
 
@@ -25,8 +27,9 @@ export async function functionsFixture(options: {
   sim?: SimulatorOptions;
   env?: Record<string, string>;
   policies: (sim: GraphTenantSimulator) => PolicyInput[];
-  /** Extra connection fields (e.g. applicationObjectId for certificate rotation). */
-  connection?: (sim: GraphTenantSimulator) => Record<string, unknown>;
+  /** Fields added to the connection (exchangeAdmin; applicationObjectId for certificate rotation). */
+  connection?: Record<string, unknown> | ((sim: GraphTenantSimulator) => Record<string, unknown>);
+  /** The app's clock before `advanceClock` moves it (rotation tests jump days ahead). */
   now?: () => Date;
 }): Promise<FunctionsFixture> {
   const started = await startAll(startSimulator(options.sim ?? {}), startAzurite());
@@ -34,11 +37,13 @@ export async function functionsFixture(options: {
   return orClose(started, async () => {
     const dir = mkdtempSync(join(tmpdir(), 'policies-'));
     const policyFile = join(dir, 'policies.json');
+    const extraConnection =
+      typeof options.connection === 'function' ? options.connection(sim) : options.connection;
     const writePolicies = (policies: PolicyInput[]): void =>
       writeFileSync(
         policyFile,
         JSON.stringify({
-          connections: [{ ...simulatorConnection(sim, 'contoso', 'keyVault'), ...options.connection?.(sim) }],
+          connections: [{ ...simulatorConnection(sim, 'contoso', 'keyVault'), ...extraConnection }],
           policies,
         }),
       );
@@ -49,11 +54,12 @@ export async function functionsFixture(options: {
       CERTIFICATE_CHECK_MINUTES: '0',
       ...options.env,
     });
+    let offsetMs = 0;
     const app = new App({
       settings,
       credential: hostCredential(sim),
       disableChallengeResourceVerification: true,
-      ...(options.now ? { now: options.now } : {}),
+      now: () => new Date((options.now?.() ?? new Date()).getTime() + offsetMs),
     });
     setApp(app);
     await app.ensureStorage();
@@ -70,6 +76,7 @@ export async function functionsFixture(options: {
       runner,
       logs,
       writePolicies,
+      advanceClock: (ms) => (offsetMs += ms),
       close: async () => {
         setApp(undefined);
         await Promise.all([sim.close(), azurite.close()]);

@@ -62,6 +62,18 @@ const refused = JSON.stringify({
   error: { summary: '', detail: '' },
 });
 
+/** What npm 11 printed for an advisory endpoint that refused the connection, or a name that does not resolve. */
+const unreachable = {
+  message:
+    'request to http://127.0.0.1:9/-/npm/v1/security/advisories/bulk failed, reason: connect ECONNREFUSED 127.0.0.1:9',
+  error: { summary: '', detail: '' },
+};
+const offline = {
+  message:
+    'request to https://nonexistent.invalid/-/npm/v1/security/advisories/bulk failed, reason: getaddrinfo ENOTFOUND nonexistent.invalid',
+  error: { summary: '', detail: '' },
+};
+
 describe('dependency audit: the verdict on what npm audit printed', () => {
   it('passes a report without advisories, with the counts and the number of packages', () => {
     const v = judgeAudit(report([]), 'high');
@@ -93,12 +105,31 @@ describe('dependency audit: the verdict on what npm audit printed', () => {
     assert.equal(judgeAudit(report([{ name: 'tar', severity: 'critical' }]), 'critical').kind, 'failed');
   });
 
-  it('calls a refused or unreadable answer unavailable, never clean', () => {
+  it('calls only an unreachable or refusing advisory endpoint unavailable', () => {
     const v = judgeAudit(refused, 'high');
     assert.equal(v.kind, 'unavailable');
     assert.match(v.kind === 'unavailable' ? v.reason : '', /405.*advisories\/bulk/);
-    assert.equal(judgeAudit('npm ERR! network', 'high').kind, 'unavailable');
-    assert.equal(judgeAudit(JSON.stringify({ auditReportVersion: 2 }), 'high').kind, 'unavailable');
+    for (const answer of [unreachable, offline, { error: { code: 'EAI_AGAIN', summary: '' } }])
+      assert.equal(judgeAudit(JSON.stringify(answer), 'high').kind, 'unavailable', JSON.stringify(answer));
+  });
+
+  it('fails closed on an answer it cannot read: never clean, never NOT RUN', () => {
+    for (const output of [
+      'npm ERR! network',
+      '',
+      'npm audit could not run: spawn npm ENOENT',
+      JSON.stringify({ auditReportVersion: 2 }),
+      JSON.stringify({ auditReportVersion: 3, vulnerabilities: {}, metadata: {} }),
+      JSON.stringify({ message: 'something else went wrong', error: { code: 'ENOLOCK', summary: '' } }),
+      JSON.stringify({
+        message: '500 Internal Server Error - GET https://registry.npmjs.org/left-pad',
+        statusCode: 500,
+      }),
+      JSON.stringify([]),
+      'null',
+    ]) {
+      assert.equal(judgeAudit(output, 'high').kind, 'unreadable', output);
+    }
   });
 });
 
@@ -139,5 +170,17 @@ describe('dependency audit: the command and its exit code', () => {
     assert.equal(r.status, 0);
     assert.match(r.text, /NOT RUN: the registry's advisory endpoint did not answer \(405/);
     assert.equal(audit(refused, { DEPENDENCY_AUDIT: 'required' }).status, 1);
+    const down = audit(JSON.stringify(offline));
+    assert.equal(down.status, 0);
+    assert.match(down.text, /NOT RUN: .*ENOTFOUND/);
+  });
+
+  it('exits 1 on output it cannot read, with or without DEPENDENCY_AUDIT=required', () => {
+    for (const output of ['npm ERR! something odd', '', JSON.stringify({ auditReportVersion: 2 })]) {
+      const r = audit(output);
+      assert.equal(r.status, 1, `${JSON.stringify(output)}: ${r.text}`);
+      assert.match(r.text, /FAILED: npm audit's answer could not be read/);
+      assert.doesNotMatch(r.text, /NOT RUN/);
+    }
   });
 });

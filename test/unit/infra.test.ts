@@ -169,9 +169,26 @@ describe('infrastructure (compiled Bicep)', () => {
       "[parameters('enablePurgeProtection')]",
     );
     assert.match(
-      t.variables.resourceToken,
+      t.variables.nameToken,
       /uniqueString\(resourceGroup\(\)\.id, parameters\('environmentName'\)/,
     );
+  });
+
+  it('keeps the names of an environment provisioned before names derived from the resource group (resourceToken)', () => {
+    const t = template();
+    assert.equal(t.parameters.resourceToken.type, 'string');
+    assert.equal(t.parameters.resourceToken.defaultValue, '');
+    assert.match(t.parameters.resourceToken.metadata.description, /docs\/deploy\.md/);
+    const parameters = JSON.parse(readFileSync(resolve(repo, 'infra/main.parameters.json'), 'utf8'));
+    assert.equal(parameters.parameters.resourceToken.value, '${AZURE_RESOURCE_TOKEN}');
+    // An override replaces the derived token; without one, names derive from the resource group.
+    assert.match(
+      t.variables.nameToken,
+      /^\[if\(empty\(parameters\('resourceToken'\)\), toLower\(uniqueString\(resourceGroup\(\)\.id, parameters\('environmentName'\), parameters\('location'\)\)\), toLower\(parameters\('resourceToken'\)\)\)\]$/,
+    );
+    const deploy = readFileSync(resolve(repo, 'docs/deploy.md'), 'utf8');
+    assert.match(deploy, /AZURE_RESOURCE_TOKEN/);
+    assert.match(deploy, /subscription/, 'the warning names the old formula');
   });
 
   it('accepts the maximum instance counts Flex Consumption accepts (40 to 1000), per function group', () => {
@@ -191,5 +208,112 @@ describe('infrastructure (compiled Bicep)', () => {
   it('uses the app setting names the queue triggers and the code use', () => {
     const source = readFileSync(resolve(__dirname, '../../../src/app/composition.ts'), 'utf8');
     for (const q of ['policy-runs', 'mailbox-syncs']) assert.ok(source.includes(`'${q}'`));
+  });
+});
+
+describe('least privilege for the app identity (compiled Bicep)', () => {
+  const roles = {
+    blobOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b',
+    blobContributor: 'ba92f5b4-2d11-453d-a403-e96b0029c9fe',
+    blobReader: '2a2b9908-6ea1-4ae2-8e65-a410df84e7d1',
+    queueContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88',
+    tableContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3',
+    secretsUser: '4633458b-17de-408a-b874-0445c86b69e6',
+  };
+  interface Grant {
+    role: string;
+    principal: string;
+    scopeType: string;
+    /** The expression naming the scope's last segment (a parameter, maybe indexed by copyIndex). */
+    scopeName: string;
+    condition: string | undefined;
+  }
+
+  /** The role assignments of the rbac module, one per role (copy loops over a role list expanded). */
+  function grants(): { grants: Grant[]; rbac: Json; main: Json } {
+    const main = template();
+    const rbac = deployments(main).find((d) => d.name === 'rbac')!;
+    const t = rbac.properties.template;
+    const resources: Json[] = Array.isArray(t.resources) ? t.resources : Object.values(t.resources);
+    const out: Grant[] = [];
+    for (const r of resources.filter((x) => x.type === 'Microsoft.Authorization/roleAssignments')) {
+      const roleExpr: string = r.properties.roleDefinitionId;
+      const list = /variables\('(\w+)'\)\[copyIndex\(\)\]/.exec(roleExpr);
+      const single = /variables\('(\w+)'\)\)\]$/.exec(roleExpr);
+      const variable = (v: string): string => {
+        const ref = /^\[variables\('(\w+)'\)\]$/.exec(v);
+        return ref ? variable(t.variables[ref[1]!]) : v;
+      };
+      const ids: string[] = (list ? t.variables[list[1]!] : [t.variables[single![1]!]]).map(variable);
+      const scope = /^\[resourceId\('([^']+)', (.*)\)\]$/.exec(r.scope)!;
+      for (const role of ids)
+        out.push({
+          role,
+          principal: /parameters\('(\w+)'\)/.exec(r.properties.principalId)![1]!,
+          scopeType: scope[1]!,
+          scopeName: scope[2]!.split(', ').at(-1)!,
+          condition: r.condition,
+        });
+    }
+    return { grants: out, rbac, main };
+  }
+  const forApp = (g: Grant[]): Grant[] => g.filter((x) => x.principal === 'appPrincipalId');
+  const containerParam = (g: Grant): string | undefined =>
+    g.scopeType === 'Microsoft.Storage/storageAccounts/blobServices/containers'
+      ? /parameters\('(\w+)'\)/.exec(g.scopeName)?.[1]
+      : undefined;
+
+  it('gives the app Storage Blob Data Owner on the host containers only, never on the account', () => {
+    const { grants: all, rbac, main } = grants();
+    const app = forApp(all);
+    const owner = app.filter((g) => g.role === roles.blobOwner);
+    assert.ok(owner.length > 0);
+    assert.deepEqual(new Set(owner.map(containerParam)), new Set(['hostContainerNames']));
+    const account = app.filter((g) => g.scopeType === 'Microsoft.Storage/storageAccounts').map((g) => g.role);
+    assert.deepEqual(account.sort(), [roles.tableContributor, roles.queueContributor].sort());
+    // The host containers: the Functions host's own (created by the storage module) and the package.
+    const storage = deployments(main).find((d) => d.name === 'storage')!.properties.template;
+    assert.deepEqual(storage.variables.hostContainers, ['azure-webjobs-hosts', 'azure-webjobs-secrets']);
+    assert.equal(
+      rbac.properties.parameters.hostContainerNames.value,
+      "[concat(reference(resourceId('Microsoft.Resources/deployments', 'storage'), '2025-04-01').outputs.hostContainers.value, createArray(variables('deploymentContainer')))]",
+    );
+    assert.equal(main.variables.deploymentContainer, 'app-package');
+  });
+
+  it('makes the policy container read-only to the app (Storage Blob Data Reader on it alone)', () => {
+    const { grants: all, rbac, main } = grants();
+    const app = forApp(all);
+    const onPolicy = app.filter((g) => containerParam(g) === 'policyContainerName');
+    assert.deepEqual(
+      onPolicy.map((g) => g.role),
+      [roles.blobReader],
+    );
+    assert.equal(rbac.properties.parameters.policyContainerName.value, "[variables('configContainer')]");
+    // The blob the app reads is in that container, and no writable grant covers it.
+    const fn = deployments(main).find((d) => d.name === 'functionApp')!;
+    assert.match(
+      fn.properties.parameters.appSettings.value.POLICY_BLOB_URL,
+      /variables\('configContainer'\)/,
+    );
+    assert.deepEqual(rbac.properties.parameters.appContainerNames.value, ["[variables('photoContainer')]"]);
+    assert.notEqual(main.variables.configContainer, main.variables.photoContainer);
+    assert.notEqual(main.variables.configContainer, main.variables.deploymentContainer);
+    const writable = app.filter((g) => g.role === roles.blobContributor || g.role === roles.blobOwner);
+    assert.ok(writable.every((g) => containerParam(g) !== 'policyContainerName'));
+  });
+
+  it('grants Key Vault Secrets User on the certificate secret, not the vault', () => {
+    const { grants: all, main } = grants();
+    const vault = forApp(all).filter((g) => g.role === roles.secretsUser);
+    assert.equal(vault.length, 1);
+    assert.equal(vault[0]!.scopeType, 'Microsoft.KeyVault/vaults/secrets');
+    assert.match(vault[0]!.scopeName, /parameters\('certificateName'\)/);
+    assert.match(vault[0]!.condition ?? '', /not\(empty\(parameters\('certificateName'\)\)\)/);
+    assert.ok(
+      forApp(all).every((g) => g.scopeType !== 'Microsoft.KeyVault/vaults'),
+      'no app role on the whole vault',
+    );
+    assert.ok(main.parameters.certificateName, 'main.bicep takes the certificate name');
   });
 });

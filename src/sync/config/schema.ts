@@ -54,7 +54,11 @@ const id = z
     /^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/,
     'letters, digits, - and _ (at most 63), starting with a letter or digit',
   );
-const upn = z.string().regex(/^[^@\s]+@[^@\s]+$/, 'must be a user principal name (name@domain)');
+const upn = z
+  .string()
+  .regex(/^[^@\s]+@[^@\s]+$/, 'must be a user principal name (name@domain)')
+  // Entra never allows them in a UPN, and PowerShell reads them as quote marks (the `scope` script).
+  .regex(/^[^\u2018-\u201B]*$/, 'must not contain typographic single quotes (U+2018 to U+201B)');
 
 export const certificateSource = z.union([
   z.strictObject({
@@ -88,6 +92,15 @@ export const connectionSchema = z
     cloud: z.enum(['global', 'usgov', 'usgovdod', 'china']).default('global'),
     authorityHost: httpsUrl.optional().describe('Overrides the cloud: Entra ID authority host'),
     graphEndpoint: httpsUrl.optional().describe('Overrides the cloud: Microsoft Graph root, without /v1.0'),
+    exchangeAdmin: z
+      .boolean()
+      .default(false)
+      .describe(
+        "Read hidden-from-address-list flags and mail contacts' and groups' NoContactSync marks from Exchange Online (Get-Recipient); needs Exchange.ManageAsApp and the View-Only Recipients role. Off: Graph cannot tell hidden users apart",
+      ),
+    exchangeEndpoint: httpsUrl
+      .optional()
+      .describe("Overrides the cloud's Exchange Online root (https://outlook.office365.com)"),
   })
   .refine((c) => (c.authorityHost === undefined) === (c.graphEndpoint === undefined), {
     message: 'authorityHost and graphEndpoint go together',

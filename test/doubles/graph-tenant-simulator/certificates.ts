@@ -86,12 +86,15 @@ export async function createCertificateAuthority(
   return { cert: describe(cert, await exportKeyPem(keys.privateKey)), keys, name };
 }
 
-/** A TLS server certificate for 127.0.0.1 and localhost, signed by the CA. */
-export async function issueServerCertificate(ca: CertificateAuthority): Promise<IssuedCertificate> {
+/** A TLS server certificate for 127.0.0.1 and localhost (or the DNS names given), signed by the CA. */
+export async function issueServerCertificate(
+  ca: CertificateAuthority,
+  dnsNames?: string[],
+): Promise<IssuedCertificate> {
   const keys = await webcrypto.subtle.generateKey(rsa, true, ['sign', 'verify']);
   const cert = await x509.X509CertificateGenerator.create({
     serialNumber: serial(),
-    subject: 'CN=127.0.0.1',
+    subject: `CN=${dnsNames?.[0] ?? '127.0.0.1'}`,
     issuer: ca.name,
     notBefore: new Date(Date.now() - 60_000),
     notAfter: new Date(Date.now() + 30 * 86_400_000),
@@ -101,10 +104,14 @@ export async function issueServerCertificate(ca: CertificateAuthority): Promise<
     extensions: [
       new x509.BasicConstraintsExtension(false, undefined, true),
       new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
-      new x509.SubjectAlternativeNameExtension([
-        { type: 'ip', value: '127.0.0.1' },
-        { type: 'dns', value: 'localhost' },
-      ]),
+      new x509.SubjectAlternativeNameExtension(
+        dnsNames
+          ? dnsNames.map((value) => ({ type: 'dns' as const, value }))
+          : [
+              { type: 'ip', value: '127.0.0.1' },
+              { type: 'dns', value: 'localhost' },
+            ],
+      ),
       await x509.AuthorityKeyIdentifierExtension.create(ca.keys.publicKey),
     ],
   });

@@ -2,7 +2,7 @@
 // the write took effect (the case that makes naive sync tools create duplicates).
 import type { Random } from './random';
 
-export type SimService = 'graph' | 'login' | 'vault';
+export type SimService = 'graph' | 'login' | 'vault' | 'exchange';
 
 export interface FaultMatch {
   service?: SimService;
@@ -18,7 +18,13 @@ export interface FaultMatch {
 }
 
 export type FaultKind =
-  | { kind: 'status'; status: 500 | 502 | 503 | 504 | 429; retryAfterSeconds?: number }
+  | {
+      kind: 'status';
+      status: 500 | 502 | 503 | 504 | 429;
+      retryAfterSeconds?: number;
+      /** The request ran before the error came back (a gateway timeout after the write took effect). */
+      executed?: boolean;
+    }
   | { kind: 'reset' }
   | { kind: 'lostReply' };
 

@@ -75,7 +75,8 @@ export function userView(u: SimUser): Record<string, unknown> {
     usageLocation: u.usageLocation,
     preferredLanguage: null,
     accountEnabled: u.accountEnabled,
-    showInAddressList: u.showInAddressList,
+    // Always null for users in Graph, whatever Exchange says (see SimUser.hiddenFromAddressListsEnabled).
+    showInAddressList: null,
     userType: u.userType,
     employeeId: null,
     onPremisesExtensionAttributes: u.onPremisesExtensionAttributes,

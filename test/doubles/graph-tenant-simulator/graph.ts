@@ -333,6 +333,7 @@ export class GraphService {
         inBatch: req.inBatch,
       });
       if (fault?.kind === 'status') {
+        if (fault.executed) await route.handler(ctx);
         const retry: Record<string, string> =
           fault.retryAfterSeconds !== undefined ? { 'retry-after': String(fault.retryAfterSeconds) } : {};
         const code =
@@ -946,7 +947,15 @@ export class GraphService {
       );
     return {
       status: 200,
-      body: select(groupView(g), ctx.req.query.get('$select'), groupProperties, groupProperties, 'group'),
+      // hideFromAddressLists only here (GET /groups/{id} with $select), never on list or delta, as
+      // Graph documents: https://learn.microsoft.com/en-us/answers/a/1286570
+      body: select(
+        { ...groupView(g), hideFromAddressLists: g.hideFromAddressLists },
+        ctx.req.query.get('$select'),
+        [...groupProperties, 'hideFromAddressLists'],
+        groupProperties,
+        'group',
+      ),
     };
   }
 
@@ -1508,7 +1517,8 @@ export class GraphService {
 
   /**
    * A folder's contacts delta: first round pages through the folder, later rounds return contacts
-   * created or changed since (full objects) and deleted ones with @removed. Only $select is allowed.
+   * created or changed since (full objects) and deleted ones with @removed, but only those the
+   * previous rounds had handed out (Exchange's incremental sync). Only $select is allowed.
    */
   private contactsDelta(ctx: RouteContext, folderId: string): SimResponse {
     const q = ctx.req.query;
@@ -1563,14 +1573,19 @@ export class GraphService {
       items = mailbox.contactsIn(folderId).map((c) => () => view(c));
     } else {
       const latest = new Map<string, FolderChange>();
+      // Exchange's sync state knows only the items it handed out: those in the folder at the last
+      // round. One created after it and deleted before this round is not reported at all.
+      const handedOut = new Set<string>();
       for (const ch of mailbox.changes) {
-        if (ch.folderId === folderId && ch.seq > state.s && ch.seq <= state.u) latest.set(ch.contactId, ch);
+        if (ch.folderId !== folderId || ch.seq > state.u) continue;
+        if (ch.seq <= state.s) handedOut.add(ch.contactId);
+        else latest.set(ch.contactId, ch);
       }
       items = [];
       for (const [id, ch] of latest) {
         const c = mailbox.contacts.get(id);
         if (c && c.folderId === folderId) items.push(() => view(c));
-        else
+        else if (handedOut.has(id))
           items.push(() => ({
             '@odata.type': '#microsoft.graph.contact',
             id: ctx.immutable ? ch.immutableId : id,

@@ -14,6 +14,10 @@ import type { SimRequest, SimResponse } from './protocol';
 
 export const graphResource = 'https://graph.microsoft.com';
 export const vaultResource = 'https://vault.azure.net';
+/** Azure Resource Manager: Entra issues its tokens to any service principal (ARM authorizes by Azure RBAC). */
+export const armResource = 'https://management.azure.com';
+/** Office 365 Exchange Online: the audience of tokens for its admin endpoint, whatever host serves it. */
+export const exchangeResource = 'https://outlook.office365.com';
 
 export interface RegisteredCertificate {
   certificatePem: string;
@@ -41,6 +45,10 @@ export interface SimApp {
   vaultRoles: Set<'secrets-read' | 'certificates-write'>;
   /** Exchange RBAC for Applications: when set, the only mailboxes (user ids) the app may touch. */
   mailboxScope: Set<string> | null;
+  /** Granted application permissions of Office 365 Exchange Online (Exchange.ManageAsApp). */
+  exchangeRoles: Set<string>;
+  /** Exchange roles assigned to the app's service principal (View-Only Recipients, ...). */
+  exchangeRbacRoles: Set<string>;
 }
 
 export interface AccessTokenClaims {
@@ -79,6 +87,8 @@ export class IdentityProvider {
       roles: new Set(),
       vaultRoles: new Set(),
       mailboxScope: null,
+      exchangeRoles: new Set(),
+      exchangeRbacRoles: new Set(),
       ...app,
     };
     this.apps.set(full.clientId, full);
@@ -212,7 +222,11 @@ export class IdentityProvider {
     }
     const audience = resource.startsWith(vaultResource)
       ? vaultResource
-      : graphAudience(resource, this.graphUrl);
+      : resource.replace(/\/$/, '') === armResource
+        ? `${armResource}/`
+        : resource.replace(/\/$/, '') === exchangeResource
+          ? exchangeResource
+          : graphAudience(resource, this.graphUrl);
     if (!audience) {
       return aadError(
         400,
@@ -251,7 +265,12 @@ export class IdentityProvider {
     }
 
     const now = Math.floor(Date.now() / 1000);
-    const roles = audience === vaultResource ? [] : [...app.roles];
+    const roles =
+      audience === graphResource
+        ? [...app.roles]
+        : audience === exchangeResource
+          ? [...app.exchangeRoles]
+          : [];
     const jwt = await new SignJWT({
       tid: this.tenantId,
       appid: clientId,

@@ -27,7 +27,10 @@ const seedUser = z
     country: nullableString,
     usageLocation: nullableString,
     accountEnabled: z.boolean().optional(),
-    showInAddressList: z.boolean().nullable().optional(),
+    hiddenFromAddressListsEnabled: z
+      .boolean()
+      .optional()
+      .describe("Exchange's flag; Graph's showInAddressList stays null for users, as in the service"),
     userType: z.enum(['Member', 'Guest']).optional(),
     extensionAttributes: z.record(z.string(), z.string().nullable()).optional(),
     manager: z.string().optional().describe('userPrincipalName of the manager'),
@@ -42,6 +45,7 @@ const seedGroup = z
     mail: nullableString,
     mailEnabled: z.boolean().optional(),
     securityEnabled: z.boolean().optional(),
+    hideFromAddressLists: z.boolean().optional(),
     members: z
       .array(z.string())
       .default([])
@@ -325,7 +329,7 @@ function addAwkwardObjects(tenant: Tenant, userIds: string[]): void {
     userPrincipalName: `hidden.exec@${d}`,
     displayName: 'Hidden Executive',
     mail: `hidden.exec@${d}`,
-    showInAddressList: false,
+    hiddenFromAddressListsEnabled: true,
     mailbox: 'user',
   });
   add({
@@ -444,6 +448,7 @@ export function buildTenant(seed: SeedFile | undefined, clock?: () => number): T
       mail: g.mail ?? null,
       mailEnabled: g.mailEnabled ?? false,
       securityEnabled: g.securityEnabled ?? true,
+      hideFromAddressLists: g.hideFromAddressLists ?? false,
     }),
   );
   s.groups.forEach((g, i) => {

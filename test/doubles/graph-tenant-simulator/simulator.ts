@@ -19,6 +19,7 @@ import { FaultInjector, type SimService } from './faults';
 import { GraphService, type GraphOptions, type LatencyOptions } from './graph';
 import { IdentityProvider } from './identity';
 import { KeyVaultFake } from './key-vault';
+import { ExchangeAdminFake } from './exchange-admin';
 import type { SimRequest, SimResponse } from './protocol';
 import { seededRandom } from './random';
 import { RequestLog } from './request-log';
@@ -84,6 +85,8 @@ export class GraphTenantSimulator implements SimulatorEndpoints {
   readonly hostIdentity = { clientId: randomUUID(), clientSecret: randomBytes(24).toString('base64url') };
   readonly identity: IdentityProvider;
   readonly vault: KeyVaultFake;
+  /** Exchange Online's admin endpoint (/adminapi/beta/{tenant}/InvokeCommand, Get-Recipient). */
+  readonly exchange: ExchangeAdminFake;
   readonly graph: GraphService;
   readonly log = new RequestLog();
   readonly faults: FaultInjector;
@@ -101,6 +104,7 @@ export class GraphTenantSimulator implements SimulatorEndpoints {
     const random = seededRandom(options.randomSeed ?? 7);
     this.identity = new IdentityProvider(this.tenantId);
     this.vault = new KeyVaultFake(this.identity);
+    this.exchange = new ExchangeAdminFake(this.identity, this.tenant);
     this.faults = new FaultInjector(random);
     this.throttle = new MailboxThrottle({ ...defaultThrottleOptions, ...options.throttle });
     const graphOptions: GraphOptions = {
@@ -235,6 +239,16 @@ export class GraphTenantSimulator implements SimulatorEndpoints {
     this.identity.requireApp(this.clientId).roles = new Set(permissions);
   }
 
+  /**
+   * Exchange Online admin access for the sync app: the Exchange.ManageAsApp application permission and
+   * an Exchange role for its service principal (by default neither, as for a least-privilege app).
+   */
+  grantExchange(grant: { permission: boolean; role: string | null }): void {
+    const app = this.identity.requireApp(this.clientId);
+    app.exchangeRoles = new Set(grant.permission ? ['Exchange.ManageAsApp'] : []);
+    app.exchangeRbacRoles = new Set(grant.role ? [grant.role] : []);
+  }
+
   /** Exchange RBAC for Applications: limit the sync app to these mailboxes (UPNs or ids); null lifts it. */
   scopeMailboxes(users: string[] | null): void {
     const app = this.identity.requireApp(this.clientId);
@@ -333,7 +347,9 @@ export class GraphTenantSimulator implements SimulatorEndpoints {
       ? 'graph'
       : /^\/(secrets|certificates|keys)(\/|$)/i.test(url.pathname)
         ? 'vault'
-        : 'login';
+        : /^\/adminapi\//i.test(url.pathname)
+          ? 'exchange'
+          : 'login';
     const path = url.pathname;
     let body: unknown;
     if (rawBody.length > 0 && /json/i.test(headers['content-type'] ?? '')) {
@@ -382,7 +398,7 @@ export class GraphTenantSimulator implements SimulatorEndpoints {
     const fault = this.faults.pick({
       service,
       method: simReq.method,
-      operation: service === 'login' ? 'token' : 'vault',
+      operation: service === 'login' ? 'token' : service === 'exchange' ? 'exchange.invokeCommand' : 'vault',
       path,
       inBatch: false,
     });
@@ -417,14 +433,19 @@ export class GraphTenantSimulator implements SimulatorEndpoints {
             : { error: { code: 'ServiceUnavailable', message: 'The service is temporarily unavailable.' } },
       };
     } else {
-      response = service === 'vault' ? await this.vault.handle(simReq) : await this.identity.handle(simReq);
+      response =
+        service === 'vault'
+          ? await this.vault.handle(simReq)
+          : service === 'exchange'
+            ? await this.exchange.handle(simReq, this.graphUrl)
+            : await this.identity.handle(simReq);
     }
     this.log.add({
       service,
       appId: null,
       method: simReq.method,
       path,
-      operation: service,
+      operation: service === 'exchange' ? 'exchange.invokeCommand' : service,
       mailbox: null,
       status: response.status,
       errorCode: null,

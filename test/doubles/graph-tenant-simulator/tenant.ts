@@ -26,7 +26,12 @@ export interface SimUser {
   country: string | null;
   usageLocation: string | null;
   accountEnabled: boolean;
-  showInAddressList: boolean | null;
+  /**
+   * Exchange's HiddenFromAddressListsEnabled, the real flag. Graph's showInAddressList is always null
+   * for users (microsoft-graph-docs #5380, msgraph-sdk-php #109), so only the Exchange admin endpoint
+   * shows it.
+   */
+  hiddenFromAddressListsEnabled: boolean;
   userType: 'Member' | 'Guest';
   onPremisesExtensionAttributes: Record<string, string | null>;
   managerId: string | null;
@@ -42,6 +47,10 @@ export interface SimGroup {
   mailEnabled: boolean;
   securityEnabled: boolean;
   groupTypes: string[];
+  /** Graph's hideFromAddressLists (only on GET /groups/{id} with $select) and Exchange's flag. */
+  hideFromAddressLists: boolean;
+  /** Exchange's CustomAttribute1-15 of the group (where a NoContactSync mark lives). */
+  customAttributes: Record<string, string | null>;
   /** Direct members: user, group or org contact ids. */
   members: Set<string>;
 }
@@ -65,7 +74,10 @@ export interface SimOrgContact {
     state: string | null;
     street: string | null;
   }[];
+  /** Exchange's CustomAttribute1-15 of the mail contact (not on Graph's orgContact). */
   onPremisesExtensionAttributes?: Record<string, string | null>;
+  /** Exchange's HiddenFromAddressListsEnabled (not on Graph's orgContact). */
+  hiddenFromAddressListsEnabled?: boolean;
 }
 
 export type DirectoryKind = 'user' | 'group' | 'orgContact';
@@ -243,10 +255,12 @@ export class Mailbox {
     return [...this.contacts.values()].filter((c) => c.folderId === folderId);
   }
 
+  /** Exchange compares folder names without case ("company directory" is "Company Directory"). */
   folderByName(displayName: string, parentFolderId?: string): SimContactFolder | undefined {
+    const wanted = displayName.toLowerCase();
     return [...this.folders.values()].find(
       (f) =>
-        f.displayName === displayName &&
+        f.displayName.toLowerCase() === wanted &&
         (parentFolderId === undefined || f.parentFolderId === parentFolderId),
     );
   }
@@ -342,7 +356,7 @@ export class Tenant {
       country: null,
       usageLocation: null,
       accountEnabled: true,
-      showInAddressList: null,
+      hiddenFromAddressListsEnabled: false,
       userType: 'Member',
       managerId: null,
       mailbox: 'user',
@@ -401,6 +415,8 @@ export class Tenant {
       mailEnabled: input.mailEnabled ?? false,
       securityEnabled: input.securityEnabled ?? true,
       groupTypes: input.groupTypes ?? [],
+      hideFromAddressLists: input.hideFromAddressLists ?? false,
+      customAttributes: input.customAttributes ?? {},
       members: new Set(input.members ?? []),
     };
     this.groups.set(group.id, group);

@@ -10,6 +10,10 @@ import { simulatorConnection, startSimulator } from '../../support/clients';
 import { startAzurite, type AzuriteHandle } from '../../../dev/azurite';
 import { startAll } from '../../support/start-all';
 import { folderContacts, tagCounts } from '../../support/engine';
+import { hostCredential } from '../../support/clients';
+import { App } from '../../../src/app/composition';
+import { parseSettings } from '../../../src/app/settings';
+import { startRun } from '../../../src/app/use-cases';
 
 const bin = resolve(__dirname, '../../../../bin/m365-contact-sync.js');
 
@@ -86,6 +90,8 @@ describe('the admin CLI', () => {
       AZURE_CLIENT_SECRET: sim.hostIdentity.clientSecret,
       AZURE_AUTHORITY_HOST: sim.authorityHost,
       CONTACTSYNC_STORAGE: azurite.connectionString,
+      // The simulator's Key Vault is local and cannot pass the SDK's challenge-resource check.
+      CONTACTSYNC_LOCAL_KEY_VAULT: 'allow',
     };
   });
   after(async () => {
@@ -292,5 +298,62 @@ describe('the admin CLI', () => {
       r.stdout,
       /New-ManagementRoleAssignment -App \$sp\.AppId -Role 'Application Contacts\.ReadWrite' -CustomResourceScope 'ContactSync-via-vault'/,
     );
+  });
+
+  it("run drives the Functions app's use-cases: refused (exit 3) while the app holds the policy, recorded as a run, the policy's dryRun and enabled hold", async () => {
+    const file = JSON.parse(readFileSync(config, 'utf8'));
+    const gal = file.policies[0];
+    file.policies.push(
+      { ...gal, id: 'held', name: 'Dry by policy', folder: { name: 'Held' }, options: { dryRun: true } },
+      { ...gal, id: 'off', name: 'Disabled', folder: { name: 'Off' }, enabled: false },
+      { ...gal, id: 'shared', name: 'Shared with the app', folder: { name: 'Shared' } },
+    );
+    const shared = join(dir, 'shared.json');
+    writeFileSync(shared, JSON.stringify(file));
+    // The Functions app, on the same storage, starts a run of "shared" and holds its lease.
+    const app = new App({
+      settings: parseSettings({ AzureWebJobsStorage: azurite.connectionString, POLICY_FILE: shared }),
+      credential: hostCredential(sim),
+      disableChallengeResourceVerification: true,
+    });
+    const held = await startRun(app, (await app.policy('shared'))!.policy, 'http', {
+      dryRun: false,
+      fullResync: false,
+      mailboxes: [],
+    });
+    assert.ok(held.started);
+    const refused = await cli(['run', '--config', shared, '--policy', 'shared'], env);
+    assert.equal(refused.code, 3, refused.stdout + refused.stderr);
+    assert.match(refused.stderr, new RegExp(`"shared" is already running \\(run ${held.runId}`));
+    assert.equal(folderContacts(sim, targets[0]!, 'Shared').length, 0, 'the refused run wrote nothing');
+    // Once the app's run has finished, the CLI runs, and its run is a run record like the app's.
+    await app.runStore.failRun(held.runId, 'test over');
+    const ok = await cli(['run', '--config', shared, '--policy', 'shared', '--json'], env);
+    assert.equal(ok.code, 0, ok.stderr);
+    const summary = JSON.parse(ok.stdout.trim().split('\n').at(-1)!);
+    const state = await app.runStore.getPolicyState('shared');
+    assert.equal(state.lastRunId, summary.runId);
+    assert.equal(state.leaseRunId, null, 'the lease is released');
+    const record = (await app.runStore.getRun(summary.runId))!;
+    assert.equal(record.trigger, 'cli');
+    assert.equal(record.status, 'completed');
+    assert.equal(record.contacts.created, summary.contacts.created);
+    assert.ok(summary.contacts.created > 0);
+    // A policy's dryRun: true holds without --dry-run; a disabled policy exits 2 naming it.
+    const dry = await cli(['run', '--config', shared, '--policy', 'held', '--json'], env);
+    assert.equal(dry.code, 0, dry.stderr);
+    const planned = JSON.parse(dry.stdout.trim().split('\n').at(-1)!);
+    assert.equal(planned.dryRun, true);
+    assert.ok(planned.contacts.created > 0);
+    assert.equal(folderContacts(sim, targets[0]!, 'Held').length, 0, 'nothing written');
+    const off = await cli(['run', '--config', shared, '--policy', 'off'], env);
+    assert.equal(off.code, 2);
+    assert.match(off.stderr, /policy "off" is disabled/);
+    const badMailbox = await cli(
+      ['run', '--config', shared, '--policy', 'shared', '--mailbox', 'nobody'],
+      env,
+    );
+    assert.equal(badMailbox.code, 2);
+    assert.match(badMailbox.stderr, /--mailbox #1: must be a user principal name/);
   });
 });

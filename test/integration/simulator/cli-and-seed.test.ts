@@ -139,7 +139,7 @@ describe('Graph tenant simulator: the `npm run sim` process and seeding', () => 
     assert.ok(users.some((u) => !u.accountEnabled && u.mailbox === 'user'));
     assert.ok(users.some((u) => u.mailbox === 'shared'));
     assert.ok(users.some((u) => u.mailbox === 'room'));
-    assert.ok(users.some((u) => u.showInAddressList === false));
+    assert.ok(users.some((u) => u.hiddenFromAddressListsEnabled));
     assert.ok(users.some((u) => Object.values(u.onPremisesExtensionAttributes).includes('NoContactSync')));
     assert.ok(users.some((u) => Object.values(u.onPremisesExtensionAttributes).includes('NoMailboxSync')));
     assert.ok(users.some((u) => u.displayName?.includes("'")));

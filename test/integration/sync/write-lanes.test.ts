@@ -38,4 +38,38 @@ describe('Graph writes to one mailbox: 4 lanes with even shares', () => {
     assert.equal(new Set(names).size, 200);
     assert.equal(names.length, 200);
   });
+
+  it('a failed state write stops every lane: no batch starts after it, and none is in flight when write rejects', async () => {
+    const mailbox = [...f.sim.tenant.users.values()].find((u) => u.mailbox === 'user')!;
+    const folderId = await f.mailboxes.createFolder(mailbox.id, 'Stop');
+    const ops: WriteOp[] = Array.from({ length: 200 }, (_, i) => ({
+      id: `c${i}`,
+      kind: 'create',
+      folder: { kind: 'named', id: folderId },
+      body: () => ({ displayName: `Stop ${i}`, givenName: 'Stop', surname: String(i) }),
+    }));
+    let failed = false;
+    let startedAfterFailure = 0;
+    await assert.rejects(
+      f.mailboxes.write(mailbox.id, ops, {
+        beforeBatch: () => {
+          if (failed) startedAfterFailure++;
+          return Promise.resolve();
+        },
+        onResults: () => {
+          if (failed) return Promise.resolve();
+          failed = true;
+          return Promise.reject(new Error('Table Storage answered 503'));
+        },
+      }),
+      /503/,
+    );
+    const settled = f.sim.log.lastSeq;
+    const made = folderContacts(f.sim, mailbox.userPrincipalName, 'Stop').length;
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(startedAfterFailure, 0, 'no lane starts a batch once a state write failed');
+    assert.equal(f.sim.log.lastSeq, settled, 'no request was still in flight');
+    assert.equal(folderContacts(f.sim, mailbox.userPrincipalName, 'Stop').length, made);
+    assert.ok(made <= 80, `at most one batch per lane was sent (${made})`);
+  });
 });

@@ -163,6 +163,36 @@ const cases: Case[] = [
     then: { updates: [['u:1', ['mobilePhone']]], keep: [['u:1', ['jobTitle']]] },
   },
   {
+    name: 'setIfEmpty: a value we wrote follows the source (issue 15, defect 8)',
+    given: {
+      desired: [['u:1', { ...ada, jobTitle: 'Lead' }]],
+      managed: [['u:1', have('c1', ada)]],
+      options: { rules: { jobTitle: 'setIfEmpty' } },
+    },
+    then: { updates: [['u:1', ['jobTitle']]] },
+  },
+  {
+    name: 'setIfEmpty: a value the user set over ours stays theirs when the source changes',
+    given: {
+      desired: [['u:1', { ...ada, jobTitle: 'Lead' }]],
+      managed: [['u:1', have('c1', ada)]],
+      drift: {
+        changed: new Map([['c1', { fields: { ...ada, jobTitle: 'My title' }, changeKey: 'user' }]]),
+        deleted: new Set(),
+      },
+      options: { rules: { jobTitle: 'setIfEmpty' } },
+    },
+    then: { unchanged: 1, keep: [['u:1', ['jobTitle']]] },
+  },
+  {
+    name: 'a changed surname is sent with the displayName (Exchange may recompute it) (issue 15, defect 10)',
+    given: {
+      desired: [['u:1', { ...ada, givenName: 'Ada', surname: 'King' }]],
+      managed: [['u:1', have('c1', { ...ada, givenName: 'Ada', surname: 'Byron' })]],
+    },
+    then: { updates: [['u:1', ['surname', 'displayName']]] },
+  },
+  {
     name: 'setIfEmpty: an empty field is filled',
     given: {
       desired: [['u:1', ada]],
@@ -198,6 +228,18 @@ const cases: Case[] = [
       ],
     },
     then: { deletes: Array.from({ length: 10 }, (_, i) => `u:${i}`), unchanged: 5 },
+  },
+  {
+    name: 'a returning source object takes the removal mark off its kept contact (issue 15, defect 10)',
+    given: {
+      desired: [['u:1', ada]],
+      managed: [['u:1', have('c1', { ...ada, categories: ['Removed from directory'] }, { orphaned: true })]],
+      options: {
+        fields: contactFieldNames.filter((f) => f !== 'categories'),
+        onSourceRemoval: 'keepAndMark',
+      },
+    },
+    then: { updates: [['u:1', ['categories']]] },
   },
   {
     name: 'a re-added object resumes a kept (orphaned) contact instead of creating a twin',

@@ -7,22 +7,36 @@ import { SecretClient } from '@azure/keyvault-secrets';
 import { Client, MiddlewareFactory, type Context, type Middleware } from '@microsoft/microsoft-graph-client';
 import { TokenCredentialAuthenticationProvider } from '@microsoft/microsoft-graph-client/authProviders/azureTokenCredentials';
 import type { Connection } from '../../config/schema';
+import { isLoopbackUrl } from '../local-address';
 
 export const clouds = {
   global: {
     authorityHost: 'https://login.microsoftonline.com',
     graphEndpoint: 'https://graph.microsoft.com',
+    exchange: 'https://outlook.office365.com',
   },
-  usgov: { authorityHost: 'https://login.microsoftonline.us', graphEndpoint: 'https://graph.microsoft.us' },
+  usgov: {
+    authorityHost: 'https://login.microsoftonline.us',
+    graphEndpoint: 'https://graph.microsoft.us',
+    exchange: 'https://outlook.office365.us',
+  },
   usgovdod: {
     authorityHost: 'https://login.microsoftonline.us',
     graphEndpoint: 'https://dod-graph.microsoft.us',
+    exchange: 'https://webmail.apps.mil',
   },
   china: {
     authorityHost: 'https://login.chinacloudapi.cn',
     graphEndpoint: 'https://microsoftgraph.chinacloudapi.cn',
+    exchange: 'https://partner.outlook.cn',
   },
 } as const;
+
+/** Exchange Online's admin endpoint root and its token audience (the cloud's, whatever the root). */
+export function exchangeEndpointsOf(c: Connection): { endpoint: string; resource: string } {
+  const resource = clouds[c.cloud].exchange;
+  return { endpoint: (c.exchangeEndpoint ?? resource).replace(/\/$/, ''), resource };
+}
 
 const knownAuthorities = new Set(Object.values(clouds).map((c) => new URL(c.authorityHost).host));
 const knownGraphHosts = new Set(Object.values(clouds).map((c) => new URL(c.graphEndpoint).host));
@@ -65,7 +79,7 @@ export async function loadCertificate(
       );
     return { pem, version: c.certificate.pemFile };
   }
-  const client = new SecretClient(c.certificate.keyVaultUrl, vaultCredential(), vaultOptions);
+  const client = secretClient(c.certificate.keyVaultUrl, vaultCredential(), vaultOptions);
   const secret = await client.getSecret(c.certificate.name, version ? { version } : {});
   if (!secret.value || !/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(secret.value)) {
     throw new Error(
@@ -75,6 +89,20 @@ export async function loadCertificate(
   return { pem: secret.value, version: secret.properties.version ?? '' };
 }
 
+function secretClient(
+  keyVaultUrl: string,
+  credential: TokenCredential,
+  vaultOptions: { disableChallengeResourceVerification?: boolean },
+): SecretClient {
+  // The challenge-resource check may be relaxed for a loopback Key Vault fake only, whoever asks.
+  const relaxed = vaultOptions.disableChallengeResourceVerification && isLoopbackUrl(keyVaultUrl);
+  return new SecretClient(
+    keyVaultUrl,
+    credential,
+    relaxed ? { disableChallengeResourceVerification: true } : {},
+  );
+}
+
 /** A Key Vault certificate's enabled versions, newest first (metadata only: Key Vault Secrets User may list). */
 export async function certificateVersions(
   c: Connection,
@@ -82,7 +110,7 @@ export async function certificateVersions(
   vaultOptions: { disableChallengeResourceVerification?: boolean } = {},
 ): Promise<string[]> {
   if (!('keyVaultUrl' in c.certificate)) return [];
-  const client = new SecretClient(c.certificate.keyVaultUrl, vaultCredential(), vaultOptions);
+  const client = secretClient(c.certificate.keyVaultUrl, vaultCredential(), vaultOptions);
   const found: { version: string; created: number }[] = [];
   for await (const p of client.listPropertiesOfSecretVersions(c.certificate.name))
     if (p.enabled !== false && p.version)

@@ -10,6 +10,7 @@ import {
   type Photo,
 } from '../../ports';
 import { graphCall } from './errors';
+import { pathSegment } from './path-segment';
 
 const userSelect = [
   'id',
@@ -258,7 +259,7 @@ export class GraphDirectoryReader implements DirectoryReader {
   /** Photos; Graph returns binary bodies in a batch base64-encoded. 404 (ImageNotFound): no photo. */
   async readUserPhotos(userIds: readonly string[]): Promise<Map<string, Photo | null>> {
     const out = new Map<string, Photo | null>();
-    const answers = await this.batchGet(userIds, (id) => `/users/${encodeURIComponent(id)}/photo/$value`);
+    const answers = await this.batchGet(userIds, (id) => `/users/${pathSegment(id)}/photo/$value`);
     for (const [id, a] of answers) {
       const contentType = headerOf(a.headers, 'content-type');
       if (a.status === 200 && typeof a.body === 'string')
@@ -274,7 +275,7 @@ export class GraphDirectoryReader implements DirectoryReader {
     const out = new Map<string, string>();
     const answers = await this.batchGet(
       userIds,
-      (id) => `/users/${encodeURIComponent(id)}/mailboxSettings?$select=userPurpose`,
+      (id) => `/users/${pathSegment(id)}/mailboxSettings?$select=userPurpose`,
     );
     for (const [id, a] of answers) {
       const purpose = (a.body as { userPurpose?: unknown } | undefined)?.userPurpose;
@@ -284,10 +285,23 @@ export class GraphDirectoryReader implements DirectoryReader {
     return out;
   }
 
+  /** Graph shows hideFromAddressLists only on GET /groups/{id} with $select, never on list or delta. */
+  async readGroupsHidden(groupIds: readonly string[]): Promise<Map<string, boolean>> {
+    const out = new Map<string, boolean>();
+    const answers = await this.batchGet(
+      groupIds,
+      (id) => `/groups/${encodeURIComponent(id)}?$select=id,hideFromAddressLists`,
+    );
+    for (const [id, a] of answers) {
+      const hide = (a.body as { hideFromAddressLists?: unknown } | undefined)?.hideFromAddressLists;
+      if (a.status === 200) out.set(id, hide === true);
+    }
+    return out;
+  }
+
   async transitiveMemberIds(groupId: string): Promise<Set<string>> {
     const ids = new Set<string>();
-    let url: string | undefined =
-      `/groups/${encodeURIComponent(groupId)}/transitiveMembers?$select=id&$top=999`;
+    let url: string | undefined = `/groups/${pathSegment(groupId)}/transitiveMembers?$select=id&$top=999`;
     while (url) {
       const page = await graphCall(() => this.client.api(url!).get() as Promise<Json>);
       for (const m of (page.value as Json[] | undefined) ?? []) if (typeof m.id === 'string') ids.add(m.id);

@@ -20,11 +20,12 @@ import {
 } from '../../ports';
 import { tagPropertyId } from '../../tag';
 import { graphCall } from './errors';
+import { pathSegment } from './path-segment';
 
 type Json = Record<string, unknown>;
 
 const immutable = 'IdType="ImmutableId"';
-const contactSelect = ['id', 'changeKey', ...contactFieldNames].join(',');
+const contactSelect = ['id', 'changeKey', 'createdDateTime', ...contactFieldNames].join(',');
 const expandTag = `singleValueExtendedProperties($filter=id eq '${tagPropertyId}')`;
 
 /** OData string literal: single quotes doubled. */
@@ -127,10 +128,10 @@ export class GraphMailboxes implements MailboxGraph {
   ) {}
 
   private base(mailboxId: string, folder: FolderRef): string {
-    const user = `/users/${encodeURIComponent(mailboxId)}`;
+    const user = `/users/${pathSegment(mailboxId)}`;
     return folder.kind === 'default'
       ? `${user}/contacts`
-      : `${user}/contactFolders/${encodeURIComponent(folder.id)}/contacts`;
+      : `${user}/contactFolders/${pathSegment(folder.id)}/contacts`;
   }
 
   private async get(url: string, prefer = immutable): Promise<Json> {
@@ -139,9 +140,12 @@ export class GraphMailboxes implements MailboxGraph {
   }
 
   async findFolder(mailboxId: string, name: string): Promise<string | undefined> {
-    const url = `/users/${encodeURIComponent(mailboxId)}/contactFolders?$filter=${encodeURIComponent(`displayName eq ${odataString(name)}`)}&$select=id,displayName`;
+    const url = `/users/${pathSegment(mailboxId)}/contactFolders?$filter=${encodeURIComponent(`displayName eq ${odataString(name)}`)}&$select=id,displayName`;
     const page = await this.get(url);
-    const match = ((page.value as Json[] | undefined) ?? []).find((f) => f.displayName === name);
+    // $filter on displayName ignores case, as Outlook's folder names do: so does this match.
+    const match = ((page.value as Json[] | undefined) ?? []).find(
+      (f) => typeof f.displayName === 'string' && f.displayName.toLowerCase() === name.toLowerCase(),
+    );
     return typeof match?.id === 'string' ? match.id : undefined;
   }
 
@@ -151,7 +155,7 @@ export class GraphMailboxes implements MailboxGraph {
       const f = await graphCall(
         () =>
           this.client
-            .api(`/users/${encodeURIComponent(mailboxId)}/contactFolders`)
+            .api(`/users/${pathSegment(mailboxId)}/contactFolders`)
             .header('Prefer', immutable)
             .post({ displayName: name }) as Promise<Json>,
       );
@@ -247,6 +251,36 @@ export class GraphMailboxes implements MailboxGraph {
     folder: string | null,
     deltaLink: string | null,
   ): Promise<{ items: DriftItem[]; deltaLink: string }> {
+    const round = await this.readSourceRound(mailbox, folder, deltaLink);
+    await this.addTags(mailbox, folder, round.items);
+    return round;
+  }
+
+  /**
+   * Notes each changed item's tag (the delta cannot $expand it): a GET each for a few, one listing of
+   * the folder for many.
+   */
+  private async addTags(mailbox: string, folder: string | null, items: DriftItem[]): Promise<void> {
+    const changed = items.filter((i) => !i.removed);
+    if (changed.length === 0) return;
+    let tags: Map<string, string | null>;
+    if (changed.length <= 20) {
+      tags = new Map();
+      for (const i of changed)
+        tags.set(i.contactId, (await this.getContact(mailbox, i.contactId))?.tag ?? null);
+    } else {
+      const id = folder === null ? undefined : await this.findFolder(mailbox, folder);
+      const ref: FolderRef = id ? { kind: 'named', id } : { kind: 'default' };
+      tags = new Map((await this.listContacts(mailbox, ref)).map((c) => [c.contactId, c.tag]));
+    }
+    for (const i of changed) i.tag = tags.get(i.contactId) ?? null;
+  }
+
+  private async readSourceRound(
+    mailbox: string,
+    folder: string | null,
+    deltaLink: string | null,
+  ): Promise<{ items: DriftItem[]; deltaLink: string }> {
     if (deltaLink) return this.readDrift(mailbox, { kind: 'default' }, deltaLink);
     let ref: FolderRef = { kind: 'default' };
     if (folder !== null) {
@@ -284,6 +318,7 @@ export class GraphMailboxes implements MailboxGraph {
       changeKey: typeof c.changeKey === 'string' ? c.changeKey : '',
       tag: typeof tag?.value === 'string' ? tag.value : null,
       fields: fieldsFromGraph(c, contactFieldNames),
+      ...(typeof c.createdDateTime === 'string' ? { createdDateTime: c.createdDateTime } : {}),
     };
   }
 
@@ -315,7 +350,7 @@ export class GraphMailboxes implements MailboxGraph {
     try {
       return this.tagged(
         await this.get(
-          `/users/${encodeURIComponent(mailboxId)}/contacts/${encodeURIComponent(contactId)}?$select=${contactSelect}&$expand=${encodeURIComponent(expandTag)}`,
+          `/users/${pathSegment(mailboxId)}/contacts/${pathSegment(contactId)}?$select=${contactSelect}&$expand=${encodeURIComponent(expandTag)}`,
         ),
       );
     } catch (e) {
@@ -324,15 +359,47 @@ export class GraphMailboxes implements MailboxGraph {
     }
   }
 
-  private async subRequest(mailboxId: string, op: WriteOp): Promise<Json> {
+  async getContacts(mailboxId: string, ids: readonly string[]): Promise<Map<string, TaggedContact | null>> {
+    const out = new Map<string, TaggedContact | null>();
+    const chunks: string[][] = [];
+    for (let i = 0; i < ids.length; i += 20) chunks.push(ids.slice(i, i + 20));
     const user = `/users/${encodeURIComponent(mailboxId)}`;
+    for (let i = 0; i < chunks.length; i += this.tuning.lanes) {
+      await Promise.all(
+        chunks.slice(i, i + this.tuning.lanes).map(async (chunk) => {
+          this.stats.httpCalls++;
+          const response = await graphCall(
+            () =>
+              this.client.api('/$batch').post({
+                requests: chunk.map((id, n) => ({
+                  id: String(n),
+                  method: 'GET',
+                  url: `${user}/contacts/${encodeURIComponent(id)}?$select=${contactSelect}&$expand=${encodeURIComponent(expandTag)}`,
+                  headers: { Prefer: immutable },
+                })),
+              }) as Promise<{ responses?: Json[] }>,
+          );
+          for (const r of response.responses ?? []) {
+            const id = chunk[Number(r.id)];
+            if (id === undefined) continue;
+            if (r.status === 200) out.set(id, this.tagged((r.body ?? {}) as Json));
+            else if (r.status === 404) out.set(id, null);
+          }
+        }),
+      );
+    }
+    return out;
+  }
+
+  private async subRequest(mailboxId: string, op: WriteOp): Promise<Json> {
+    const user = `/users/${pathSegment(mailboxId)}`;
     switch (op.kind) {
       case 'setPhoto': {
         const photo = await op.photo();
         return {
           id: op.id,
           method: 'PUT',
-          url: `${user}/contacts/${encodeURIComponent(op.contactId)}/photo/$value`,
+          url: `${user}/contacts/${pathSegment(op.contactId)}/photo/$value`,
           // Inside a batch a binary body is base64 with its own Content-Type.
           headers: { 'Content-Type': photo.contentType, Prefer: immutable },
           body: photo.bytes.toString('base64'),
@@ -342,7 +409,7 @@ export class GraphMailboxes implements MailboxGraph {
         return {
           id: op.id,
           method: 'DELETE',
-          url: `${user}/contacts/${encodeURIComponent(op.contactId)}/photo/$value`,
+          url: `${user}/contacts/${pathSegment(op.contactId)}/photo/$value`,
           headers: { Prefer: immutable },
         };
       case 'create':
@@ -357,7 +424,7 @@ export class GraphMailboxes implements MailboxGraph {
         return {
           id: op.id,
           method: 'PATCH',
-          url: `${user}/contacts/${encodeURIComponent(op.contactId)}`,
+          url: `${user}/contacts/${pathSegment(op.contactId)}`,
           headers: { 'Content-Type': 'application/json', Prefer: immutable },
           body: op.body(),
         };
@@ -365,7 +432,7 @@ export class GraphMailboxes implements MailboxGraph {
         return {
           id: op.id,
           method: 'DELETE',
-          url: `${user}/contacts/${encodeURIComponent(op.contactId)}`,
+          url: `${user}/contacts/${pathSegment(op.contactId)}`,
           headers: { Prefer: immutable },
         };
     }
@@ -375,9 +442,11 @@ export class GraphMailboxes implements MailboxGraph {
     const queue = ops.map((op) => ({ op, attempts: 0, throttledWaits: 0 }));
     const results: WriteResult[] = [];
     const shares = laneShares(ops.length, this.tuning.lanes, this.tuning.batchSize);
+    // The first failure (a state write, a body) stops every lane: none starts another batch.
+    let stopped = false;
     const lane = async (share: number): Promise<void> => {
       let unsent = share;
-      while (queue.length > 0) {
+      while (queue.length > 0 && !stopped) {
         if (options.deadline !== undefined && Date.now() >= options.deadline) return;
         // A lane's own share first (so no lane runs a round longer than the others); retries
         // pushed back to the queue are taken by whichever lane is free.
@@ -467,8 +536,14 @@ export class GraphMailboxes implements MailboxGraph {
               });
             } else if (status === 404 && q.op.kind !== 'create') {
               done.push({ id: q.op.id, outcome: 'notFound' });
-            } else if (status === 424 || status === 0) {
+            } else if (status === 424) {
               again.push(q); // not executed: a request before it failed
+            } else if (q.op.kind === 'create' && (status === 0 || status >= 500)) {
+              // It may have run (no sub-response, or a server error after the write): sent again only
+              // after its tag was looked up, on the next pass.
+              done.push({ id: q.op.id, outcome: 'unknown', message: `HTTP ${status || 'no reply'}` });
+            } else if (status === 0) {
+              again.push(q); // no sub-response: PATCH and DELETE are safe to send again
             } else if (
               status === 429 && retryAfterOf(r) > 0
                 ? ++q.throttledWaits < this.tuning.maxThrottledWaits
@@ -506,7 +581,18 @@ export class GraphMailboxes implements MailboxGraph {
         if (waitMs > 0) await sleep(waitMs);
       }
     };
-    await Promise.all(shares.map((share) => lane(share)));
+    // Settled, not Promise.all: write returns (and the caller may release the mailbox lock) only
+    // once no request of any lane is still in flight.
+    const lanes = await Promise.allSettled(
+      shares.map((share) =>
+        lane(share).catch((e: unknown) => {
+          stopped = true;
+          throw e;
+        }),
+      ),
+    );
+    const failure = lanes.find((l) => l.status === 'rejected');
+    if (failure) throw failure.reason;
     if (queue.length > 0) {
       const left: WriteResult[] = queue.map((q) => ({ id: q.op.id, outcome: 'notAttempted' }));
       results.push(...left);

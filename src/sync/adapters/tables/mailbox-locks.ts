@@ -1,6 +1,7 @@
 // One worker per mailbox at a time: a lease row (ETag-guarded, with an expiry) beside the mailbox's
 // state, so two deliveries of the same mailbox never interleave their writes.
 import type { TableClient } from '@azure/data-tables';
+import { mailboxPartition } from './table-key';
 
 const lockKey = '~lock';
 const status = (e: unknown): number | undefined => (e as { statusCode?: number }).statusCode;
@@ -15,7 +16,7 @@ export class MailboxLocks {
     until: Date,
     now: Date,
   ): Promise<boolean> {
-    const partitionKey = `${policyId}|${mailboxId}`;
+    const partitionKey = mailboxPartition(policyId, mailboxId);
     for (let attempt = 0; attempt < 5; attempt++) {
       let existing: { owner: string; until: string; etag: string } | undefined;
       try {
@@ -37,8 +38,39 @@ export class MailboxLocks {
     return false;
   }
 
+  /**
+   * Renews the lock every `everyMs` while a pass runs (each renewal holds it `ttlMs` more), so a pass
+   * slowed by throttling never outlives its lock. `stop` ends the renewals and waits for one in flight.
+   * A renewal that fails is retried at the next tick; the lock's own expiry still bounds a dead worker.
+   */
+  keepLocked(
+    policyId: string,
+    mailboxId: string,
+    owner: string,
+    ttlMs: number,
+    everyMs: number,
+    now: () => Date = () => new Date(),
+  ): { stop(): Promise<void> } {
+    let renewing: Promise<unknown> = Promise.resolve();
+    const timer = setInterval(() => {
+      renewing = renewing.then(() => {
+        const at = now();
+        return this.tryLock(policyId, mailboxId, owner, new Date(at.getTime() + ttlMs), at).catch(
+          () => false,
+        );
+      });
+    }, everyMs);
+    timer.unref();
+    return {
+      stop: async () => {
+        clearInterval(timer);
+        await renewing;
+      },
+    };
+  }
+
   async unlock(policyId: string, mailboxId: string, owner: string): Promise<void> {
-    const partitionKey = `${policyId}|${mailboxId}`;
+    const partitionKey = mailboxPartition(policyId, mailboxId);
     try {
       const existing = await this.table.getEntity<{ owner: string }>(partitionKey, lockKey);
       if (existing.owner === owner)

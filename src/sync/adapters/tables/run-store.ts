@@ -1,21 +1,48 @@
-// Runs and policy leases in Table Storage. A run's summary and its mailbox outcomes share a partition,
-// so recording an outcome and counting it is one entity-group transaction guarded by the summary's ETag.
+// Runs and policy leases in Table Storage. A run's summary, its targets (a row each) and its mailbox
+// outcomes share a partition, so recording an outcome and counting it is one entity-group transaction
+// guarded by the summary's ETag. Lists that can grow are rows or capped (Azure: a string property holds
+// 32K characters, an entity 1 MiB, a transaction 100 entities).
 import { TableClient, type TableEntity, type TransactionAction } from '@azure/data-tables';
 import {
   addOutcome,
+  boundOutcome,
   isFinal,
+  maxListedSkipped,
   type MailboxOutcome,
   type PolicyState,
   type RunStore,
   type RunSummary,
+  type RunTarget,
 } from '../../runs';
 import type { TargetResolution } from '../../directory';
 
+// Outcome rows are keyed by the mailbox's GUID; our own rows start with `~`, which sorts after them.
 const summaryKey = '~run';
+const requestKey = '~request';
+const targetPrefix = '~target~';
 const stateKey = 'state';
 const status = (e: unknown): number | undefined => (e as { statusCode?: number }).statusCode;
+const odata = (s: string): string => `'${s.replace(/'/g, "''")}'`;
 
-type DataEntity = TableEntity<{ data: string }>;
+type DataEntity = TableEntity<Record<string, unknown>>;
+
+/** Characters per `data` property: a string property holds 32K UTF-16 characters. */
+const chunkChars = 30_000;
+
+/** JSON spread over `data`, `data1`, `data2`, ... so no one property outgrows its limit. */
+export function packData(value: unknown): Record<string, string> {
+  const text = JSON.stringify(value);
+  const out: Record<string, string> = { data: text.slice(0, chunkChars) };
+  for (let i = 1; i * chunkChars < text.length; i++)
+    out[`data${i}`] = text.slice(i * chunkChars, (i + 1) * chunkChars);
+  return out;
+}
+
+export function unpackData<T>(e: Record<string, unknown>): T {
+  let text = String(e.data);
+  for (let i = 1; typeof e[`data${i}`] === 'string'; i++) text += e[`data${i}`] as string;
+  return JSON.parse(text) as T;
+}
 
 export class TableRunStore implements RunStore {
   constructor(
@@ -26,7 +53,7 @@ export class TableRunStore implements RunStore {
   private async readSummary(runId: string): Promise<{ run: RunSummary; etag: string } | undefined> {
     try {
       const e = await this.runs.getEntity<DataEntity>(runId, summaryKey);
-      return { run: JSON.parse(e.data) as RunSummary, etag: e.etag };
+      return { run: unpackData<RunSummary>(e), etag: e.etag };
     } catch (err) {
       if (status(err) === 404) return undefined;
       throw err;
@@ -45,7 +72,7 @@ export class TableRunStore implements RunStore {
       if (!next) return current.run;
       try {
         await this.runs.updateEntity(
-          { partitionKey: runId, rowKey: summaryKey, data: JSON.stringify(next) },
+          { partitionKey: runId, rowKey: summaryKey, policyId: next.policyId, ...packData(next) },
           'Replace',
           { etag: current.etag },
         );
@@ -57,33 +84,92 @@ export class TableRunStore implements RunStore {
     throw new Error(`run ${runId}: too many concurrent updates`);
   }
 
-  async createRun(summary: RunSummary): Promise<void> {
-    try {
-      await this.runs.createEntity({
-        partitionKey: summary.runId,
-        rowKey: summaryKey,
-        policyId: summary.policyId,
-        data: JSON.stringify(summary),
-      });
-    } catch (err) {
-      if (status(err) !== 409) throw err; // a redelivered message: the run exists already
-    }
+  async createRun(summary: RunSummary, requestedMailboxes: readonly string[]): Promise<void> {
+    // The request first (at most 1,000 names of at most 320 characters: one entity, in chunks): a run
+    // exists once its summary does.
+    await this.runs.createEntity({
+      partitionKey: summary.runId,
+      rowKey: requestKey,
+      ...packData(requestedMailboxes),
+    });
+    await this.runs.createEntity({
+      partitionKey: summary.runId,
+      rowKey: summaryKey,
+      policyId: summary.policyId,
+      ...packData(summary),
+    });
   }
 
   async getRun(runId: string): Promise<RunSummary | undefined> {
     return (await this.readSummary(runId))?.run;
   }
 
+  async deleteRun(runId: string): Promise<void> {
+    for (const rowKey of [requestKey, summaryKey])
+      await this.runs.deleteEntity(runId, rowKey).catch((err: unknown) => {
+        if (status(err) !== 404) throw err;
+      });
+  }
+
+  async requestedMailboxes(runId: string): Promise<string[]> {
+    try {
+      return unpackData<string[]>(await this.runs.getEntity<DataEntity>(runId, requestKey));
+    } catch (err) {
+      if (status(err) === 404) return [];
+      throw err;
+    }
+  }
+
   async startRun(
     runId: string,
-    expected: number,
+    targets: readonly RunTarget[],
     skippedTargets: TargetResolution['skipped'],
+    notes: string[] = [],
   ): Promise<RunSummary> {
+    // Targets first: a worker accepts only a mailbox whose target row exists.
+    for (let i = 0; i < targets.length; i += 100) {
+      await this.runs.submitTransaction(
+        targets
+          .slice(i, i + 100)
+          .map((t): TransactionAction => [
+            'upsert',
+            { partitionKey: runId, rowKey: `${targetPrefix}${t.mailboxId}`, upn: t.userPrincipalName },
+            'Replace',
+          ]),
+      );
+    }
     const run = await this.updateSummary(runId, (r) =>
-      r.status === 'starting' ? { ...r, status: 'running', expected, skippedTargets } : undefined,
+      r.status === 'starting'
+        ? {
+            ...r,
+            status: 'running',
+            expected: targets.length,
+            skippedTargets: skippedTargets.slice(0, maxListedSkipped),
+            skippedCount: skippedTargets.length,
+            ...(notes.length ? { notes: notes.slice(0, maxListedSkipped) } : {}),
+          }
+        : undefined,
     );
     if (!run) throw new Error(`run ${runId} does not exist`);
     return run;
+  }
+
+  async getTarget(runId: string, mailboxId: string): Promise<RunTarget | undefined> {
+    try {
+      const e = await this.runs.getEntity<{ upn: string }>(runId, `${targetPrefix}${mailboxId}`);
+      return { mailboxId, userPrincipalName: e.upn };
+    } catch (err) {
+      if (status(err) === 404) return undefined;
+      throw err;
+    }
+  }
+
+  async listTargets(runId: string): Promise<RunTarget[]> {
+    const out: RunTarget[] = [];
+    const filter = `PartitionKey eq ${odata(runId)} and RowKey ge ${odata(targetPrefix)} and RowKey lt ${odata(`${targetPrefix}~`)}`;
+    for await (const e of this.runs.listEntities<{ upn: string }>({ queryOptions: { filter } }))
+      out.push({ mailboxId: e.rowKey!.slice(targetPrefix.length), userPrincipalName: e.upn });
+    return out;
   }
 
   failRun(runId: string, error: string): Promise<RunSummary | undefined> {
@@ -97,7 +183,7 @@ export class TableRunStore implements RunStore {
   async getOutcome(runId: string, mailboxId: string): Promise<MailboxOutcome | undefined> {
     try {
       const e = await this.runs.getEntity<DataEntity>(runId, mailboxId);
-      return JSON.parse(e.data) as MailboxOutcome;
+      return unpackData<MailboxOutcome>(e);
     } catch (err) {
       if (status(err) === 404) return undefined;
       throw err;
@@ -107,9 +193,9 @@ export class TableRunStore implements RunStore {
   async listOutcomes(runId: string): Promise<MailboxOutcome[]> {
     const out: MailboxOutcome[] = [];
     for await (const e of this.runs.listEntities<DataEntity>({
-      queryOptions: { filter: `PartitionKey eq '${runId.replace(/'/g, "''")}'` },
+      queryOptions: { filter: `PartitionKey eq ${odata(runId)} and RowKey lt '~'` },
     })) {
-      if (e.rowKey !== summaryKey) out.push(JSON.parse(e.data) as MailboxOutcome);
+      out.push(unpackData<MailboxOutcome>(e));
     }
     return out;
   }
@@ -122,18 +208,15 @@ export class TableRunStore implements RunStore {
   ): Promise<void> {
     const existing = await this.getOutcome(runId, mailboxId);
     if (existing && isFinal(existing.status)) return;
-    const outcome: MailboxOutcome = {
+    const outcome = boundOutcome({
       mailboxId,
       userPrincipalName,
       status: 'retrying',
       result: null,
       lastError: error,
       attempts: (existing?.attempts ?? 0) + 1,
-    };
-    await this.runs.upsertEntity(
-      { partitionKey: runId, rowKey: mailboxId, data: JSON.stringify(outcome) },
-      'Replace',
-    );
+    });
+    await this.runs.upsertEntity({ partitionKey: runId, rowKey: mailboxId, ...packData(outcome) }, 'Replace');
   }
 
   async recordOutcome(
@@ -145,20 +228,13 @@ export class TableRunStore implements RunStore {
       if (!current) throw new Error(`run ${runId} does not exist`);
       const existing = await this.getOutcome(runId, outcome.mailboxId);
       if (existing && isFinal(existing.status)) return { run: current.run, recorded: false };
-      const next = addOutcome(current.run, { ...outcome, attempts: (existing?.attempts ?? 0) + 1 });
+      const stored = boundOutcome({ ...outcome, attempts: (existing?.attempts ?? 0) + 1 });
+      const next = addOutcome(current.run, stored);
       const actions: TransactionAction[] = [
-        [
-          'upsert',
-          {
-            partitionKey: runId,
-            rowKey: outcome.mailboxId,
-            data: JSON.stringify({ ...outcome, attempts: (existing?.attempts ?? 0) + 1 }),
-          },
-          'Replace',
-        ],
+        ['upsert', { partitionKey: runId, rowKey: outcome.mailboxId, ...packData(stored) }, 'Replace'],
         [
           'update',
-          { partitionKey: runId, rowKey: summaryKey, data: JSON.stringify(next) },
+          { partitionKey: runId, rowKey: summaryKey, policyId: next.policyId, ...packData(next) },
           'Replace',
           { etag: current.etag },
         ],
@@ -190,7 +266,7 @@ export class TableRunStore implements RunStore {
   private async readState(policyId: string): Promise<{ state: PolicyState; etag: string | null }> {
     try {
       const e = await this.policies.getEntity<DataEntity>(policyId, stateKey);
-      return { state: JSON.parse(e.data) as PolicyState, etag: e.etag };
+      return { state: unpackData<PolicyState>(e), etag: e.etag };
     } catch (err) {
       if (status(err) === 404)
         return {
@@ -233,12 +309,19 @@ export class TableRunStore implements RunStore {
     scheduledAt?: Date,
   ): Promise<{ acquired: true } | { acquired: false; heldBy: string }> {
     let heldBy: string | null = null;
+    // A holder whose run record is missing or finished holds nothing (a start that failed halfway).
+    const { state } = await this.readState(policyId);
+    const holder = state.leaseRunId && state.leaseRunId !== runId ? state.leaseRunId : null;
+    const holderRun = holder ? await this.getRun(holder) : undefined;
+    const holderLive =
+      holderRun !== undefined && holderRun.status !== 'completed' && holderRun.status !== 'failed';
     const result = await this.writeState(policyId, (s) => {
       const live =
         s.leaseRunId !== null &&
         s.leaseRunId !== runId &&
         s.leaseExpiresAt !== null &&
-        new Date(s.leaseExpiresAt).getTime() > now.getTime();
+        new Date(s.leaseExpiresAt).getTime() > now.getTime() &&
+        (s.leaseRunId !== holder || holderLive);
       if (live) {
         heldBy = s.leaseRunId;
         return undefined;

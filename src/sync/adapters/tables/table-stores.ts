@@ -2,10 +2,11 @@
 // mailbox (mailboxes), so a mailbox's rows are written in entity-group transactions of up to 100.
 import { randomUUID } from 'node:crypto';
 import { odata, TableClient, type TableEntity, type TransactionAction } from '@azure/data-tables';
+import { mailboxPartition } from './table-key';
 import { z } from 'zod';
 import type { DirectoryEntry } from '../../directory';
 import type { ContactFields } from '../../mapping';
-import type { DesiredContact } from '../../planner';
+import type { DesiredContact, ManagedContact } from '../../planner';
 import type {
   FolderState,
   MailboxState,
@@ -89,6 +90,7 @@ const json = <T>(schema: z.ZodType<T>, text: unknown, what: string): T => {
   return parsed.data;
 };
 const anyObject = z.record(z.string(), z.unknown());
+const intentSchema = z.object({ written: anyObject, hash: z.string() });
 
 /** Where a lazily parsed row keeps its column text (not enumerable: spreads copy the value instead). */
 const columnText = Symbol('columnText');
@@ -139,8 +141,12 @@ function folderOf(e: Record<string, unknown>): FolderState {
     folderName: (e.folderName as string) || null,
     deltaLink: (e.deltaLink as string) || null,
     dirtyContactIds: e.dirty ? json(z.array(z.string()), e.dirty, 'dirty') : [],
+    ...(e.recheckAll === true ? { recheckAll: true } : {}),
   };
 }
+
+/** Characters of dirty ids a folder row holds: a string property takes at most 32K UTF-16 units. */
+const maxDirtyChars = 30_000;
 
 export class TableSourceStore implements SourceStore {
   constructor(private readonly table: TableClient) {}
@@ -292,7 +298,7 @@ export class TableMailboxStore implements MailboxStateStore {
   constructor(private readonly table: TableClient) {}
 
   private pk(policyId: string, mailboxId: string): string {
-    return `${policyId}|${mailboxId}`;
+    return mailboxPartition(policyId, mailboxId);
   }
 
   async load(policyId: string, mailboxId: string): Promise<MailboxState> {
@@ -320,6 +326,9 @@ export class TableMailboxStore implements MailboxStateStore {
           userDeleted: e.userDeleted === true,
           orphaned: e.orphaned === true,
           ...(typeof e.photo === 'string' && e.photo !== '' ? { photo: e.photo } : {}),
+          ...(typeof e.intent === 'string' && e.intent !== ''
+            ? { intent: json(intentSchema, e.intent, 'intent') as ManagedContact['intent'] }
+            : {}),
         };
         contacts.set(e.rowKey, withLazyWritten(base, e.fields) as unknown as StoredContact);
       }
@@ -338,6 +347,10 @@ export class TableMailboxStore implements MailboxStateStore {
   }
 
   async saveFolder(policyId: string, mailboxId: string, folder: FolderState): Promise<void> {
+    // More ids than a property holds: none are stored, and the next pass compares the whole folder.
+    let dirty = JSON.stringify(folder.dirtyContactIds);
+    const recheckAll = folder.recheckAll === true || dirty.length > maxDirtyChars;
+    if (recheckAll) dirty = '[]';
     await this.table.upsertEntity(
       {
         partitionKey: this.pk(policyId, mailboxId),
@@ -345,7 +358,8 @@ export class TableMailboxStore implements MailboxStateStore {
         folderId: folder.folderId ?? '',
         folderName: folder.folderName ?? '',
         deltaLink: folder.deltaLink ?? '',
-        dirty: JSON.stringify(folder.dirtyContactIds),
+        dirty,
+        recheckAll,
       },
       'Replace',
     );
@@ -382,6 +396,8 @@ export class TableMailboxStore implements MailboxStateStore {
               orphaned: c.orphaned,
               // The hash of the photo we put; empty for none.
               photo: c.photo ?? '',
+              // A PATCH sent without a reply yet (JSON); empty for none.
+              intent: c.intent ? JSON.stringify(c.intent) : '',
             },
         'Replace',
       ];

@@ -1,0 +1,64 @@
+// What every step of a mailbox pass shares: the policy, the mailbox, its ports, and the state the
+// steps read and update (the stored contacts and folder row, the result being counted).
+import type { ContactFieldName, Policy } from '../config/schema';
+import type { ContactFields } from '../mapping';
+import type { DesiredContact, MailboxPlan } from '../planner';
+import type { DriftItem, FolderState, MailboxGraph, MailboxStateStore, StoredContact } from '../ports';
+
+export interface MailboxError {
+  sourceKey?: string;
+  status: number;
+  code: string;
+  message: string;
+  requestId?: string;
+}
+
+export interface MailboxResult {
+  mailbox: string;
+  userId: string;
+  /** partial: the time budget ran out; run it again to continue. planned: a dry run. */
+  status: 'succeeded' | 'failed' | 'skipped' | 'partial' | 'planned';
+  skipReason?: 'noMailbox';
+  created: number;
+  updated: number;
+  deleted: number;
+  unchanged: number;
+  restored: number;
+  failed: number;
+  errors: MailboxError[];
+  deletionsBlocked?: MailboxPlan['deletionsBlocked'];
+  /** Duplicates of a managed contact found and removed (healed). */
+  duplicatesRemoved: number;
+  /** Contact photos put or removed (planned, in a dry run). */
+  photos?: number;
+}
+
+export interface SyncMailboxOptions {
+  dryRun: boolean;
+  force: boolean;
+  deadline?: number;
+  /** The folder's next delta round, read at the run's start with other mailboxes' in one $batch. */
+  preReadDrift?: { fromDeltaLink: string; deltaLink: string; items: DriftItem[] };
+}
+
+/** What users changed in managed contacts: by contact id. */
+export interface MutableDrift {
+  changed: Map<string, { fields: ContactFields; changeKey: string }>;
+  deleted: Set<string>;
+}
+
+export interface MailboxPass {
+  policy: Policy;
+  /** The mailbox's user id. */
+  mbx: string;
+  graph: MailboxGraph;
+  store: MailboxStateStore;
+  options: SyncMailboxOptions;
+  fields: ContactFieldName[];
+  /** What the source wants in this mailbox (the mailbox's own user left out under excludeSelf). */
+  desired: ReadonlyMap<string, DesiredContact>;
+  /** The stored contact rows, kept current as steps change them. */
+  contacts: Map<string, StoredContact>;
+  folderState: FolderState | null;
+  result: MailboxResult;
+}

@@ -1,0 +1,45 @@
+// Step 4: the plan (pure), and what a dry run reports from it.
+import { planMailbox, planPhotos, type MailboxPlan, type ManagedContact } from '../planner';
+import type { MailboxPass, MutableDrift } from './pass';
+
+export function managedContacts(pass: MailboxPass): Map<string, ManagedContact> {
+  const managed = new Map<string, ManagedContact>();
+  for (const [k, c] of pass.contacts) if (!c.pending) managed.set(k, c);
+  return managed;
+}
+
+export function planPass(
+  pass: MailboxPass,
+  drift: MutableDrift,
+  lostWithFolder: ReadonlySet<string>,
+): MailboxPlan {
+  const { policy } = pass;
+  const plan = planMailbox(pass.desired, managedContacts(pass), drift, {
+    fields: pass.fields,
+    rules: policy.mapping.rules,
+    onUserEdit: policy.options.onUserEdit,
+    onUserDelete: policy.options.onUserDelete,
+    onSourceRemoval: policy.options.onSourceRemoval,
+    removalCategory: policy.options.removalCategory,
+    deletionThreshold: policy.options.deletionThreshold,
+    force: pass.options.force,
+  });
+  // Contacts that vanished with a deleted folder come back as restores.
+  for (const c of plan.creates) if (lostWithFolder.has(c.sourceKey)) c.restore = true;
+  if (plan.deletionsBlocked) pass.result.deletionsBlocked = plan.deletionsBlocked;
+  pass.result.unchanged = plan.unchanged;
+  return plan;
+}
+
+/** A dry run's counts: what the plan would write. */
+export function reportPlanned(pass: MailboxPass, plan: MailboxPlan, duplicates: number): void {
+  const { result } = pass;
+  result.status = 'planned';
+  result.created = plan.creates.filter((c) => !c.restore).length;
+  result.restored =
+    plan.creates.filter((c) => c.restore).length + plan.updates.filter((u) => u.restore).length;
+  result.updated = plan.updates.filter((u) => !u.restore).length;
+  result.deleted = plan.deletes.length;
+  result.duplicatesRemoved = duplicates;
+  if (pass.policy.photos.enabled) result.photos = planPhotos(pass.desired, managedContacts(pass)).length;
+}

@@ -1,0 +1,172 @@
+// Step 2: what users changed since the last pass: the folder's contacts delta (or the round read at
+// the run's start), then the contacts left to re-check. A deleted folder is recreated; an expired
+// token asks for a reconcile by tag.
+import type { ContactFieldName } from '../config/schema';
+import { sameValue } from '../mapping';
+import type { ManagedContact } from '../planner';
+import { DeltaExpiredError, FolderGoneError, type DriftItem, type FolderRef } from '../ports';
+import { ensureFolder, folderMissingInDryRun } from './ensure-folder';
+import type { MailboxPass, MutableDrift } from './pass';
+
+export interface Changes {
+  drift: MutableDrift;
+  /** The token after this read (null when nothing was read: a dry run without the folder). */
+  newDeltaLink: string | null;
+  /** Look every contact up by tag (adopted folder, expired token). */
+  reconcile: boolean;
+  /** The folder, recreated if the user deleted it. */
+  ref: FolderRef;
+  /** Source keys whose contacts vanished with a deleted folder (they come back as restores). */
+  lostWithFolder: Set<string>;
+  /** Contacts in the delta the state does not know (users' own, or ours the state lost). */
+  unknownIds: Set<string>;
+  /** Contacts to re-check whose read failed (throttled): kept for the next pass. */
+  stillDirty: string[];
+}
+
+/** A delta read whose items do not matter (only its new token). */
+const ignore = (): void => undefined;
+
+/** Managed (not pending) contacts by contact id. */
+export function managedByContactId(pass: MailboxPass): Map<string, [string, ManagedContact]> {
+  const m = new Map<string, [string, ManagedContact]>();
+  for (const [k, c] of pass.contacts) if (!c.pending) m.set(c.contactId, [k, c]);
+  return m;
+}
+
+export async function readChanges(pass: MailboxPass, ref: FolderRef, adopted: boolean): Promise<Changes> {
+  const { graph, mbx, options } = pass;
+  const out: Changes = {
+    drift: { changed: new Map(), deleted: new Set() },
+    newDeltaLink: null,
+    reconcile: adopted,
+    ref,
+    lostWithFolder: new Set(),
+    unknownIds: new Set(),
+    stillDirty: [],
+  };
+  // A folder row that gave up on listing ids: compare every managed contact by listing the folder.
+  if (pass.folderState?.recheckAll) out.reconcile = true;
+  if (folderMissingInDryRun(pass)) return out;
+  try {
+    const managed = managedByContactId(pass);
+    const ownWrites = new Map<string, ManagedContact>();
+    const take = (items: DriftItem[]): void =>
+      takeDrift(out.drift, managed, items, out.unknownIds, { fields: pass.fields, ownWrites });
+    const pre = options.preReadDrift;
+    if (
+      pre &&
+      pass.folderState?.deltaLink === pre.fromDeltaLink &&
+      new URL(pre.deltaLink).origin === new URL(pre.fromDeltaLink).origin
+    ) {
+      take(pre.items);
+      out.newDeltaLink = pre.deltaLink;
+    } else {
+      out.newDeltaLink = (
+        await graph.readDrift(mbx, ref, pass.folderState?.deltaLink ?? null, take)
+      ).deltaLink;
+    }
+    await settleOwnWrites(pass, ownWrites);
+    out.stillDirty = await recheckDirty(pass, managed, out.drift);
+  } catch (e) {
+    if (e instanceof FolderGoneError) {
+      // The user deleted the folder: everything in it is gone; recreate it and its contacts.
+      for (const k of pass.contacts.keys()) out.lostWithFolder.add(k);
+      if (!options.dryRun) await pass.store.clear(pass.policy.id, mbx);
+      pass.contacts.clear();
+      pass.folderState = null;
+      const again = await ensureFolder(pass);
+      out.ref = again.ref;
+      out.reconcile = again.adopted;
+      if (!options.dryRun) out.newDeltaLink = (await graph.readDrift(mbx, out.ref, null, ignore)).deltaLink;
+    } else if (e instanceof DeltaExpiredError) {
+      out.newDeltaLink = await readWholeFolder(pass, ref, out);
+    } else throw e;
+  }
+  return out;
+}
+
+/**
+ * An expired token: one full round is the folder as it is, read once. Managed contacts missing from
+ * it are gone; contacts the state does not know are looked up by tag (or the folder listed when many).
+ */
+async function readWholeFolder(pass: MailboxPass, ref: FolderRef, out: Changes): Promise<string> {
+  const managed = managedByContactId(pass);
+  const seen = new Set<string>();
+  const round = await pass.graph.readDrift(pass.mbx, ref, null, (items) => {
+    for (const item of items) seen.add(item.contactId);
+    takeDrift(out.drift, managed, items, out.unknownIds);
+  });
+  for (const id of managed.keys()) if (!seen.has(id)) out.drift.deleted.add(id);
+  return round.deltaLink;
+}
+
+/** Delta items about managed contacts, as drift: a removal, or a changeKey that is not ours. */
+export function takeDrift(
+  drift: MutableDrift,
+  managed: ReadonlyMap<string, [string, ManagedContact]>,
+  items: readonly DriftItem[],
+  unknownIds?: Set<string>,
+  own?: { fields: readonly ContactFieldName[]; ownWrites: Map<string, ManagedContact> },
+): void {
+  for (const item of items) {
+    const hit = managed.get(item.contactId);
+    if (!hit) {
+      if (item.removed) unknownIds?.delete(item.contactId);
+      else unknownIds?.add(item.contactId);
+      continue;
+    }
+    if (item.removed) drift.deleted.add(item.contactId);
+    else if (item.changeKey && item.changeKey !== hit[1].changeKey && item.fields) {
+      const [key, have] = hit;
+      const itemFields = item.fields;
+      const intent = have.intent;
+      if (own && intent && own.fields.every((f) => sameValue(itemFields[f], intent.written[f]))) {
+        // Our own PATCH whose reply was lost: what it wrote is what we meant to write.
+        const { intent: _sent, ...rest } = have;
+        own.ownWrites.set(key, {
+          ...rest,
+          written: intent.written,
+          hash: intent.hash,
+          changeKey: item.changeKey,
+        });
+        drift.changed.delete(item.contactId);
+      } else drift.changed.set(item.contactId, { fields: itemFields, changeKey: item.changeKey });
+    }
+  }
+}
+
+/** PATCHes of an earlier pass found done: stored as written, so the plan sees no user edit. */
+async function settleOwnWrites(
+  pass: MailboxPass,
+  ownWrites: ReadonlyMap<string, ManagedContact>,
+): Promise<void> {
+  for (const [k, c] of ownWrites) pass.contacts.set(k, c);
+  if (ownWrites.size > 0 && !pass.options.dryRun)
+    await pass.store.apply(pass.policy.id, pass.mbx, [...ownWrites], []);
+}
+
+/**
+ * Contacts a caught-up delta left to look at again (changed by someone else meanwhile), read 20 to a
+ * $batch. Returns the ids whose read failed.
+ */
+async function recheckDirty(
+  pass: MailboxPass,
+  managed: ReadonlyMap<string, [string, ManagedContact]>,
+  drift: MutableDrift,
+): Promise<string[]> {
+  const ids = (pass.folderState?.dirtyContactIds ?? []).filter(
+    (id) => managed.has(id) && !drift.changed.has(id) && !drift.deleted.has(id),
+  );
+  if (ids.length === 0) return [];
+  const found = await pass.graph.getContacts(pass.mbx, ids);
+  const left: string[] = [];
+  for (const id of ids) {
+    const current = found.get(id);
+    if (current === undefined) left.push(id);
+    else if (current === null) drift.deleted.add(id);
+    else if (current.changeKey !== managed.get(id)![1].changeKey)
+      drift.changed.set(id, { fields: current.fields, changeKey: current.changeKey });
+  }
+  return left;
+}

@@ -1,0 +1,18 @@
+// Found by the model test (test/model). Runs and reports; registered as todo until fixed.
+import { after, before, test } from 'node:test';
+import { runSequence, startWorld, type ModelWorld } from '../model';
+
+let world: ModelWorld;
+before(async () => (world = await startWorld()));
+after(() => world.f.close());
+
+test(
+  'model sequence: a user renames the policy folder',
+  { todo: 'issue 15 defect 7: a folder renamed by its user is written into under its new name' },
+  () =>
+    runSequence(world, {
+      onUserEdit: 'restore',
+      onUserDelete: 'restore',
+      steps: [{ t: 'run' }, { t: 'renameFolder', mailbox: 0 }],
+    }),
+);

@@ -1,0 +1,486 @@
+// The model-based test (issue 15): fast-check generates sequences of directory changes, users' actions
+// in their mailboxes, policy edits, faults and runs; each run goes through the real queue pipeline
+// (Functions handlers over Azurite queues, the local runner) against the simulator, and after each run
+// that reports success the invariant (test/support/invariant.ts) and the policy's onUserEdit /
+// onUserDelete semantics are checked against a small reference model. A failure prints the shrunk
+// sequence as a test to paste under test/model/found/.
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import type { PipelinePolicy } from '@azure/core-rest-pipeline';
+import { policySchema, type Policy, type PolicyInput } from '../../src/sync/config/schema';
+import type { FunctionsFixture } from '../support/functions-app';
+import { functionsFixture } from '../support/functions-app';
+import {
+  folderOf,
+  invariantViolations,
+  snapshotUntagged,
+  tagOfContact,
+  writesSince,
+  type InvariantAllowances,
+} from '../support/invariant';
+import { runThroughQueues } from './pipeline';
+
+export const departments = ['Sales', 'Legal', 'Ops'] as const;
+const fields = [
+  'jobTitle',
+  'department',
+  'mobilePhone',
+  'displayName',
+  'officeLocation',
+  'businessPhones',
+] as const;
+const faultKinds = [
+  'lostCreate',
+  'lostPatch',
+  'lostDelete',
+  'throttleInBatch',
+  'serverErrorInBatch',
+  'table503',
+  'killAfterStateWrite',
+  'expireDeltaTokens',
+] as const;
+
+/** One step of a sequence. Indices pick among what exists when the step runs (modulo its size). */
+export type Step =
+  | { t: 'addUser'; dept: number }
+  | { t: 'updateUser'; user: number; field: (typeof fields)[number]; value: number }
+  | { t: 'setEnabled'; user: number; enabled: boolean }
+  | { t: 'deleteUser'; user: number }
+  | { t: 'mark'; user: number; on: boolean }
+  | { t: 'membership'; user: number; add: boolean }
+  | { t: 'editContact'; mailbox: number; contact: number; value: number }
+  | { t: 'deleteContact'; mailbox: number; contact: number }
+  | { t: 'createOwn'; mailbox: number; like: number }
+  | { t: 'deleteFolder'; mailbox: number }
+  | { t: 'renameFolder'; mailbox: number }
+  | { t: 'policy'; filter: number | null; excludeGroup: boolean }
+  | { t: 'renamePolicyFolder' }
+  | { t: 'fault'; kind: (typeof faultKinds)[number] }
+  | { t: 'run' };
+
+export interface Sequence {
+  onUserEdit: 'restore' | 'keep';
+  onUserDelete: 'restore' | 'keep';
+  steps: Step[];
+}
+
+/** Which commands the generator may use; CI holds out those that find known, open defects. */
+export interface Alphabet {
+  userActions: ('editContact' | 'deleteContact' | 'createOwn' | 'deleteFolder' | 'renameFolder')[];
+  faults: (typeof faultKinds)[number][];
+  policyFolderRename: boolean;
+  keepSemantics: boolean;
+}
+
+export const fullAlphabet: Alphabet = {
+  userActions: ['editContact', 'deleteContact', 'createOwn', 'deleteFolder', 'renameFolder'],
+  faults: [...faultKinds],
+  policyFolderRename: true,
+  keepSemantics: true,
+};
+
+/** What CI runs: the full alphabet minus the commands that find open defects (see RELIABILITY.md). */
+export const ciAlphabet: Alphabet = {
+  ...fullAlphabet,
+  // Defect 7 (another engineer's lane): a folder renamed by its user, or by the policy, does not converge.
+  userActions: fullAlphabet.userActions.filter((a) => a !== 'renameFolder'),
+  policyFolderRename: false,
+};
+
+export function sequenceArbitrary(alphabet: Alphabet, maxSteps = 10): fc.Arbitrary<Sequence> {
+  const i = fc.nat({ max: 50 });
+  const steps: fc.Arbitrary<Step>[] = [
+    fc.record({ t: fc.constant('addUser' as const), dept: i }),
+    fc.record({
+      t: fc.constant('updateUser' as const),
+      user: i,
+      field: fc.constantFrom(...fields),
+      value: i,
+    }),
+    fc.record({ t: fc.constant('setEnabled' as const), user: i, enabled: fc.boolean() }),
+    fc.record({ t: fc.constant('deleteUser' as const), user: i }),
+    fc.record({ t: fc.constant('mark' as const), user: i, on: fc.boolean() }),
+    fc.record({ t: fc.constant('membership' as const), user: i, add: fc.boolean() }),
+    fc.record({
+      t: fc.constant('policy' as const),
+      filter: fc.option(fc.nat({ max: departments.length - 1 }), { nil: null }),
+      excludeGroup: fc.boolean(),
+    }),
+    fc.constant({ t: 'run' as const }),
+    fc.constant({ t: 'run' as const }),
+  ];
+  for (const a of alphabet.userActions) {
+    if (a === 'editContact') steps.push(fc.record({ t: fc.constant(a), mailbox: i, contact: i, value: i }));
+    if (a === 'deleteContact') steps.push(fc.record({ t: fc.constant(a), mailbox: i, contact: i }));
+    if (a === 'createOwn') steps.push(fc.record({ t: fc.constant(a), mailbox: i, like: i }));
+    if (a === 'deleteFolder' || a === 'renameFolder')
+      steps.push(fc.record({ t: fc.constant(a), mailbox: i }));
+  }
+  if (alphabet.faults.length > 0)
+    steps.push(fc.record({ t: fc.constant('fault' as const), kind: fc.constantFrom(...alphabet.faults) }));
+  if (alphabet.policyFolderRename) steps.push(fc.constant({ t: 'renamePolicyFolder' as const }));
+  const mode = alphabet.keepSemantics
+    ? fc.constantFrom('restore' as const, 'keep' as const)
+    : fc.constant('restore' as const);
+  return fc.record({
+    onUserEdit: mode,
+    onUserDelete: mode,
+    steps: fc.array(fc.oneof(...steps), { minLength: 1, maxLength: maxSteps }),
+  });
+}
+
+/** The world every sequence runs in: one simulator and Azurite; each sequence has its own policy. */
+export interface ModelWorld {
+  f: FunctionsFixture;
+  targets: string[];
+  groupId: string;
+  sequences: number;
+  /** Called as each sequence starts (progress for long runs). */
+  onSequence?: (n: number, seq: Sequence) => void;
+}
+
+export async function startWorld(): Promise<ModelWorld> {
+  const targets = ['ann@contoso.example', 'bob@contoso.example', 'cy@contoso.example'];
+  const f = await functionsFixture({
+    sim: {
+      seed: {
+        users: [
+          ...targets.map((upn) => ({ userPrincipalName: upn, displayName: upn.split('@')[0]!, mail: upn })),
+          ...Array.from({ length: 6 }, (_, n) => ({
+            userPrincipalName: `person${n}@contoso.example`,
+            displayName: `Person ${n}`,
+            givenName: 'Person',
+            surname: String(n),
+            mail: `person${n}@contoso.example`,
+            department: departments[n % departments.length],
+            jobTitle: 'Engineer',
+            mailbox: 'none' as const,
+          })),
+        ],
+      },
+    },
+    env: { MAILBOX_TIME_BUDGET_SECONDS: '60' },
+    policies: () => [],
+  });
+  const group = f.sim.tenant.addGroup({ displayName: 'Model excluded', securityEnabled: true });
+  return { f, targets, groupId: group.id, sequences: 0 };
+}
+
+/** What the reference model remembers across a sequence: users' edits and deletions of managed contacts. */
+interface Reference {
+  edited: Set<string>;
+  deleted: Set<string>;
+}
+
+/** A Table Storage fault: fail matching requests before they are sent, or after they took effect. */
+function tableFault(name: string, when: 'before' | 'after', times: number): PipelinePolicy {
+  let left = times;
+  return {
+    name,
+    sendRequest: async (req, next) => {
+      const hit = left > 0 && (when === 'before' || (req.method === 'POST' && req.url.includes('$batch')));
+      if (hit && when === 'before') {
+        left--;
+        throw Object.assign(new Error('injected Table Storage 503'), { statusCode: 503 });
+      }
+      const res = await next(req);
+      if (hit) {
+        left--;
+        throw new Error('worker killed right after a state write');
+      }
+      return res;
+    },
+  };
+}
+
+/** Runs one sequence; throws (with the violations) when the engine breaks the invariant. */
+export async function runSequence(world: ModelWorld, seq: Sequence): Promise<void> {
+  const { f, targets } = world;
+  const id = `m${++world.sequences}`;
+  world.onSequence?.(world.sequences, seq);
+  let folderName = `Model ${id}`;
+  let input: PolicyInput = {
+    id,
+    name: id,
+    connection: 'contoso',
+    source: { type: 'directory', excludeGroups: [] },
+    targets: { type: 'users', users: targets },
+    folder: { name: folderName },
+    options: { onUserEdit: seq.onUserEdit, onUserDelete: seq.onUserDelete },
+  };
+  const writePolicy = (): Policy => {
+    f.writePolicies([input]);
+    // The app caches the policy file for 30 s; a policy edit must be seen by the next run.
+    (f.app as unknown as { policyCache: undefined }).policyCache = undefined;
+    return policySchema.parse(input);
+  };
+  let policy = writePolicy();
+  const ref: Reference = { edited: new Set(), deleted: new Set() };
+  const cleanups: (() => void)[] = [];
+  const sourceUsers = () =>
+    [...f.sim.tenant.users.values()]
+      .filter((u) => !targets.includes(u.userPrincipalName))
+      .sort((a, b) => a.userPrincipalName.localeCompare(b.userPrincipalName));
+  const pick = <T>(list: T[], n: number): T | undefined => (list.length ? list[n % list.length] : undefined);
+  const managed = (upn: string) => {
+    const mailbox = f.sim.tenant.mailbox(upn)!;
+    const folder = folderOf(mailbox, folderName);
+    return [...mailbox.contacts.values()]
+      .filter((c) => c.folderId === folder && tagOfContact(c)?.startsWith(`${id}|`))
+      .sort((a, b) => a.id.localeCompare(b.id));
+  };
+  const allow = (): InvariantAllowances => ({
+    edited: (upn, key) => seq.onUserEdit === 'keep' && ref.edited.has(`${upn}/${key}`),
+    absent: (upn, key) => seq.onUserDelete === 'keep' && ref.deleted.has(`${upn}/${key}`),
+  });
+  const check = (before: Map<string, string>, when: string): void => {
+    const problems = invariantViolations(f.sim, policy, before, allow());
+    // onUserDelete: keep means the contact stays gone while its source object does not change.
+    if (seq.onUserDelete === 'keep')
+      for (const k of ref.deleted) {
+        const [upn, key] = k.split('/') as [string, string];
+        if (targets.includes(upn) && managed(upn).some((c) => tagOfContact(c) === `${id}|${key}`))
+          problems.push(`${upn}: ${key} was deleted by its user and came back (onUserDelete: keep)`);
+      }
+    if (problems.length > 0) throw new Error(`${when}:\n  ${problems.join('\n  ')}`);
+  };
+  let before = snapshotUntagged(f.sim);
+  const run = async (n: number): Promise<void> => {
+    // Users' own contacts as they are when the run starts (their actions before it are theirs).
+    before = snapshotUntagged(f.sim);
+    const record = await runThroughQueues(f, id);
+    for (const c of cleanups.splice(0)) c();
+    f.sim.faults.clear();
+    if (record.status !== 'completed' || record.mailboxes.failed > 0) {
+      // A run may fail under faults; the next one, without them, must put everything right.
+      const again = await runThroughQueues(f, id);
+      assert.equal(again.status, 'completed', `run ${n}: the run after a failed one completes`);
+      assert.equal(again.mailboxes.failed, 0, `run ${n}: no mailbox fails without faults`);
+    }
+    check(before, `after run ${n}`);
+    before = snapshotUntagged(f.sim);
+  };
+  let runs = 0;
+  for (const step of seq.steps) {
+    const t = f.sim.tenant;
+    switch (step.t) {
+      case 'addUser': {
+        const n = t.users.size;
+        t.addUser({
+          userPrincipalName: `new${n}.${id}@contoso.example`,
+          displayName: `New ${n}`,
+          mail: `new${n}.${id}@contoso.example`,
+          department: departments[step.dept % departments.length]!,
+          mailbox: 'none',
+        });
+        break;
+      }
+      case 'updateUser': {
+        const u = pick(sourceUsers(), step.user);
+        if (!u) break;
+        const value =
+          step.field === 'department'
+            ? departments[step.value % departments.length]!
+            : step.field === 'businessPhones'
+              ? [`+1 555 ${1000 + step.value}`]
+              : step.value % 5 === 0 && step.field !== 'displayName'
+                ? null
+                : `${step.field} ${step.value}`;
+        t.updateUser(u.id, { [step.field]: value });
+        break;
+      }
+      case 'setEnabled': {
+        const u = pick(sourceUsers(), step.user);
+        if (u) t.updateUser(u.id, { accountEnabled: step.enabled });
+        break;
+      }
+      case 'deleteUser': {
+        const u = pick(sourceUsers(), step.user);
+        if (u) t.deleteUser(u.id);
+        break;
+      }
+      case 'mark': {
+        const u = pick(sourceUsers(), step.user);
+        if (u)
+          t.updateUser(u.id, {
+            onPremisesExtensionAttributes: { extensionAttribute5: step.on ? 'NoContactSync' : null },
+          });
+        break;
+      }
+      case 'membership': {
+        const u = pick(sourceUsers(), step.user);
+        if (u && step.add) t.addMember(world.groupId, u.id);
+        else if (u) t.removeMember(world.groupId, u.id);
+        break;
+      }
+      case 'editContact': {
+        const upn = pick(targets, step.mailbox)!;
+        const c = pick(managed(upn), step.contact);
+        if (!c) break;
+        t.mailbox(upn)!.updateContact(c, { jobTitle: `edited ${step.value}` }, [], new Date());
+        ref.edited.add(`${upn}/${tagOfContact(c)!.slice(id.length + 1)}`);
+        break;
+      }
+      case 'deleteContact': {
+        const upn = pick(targets, step.mailbox)!;
+        const c = pick(managed(upn), step.contact);
+        if (!c) break;
+        t.mailbox(upn)!.deleteContact(c);
+        ref.deleted.add(`${upn}/${tagOfContact(c)!.slice(id.length + 1)}`);
+        break;
+      }
+      case 'createOwn': {
+        const upn = pick(targets, step.mailbox)!;
+        const like = pick(sourceUsers(), step.like);
+        const mailbox = t.mailbox(upn)!;
+        const folder = folderOf(mailbox, folderName) ?? mailbox.contactsFolderId;
+        mailbox.createContact(
+          folder,
+          {
+            displayName: like?.displayName ?? 'Someone',
+            emailAddresses: like?.mail ? [{ address: like.mail, name: like.displayName ?? like.mail }] : [],
+          },
+          [],
+          new Date(),
+        );
+        break;
+      }
+      case 'deleteFolder': {
+        const upn = pick(targets, step.mailbox)!;
+        const mailbox = t.mailbox(upn)!;
+        const folder = folderOf(mailbox, folderName);
+        if (folder) mailbox.deleteFolder(folder);
+        break;
+      }
+      case 'renameFolder': {
+        const upn = pick(targets, step.mailbox)!;
+        const mailbox = t.mailbox(upn)!;
+        const folder = folderOf(mailbox, folderName);
+        if (folder) mailbox.folders.get(folder)!.displayName = `${folderName} (mine)`;
+        break;
+      }
+      case 'policy': {
+        const source = input.source as Extract<PolicyInput['source'], { type: 'directory' }>;
+        input = {
+          ...input,
+          source: {
+            ...source,
+            filters:
+              step.filter === null
+                ? []
+                : [{ attribute: 'department', op: 'in', values: [departments[step.filter]!, 'Ops'] }],
+            excludeGroups: step.excludeGroup ? [world.groupId] : [],
+          },
+        };
+        policy = writePolicy();
+        break;
+      }
+      case 'renamePolicyFolder': {
+        folderName = `${folderName}+`;
+        input = { ...input, folder: { name: folderName } };
+        policy = writePolicy();
+        break;
+      }
+      case 'fault':
+        armFault(world, step.kind, cleanups);
+        break;
+      case 'run':
+        await run(++runs);
+        break;
+    }
+  }
+  await run(++runs);
+  // A second run with no change writes nothing and leaves everything as it is.
+  const mark = f.sim.log.lastSeq;
+  const quiet = await runThroughQueues(f, id);
+  assert.equal(quiet.status, 'completed');
+  const writes = writesSince(f.sim, mark);
+  if (writes.length > 0) throw new Error(`a run with no change wrote:\n  ${writes.join('\n  ')}`);
+  check(before, 'after a run with no change');
+}
+
+function armFault(world: ModelWorld, kind: (typeof faultKinds)[number], cleanups: (() => void)[]): void {
+  const { f } = world;
+  const graph = (op: string, fault: 'lostReply' | 429 | 503): void =>
+    f.sim.faults.add(
+      fault === 'lostReply'
+        ? { kind: 'lostReply', times: 2, match: { operation: op, inBatch: true } }
+        : {
+            kind: 'status',
+            status: fault,
+            retryAfterSeconds: 0.05,
+            times: 3,
+            match: { operation: op, inBatch: true },
+          },
+    );
+  switch (kind) {
+    case 'lostCreate':
+      return graph('contacts.create', 'lostReply');
+    case 'lostPatch':
+      return graph('contacts.update', 'lostReply');
+    case 'lostDelete':
+      return graph('contacts.delete', 'lostReply');
+    case 'throttleInBatch':
+      return graph('contacts.create', 429);
+    case 'serverErrorInBatch':
+      return graph('contacts.update', 503);
+    case 'expireDeltaTokens':
+      return f.sim.expireDeltaTokens();
+    case 'table503':
+    case 'killAfterStateWrite': {
+      const name = `model-${kind}`;
+      f.app.tables.mailboxes.pipeline.addPolicy(
+        tableFault(name, kind === 'table503' ? 'before' : 'after', 2),
+      );
+      cleanups.push(() => f.app.tables.mailboxes.pipeline.removePolicy({ name }));
+      return;
+    }
+  }
+}
+
+/** The shrunk sequence as a test file for test/model/found/ (todo until its defect is fixed). */
+export function asRegressionTest(seq: Sequence, todo: string): string {
+  return `// Found by the model test (test/model). Runs and reports; registered as todo until fixed.
+import { after, before, test } from 'node:test';
+import { runSequence, startWorld, type ModelWorld } from '../model';
+
+let world: ModelWorld;
+before(async () => (world = await startWorld()));
+after(() => world.f.close());
+
+test('model sequence', { todo: ${JSON.stringify(todo)} }, () =>
+  runSequence(world, ${JSON.stringify(seq)}),
+);
+`;
+}
+
+/** fast-check over sequences; on failure the shrunk sequence is printed as a ready-to-paste test. */
+export async function checkModel(
+  world: ModelWorld,
+  alphabet: Alphabet,
+  options: { runs: number; seed: number; maxSteps?: number },
+): Promise<void> {
+  // The last sequence that failed is the shrunk counterexample (fast-check shrinks by failing runs).
+  let lastFailed: Sequence | undefined;
+  let lastError = '';
+  try {
+    await fc.assert(
+      fc.asyncProperty(sequenceArbitrary(alphabet, options.maxSteps), async (seq) => {
+        try {
+          await runSequence(world, seq);
+        } catch (e) {
+          lastFailed = seq;
+          lastError = e instanceof Error ? e.message : String(e);
+          throw e;
+        }
+      }),
+      { numRuns: options.runs, seed: options.seed },
+    );
+  } catch (e) {
+    if (lastFailed)
+      console.error(
+        `\n--- shrunk sequence fails with: ${lastError}\n--- paste as test/model/found/<name>.test.ts ---\n${asRegressionTest(lastFailed, 'issue 15 defect N: <one line>')}`,
+      );
+    throw e;
+  }
+}

@@ -1,0 +1,486 @@
+// The invariant (issue 15), written once and used by every engine test that wants it: after a run that
+// reports success, every target mailbox of a policy holds exactly the policy's source in its folder,
+// our tag appears nowhere else, contacts without our tag are untouched, and a second run writes nothing.
+//
+// The expected state comes from the simulator's tenant (what an admin and the users did) through a
+// small reference of selection and mapping written here, never from the product's planner or mapper:
+// a bug shared by both would otherwise hide itself.
+import type { Policy } from '../../src/sync/config/schema';
+import { tagPropertyId } from '../../src/sync/tag';
+import type { GraphTenantSimulator } from '../doubles/graph-tenant-simulator/simulator';
+import type { Mailbox, SimContact, SimUser, Tenant } from '../doubles/graph-tenant-simulator/tenant';
+
+type Fields = Record<string, unknown>;
+
+/** One source object as the reference sees it: its source key and the contact fields it should give. */
+export interface ExpectedContact {
+  key: string;
+  /** The directory user it stands for (for excludeSelf), if any. */
+  userId?: string;
+  fields: Fields;
+}
+
+/** What the policy's semantics allow beyond "exactly the source" (onUserEdit: keep, and so on). */
+export interface InvariantAllowances {
+  /** A managed contact that may be missing from this mailbox (onUserDelete: keep, a held-back threshold). */
+  absent?: (upn: string, key: string) => boolean;
+  /** A tagged contact for a source key no longer selected that may stay (onSourceRemoval keep, threshold). */
+  extra?: (upn: string, key: string) => boolean;
+  /** A managed contact whose fields may differ from the source (onUserEdit: keep; a user's edit). */
+  edited?: (upn: string, key: string) => boolean;
+}
+
+const tagId = tagPropertyId.toLowerCase();
+export const tagOfContact = (c: SimContact): string | undefined => c.extendedProperties.get(tagId)?.value;
+
+const clean = (s: string | null | undefined): string | undefined => {
+  const t = s?.trim();
+  return t ? t : undefined;
+};
+
+const marked = (attrs: Record<string, string | null> | undefined, marker: string): boolean =>
+  Object.values(attrs ?? {}).some((v) => v?.trim().toLowerCase() === marker.toLowerCase());
+
+function isEmpty(v: unknown): boolean {
+  if (v === undefined || v === null || v === '') return true;
+  if (Array.isArray(v)) return v.length === 0;
+  if (typeof v === 'object') return Object.values(v as Fields).every(isEmpty);
+  return false;
+}
+
+/** Stable text for a field value: empties dropped, keys sorted, e-mail addresses compared without case. */
+function norm(v: unknown, field?: string): string {
+  if (isEmpty(v)) return 'null';
+  if (Array.isArray(v)) {
+    const items =
+      field === 'emailAddresses'
+        ? v.map((x: { address?: string; name?: string }) => ({
+            address: String(x.address).toLowerCase(),
+            name: x.name,
+          }))
+        : v;
+    return `[${items.map((x) => norm(x)).join(',')}]`;
+  }
+  if (typeof v === 'object') {
+    const entries = Object.entries(v as Fields)
+      .filter(([, x]) => !isEmpty(x))
+      .sort(([a], [b]) => a.localeCompare(b));
+    return `{${entries.map(([k, x]) => `${k}:${norm(x)}`).join(',')}}`;
+  }
+  return JSON.stringify(v);
+}
+
+const allFields = [
+  'displayName',
+  'givenName',
+  'surname',
+  'emailAddresses',
+  'businessPhones',
+  'mobilePhone',
+  'jobTitle',
+  'department',
+  'companyName',
+  'officeLocation',
+  'businessAddress',
+  'manager',
+  'categories',
+] as const;
+
+/** Fields the policy writes and keeps as the source says (setIfEmpty and never are the user's to change). */
+export function checkedFields(policy: Policy): string[] {
+  const m = policy.mapping;
+  return allFields.filter(
+    (f) =>
+      (m.include ? m.include.includes(f) : true) &&
+      !m.exclude.includes(f) &&
+      (m.rules[f] ?? 'overwrite') === 'overwrite',
+  );
+}
+
+interface Person {
+  displayName: string | null;
+  givenName: string | null;
+  surname: string | null;
+  mail: string | null;
+  proxyAddresses: string[];
+  businessPhones: string[];
+  mobilePhone: string | null;
+  jobTitle: string | null;
+  department: string | null;
+  companyName: string | null;
+  officeLocation: string | null;
+  street: string | null;
+  city: string | null;
+  state: string | null;
+  postalCode: string | null;
+  country: string | null;
+  managerName: string | null;
+  userPrincipalName?: string;
+}
+
+/** The reference mapping: what a contact made from this directory object should say. */
+function referenceFields(p: Person, policy: Policy): Fields {
+  const given = clean(p.givenName);
+  const sur = clean(p.surname);
+  const displayName =
+    clean(p.displayName) ??
+    clean([given, sur].filter(Boolean).join(' ')) ??
+    clean(p.mail) ??
+    clean(p.userPrincipalName);
+  const addresses: string[] = [];
+  const primary = clean(p.mail);
+  if (primary) addresses.push(primary);
+  const proxies = p.proxyAddresses.map((x) => x.trim()).filter((x) => /^smtp:/i.test(x));
+  for (const x of [
+    ...proxies.filter((x) => x.startsWith('SMTP:')),
+    ...proxies.filter((x) => !x.startsWith('SMTP:')),
+  ]) {
+    const a = x.slice(5).trim();
+    if (a && !addresses.some((y) => y.toLowerCase() === a.toLowerCase())) addresses.push(a);
+  }
+  const phones: string[] = [];
+  for (const x of p.businessPhones.map((y) => y.trim())) if (x && !phones.includes(x)) phones.push(x);
+  const all: Fields = {
+    displayName,
+    givenName: given,
+    surname: sur,
+    emailAddresses: addresses.slice(0, 3).map((address) => ({ address, name: displayName ?? address })),
+    businessPhones: phones.slice(0, 2),
+    mobilePhone: clean(p.mobilePhone),
+    jobTitle: clean(p.jobTitle),
+    department: clean(p.department),
+    companyName: clean(p.companyName),
+    officeLocation: clean(p.officeLocation),
+    businessAddress: {
+      street: clean(p.street),
+      city: clean(p.city),
+      state: clean(p.state),
+      postalCode: clean(p.postalCode),
+      countryOrRegion: clean(p.country),
+    },
+    manager: clean(p.managerName),
+    categories: policy.mapping.categories,
+  };
+  for (const [f, v] of Object.entries(policy.mapping.constants)) all[f] = clean(v);
+  return all;
+}
+
+/**
+ * What the product can know: with `exchange`, Exchange's hidden flags and the custom attributes of mail
+ * contacts and groups; without it only Graph (users' showInAddressList is always null there, so hidden
+ * users are synced; a group's hideFromAddressLists is on Graph).
+ */
+export interface ReferenceOptions {
+  exchange?: boolean;
+}
+
+function memberIds(tenant: Tenant, groups: readonly string[]): Set<string> | null {
+  if (groups.length === 0) return null;
+  return new Set(groups.flatMap((g) => tenant.transitiveMembers(g)));
+}
+
+/** The source the policy selects, by the reference rules (directory sources). */
+export function expectedSource(
+  sim: GraphTenantSimulator,
+  policy: Policy,
+  known: ReferenceOptions = {},
+): ExpectedContact[] {
+  const tenant = sim.tenant;
+  const source = policy.source;
+  if (source.type === 'mailbox') return expectedMailboxSource(sim, policy);
+  if (source.sharedMailboxes !== undefined || source.roomMailboxes !== undefined || policy.photos.enabled)
+    throw new Error('invariant: the reference does not model mailbox types or photos');
+  const include = memberIds(tenant, source.includeGroups);
+  const exclude = memberIds(tenant, source.excludeGroups) ?? new Set<string>();
+  const filterOk = (attrs: Record<string, string | null>): boolean =>
+    source.filters.every((f) => {
+      const v = attrs[f.attribute]?.toLowerCase();
+      if (v === undefined || v === null) return false;
+      if (f.op === 'equals') return v === f.value.toLowerCase();
+      if (f.op === 'in') return f.values.some((x) => x.toLowerCase() === v);
+      return v.startsWith(f.value.toLowerCase());
+    });
+  const inGroups = (id: string): boolean => (include === null || include.has(id)) && !exclude.has(id);
+  const out: ExpectedContact[] = [];
+  if (source.includeUsers) {
+    for (const u of tenant.users.values()) {
+      if (u.userType !== 'Member' || !clean(u.mail)) continue;
+      if (!u.accountEnabled && !source.includeDisabled) continue;
+      if (known.exchange && u.hiddenFromAddressListsEnabled && !source.includeHidden) continue;
+      if (marked(u.onPremisesExtensionAttributes, 'NoContactSync')) continue;
+      const attrs: Record<string, string | null> = {
+        ...u.onPremisesExtensionAttributes,
+        department: u.department,
+        companyName: u.companyName,
+        country: u.country,
+        city: u.city,
+        officeLocation: u.officeLocation,
+        jobTitle: u.jobTitle,
+        usageLocation: u.usageLocation,
+      };
+      if (!filterOk(attrs) || !inGroups(u.id)) continue;
+      const manager = u.managerId ? tenant.users.get(u.managerId) : undefined;
+      out.push({
+        key: `user:${u.id}`,
+        userId: u.id,
+        fields: referenceFields(
+          {
+            ...u,
+            street: u.streetAddress,
+            managerName: manager ? (manager.displayName ?? null) : null,
+          },
+          policy,
+        ),
+      });
+    }
+  }
+  if (source.includeOrgContacts) {
+    for (const c of tenant.orgContacts.values()) {
+      if (!clean(c.mail)) continue;
+      if (known.exchange && c.hiddenFromAddressListsEnabled === true && !source.includeHidden) continue;
+      if (known.exchange && marked(c.onPremisesExtensionAttributes, 'NoContactSync')) continue;
+      const address = c.addresses[0];
+      const attrs: Record<string, string | null> = {
+        department: c.department,
+        companyName: c.companyName,
+        country: address?.countryOrRegion ?? null,
+        city: address?.city ?? null,
+        officeLocation: address?.officeLocation ?? null,
+        jobTitle: c.jobTitle,
+        usageLocation: null,
+      };
+      if (!filterOk(attrs) || !inGroups(c.id)) continue;
+      out.push({
+        key: `orgContact:${c.id}`,
+        fields: referenceFields(
+          {
+            ...c,
+            businessPhones: c.phones.filter((p) => p.type === 'business').map((p) => p.number),
+            mobilePhone: c.phones.find((p) => p.type === 'mobile')?.number ?? null,
+            officeLocation: address?.officeLocation ?? null,
+            street: address?.street ?? null,
+            city: address?.city ?? null,
+            state: address?.state ?? null,
+            postalCode: address?.postalCode ?? null,
+            country: address?.countryOrRegion ?? null,
+            managerName: null,
+          },
+          policy,
+        ),
+      });
+    }
+  }
+  if (source.includeDistributionLists) {
+    for (const g of tenant.groups.values()) {
+      if (!g.mailEnabled || !clean(g.mail)) continue;
+      if (g.hideFromAddressLists && !source.includeHidden) continue;
+      if (known.exchange && marked(g.customAttributes, 'NoContactSync')) continue;
+      const attrs: Record<string, string | null> = {};
+      if (!filterOk(attrs) || !inGroups(g.id)) continue;
+      out.push({
+        key: `group:${g.id}`,
+        fields: referenceFields(
+          {
+            displayName: g.displayName,
+            givenName: null,
+            surname: null,
+            mail: g.mail,
+            proxyAddresses: g.mail ? [`SMTP:${g.mail}`] : [],
+            businessPhones: [],
+            mobilePhone: null,
+            jobTitle: null,
+            department: null,
+            companyName: null,
+            officeLocation: null,
+            street: null,
+            city: null,
+            state: null,
+            postalCode: null,
+            country: null,
+            managerName: null,
+          },
+          policy,
+        ),
+      });
+    }
+  }
+  return out;
+}
+
+/** A mailbox source: the folder's own contacts; contacts carrying any policy's tag are never source. */
+function expectedMailboxSource(sim: GraphTenantSimulator, policy: Policy): ExpectedContact[] {
+  if (policy.source.type !== 'mailbox') return [];
+  const mailbox = sim.tenant.mailbox(policy.source.mailbox);
+  if (!mailbox) return [];
+  const folder = folderOf(mailbox, policy.source.folder);
+  if (!folder) return [];
+  return mailbox
+    .contactsIn(folder)
+    .filter((c) => tagOfContact(c) === undefined)
+    .map((c) => {
+      const d = c.data;
+      const all: Fields = { ...d };
+      all.emailAddresses = Array.isArray(d.emailAddresses) ? d.emailAddresses.slice(0, 3) : undefined;
+      all.businessPhones = Array.isArray(d.businessPhones) ? d.businessPhones.slice(0, 2) : undefined;
+      if (policy.mapping.categories.length > 0) all.categories = policy.mapping.categories;
+      for (const [f, v] of Object.entries(policy.mapping.constants)) all[f] = clean(v);
+      return { key: `mailboxContact:${c.immutableId}`, fields: all };
+    });
+}
+
+/** The policy's target mailboxes (UPNs) by the reference rules; only users with an Exchange mailbox. */
+export function expectedTargets(sim: GraphTenantSimulator, policy: Policy): SimUser[] {
+  const tenant = sim.tenant;
+  const t = policy.targets;
+  const include = memberIds(tenant, t.groups);
+  const exclude = memberIds(tenant, t.excludeGroups) ?? new Set<string>();
+  const excludedUpns = new Set(t.excludeUsers.map((u) => u.toLowerCase()));
+  const named = new Set(t.users.map((u) => u.toLowerCase()));
+  return [...tenant.users.values()].filter(
+    (u) =>
+      (t.type === 'allMailboxes' ||
+        (t.type === 'groups' && include?.has(u.id)) ||
+        (t.type === 'users' && named.has(u.userPrincipalName.toLowerCase()))) &&
+      u.userType === 'Member' &&
+      clean(u.mail) !== undefined &&
+      u.accountEnabled &&
+      u.mailbox !== 'none' &&
+      !marked(u.onPremisesExtensionAttributes, 'NoMailboxSync') &&
+      !excludedUpns.has(u.userPrincipalName.toLowerCase()) &&
+      !exclude.has(u.id),
+  );
+}
+
+/** The folder id a policy's folder name names (case-insensitive, as Outlook compares), under Contacts. */
+export function folderOf(mailbox: Mailbox, name: string | null): string | undefined {
+  if (name === null) return mailbox.contactsFolderId;
+  return [...mailbox.folders.values()].find(
+    (f) =>
+      f.parentFolderId === mailbox.contactsFolderId && f.displayName.toLowerCase() === name.toLowerCase(),
+  )?.id;
+}
+
+/** Every contact without our tag, byte for byte (data, extended properties, folder, change key). */
+export type UntaggedSnapshot = Map<string, string>;
+
+const contactImage = (c: SimContact): string =>
+  JSON.stringify({
+    folderId: c.folderId,
+    changeKey: c.changeKey,
+    data: c.data,
+    ext: [...c.extendedProperties.entries()].sort(),
+    photo: c.photo ? c.photo.bytes.toString('base64') : null,
+  });
+
+export function snapshotUntagged(sim: GraphTenantSimulator): UntaggedSnapshot {
+  const out: UntaggedSnapshot = new Map();
+  for (const u of sim.tenant.users.values()) {
+    const mailbox = u.mailbox === 'none' ? undefined : sim.tenant.mailbox(u.id);
+    for (const c of mailbox?.contacts.values() ?? [])
+      if (tagOfContact(c) === undefined) out.set(`${u.userPrincipalName}/${c.immutableId}`, contactImage(c));
+  }
+  return out;
+}
+
+/**
+ * The violations of the invariant for one policy, as readable lines (empty: it holds). `before` is the
+ * snapshot of untagged contacts taken just before the run.
+ */
+export function invariantViolations(
+  sim: GraphTenantSimulator,
+  policy: Policy,
+  before: UntaggedSnapshot,
+  allow: InvariantAllowances & ReferenceOptions = {},
+): string[] {
+  const problems: string[] = [];
+  const source = expectedSource(sim, policy, allow);
+  const fields = checkedFields(policy);
+  const prefix = `${policy.id}|`;
+  const targets = expectedTargets(sim, policy);
+  for (const user of targets) {
+    const upn = user.userPrincipalName;
+    const mailbox = sim.tenant.mailbox(user.id)!;
+    const folderId = folderOf(mailbox, policy.folder.name);
+    const want = new Map(
+      source
+        .filter((s) => !(policy.targets.excludeSelf && s.userId === user.id))
+        .map((s) => [s.key, s] as const),
+    );
+    const seen = new Map<string, number>();
+    for (const c of mailbox.contacts.values()) {
+      const tag = tagOfContact(c);
+      if (!tag?.startsWith(prefix)) continue;
+      const key = tag.slice(prefix.length);
+      if (c.folderId !== folderId) {
+        problems.push(`${upn}: a contact tagged ${tag} outside the policy's folder`);
+        continue;
+      }
+      seen.set(key, (seen.get(key) ?? 0) + 1);
+      const expected = want.get(key);
+      if (!expected) {
+        if (!allow.extra?.(upn, key)) problems.push(`${upn}: ${key} is not in the source but has a contact`);
+        continue;
+      }
+      if (allow.edited?.(upn, key)) continue;
+      for (const f of fields) {
+        if (norm(c.data[f], f) !== norm(expected.fields[f], f))
+          problems.push(
+            `${upn}: ${key}.${f} is ${norm(c.data[f], f)}, the source says ${norm(expected.fields[f], f)}`,
+          );
+      }
+    }
+    for (const [key, n] of seen) if (n > 1) problems.push(`${upn}: ${n} contacts for ${key} (twins)`);
+    for (const key of want.keys())
+      if (!seen.has(key) && !allow.absent?.(upn, key)) problems.push(`${upn}: no contact for ${key}`);
+  }
+  // Contacts without our tag: untouched, and none appeared from our writes.
+  const after = snapshotUntagged(sim);
+  for (const [id, image] of before) {
+    const now = after.get(id);
+    if (now === undefined) {
+      if (sim.tenant.mailbox(id.split('/')[0]!) !== undefined)
+        problems.push(`${id}: a user's contact is gone`);
+    } else if (now !== image) problems.push(`${id}: a user's contact was changed`);
+  }
+  for (const id of after.keys())
+    if (!before.has(id)) problems.push(`${id}: an untagged contact appeared (written without our tag?)`);
+  return problems;
+}
+
+/** Graph writes (contacts and folders) answered since `sinceSeq`; report mails do not count. */
+export function writesSince(sim: GraphTenantSimulator, sinceSeq: number): string[] {
+  return sim.log
+    .since(sinceSeq)
+    .filter(
+      (e) =>
+        e.service === 'graph' &&
+        e.operation !== 'batch' &&
+        e.method !== 'GET' &&
+        /^(contacts|contactFolders)\./.test(e.operation),
+    )
+    .map((e) => `${e.method} ${e.operation} ${e.path} → ${e.status}`);
+}
+
+/**
+ * The whole invariant: the state holds, and a second run with no change in between writes nothing
+ * (and the state still holds after it).
+ */
+export async function assertInvariant(
+  sim: GraphTenantSimulator,
+  policy: Policy,
+  before: UntaggedSnapshot,
+  runAgain: () => Promise<void>,
+  allow: InvariantAllowances & ReferenceOptions = {},
+): Promise<void> {
+  const first = invariantViolations(sim, policy, before, allow);
+  if (first.length > 0) throw new Error(`invariant violated after the run:\n  ${first.join('\n  ')}`);
+  const mark = sim.log.lastSeq;
+  const snapshot = snapshotUntagged(sim);
+  await runAgain();
+  const writes = writesSince(sim, mark);
+  const second = invariantViolations(sim, policy, snapshot, allow);
+  if (writes.length > 0 || second.length > 0)
+    throw new Error(
+      `invariant violated by a second run with no change:\n  ${[...writes.map((w) => `wrote ${w}`), ...second].join('\n  ')}`,
+    );
+}
