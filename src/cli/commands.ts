@@ -2,7 +2,7 @@
 // or configuration error (a disabled policy too), 3 a run refused because the policy is running.
 import { readFile, writeFile } from 'node:fs/promises';
 import { X509Certificate, createHash, randomUUID } from 'node:crypto';
-import { CertificateClient } from '@azure/keyvault-certificates';
+import { CertificateClient, type CertificatePolicy } from '@azure/keyvault-certificates';
 import { SingleBar, Presets } from 'cli-progress';
 import { parsePolicyFile, PolicyFileError, type LoadedPolicyFile } from '../sync/config/policy-file';
 import type { Connection, Policy } from '../sync/config/schema';
@@ -406,6 +406,20 @@ function thumbprints(derBase64: string): { sha1: string; sha256: string; notAfte
   };
 }
 
+/** The app certificate's Key Vault policy: PEM (what the app reads), exportable, auto-renewing at 80 %. */
+export function certificatePolicy(subject: string, months: number): CertificatePolicy {
+  return {
+    issuerName: 'Self',
+    subject,
+    contentType: 'application/x-pem-file',
+    exportable: true,
+    keyType: 'RSA',
+    keySize: 2048,
+    validityInMonths: months,
+    lifetimeActions: [{ action: 'AutoRenew', lifetimePercentage: 80 }],
+  };
+}
+
 export async function certCreate(
   io: Io,
   opts: { vault: string; name: string; subject: string; months: number; out: string },
@@ -413,17 +427,10 @@ export async function certCreate(
   const client = new CertificateClient(opts.vault, cliCredential(), vaultOptions(opts.vault));
   const poller = await client.beginCreateCertificate(
     opts.name,
+    certificatePolicy(opts.subject, opts.months),
     {
-      issuerName: 'Self',
-      subject: opts.subject,
-      contentType: 'application/x-pem-file',
-      exportable: true,
-      keyType: 'RSA',
-      keySize: 2048,
-      validityInMonths: opts.months,
-      lifetimeActions: [{ action: 'AutoRenew', lifetimePercentage: 80 }],
+      intervalInMs: 1000,
     },
-    { intervalInMs: 1000 },
   );
   const cert = await poller.pollUntilDone();
   if (!cert.cer) throw new Error('Key Vault returned no certificate');

@@ -2,6 +2,8 @@
 // the app's certificate in Key Vault, and print the Exchange mailbox scoping.
 import { Command, CommanderError, Option } from 'commander';
 import * as commands from './commands';
+import { setup } from './setup';
+import { MissingAnswerError, type SetupFlags } from './setup-answers';
 
 export async function main(
   argv: string[],
@@ -127,6 +129,40 @@ export async function main(
     .requiredOption('--policy <id>', 'policy id')
     .action(async (o: { config: string; policy: string }) => {
       code = await commands.scope(io, o.config, o.policy);
+    });
+
+  program
+    .command('setup')
+    .description(
+      'create the app registration, grant its permissions, put its certificate in Key Vault and write policies.json (device code sign-in; safe to run again)',
+    )
+    .option('--yes', 'take the default for every question not given as a flag (for pipelines)')
+    .option('--tenant <id>', 'tenant id or domain to sign in to (default: the account you sign in with)')
+    .option('--app-name <name>', 'app registration name (default m365-contact-sync)')
+    .option('--vault <url>', "the deployment's Key Vault URL (default: AZURE_KEY_VAULT_URL, as azd sets it)")
+    .option('--certificate <name>', 'certificate name in Key Vault (default m365-contact-sync)')
+    .option('--source <kind>', 'directory | group | mailbox (default directory)')
+    .option('--source-group <id>', 'with --source group: the group whose members are listed')
+    .option('--source-mailbox <upn>', 'with --source mailbox: the shared mailbox whose contacts are copied')
+    .option('--target <kind>', 'everyone | group (default everyone)')
+    .option('--target-group <id>', 'with --target group: the group whose members receive the contacts')
+    .option('--folder <name>', 'contact folder name (default "Company Directory")')
+    .option('--out <file>', 'policy file to write (default policies.json)')
+    .option('--policy-id <id>', 'id of the first policy (default company-directory)')
+    .option('--connection-id <id>', 'id of the connection (default main)')
+    .option('--authority-host <url>', 'Entra ID authority (sovereign clouds, tests)')
+    .option('--graph-endpoint <url>', 'Microsoft Graph root (sovereign clouds, tests)')
+    .option(
+      '--sign-in-client-id <id>',
+      'public client to sign in through (default: Microsoft Graph Command Line Tools)',
+    )
+    .action(async (o: SetupFlags) => {
+      try {
+        code = await setup(io, o, commands.doctor);
+      } catch (e) {
+        if (e instanceof MissingAnswerError) throw new commands.UsageError(e.message);
+        throw e;
+      }
     });
 
   try {

@@ -2,6 +2,7 @@
 // per-mailbox throttling (each $batch sub-request on its own), error bodies, paging, delta and $batch.
 import { randomUUID } from 'node:crypto';
 import { ApplicationKeys } from './applications';
+import { AppRegistrations } from './app-registrations';
 import { graphResource, type IdentityProvider } from './identity';
 import {
   evaluateFilter,
@@ -68,6 +69,9 @@ const P = {
 interface Caller {
   appId: string;
   roles: string[];
+  /** A user's token (an admin through a public client): delegated scopes and role template ids. */
+  scopes?: string[];
+  user?: { id: string; wids: string[] };
 }
 
 interface RouteContext {
@@ -103,6 +107,8 @@ export class GraphService {
   private readonly routes: Route[] = [];
   /** Set once the server listens. */
   graphUrl = '';
+  /** Applications, service principals and app role assignments (what `setup` works with). */
+  readonly registrations: AppRegistrations;
 
   constructor(
     readonly tenant: Tenant,
@@ -114,6 +120,7 @@ export class GraphService {
     public options: GraphOptions,
     private readonly now: () => number = Date.now,
   ) {
+    this.registrations = new AppRegistrations(identity, () => this.graphUrl);
     this.defineRoutes();
   }
 
@@ -129,7 +136,12 @@ export class GraphService {
       this.record(req, null, 'unauthenticated', null, response, false);
       return { response, connection: 'ok' };
     }
-    const caller = { appId: auth.appId, roles: auth.roles };
+    const caller: Caller = {
+      appId: auth.appId,
+      roles: auth.roles,
+      ...(auth.scopes ? { scopes: auth.scopes } : {}),
+      ...(auth.user ? { user: auth.user } : {}),
+    };
     if (req.path === '/$batch' && req.method === 'POST') return this.batch(req, caller);
     return this.operation(req, caller);
   }
@@ -508,8 +520,58 @@ export class GraphService {
     }
   }
 
+  /** App registrations for an admin (app-registrations.ts); each handler checks its caller itself. */
+  private defineAppRegistrationRoutes(): void {
+    const r = this.registrations;
+    const ok = (status: number, body?: unknown): SimResponse => ({
+      status,
+      ...(body === undefined ? {} : { body }),
+    });
+    this.add('GET', '/applications', 'applications.list', [], (c) =>
+      ok(200, r.listApplications(c.caller, c.req.query)),
+    );
+    this.add('POST', '/applications', 'applications.create', [], (c) =>
+      ok(201, r.createApplication(c.caller, c.req.body)),
+    );
+    this.add('GET', '/applications/:app', 'applications.get', [], (c) =>
+      ok(200, r.getApplication(c.caller, c.params.app!)),
+    );
+    this.add('PATCH', '/applications/:app', 'applications.update', [], (c) => {
+      r.updateApplication(c.caller, c.params.app!, c.req.body);
+      return ok(204);
+    });
+    this.add('GET', '/servicePrincipals', 'servicePrincipals.list', [], (c) =>
+      ok(200, r.listServicePrincipals(c.caller, c.req.query)),
+    );
+    this.add('POST', '/servicePrincipals', 'servicePrincipals.create', [], (c) =>
+      ok(201, r.createServicePrincipal(c.caller, c.req.body)),
+    );
+    this.add(
+      'GET',
+      '/servicePrincipals/:sp/appRoleAssignments',
+      'servicePrincipals.appRoleAssignments.list',
+      [],
+      (c) => ok(200, r.listAssignments(c.caller, c.params.sp!)),
+    );
+    this.add(
+      'POST',
+      '/servicePrincipals/:sp/appRoleAssignments',
+      'servicePrincipals.appRoleAssignments.create',
+      [],
+      (c) => ok(201, r.grant(c.caller, c.params.sp!, 'client', c.req.body)),
+    );
+    this.add(
+      'POST',
+      '/servicePrincipals/:sp/appRoleAssignedTo',
+      'servicePrincipals.appRoleAssignedTo.create',
+      [],
+      (c) => ok(201, r.grant(c.caller, c.params.sp!, 'resource', c.req.body)),
+    );
+  }
+
   private defineRoutes(): void {
     this.defineApplicationKeyRoutes();
+    this.defineAppRegistrationRoutes();
     // Directory
     this.add('GET', '/users', 'users.list', P.userRead, (c) => this.listUsers(c));
     this.add('GET', '/users/delta', 'users.delta', P.userRead, (c) => this.directoryDelta(c, 'user'));

@@ -11,6 +11,13 @@ import {
 } from 'node:crypto';
 import { decodeProtectedHeader, jwtVerify, SignJWT, errors as joseErrors } from 'jose';
 import type { SimRequest, SimResponse } from './protocol';
+import {
+  DeviceCodeFlow,
+  publicClients,
+  resourceScopes,
+  type SignedInUser,
+  type TokenGrant,
+} from './device-code';
 
 export const graphResource = 'https://graph.microsoft.com';
 export const vaultResource = 'https://vault.azure.net';
@@ -49,12 +56,24 @@ export interface SimApp {
   exchangeRoles: Set<string>;
   /** Exchange roles assigned to the app's service principal (View-Only Recipients, ...). */
   exchangeRbacRoles: Set<string>;
+  /** Its service principal's object id; null until one is created (tokens need it: AADSTS7000229). */
+  servicePrincipalId: string | null;
+  /** Has an application object on Graph (a managed identity has only a service principal). */
+  listed: boolean;
+  signInAudience: string;
+  /** User ids of its owners (who may update it without an admin role). */
+  owners: string[];
+  requiredResourceAccess: { resourceAppId: string; resourceAccess: { id: string; type: string }[] }[];
+  createdDateTime: string;
 }
 
 export interface AccessTokenClaims {
   appId: string;
   audience: string;
   roles: string[];
+  /** Delegated tokens only: the scopes granted (scp) and the signed-in user with role template ids (wids). */
+  scopes?: string[];
+  user?: { id: string; wids: string[] };
 }
 
 export class IdentityProvider {
@@ -67,6 +86,12 @@ export class IdentityProvider {
   /** Per app: tokens issued before this instant are rejected (revoked sessions). */
   readonly revokedBefore = new Map<string, number>();
   private readonly issuedTokens = { count: 0 };
+  /** The device code flow for an admin signing in through a public client (setup). */
+  readonly deviceCodes = new DeviceCodeFlow();
+  /** Directory role template ids per user id (the `wids` of their tokens). */
+  readonly directoryRoles = new Map<string, Set<string>>();
+  /** Set by the simulator: a tenant user by UPN or id. */
+  findUser: (key: string) => SignedInUser | undefined = () => undefined;
 
   constructor(readonly tenantId: string) {
     const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
@@ -89,6 +114,12 @@ export class IdentityProvider {
       mailboxScope: null,
       exchangeRoles: new Set(),
       exchangeRbacRoles: new Set(),
+      servicePrincipalId: randomUUID(),
+      listed: true,
+      signInAudience: 'AzureADMyOrg',
+      owners: [],
+      requiredResourceAccess: [],
+      createdDateTime: new Date().toISOString(),
       ...app,
     };
     this.apps.set(full.clientId, full);
@@ -98,19 +129,23 @@ export class IdentityProvider {
   /** Uploads a certificate's public part to the app registration (as the portal does). */
   addCertificate(clientId: string, certificatePem: string): RegisteredCertificate {
     const app = this.requireApp(clientId);
-    const cert = new X509Certificate(certificatePem);
-    const registered: RegisteredCertificate = {
-      certificatePem,
+    const registered = this.certificateOf(new X509Certificate(certificatePem));
+    app.certificates.push(registered);
+    return registered;
+  }
+
+  /** A key credential for this certificate, with a new key id (not yet on any app). */
+  certificateOf(cert: X509Certificate, displayName?: string): RegisteredCertificate {
+    return {
+      certificatePem: cert.toString(),
       x5t: createHash('sha1').update(cert.raw).digest('base64url'),
       x5tS256: createHash('sha256').update(cert.raw).digest('base64url'),
       keyId: randomUUID(),
       thumbprint: createHash('sha1').update(cert.raw).digest('hex').toUpperCase(),
-      displayName: cert.subject.replace(/\n/g, ', '),
+      displayName: displayName ?? cert.subject.replace(/\n/g, ', '),
       startDateTime: new Date(cert.validFrom),
       endDateTime: new Date(cert.validTo),
     };
-    app.certificates.push(registered);
-    return registered;
   }
 
   removeCertificate(clientId: string, certificatePem: string): void {
@@ -179,6 +214,10 @@ export class IdentityProvider {
       };
     }
     if (req.method === 'POST' && rest === '/oauth2/v2.0/token') return this.token(req);
+    if (req.method === 'POST' && rest === '/oauth2/v2.0/devicecode') {
+      const started = this.deviceCodes.start(new URLSearchParams(req.rawBody.toString('utf8')));
+      return 'body' in started ? { status: 200, body: started.body } : grantError(started);
+    }
     return aadError(
       404,
       'invalid_request',
@@ -189,7 +228,12 @@ export class IdentityProvider {
 
   private async token(req: SimRequest): Promise<SimResponse> {
     const form = new URLSearchParams(req.rawBody.toString('utf8'));
-    if (form.get('grant_type') !== 'client_credentials') {
+    const grantType = form.get('grant_type');
+    // The docs spell the URN; MSAL sends the short form, which Entra ID accepts too.
+    if (grantType === 'urn:ietf:params:oauth:grant-type:device_code' || grantType === 'device_code')
+      return this.userTokens(this.deviceCodes.redeem(form));
+    if (grantType === 'refresh_token') return this.userTokens(this.deviceCodes.refresh(form));
+    if (grantType !== 'client_credentials') {
       return aadError(
         400,
         'unsupported_grant_type',
@@ -207,6 +251,13 @@ export class IdentityProvider {
         `Application with identifier '${clientId}' was not found in the directory '${this.tenantId}'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant.`,
       );
     }
+    if (app.servicePrincipalId === null)
+      return aadError(
+        401,
+        'invalid_client',
+        7000229,
+        `The client application ${clientId} is missing service principal in the tenant ${this.tenantId}. See instructions here: https://go.microsoft.com/fwlink/?linkid=2225119`,
+      );
     const scope = form.get('scope') ?? '';
     const resource = scope
       .split(' ')
@@ -304,6 +355,79 @@ export class IdentityProvider {
   /** Set by the server: the Graph root URL, also accepted as a resource. */
   graphUrl = '';
 
+  /**
+   * Tokens for a signed-in user (device code or refresh token): an access token for the one resource
+   * the scopes name (scp = their names, wids = the user's roles), an id token, client_info and a
+   * refresh token, as MSAL expects them.
+   */
+  private async userTokens(grant: TokenGrant): Promise<SimResponse> {
+    if (!grant.ok) return grantError(grant);
+    const scopes = resourceScopes(grant.scope);
+    const resources = new Set(scopes.map((s) => s.resource.replace(/\/$/, '')));
+    const audience = resources.size === 1 ? graphAudience([...resources][0]!, this.graphUrl) : undefined;
+    if (!audience)
+      return aadError(
+        400,
+        'invalid_scope',
+        70011,
+        `The provided value for the input parameter 'scope' is not valid. The scope ${grant.scope} is not valid: one resource (Microsoft Graph) is expected.`,
+      );
+    const now = Math.floor(Date.now() / 1000);
+    const { user, clientId } = grant;
+    const wids = [...(this.directoryRoles.get(user.id) ?? [])];
+    const sign = (claims: Record<string, unknown>, aud: string, iss: string) =>
+      new SignJWT(claims)
+        .setProtectedHeader({ alg: 'RS256', typ: 'JWT', kid: 'sim' })
+        .setIssuer(iss)
+        .setAudience(aud)
+        .setSubject(user.id)
+        .setIssuedAt(now)
+        .setNotBefore(now - 300)
+        .setExpirationTime(now + this.tokenLifetimeSeconds)
+        .sign(this.signingKey);
+    const accessToken = await sign(
+      {
+        tid: this.tenantId,
+        oid: user.id,
+        upn: user.userPrincipalName,
+        name: user.displayName,
+        appid: clientId,
+        azp: clientId,
+        scp: scopes.map((s) => s.name).join(' '),
+        wids,
+        idtyp: 'user',
+        ver: '1.0',
+      },
+      audience,
+      `https://sts.windows.net/${this.tenantId}/`,
+    );
+    const idToken = await sign(
+      {
+        tid: this.tenantId,
+        oid: user.id,
+        preferred_username: user.userPrincipalName,
+        name: user.displayName,
+        ver: '2.0',
+      },
+      clientId,
+      `${this.authorityHost}/${this.tenantId}/v2.0`,
+    );
+    this.issuedTokens.count++;
+    return {
+      status: 200,
+      body: {
+        token_type: 'Bearer',
+        scope: grant.scope,
+        expires_in: this.tokenLifetimeSeconds,
+        ext_expires_in: this.tokenLifetimeSeconds,
+        access_token: accessToken,
+        refresh_token: this.deviceCodes.issueRefreshToken(clientId, user),
+        id_token: idToken,
+        client_info: Buffer.from(JSON.stringify({ uid: user.id, utid: this.tenantId })).toString('base64url'),
+      },
+    };
+  }
+
   private async verifyAssertion(app: SimApp, assertion: string): Promise<SimResponse | undefined> {
     let header: ReturnType<typeof decodeProtectedHeader>;
     try {
@@ -397,6 +521,20 @@ export class IdentityProvider {
       const appId = typeof payload.appid === 'string' ? payload.appid : '';
       if ((payload.iat ?? 0) * 1000 < (this.revokedBefore.get(appId) ?? 0))
         return { error: 'Access token has been revoked.' };
+      if (payload.idtyp === 'user') {
+        if (!publicClients.has(appId))
+          return { error: 'Access token validation failure. Invalid application.' };
+        return {
+          appId,
+          audience,
+          roles: [],
+          scopes: (typeof payload.scp === 'string' ? payload.scp : '').split(' ').filter(Boolean),
+          user: {
+            id: String(payload.oid),
+            wids: Array.isArray(payload.wids) ? payload.wids.map(String) : [],
+          },
+        };
+      }
       if (!this.apps.has(appId)) return { error: 'Access token validation failure. Invalid application.' };
       return { appId, audience, roles: Array.isArray(payload.roles) ? payload.roles.map(String) : [] };
     } catch (e) {
@@ -416,6 +554,10 @@ function graphAudience(resource: string, graphUrl: string): string | undefined {
   )
     return graphResource;
   return undefined;
+}
+
+function grantError(g: Extract<TokenGrant, { ok: false }>): SimResponse {
+  return aadError(g.status, g.error, g.code, g.description);
 }
 
 function aadError(status: number, error: string, code: number, description: string): SimResponse {

@@ -17,7 +17,8 @@ import {
 } from './certificates';
 import { FaultInjector, type SimService } from './faults';
 import { GraphService, type GraphOptions, type LatencyOptions } from './graph';
-import { IdentityProvider } from './identity';
+import { IdentityProvider, type SimApp } from './identity';
+import { directoryRoles, type DirectoryRoleName } from './app-registrations';
 import { KeyVaultFake } from './key-vault';
 import { ExchangeAdminFake } from './exchange-admin';
 import type { SimRequest, SimResponse } from './protocol';
@@ -51,6 +52,13 @@ export interface SimulatorOptions {
   certificateName?: string;
   /** Where the CA and the app's PEM file are written; a new temp folder by default. */
   workDir?: string;
+  /**
+   * false: a tenant with no sync app registration and no certificate in Key Vault (what `setup`
+   * starts from); the host identity and Microsoft Graph's service principal are still there.
+   */
+  registerApp?: boolean;
+  /** Seconds a device code client waits between polls (Entra says 5). */
+  deviceCodeIntervalSeconds?: number;
 }
 
 export interface SimulatorEndpoints {
@@ -105,6 +113,17 @@ export class GraphTenantSimulator implements SimulatorEndpoints {
     this.identity = new IdentityProvider(this.tenantId);
     this.vault = new KeyVaultFake(this.identity);
     this.exchange = new ExchangeAdminFake(this.identity, this.tenant);
+    this.identity.deviceCodes.intervalSeconds = options.deviceCodeIntervalSeconds ?? 5;
+    this.identity.findUser = (key) => {
+      const u = this.tenant.user(key);
+      return u
+        ? {
+            id: u.id,
+            userPrincipalName: u.userPrincipalName,
+            displayName: u.displayName ?? u.userPrincipalName,
+          }
+        : undefined;
+    };
     this.faults = new FaultInjector(random);
     this.throttle = new MailboxThrottle({ ...defaultThrottleOptions, ...options.throttle });
     const graphOptions: GraphOptions = {
@@ -136,23 +155,26 @@ export class GraphTenantSimulator implements SimulatorEndpoints {
     this.caCertPath = join(this.workDir, 'simulator-ca.pem');
     writeFileSync(this.caCertPath, this.caPem);
 
-    const appCert = await createSelfSignedCertificate(`CN=${this.certificateName}`);
-    this.identity.registerApp({
-      clientId: this.clientId,
-      displayName: 'm365-contact-sync',
-      roles: new Set(this.options.permissions ?? productPermissions),
-    });
-    this.initialKeyId = this.identity.addCertificate(this.clientId, appCert.certificatePem).keyId;
-    this.applicationObjectId = this.identity.requireApp(this.clientId).objectId;
     this.identity.registerApp({
       clientId: this.hostIdentity.clientId,
       displayName: 'function-app-identity',
       secrets: [this.hostIdentity.clientSecret],
       vaultRoles: new Set(['secrets-read', 'certificates-write']),
+      listed: false,
     });
-    this.vault.addCertificateVersion(this.certificateName, appCert);
-    this.certificatePath = join(this.workDir, `${this.certificateName}.pem`);
-    writeFileSync(this.certificatePath, appCert.privateKeyPem + appCert.certificatePem, { mode: 0o600 });
+    if (this.options.registerApp !== false) {
+      const appCert = await createSelfSignedCertificate(`CN=${this.certificateName}`);
+      this.identity.registerApp({
+        clientId: this.clientId,
+        displayName: 'm365-contact-sync',
+        roles: new Set(this.options.permissions ?? productPermissions),
+      });
+      this.initialKeyId = this.identity.addCertificate(this.clientId, appCert.certificatePem).keyId;
+      this.applicationObjectId = this.identity.requireApp(this.clientId).objectId;
+      this.vault.addCertificateVersion(this.certificateName, appCert);
+      this.certificatePath = join(this.workDir, `${this.certificateName}.pem`);
+      writeFileSync(this.certificatePath, appCert.privateKeyPem + appCert.certificatePem, { mode: 0o600 });
+    }
 
     this.server = createServer(
       { key: serverCert.privateKeyPem, cert: serverCert.certificatePem + ca.cert.certificatePem },
@@ -234,6 +256,27 @@ export class GraphTenantSimulator implements SimulatorEndpoints {
     return this.identity.requireApp(this.clientId).certificates.map((c) => c.keyId);
   }
 
+  /** Gives a tenant user a built-in Entra role (its template id goes into their tokens' wids). */
+  assignDirectoryRole(user: string, role: DirectoryRoleName): void {
+    const id = this.tenant.user(user)?.id;
+    if (!id) throw new Error(`no user ${user}`);
+    const held = this.identity.directoryRoles.get(id) ?? new Set<string>();
+    held.add(directoryRoles[role]);
+    this.identity.directoryRoles.set(id, held);
+  }
+
+  /** The test hook for the device code flow: `user` signs in with the code a client shows. */
+  approveDeviceCode(userCode: string, user: string): void {
+    const signedIn = this.identity.findUser(user);
+    if (!signedIn) throw new Error(`no user ${user}`);
+    this.identity.deviceCodes.approve(userCode, signedIn);
+  }
+
+  /** App registrations other than the host identity (setup creates them), with their grants and keys. */
+  appRegistrations(): SimApp[] {
+    return [...this.identity.apps.values()].filter((a) => a.listed);
+  }
+
   /** Grants or withdraws Graph application permissions of the sync app. */
   setPermissions(permissions: string[]): void {
     this.identity.requireApp(this.clientId).roles = new Set(permissions);
@@ -279,6 +322,14 @@ export class GraphTenantSimulator implements SimulatorEndpoints {
         return;
       }
       if (route === 'GET /_sim/application/keys') return reply(200, this.applicationKeyIds());
+      if (route === 'POST /_sim/devicecode') {
+        this.approveDeviceCode(String(body.userCode), String(body.user));
+        return reply(204);
+      }
+      if (route === 'POST /_sim/directory-roles') {
+        this.assignDirectoryRole(String(body.user), body.role as DirectoryRoleName);
+        return reply(204);
+      }
       if (route === 'GET /_sim/users')
         return reply(
           200,

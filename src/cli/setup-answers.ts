@@ -1,0 +1,190 @@
+// `setup`'s questions: each has a flag; `--yes` takes the defaults; on a terminal the rest are asked
+// with @inquirer/prompts (maintained successor of Inquirer.js; its 7.x line ships CommonJS, which
+// this project compiles to, where 8.x is ESM only). Without a terminal a missing answer is a usage
+// error naming its flag. The answers then give the first policy and the permissions it needs.
+import { confirm, input, select } from '@inquirer/prompts';
+import type { PolicyInput } from '../sync/config/schema';
+
+export interface SetupFlags {
+  tenant?: string;
+  appName?: string;
+  vault?: string;
+  certificate?: string;
+  source?: string;
+  sourceGroup?: string;
+  sourceMailbox?: string;
+  target?: string;
+  targetGroup?: string;
+  folder?: string;
+  out?: string;
+  policyId?: string;
+  connectionId?: string;
+  authorityHost?: string;
+  graphEndpoint?: string;
+  signInClientId?: string;
+  yes?: boolean;
+}
+
+export interface SetupAnswers {
+  tenant: string;
+  appName: string;
+  vault: string;
+  certificate: string;
+  source: { type: 'directory' } | { type: 'group'; group: string } | { type: 'mailbox'; mailbox: string };
+  target: { type: 'everyone' } | { type: 'group'; group: string };
+  folder: string;
+  out: string;
+  policyId: string;
+  connectionId: string;
+  authorityHost?: string;
+  graphEndpoint?: string;
+  /** The public client the admin signs in through (default: Microsoft Graph Command Line Tools). */
+  signInClientId: string;
+}
+
+export class MissingAnswerError extends Error {}
+
+export const defaultSignInClientId = '14d82eec-204b-4c2f-b7e8-296a70dab67e';
+
+const guid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+interface Asker {
+  text(
+    flag: string,
+    message: string,
+    fallback?: string,
+    check?: (v: string) => string | true,
+  ): Promise<string>;
+  choice<T extends string>(flag: string, message: string, options: readonly T[], fallback: T): Promise<T>;
+}
+
+/** Flags first, then defaults (--yes), then a prompt on a terminal; else a usage error naming the flag. */
+function asker(flags: SetupFlags, interactive: boolean): Asker {
+  const given = (flag: string): string | undefined =>
+    (flags as Record<string, string | undefined>)[
+      flag.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase())
+    ];
+  return {
+    async text(flag, message, fallback, check) {
+      const value = given(flag) ?? (flags.yes ? fallback : undefined);
+      if (value !== undefined) {
+        const ok = check?.(value) ?? true;
+        if (ok !== true) throw new MissingAnswerError(`--${flag}: ${ok}`);
+        return value;
+      }
+      if (!interactive) throw new MissingAnswerError(`--${flag} is needed (${message})`);
+      return input({
+        message,
+        ...(fallback ? { default: fallback } : {}),
+        ...(check ? { validate: check } : {}),
+      });
+    },
+    async choice(flag, message, options, fallback) {
+      const value = given(flag) ?? (flags.yes ? fallback : undefined);
+      if (value !== undefined) {
+        if (!options.includes(value as never))
+          throw new MissingAnswerError(`--${flag}: one of ${options.join(', ')}`);
+        return value as (typeof options)[number];
+      }
+      if (!interactive)
+        throw new MissingAnswerError(`--${flag} is needed (${message}: ${options.join(', ')})`);
+      return select({ message, choices: options.map((value) => ({ value })), default: fallback });
+    },
+  };
+}
+
+const isGuid = (v: string): string | true => guid.test(v) || 'a group object id (GUID)';
+const isUpn = (v: string): string | true => /^[^@\s]+@[^@\s]+$/.test(v) || 'a mailbox address (UPN)';
+const isHttps = (v: string): string | true => /^https:\/\/[^/\s]+/.test(v) || 'an https URL';
+
+export async function askSetup(
+  flags: SetupFlags,
+  interactive: boolean,
+  env: Record<string, string | undefined>,
+): Promise<SetupAnswers> {
+  const ask = asker(flags, interactive);
+  const vault = await ask.text('vault', "the deployment's Key Vault URL", env.AZURE_KEY_VAULT_URL, isHttps);
+  const sourceKind = await ask.choice(
+    'source',
+    'Whose entries go into the address book',
+    ['directory', 'group', 'mailbox'] as const,
+    'directory',
+  );
+  const source =
+    sourceKind === 'group'
+      ? {
+          type: 'group' as const,
+          group: await ask.text('source-group', 'the source group id', undefined, isGuid),
+        }
+      : sourceKind === 'mailbox'
+        ? {
+            type: 'mailbox' as const,
+            mailbox: await ask.text(
+              'source-mailbox',
+              'the shared mailbox whose contacts are copied',
+              undefined,
+              isUpn,
+            ),
+          }
+        : { type: 'directory' as const };
+  const targetKind = await ask.choice(
+    'target',
+    'Which mailboxes receive it',
+    ['everyone', 'group'] as const,
+    'everyone',
+  );
+  const target =
+    targetKind === 'group'
+      ? {
+          type: 'group' as const,
+          group: await ask.text('target-group', 'the target group id', undefined, isGuid),
+        }
+      : { type: 'everyone' as const };
+  const folder = await ask.text(
+    'folder',
+    'the contact folder name',
+    'Company Directory',
+    (v) => (v.trim() === v && v !== '' && !/[\\/]/.test(v)) || 'no leading or trailing spaces, no / or \\',
+  );
+  return {
+    tenant: flags.tenant ?? 'organizations',
+    appName: flags.appName ?? 'm365-contact-sync',
+    vault,
+    certificate: flags.certificate ?? 'm365-contact-sync',
+    source,
+    target,
+    folder,
+    out: flags.out ?? 'policies.json',
+    policyId: flags.policyId ?? 'company-directory',
+    connectionId: flags.connectionId ?? 'main',
+    ...(flags.authorityHost ? { authorityHost: flags.authorityHost } : {}),
+    ...(flags.graphEndpoint ? { graphEndpoint: flags.graphEndpoint } : {}),
+    signInClientId: flags.signInClientId ?? defaultSignInClientId,
+  };
+}
+
+/** The first policy, from the answers. */
+export function firstPolicy(a: SetupAnswers): PolicyInput {
+  return {
+    id: a.policyId,
+    name: a.folder,
+    connection: a.connectionId,
+    source:
+      a.source.type === 'mailbox'
+        ? { type: 'mailbox', mailbox: a.source.mailbox }
+        : { type: 'directory', ...(a.source.type === 'group' ? { includeGroups: [a.source.group] } : {}) },
+    targets:
+      a.target.type === 'group' ? { type: 'groups', groups: [a.target.group] } : { type: 'allMailboxes' },
+    folder: { name: a.folder },
+    mapping: {},
+  };
+}
+
+/** Asks before overwriting a policy file setup did not write (never asked with --yes or no terminal). */
+export async function confirmOverwrite(file: string, interactive: boolean, yes: boolean): Promise<boolean> {
+  if (yes || !interactive) return yes;
+  return confirm({
+    message: `${file} differs from what setup would write: replace its connection and policy?`,
+    default: true,
+  });
+}

@@ -1,0 +1,277 @@
+// `m365-contact-sync setup`: from an empty tenant to a first policy that syncs. The admin answers a
+// few questions, signs in with the device code flow, and then each step reads what exists before it
+// writes, in an order where every object names the one before it: a run stopped anywhere (Ctrl-C, a
+// lost reply, a missing role) leaves objects a re-run finds and finishes, never a duplicate.
+import { readFile, rename, writeFile } from 'node:fs/promises';
+import { DeviceCodeCredential, type TokenCredential } from '@azure/identity';
+import { CertificateClient, type KeyVaultCertificateWithPolicy } from '@azure/keyvault-certificates';
+import { Client } from '@microsoft/microsoft-graph-client';
+import { TokenCredentialAuthenticationProvider } from '@microsoft/microsoft-graph-client/authProviders/azureTokenCredentials';
+import { decodeJwt } from 'jose';
+import { certificateFacts, clouds } from '../sync/adapters/graph/connection';
+import { parsePolicyFile, PolicyFileError } from '../sync/config/policy-file';
+import { policySchema, type Connection, type PolicyInput } from '../sync/config/schema';
+import { neededPermissions } from '../app/diagnostics';
+import { askSetup, confirmOverwrite, firstPolicy, type SetupAnswers, type SetupFlags } from './setup-answers';
+import { AppRegistrar, MissingRoleError, type Registration } from './setup-entra';
+import { scopeScript } from './scope-script';
+import { certificatePolicy, type Io } from './commands';
+import { cliCredential, vaultOptions } from './credentials';
+
+export const setupSteps = [
+  'sign in',
+  'app registration',
+  'service principal',
+  'permissions',
+  'admin consent',
+  'certificate',
+  'key upload',
+  'policy file',
+  'mailbox scope',
+  'doctor',
+] as const;
+
+/** Delegated Microsoft Graph scopes setup asks for, and nothing else. */
+const adminScopes = ['Application.ReadWrite.All', 'AppRoleAssignment.ReadWrite.All'];
+
+const knownAuthorities = new Set(Object.values(clouds).map((c) => new URL(c.authorityHost).host));
+
+interface Context {
+  io: Io;
+  answers: SetupAnswers;
+  graphEndpoint: string;
+  registrar: AppRegistrar;
+  tenantId: string;
+}
+
+export async function setup(
+  io: Io,
+  flags: SetupFlags,
+  runDoctor: (io: Io, file: string) => Promise<number>,
+  env: Record<string, string | undefined> = process.env,
+): Promise<number> {
+  const answers = await askSetup(flags, io.isTTY, env);
+  const policy = firstPolicy(answers);
+  let current = 0;
+  const step = (i: number): void => {
+    current = i;
+    io.out(`[${i + 1}/${setupSteps.length}] ${setupSteps[i]}`);
+  };
+  const onInterrupt = (): void => {
+    io.err(`\nstopped during "${setupSteps[current]}": run setup again with the same answers to finish`);
+    process.exit(130);
+  };
+  process.once('SIGINT', onInterrupt);
+  try {
+    step(0);
+    const ctx = await signIn(io, answers);
+    step(1);
+    const { app, created } = await ctx.registrar.application(answers.appName);
+    io.out(
+      `  ${created ? 'created' : 'found'} app registration "${app.displayName}" (client id ${app.appId})`,
+    );
+    step(2);
+    const sp = await ctx.registrar.servicePrincipal(app.appId);
+    io.out(`  ${sp.created ? 'created' : 'found'} its service principal ${sp.id}`);
+    step(3);
+    const roleIds = await permissions(ctx, app, policy);
+    step(4);
+    const graph = await ctx.registrar.graphRoles();
+    const granted = await ctx.registrar.grant(sp.id, graph.id, roleIds.ids);
+    io.out(
+      `  ${granted.length ? `granted ${roleIds.names(granted).join(', ')}` : 'every permission already granted'}`,
+    );
+    step(5);
+    const cert = await certificate(io, answers);
+    step(6);
+    const facts = certificateFacts(
+      `-----BEGIN CERTIFICATE-----\n${Buffer.from(cert.cer!).toString('base64')}\n-----END CERTIFICATE-----`,
+    );
+    const key = await ctx.registrar.uploadKey(await ctx.registrar.reload(app), {
+      derBase64: facts.derBase64,
+      thumbprint: facts.thumbprint,
+      subject: `CN=${answers.appName}`,
+    });
+    io.out(
+      `  ${key.uploaded ? 'uploaded' : 'found'} the certificate's public key (thumbprint ${facts.thumbprint}, key id ${key.keyId})`,
+    );
+    step(7);
+    const connection = connectionFor(answers, ctx, app, key.keyId);
+    const file = await writePolicyFile(io, answers, connection, policy, Boolean(flags.yes));
+    if (!file) return 2;
+    step(8);
+    const loaded = parsePolicyFile(await readFile(answers.out, 'utf8'));
+    const parsed = loaded.policies.find((p) => p.id === answers.policyId)!;
+    for (const line of scopeScript(parsed, loaded.connections.get(answers.connectionId)!, loaded.policies))
+      io.out(line);
+    step(9);
+    return await runDoctor(io, answers.out);
+  } catch (e) {
+    if (e instanceof MissingRoleError) {
+      io.err(`setup stopped at "${setupSteps[current]}": ${e.message}`);
+      return 1;
+    }
+    throw e;
+  } finally {
+    process.removeListener('SIGINT', onInterrupt);
+  }
+}
+
+async function signIn(io: Io, answers: SetupAnswers): Promise<Context> {
+  const authorityHost = (answers.authorityHost ?? clouds.global.authorityHost).replace(/\/$/, '');
+  const graphEndpoint = (answers.graphEndpoint ?? clouds.global.graphEndpoint).replace(/\/$/, '');
+  const credential = new DeviceCodeCredential({
+    tenantId: answers.tenant,
+    clientId: answers.signInClientId,
+    authorityHost,
+    disableInstanceDiscovery: !knownAuthorities.has(new URL(authorityHost).host),
+    userPromptCallback: (info) => io.out(`  ${info.message}`),
+  });
+  const scopes = adminScopes.map((s) => `${graphEndpoint}/${s}`);
+  const token = await credential.getToken(scopes);
+  const claims = decodeJwt(token.token);
+  io.out(
+    `  signed in as ${String(claims.upn ?? claims.unique_name ?? claims.oid)} (tenant ${String(claims.tid)})`,
+  );
+  return {
+    io,
+    answers,
+    graphEndpoint,
+    tenantId: String(claims.tid),
+    registrar: new AppRegistrar(adminGraph(credential, graphEndpoint, scopes)),
+  };
+}
+
+function adminGraph(credential: TokenCredential, graphEndpoint: string, scopes: string[]): Client {
+  const host = new URL(graphEndpoint).host;
+  const known = Object.values(clouds).some((c) => new URL(c.graphEndpoint).host === host);
+  return Client.initWithMiddleware({
+    authProvider: new TokenCredentialAuthenticationProvider(credential, { scopes }),
+    baseUrl: graphEndpoint,
+    defaultVersion: 'v1.0',
+    ...(known ? {} : { customHosts: new Set([new URL(graphEndpoint).hostname]) }),
+  });
+}
+
+/** The application permissions the policy needs (doctor's list), by id from Graph's service principal. */
+async function permissions(
+  ctx: Context,
+  app: Registration,
+  policy: PolicyInput,
+): Promise<{ ids: string[]; names: (ids: string[]) => string[] }> {
+  const names = neededPermissions([policySchema.parse(policy)]).map((n) => n.permission);
+  const graph = await ctx.registrar.graphRoles();
+  const unknown = names.filter((n) => !graph.roles.has(n));
+  if (unknown.length)
+    throw new Error(`Microsoft Graph offers no application permission named ${unknown.join(', ')}`);
+  const ids = names.map((n) => graph.roles.get(n)!);
+  const added = await ctx.registrar.requirePermissions(app, ids);
+  const byId = new Map([...graph.roles].map(([n, id]) => [id, n]));
+  ctx.io.out(
+    `  ${added.length ? `added ${added.map((id) => byId.get(id)).join(', ')}` : `already listed: ${names.join(', ')}`}`,
+  );
+  return { ids, names: (list) => list.map((id) => byId.get(id) ?? id) };
+}
+
+/** The certificate in Key Vault: found, a creation still running awaited, else created (PEM, auto-renew). */
+async function certificate(io: Io, a: SetupAnswers): Promise<KeyVaultCertificateWithPolicy> {
+  const client = new CertificateClient(a.vault, cliCredential(), vaultOptions(a.vault));
+  try {
+    const found = await client.getCertificate(a.certificate);
+    if (found.cer) {
+      io.out(`  found ${a.certificate} in ${a.vault} (version ${found.properties.version ?? ''})`);
+      return found;
+    }
+  } catch (e) {
+    if ((e as { statusCode?: number }).statusCode !== 404) throw e;
+  }
+  let poller;
+  try {
+    poller = await client.getCertificateOperation(a.certificate, { intervalInMs: 1000 });
+    io.out(`  a creation of ${a.certificate} is still running; waiting for it`);
+  } catch (e) {
+    if ((e as { statusCode?: number }).statusCode !== 404) throw e;
+    poller = await client.beginCreateCertificate(a.certificate, certificatePolicy(`CN=${a.appName}`, 12), {
+      intervalInMs: 1000,
+    });
+    io.out(`  creating ${a.certificate} in ${a.vault} (PEM, exportable, auto-renews at 80 % of 12 months)`);
+  }
+  await poller.pollUntilDone();
+  return client.getCertificate(a.certificate);
+}
+
+function connectionFor(
+  a: SetupAnswers,
+  ctx: Context,
+  app: Registration,
+  keyId: string,
+): Record<string, unknown> {
+  return {
+    id: a.connectionId,
+    tenantId: ctx.tenantId,
+    clientId: app.appId,
+    applicationObjectId: app.id,
+    certificate: { keyVaultUrl: a.vault, name: a.certificate, keyId },
+    ...(a.authorityHost && a.graphEndpoint
+      ? { authorityHost: a.authorityHost, graphEndpoint: a.graphEndpoint }
+      : {}),
+  } satisfies Partial<Record<keyof Connection, unknown>>;
+}
+
+/**
+ * Writes the connection and the policy into the policy file, keeping every other connection and
+ * policy there; an unchanged file is not rewritten. Returns false when the admin declined.
+ */
+async function writePolicyFile(
+  io: Io,
+  a: SetupAnswers,
+  connection: Record<string, unknown>,
+  policy: PolicyInput,
+  yes: boolean,
+): Promise<boolean> {
+  let existing: { connections: Record<string, unknown>[]; policies: Record<string, unknown>[] } = {
+    connections: [],
+    policies: [],
+  };
+  let before: string | undefined;
+  try {
+    before = await readFile(a.out, 'utf8');
+    existing = JSON.parse(before) as typeof existing;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new Error(`${a.out}: ${(e as Error).message}`);
+  }
+  const upsert = <T extends Record<string, unknown>>(list: T[], item: T): T[] => {
+    const i = list.findIndex((x) => x.id === item.id);
+    return i < 0 ? [...list, item] : list.map((x, j) => (j === i ? item : x));
+  };
+  const next = {
+    ...existing,
+    connections: upsert(existing.connections ?? [], connection),
+    policies: upsert(existing.policies ?? [], policy as Record<string, unknown>),
+  };
+  const text = JSON.stringify(next, null, 2) + '\n';
+  try {
+    parsePolicyFile(text);
+  } catch (e) {
+    if (e instanceof PolicyFileError)
+      throw new Error(
+        `the policy file would not be valid: ${e.issues.map((i) => `${i.path}: ${i.message}`).join('; ')}`,
+      );
+    throw e;
+  }
+  if (text === before) {
+    io.out(`  ${a.out} already holds this connection and policy`);
+    return true;
+  }
+  const ours = existing.connections?.some((c) => c.id === a.connectionId) ?? false;
+  if (before !== undefined && ours && !(await confirmOverwrite(a.out, io.isTTY, yes))) {
+    io.err(`${a.out} left as it was`);
+    return false;
+  }
+  // Written whole to a temporary name, then renamed: an interrupted write leaves the old file.
+  const tmp = `${a.out}.setup-${process.pid}`;
+  await writeFile(tmp, text, { mode: 0o644 });
+  await rename(tmp, a.out);
+  io.out(`  wrote ${a.out} (connection "${a.connectionId}", policy "${a.policyId}"); validated`);
+  return true;
+}

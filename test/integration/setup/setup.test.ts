@@ -1,0 +1,201 @@
+// `setup` through the real CLI (a child process) against the simulator, from a tenant with no app
+// registration: the admin signs in with the device code flow (the simulator's test hook approves
+// the code the CLI prints), then `run` and `doctor` work with what setup made and nothing else.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import type { GraphTenantSimulator } from '../../doubles/graph-tenant-simulator/simulator';
+import { startSimulator } from '../../support/clients';
+import { startAzurite, type AzuriteHandle } from '../../../dev/azurite';
+import { startAll } from '../../support/start-all';
+import { folderContacts } from '../../support/engine';
+import { parsePolicyFile } from '../../../src/sync/config/policy-file';
+import { neededPermissions } from '../../../src/app/diagnostics';
+import { setupSteps } from '../../../src/cli/setup';
+
+const bin = resolve(__dirname, '../../../../bin/m365-contact-sync.js');
+
+interface Result {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+describe('setup: from an empty tenant to a policy that syncs', () => {
+  let sim: GraphTenantSimulator;
+  let azurite: AzuriteHandle;
+  let dir: string;
+  let env: Record<string, string>;
+  let admin: string;
+  let newcomer: string;
+
+  before(async () => {
+    [sim, azurite] = await startAll(
+      startSimulator({
+        registerApp: false,
+        deviceCodeIntervalSeconds: 1,
+        seed: { generate: { users: 16, mailboxes: 3, awkward: false } },
+      }),
+      startAzurite(),
+    );
+    dir = mkdtempSync(join(tmpdir(), 'setup-'));
+    const people = [...sim.tenant.users.values()].filter((u) => u.accountEnabled && u.mailbox === 'user');
+    admin = people[0]!.userPrincipalName;
+    newcomer = people[1]!.userPrincipalName;
+    // Least privilege: consent to Graph's application permissions needs Privileged Role Administrator;
+    // creating (and, as its owner, updating) an app registration needs no role.
+    sim.assignDirectoryRole(admin, 'Privileged Role Administrator');
+    env = {
+      NODE_EXTRA_CA_CERTS: sim.caCertPath,
+      // Key Vault as the admin's workstation reaches it (here: the host identity may create certificates).
+      AZURE_TENANT_ID: sim.tenantId,
+      AZURE_CLIENT_ID: sim.hostIdentity.clientId,
+      AZURE_CLIENT_SECRET: sim.hostIdentity.clientSecret,
+      AZURE_AUTHORITY_HOST: sim.authorityHost,
+      CONTACTSYNC_STORAGE: azurite.connectionString,
+      CONTACTSYNC_LOCAL_KEY_VAULT: 'allow',
+    };
+  });
+  after(async () => {
+    await Promise.all([sim.close(), azurite.close()]);
+  });
+
+  /** The CLI as a process; `user` signs in with the code it prints; SIGINT once `interruptAt` starts. */
+  function cli(args: string[], user?: string, interruptAt?: string): Promise<Result> {
+    return new Promise((done) => {
+      const child = spawn(process.execPath, [bin, ...args], {
+        env: { ...process.env, ...env },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let stdout = '';
+      let stderr = '';
+      let approved = false;
+      let interrupted = false;
+      child.stdout.on('data', (d: Buffer) => {
+        stdout += d.toString();
+        const code = /enter the code (\S+) to authenticate/.exec(stdout)?.[1];
+        if (code && user && !approved) {
+          approved = true;
+          sim.approveDeviceCode(code, user);
+        }
+        if (interruptAt && !interrupted && stdout.includes(`] ${interruptAt}\n`)) {
+          interrupted = true;
+          child.kill('SIGINT');
+        }
+      });
+      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      child.on('exit', (code, signal) => done({ code, signal, stdout, stderr }));
+    });
+  }
+
+  const setupArgs = (name: string, out: string, ...extra: string[]): string[] => [
+    'setup',
+    '--yes',
+    '--vault',
+    sim.keyVaultUrl,
+    '--authority-host',
+    sim.authorityHost,
+    '--graph-endpoint',
+    sim.graphUrl,
+    '--app-name',
+    name,
+    '--certificate',
+    name,
+    '--out',
+    out,
+    ...extra,
+  ];
+
+  /** One app registration of that name, its service principal, exactly the policy's permissions, one key. */
+  function assertOneOfEverything(name: string, file: string): void {
+    const apps = sim.appRegistrations().filter((a) => a.displayName === name);
+    assert.equal(apps.length, 1, `one app registration named ${name}`);
+    const app = apps[0]!;
+    assert.ok(app.servicePrincipalId, 'it has a service principal');
+    const loaded = parsePolicyFile(readFileSync(file, 'utf8'));
+    assert.deepEqual(loaded.invalidPolicies, []);
+    const wanted = neededPermissions(loaded.policies).map((n) => n.permission);
+    assert.deepEqual([...app.roles].sort(), [...wanted].sort(), 'granted exactly what doctor lists');
+    const listed = app.requiredResourceAccess.flatMap((r) => r.resourceAccess.map((a) => a.id));
+    assert.equal(listed.length, wanted.length, 'each permission listed once on the registration');
+    assert.equal(app.certificates.length, 1, 'one key on the registration');
+    const connection = [...loaded.connections.values()][0]!;
+    assert.equal(connection.clientId, app.clientId);
+    assert.equal(connection.applicationObjectId, app.objectId);
+    assert.equal(connection.tenantId, sim.tenantId);
+    assert.ok(
+      'keyVaultUrl' in connection.certificate && connection.certificate.keyId === app.certificates[0]!.keyId,
+    );
+  }
+
+  let file: string;
+  it('setup --yes: creates the registration, grants what the policy needs, uploads the key, writes a valid file; run and doctor succeed', async () => {
+    assert.equal(sim.appRegistrations().length, 0, 'the tenant starts with no app registration');
+    file = join(dir, 'policies.json');
+    const r = await cli(setupArgs('m365-contact-sync', file), admin);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    for (const [i, name] of setupSteps.entries())
+      assert.match(r.stdout, new RegExp(`\\[${i + 1}/${setupSteps.length}\\] ${name}`));
+    assert.match(r.stdout, /created app registration "m365-contact-sync"/);
+    assert.match(r.stdout, /New-ManagementRoleAssignment/, 'the RBAC for Applications commands are printed');
+    assertOneOfEverything('m365-contact-sync', file);
+
+    const run = await cli(['run', '--config', file, '--policy', 'company-directory', '--json']);
+    assert.equal(run.code, 0, run.stderr);
+    const summary = JSON.parse(run.stdout.trim().split('\n').at(-1)!);
+    assert.equal(summary.mailboxes.failed, 0);
+    assert.ok(summary.contacts.created > 0);
+    const mailbox = [...sim.tenant.users.values()].find((u) => u.mailbox === 'user' && u.accountEnabled)!;
+    assert.ok(folderContacts(sim, mailbox.userPrincipalName, 'Company Directory').length > 0);
+    const doctor = await cli(['doctor', '--config', file]);
+    assert.equal(doctor.code, 0, doctor.stdout + doctor.stderr);
+  });
+
+  it('a second setup creates and changes nothing', async () => {
+    const before = readFileSync(file, 'utf8');
+    const mark = sim.log.lastSeq;
+    const r = await cli(setupArgs('m365-contact-sync', file), admin);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    const writes = sim.log
+      .since(mark)
+      .filter((e) => e.service !== 'login' && e.method !== 'GET')
+      .map((e) => `${e.method} ${e.path} ${e.status}`);
+    assert.deepEqual(writes, [], 'no write reached Graph or Key Vault');
+    assert.equal(readFileSync(file, 'utf8'), before, 'the policy file is unchanged');
+    assert.match(r.stdout, /found app registration/);
+    assert.match(r.stdout, /every permission already granted/);
+    assertOneOfEverything('m365-contact-sync', file);
+  });
+
+  it('a user without the consent role stops at admin consent, naming the role; once given it, a re-run finishes', async () => {
+    const out = join(dir, 'newcomer.json');
+    const first = await cli(setupArgs('sync-newcomer', out), newcomer);
+    assert.equal(first.code, 1, first.stdout + first.stderr);
+    assert.match(first.stderr, /admin consent.*Privileged Role Administrator/s);
+    const app = sim.appRegistrations().filter((a) => a.displayName === 'sync-newcomer');
+    assert.equal(app.length, 1);
+    assert.equal(app[0]!.roles.size, 0, 'nothing granted');
+    sim.assignDirectoryRole(newcomer, 'Privileged Role Administrator');
+    const second = await cli(setupArgs('sync-newcomer', out), newcomer);
+    assert.equal(second.code, 0, second.stdout + second.stderr);
+    assert.match(second.stdout, /found app registration "sync-newcomer"/);
+    assertOneOfEverything('sync-newcomer', out);
+  });
+
+  it('Ctrl-C at each step, then setup again: it finishes, with one of everything', async () => {
+    for (const [i, step] of setupSteps.slice(1, 8).entries()) {
+      const name = `sync-interrupted-${i}`;
+      const out = join(dir, `${name}.json`);
+      const stopped = await cli(setupArgs(name, out), admin, step);
+      assert.notEqual(stopped.code, 0, `${step}: the first run was stopped\n${stopped.stdout}`);
+      assert.match(stopped.stderr, new RegExp(`stopped during "${step}"`));
+      const finished = await cli(setupArgs(name, out), admin);
+      assert.equal(finished.code, 0, `${step}: ${finished.stdout}${finished.stderr}`);
+      assertOneOfEverything(name, out);
+    }
+  });
+});
