@@ -49,6 +49,27 @@ export class GraphSchemas {
     return v;
   }
 
+  /**
+   * A validator for a component of `directory.openapi.json` that has no `jsonschema/` file yet
+   * (e.g. microsoft.graph.appRoleAssignment), built and normalised the way those files are.
+   */
+  component(name: string, closed = true): ValidateFunction {
+    const key = `component:${name}|${closed}`;
+    let v = this.cache.get(key);
+    if (!v) {
+      const doc = readFileSync(join(this.dir, 'directory.openapi.json'), 'utf8').replaceAll(
+        '#/components/schemas/',
+        '#/$defs/',
+      );
+      const defs = (JSON.parse(doc) as { components: { schemas: Record<string, unknown> } }).components
+        .schemas;
+      if (!defs[name]) throw new Error(`directory.openapi.json has no component ${name}`);
+      v = this.ajv.compile(this.tools.normalise({ $ref: `#/$defs/${name}`, $defs: defs }, { closed }));
+      this.cache.set(key, v);
+    }
+    return v;
+  }
+
   /** Validation errors as readable lines; empty when valid. */
   check(name: string, value: unknown, closed = true): string[] {
     const v = this.validator(name, closed);
