@@ -108,6 +108,7 @@ describe('the admin CLI', () => {
       ['cert', 'create', '--help'],
       ['cert', 'show', '--help'],
       ['scope', '--help'],
+      ['setup', '--help'],
     ]) {
       const r = await cli(args);
       assert.equal(r.code, 0, args.join(' '));
