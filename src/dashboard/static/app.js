@@ -19,7 +19,7 @@ function h(tag, attrs = {}, ...children) {
     if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
     else el.setAttribute(k, v === true ? '' : String(v));
   }
-  for (const c of children.flat()) {
+  for (const c of children.flat(Infinity)) {
     if (c === null || c === undefined || c === false) continue;
     el.append(c instanceof Node ? c : document.createTextNode(String(c)));
   }
@@ -41,7 +41,10 @@ const statusKind = (s) =>
 
 function show(title, ...content) {
   document.title = `${title} · Contact sync dashboard`;
-  main.replaceChildren(h('h1', {}, title), ...content);
+  main.replaceChildren(
+    h('h1', {}, title),
+    ...content.flat(Infinity).filter((c) => c !== null && c !== undefined && c !== false),
+  );
 }
 
 function announce(text) {
