@@ -310,7 +310,7 @@ async function policiesPage() {
             'Last run',
             'Created / updated / deleted / failed',
             'Last 30 runs',
-            '',
+            'Actions',
           ].map((t) => h('th', { scope: 'col' }, t)),
         ),
       ),
