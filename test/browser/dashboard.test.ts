@@ -49,6 +49,7 @@ describe('dashboard in Chromium', () => {
   let browser: Browser;
   let serving = true;
   let served: Promise<void>;
+  let failing: string;
 
   before(async () => {
     assert.ok(
@@ -56,8 +57,12 @@ describe('dashboard in Chromium', () => {
       `Chromium is missing at ${chromiumPath}: install Debian's package (apt-get install chromium; .ci/run does) or set CHROMIUM_PATH`,
     );
     env = await startDemoEnvironment({ users: 60, mailboxes: 8, latency: 0, policyName: hostileName });
+    // One mailbox fails on every Graph call, so the run page has an error to show.
+    failing = `o.brien@${env.sim.tenant.domain}`;
+    env.sim.faults.add({ kind: 'status', status: 500, match: { service: 'graph', mailbox: failing } });
     await env.runner.tick();
     await env.runner.drain(300_000);
+    env.sim.faults.clear();
     // From here the functions run as the host would, so a run started in the browser completes.
     served = serve(env, () => !serving);
     browser = await chromium.launch({ executablePath: chromiumPath, args: ['--no-sandbox'] });
@@ -144,6 +149,14 @@ describe('dashboard in Chromium', () => {
     assert.equal(await page.locator('#outcomes tbody tr').count(), outcomes.length);
     assert.ok(
       (await page.locator('#timeline').innerText()).includes(viewerDate.format(new Date(run!.startedAt))),
+    );
+    const failed = outcomes.find((o) => o.userPrincipalName === failing)!;
+    assert.equal(failed.status, 'failed');
+    const failedRow = page.locator('#outcomes tbody tr[data-status="failed"]');
+    assert.equal(await failedRow.count(), 1);
+    assert.ok(
+      (await failedRow.innerText()).includes(failed.lastError!.slice(0, 80)),
+      'the error as recorded',
     );
     await axe(page, 'Run');
     await shot(page, 'run');
