@@ -182,6 +182,9 @@ describe('dashboard sign-in (Entra ID tokens checked by the app)', () => {
     const html = readFileSync(resolve(__dirname, '../../../src/dashboard/static/index.html'), 'utf8');
     assert.doesNotMatch(html, /<script(?![^>]*\bsrc=)[^>]*>/, 'no inline script in the page');
     assert.doesNotMatch(html, /\son[a-z]+=/i, 'no inline event handlers');
+    // Values reach the page as text: the script never parses strings as markup.
+    const script = readFileSync(resolve(__dirname, '../../../src/dashboard/static/app.js'), 'utf8');
+    assert.doesNotMatch(script, /innerHTML|outerHTML|insertAdjacentHTML|document\.write|DOMParser|eval\(/);
   });
 });
 
