@@ -2,17 +2,22 @@
 // over the demo pipeline (Azurite, the Graph tenant simulator, the real functions). Each page is
 // opened, its figures are checked against the run records, axe-core checks accessibility, a dry run
 // is started from the UI and watched to the end, and a user without a role sees no data. Screenshots
-// of each page go to docs/screenshots/ (shown in the README).
+// of each page: UPDATE_SCREENSHOTS=1 writes them to docs/screenshots/ (shown in the README).
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { serve, startDemoEnvironment, type DemoEnvironment } from '../../dev/demo-env';
 import { RunHistory } from '../../src/dashboard/history';
 
 const chromiumPath = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const screenshots = resolve(__dirname, '../../../docs/screenshots');
+// The README's pictures are refreshed with UPDATE_SCREENSHOTS=1; otherwise they go to a temporary folder,
+// so a test run leaves no changed binary files in the work tree.
+const screenshots = process.env.UPDATE_SCREENSHOTS
+  ? resolve(__dirname, '../../../docs/screenshots')
+  : mkdtempSync(join(tmpdir(), 'dashboard-screenshots-'));
 const axeSource = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
 /** A policy name with markup: it must show as text, never run or render. */
 const hostileName = '<img src=x onerror="window.__xss=1"> Company & <b>directory</b>';
@@ -42,6 +47,7 @@ async function axe(page: Page, label: string): Promise<void> {
 async function shot(page: Page, name: string): Promise<void> {
   mkdirSync(screenshots, { recursive: true });
   await page.screenshot({ path: resolve(screenshots, `${name}.png`), fullPage: true });
+  assert.ok(statSync(resolve(screenshots, `${name}.png`)).size > 5_000, `${name}.png was written`);
 }
 
 describe('dashboard in Chromium', () => {
@@ -69,6 +75,7 @@ describe('dashboard in Chromium', () => {
   });
 
   after(async () => {
+    if (!process.env.UPDATE_SCREENSHOTS) rmSync(screenshots, { recursive: true, force: true });
     serving = false;
     await browser?.close();
     await served;
