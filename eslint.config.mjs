@@ -1,6 +1,7 @@
 // Type-aware lint; the sync core may not import Azure or Graph SDKs (it stays pure, I/O sits behind interfaces).
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
+import globals from 'globals';
 
 export default tseslint.config(
   { ignores: ['dist/', 'node_modules/', '.cache/', '.artifact/', 'eslint.config.mjs', 'scripts/', 'bin/'] },
@@ -53,6 +54,16 @@ export default tseslint.config(
           ],
         },
       ],
+    },
+  },
+  {
+    // The dashboard's browser code: plain JavaScript served as it is, outside the TypeScript project.
+    files: ['src/dashboard/static/**/*.js'],
+    ...tseslint.configs.disableTypeChecked,
+    languageOptions: {
+      ...tseslint.configs.disableTypeChecked.languageOptions,
+      sourceType: 'module',
+      globals: globals.browser,
     },
   },
 );

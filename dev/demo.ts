@@ -3,23 +3,14 @@
 // local runner (timer ticks, queue polling with the host's semantics) and the HTTP bridge.
 // Pass 1 is a timer-triggered full fill; then a few directory users change, Key Vault renews the app's
 // certificate and the daily rotation rolls it onto the app registration, and pass 2, started over
-// HTTP, writes only those changes, signing with the new key. `-- --json` makes the last line JSON.
-import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+// HTTP, writes only those changes, signing with the new key. `-- --json` makes the last line JSON;
+// `-- --serve` keeps the functions and the dashboard running until Ctrl-C.
 import { parseArgs } from 'node:util';
 import { SingleBar, Presets } from 'cli-progress';
 import { InvocationContext, type Timer } from '@azure/functions';
-import { App, setApp } from '../src/app/composition';
 import { certificateRotationTick } from '../src/functions/cert-rotation';
-import { parseSettings } from '../src/app/settings';
 import type { RunSummary } from '../src/sync/runs';
-import { GraphTenantSimulator } from '../test/doubles/graph-tenant-simulator/simulator';
-import { simulatorConnection } from '../test/support/clients';
-import { ClientSecretCredential } from '@azure/identity';
-import { startAzurite } from './azurite';
-import { LocalRunner, defaultRunnerOptions } from './local-runner';
-import { startHttpBridge } from './http-bridge';
+import { serve, startDemoEnvironment } from './demo-env';
 
 interface PassSummary {
   pass: string;
@@ -41,6 +32,7 @@ async function main(): Promise<number> {
       mailboxes: { type: 'string', default: '50' },
       latency: { type: 'string', default: '20' },
       'log-file': { type: 'string' },
+      serve: { type: 'boolean', default: false },
     },
   });
   const json = values.json;
@@ -52,96 +44,27 @@ async function main(): Promise<number> {
     for (const c of cleanups.reverse()) await c();
     cleanups.length = 0;
   };
-  process.once('SIGINT', () => void cleanup().then(() => process.exit(130)));
-  process.once('SIGTERM', () => void cleanup().then(() => process.exit(143)));
+  let stopping = false;
+  process.once('SIGINT', () => {
+    stopping = true;
+    void cleanup().then(() => process.exit(130));
+  });
+  process.once('SIGTERM', () => {
+    stopping = true;
+    void cleanup().then(() => process.exit(143));
+  });
   try {
-    say('Starting Azurite and the Graph tenant simulator ...');
-    const azurite = await startAzurite();
-    cleanups.push(() => azurite.close());
-    const latency = Number(values.latency);
-    const sim = await GraphTenantSimulator.start({
-      seed: {
-        generate: {
-          users: Number(values.users),
-          mailboxes: Number(values.mailboxes),
-          groups: 6,
-          orgContacts: 20,
-        },
-      },
-      latency: { meanMs: latency, jitterMs: latency / 2 },
+    const env = await startDemoEnvironment({
+      users: Number(values.users),
+      mailboxes: Number(values.mailboxes),
+      latency: Number(values.latency),
+      ...(values['log-file'] ? { logFile: values['log-file'] } : {}),
+      say,
     });
-    cleanups.push(() => sim.close());
-    sim.trustInProcess();
-    const admin = [...sim.tenant.users.values()].find(
-      (u) => u.mailbox === 'user' && u.accountEnabled,
-    )!.userPrincipalName;
-    say(
-      `  simulator: ${sim.tenant.users.size} users, ${[...sim.tenant.users.values()].filter((u) => u.mailbox !== 'none').length} mailboxes, ${sim.tenant.groups.size} groups, ${sim.tenant.orgContacts.size} org contacts at ${sim.graphUrl}`,
-    );
-
-    const dir = mkdtempSync(join(tmpdir(), 'contact-sync-demo-'));
-    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-    const policyFile = join(dir, 'policies.json');
-    writeFileSync(
-      policyFile,
-      JSON.stringify(
-        {
-          connections: [
-            {
-              ...simulatorConnection(sim, 'demo-tenant', 'keyVault'),
-              // The two values the admin copies once; from then on the app rolls its own key.
-              applicationObjectId: sim.applicationObjectId,
-              certificate: {
-                keyVaultUrl: sim.keyVaultUrl,
-                name: sim.certificateName,
-                keyId: sim.initialKeyId,
-              },
-            },
-          ],
-          policies: [
-            {
-              id: 'company-directory',
-              name: 'Company directory',
-              connection: 'demo-tenant',
-              source: { type: 'directory', includeOrgContacts: true },
-              targets: { type: 'allMailboxes' },
-              folder: { name: 'Company Directory' },
-              mapping: { categories: ['Company'] },
-              schedule: '0 0 */4 * * *',
-              notify: { recipients: ['it-admins@contoso.example'], sender: admin, when: 'always' },
-            },
-          ],
-        },
-        null,
-        2,
-      ),
-    );
-    say(`  policy file: ${policyFile}`);
-    // The simulator's host identity stands in for the Function App's managed identity (Key Vault).
-    const credential = new ClientSecretCredential(
-      sim.tenantId,
-      sim.hostIdentity.clientId,
-      sim.hostIdentity.clientSecret,
-      { authorityHost: sim.authorityHost, disableInstanceDiscovery: true },
-    );
-    const app = new App({
-      settings: parseSettings({ AzureWebJobsStorage: azurite.connectionString, POLICY_FILE: policyFile }),
-      credential,
-      disableChallengeResourceVerification: true,
-    });
-    setApp(app);
-    await app.ensureStorage();
-    // Every line the functions log, for troubleshooting (and for the test that no secret is logged).
-    const logFile = values['log-file'];
-    const runner = new LocalRunner(app, {
-      ...defaultRunnerOptions,
-      ...(logFile
-        ? { log: (level: string, line: string) => appendFileSync(logFile, `${level}: ${line}\n`) }
-        : {}),
-    });
-    const http = await startHttpBridge();
-    cleanups.push(() => http.close());
-    say(`  functions: timer, 4 queue handlers, HTTP API at ${http.url}/api`);
+    cleanups.push(() => env.close());
+    const { app, sim, runner, admin } = env;
+    const http = { url: env.url };
+    say(`  dashboard: ${env.dashboardUrl} (local sign-in; open it to watch the runs)`);
 
     const passes: PassSummary[] = [];
     const watch = async (label: string, trigger: string, runId: () => Promise<string>): Promise<void> => {
@@ -294,7 +217,6 @@ async function main(): Promise<number> {
       say(`${reports} report mail(s) sent from ${admin}. Everything started has been stopped.`);
     }
     const failed = passes.reduce((n, p) => n + p.mailboxes.failed, 0);
-    await cleanup();
     if (json)
       process.stdout.write(
         JSON.stringify({
@@ -308,6 +230,20 @@ async function main(): Promise<number> {
           },
         }) + '\n',
       );
+    if (values.serve) {
+      // A line of its own (JSON with --json) so scripts and tests can find the address.
+      process.stdout.write(
+        json
+          ? JSON.stringify({ dashboard: env.dashboardUrl }) + '\n'
+          : `\nDashboard: ${env.dashboardUrl} (local sign-in). Serving until Ctrl-C ...\n`,
+      );
+      await serve(env, () => stopping);
+      return 130;
+    }
+    say(
+      `Dashboard: served at ${env.dashboardUrl} while the demo ran; npm run demo -- --serve keeps it open.`,
+    );
+    await cleanup();
     return failed > 0 ? 1 : 0;
   } catch (e) {
     await cleanup();

@@ -10,6 +10,7 @@ import {
   previewPolicy,
   runPolicyNow,
 } from '../src/functions/http-api';
+import { dashboardApi, dashboardAssets } from '../src/functions/dashboard';
 
 type Handler = (req: HttpRequest, ctx: InvocationContext) => Promise<HttpResponseInit>;
 const routes: { method: string; pattern: RegExp; names: string[]; handler: Handler }[] = [
@@ -23,6 +24,9 @@ const routes: { method: string; pattern: RegExp; names: string[]; handler: Handl
     handler: previewPolicy,
   },
   { method: 'GET', pattern: /^\/api\/health$/, names: [], handler: healthCheck },
+  { method: 'GET', pattern: /^\/api\/dashboard(?:\/(.*))?$/, names: ['path'], handler: dashboardAssets },
+  { method: 'GET', pattern: /^\/api\/dashboard-api\/(.*)$/, names: ['path'], handler: dashboardApi },
+  { method: 'POST', pattern: /^\/api\/dashboard-api\/(.*)$/, names: ['path'], handler: dashboardApi },
 ];
 
 export async function startHttpBridge(): Promise<{ url: string; close: () => Promise<void> }> {
@@ -54,9 +58,10 @@ export async function startHttpBridge(): Promise<{ url: string; close: () => Pro
         'content-type': 'application/json',
         ...((response.headers as Record<string, string> | undefined) ?? {}),
       };
+      const body = response.jsonBody !== undefined ? JSON.stringify(response.jsonBody) : response.body;
       res
         .writeHead(response.status ?? 200, headers)
-        .end(response.jsonBody !== undefined ? JSON.stringify(response.jsonBody) : undefined);
+        .end(typeof body === 'string' || Buffer.isBuffer(body) ? body : undefined);
     })().catch((e: unknown) => res.writeHead(500).end(String(e)));
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));

@@ -107,6 +107,12 @@ param enablePurgeProtection bool = true
 @description('Optional. Suffix of every resource name. Empty (the default) derives it from the resource group, environment name and region. An environment provisioned before names derived from the resource group sets its existing suffix here (AZURE_RESOURCE_TOKEN) to keep its resources: see docs/deploy.md.')
 param resourceToken string = ''
 
+@description('Optional. Client id of the dashboard\'s Entra ID app registration, which defines the app roles ContactSync.Reader and ContactSync.Operator (docs/deploy.md). Empty: the dashboard says sign-in is not configured and shows no data.')
+param dashboardClientId string = ''
+
+@description('Optional. Tenant whose users sign in to the dashboard. Default: the deployment\'s tenant.')
+param dashboardTenantId string = tenant().tenantId
+
 @description('Optional. Tags for every resource.')
 param tags object = {}
 
@@ -226,6 +232,11 @@ module functionApp 'modules/function-app.bicep' = {
       CERTIFICATE_CHECK_MINUTES: string(certificateCheckMinutes)
       CERTIFICATE_ROTATION_SCHEDULE: '0 17 3 * * *'
       CERTIFICATE_OVERLAP_DAYS: '7'
+      // The dashboard validates Entra ID tokens itself: Easy Auth is not supported on Flex Consumption.
+      // Its local sign-in stand-in (DASHBOARD_LOCAL_SIGN_IN) is never set here and refused in Azure.
+      DASHBOARD_TENANT_ID: dashboardTenantId
+      DASHBOARD_CLIENT_ID: dashboardClientId
+      DASHBOARD_AUTHORITY_HOST: environment().authentication.loginEndpoint
     }
   }
 }
@@ -258,6 +269,9 @@ output AZURE_FUNCTION_APP_NAME string = functionApp.outputs.name
 
 @description('The Function App URL.')
 output SERVICE_API_URI string = functionApp.outputs.uri
+
+@description('The admin dashboard; register it as an SPA redirect URI of the dashboard app registration.')
+output DASHBOARD_URL string = '${functionApp.outputs.uri}/api/dashboard/'
 
 @description('The Key Vault URL, for `m365-contact-sync cert create --vault`.')
 output AZURE_KEY_VAULT_URL string = keyVault.outputs.uri

@@ -3,7 +3,8 @@
 // The app is bundled with esbuild (one file for the functions, one for the CLI) against the production
 // dependencies installed from the lockfile (`npm ci --omit=dev`) in an empty staging folder outside
 // the repository, so a runtime import that is only a devDependency fails the build. The artifact is
-// `host.json`, a `package.json` without dependencies, `bin/` and the bundles with their source maps:
+// `host.json`, a `package.json` without dependencies, `bin/`, the bundles with their source maps and
+// the dashboard's static pages:
 // nothing else can reach it. Written twice from one file list: `<out>/app/` (what azure.yaml's
 // `dist` points at) and `<out>/m365-contact-sync.zip` (deterministic; its path is the last line printed).
 //
@@ -139,6 +140,10 @@ function artifactFiles(outdir) {
     'package.json': Buffer.from(JSON.stringify(manifest, null, 2) + '\n'),
   };
   for (const rel of Object.values(pkg.bin)) files[rel] = fs.readFileSync(path.join(root, rel));
+  // The dashboard's pages, read at run time beside the bundle (src/dashboard/assets.ts looks there).
+  const dashboard = path.join(root, 'src/dashboard/static');
+  for (const name of fs.readdirSync(dashboard))
+    files[`dist/src/dashboard/static/${name}`] = fs.readFileSync(path.join(dashboard, name));
   for (const rel of fs.readdirSync(outdir, { recursive: true })) {
     const full = path.join(outdir, rel);
     if (fs.statSync(full).isFile()) files[rel.split(path.sep).join('/')] = fs.readFileSync(full);

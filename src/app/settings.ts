@@ -44,6 +44,14 @@ export const settingsSchema = z
       .min(0)
       .default(7)
       .describe('Days both keys stay on the application after a roll, before the old one is removed'),
+    DASHBOARD_TENANT_ID: z.string().optional().describe('Entra tenant whose admins sign in to the dashboard'),
+    DASHBOARD_CLIENT_ID: z.string().optional().describe("The dashboard's app registration (app roles)"),
+    DASHBOARD_AUTHORITY_HOST: z.url().default('https://login.microsoftonline.com'),
+    DASHBOARD_LOCAL_SIGN_IN: z
+      .enum(['true', 'false'])
+      .optional()
+      .transform((v) => v === 'true')
+      .describe('Local sign-in stand-in for the dashboard (refused in Azure)'),
   })
   .superRefine((s, ctx) => {
     if (!s.POLICY_FILE && !s.POLICY_BLOB_URL)
@@ -70,7 +78,7 @@ export type Settings = z.output<typeof settingsSchema>;
 export const settingKeys = Object.keys(settingsSchema.shape);
 
 /** Settings for local use only; in Azure the identity-based ones and the policy blob replace them. */
-export const localOnlySettingKeys = ['AzureWebJobsStorage', 'POLICY_FILE'];
+export const localOnlySettingKeys = ['AzureWebJobsStorage', 'POLICY_FILE', 'DASHBOARD_LOCAL_SIGN_IN'];
 
 export class SettingsError extends Error {}
 

@@ -128,11 +128,14 @@ describe('the deployable artifact (npm run package)', () => {
     assert.deepEqual(ancestorsWithNodeModules(unpacked), [], 'a node_modules above would hide a missing one');
   });
 
-  it('holds the app only: host.json, package.json, the CLI shim and the bundles with their maps', () => {
+  it('holds the app only: host.json, package.json, the CLI shim, the bundles with their maps and the dashboard pages', () => {
     assert.deepEqual(files, [
       'bin/m365-contact-sync.js',
       'dist/src/cli/main.js',
       'dist/src/cli/main.js.map',
+      'dist/src/dashboard/static/app.css',
+      'dist/src/dashboard/static/app.js',
+      'dist/src/dashboard/static/index.html',
       'dist/src/functions/index.js',
       'dist/src/functions/index.js.map',
       'host.json',
@@ -182,6 +185,8 @@ describe('the deployable artifact (npm run package)', () => {
     );
     assert.deepEqual(Object.keys(triggers).sort(), [
       'certificate-rotation',
+      'dashboard',
+      'dashboardApi',
       'getRunStatus',
       'health',
       'listPolicies',
@@ -220,6 +225,11 @@ describe('the deployable artifact (npm run package)', () => {
       assert.equal(triggers[name]!.route, route, name);
       assert.deepEqual(triggers[name]!.methods, [method], name);
     }
+    // The dashboard needs no function key in the browser: it signs users in and checks their role itself.
+    assert.equal(triggers.dashboard!.authLevel, 'anonymous');
+    assert.equal(triggers.dashboard!.route, 'dashboard/{*path}');
+    assert.equal(triggers.dashboardApi!.authLevel, 'anonymous');
+    assert.equal(triggers.dashboardApi!.route, 'dashboard-api/{*path}');
   });
 
   it('runs every handler from the bundle against real storage, and the Key Vault path to its network call', () => {
@@ -242,6 +252,11 @@ describe('the deployable artifact (npm run package)', () => {
     assert.equal(returned('health').status, 503);
     assert.match(returned('health').body, /ECONNREFUSED|connect/i);
     assert.equal(returned('previewPolicy').status, 500);
+    // The dashboard's page is served from the files packed beside the bundle.
+    assert.equal(returned('dashboard').status, 200);
+    const page = worker.invocations.dashboard!.returned as { headers: Record<string, string> };
+    assert.match(page.headers['content-type']!, /^text\/html/);
+    assert.match(page.headers['content-security-policy']!, /frame-ancestors 'none'/);
     assert.deepEqual(worker.invocations.scheduler!.threw, undefined);
   });
 
