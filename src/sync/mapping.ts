@@ -1,9 +1,9 @@
 // From a directory entry to the contact we write: default fields, per-policy include / exclude,
-// constants and categories, Graph's limits (≤ 3 email addresses, ≤ 2 business phones), and a stable
-// content hash of what would be written.
+// sources, constants and categories, Graph's limits (≤ 3 email addresses, ≤ 2 business phones, ≤ 2
+// home phones, ≤ 3 IM addresses), and a stable content hash of what would be written.
 import { createHash } from 'node:crypto';
 import { contactFieldNames, type ContactFieldName, type Mapping } from './config/schema';
-import type { DirectoryEntry } from './directory';
+import { attributeValue, type DirectoryEntry } from './directory';
 
 export interface EmailAddress {
   address: string;
@@ -32,10 +32,72 @@ export interface ContactFields {
   businessAddress?: PhysicalAddress;
   manager?: string;
   categories?: string[];
+  fileAs?: string;
+  initials?: string;
+  middleName?: string;
+  nickName?: string;
+  title?: string;
+  generation?: string;
+  homePhones?: string[];
+  homeAddress?: PhysicalAddress;
+  otherAddress?: PhysicalAddress;
+  imAddresses?: string[];
+  businessHomePage?: string;
+  personalNotes?: string;
+  profession?: string;
+  assistantName?: string;
+  /** Graph's contact has no fax property: written as the MAPI property (mapiFields). */
+  businessFax?: string;
 }
 
 export const maxEmailAddresses = 3;
 export const maxBusinessPhones = 2;
+export const maxHomePhones = 2;
+export const maxImAddresses = 3;
+
+/** A field Graph's contact has only as a MAPI property: its extended property id and value text. */
+interface MapiField {
+  id: string;
+  /** The property's value text for a field value (empty: the field is empty). */
+  write(v: unknown): string;
+  /** The field value for the property's text (undefined: empty). */
+  read(text: string): unknown;
+}
+
+const mapiString = (id: string): MapiField => ({
+  id,
+  write: (v) => (typeof v === 'string' ? v : ''),
+  read: (text) => text || undefined,
+});
+
+/**
+ * Fields kept in MAPI properties, written and read as single-value extended properties.
+ * PidTagBusinessFaxNumber: tag 0x3A24, PT_UNICODE ([MS-OXPROPS]; learn.microsoft.com
+ * office/client-developer/outlook/mapi/pidtagbusinessfaxnumber-canonical-property).
+ */
+export const mapiFields: Partial<Record<ContactFieldName, MapiField>> = {
+  businessFax: mapiString('String 0x3A24'),
+};
+
+/** The extended property ids of those fields (read along with our tag). */
+export const mapiPropertyIds: readonly string[] = Object.values(mapiFields).map((m) => m.id);
+
+/** The fields that are properties of Graph's contact (what $select names). */
+export const graphFieldNames: readonly ContactFieldName[] = contactFieldNames.filter(
+  (f) => mapiFields[f] === undefined,
+);
+
+const addressFieldNames: readonly ContactFieldName[] = ['businessAddress', 'homeAddress', 'otherAddress'];
+const listFieldNames: readonly ContactFieldName[] = [
+  'emailAddresses',
+  'businessPhones',
+  'categories',
+  'homePhones',
+  'imAddresses',
+];
+
+const distinct = (values: readonly string[] | undefined, max: number): string[] =>
+  [...new Set((values ?? []).map((p) => p.trim()).filter(Boolean))].slice(0, max);
 
 const clean = (s: string | null | undefined): string | undefined => {
   const t = s?.trim();
@@ -71,10 +133,7 @@ export function mapEntry(
   const displayName =
     clean(e.displayName) ??
     (clean([given, sur].filter(Boolean).join(' ')) || clean(e.mail) || clean(e.userPrincipalName));
-  const phones = [...new Set(e.businessPhones.map((p) => p.trim()).filter(Boolean))].slice(
-    0,
-    maxBusinessPhones,
-  );
+  const phones = distinct(e.businessPhones, maxBusinessPhones);
   const address: PhysicalAddress = {};
   const street = clean(e.streetAddress);
   if (street) address.street = street;
@@ -100,7 +159,15 @@ export function mapEntry(
     businessAddress: Object.keys(address).length > 0 ? address : undefined,
     manager: clean(managerName),
     categories: mapping.categories.length > 0 ? [...mapping.categories] : undefined,
+    homePhones: distinct(e.homePhones, maxHomePhones),
+    imAddresses: distinct(e.imAddresses, maxImAddresses),
+    businessFax: clean(e.faxNumber),
   };
+  for (const [field, attribute] of Object.entries(mapping.sources)) {
+    const v = clean(attributeValue(e, attribute));
+    (all as Record<string, unknown>)[field] =
+      field === 'homePhones' || field === 'imAddresses' ? (v ? [v] : undefined) : v;
+  }
   for (const [field, value] of Object.entries(mapping.constants)) {
     (all as Record<string, unknown>)[field] = clean(value);
   }
@@ -162,7 +229,10 @@ function normaliseForCompare(v: unknown): unknown {
   });
 }
 
-/** The Graph body for these fields: empty fields sent as null / [] so a PATCH clears them. */
+/**
+ * The Graph body for these fields: empty fields sent as null / [] so a PATCH clears them; fields kept
+ * in MAPI properties go in singleValueExtendedProperties (an empty string clears them).
+ */
 export function toGraphBody(
   fields: ContactFields,
   only: readonly ContactFieldName[],
@@ -170,13 +240,39 @@ export function toGraphBody(
   const body: Record<string, unknown> = {};
   for (const f of only) {
     const v = fields[f];
-    if (!isEmptyValue(v)) body[f] = v;
-    else if (f === 'emailAddresses' || f === 'businessPhones' || f === 'categories') body[f] = [];
-    else if (f === 'businessAddress')
+    const mapi = mapiFields[f];
+    if (mapi) withExtendedProperty(body, mapi.id, isEmptyValue(v) ? '' : mapi.write(v));
+    else if (!isEmptyValue(v)) body[f] = v;
+    else if (listFieldNames.includes(f)) body[f] = [];
+    else if (addressFieldNames.includes(f))
       body[f] = { street: null, city: null, state: null, postalCode: null, countryOrRegion: null };
     else body[f] = null;
   }
   return body;
+}
+
+/** Adds one single-value extended property to a contact body (our tag, the fax number, ...). */
+export function withExtendedProperty(
+  body: Record<string, unknown>,
+  id: string,
+  value: string,
+): Record<string, unknown> {
+  const props = (body.singleValueExtendedProperties as { id: string; value: string }[] | undefined) ?? [];
+  body.singleValueExtendedProperties = [...props, { id, value }];
+  return body;
+}
+
+/**
+ * Graph's contacts delta cannot expand extended properties, so fields kept there are unknown in a
+ * delta item: they are taken from what we wrote (a user's edit of them is not seen).
+ */
+export function withUnreadExtendedFields(read: ContactFields, written: ContactFields): ContactFields {
+  const out: ContactFields = { ...read };
+  for (const f of Object.keys(mapiFields) as ContactFieldName[]) {
+    if (written[f] === undefined) delete out[f];
+    else (out as Record<string, unknown>)[f] = written[f];
+  }
+  return out;
 }
 
 /** Reads our managed fields back from a Graph contact (for drift). */
@@ -185,15 +281,22 @@ export function fieldsFromGraph(
   fields: readonly ContactFieldName[],
 ): ContactFields {
   const out: ContactFields = {};
+  const extended = Array.isArray(contact.singleValueExtendedProperties)
+    ? (contact.singleValueExtendedProperties as { id?: unknown; value?: unknown }[])
+    : [];
   for (const f of fields) {
-    const v = contact[f];
+    const mapi = mapiFields[f];
+    const text = mapi
+      ? extended.find((p) => typeof p.id === 'string' && p.id.toLowerCase() === mapi.id.toLowerCase())?.value
+      : undefined;
+    const v = mapi ? (typeof text === 'string' ? mapi.read(text) : undefined) : contact[f];
     if (isEmptyValue(v)) continue;
-    if (f === 'businessAddress') {
+    if (addressFieldNames.includes(f)) {
       const a = v as Record<string, unknown>;
       const addr: PhysicalAddress = {};
       for (const k of ['street', 'city', 'state', 'postalCode', 'countryOrRegion'] as const)
         if (typeof a[k] === 'string' && a[k]) addr[k] = a[k];
-      out.businessAddress = addr;
+      (out as Record<string, unknown>)[f] = addr;
     } else if (f === 'emailAddresses') {
       out.emailAddresses = (v as { address?: string; name?: string }[])
         .filter((x) => x.address)
@@ -211,6 +314,8 @@ function mapMailboxContact(contact: ContactFields, mapping: Mapping): ContactFie
     ...contact,
     emailAddresses: contact.emailAddresses?.slice(0, maxEmailAddresses),
     businessPhones: contact.businessPhones?.slice(0, maxBusinessPhones),
+    homePhones: contact.homePhones?.slice(0, maxHomePhones),
+    imAddresses: contact.imAddresses?.slice(0, maxImAddresses),
     categories: mapping.categories.length > 0 ? [...mapping.categories] : contact.categories,
   };
   for (const [field, value] of Object.entries(mapping.constants))

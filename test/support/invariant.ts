@@ -84,7 +84,31 @@ const allFields = [
   'businessAddress',
   'manager',
   'categories',
+  'fileAs',
+  'initials',
+  'middleName',
+  'nickName',
+  'title',
+  'generation',
+  'homePhones',
+  'homeAddress',
+  'otherAddress',
+  'imAddresses',
+  'businessHomePage',
+  'personalNotes',
+  'profession',
+  'assistantName',
+  'businessFax',
 ] as const;
+
+/** Fields Graph keeps only as MAPI properties: PidTagBusinessFaxNumber (0x3A24, a string). */
+const mapiProperties: Record<string, string> = { businessFax: 'string 0x3a24' };
+
+/** A field as the simulator holds it on a contact. */
+export function contactValue(c: SimContact, field: string): unknown {
+  const mapi = mapiProperties[field];
+  return mapi ? c.extendedProperties.get(mapi)?.value : c.data[field];
+}
 
 /** Fields the policy writes and keeps as the source says (setIfEmpty and never are the user's to change). */
 export function checkedFields(policy: Policy): string[] {
@@ -116,7 +140,18 @@ interface Person {
   country: string | null;
   managerName: string | null;
   userPrincipalName?: string;
+  faxNumber?: string | null;
+  imAddresses?: string[];
+  homePhones?: string[];
+  /** Attribute values `mapping.sources` may name (extension attributes included). */
+  attributes: Record<string, string | null>;
 }
+
+const firstDistinct = (xs: readonly string[] | undefined, max: number): string[] => {
+  const out: string[] = [];
+  for (const x of (xs ?? []).map((y) => y.trim())) if (x && !out.includes(x)) out.push(x);
+  return out.slice(0, max);
+};
 
 /** The reference mapping: what a contact made from this directory object should say. */
 function referenceFields(p: Person, policy: Policy): Fields {
@@ -160,7 +195,14 @@ function referenceFields(p: Person, policy: Policy): Fields {
     },
     manager: clean(p.managerName),
     categories: policy.mapping.categories,
+    homePhones: firstDistinct(p.homePhones, 2),
+    imAddresses: firstDistinct(p.imAddresses, 3),
+    businessFax: clean(p.faxNumber),
   };
+  for (const [f, attribute] of Object.entries(policy.mapping.sources)) {
+    const v = clean(p.attributes[attribute] ?? ((p as unknown as Fields)[attribute] as string | null));
+    all[f] = f === 'homePhones' || f === 'imAddresses' ? (v ? [v] : []) : v;
+  }
   for (const [f, v] of Object.entries(policy.mapping.constants)) all[f] = clean(v);
   return all;
 }
@@ -228,6 +270,12 @@ export function expectedSource(
             ...u,
             street: u.streetAddress,
             managerName: manager ? (manager.displayName ?? null) : null,
+            attributes: {
+              ...attrs,
+              streetAddress: u.streetAddress,
+              state: u.state,
+              postalCode: u.postalCode,
+            },
           },
           policy,
         ),
@@ -264,6 +312,9 @@ export function expectedSource(
             postalCode: address?.postalCode ?? null,
             country: address?.countryOrRegion ?? null,
             managerName: null,
+            homePhones: c.phones.filter((p) => p.type === 'home').map((p) => p.number),
+            faxNumber: c.phones.find((p) => p.type === 'businessFax')?.number ?? null,
+            attributes: { ...attrs, streetAddress: address?.street ?? null },
           },
           policy,
         ),
@@ -298,6 +349,7 @@ export function expectedSource(
             postalCode: null,
             country: null,
             managerName: null,
+            attributes: {},
           },
           policy,
         ),
@@ -322,6 +374,8 @@ function expectedMailboxSource(sim: GraphTenantSimulator, policy: Policy): Expec
       const all: Fields = { ...d };
       all.emailAddresses = Array.isArray(d.emailAddresses) ? d.emailAddresses.slice(0, 3) : undefined;
       all.businessPhones = Array.isArray(d.businessPhones) ? d.businessPhones.slice(0, 2) : undefined;
+      all.homePhones = Array.isArray(d.homePhones) ? d.homePhones.slice(0, 2) : undefined;
+      all.imAddresses = Array.isArray(d.imAddresses) ? d.imAddresses.slice(0, 3) : undefined;
       if (policy.mapping.categories.length > 0) all.categories = policy.mapping.categories;
       for (const [f, v] of Object.entries(policy.mapping.constants)) all[f] = clean(v);
       return { key: `mailboxContact:${c.immutableId}`, fields: all };
@@ -423,9 +477,10 @@ export function invariantViolations(
       }
       if (allow.edited?.(upn, key)) continue;
       for (const f of fields) {
-        if (norm(c.data[f], f) !== norm(expected.fields[f], f))
+        const have = contactValue(c, f);
+        if (norm(have, f) !== norm(expected.fields[f], f))
           problems.push(
-            `${upn}: ${key}.${f} is ${norm(c.data[f], f)}, the source says ${norm(expected.fields[f], f)}`,
+            `${upn}: ${key}.${f} is ${norm(have, f)}, the source says ${norm(expected.fields[f], f)}`,
           );
       }
     }

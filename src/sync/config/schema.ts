@@ -17,6 +17,21 @@ export const contactFieldNames = [
   'businessAddress',
   'manager',
   'categories',
+  'fileAs',
+  'initials',
+  'middleName',
+  'nickName',
+  'title',
+  'generation',
+  'homePhones',
+  'homeAddress',
+  'otherAddress',
+  'imAddresses',
+  'businessHomePage',
+  'personalNotes',
+  'profession',
+  'assistantName',
+  'businessFax',
 ] as const;
 export type ContactFieldName = (typeof contactFieldNames)[number];
 
@@ -31,7 +46,20 @@ export const stringFieldNames = [
   'companyName',
   'officeLocation',
   'manager',
+  'initials',
+  'middleName',
+  'nickName',
+  'title',
+  'generation',
+  'businessHomePage',
+  'personalNotes',
+  'profession',
+  'assistantName',
+  'businessFax',
 ] as const;
+
+/** Fields a policy may fill from a directory attribute of its choice (`mapping.sources`). */
+export const sourcedFieldNames = [...stringFieldNames, 'homePhones', 'imAddresses'] as const;
 
 export const filterableAttributes = [
   'department',
@@ -43,6 +71,22 @@ export const filterableAttributes = [
   'usageLocation',
   ...Array.from({ length: 15 }, (_, i) => `extensionAttribute${i + 1}` as const),
 ] as const;
+
+/** Directory attributes a field may be filled from (users; org contacts and groups where they have one). */
+export const sourceAttributes = [
+  ...filterableAttributes,
+  'displayName',
+  'givenName',
+  'surname',
+  'mail',
+  'userPrincipalName',
+  'mobilePhone',
+  'faxNumber',
+  'streetAddress',
+  'state',
+  'postalCode',
+] as const;
+export type SourceAttribute = (typeof sourceAttributes)[number];
 
 const guid = z
   .string()
@@ -178,6 +222,12 @@ export const mappingSchema = z
       .partialRecord(z.enum(stringFieldNames), z.string())
       .default({})
       .describe('Values written instead of the directory value'),
+    sources: z
+      .partialRecord(z.enum(sourcedFieldNames), z.enum(sourceAttributes))
+      .default({})
+      .describe(
+        'The directory attribute a field is filled from, instead of its default (e.g. {"personalNotes": "extensionAttribute5"})',
+      ),
     categories: z
       .array(z.string().min(1).max(255))
       .max(10)
@@ -188,7 +238,7 @@ export const mappingSchema = z
       .default({})
       .describe('overwrite (default), setIfEmpty (a user edit survives) or never'),
   })
-  .default({ exclude: [], constants: {}, categories: [], rules: {} });
+  .default({ exclude: [], constants: {}, sources: {}, categories: [], rules: {} });
 export type Mapping = z.output<typeof mappingSchema>;
 
 const ncrontab = z.string().refine(

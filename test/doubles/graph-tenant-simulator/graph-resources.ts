@@ -62,7 +62,7 @@ export function userView(u: SimUser): Record<string, unknown> {
     otherMails: [],
     businessPhones: u.businessPhones,
     mobilePhone: u.mobilePhone,
-    faxNumber: null,
+    faxNumber: u.faxNumber ?? null,
     jobTitle: u.jobTitle,
     department: u.department,
     companyName: u.companyName,
@@ -80,7 +80,7 @@ export function userView(u: SimUser): Record<string, unknown> {
     userType: u.userType,
     employeeId: null,
     onPremisesExtensionAttributes: u.onPremisesExtensionAttributes,
-    imAddresses: [],
+    imAddresses: u.imAddresses ?? [],
     createdDateTime: '2024-01-01T00:00:00Z',
     deletedDateTime: null,
   };

@@ -36,6 +36,8 @@ const userSelect = [
   'showInAddressList',
   'userType',
   'onPremisesExtensionAttributes',
+  'faxNumber',
+  'imAddresses',
   'manager',
 ].join(',');
 const orgContactSelect =
@@ -69,6 +71,7 @@ export function userProperties(u: Json): Partial<DirectoryEntry> {
     'country',
     'usageLocation',
     'userType',
+    'faxNumber',
   ] as const;
   for (const k of strings) if (k in u) (p as Json)[k] = str(u[k]);
   if ('proxyAddresses' in u)
@@ -78,6 +81,10 @@ export function userProperties(u: Json): Partial<DirectoryEntry> {
   if ('businessPhones' in u)
     p.businessPhones = Array.isArray(u.businessPhones)
       ? u.businessPhones.filter((x): x is string => typeof x === 'string')
+      : [];
+  if ('imAddresses' in u)
+    p.imAddresses = Array.isArray(u.imAddresses)
+      ? u.imAddresses.filter((x): x is string => typeof x === 'string')
       : [];
   if ('accountEnabled' in u)
     p.accountEnabled = typeof u.accountEnabled === 'boolean' ? u.accountEnabled : null;
@@ -128,12 +135,15 @@ export function orgContactProperties(c: Json): Partial<DirectoryEntry> {
       : [];
   if ('phones' in c) {
     const phones = Array.isArray(c.phones) ? (c.phones as Json[]) : [];
-    p.businessPhones = phones
-      .filter((x) => x.type === 'business')
-      .map((x) => str(x.number))
-      .filter((x): x is string => x !== null);
-    p.mobilePhone =
-      phones.map((x) => (x.type === 'mobile' ? str(x.number) : null)).find((x) => x !== null) ?? null;
+    const ofType = (type: string): string[] =>
+      phones
+        .filter((x) => x.type === type)
+        .map((x) => str(x.number))
+        .filter((x): x is string => x !== null);
+    p.businessPhones = ofType('business');
+    p.mobilePhone = ofType('mobile')[0] ?? null;
+    p.homePhones = ofType('home');
+    p.faxNumber = ofType('businessFax')[0] ?? null;
   }
   if ('addresses' in c) {
     const a = (Array.isArray(c.addresses) ? (c.addresses as Json[]) : [])[0] ?? {};

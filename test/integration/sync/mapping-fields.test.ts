@@ -1,0 +1,112 @@
+// Issue 18: mapping at contactSync's level, through the real pipeline against the simulator: the
+// fields a directory can fill (fax as a MAPI property), file-as, private contacts.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import type { SimContact, SimUser } from '../../doubles/graph-tenant-simulator/tenant';
+import { engineFixture, folderContacts, tagOf, type EngineFixture } from '../../support/engine';
+import { assertInvariant, snapshotUntagged } from '../../support/invariant';
+import { rawGraph } from '../../support/clients';
+
+/** PidTagBusinessFaxNumber (0x3A24), as the simulator keys extended properties (lower case). */
+const faxId = 'string 0x3a24';
+
+describe('mapping: every useful field, file-as and private contacts (issue 18)', () => {
+  let f: EngineFixture;
+  let target: SimUser;
+  let alice: SimUser;
+  before(async () => {
+    f = await engineFixture({ seed: { generate: { users: 12, mailboxes: 3, awkward: false } } });
+    target = [...f.sim.tenant.users.values()].find((u) => u.mailbox === 'user' && u.accountEnabled)!;
+    alice = f.sim.tenant.addUser({
+      userPrincipalName: 'alice.vandenberg@contoso.example',
+      mail: 'alice.vandenberg@contoso.example',
+      displayName: 'Alice van den Berg',
+      givenName: 'Alice',
+      surname: 'van den Berg',
+      companyName: 'Contoso',
+      faxNumber: '+31 20 555 0199',
+      imAddresses: ['sip:alice@contoso.example', 'sip:alice@contoso.example', 'sip:a.berg@contoso.example'],
+      onPremisesExtensionAttributes: {
+        extensionAttribute5: 'Speaks Dutch and German',
+        extensionAttribute6: 'Ali',
+      },
+      mailbox: 'none',
+    });
+  });
+  after(() => f.close());
+
+  const only = (): { mailboxes: string[] } => ({ mailboxes: [target.userPrincipalName] });
+  const contactOf = (folder: string, key: string): SimContact | undefined =>
+    folderContacts(f.sim, target.userPrincipalName, folder).find((c) => tagOf(c)?.endsWith(key));
+
+  it('round-trips the new fields exactly: sources, constants, the fax as a MAPI property, Graph limits', async () => {
+    const org = f.sim.tenant.addOrgContact({
+      displayName: 'Partner Desk',
+      mail: 'desk@partner.example',
+      phones: [
+        { type: 'home', number: '+1 555 0101' },
+        { type: 'home', number: '+1 555 0102' },
+        { type: 'home', number: '+1 555 0103' },
+        { type: 'businessFax', number: '+1 555 0199' },
+      ],
+      addresses: [],
+    });
+    const policy = f.policy({
+      id: 'fields',
+      folder: { name: 'Fields' },
+      source: { type: 'directory', includeOrgContacts: true },
+      mapping: {
+        sources: { personalNotes: 'extensionAttribute5', nickName: 'extensionAttribute6' },
+        constants: { profession: 'Staff', businessHomePage: 'https://contoso.example' },
+      },
+    });
+    const before = snapshotUntagged(f.sim);
+    const run = await f.run(policy, only());
+    assert.equal(run.mailboxes.failed, 0, JSON.stringify(run.results));
+    const a = contactOf('Fields', `user:${alice.id}`)!;
+    assert.ok(a, 'a contact for Alice');
+    assert.equal(
+      a.extendedProperties.get(faxId)?.value,
+      '+31 20 555 0199',
+      'the fax number as PidTagBusinessFaxNumber',
+    );
+    assert.deepEqual(a.data.imAddresses, ['sip:alice@contoso.example', 'sip:a.berg@contoso.example']);
+    assert.equal(a.data.personalNotes, 'Speaks Dutch and German', 'from extensionAttribute5');
+    assert.equal(a.data.nickName, 'Ali');
+    assert.equal(a.data.profession, 'Staff');
+    assert.equal(a.data.businessHomePage, 'https://contoso.example');
+    const o = contactOf('Fields', `orgContact:${org.id}`)!;
+    assert.deepEqual(o.data.homePhones, ['+1 555 0101', '+1 555 0102'], "Graph's limit: 2 home phones");
+    assert.equal(o.extendedProperties.get(faxId)?.value, '+1 555 0199');
+    await assertInvariant(f.sim, policy, before, async () => void (await f.run(policy, only())), {
+      absent: (upn) => upn !== target.userPrincipalName,
+    });
+
+    // A change at the source reaches the contact; a cleared fax clears the MAPI property.
+    f.sim.tenant.updateUser(alice.id, {
+      faxNumber: null,
+      onPremisesExtensionAttributes: { extensionAttribute6: 'Lisa' },
+    });
+    await f.run(policy, only());
+    const a2 = contactOf('Fields', `user:${alice.id}`)!;
+    assert.equal(a2.extendedProperties.get(faxId)?.value ?? '', '', 'the fax number cleared');
+    assert.equal(a2.data.nickName, 'Lisa');
+  });
+
+  it('the simulator refuses more home phones and IM addresses than Graph keeps', async () => {
+    for (const [field, n, max, name] of [
+      ['homePhones', 3, 2, 'HomePhones'],
+      ['imAddresses', 4, 3, 'ImAddresses'],
+    ] as const) {
+      const res = await rawGraph(f.sim, 'POST', `/users/${target.id}/contacts`, {
+        displayName: 'x',
+        [field]: Array.from({ length: n }, (_, i) => `${i}`),
+      });
+      assert.equal(res.status, 400);
+      assert.equal(
+        res.body.error.message,
+        `The multi value property ${name} has ${n} entries, that exceeds the max allowed value of ${max}`,
+      );
+    }
+  });
+});
