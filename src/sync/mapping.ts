@@ -171,12 +171,42 @@ export function mapEntry(
   for (const [field, value] of Object.entries(mapping.constants)) {
     (all as Record<string, unknown>)[field] = clean(value);
   }
+  all.fileAs = fileAsOf(all, mapping.fileAs);
   const out: ContactFields = {};
   for (const field of managedFields(mapping)) {
     const v = all[field];
     if (!isEmptyValue(v)) (out as Record<string, unknown>)[field] = v;
   }
   return out;
+}
+
+/** "Surname, Given" as Outlook files a contact by default; one name alone, else the display name or company. */
+function lastFirst(f: ContactFields): string | undefined {
+  if (f.surname && f.givenName) return `${f.surname}, ${f.givenName}`;
+  return f.surname ?? f.givenName ?? f.displayName ?? f.companyName;
+}
+
+/** The file-as text for the mapped fields: a mode, or a template whose empty fields drop out. */
+export function fileAsOf(f: ContactFields, mode: Mapping['fileAs']): string | undefined {
+  switch (mode) {
+    case 'lastFirst':
+      return lastFirst(f);
+    case 'firstLast':
+      return clean([f.givenName, f.surname].filter(Boolean).join(' ')) ?? f.displayName ?? f.companyName;
+    case 'displayName':
+      return f.displayName ?? lastFirst(f);
+    case 'company':
+      return f.companyName ?? lastFirst(f);
+  }
+  const text = mode
+    .replace(/\{([^{}]*)\}/g, (_, name: string) => {
+      const v = (f as Record<string, unknown>)[name];
+      return typeof v === 'string' ? v : '';
+    })
+    .replace(/\s+/g, ' ')
+    .trim();
+  // A template whose fields are all empty leaves only its punctuation: file by name instead.
+  return /[\p{L}\p{N}]/u.test(text) ? text : lastFirst(f);
 }
 
 /** The fields a policy writes at all. */
@@ -320,6 +350,8 @@ function mapMailboxContact(contact: ContactFields, mapping: Mapping): ContactFie
   };
   for (const [field, value] of Object.entries(mapping.constants))
     (all as Record<string, unknown>)[field] = clean(value);
+  // The source contact's own file-as stands; one without gets the policy's.
+  all.fileAs = clean(contact.fileAs) ?? fileAsOf(all, mapping.fileAs);
   const out: ContactFields = {};
   for (const field of managedFields(mapping)) {
     const v = all[field];

@@ -153,6 +153,26 @@ const firstDistinct = (xs: readonly string[] | undefined, max: number): string[]
   return out.slice(0, max);
 };
 
+/** How Outlook files a contact: "Surname, Given" by default (written apart from the product's code). */
+function referenceFileAs(x: Fields, mode: string): string | undefined {
+  const s = (k: string): string | undefined => (typeof x[k] === 'string' && x[k] !== '' ? x[k] : undefined);
+  const given = s('givenName');
+  const sur = s('surname');
+  const byName =
+    given !== undefined && sur !== undefined
+      ? `${sur}, ${given}`
+      : (sur ?? given ?? s('displayName') ?? s('companyName'));
+  if (mode === 'lastFirst') return byName;
+  if (mode === 'firstLast')
+    return [given, sur].filter(Boolean).join(' ') || s('displayName') || s('companyName');
+  if (mode === 'displayName') return s('displayName') ?? byName;
+  if (mode === 'company') return s('companyName') ?? byName;
+  let out = mode;
+  for (const m of mode.match(/\{[^{}]*\}/g) ?? []) out = out.split(m).join(s(m.slice(1, -1)) ?? '');
+  out = out.split(/\s+/).filter(Boolean).join(' ');
+  return /[\p{L}\p{N}]/u.test(out) ? out : byName;
+}
+
 /** The reference mapping: what a contact made from this directory object should say. */
 function referenceFields(p: Person, policy: Policy): Fields {
   const given = clean(p.givenName);
@@ -204,6 +224,7 @@ function referenceFields(p: Person, policy: Policy): Fields {
     all[f] = f === 'homePhones' || f === 'imAddresses' ? (v ? [v] : []) : v;
   }
   for (const [f, v] of Object.entries(policy.mapping.constants)) all[f] = clean(v);
+  all.fileAs = referenceFileAs(all, policy.mapping.fileAs);
   return all;
 }
 
@@ -378,6 +399,7 @@ function expectedMailboxSource(sim: GraphTenantSimulator, policy: Policy): Expec
       all.imAddresses = Array.isArray(d.imAddresses) ? d.imAddresses.slice(0, 3) : undefined;
       if (policy.mapping.categories.length > 0) all.categories = policy.mapping.categories;
       for (const [f, v] of Object.entries(policy.mapping.constants)) all[f] = clean(v);
+      all.fileAs = clean(d.fileAs as string | undefined) ?? referenceFileAs(all, policy.mapping.fileAs);
       return { key: `mailboxContact:${c.immutableId}`, fields: all };
     });
 }

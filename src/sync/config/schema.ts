@@ -214,6 +214,47 @@ export const mailboxSource = z.strictObject({
 
 const fieldRule = z.enum(['overwrite', 'setIfEmpty', 'never']);
 
+export const fileAsModes = ['lastFirst', 'firstLast', 'displayName', 'company'] as const;
+/** Fields a file-as template may name. */
+export const fileAsTemplateFields = [
+  'displayName',
+  'givenName',
+  'middleName',
+  'surname',
+  'nickName',
+  'initials',
+  'title',
+  'generation',
+  'companyName',
+  'department',
+  'jobTitle',
+  'officeLocation',
+] as const;
+
+const fileAs = z
+  .string()
+  .superRefine((s, ctx) => {
+    if ((fileAsModes as readonly string[]).includes(s)) return;
+    const names = [...s.matchAll(/\{([^{}]*)\}/g)].map((m) => m[1]!);
+    if (names.length === 0) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `must be ${fileAsModes.join(', ')}, or a template over fields such as "{surname}, {givenName}"`,
+      });
+      return;
+    }
+    for (const n of names)
+      if (!(fileAsTemplateFields as readonly string[]).includes(n))
+        ctx.addIssue({
+          code: 'custom',
+          message: `the template names {${n}}, which is not a field it may use (${fileAsTemplateFields.join(', ')})`,
+        });
+  })
+  .default('lastFirst')
+  .describe(
+    'How contacts file and sort in Outlook: lastFirst ("Surname, Given", Outlook\'s default), firstLast, displayName, company, or a template such as "{companyName}: {surname}"',
+  );
+
 export const mappingSchema = z
   .strictObject({
     include: z.array(z.enum(contactFieldNames)).optional().describe('Only these fields (default: all)'),
@@ -228,6 +269,7 @@ export const mappingSchema = z
       .describe(
         'The directory attribute a field is filled from, instead of its default (e.g. {"personalNotes": "extensionAttribute5"})',
       ),
+    fileAs,
     categories: z
       .array(z.string().min(1).max(255))
       .max(10)
@@ -238,7 +280,7 @@ export const mappingSchema = z
       .default({})
       .describe('overwrite (default), setIfEmpty (a user edit survives) or never'),
   })
-  .default({ exclude: [], constants: {}, sources: {}, categories: [], rules: {} });
+  .default({ exclude: [], constants: {}, sources: {}, fileAs: 'lastFirst', categories: [], rules: {} });
 export type Mapping = z.output<typeof mappingSchema>;
 
 const ncrontab = z.string().refine(

@@ -373,6 +373,9 @@ export function contactView(c: SimContact, mailbox: Mailbox, immutable: boolean)
     parentFolderId: folder ? (immutable ? folder.immutableId : folder.id) : null,
   };
   for (const p of contactStringProps) view[p] = c.data[p] ?? null;
+  // Exchange keeps the file-as it is given and computes none: a contact created without one reads
+  // back with "" (MicrosoftDocs/feedback #2357 shows `"fileAs": ""` on a contact made in Outlook on the web).
+  view.fileAs = c.data.fileAs ?? '';
   for (const p of contactStringArrayProps) view[p] = c.data[p] ?? [];
   for (const p of contactAddressProps) view[p] = c.data[p] ?? {};
   view.emailAddresses = c.data.emailAddresses ?? [];

@@ -93,6 +93,65 @@ describe('mapping: every useful field, file-as and private contacts (issue 18)',
     assert.equal(a2.data.nickName, 'Lisa');
   });
 
+  it('files contacts as Outlook shows them: "Surname, Given" by default, other modes and templates on update', async () => {
+    const zoe = f.sim.tenant.addUser({
+      userPrincipalName: 'zoe.adams@contoso.example',
+      mail: 'zoe.adams@contoso.example',
+      displayName: 'Zoe Adams',
+      givenName: 'Zoe',
+      surname: 'Adams',
+      companyName: 'Fabrikam',
+      mailbox: 'none',
+    });
+    const desk = f.sim.tenant.addUser({
+      userPrincipalName: 'frontdesk@contoso.example',
+      mail: 'frontdesk@contoso.example',
+      displayName: 'Front Desk',
+      mailbox: 'none',
+    });
+    let policy = f.policy({ id: 'fileas', folder: { name: 'File As' } });
+    await f.run(policy, only());
+    const fileAs = (u: SimUser): unknown => contactOf('File As', `user:${u.id}`)?.data.fileAs;
+    assert.equal(fileAs(alice), 'van den Berg, Alice');
+    assert.equal(fileAs(zoe), 'Adams, Zoe');
+    assert.equal(fileAs(desk), 'Front Desk', 'no names: the display name');
+    const sorted = [alice, zoe, desk].map((u) => String(fileAs(u))).sort((a, b) => a.localeCompare(b));
+    assert.deepEqual(sorted, ['Adams, Zoe', 'Front Desk', 'van den Berg, Alice'], 'sorted by surname');
+    // Graph reads it back as written.
+    const read = await rawGraph(
+      f.sim,
+      'GET',
+      `/users/${target.id}/contacts/${contactOf('File As', `user:${zoe.id}`)!.id}?$select=fileAs`,
+    );
+    assert.equal(read.body.fileAs, 'Adams, Zoe');
+
+    // A surname change files the contact anew; so does a new mode.
+    f.sim.tenant.updateUser(zoe.id, { surname: 'Brown', displayName: 'Zoe Brown' });
+    await f.run(policy, only());
+    assert.equal(fileAs(zoe), 'Brown, Zoe');
+    for (const [mode, want] of [
+      ['firstLast', 'Zoe Brown'],
+      ['company', 'Fabrikam'],
+      ['{companyName}: {surname}', 'Fabrikam: Brown'],
+    ] as const) {
+      policy = f.policy({ id: 'fileas', folder: { name: 'File As' }, mapping: { fileAs: mode } });
+      const before = snapshotUntagged(f.sim);
+      await f.run(policy, only());
+      assert.equal(fileAs(zoe), want, mode);
+      await assertInvariant(f.sim, policy, before, async () => void (await f.run(policy, only())), {
+        absent: (upn) => upn !== target.userPrincipalName,
+      });
+    }
+    assert.equal(fileAs(desk), 'Front Desk', 'a template over empty fields files by name');
+  });
+
+  it('refuses a file-as template naming an unknown field, saying which', () => {
+    assert.throws(
+      () => f.policy({ mapping: { fileAs: '{surname}, {firstName}' } }),
+      /mapping\.fileAs.*\{firstName\}, which is not a field|\{firstName\}, which is not a field/s,
+    );
+  });
+
   it('the simulator refuses more home phones and IM addresses than Graph keeps', async () => {
     for (const [field, n, max, name] of [
       ['homePhones', 3, 2, 'HomePhones'],
