@@ -48,6 +48,8 @@ export interface ContactFields {
   assistantName?: string;
   /** Graph's contact has no fax property: written as the MAPI property (mapiFields). */
   businessFax?: string;
+  /** Marked private (the MAPI sensitivity), so delegates do not see it. */
+  private?: boolean;
 }
 
 export const maxEmailAddresses = 3;
@@ -77,6 +79,13 @@ const mapiString = (id: string): MapiField => ({
  */
 export const mapiFields: Partial<Record<ContactFieldName, MapiField>> = {
   businessFax: mapiString('String 0x3A24'),
+  // PidTagSensitivity: tag 0x0036, PtypInteger32; 2 is Private, 0 Normal ([MS-OXCMSG] 2.2.1.13,
+  // [MS-OXPROPS] 2.1011; Outlook's ContactItem.Sensitivity is this property).
+  private: {
+    id: 'Integer 0x0036',
+    write: (v) => (v === true ? '2' : '0'),
+    read: (t) => t === '2' || undefined,
+  },
 };
 
 /** The extended property ids of those fields (read along with our tag). */
@@ -172,6 +181,7 @@ export function mapEntry(
     (all as Record<string, unknown>)[field] = clean(value);
   }
   all.fileAs = fileAsOf(all, mapping.fileAs);
+  if (mapping.private) all.private = true;
   const out: ContactFields = {};
   for (const field of managedFields(mapping)) {
     const v = all[field];
@@ -213,8 +223,10 @@ export function fileAsOf(f: ContactFields, mode: Mapping['fileAs']): string | un
 export function managedFields(mapping: Mapping): ContactFieldName[] {
   return contactFieldNames.filter(
     (f) =>
-      (mapping.include ? mapping.include.includes(f) : true) &&
-      !mapping.exclude.includes(f) &&
+      // Always ours: turning mapping.private off marks the contacts normal again.
+      (f === 'private' ||
+        ((mapping.include ? (mapping.include as string[]).includes(f) : true) &&
+          !(mapping.exclude as string[]).includes(f))) &&
       mapping.rules[f] !== 'never',
   );
 }
@@ -271,7 +283,7 @@ export function toGraphBody(
   for (const f of only) {
     const v = fields[f];
     const mapi = mapiFields[f];
-    if (mapi) withExtendedProperty(body, mapi.id, isEmptyValue(v) ? '' : mapi.write(v));
+    if (mapi) withExtendedProperty(body, mapi.id, mapi.write(isEmptyValue(v) ? undefined : v));
     else if (!isEmptyValue(v)) body[f] = v;
     else if (listFieldNames.includes(f)) body[f] = [];
     else if (addressFieldNames.includes(f))
@@ -352,6 +364,7 @@ function mapMailboxContact(contact: ContactFields, mapping: Mapping): ContactFie
     (all as Record<string, unknown>)[field] = clean(value);
   // The source contact's own file-as stands; one without gets the policy's.
   all.fileAs = clean(contact.fileAs) ?? fileAsOf(all, mapping.fileAs);
+  all.private = mapping.private || undefined;
   const out: ContactFields = {};
   for (const field of managedFields(mapping)) {
     const v = all[field];

@@ -99,15 +99,21 @@ const allFields = [
   'profession',
   'assistantName',
   'businessFax',
+  'private',
 ] as const;
 
-/** Fields Graph keeps only as MAPI properties: PidTagBusinessFaxNumber (0x3A24, a string). */
-const mapiProperties: Record<string, string> = { businessFax: 'string 0x3a24' };
+/**
+ * Fields Graph keeps only as MAPI properties: PidTagBusinessFaxNumber (0x3A24, a string) and
+ * PidTagSensitivity (0x0036, an integer; 2 is Private).
+ */
+const mapiProperties: Record<string, string> = { businessFax: 'string 0x3a24', private: 'integer 0x0036' };
 
 /** A field as the simulator holds it on a contact. */
 export function contactValue(c: SimContact, field: string): unknown {
   const mapi = mapiProperties[field];
-  return mapi ? c.extendedProperties.get(mapi)?.value : c.data[field];
+  if (!mapi) return c.data[field];
+  const v = c.extendedProperties.get(mapi)?.value;
+  return field === 'private' ? v === '2' || undefined : v;
 }
 
 /** Fields the policy writes and keeps as the source says (setIfEmpty and never are the user's to change). */
@@ -115,8 +121,9 @@ export function checkedFields(policy: Policy): string[] {
   const m = policy.mapping;
   return allFields.filter(
     (f) =>
-      (m.include ? m.include.includes(f) : true) &&
-      !m.exclude.includes(f) &&
+      // mapping.private marks every contact, whatever include says.
+      (f === 'private' || ((m.include as string[] | undefined)?.includes(f) ?? true)) &&
+      !(m.exclude as string[]).includes(f) &&
       (m.rules[f] ?? 'overwrite') === 'overwrite',
   );
 }
@@ -225,6 +232,7 @@ function referenceFields(p: Person, policy: Policy): Fields {
   }
   for (const [f, v] of Object.entries(policy.mapping.constants)) all[f] = clean(v);
   all.fileAs = referenceFileAs(all, policy.mapping.fileAs);
+  all.private = policy.mapping.private || undefined;
   return all;
 }
 
@@ -400,6 +408,7 @@ function expectedMailboxSource(sim: GraphTenantSimulator, policy: Policy): Expec
       if (policy.mapping.categories.length > 0) all.categories = policy.mapping.categories;
       for (const [f, v] of Object.entries(policy.mapping.constants)) all[f] = clean(v);
       all.fileAs = clean(d.fileAs as string | undefined) ?? referenceFileAs(all, policy.mapping.fileAs);
+      all.private = policy.mapping.private || undefined;
       return { key: `mailboxContact:${c.immutableId}`, fields: all };
     });
 }

@@ -32,8 +32,14 @@ export const contactFieldNames = [
   'profession',
   'assistantName',
   'businessFax',
+  'private',
 ] as const;
 export type ContactFieldName = (typeof contactFieldNames)[number];
+
+/** Fields a policy names in include, exclude and rules (private has its own switch, mapping.private). */
+export const policyFieldNames = contactFieldNames.filter(
+  (f): f is Exclude<ContactFieldName, 'private'> => f !== 'private',
+);
 
 /** Fields that hold one string, so a policy may set a constant for them. */
 export const stringFieldNames = [
@@ -257,8 +263,8 @@ const fileAs = z
 
 export const mappingSchema = z
   .strictObject({
-    include: z.array(z.enum(contactFieldNames)).optional().describe('Only these fields (default: all)'),
-    exclude: z.array(z.enum(contactFieldNames)).default([]),
+    include: z.array(z.enum(policyFieldNames)).optional().describe('Only these fields (default: all)'),
+    exclude: z.array(z.enum(policyFieldNames)).default([]),
     constants: z
       .partialRecord(z.enum(stringFieldNames), z.string())
       .default({})
@@ -270,6 +276,12 @@ export const mappingSchema = z
         'The directory attribute a field is filled from, instead of its default (e.g. {"personalNotes": "extensionAttribute5"})',
       ),
     fileAs,
+    private: z
+      .boolean()
+      .default(false)
+      .describe(
+        'Mark every synced contact private (MAPI sensitivity Private), so delegates with access to the folder do not see them',
+      ),
     categories: z
       .array(z.string().min(1).max(255))
       .max(10)
@@ -280,7 +292,15 @@ export const mappingSchema = z
       .default({})
       .describe('overwrite (default), setIfEmpty (a user edit survives) or never'),
   })
-  .default({ exclude: [], constants: {}, sources: {}, fileAs: 'lastFirst', categories: [], rules: {} });
+  .default({
+    exclude: [],
+    constants: {},
+    sources: {},
+    fileAs: 'lastFirst',
+    private: false,
+    categories: [],
+    rules: {},
+  });
 export type Mapping = z.output<typeof mappingSchema>;
 
 const ncrontab = z.string().refine(

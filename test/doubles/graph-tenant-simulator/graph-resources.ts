@@ -348,6 +348,12 @@ export function parseContactBody(body: unknown): ContactWrite {
             'The extended property value must be a string.',
             'ErrorInvalidExtendedPropertyValue',
           );
+        // The value is text, but it must read as the property's type (PtypInteger32 for Integer).
+        if (/^Integer\s/i.test(id.trim()) && !/^-?\d+$/.test(v))
+          throw badRequest(
+            `The value '${v}' is not valid for the extended property '${id.trim()}'.`,
+            'ErrorInvalidExtendedPropertyValue',
+          );
         extended.push({ id: id.trim(), value: v });
       }
     } else if (contactNavigation.includes(name)) {

@@ -145,6 +145,35 @@ describe('mapping: every useful field, file-as and private contacts (issue 18)',
     assert.equal(fileAs(desk), 'Front Desk', 'a template over empty fields files by name');
   });
 
+  it('marks every synced contact private (PidTagSensitivity 2) on request, and normal again when turned off', async () => {
+    const sensitivity = (c: SimContact): string | undefined =>
+      c.extendedProperties.get('integer 0x0036')?.value;
+    const mine = () =>
+      folderContacts(f.sim, target.userPrincipalName, 'Private').filter((c) =>
+        tagOf(c)?.startsWith('private|'),
+      );
+    let policy = f.policy({ id: 'private', folder: { name: 'Private' }, mapping: { private: true } });
+    const before = snapshotUntagged(f.sim);
+    await f.run(policy, only());
+    assert.ok(mine().length >= 3, `${mine().length} contacts`);
+    assert.deepEqual(new Set(mine().map(sensitivity)), new Set(['2']), 'every contact private');
+    await assertInvariant(f.sim, policy, before, async () => void (await f.run(policy, only())), {
+      absent: (upn) => upn !== target.userPrincipalName,
+    });
+    policy = f.policy({ id: 'private', folder: { name: 'Private' } });
+    await f.run(policy, only());
+    assert.deepEqual(new Set(mine().map(sensitivity)), new Set(['0']), 'normal again');
+  });
+
+  it('the simulator refuses an integer extended property that is not a number', async () => {
+    const res = await rawGraph(f.sim, 'POST', `/users/${target.id}/contacts`, {
+      displayName: 'x',
+      singleValueExtendedProperties: [{ id: 'Integer 0x0036', value: 'private' }],
+    });
+    assert.equal(res.status, 400);
+    assert.equal(res.body.error.code, 'ErrorInvalidExtendedPropertyValue');
+  });
+
   it('refuses a file-as template naming an unknown field, saying which', () => {
     assert.throws(
       () => f.policy({ mapping: { fileAs: '{surname}, {firstName}' } }),
