@@ -1,6 +1,7 @@
 // Directory objects as the sync reads them, and the pure rules that pick the source objects and
 // the target mailboxes of a policy.
-import type { AttributeFilter, Policy, SourceAttribute } from './config/schema';
+import type { Policy, SourceAttribute } from './config/schema';
+import { matchesExpression } from './filters';
 import type { ContactFields } from './mapping';
 
 export interface DirectoryEntry {
@@ -95,20 +96,6 @@ export function attributeValue(e: DirectoryEntry, attribute: SourceAttribute): s
   return typeof v === 'string' ? v : null;
 }
 
-/** Attribute filters, case-insensitive as the directory compares. */
-export function matchesFilter(e: DirectoryEntry, f: AttributeFilter): boolean {
-  const v = attributeValue(e, f.attribute)?.toLowerCase();
-  if (v === undefined) return false;
-  switch (f.op) {
-    case 'equals':
-      return v === f.value.toLowerCase();
-    case 'in':
-      return f.values.some((x) => x.toLowerCase() === v);
-    case 'startsWith':
-      return v.startsWith(f.value.toLowerCase());
-  }
-}
-
 export type ExclusionReason =
   | 'guest'
   | 'noMail'
@@ -160,7 +147,7 @@ export function sourceExclusion(
   if ((e.showInAddressList === false || e.hiddenInExchange === true) && !source.includeHidden)
     return 'hidden';
   if (isOptedOutOfContacts(e) || e.markedInExchange === true) return 'NoContactSync';
-  if (!source.filters.every((f) => matchesFilter(e, f))) return 'filter';
+  if (!matchesExpression(e, source.filters)) return 'filter';
   if (groups.include && !groups.include.has(e.id)) return 'notInGroups';
   if (groups.exclude.has(e.id)) return 'excludedGroup';
   return undefined;

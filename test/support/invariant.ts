@@ -263,14 +263,31 @@ export function expectedSource(
     throw new Error('invariant: the reference does not model mailbox types or photos');
   const include = memberIds(tenant, source.includeGroups);
   const exclude = memberIds(tenant, source.excludeGroups) ?? new Set<string>();
-  const filterOk = (attrs: Record<string, string | null>): boolean =>
-    source.filters.every((f) => {
-      const v = attrs[f.attribute]?.toLowerCase();
-      if (v === undefined || v === null) return false;
-      if (f.op === 'equals') return v === f.value.toLowerCase();
-      if (f.op === 'in') return f.values.some((x) => x.toLowerCase() === v);
-      return v.startsWith(f.value.toLowerCase());
-    });
+  // The expression, evaluated apart from the product: a list is all of it; mailDomain is the primary
+  // address's domain; every comparison ignores case; an attribute the object lacks fails its test.
+  const test = (attrs: Record<string, string | null>, x: unknown): boolean => {
+    if (Array.isArray(x)) return x.every((y) => test(attrs, y));
+    const node = x as Record<string, unknown>;
+    if ('all' in node) return (node.all as unknown[]).every((y) => test(attrs, y));
+    if ('any' in node) return (node.any as unknown[]).some((y) => test(attrs, y));
+    if ('not' in node) return !test(attrs, node.not);
+    const leaf = node as { attribute: string; op: string; value?: string; values?: string[] };
+    const raw =
+      leaf.attribute === 'mailDomain'
+        ? attrs.mail?.includes('@')
+          ? attrs.mail.split('@').pop()!
+          : null
+        : (attrs[leaf.attribute] ?? null);
+    if (raw === null) return false;
+    const v = raw.toLowerCase();
+    const want = (leaf.value ?? '').toLowerCase();
+    if (leaf.op === 'equals') return v === want;
+    if (leaf.op === 'in') return (leaf.values ?? []).some((y) => y.toLowerCase() === v);
+    if (leaf.op === 'startsWith') return v.startsWith(want);
+    if (leaf.op === 'endsWith') return v.endsWith(want);
+    throw new Error(`invariant: unknown filter op ${leaf.op}`);
+  };
+  const filterOk = (attrs: Record<string, string | null>): boolean => test(attrs, source.filters);
   const inGroups = (id: string): boolean => (include === null || include.has(id)) && !exclude.has(id);
   const out: ExpectedContact[] = [];
   if (source.includeUsers) {
@@ -288,6 +305,7 @@ export function expectedSource(
         officeLocation: u.officeLocation,
         jobTitle: u.jobTitle,
         usageLocation: u.usageLocation,
+        mail: u.mail,
       };
       if (!filterOk(attrs) || !inGroups(u.id)) continue;
       const manager = u.managerId ? tenant.users.get(u.managerId) : undefined;
@@ -325,6 +343,7 @@ export function expectedSource(
         officeLocation: address?.officeLocation ?? null,
         jobTitle: c.jobTitle,
         usageLocation: null,
+        mail: c.mail,
       };
       if (!filterOk(attrs) || !inGroups(c.id)) continue;
       out.push({
@@ -355,7 +374,7 @@ export function expectedSource(
       if (!g.mailEnabled || !clean(g.mail)) continue;
       if (g.hideFromAddressLists && !source.includeHidden) continue;
       if (known.exchange && marked(g.customAttributes, 'NoContactSync')) continue;
-      const attrs: Record<string, string | null> = {};
+      const attrs: Record<string, string | null> = { mail: g.mail };
       if (!filterOk(attrs) || !inGroups(g.id)) continue;
       out.push({
         key: `group:${g.id}`,

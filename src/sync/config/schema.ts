@@ -162,20 +162,41 @@ export const connectionSchema = z
   });
 export type Connection = z.output<typeof connectionSchema>;
 
+/** What a filter may test: directory attributes, and mailDomain (the primary SMTP address's domain). */
+export const filterAttributes = [...filterableAttributes, 'mailDomain'] as const;
+
 const attributeFilter = z.discriminatedUnion('op', [
-  z.strictObject({ attribute: z.enum(filterableAttributes), op: z.literal('equals'), value: z.string() }),
+  z.strictObject({ attribute: z.enum(filterAttributes), op: z.literal('equals'), value: z.string() }),
   z.strictObject({
-    attribute: z.enum(filterableAttributes),
+    attribute: z.enum(filterAttributes),
     op: z.literal('in'),
     values: z.array(z.string()).min(1),
   }),
   z.strictObject({
-    attribute: z.enum(filterableAttributes),
+    attribute: z.enum(filterAttributes),
     op: z.literal('startsWith'),
+    value: z.string().min(1),
+  }),
+  z.strictObject({
+    attribute: z.enum(filterAttributes),
+    op: z.literal('endsWith'),
     value: z.string().min(1),
   }),
 ]);
 export type AttributeFilter = z.output<typeof attributeFilter>;
+
+/** A filter expression: a test, or all / any / not over expressions. */
+export type FilterExpression =
+  AttributeFilter | { all: FilterExpression[] } | { any: FilterExpression[] } | { not: FilterExpression };
+
+export const filterExpression: z.ZodType<FilterExpression> = z.lazy(() =>
+  z.union([
+    attributeFilter,
+    z.strictObject({ all: z.array(filterExpression).min(1) }),
+    z.strictObject({ any: z.array(filterExpression).min(1) }),
+    z.strictObject({ not: filterExpression }),
+  ]),
+);
 
 export const directorySource = z.strictObject({
   type: z.literal('directory'),
@@ -186,7 +207,12 @@ export const directorySource = z.strictObject({
     .default([])
     .describe('Only members of these groups (nested membership counts)'),
   excludeGroups: z.array(guid).default([]),
-  filters: z.array(attributeFilter).default([]).describe('All must match (AND)'),
+  filters: z
+    .union([z.array(filterExpression), filterExpression])
+    .default([])
+    .describe(
+      'A filter expression ({"attribute", "op": equals | in | startsWith | endsWith, ...}, {"all": [...]}, {"any": [...]}, {"not": ...}); a list means all must match',
+    ),
   includeDisabled: z.boolean().default(false),
   includeHidden: z.boolean().default(false).describe('Objects hidden from address lists'),
   includeDistributionLists: z

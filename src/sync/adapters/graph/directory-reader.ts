@@ -2,6 +2,7 @@
 // group membership through transitiveMembers.
 import type { Client } from '@microsoft/microsoft-graph-client';
 import type { DirectoryEntry } from '../../directory';
+import type { CompiledFilter } from '../../filters';
 import {
   DeltaExpiredError,
   GraphRequestError,
@@ -307,6 +308,32 @@ export class GraphDirectoryReader implements DirectoryReader {
       if (a.status === 200) out.set(id, hide === true);
     }
     return out;
+  }
+
+  /**
+   * Users matching a compiled source filter. An advanced query (not, endswith, extension attributes)
+   * needs ConsistencyLevel: eventual and $count=true, and then Graph counts; otherwise the ids are paged.
+   */
+  async countUsers(compiled: CompiledFilter): Promise<number> {
+    const filter = encodeURIComponent(compiled.filter);
+    if (compiled.advanced) {
+      const page = await graphCall(
+        () =>
+          this.client
+            .api(`/users?$filter=${filter}&$count=true&$select=id&$top=1`)
+            .header('ConsistencyLevel', 'eventual')
+            .get() as Promise<Json>,
+      );
+      return typeof page['@odata.count'] === 'number' ? page['@odata.count'] : 0;
+    }
+    let n = 0;
+    let url: string | undefined = `/users?$filter=${filter}&$select=id&$top=999`;
+    while (url) {
+      const page = await graphCall(() => this.client.api(url!).get() as Promise<Json>);
+      n += ((page.value as Json[] | undefined) ?? []).length;
+      url = str(page['@odata.nextLink']) ?? undefined;
+    }
+    return n;
   }
 
   async transitiveMemberIds(groupId: string): Promise<Set<string>> {
