@@ -137,8 +137,13 @@ export function mapEntry(
   managerName: string | undefined,
 ): ContactFields {
   if (e.kind === 'mailboxContact') return mapMailboxContact(e.contact ?? {}, mapping);
-  const given = clean(e.givenName);
-  const sur = clean(e.surname);
+  let given = clean(e.givenName);
+  let sur = clean(e.surname);
+  if (mapping.splitDisplayName && e.kind !== 'group' && (!given || !sur)) {
+    const split = splitName(clean(e.displayName));
+    given ??= split?.givenName;
+    sur ??= split?.surname;
+  }
   const displayName =
     clean(e.displayName) ??
     (clean([given, sur].filter(Boolean).join(' ')) || clean(e.mail) || clean(e.userPrincipalName));
@@ -188,6 +193,28 @@ export function mapEntry(
     if (!isEmptyValue(v)) (out as Record<string, unknown>)[field] = v;
   }
   return out;
+}
+
+/** Lower-case words that belong to the surname that follows them (van den Berg, de la Cruz, bin Salman). */
+const surnameParticles = new Set(
+  'van von de der den del della di da du le la dos das do ter ten bin ibn al el بن ابن آل'.split(' '),
+);
+
+/**
+ * Given name and surname from a display name: "Surname, Given", or the last word with the particles
+ * before it as the surname. One word (a mononym, or CJK written without spaces) is not split.
+ */
+export function splitName(
+  displayName: string | undefined,
+): { givenName: string; surname: string } | undefined {
+  if (!displayName) return undefined;
+  const comma = /^([^,]+),\s*([^,]+)$/.exec(displayName);
+  if (comma) return { surname: comma[1]!.trim(), givenName: comma[2]!.trim() };
+  const words = displayName.split(/\s+/);
+  if (words.length < 2) return undefined;
+  let start = words.length - 1;
+  while (start > 1 && surnameParticles.has(words[start - 1]!)) start--;
+  return { givenName: words.slice(0, start).join(' '), surname: words.slice(start).join(' ') };
 }
 
 /** "Surname, Given" as Outlook files a contact by default; one name alone, else the display name or company. */

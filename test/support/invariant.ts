@@ -150,6 +150,7 @@ interface Person {
   faxNumber?: string | null;
   imAddresses?: string[];
   homePhones?: string[];
+  isGroup?: boolean;
   /** Attribute values `mapping.sources` may name (extension attributes included). */
   attributes: Record<string, string | null>;
 }
@@ -181,9 +182,52 @@ function referenceFileAs(x: Fields, mode: string): string | undefined {
 }
 
 /** The reference mapping: what a contact made from this directory object should say. */
+/** Names from a display name, apart from the product: "Sur, Given", or particles stay with the surname. */
+function referenceSplit(name: string | undefined): [string, string] | undefined {
+  if (!name) return undefined;
+  const parts = name.split(',');
+  if (parts.length === 2 && parts[0]!.trim() && parts[1]!.trim()) return [parts[1]!.trim(), parts[0]!.trim()];
+  const words = name.split(/\s+/).filter(Boolean);
+  if (words.length < 2) return undefined;
+  const particles = [
+    'van',
+    'von',
+    'de',
+    'der',
+    'den',
+    'del',
+    'della',
+    'di',
+    'da',
+    'du',
+    'le',
+    'la',
+    'dos',
+    'das',
+    'do',
+    'ter',
+    'ten',
+    'bin',
+    'ibn',
+    'al',
+    'el',
+    'بن',
+    'ابن',
+    'آل',
+  ];
+  let cut = words.length - 1;
+  while (cut > 1 && particles.includes(words[cut - 1]!)) cut -= 1;
+  return [words.slice(0, cut).join(' '), words.slice(cut).join(' ')];
+}
+
 function referenceFields(p: Person, policy: Policy): Fields {
-  const given = clean(p.givenName);
-  const sur = clean(p.surname);
+  let given = clean(p.givenName);
+  let sur = clean(p.surname);
+  if (policy.mapping.splitDisplayName && !p.isGroup && (!given || !sur)) {
+    const split = referenceSplit(clean(p.displayName));
+    given = given ?? split?.[0];
+    sur = sur ?? split?.[1];
+  }
   const displayName =
     clean(p.displayName) ??
     clean([given, sur].filter(Boolean).join(' ')) ??
@@ -397,6 +441,7 @@ export function expectedSource(
             postalCode: null,
             country: null,
             managerName: null,
+            isGroup: true,
             attributes: {},
           },
           policy,

@@ -302,6 +302,12 @@ export const mappingSchema = z
         'The directory attribute a field is filled from, instead of its default (e.g. {"personalNotes": "extensionAttribute5"})',
       ),
     fileAs,
+    splitDisplayName: z
+      .boolean()
+      .default(false)
+      .describe(
+        'A person without a given name or surname gets them from the display name ("Ludwig van Beethoven": Ludwig / van Beethoven; one word or CJK: not split)',
+      ),
     private: z
       .boolean()
       .default(false)
@@ -323,6 +329,7 @@ export const mappingSchema = z
     constants: {},
     sources: {},
     fileAs: 'lastFirst',
+    splitDisplayName: false,
     private: false,
     categories: [],
     rules: {},

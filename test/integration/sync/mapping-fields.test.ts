@@ -174,6 +174,44 @@ describe('mapping: every useful field, file-as and private contacts (issue 18)',
     assert.equal(res.body.error.code, 'ErrorInvalidExtendedPropertyValue');
   });
 
+  it('splits a display name into given name and surname only when asked; particles, CJK and RTL round-trip', async () => {
+    const people = [
+      ['Ludwig van Beethoven', 'Ludwig', 'van Beethoven'],
+      ['山田太郎', undefined, undefined],
+      ['محمد بن سلمان', 'محمد', 'بن سلمان'],
+      ['Madonna', undefined, undefined],
+      ['García Márquez, Gabriel', 'Gabriel', 'García Márquez'],
+    ] as const;
+    const users = people.map(([displayName], n) =>
+      f.sim.tenant.addUser({
+        userPrincipalName: `split${n}@contoso.example`,
+        mail: `split${n}@contoso.example`,
+        displayName,
+        mailbox: 'none',
+      }),
+    );
+    const off = f.policy({ id: 'nosplit', folder: { name: 'No Split' } });
+    await f.run(off, only());
+    for (const u of users) {
+      const c = contactOf('No Split', `user:${u.id}`)!;
+      assert.equal(c.data.givenName ?? null, null, 'never split by default');
+      assert.equal(c.data.displayName, u.displayName);
+    }
+    const on = f.policy({ id: 'split', folder: { name: 'Split' }, mapping: { splitDisplayName: true } });
+    const before = snapshotUntagged(f.sim);
+    await f.run(on, only());
+    for (const [n, [displayName, given, surname]] of people.entries()) {
+      const c = contactOf('Split', `user:${users[n]!.id}`)!;
+      assert.equal(c.data.displayName, displayName, 'the display name round-trips unchanged');
+      assert.equal(c.data.givenName ?? undefined, given, displayName);
+      assert.equal(c.data.surname ?? undefined, surname, displayName);
+    }
+    assert.equal(contactOf('Split', `user:${users[0]!.id}`)!.data.fileAs, 'van Beethoven, Ludwig');
+    await assertInvariant(f.sim, on, before, async () => void (await f.run(on, only())), {
+      absent: (upn) => upn !== target.userPrincipalName,
+    });
+  });
+
   it('refuses a file-as template naming an unknown field, saying which', () => {
     assert.throws(
       () => f.policy({ mapping: { fileAs: '{surname}, {firstName}' } }),
