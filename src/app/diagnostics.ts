@@ -8,6 +8,7 @@ import {
   type CertificatePem,
 } from '../sync/adapters/graph/connection';
 import { hiddenUsersUnknown, refreshSource } from '../sync/refresh-source';
+import { compileUserFilter, noFilter } from '../sync/filters';
 import { exchangeRecipients } from '../sync/adapters/exchange/recipient-reader';
 import { RecipientsNotPermittedError, type RecipientReader, type SourceStore } from '../sync/ports';
 import { certificateStatus } from './cert-rotation';
@@ -263,6 +264,8 @@ export interface Preview {
     objects: number;
     excluded: Record<string, number>;
     samples: { key: string; displayName: string | undefined }[];
+    /** The source filter as Graph evaluates it for users, and how many users Graph finds (null: local only). */
+    graphFilter?: { filter: string; advanced: boolean; users: number } | null;
   };
   targets: { mailboxes: number; skipped: { user: string; reason: string }[]; samples: string[] };
 }
@@ -291,9 +294,17 @@ export async function preview(
     app.photoStore,
     graph.recipients ? { recipients: graph.recipients } : {},
   );
+  const compiled = policy.source.type === 'directory' ? compileUserFilter(policy.source.filters) : undefined;
+  const graphFilter =
+    compiled && graph.directory.countUsers
+      ? { ...compiled, users: await graph.directory.countUsers(compiled) }
+      : compiled === undefined && policy.source.type === 'directory' && !noFilter(policy.source.filters)
+        ? null
+        : undefined;
   return {
     policy: policy.id,
     source: {
+      ...(graphFilter !== undefined ? { graphFilter } : {}),
       objects: refreshed.desired.size,
       excluded: refreshed.stats.excluded,
       samples: [...refreshed.desired.entries()]

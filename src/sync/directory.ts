@@ -1,6 +1,7 @@
 // Directory objects as the sync reads them, and the pure rules that pick the source objects and
 // the target mailboxes of a policy.
-import type { AttributeFilter, Policy } from './config/schema';
+import type { Policy, SourceAttribute } from './config/schema';
+import { matchesExpression } from './filters';
 import type { ContactFields } from './mapping';
 
 export interface DirectoryEntry {
@@ -30,6 +31,12 @@ export interface DirectoryEntry {
   userType: string | null;
   extensionAttributes: Record<string, string | null>;
   managerId: string | null;
+  /** Users' faxNumber, org contacts' business fax (absent in snapshots stored before it was read). */
+  faxNumber?: string | null;
+  /** Users' imAddresses (SIP addresses). */
+  imAddresses?: string[];
+  /** Org contacts' home phones. */
+  homePhones?: string[];
   /** For a mailbox contact: its fields as read from the source folder. */
   contact?: ContactFields;
   /** For a user, when the policy syncs photos: the photo's hash (null: none) and when we looked. */
@@ -82,23 +89,11 @@ const hasMarker = (e: DirectoryEntry, marker: string): boolean =>
 export const isOptedOutOfContacts = (e: DirectoryEntry): boolean => hasMarker(e, 'NoContactSync');
 export const isOptedOutOfMailboxSync = (e: DirectoryEntry): boolean => hasMarker(e, 'NoMailboxSync');
 
-function attributeValue(e: DirectoryEntry, attribute: AttributeFilter['attribute']): string | null {
+/** A string attribute of a directory object (extension attributes included); null when it has none. */
+export function attributeValue(e: DirectoryEntry, attribute: SourceAttribute): string | null {
   if (attribute.startsWith('extensionAttribute')) return e.extensionAttributes[attribute] ?? null;
-  return (e as unknown as Record<string, string | null>)[attribute] ?? null;
-}
-
-/** Attribute filters, case-insensitive as the directory compares. */
-export function matchesFilter(e: DirectoryEntry, f: AttributeFilter): boolean {
-  const v = attributeValue(e, f.attribute)?.toLowerCase();
-  if (v === undefined) return false;
-  switch (f.op) {
-    case 'equals':
-      return v === f.value.toLowerCase();
-    case 'in':
-      return f.values.some((x) => x.toLowerCase() === v);
-    case 'startsWith':
-      return v.startsWith(f.value.toLowerCase());
-  }
+  const v = (e as unknown as Record<string, unknown>)[attribute];
+  return typeof v === 'string' ? v : null;
 }
 
 export type ExclusionReason =
@@ -152,7 +147,7 @@ export function sourceExclusion(
   if ((e.showInAddressList === false || e.hiddenInExchange === true) && !source.includeHidden)
     return 'hidden';
   if (isOptedOutOfContacts(e) || e.markedInExchange === true) return 'NoContactSync';
-  if (!source.filters.every((f) => matchesFilter(e, f))) return 'filter';
+  if (!matchesExpression(e, source.filters)) return 'filter';
   if (groups.include && !groups.include.has(e.id)) return 'notInGroups';
   if (groups.exclude.has(e.id)) return 'excludedGroup';
   return undefined;

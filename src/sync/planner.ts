@@ -1,7 +1,7 @@
 // The plan for one mailbox: a pure function from what the source wants, what we manage there, and
 // what the user changed (the folder's contacts delta), to creates, updates, deletes and restores.
 import type { ContactFieldName, Policy } from './config/schema';
-import { isEmptyValue, sameValue, type ContactFields } from './mapping';
+import { isEmptyValue, sameValue, withUnreadExtendedFields, type ContactFields } from './mapping';
 
 export interface DesiredContact {
   fields: ContactFields;
@@ -219,8 +219,8 @@ export function planMailbox(
     let keep = have.keep;
     let restore = false;
     if (edited && edited.changeKey !== have.changeKey) {
-      current = edited.fields;
-      const userChanged = o.fields.filter((f) => !sameValue(edited.fields[f], haveWritten[f]));
+      current = withUnreadExtendedFields(edited.fields, haveWritten);
+      const userChanged = o.fields.filter((f) => !sameValue(current[f], haveWritten[f]));
       if (o.onUserEdit === 'keep') {
         keep = [...new Set([...keep, ...userChanged])];
       } else {

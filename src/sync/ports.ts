@@ -1,6 +1,7 @@
 // The I/O the sync core needs, as small interfaces. Real implementations live in adapters/;
 // in-memory ones serve unit tests.
 import type { DirectoryEntry } from './directory';
+import type { CompiledFilter } from './filters';
 import type { ContactFields } from './mapping';
 import type { DesiredContact, ManagedContact } from './planner';
 
@@ -65,6 +66,8 @@ export interface DirectoryReader {
   readMailboxPurposes(userIds: readonly string[]): Promise<Map<string, string>>;
   /** Graph's hideFromAddressLists per group (only GET /groups/{id} has it); unanswered left out. */
   readGroupsHidden(groupIds: readonly string[]): Promise<Map<string, boolean>>;
+  /** How many users Graph finds for a compiled source filter (advanced queries as Graph requires). */
+  countUsers?(compiled: CompiledFilter): Promise<number>;
 }
 
 /** Directory object ids Exchange hides from address lists, or marks NoContactSync (CustomAttribute1-15). */

@@ -84,15 +84,46 @@ const allFields = [
   'businessAddress',
   'manager',
   'categories',
+  'fileAs',
+  'initials',
+  'middleName',
+  'nickName',
+  'title',
+  'generation',
+  'homePhones',
+  'homeAddress',
+  'otherAddress',
+  'imAddresses',
+  'businessHomePage',
+  'personalNotes',
+  'profession',
+  'assistantName',
+  'businessFax',
+  'private',
 ] as const;
+
+/**
+ * Fields Graph keeps only as MAPI properties: PidTagBusinessFaxNumber (0x3A24, a string) and
+ * PidTagSensitivity (0x0036, an integer; 2 is Private).
+ */
+const mapiProperties: Record<string, string> = { businessFax: 'string 0x3a24', private: 'integer 0x0036' };
+
+/** A field as the simulator holds it on a contact. */
+export function contactValue(c: SimContact, field: string): unknown {
+  const mapi = mapiProperties[field];
+  if (!mapi) return c.data[field];
+  const v = c.extendedProperties.get(mapi)?.value;
+  return field === 'private' ? v === '2' || undefined : v;
+}
 
 /** Fields the policy writes and keeps as the source says (setIfEmpty and never are the user's to change). */
 export function checkedFields(policy: Policy): string[] {
   const m = policy.mapping;
   return allFields.filter(
     (f) =>
-      (m.include ? m.include.includes(f) : true) &&
-      !m.exclude.includes(f) &&
+      // mapping.private marks every contact, whatever include says.
+      (f === 'private' || ((m.include as string[] | undefined)?.includes(f) ?? true)) &&
+      !(m.exclude as string[]).includes(f) &&
       (m.rules[f] ?? 'overwrite') === 'overwrite',
   );
 }
@@ -116,12 +147,87 @@ interface Person {
   country: string | null;
   managerName: string | null;
   userPrincipalName?: string;
+  faxNumber?: string | null;
+  imAddresses?: string[];
+  homePhones?: string[];
+  isGroup?: boolean;
+  /** Attribute values `mapping.sources` may name (extension attributes included). */
+  attributes: Record<string, string | null>;
+}
+
+const firstDistinct = (xs: readonly string[] | undefined, max: number): string[] => {
+  const out: string[] = [];
+  for (const x of (xs ?? []).map((y) => y.trim())) if (x && !out.includes(x)) out.push(x);
+  return out.slice(0, max);
+};
+
+/** How Outlook files a contact: "Surname, Given" by default (written apart from the product's code). */
+function referenceFileAs(x: Fields, mode: string): string | undefined {
+  const s = (k: string): string | undefined => (typeof x[k] === 'string' && x[k] !== '' ? x[k] : undefined);
+  const given = s('givenName');
+  const sur = s('surname');
+  const byName =
+    given !== undefined && sur !== undefined
+      ? `${sur}, ${given}`
+      : (sur ?? given ?? s('displayName') ?? s('companyName'));
+  if (mode === 'lastFirst') return byName;
+  if (mode === 'firstLast')
+    return [given, sur].filter(Boolean).join(' ') || s('displayName') || s('companyName');
+  if (mode === 'displayName') return s('displayName') ?? byName;
+  if (mode === 'company') return s('companyName') ?? byName;
+  let out = mode;
+  for (const m of mode.match(/\{[^{}]*\}/g) ?? []) out = out.split(m).join(s(m.slice(1, -1)) ?? '');
+  out = out.split(/\s+/).filter(Boolean).join(' ');
+  return /[\p{L}\p{N}]/u.test(out) ? out : byName;
 }
 
 /** The reference mapping: what a contact made from this directory object should say. */
+/** Names from a display name, apart from the product: "Sur, Given", or particles stay with the surname. */
+function referenceSplit(name: string | undefined): [string, string] | undefined {
+  if (!name) return undefined;
+  const parts = name.split(',');
+  if (parts.length === 2 && parts[0]!.trim() && parts[1]!.trim()) return [parts[1]!.trim(), parts[0]!.trim()];
+  const words = name.split(/\s+/).filter(Boolean);
+  if (words.length < 2) return undefined;
+  const particles = [
+    'van',
+    'von',
+    'de',
+    'der',
+    'den',
+    'del',
+    'della',
+    'di',
+    'da',
+    'du',
+    'le',
+    'la',
+    'dos',
+    'das',
+    'do',
+    'ter',
+    'ten',
+    'bin',
+    'ibn',
+    'al',
+    'el',
+    'بن',
+    'ابن',
+    'آل',
+  ];
+  let cut = words.length - 1;
+  while (cut > 1 && particles.includes(words[cut - 1]!)) cut -= 1;
+  return [words.slice(0, cut).join(' '), words.slice(cut).join(' ')];
+}
+
 function referenceFields(p: Person, policy: Policy): Fields {
-  const given = clean(p.givenName);
-  const sur = clean(p.surname);
+  let given = clean(p.givenName);
+  let sur = clean(p.surname);
+  if (policy.mapping.splitDisplayName && !p.isGroup && (!given || !sur)) {
+    const split = referenceSplit(clean(p.displayName));
+    given = given ?? split?.[0];
+    sur = sur ?? split?.[1];
+  }
   const displayName =
     clean(p.displayName) ??
     clean([given, sur].filter(Boolean).join(' ')) ??
@@ -160,8 +266,17 @@ function referenceFields(p: Person, policy: Policy): Fields {
     },
     manager: clean(p.managerName),
     categories: policy.mapping.categories,
+    homePhones: firstDistinct(p.homePhones, 2),
+    imAddresses: firstDistinct(p.imAddresses, 3),
+    businessFax: clean(p.faxNumber),
   };
+  for (const [f, attribute] of Object.entries(policy.mapping.sources)) {
+    const v = clean(p.attributes[attribute] ?? ((p as unknown as Fields)[attribute] as string | null));
+    all[f] = f === 'homePhones' || f === 'imAddresses' ? (v ? [v] : []) : v;
+  }
   for (const [f, v] of Object.entries(policy.mapping.constants)) all[f] = clean(v);
+  all.fileAs = referenceFileAs(all, policy.mapping.fileAs);
+  all.private = policy.mapping.private || undefined;
   return all;
 }
 
@@ -192,14 +307,31 @@ export function expectedSource(
     throw new Error('invariant: the reference does not model mailbox types or photos');
   const include = memberIds(tenant, source.includeGroups);
   const exclude = memberIds(tenant, source.excludeGroups) ?? new Set<string>();
-  const filterOk = (attrs: Record<string, string | null>): boolean =>
-    source.filters.every((f) => {
-      const v = attrs[f.attribute]?.toLowerCase();
-      if (v === undefined || v === null) return false;
-      if (f.op === 'equals') return v === f.value.toLowerCase();
-      if (f.op === 'in') return f.values.some((x) => x.toLowerCase() === v);
-      return v.startsWith(f.value.toLowerCase());
-    });
+  // The expression, evaluated apart from the product: a list is all of it; mailDomain is the primary
+  // address's domain; every comparison ignores case; an attribute the object lacks fails its test.
+  const test = (attrs: Record<string, string | null>, x: unknown): boolean => {
+    if (Array.isArray(x)) return x.every((y) => test(attrs, y));
+    const node = x as Record<string, unknown>;
+    if ('all' in node) return (node.all as unknown[]).every((y) => test(attrs, y));
+    if ('any' in node) return (node.any as unknown[]).some((y) => test(attrs, y));
+    if ('not' in node) return !test(attrs, node.not);
+    const leaf = node as { attribute: string; op: string; value?: string; values?: string[] };
+    const raw =
+      leaf.attribute === 'mailDomain'
+        ? attrs.mail?.includes('@')
+          ? attrs.mail.split('@').pop()!
+          : null
+        : (attrs[leaf.attribute] ?? null);
+    if (raw === null) return false;
+    const v = raw.toLowerCase();
+    const want = (leaf.value ?? '').toLowerCase();
+    if (leaf.op === 'equals') return v === want;
+    if (leaf.op === 'in') return (leaf.values ?? []).some((y) => y.toLowerCase() === v);
+    if (leaf.op === 'startsWith') return v.startsWith(want);
+    if (leaf.op === 'endsWith') return v.endsWith(want);
+    throw new Error(`invariant: unknown filter op ${leaf.op}`);
+  };
+  const filterOk = (attrs: Record<string, string | null>): boolean => test(attrs, source.filters);
   const inGroups = (id: string): boolean => (include === null || include.has(id)) && !exclude.has(id);
   const out: ExpectedContact[] = [];
   if (source.includeUsers) {
@@ -217,6 +349,7 @@ export function expectedSource(
         officeLocation: u.officeLocation,
         jobTitle: u.jobTitle,
         usageLocation: u.usageLocation,
+        mail: u.mail,
       };
       if (!filterOk(attrs) || !inGroups(u.id)) continue;
       const manager = u.managerId ? tenant.users.get(u.managerId) : undefined;
@@ -228,6 +361,12 @@ export function expectedSource(
             ...u,
             street: u.streetAddress,
             managerName: manager ? (manager.displayName ?? null) : null,
+            attributes: {
+              ...attrs,
+              streetAddress: u.streetAddress,
+              state: u.state,
+              postalCode: u.postalCode,
+            },
           },
           policy,
         ),
@@ -248,6 +387,7 @@ export function expectedSource(
         officeLocation: address?.officeLocation ?? null,
         jobTitle: c.jobTitle,
         usageLocation: null,
+        mail: c.mail,
       };
       if (!filterOk(attrs) || !inGroups(c.id)) continue;
       out.push({
@@ -264,6 +404,9 @@ export function expectedSource(
             postalCode: address?.postalCode ?? null,
             country: address?.countryOrRegion ?? null,
             managerName: null,
+            homePhones: c.phones.filter((p) => p.type === 'home').map((p) => p.number),
+            faxNumber: c.phones.find((p) => p.type === 'businessFax')?.number ?? null,
+            attributes: { ...attrs, streetAddress: address?.street ?? null },
           },
           policy,
         ),
@@ -275,7 +418,7 @@ export function expectedSource(
       if (!g.mailEnabled || !clean(g.mail)) continue;
       if (g.hideFromAddressLists && !source.includeHidden) continue;
       if (known.exchange && marked(g.customAttributes, 'NoContactSync')) continue;
-      const attrs: Record<string, string | null> = {};
+      const attrs: Record<string, string | null> = { mail: g.mail };
       if (!filterOk(attrs) || !inGroups(g.id)) continue;
       out.push({
         key: `group:${g.id}`,
@@ -298,6 +441,8 @@ export function expectedSource(
             postalCode: null,
             country: null,
             managerName: null,
+            isGroup: true,
+            attributes: {},
           },
           policy,
         ),
@@ -322,8 +467,12 @@ function expectedMailboxSource(sim: GraphTenantSimulator, policy: Policy): Expec
       const all: Fields = { ...d };
       all.emailAddresses = Array.isArray(d.emailAddresses) ? d.emailAddresses.slice(0, 3) : undefined;
       all.businessPhones = Array.isArray(d.businessPhones) ? d.businessPhones.slice(0, 2) : undefined;
+      all.homePhones = Array.isArray(d.homePhones) ? d.homePhones.slice(0, 2) : undefined;
+      all.imAddresses = Array.isArray(d.imAddresses) ? d.imAddresses.slice(0, 3) : undefined;
       if (policy.mapping.categories.length > 0) all.categories = policy.mapping.categories;
       for (const [f, v] of Object.entries(policy.mapping.constants)) all[f] = clean(v);
+      all.fileAs = clean(d.fileAs as string | undefined) ?? referenceFileAs(all, policy.mapping.fileAs);
+      all.private = policy.mapping.private || undefined;
       return { key: `mailboxContact:${c.immutableId}`, fields: all };
     });
 }
@@ -423,9 +572,10 @@ export function invariantViolations(
       }
       if (allow.edited?.(upn, key)) continue;
       for (const f of fields) {
-        if (norm(c.data[f], f) !== norm(expected.fields[f], f))
+        const have = contactValue(c, f);
+        if (norm(have, f) !== norm(expected.fields[f], f))
           problems.push(
-            `${upn}: ${key}.${f} is ${norm(c.data[f], f)}, the source says ${norm(expected.fields[f], f)}`,
+            `${upn}: ${key}.${f} is ${norm(have, f)}, the source says ${norm(expected.fields[f], f)}`,
           );
       }
     }

@@ -29,8 +29,22 @@ export function formatPath(path: readonly PropertyKey[]): string {
   return out || '(root)';
 }
 
+type Issue = { path: PropertyKey[]; message: string; code?: string; errors?: Issue[][] };
+
+/**
+ * A value matching none of a union's forms (a filter expression, say) is reported where the form it
+ * came closest to failed: the branch whose issues reach deepest, so the path names the bad field.
+ */
+function flatten(issue: Issue): Issue[] {
+  if (issue.code !== 'invalid_union' || !issue.errors?.length) return [issue];
+  const depth = (branch: Issue[]): number => Math.max(0, ...branch.map((i) => i.path.length));
+  const best = issue.errors.reduce((a, b) => (depth(b) > depth(a) ? b : a));
+  if (depth(best) === 0) return [issue];
+  return best.flatMap((i) => flatten({ ...i, path: [...issue.path, ...i.path] }));
+}
+
 function issuesOf(error: z.ZodError, prefix: readonly PropertyKey[], policyId?: string): ConfigIssue[] {
-  return error.issues.map((i) => ({
+  return (error.issues as Issue[]).flatMap(flatten).map((i) => ({
     path: formatPath([...prefix, ...i.path]),
     message: i.message,
     ...(policyId ? { policyId } : {}),

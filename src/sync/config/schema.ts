@@ -17,8 +17,29 @@ export const contactFieldNames = [
   'businessAddress',
   'manager',
   'categories',
+  'fileAs',
+  'initials',
+  'middleName',
+  'nickName',
+  'title',
+  'generation',
+  'homePhones',
+  'homeAddress',
+  'otherAddress',
+  'imAddresses',
+  'businessHomePage',
+  'personalNotes',
+  'profession',
+  'assistantName',
+  'businessFax',
+  'private',
 ] as const;
 export type ContactFieldName = (typeof contactFieldNames)[number];
+
+/** Fields a policy names in include, exclude and rules (private has its own switch, mapping.private). */
+export const policyFieldNames = contactFieldNames.filter(
+  (f): f is Exclude<ContactFieldName, 'private'> => f !== 'private',
+);
 
 /** Fields that hold one string, so a policy may set a constant for them. */
 export const stringFieldNames = [
@@ -31,7 +52,20 @@ export const stringFieldNames = [
   'companyName',
   'officeLocation',
   'manager',
+  'initials',
+  'middleName',
+  'nickName',
+  'title',
+  'generation',
+  'businessHomePage',
+  'personalNotes',
+  'profession',
+  'assistantName',
+  'businessFax',
 ] as const;
+
+/** Fields a policy may fill from a directory attribute of its choice (`mapping.sources`). */
+export const sourcedFieldNames = [...stringFieldNames, 'homePhones', 'imAddresses'] as const;
 
 export const filterableAttributes = [
   'department',
@@ -43,6 +77,22 @@ export const filterableAttributes = [
   'usageLocation',
   ...Array.from({ length: 15 }, (_, i) => `extensionAttribute${i + 1}` as const),
 ] as const;
+
+/** Directory attributes a field may be filled from (users; org contacts and groups where they have one). */
+export const sourceAttributes = [
+  ...filterableAttributes,
+  'displayName',
+  'givenName',
+  'surname',
+  'mail',
+  'userPrincipalName',
+  'mobilePhone',
+  'faxNumber',
+  'streetAddress',
+  'state',
+  'postalCode',
+] as const;
+export type SourceAttribute = (typeof sourceAttributes)[number];
 
 const guid = z
   .string()
@@ -112,20 +162,41 @@ export const connectionSchema = z
   });
 export type Connection = z.output<typeof connectionSchema>;
 
+/** What a filter may test: directory attributes, and mailDomain (the primary SMTP address's domain). */
+export const filterAttributes = [...filterableAttributes, 'mailDomain'] as const;
+
 const attributeFilter = z.discriminatedUnion('op', [
-  z.strictObject({ attribute: z.enum(filterableAttributes), op: z.literal('equals'), value: z.string() }),
+  z.strictObject({ attribute: z.enum(filterAttributes), op: z.literal('equals'), value: z.string() }),
   z.strictObject({
-    attribute: z.enum(filterableAttributes),
+    attribute: z.enum(filterAttributes),
     op: z.literal('in'),
     values: z.array(z.string()).min(1),
   }),
   z.strictObject({
-    attribute: z.enum(filterableAttributes),
+    attribute: z.enum(filterAttributes),
     op: z.literal('startsWith'),
+    value: z.string().min(1),
+  }),
+  z.strictObject({
+    attribute: z.enum(filterAttributes),
+    op: z.literal('endsWith'),
     value: z.string().min(1),
   }),
 ]);
 export type AttributeFilter = z.output<typeof attributeFilter>;
+
+/** A filter expression: a test, or all / any / not over expressions. */
+export type FilterExpression =
+  AttributeFilter | { all: FilterExpression[] } | { any: FilterExpression[] } | { not: FilterExpression };
+
+export const filterExpression: z.ZodType<FilterExpression> = z.lazy(() =>
+  z.union([
+    attributeFilter,
+    z.strictObject({ all: z.array(filterExpression).min(1) }),
+    z.strictObject({ any: z.array(filterExpression).min(1) }),
+    z.strictObject({ not: filterExpression }),
+  ]),
+);
 
 export const directorySource = z.strictObject({
   type: z.literal('directory'),
@@ -136,7 +207,12 @@ export const directorySource = z.strictObject({
     .default([])
     .describe('Only members of these groups (nested membership counts)'),
   excludeGroups: z.array(guid).default([]),
-  filters: z.array(attributeFilter).default([]).describe('All must match (AND)'),
+  filters: z
+    .union([z.array(filterExpression), filterExpression])
+    .default([])
+    .describe(
+      'A filter expression ({"attribute", "op": equals | in | startsWith | endsWith, ...}, {"all": [...]}, {"any": [...]}, {"not": ...}); a list means all must match',
+    ),
   includeDisabled: z.boolean().default(false),
   includeHidden: z.boolean().default(false).describe('Objects hidden from address lists'),
   includeDistributionLists: z
@@ -170,14 +246,74 @@ export const mailboxSource = z.strictObject({
 
 const fieldRule = z.enum(['overwrite', 'setIfEmpty', 'never']);
 
+export const fileAsModes = ['lastFirst', 'firstLast', 'displayName', 'company'] as const;
+/** Fields a file-as template may name. */
+export const fileAsTemplateFields = [
+  'displayName',
+  'givenName',
+  'middleName',
+  'surname',
+  'nickName',
+  'initials',
+  'title',
+  'generation',
+  'companyName',
+  'department',
+  'jobTitle',
+  'officeLocation',
+] as const;
+
+const fileAs = z
+  .string()
+  .superRefine((s, ctx) => {
+    if ((fileAsModes as readonly string[]).includes(s)) return;
+    const names = [...s.matchAll(/\{([^{}]*)\}/g)].map((m) => m[1]!);
+    if (names.length === 0) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `must be ${fileAsModes.join(', ')}, or a template over fields such as "{surname}, {givenName}"`,
+      });
+      return;
+    }
+    for (const n of names)
+      if (!(fileAsTemplateFields as readonly string[]).includes(n))
+        ctx.addIssue({
+          code: 'custom',
+          message: `the template names {${n}}, which is not a field it may use (${fileAsTemplateFields.join(', ')})`,
+        });
+  })
+  .default('lastFirst')
+  .describe(
+    'How contacts file and sort in Outlook: lastFirst ("Surname, Given", Outlook\'s default), firstLast, displayName, company, or a template such as "{companyName}: {surname}"',
+  );
+
 export const mappingSchema = z
   .strictObject({
-    include: z.array(z.enum(contactFieldNames)).optional().describe('Only these fields (default: all)'),
-    exclude: z.array(z.enum(contactFieldNames)).default([]),
+    include: z.array(z.enum(policyFieldNames)).optional().describe('Only these fields (default: all)'),
+    exclude: z.array(z.enum(policyFieldNames)).default([]),
     constants: z
       .partialRecord(z.enum(stringFieldNames), z.string())
       .default({})
       .describe('Values written instead of the directory value'),
+    sources: z
+      .partialRecord(z.enum(sourcedFieldNames), z.enum(sourceAttributes))
+      .default({})
+      .describe(
+        'The directory attribute a field is filled from, instead of its default (e.g. {"personalNotes": "extensionAttribute5"})',
+      ),
+    fileAs,
+    splitDisplayName: z
+      .boolean()
+      .default(false)
+      .describe(
+        'A person without a given name or surname gets them from the display name ("Ludwig van Beethoven": Ludwig / van Beethoven; one word or CJK: not split)',
+      ),
+    private: z
+      .boolean()
+      .default(false)
+      .describe(
+        'Mark every synced contact private (MAPI sensitivity Private), so delegates with access to the folder do not see them',
+      ),
     categories: z
       .array(z.string().min(1).max(255))
       .max(10)
@@ -188,7 +324,16 @@ export const mappingSchema = z
       .default({})
       .describe('overwrite (default), setIfEmpty (a user edit survives) or never'),
   })
-  .default({ exclude: [], constants: {}, categories: [], rules: {} });
+  .default({
+    exclude: [],
+    constants: {},
+    sources: {},
+    fileAs: 'lastFirst',
+    splitDisplayName: false,
+    private: false,
+    categories: [],
+    rules: {},
+  });
 export type Mapping = z.output<typeof mappingSchema>;
 
 const ncrontab = z.string().refine(

@@ -2,7 +2,7 @@
 // stored, so a lost reply is healed by tag, never made twice. Each batch's outcome is stored as soon
 // as it comes back.
 import type { ContactFields } from '../mapping';
-import { toGraphBody } from '../mapping';
+import { toGraphBody, withExtendedProperty } from '../mapping';
 import type { DesiredContact, MailboxPlan, ManagedContact } from '../planner';
 import type { FolderRef, StoredContact, WriteOp, WriteOptions, WriteResult } from '../ports';
 import { tagPropertyId, tagValue } from '../tag';
@@ -102,13 +102,14 @@ class PlanWriter {
         folder: this.ref,
         body: () => {
           const want = c.desired.fields;
-          return {
-            ...toGraphBody(
+          return withExtendedProperty(
+            toGraphBody(
               want,
               fields.filter((f) => want[f] !== undefined),
             ),
-            singleValueExtendedProperties: [{ id: tagPropertyId, value: tagValue(policy.id, c.sourceKey) }],
-          };
+            tagPropertyId,
+            tagValue(policy.id, c.sourceKey),
+          );
         },
       };
     });

@@ -62,7 +62,7 @@ export function userView(u: SimUser): Record<string, unknown> {
     otherMails: [],
     businessPhones: u.businessPhones,
     mobilePhone: u.mobilePhone,
-    faxNumber: null,
+    faxNumber: u.faxNumber ?? null,
     jobTitle: u.jobTitle,
     department: u.department,
     companyName: u.companyName,
@@ -80,7 +80,7 @@ export function userView(u: SimUser): Record<string, unknown> {
     userType: u.userType,
     employeeId: null,
     onPremisesExtensionAttributes: u.onPremisesExtensionAttributes,
-    imAddresses: [],
+    imAddresses: u.imAddresses ?? [],
     createdDateTime: '2024-01-01T00:00:00Z',
     deletedDateTime: null,
   };
@@ -348,6 +348,12 @@ export function parseContactBody(body: unknown): ContactWrite {
             'The extended property value must be a string.',
             'ErrorInvalidExtendedPropertyValue',
           );
+        // The value is text, but it must read as the property's type (PtypInteger32 for Integer).
+        if (/^Integer\s/i.test(id.trim()) && !/^-?\d+$/.test(v))
+          throw badRequest(
+            `The value '${v}' is not valid for the extended property '${id.trim()}'.`,
+            'ErrorInvalidExtendedPropertyValue',
+          );
         extended.push({ id: id.trim(), value: v });
       }
     } else if (contactNavigation.includes(name)) {
@@ -373,6 +379,9 @@ export function contactView(c: SimContact, mailbox: Mailbox, immutable: boolean)
     parentFolderId: folder ? (immutable ? folder.immutableId : folder.id) : null,
   };
   for (const p of contactStringProps) view[p] = c.data[p] ?? null;
+  // Exchange keeps the file-as it is given and computes none: a contact created without one reads
+  // back with "" (MicrosoftDocs/feedback #2357 shows `"fileAs": ""` on a contact made in Outlook on the web).
+  view.fileAs = c.data.fileAs ?? '';
   for (const p of contactStringArrayProps) view[p] = c.data[p] ?? [];
   for (const p of contactAddressProps) view[p] = c.data[p] ?? {};
   view.emailAddresses = c.data.emailAddresses ?? [];

@@ -891,7 +891,10 @@ export class GraphService {
         ['ne', 'not', 'endswith'].includes(use.op) ||
         prop === 'onPremisesExtensionAttributes' ||
         (use.op === 'any' && prop !== 'proxyAddresses');
-      if (needsAdvanced && !advanced) {
+      // Graph runs these only as advanced queries: ConsistencyLevel: eventual and $count=true both
+      // (learn.microsoft.com/graph/aad-advanced-queries, "Query scenarios that require advanced query
+      // capabilities"); either alone is refused.
+      if (needsAdvanced && (!advanced || ctx.req.query.get('$count') !== 'true')) {
         throw badRequest(
           `Unsupported or invalid query filter clause specified for property '${prop || use.path}' of resource 'User'.`,
           'Request_UnsupportedQuery',

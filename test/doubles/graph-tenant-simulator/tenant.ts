@@ -25,6 +25,9 @@ export interface SimUser {
   postalCode: string | null;
   country: string | null;
   usageLocation: string | null;
+  faxNumber?: string | null;
+  /** Graph's imAddresses (read-only there: the user's SIP addresses). */
+  imAddresses?: string[];
   accountEnabled: boolean;
   /**
    * Exchange's HiddenFromAddressListsEnabled, the real flag. Graph's showInAddressList is always null

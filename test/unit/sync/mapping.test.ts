@@ -61,6 +61,7 @@ describe('mapping a directory entry to a contact', () => {
     );
     assert.deepEqual(f, {
       displayName: 'Ada',
+      fileAs: 'Ada',
       companyName: 'Contoso',
       categories: ['Company'],
       manager: 'Boss',

@@ -2,6 +2,7 @@
 // group membership through transitiveMembers.
 import type { Client } from '@microsoft/microsoft-graph-client';
 import type { DirectoryEntry } from '../../directory';
+import type { CompiledFilter } from '../../filters';
 import {
   DeltaExpiredError,
   GraphRequestError,
@@ -36,6 +37,8 @@ const userSelect = [
   'showInAddressList',
   'userType',
   'onPremisesExtensionAttributes',
+  'faxNumber',
+  'imAddresses',
   'manager',
 ].join(',');
 const orgContactSelect =
@@ -69,6 +72,7 @@ export function userProperties(u: Json): Partial<DirectoryEntry> {
     'country',
     'usageLocation',
     'userType',
+    'faxNumber',
   ] as const;
   for (const k of strings) if (k in u) (p as Json)[k] = str(u[k]);
   if ('proxyAddresses' in u)
@@ -78,6 +82,10 @@ export function userProperties(u: Json): Partial<DirectoryEntry> {
   if ('businessPhones' in u)
     p.businessPhones = Array.isArray(u.businessPhones)
       ? u.businessPhones.filter((x): x is string => typeof x === 'string')
+      : [];
+  if ('imAddresses' in u)
+    p.imAddresses = Array.isArray(u.imAddresses)
+      ? u.imAddresses.filter((x): x is string => typeof x === 'string')
       : [];
   if ('accountEnabled' in u)
     p.accountEnabled = typeof u.accountEnabled === 'boolean' ? u.accountEnabled : null;
@@ -128,12 +136,15 @@ export function orgContactProperties(c: Json): Partial<DirectoryEntry> {
       : [];
   if ('phones' in c) {
     const phones = Array.isArray(c.phones) ? (c.phones as Json[]) : [];
-    p.businessPhones = phones
-      .filter((x) => x.type === 'business')
-      .map((x) => str(x.number))
-      .filter((x): x is string => x !== null);
-    p.mobilePhone =
-      phones.map((x) => (x.type === 'mobile' ? str(x.number) : null)).find((x) => x !== null) ?? null;
+    const ofType = (type: string): string[] =>
+      phones
+        .filter((x) => x.type === type)
+        .map((x) => str(x.number))
+        .filter((x): x is string => x !== null);
+    p.businessPhones = ofType('business');
+    p.mobilePhone = ofType('mobile')[0] ?? null;
+    p.homePhones = ofType('home');
+    p.faxNumber = ofType('businessFax')[0] ?? null;
   }
   if ('addresses' in c) {
     const a = (Array.isArray(c.addresses) ? (c.addresses as Json[]) : [])[0] ?? {};
@@ -297,6 +308,32 @@ export class GraphDirectoryReader implements DirectoryReader {
       if (a.status === 200) out.set(id, hide === true);
     }
     return out;
+  }
+
+  /**
+   * Users matching a compiled source filter. An advanced query (not, endswith, extension attributes)
+   * needs ConsistencyLevel: eventual and $count=true, and then Graph counts; otherwise the ids are paged.
+   */
+  async countUsers(compiled: CompiledFilter): Promise<number> {
+    const filter = encodeURIComponent(compiled.filter);
+    if (compiled.advanced) {
+      const page = await graphCall(
+        () =>
+          this.client
+            .api(`/users?$filter=${filter}&$count=true&$select=id&$top=1`)
+            .header('ConsistencyLevel', 'eventual')
+            .get() as Promise<Json>,
+      );
+      return typeof page['@odata.count'] === 'number' ? page['@odata.count'] : 0;
+    }
+    let n = 0;
+    let url: string | undefined = `/users?$filter=${filter}&$select=id&$top=999`;
+    while (url) {
+      const page = await graphCall(() => this.client.api(url!).get() as Promise<Json>);
+      n += ((page.value as Json[] | undefined) ?? []).length;
+      url = str(page['@odata.nextLink']) ?? undefined;
+    }
+    return n;
   }
 
   async transitiveMemberIds(groupId: string): Promise<Set<string>> {

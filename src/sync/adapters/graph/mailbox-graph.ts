@@ -5,7 +5,7 @@
 // 424s after it are sent again.
 import { RetryHandlerOptions, type Client } from '@microsoft/microsoft-graph-client';
 import { contactFieldNames } from '../../config/schema';
-import { fieldsFromGraph } from '../../mapping';
+import { fieldsFromGraph, graphFieldNames, mapiPropertyIds } from '../../mapping';
 import {
   DeltaExpiredError,
   FolderGoneError,
@@ -25,8 +25,11 @@ import { pathSegment } from './path-segment';
 type Json = Record<string, unknown>;
 
 const immutable = 'IdType="ImmutableId"';
-const contactSelect = ['id', 'changeKey', 'createdDateTime', ...contactFieldNames].join(',');
-const expandTag = `singleValueExtendedProperties($filter=id eq '${tagPropertyId}')`;
+const contactSelect = ['id', 'changeKey', 'createdDateTime', ...graphFieldNames].join(',');
+/** Our tag and the fields kept in MAPI properties, read along with each contact. */
+const expandTag = `singleValueExtendedProperties($filter=${[tagPropertyId, ...mapiPropertyIds]
+  .map((id) => `id eq '${id}'`)
+  .join(' or ')})`;
 
 /** OData string literal: single quotes doubled. */
 export const odataString = (s: string): string => `'${s.replace(/'/g, "''")}'`;
