@@ -346,6 +346,7 @@ export async function processMailboxSync(
           ...(msg.continuation === 0 && msg.drift ? { preReadDrift: msg.drift } : {}),
         },
         app.photoStore,
+        app.sourceStore,
       ),
     );
     // Counts of earlier continuations are carried, so the outcome covers the whole mailbox.

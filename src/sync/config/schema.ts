@@ -260,6 +260,16 @@ export const policySchema = z.strictObject({
       onSourceRemoval: z.enum(['delete', 'keep', 'keepAndMark']).default('delete'),
       removalCategory: z.string().min(1).default('Removed from directory'),
       dryRun: z.boolean().default(false),
+      unmanagedContacts: z
+        .enum(['leave', 'adopt', 'remove'])
+        .default('leave')
+        .describe(
+          "Contacts in the folder without our tag (an old tool's): leave them; adopt the ones matching a source object by e-mail address (primary SMTP, then proxy addresses); or adopt those and remove the rest (a folder of the policy's own only, within the deletion threshold)",
+        ),
+      onTargetRemoval: z
+        .enum(['remove', 'keep'])
+        .default('remove')
+        .describe("A mailbox that leaves the policy's targets: remove our contacts from it, or keep them"),
     })
     .default({
       deletionThreshold: { percent: 20, minimum: 10 },
@@ -268,6 +278,8 @@ export const policySchema = z.strictObject({
       onSourceRemoval: 'delete',
       removalCategory: 'Removed from directory',
       dryRun: false,
+      unmanagedContacts: 'leave',
+      onTargetRemoval: 'remove',
     }),
   schedule: ncrontab.default('0 0 */4 * * *').describe('NCRONTAB, UTC'),
   notify: z
