@@ -10,6 +10,7 @@ import {
   previewPolicy,
   runPolicyNow,
 } from '../src/functions/http-api';
+import { removePolicyContacts } from '../src/functions/http-remove';
 
 type Handler = (req: HttpRequest, ctx: InvocationContext) => Promise<HttpResponseInit>;
 const routes: { method: string; pattern: RegExp; names: string[]; handler: Handler }[] = [
@@ -23,6 +24,12 @@ const routes: { method: string; pattern: RegExp; names: string[]; handler: Handl
     handler: previewPolicy,
   },
   { method: 'GET', pattern: /^\/api\/health$/, names: [], handler: healthCheck },
+  {
+    method: 'POST',
+    pattern: /^\/api\/policies\/([^/]+)\/removal$/,
+    names: ['policyId'],
+    handler: removePolicyContacts,
+  },
 ];
 
 export async function startHttpBridge(): Promise<{ url: string; close: () => Promise<void> }> {

@@ -24,6 +24,7 @@ import type { TargetMailbox } from '../sync/directory';
 import { queueNames, type App } from './composition';
 import type { Logger } from './logging';
 import { pathSegment } from '../sync/adapters/graph/path-segment';
+import { cleanDepartedMailboxes, deletedPolicyNotes, sweepDeletedPolicies } from './remove-policy';
 
 export type StartResult =
   | { started: true; runId: string }
@@ -129,6 +130,11 @@ export async function scheduleDuePolicies(
       });
     }
   }
+  try {
+    await sweepDeletedPolicies(app, log);
+  } catch (e) {
+    log.error(`deleted policies could not be cleaned up: ${e instanceof Error ? e.message : String(e)}`);
+  }
   return { started, refused, invalid: loaded.invalidPolicies.length };
 }
 
@@ -181,6 +187,11 @@ export async function processPolicyRun(app: App, raw: unknown, log: Logger): Pro
     return;
   }
   const { policy, connection } = found;
+  await app.policyRegistry.seen({
+    policyId: policy.id,
+    connectionId: policy.connection,
+    folderName: policy.folder.name,
+  });
   const fullRead = run.options.fullResync;
   let refreshed;
   try {
@@ -213,11 +224,23 @@ export async function processPolicyRun(app: App, raw: unknown, log: Logger): Pro
     for (const m of requested) if (!found.has(m.toLowerCase())) skipped.push({ user: m, reason: 'notFound' });
   }
   if (run.status === 'starting') {
+    const notes = [...refreshed.stats.notes, ...(await deletedPolicyNotes(app))];
+    if (requested.length === 0)
+      notes.push(
+        ...(await cleanDepartedMailboxes(
+          app,
+          policy,
+          connection,
+          new Set(targets.map((t) => t.userId)),
+          run.options,
+          log,
+        )),
+      );
     run = await app.runStore.startRun(
       msg.runId,
       targets.map((t) => ({ mailboxId: t.userId, userPrincipalName: t.userPrincipalName })),
       skipped,
-      refreshed.stats.notes,
+      notes,
     );
   } else {
     // A redelivered message: the targets stored the first time are the run's.

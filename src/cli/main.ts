@@ -1,7 +1,19 @@
 // m365-contact-sync: validate, preview and run a policy from a workstation, check connections, manage
 // the app's certificate in Key Vault, and print the Exchange mailbox scoping.
 import { Command, CommanderError, Option } from 'commander';
+import { createInterface } from 'node:readline/promises';
 import * as commands from './commands';
+import { remove } from './remove';
+
+/** A question on the terminal (confirmations); none when stdin is not a terminal. */
+async function ask(question: string): Promise<string> {
+  const rl = createInterface({ input: process.stdin, output: process.stderr });
+  try {
+    return await rl.question(question);
+  } finally {
+    rl.close();
+  }
+}
 
 export async function main(
   argv: string[],
@@ -9,6 +21,7 @@ export async function main(
     out: (l) => process.stdout.write(l + '\n'),
     err: (l) => process.stderr.write(l + '\n'),
     isTTY: Boolean(process.stdout.isTTY),
+    ...(process.stdin.isTTY ? { ask } : {}),
   },
 ): Promise<number> {
   let code = 0;
@@ -55,10 +68,12 @@ export async function main(
       'Azure Storage connection string for state (default: CONTACTSYNC_STORAGE, else Azurite)',
     )
     .option('--json', 'end with a JSON summary line')
+    .option('--force', 'apply deletions the deletion threshold would hold back (a full resync)')
     .action(
       async (o: {
         config: string;
         policy: string;
+        force?: boolean;
         dryRun?: boolean;
         mailbox?: string[];
         storage?: string;
@@ -69,6 +84,48 @@ export async function main(
           policy: o.policy,
           dryRun: Boolean(o.dryRun),
           mailbox: o.mailbox ?? [],
+          ...(o.storage ? { storage: o.storage } : {}),
+          json: Boolean(o.json),
+          force: Boolean(o.force),
+        });
+      },
+    );
+
+  program
+    .command('remove')
+    .description(
+      'delete every contact a policy wrote (and the folders it created, once empty), in all its mailboxes or those named; a dry run first, then a confirmation',
+    )
+    .requiredOption('--config <file>', 'policy file')
+    .requiredOption('--policy <id>', 'policy id (also one deleted from the file that has run before)')
+    .addOption(
+      new Option('--mailbox <upn>', 'only this mailbox (repeatable)').argParser(
+        (v: string, prev: string[] = []) => [...prev, v],
+      ),
+    )
+    .option('--dry-run', 'list what would be removed, remove nothing')
+    .option('--yes', 'confirm without asking (scripts)')
+    .option(
+      '--storage <connection>',
+      'Azure Storage connection string for state (default: CONTACTSYNC_STORAGE, else Azurite)',
+    )
+    .option('--json', 'print the summary as JSON')
+    .action(
+      async (o: {
+        config: string;
+        policy: string;
+        mailbox?: string[];
+        dryRun?: boolean;
+        yes?: boolean;
+        storage?: string;
+        json?: boolean;
+      }) => {
+        code = await remove(io, {
+          config: o.config,
+          policy: o.policy,
+          mailbox: o.mailbox ?? [],
+          dryRun: Boolean(o.dryRun),
+          yes: Boolean(o.yes),
           ...(o.storage ? { storage: o.storage } : {}),
           json: Boolean(o.json),
         });

@@ -190,6 +190,7 @@ describe('the deployable artifact (npm run package)', () => {
       'policyRuns',
       'policyRunsPoison',
       'previewPolicy',
+      'removePolicyContacts',
       'runPolicyNow',
       'scheduler',
     ]);
@@ -220,6 +221,9 @@ describe('the deployable artifact (npm run package)', () => {
       assert.equal(triggers[name]!.route, route, name);
       assert.deepEqual(triggers[name]!.methods, [method], name);
     }
+    // Removing a policy's contacts is for operators: the master key, not the function key.
+    assert.equal(triggers.removePolicyContacts!.authLevel, 'admin');
+    assert.equal(triggers.removePolicyContacts!.route, 'policies/{policyId}/removal');
   });
 
   it('runs every handler from the bundle against real storage, and the Key Vault path to its network call', () => {

@@ -300,6 +300,15 @@ export type PolicyInput = z.input<typeof policySchema>;
 export const policyFileSchema = z.strictObject({
   $schema: z.string().optional(),
   connections: z.array(connectionSchema).min(1),
+  deletedPolicyGraceDays: z
+    .number()
+    .int()
+    .min(0)
+    .max(365)
+    .default(7)
+    .describe(
+      'A policy deleted from this file has its contacts removed after this many days (reported in every run until then)',
+    ),
   policies: z
     .array(z.unknown())
     .describe('Each policy is validated on its own: one bad policy does not stop the others'),
