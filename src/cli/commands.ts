@@ -260,8 +260,12 @@ export async function run(
     notes: record.notes ?? [],
   };
   if (record.error) io.err(`run failed: ${record.error}`);
-  // Said first and on stderr too: a run that left deletions undone did not do what was asked.
-  if (summary.heldBack.deletions > 0) io.err(`HELD BACK: ${heldBackLine(summary.heldBack)}`);
+  // Said first (on stderr beside JSON): a run that left deletions undone did not do all it was asked.
+  if (summary.heldBack.deletions > 0) {
+    const line = `HELD BACK: ${heldBackLine(summary.heldBack)}`;
+    if (flags.json) io.err(line);
+    else io.out(line);
+  }
   if (!flags.json) {
     io.out(
       `${summary.dryRun ? 'Dry run' : 'Run'} ${runId}: ${summary.mailboxes.total} mailboxes (${summary.mailboxes.succeeded} ok, ${summary.mailboxes.failed} failed, ${summary.mailboxes.skipped} skipped)`,
