@@ -4,6 +4,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { createInterface } from 'node:readline/promises';
 import * as commands from './commands';
 import { remove } from './remove';
+import * as history from './history';
 
 /** A question on the terminal (confirmations); none when stdin is not a terminal. */
 async function ask(question: string): Promise<string> {
@@ -131,6 +132,55 @@ export async function main(
         });
       },
     );
+
+  const storageOption = [
+    '--storage <connection>',
+    'Azure Storage connection string for state (default: CONTACTSYNC_STORAGE, else Azurite)',
+  ] as const;
+  program
+    .command('runs')
+    .description('the last runs (CLI runs too), newest first')
+    .option('--policy <id>', 'only this policy')
+    .option('--last <n>', 'how many', '10')
+    .option(...storageOption)
+    .option('--json', 'print JSON')
+    .action(async (o: { policy?: string; last: string; storage?: string; json?: boolean }) => {
+      const last = Number(o.last);
+      if (!Number.isInteger(last) || last < 1 || last > 1000)
+        throw new commands.UsageError('--last: a whole number from 1 to 1000');
+      code = await history.runs(io, {
+        ...(o.policy ? { policy: o.policy } : {}),
+        last,
+        ...(o.storage ? { storage: o.storage } : {}),
+        json: Boolean(o.json),
+      });
+    });
+  program
+    .command('run-status')
+    .description("a run's status, totals, notes and each mailbox's outcome")
+    .argument('<run-id>')
+    .option(...storageOption)
+    .option('--json', 'print JSON')
+    .action(async (runId: string, o: { storage?: string; json?: boolean }) => {
+      code = await history.runStatus(io, {
+        runId,
+        ...(o.storage ? { storage: o.storage } : {}),
+        json: Boolean(o.json),
+      });
+    });
+  program
+    .command('mailbox')
+    .description("a mailbox's last outcome under each policy (exit 1: no run has covered it)")
+    .argument('<upn>')
+    .option(...storageOption)
+    .option('--json', 'print JSON')
+    .action(async (upn: string, o: { storage?: string; json?: boolean }) => {
+      code = await history.mailbox(io, {
+        upn,
+        ...(o.storage ? { storage: o.storage } : {}),
+        json: Boolean(o.json),
+      });
+    });
 
   program
     .command('doctor')

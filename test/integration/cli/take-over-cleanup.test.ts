@@ -187,4 +187,38 @@ describe('the CLI: take-over, held-back deletions, remove (issue 17 items 1-3)',
     assert.equal(lastJson(own.stdout).totals.folders, 1, 'the folder we created goes once empty');
     assert.equal(folderContacts(sim, b.userPrincipalName, 'Held').length, 0);
   });
+
+  it('history: runs lists the CLI runs newest first, run-status shows one with its mailboxes, mailbox finds the last outcome by UPN', async () => {
+    const listed = await cli(['runs', '--policy', 'held', '--last', '2', '--json'], env);
+    assert.equal(listed.code, 0, listed.stderr);
+    const runs = lastJson(`{"r":${listed.stdout.trim()}}`).r as {
+      runId: string;
+      trigger: string;
+      options: { fullResync: boolean };
+    }[];
+    assert.equal(runs.length, 2);
+    assert.deepEqual(
+      runs.map((r) => r.trigger),
+      ['cli', 'cli'],
+    );
+    assert.equal(runs[0]!.options.fullResync, true, 'the newest is the forced run');
+    const text = await cli(['runs', '--last', '50'], env);
+    assert.match(text.stdout, /takeover {2}cli/);
+    assert.match(text.stdout, /held {2}cli/);
+
+    const status = await cli(['run-status', runs[1]!.runId], env);
+    assert.equal(status.code, 0, status.stderr);
+    assert.match(status.stdout, new RegExp(`${b.userPrincipalName}: succeeded, .*5 deletions held back`));
+    assert.equal((await cli(['run-status', '00000000-0000-4000-8000-000000000000'], env)).code, 1);
+
+    const mine = await cli(['mailbox', b.userPrincipalName.toUpperCase()], env);
+    assert.equal(mine.code, 0, mine.stderr);
+    assert.match(
+      mine.stdout,
+      new RegExp(`^held: run ${runs[0]!.runId} .*: ${b.userPrincipalName}: succeeded`, 'm'),
+    );
+    const nobody = await cli(['mailbox', 'nobody@contoso.example'], env);
+    assert.equal(nobody.code, 1);
+    assert.match(nobody.stdout, /no run has covered nobody@contoso\.example/);
+  });
 });
