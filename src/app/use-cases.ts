@@ -225,6 +225,9 @@ export async function processPolicyRun(app: App, raw: unknown, log: Logger): Pro
   }
   if (run.status === 'starting') {
     const notes = [...refreshed.stats.notes, ...(await deletedPolicyNotes(app))];
+    if (refreshed.desired.size === 0)
+      notes.push('the policy selects no source objects: no contact is deleted unless a run is forced');
+    if (targets.length === 0) notes.push('the policy selects no target mailboxes');
     if (requested.length === 0)
       notes.push(
         ...(await cleanDepartedMailboxes(

@@ -287,8 +287,18 @@ export async function run(
         `${o.userPrincipalName}: ${e.code} (${e.status}) ${e.message}${e.requestId ? ` request-id ${e.requestId}` : ''}`,
       );
   }
+  // A --mailbox that names no target of the policy did not run: that is not a success.
+  const skippedNames = new Set(record.skippedTargets.map((x) => x.user.toLowerCase()));
+  const notRun = flags.mailbox.filter((m) => skippedNames.has(m.toLowerCase()));
+  for (const m of notRun)
+    io.err(`--mailbox ${m}: not a target of policy "${flags.policy}"; nothing was done there`);
   if (flags.json) io.out(JSON.stringify(summary));
-  return record.status === 'failed' || record.mailboxes.failed > 0 || summary.heldBack.deletions > 0 ? 1 : 0;
+  return record.status === 'failed' ||
+    record.mailboxes.failed > 0 ||
+    summary.heldBack.deletions > 0 ||
+    notRun.length > 0
+    ? 1
+    : 0;
 }
 
 /** Take-over totals for the JSON summary (absent when the policy leaves unmanaged contacts alone). */

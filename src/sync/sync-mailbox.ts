@@ -127,6 +127,12 @@ async function runPass(
   if (!folderMissingInDryRun(pass) && wantsTakeOver(pass, changes.reconcile, changes.unknownIds.size))
     await takeOver(pass, ref);
   const plan = planPass(pass, drift, changes.lostWithFolder);
+  if (desiredAll.size === 0 && plan.deletes.length > 0 && !options.force) {
+    // A source that selects nothing is far likelier a broken filter or read than an empty company.
+    const managed = [...pass.contacts.values()].filter((c) => !c.pending).length;
+    result.deletionsBlocked = plan.deletionsBlocked = { wanted: plan.deletes.length, managed, limit: 0 };
+    plan.deletes = [];
+  }
   if (options.dryRun) {
     reportPlanned(pass, plan, healed.removeDuplicates.length);
     return result;

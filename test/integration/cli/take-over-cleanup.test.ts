@@ -221,4 +221,54 @@ describe('the CLI: take-over, held-back deletions, remove (issue 17 items 1-3)',
     assert.equal(nobody.code, 1);
     assert.match(nobody.stdout, /no run has covered nobody@contoso\.example/);
   });
+
+  it('honest output: --mailbox naming no target exits 1; a source that selects nothing warns and deletes nothing', async () => {
+    const stray = await cli(
+      ['run', '--config', config, '--policy', 'held', '--mailbox', 'nobody@contoso.example'],
+      env,
+    );
+    assert.equal(stray.code, 1);
+    assert.match(stray.stderr, /--mailbox nobody@contoso\.example: not a target of policy "held"/);
+
+    const zero = (filters: unknown[]): string => {
+      const file = join(mkdtempSync(join(tmpdir(), 'cli17-zero-')), 'policies.json');
+      writeFileSync(
+        file,
+        JSON.stringify({
+          connections: [simulatorConnection(sim, 'contoso', 'pemFile')],
+          policies: [
+            {
+              id: 'zero',
+              name: 'Zero',
+              connection: 'contoso',
+              source: { type: 'directory', filters },
+              targets: { type: 'users', users: [b.userPrincipalName] },
+              folder: { name: 'Zero' },
+              options: { deletionThreshold: { percent: 100, minimum: 1000 } },
+            },
+          ],
+        }),
+      );
+      return file;
+    };
+    const filled = await cli(['run', '--config', zero([]), '--policy', 'zero', '--json'], env);
+    assert.equal(filled.code, 0, filled.stderr);
+    const had = folderContacts(sim, b.userPrincipalName, 'Zero').length;
+    assert.ok(had > 5);
+    // A filter that matches nobody: the threshold alone (100 %) would let every contact go.
+    const none = await cli(
+      [
+        'run',
+        '--config',
+        zero([{ attribute: 'department', op: 'equals', value: 'No such department' }]),
+        '--policy',
+        'zero',
+      ],
+      env,
+    );
+    assert.equal(none.code, 1, none.stdout);
+    assert.match(none.stdout, /note: the policy selects no source objects: no contact is deleted/);
+    assert.match(none.stdout, new RegExp(`HELD BACK: ${had} deletions in 1 mailboxes`));
+    assert.equal(folderContacts(sim, b.userPrincipalName, 'Zero').length, had, 'nothing deleted');
+  });
 });
