@@ -187,11 +187,10 @@ export async function processPolicyRun(app: App, raw: unknown, log: Logger): Pro
     return;
   }
   const { policy, connection } = found;
-  await app.policyRegistry.seen({
-    policyId: policy.id,
-    connectionId: policy.connection,
-    folderName: policy.folder.name,
-  });
+  // Best effort: cleanup bookkeeping never holds a run up (a failed write is made at the next run).
+  await app.policyRegistry
+    .seen({ policyId: policy.id, connectionId: policy.connection, folderName: policy.folder.name })
+    .catch((e: unknown) => log.warn(`policy registry not updated: ${String(e)}`, { policy: policy.id }));
   const fullRead = run.options.fullResync;
   let refreshed;
   try {
@@ -224,7 +223,7 @@ export async function processPolicyRun(app: App, raw: unknown, log: Logger): Pro
     for (const m of requested) if (!found.has(m.toLowerCase())) skipped.push({ user: m, reason: 'notFound' });
   }
   if (run.status === 'starting') {
-    const notes = [...refreshed.stats.notes, ...(await deletedPolicyNotes(app))];
+    const notes = [...refreshed.stats.notes, ...(await deletedPolicyNotes(app).catch(() => []))];
     if (refreshed.desired.size === 0)
       notes.push('the policy selects no source objects: no contact is deleted unless a run is forced');
     if (targets.length === 0) notes.push('the policy selects no target mailboxes');
@@ -237,7 +236,9 @@ export async function processPolicyRun(app: App, raw: unknown, log: Logger): Pro
           new Set(targets.map((t) => t.userId)),
           run.options,
           log,
-        )),
+        ).catch((e: unknown) => [
+          `mailboxes that left the targets could not be cleaned this run (the next run tries again): ${e instanceof Error ? e.message : String(e)}`,
+        ])),
       );
     run = await app.runStore.startRun(
       msg.runId,
