@@ -20,6 +20,8 @@ export interface DemoOptions {
   logFile?: string;
   /** The demo policy's display name (the browser test gives it markup). */
   policyName?: string;
+  /** Keep the policy file's folder after close (the demo leaves it, with the report mails, to look at). */
+  keepFiles?: boolean;
   say?: (line: string) => void;
 }
 
@@ -32,6 +34,9 @@ export interface DemoEnvironment {
   dashboardUrl: string;
   azuriteConnectionString: string;
   admin: string;
+  /** The folder holding the policy file (removed on close unless `keepFiles`). */
+  dir: string;
+  policyFile: string;
   close(): Promise<void>;
 }
 
@@ -60,7 +65,7 @@ export async function startDemoEnvironment(o: DemoOptions): Promise<DemoEnvironm
     );
 
     const dir = mkdtempSync(join(tmpdir(), 'contact-sync-demo-'));
-    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    if (!o.keepFiles) cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
     const policyFile = join(dir, 'policies.json');
     writeFileSync(
       policyFile,
@@ -87,6 +92,8 @@ export async function startDemoEnvironment(o: DemoOptions): Promise<DemoEnvironm
               targets: { type: 'allMailboxes' },
               folder: { name: 'Company Directory' },
               mapping: { categories: ['Company'] },
+              // The old tool's contacts become ours; the ones matching nobody go (a folder it owns).
+              options: { unmanagedContacts: 'remove' },
               schedule: '0 0 */4 * * *',
               notify: { recipients: ['it-admins@contoso.example'], sender: admin, when: 'always' },
             },
@@ -136,6 +143,8 @@ export async function startDemoEnvironment(o: DemoOptions): Promise<DemoEnvironm
       dashboardUrl: `${http.url}/api/dashboard/`,
       azuriteConnectionString: azurite.connectionString,
       admin,
+      dir,
+      policyFile,
       close,
     };
   } catch (e) {

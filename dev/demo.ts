@@ -5,12 +5,16 @@
 // certificate and the daily rotation rolls it onto the app registration, and pass 2, started over
 // HTTP, writes only those changes, signing with the new key. `-- --json` makes the last line JSON;
 // `-- --serve` keeps the functions and the dashboard running until Ctrl-C.
+// It starts with an old tool's folder in three mailboxes (taken over) and ends with a remove dry run.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { SingleBar, Presets } from 'cli-progress';
 import { InvocationContext, type Timer } from '@azure/functions';
 import { certificateRotationTick } from '../src/functions/cert-rotation';
 import type { RunSummary } from '../src/sync/runs';
 import { serve, startDemoEnvironment } from './demo-env';
+import type { GraphTenantSimulator } from '../test/doubles/graph-tenant-simulator/simulator';
 
 interface PassSummary {
   pass: string;
@@ -59,12 +63,18 @@ async function main(): Promise<number> {
       mailboxes: Number(values.mailboxes),
       latency: Number(values.latency),
       ...(values['log-file'] ? { logFile: values['log-file'] } : {}),
+      keepFiles: true,
       say,
     });
     cleanups.push(() => env.close());
-    const { app, sim, runner, admin } = env;
+    const { app, sim, runner, admin, dir, policyFile } = env;
     const http = { url: env.url };
     say(`  dashboard: ${env.dashboardUrl} (local sign-in; open it to watch the runs)`);
+
+    const oldTool = seedOldToolFolders(sim);
+    say(
+      `  an old sync tool left a "Company Directory" folder in ${oldTool.mailboxes} mailboxes (${oldTool.contacts} contacts without our tag, a few matching nobody)`,
+    );
 
     const passes: PassSummary[] = [];
     const watch = async (label: string, trigger: string, runId: () => Promise<string>): Promise<void> => {
@@ -120,6 +130,13 @@ async function main(): Promise<number> {
       await runner.tick();
       return (await app.runStore.getPolicyState('company-directory')).lastRunId!;
     });
+    const firstRun = (await app.runStore.getPolicyState('company-directory')).lastRunId!;
+    const takeOver = { adopted: 0, removed: 0, left: 0 };
+    for (const o of await app.runStore.listOutcomes(firstRun))
+      for (const k of ['adopted', 'removed', 'left'] as const) takeOver[k] += o.result?.takeOver?.[k] ?? 0;
+    say(
+      `  take-over of the old tool's folders: ${takeOver.adopted} contacts adopted (matched by e-mail address), ${takeOver.removed} removed, ${takeOver.left} left`,
+    );
 
     const people = [...sim.tenant.users.values()].filter(
       (u) => u.mail && u.accountEnabled && u.userType === 'Member',
@@ -174,6 +191,17 @@ async function main(): Promise<number> {
     });
 
     const reports = sim.tenant.mailbox(admin)!.sentMail.length;
+    const reportDir = join(dir, 'reports');
+    mkdirSync(reportDir);
+    sim.tenant
+      .mailbox(admin)!
+      .sentMail.forEach((m, i) =>
+        writeFileSync(join(reportDir, `report-${i + 1}.json`), JSON.stringify(m, null, 2)),
+      );
+    // What uninstalling would remove: the operators' route, as a dry run (nothing is deleted).
+    const removal = (await (
+      await fetch(`${http.url}/api/policies/company-directory/removal`, { method: 'POST', body: '{}' })
+    ).json()) as { totals: { mailboxes: number; contacts: number; folders: number; failed: number } };
     if (!json) {
       const head = [
         'pass',
@@ -214,7 +242,11 @@ async function main(): Promise<number> {
       say(
         `\nCertificate rotation before pass 2: ${rotationLog.map((l) => l.replace(/^\[[^\]]*\] certificate demo-tenant: /, '')).join('; ')}.`,
       );
-      say(`${reports} report mail(s) sent from ${admin}. Everything started has been stopped.`);
+      say(
+        `\nremove --dry-run (POST /api/policies/company-directory/removal): would remove ${removal.totals.contacts} contacts from ${removal.totals.mailboxes} mailboxes and ${removal.totals.folders} folders we created; the old tool's folders stay (not ours), users' own contacts are never touched.`,
+      );
+      say(`\n${reports} report mail(s) sent from ${admin}, written to ${reportDir}.`);
+      say(`Policy file: ${policyFile}. Everything started has been stopped.`);
     }
     const failed = passes.reduce((n, p) => n + p.mailboxes.failed, 0);
     if (json)
@@ -228,6 +260,9 @@ async function main(): Promise<number> {
             events: rotationLog,
             keysOnApplication: sim.applicationKeyIds().length,
           },
+          oldTool,
+          takeOver,
+          removeDryRun: removal.totals,
         }) + '\n',
       );
     if (values.serve) {
@@ -250,6 +285,42 @@ async function main(): Promise<number> {
     process.stderr.write(`demo failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
     return 1;
   }
+}
+
+/**
+ * The folder an old sync tool (contactSync, CiraSync, ...) filled in three mailboxes: contacts of
+ * colleagues without our tag, addresses in another case, and two people the directory does not know.
+ */
+function seedOldToolFolders(sim: GraphTenantSimulator): { mailboxes: number; contacts: number } {
+  const people = [...sim.tenant.users.values()].filter((u) => u.mail && u.accountEnabled);
+  const owners = people.filter((u) => u.mailbox === 'user').slice(0, 3);
+  let contacts = 0;
+  for (const owner of owners) {
+    const mailbox = sim.tenant.mailbox(owner.id)!;
+    const folder = mailbox.createFolder('Company Directory', mailbox.contactsFolderId);
+    const entries = [
+      ...people
+        .filter((u) => u.id !== owner.id)
+        .slice(0, 8)
+        .map((u) => ({ name: u.displayName ?? u.mail!, address: u.mail!.toUpperCase() })),
+      { name: 'Former Contractor', address: 'contractor@old-agency.example' },
+      { name: 'Old Reception', address: 'reception@old-office.example' },
+    ];
+    for (const e of entries) {
+      mailbox.createContact(
+        folder.id,
+        {
+          displayName: e.name,
+          emailAddresses: [{ address: e.address, name: e.name }],
+          companyName: 'Old tool',
+        },
+        [],
+        new Date(),
+      );
+      contacts++;
+    }
+  }
+  return { mailboxes: owners.length, contacts };
 }
 
 void main().then((code) => process.exit(code));

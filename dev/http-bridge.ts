@@ -11,6 +11,7 @@ import {
   runPolicyNow,
 } from '../src/functions/http-api';
 import { dashboardApi, dashboardAssets } from '../src/functions/dashboard';
+import { removePolicyContacts } from '../src/functions/http-remove';
 
 type Handler = (req: HttpRequest, ctx: InvocationContext) => Promise<HttpResponseInit>;
 const routes: { method: string; pattern: RegExp; names: string[]; handler: Handler }[] = [
@@ -27,6 +28,12 @@ const routes: { method: string; pattern: RegExp; names: string[]; handler: Handl
   { method: 'GET', pattern: /^\/api\/dashboard(?:\/(.*))?$/, names: ['path'], handler: dashboardAssets },
   { method: 'GET', pattern: /^\/api\/dashboard-api\/(.*)$/, names: ['path'], handler: dashboardApi },
   { method: 'POST', pattern: /^\/api\/dashboard-api\/(.*)$/, names: ['path'], handler: dashboardApi },
+  {
+    method: 'POST',
+    pattern: /^\/api\/policies\/([^/]+)\/removal$/,
+    names: ['policyId'],
+    handler: removePolicyContacts,
+  },
 ];
 
 export async function startHttpBridge(): Promise<{ url: string; close: () => Promise<void> }> {

@@ -27,6 +27,7 @@ import {
 import { TableRunStore } from '../sync/adapters/tables/run-store';
 import { MailboxLocks } from '../sync/adapters/tables/mailbox-locks';
 import { RotationStore } from '../sync/adapters/tables/rotation-store';
+import { PolicyRegistry } from '../sync/adapters/tables/policy-registry';
 import { BlobPhotoStore, photoContainerName } from '../sync/adapters/blob/photo-store';
 import { maxQueueMessageBytes } from '../sync/messages';
 import { storageIsLocal } from '../sync/adapters/local-address';
@@ -75,6 +76,8 @@ export class App {
   readonly runStore: TableRunStore;
   readonly locks: MailboxLocks;
   readonly rotationStore: RotationStore;
+  /** Policies the app has run, so one deleted from the file is noticed and cleaned up. */
+  readonly policyRegistry: PolicyRegistry;
   /** Contact photos by hash; undefined without a blob endpoint (a policy with photos then fails clearly). */
   readonly photoStore: BlobPhotoStore | undefined;
   private readonly photoContainer: ContainerClient | undefined;
@@ -108,6 +111,7 @@ export class App {
     this.runStore = new TableRunStore(this.tables.runs, this.tables.policies);
     this.locks = new MailboxLocks(this.tables.mailboxes);
     this.rotationStore = new RotationStore(this.tables.policies);
+    this.policyRegistry = new PolicyRegistry(this.tables.policies);
     this.photoContainer = s.AzureWebJobsStorage
       ? BlobServiceClient.fromConnectionString(s.AzureWebJobsStorage).getContainerClient(photoContainerName)
       : s.AzureWebJobsStorage__blobServiceUri

@@ -24,6 +24,7 @@ import type { TargetMailbox } from '../sync/directory';
 import { queueNames, type App } from './composition';
 import type { Logger } from './logging';
 import { pathSegment } from '../sync/adapters/graph/path-segment';
+import { cleanDepartedMailboxes, deletedPolicyNotes, sweepDeletedPolicies } from './remove-policy';
 
 export type StartResult =
   | { started: true; runId: string }
@@ -129,6 +130,11 @@ export async function scheduleDuePolicies(
       });
     }
   }
+  try {
+    await sweepDeletedPolicies(app, log);
+  } catch (e) {
+    log.error(`deleted policies could not be cleaned up: ${e instanceof Error ? e.message : String(e)}`);
+  }
   return { started, refused, invalid: loaded.invalidPolicies.length };
 }
 
@@ -181,6 +187,10 @@ export async function processPolicyRun(app: App, raw: unknown, log: Logger): Pro
     return;
   }
   const { policy, connection } = found;
+  // Best effort: cleanup bookkeeping never holds a run up (a failed write is made at the next run).
+  await app.policyRegistry
+    .seen({ policyId: policy.id, connectionId: policy.connection, folderName: policy.folder.name })
+    .catch((e: unknown) => log.warn(`policy registry not updated: ${String(e)}`, { policy: policy.id }));
   const fullRead = run.options.fullResync;
   let refreshed;
   try {
@@ -213,11 +223,28 @@ export async function processPolicyRun(app: App, raw: unknown, log: Logger): Pro
     for (const m of requested) if (!found.has(m.toLowerCase())) skipped.push({ user: m, reason: 'notFound' });
   }
   if (run.status === 'starting') {
+    const notes = [...refreshed.stats.notes, ...(await deletedPolicyNotes(app).catch(() => []))];
+    if (refreshed.desired.size === 0)
+      notes.push('the policy selects no source objects: no contact is deleted unless a run is forced');
+    if (targets.length === 0) notes.push('the policy selects no target mailboxes');
+    if (requested.length === 0)
+      notes.push(
+        ...(await cleanDepartedMailboxes(
+          app,
+          policy,
+          connection,
+          new Set(targets.map((t) => t.userId)),
+          run.options,
+          log,
+        ).catch((e: unknown) => [
+          `mailboxes that left the targets could not be cleaned this run (the next run tries again): ${e instanceof Error ? e.message : String(e)}`,
+        ])),
+      );
     run = await app.runStore.startRun(
       msg.runId,
       targets.map((t) => ({ mailboxId: t.userId, userPrincipalName: t.userPrincipalName })),
       skipped,
-      refreshed.stats.notes,
+      notes,
     );
   } else {
     // A redelivered message: the targets stored the first time are the run's.
@@ -346,6 +373,7 @@ export async function processMailboxSync(
           ...(msg.continuation === 0 && msg.drift ? { preReadDrift: msg.drift } : {}),
         },
         app.photoStore,
+        app.sourceStore,
       ),
     );
     // Counts of earlier continuations are carried, so the outcome covers the whole mailbox.

@@ -20,7 +20,8 @@ import { exchangeRecipients } from '../sync/adapters/exchange/recipient-reader';
 import { GraphMailboxes } from '../sync/adapters/graph/mailbox-graph';
 import { MemorySourceStore } from '../sync/adapters/memory/stores';
 import { refreshSource } from '../sync/refresh-source';
-import { isFinal } from '../sync/runs';
+import { isFinal, type MailboxOutcome } from '../sync/runs';
+import { heldBack, heldBackLine } from '../sync/report';
 import { runOptionsSchema } from '../sync/messages';
 import { App, queueNames } from '../app/composition';
 import { InProcessQueues } from '../app/in-process-queues';
@@ -36,6 +37,8 @@ export interface Io {
   out(line: string): void;
   err(line: string): void;
   isTTY: boolean;
+  /** Asks a question on a terminal (absent when stdin is not one). */
+  ask?(question: string): Promise<string>;
 }
 
 export class UsageError extends Error {}
@@ -150,6 +153,8 @@ export interface RunFlags {
   mailbox: string[];
   storage?: string;
   json: boolean;
+  /** Ignore the deletion threshold (HTTP's fullResync). */
+  force?: boolean;
 }
 
 /** Exit code of a run refused because another run (the Functions app's, or another CLI's) holds the policy. */
@@ -170,7 +175,11 @@ export async function run(
     io.err(`${flags.config}: policy "${flags.policy}" is disabled ("enabled": false); it does not run`);
     return 2;
   }
-  const requested = runOptionsSchema.safeParse({ dryRun: flags.dryRun, mailboxes: flags.mailbox });
+  const requested = runOptionsSchema.safeParse({
+    dryRun: flags.dryRun,
+    mailboxes: flags.mailbox,
+    fullResync: flags.force === true,
+  });
   if (!requested.success) {
     for (const i of requested.error.issues)
       io.err(`--mailbox ${i.path.length > 1 ? `#${Number(i.path[1]) + 1}` : ''}: ${i.message}`);
@@ -246,8 +255,17 @@ export async function run(
       restored: record.contacts.restored,
     },
     graphRequests: counter.graphRequests,
+    heldBack: heldBack(outcomes),
+    ...takeOverOf(outcomes),
+    notes: record.notes ?? [],
   };
   if (record.error) io.err(`run failed: ${record.error}`);
+  // Said first (on stderr beside JSON): a run that left deletions undone did not do all it was asked.
+  if (summary.heldBack.deletions > 0) {
+    const line = `HELD BACK: ${heldBackLine(summary.heldBack)}`;
+    if (flags.json) io.err(line);
+    else io.out(line);
+  }
   if (!flags.json) {
     io.out(
       `${summary.dryRun ? 'Dry run' : 'Run'} ${runId}: ${summary.mailboxes.total} mailboxes (${summary.mailboxes.succeeded} ok, ${summary.mailboxes.failed} failed, ${summary.mailboxes.skipped} skipped)`,
@@ -255,6 +273,8 @@ export async function run(
     io.out(
       `contacts: ${summary.contacts.created} created, ${summary.contacts.updated} updated, ${summary.contacts.deleted} deleted, ${summary.contacts.restored} restored, ${summary.contacts.unchanged} unchanged; ${counter.graphRequests} Graph requests`,
     );
+    printTakeOver(io, outcomes);
+    for (const n of summary.notes) io.out(`note: ${n}`);
     for (const s of record.skippedTargets) io.out(`skipped ${s.user}: ${s.reason}`);
     if (record.skippedCount > record.skippedTargets.length)
       io.out(`and ${record.skippedCount - record.skippedTargets.length} more skipped`);
@@ -267,8 +287,45 @@ export async function run(
         `${o.userPrincipalName}: ${e.code} (${e.status}) ${e.message}${e.requestId ? ` request-id ${e.requestId}` : ''}`,
       );
   }
+  // A --mailbox that names no target of the policy did not run: that is not a success.
+  const skippedNames = new Set(record.skippedTargets.map((x) => x.user.toLowerCase()));
+  const notRun = flags.mailbox.filter((m) => skippedNames.has(m.toLowerCase()));
+  for (const m of notRun)
+    io.err(`--mailbox ${m}: not a target of policy "${flags.policy}"; nothing was done there`);
   if (flags.json) io.out(JSON.stringify(summary));
-  return record.status === 'failed' || record.mailboxes.failed > 0 ? 1 : 0;
+  return record.status === 'failed' ||
+    record.mailboxes.failed > 0 ||
+    summary.heldBack.deletions > 0 ||
+    notRun.length > 0
+    ? 1
+    : 0;
+}
+
+/** Take-over totals for the JSON summary (absent when the policy leaves unmanaged contacts alone). */
+function takeOverOf(outcomes: readonly MailboxOutcome[]): {
+  takeOver?: { adopted: number; removed: number; left: number };
+} {
+  const all = outcomes.flatMap((o) => (o.result?.takeOver ? [o.result.takeOver] : []));
+  if (all.length === 0) return {};
+  const sum = (k: 'adopted' | 'removed' | 'left'): number => all.reduce((n, t) => n + t[k], 0);
+  return { takeOver: { adopted: sum('adopted'), removed: sum('removed'), left: sum('left') } };
+}
+
+/** Per mailbox, what a take-over adopted, removed and left (in a dry run: would), each contact listed. */
+function printTakeOver(io: Io, outcomes: readonly MailboxOutcome[]): void {
+  for (const o of outcomes) {
+    const t = o.result?.takeOver;
+    if (!t || t.adopted + t.removed + t.left === 0) continue;
+    io.out(
+      `${o.userPrincipalName}: unmanaged contacts: ${t.adopted} adopted, ${t.removed} removed, ${t.left} left${t.heldBack ? ` (${t.heldBack.wanted} removals held back, limit ${t.heldBack.limit})` : ''}`,
+    );
+    for (const x of t.items)
+      io.out(
+        `  ${x.action.padEnd(6)} ${x.name} <${x.address}>${x.reason === 'matched' ? '' : ` (${x.reason})`}`,
+      );
+    const listed = t.adopted + t.removed + t.left;
+    if (listed > t.items.length) io.out(`  and ${listed - t.items.length} more`);
+  }
 }
 
 /** A progress bar on a terminal, else one line per finished mailbox (none with --json). */

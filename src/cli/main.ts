@@ -1,9 +1,22 @@
 // m365-contact-sync: validate, preview and run a policy from a workstation, check connections, manage
 // the app's certificate in Key Vault, and print the Exchange mailbox scoping.
 import { Command, CommanderError, Option } from 'commander';
+import { createInterface } from 'node:readline/promises';
 import * as commands from './commands';
 import { setup } from './setup';
 import { MissingAnswerError, type SetupFlags } from './setup-answers';
+import { remove } from './remove';
+import * as history from './history';
+
+/** A question on the terminal (confirmations); none when stdin is not a terminal. */
+async function ask(question: string): Promise<string> {
+  const rl = createInterface({ input: process.stdin, output: process.stderr });
+  try {
+    return await rl.question(question);
+  } finally {
+    rl.close();
+  }
+}
 
 export async function main(
   argv: string[],
@@ -11,6 +24,7 @@ export async function main(
     out: (l) => process.stdout.write(l + '\n'),
     err: (l) => process.stderr.write(l + '\n'),
     isTTY: Boolean(process.stdout.isTTY),
+    ...(process.stdin.isTTY ? { ask } : {}),
   },
 ): Promise<number> {
   let code = 0;
@@ -57,10 +71,12 @@ export async function main(
       'Azure Storage connection string for state (default: CONTACTSYNC_STORAGE, else Azurite)',
     )
     .option('--json', 'end with a JSON summary line')
+    .option('--force', 'apply deletions the deletion threshold would hold back (a full resync)')
     .action(
       async (o: {
         config: string;
         policy: string;
+        force?: boolean;
         dryRun?: boolean;
         mailbox?: string[];
         storage?: string;
@@ -73,9 +89,100 @@ export async function main(
           mailbox: o.mailbox ?? [],
           ...(o.storage ? { storage: o.storage } : {}),
           json: Boolean(o.json),
+          force: Boolean(o.force),
         });
       },
     );
+
+  program
+    .command('remove')
+    .description(
+      'delete every contact a policy wrote (and the folders it created, once empty), in all its mailboxes or those named; a dry run first, then a confirmation',
+    )
+    .requiredOption('--config <file>', 'policy file')
+    .requiredOption('--policy <id>', 'policy id (also one deleted from the file that has run before)')
+    .addOption(
+      new Option('--mailbox <upn>', 'only this mailbox (repeatable)').argParser(
+        (v: string, prev: string[] = []) => [...prev, v],
+      ),
+    )
+    .option('--dry-run', 'list what would be removed, remove nothing')
+    .option('--yes', 'confirm without asking (scripts)')
+    .option(
+      '--storage <connection>',
+      'Azure Storage connection string for state (default: CONTACTSYNC_STORAGE, else Azurite)',
+    )
+    .option('--json', 'print the summary as JSON')
+    .action(
+      async (o: {
+        config: string;
+        policy: string;
+        mailbox?: string[];
+        dryRun?: boolean;
+        yes?: boolean;
+        storage?: string;
+        json?: boolean;
+      }) => {
+        code = await remove(io, {
+          config: o.config,
+          policy: o.policy,
+          mailbox: o.mailbox ?? [],
+          dryRun: Boolean(o.dryRun),
+          yes: Boolean(o.yes),
+          ...(o.storage ? { storage: o.storage } : {}),
+          json: Boolean(o.json),
+        });
+      },
+    );
+
+  const storageOption = [
+    '--storage <connection>',
+    'Azure Storage connection string for state (default: CONTACTSYNC_STORAGE, else Azurite)',
+  ] as const;
+  program
+    .command('runs')
+    .description('the last runs (CLI runs too), newest first')
+    .option('--policy <id>', 'only this policy')
+    .option('--last <n>', 'how many', '10')
+    .option(...storageOption)
+    .option('--json', 'print JSON')
+    .action(async (o: { policy?: string; last: string; storage?: string; json?: boolean }) => {
+      const last = Number(o.last);
+      if (!Number.isInteger(last) || last < 1 || last > 1000)
+        throw new commands.UsageError('--last: a whole number from 1 to 1000');
+      code = await history.runs(io, {
+        ...(o.policy ? { policy: o.policy } : {}),
+        last,
+        ...(o.storage ? { storage: o.storage } : {}),
+        json: Boolean(o.json),
+      });
+    });
+  program
+    .command('run-status')
+    .description("a run's status, totals, notes and each mailbox's outcome")
+    .argument('<run-id>')
+    .option(...storageOption)
+    .option('--json', 'print JSON')
+    .action(async (runId: string, o: { storage?: string; json?: boolean }) => {
+      code = await history.runStatus(io, {
+        runId,
+        ...(o.storage ? { storage: o.storage } : {}),
+        json: Boolean(o.json),
+      });
+    });
+  program
+    .command('mailbox')
+    .description("a mailbox's last outcome under each policy (exit 1: no run has covered it)")
+    .argument('<upn>')
+    .option(...storageOption)
+    .option('--json', 'print JSON')
+    .action(async (upn: string, o: { storage?: string; json?: boolean }) => {
+      code = await history.mailbox(io, {
+        upn,
+        ...(o.storage ? { storage: o.storage } : {}),
+        json: Boolean(o.json),
+      });
+    });
 
   program
     .command('doctor')

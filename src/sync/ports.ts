@@ -169,6 +169,8 @@ export interface MailboxGraph extends MailboxSourceReader {
    */
   getContacts(mailboxId: string, contactIds: readonly string[]): Promise<Map<string, TaggedContact | null>>;
   write(mailboxId: string, ops: WriteOp[], options?: WriteOptions): Promise<WriteResult[]>;
+  /** Deletes a contact folder (cleanup of a folder we created, once empty); false when already gone. */
+  deleteFolder(mailboxId: string, folderId: string): Promise<boolean>;
 }
 
 export interface FolderState {
@@ -183,6 +185,10 @@ export interface FolderState {
    * every managed contact instead.
    */
   recheckAll?: boolean;
+  /** We created the folder (not found by name): cleanup deletes it once it is empty. */
+  created?: boolean;
+  /** The `unmanagedContacts` option last carried out here (take-over): a changed option looks again. */
+  takenOver?: 'adopt' | 'remove';
 }
 
 /** A create we are about to send: if the reply is lost, the tag finds it. */
@@ -212,6 +218,8 @@ export interface MailboxStateStore {
     deletes: string[],
   ): Promise<void>;
   clear(policyId: string, mailboxId: string): Promise<void>;
+  /** Mailbox ids holding state for the policy (cleanup, targets that left). */
+  listMailboxes(policyId: string): Promise<string[]>;
 }
 
 export interface SourceRow {

@@ -21,7 +21,8 @@ export function hasErrors(run: RunSummary, outcomes: readonly MailboxOutcome[]):
   return (
     run.status === 'failed' ||
     run.mailboxes.failed > 0 ||
-    outcomes.some((o) => (o.result?.errors.length ?? 0) > 0 || o.result?.deletionsBlocked !== undefined)
+    heldBack(outcomes).deletions > 0 ||
+    outcomes.some((o) => (o.result?.errors.length ?? 0) > 0)
   );
 }
 
@@ -30,6 +31,37 @@ export interface CertificateNote {
   level: 'ok' | 'warning' | 'error';
   summary: string;
   fix?: string;
+}
+
+/** Deletions the threshold held back (the plan's, and a take-over's removals), over the mailboxes. */
+export function heldBack(outcomes: readonly MailboxOutcome[]): { mailboxes: number; deletions: number } {
+  let mailboxes = 0;
+  let deletions = 0;
+  for (const o of outcomes) {
+    const n = (o.result?.deletionsBlocked?.wanted ?? 0) + (o.result?.takeOver?.heldBack?.wanted ?? 0);
+    if (n > 0) mailboxes++;
+    deletions += n;
+  }
+  return { mailboxes, deletions };
+}
+
+/** The sentence every output leads with when the threshold held deletions back. */
+export const heldBackLine = (h: { mailboxes: number; deletions: number }): string =>
+  `${h.deletions} deletions in ${h.mailboxes} mailboxes were held back by the deletion threshold; a forced run applies them (CLI: run --force; HTTP: "fullResync": true)`;
+
+/** Take-over counts over the mailboxes (options.unmanagedContacts), undefined when none ran. */
+function takeOverTotals(outcomes: readonly MailboxOutcome[]): string | undefined {
+  const t = { adopted: 0, removed: 0, left: 0 };
+  let any = false;
+  for (const o of outcomes) {
+    const x = o.result?.takeOver;
+    if (!x) continue;
+    any = true;
+    t.adopted += x.adopted;
+    t.removed += x.removed;
+    t.left += x.left;
+  }
+  return any ? `${t.adopted} adopted, ${t.removed} removed, ${t.left} left` : undefined;
 }
 
 /** Lines a report lists per section; the rest are counted ("and N more"). */
@@ -51,9 +83,18 @@ export function buildReport(
   certificate?: CertificateNote,
 ): Report {
   const problems = outcomes.filter((o) => o.status === 'failed' || (o.result?.errors.length ?? 0) > 0);
-  const blocked = outcomes.filter((o) => o.result?.deletionsBlocked);
+  const blocked = outcomes.filter((o) => o.result?.deletionsBlocked || o.result?.takeOver?.heldBack);
+  const held = heldBack(outcomes);
+  const lead = held.deletions > 0 ? heldBackLine(held) : undefined;
+  const takeOver = takeOverTotals(outcomes);
   const state =
-    run.status === 'failed' ? 'FAILED' : problems.length > 0 ? 'completed with errors' : 'completed';
+    run.status === 'failed'
+      ? 'FAILED'
+      : problems.length > 0
+        ? 'completed with errors'
+        : lead
+          ? 'completed, deletions held back'
+          : 'completed';
   const subject = `Contact sync ${state}: ${policy.name}${run.options.dryRun ? ' (dry run)' : ''}`;
   const c = run.contacts;
   const rows: [string, string][] = [
@@ -73,6 +114,7 @@ export function buildReport(
       'Contacts',
       `${c.created} created, ${c.updated} updated, ${c.deleted} deleted, ${c.restored} restored, ${c.unchanged} unchanged, ${c.failed} failed`,
     ],
+    ...(takeOver ? [['Unmanaged contacts (take-over)', takeOver] as [string, string]] : []),
   ];
   if (certificate)
     rows.push([
@@ -104,7 +146,16 @@ export function buildReport(
   const blockedLines = [
     ...blockedCapped.shown.map((o) => ({
       mailbox: o.userPrincipalName,
-      text: `${o.result!.deletionsBlocked!.wanted} of ${o.result!.deletionsBlocked!.managed} contacts`,
+      text: [
+        o.result!.deletionsBlocked
+          ? `${o.result!.deletionsBlocked.wanted} of ${o.result!.deletionsBlocked.managed} contacts`
+          : undefined,
+        o.result!.takeOver?.heldBack
+          ? `${o.result!.takeOver.heldBack.wanted} unmanaged contacts to remove (limit ${o.result!.takeOver.heldBack.limit})`
+          : undefined,
+      ]
+        .filter(Boolean)
+        .join('; '),
     })),
     ...more(blockedCapped.left),
   ];
@@ -119,6 +170,7 @@ export function buildReport(
   const text = [
     subject,
     '',
+    ...(lead ? [`HELD BACK: ${lead}`, ''] : []),
     ...rows.map(([k, v]) => `${k}: ${v}`),
     ...(run.error ? ['', `Error: ${run.error}`] : []),
     ...(errorLines.length ? ['', 'Errors:', ...errorLines.map((x) => `- ${x.mailbox}: ${x.text}`)] : []),
@@ -142,6 +194,7 @@ export function buildReport(
   const html = [
     '<!DOCTYPE html><html><body style="font-family:Segoe UI,Arial,sans-serif">',
     `<h2>${e(subject)}</h2>`,
+    lead ? `<p style="color:#a4262c"><b>Held back:</b> ${e(lead)}</p>` : '',
     `<table cellpadding="4" style="border-collapse:collapse">${rows.map(([k, v]) => `<tr><th align="left">${e(k)}</th><td>${e(v)}</td></tr>`).join('')}</table>`,
     run.error ? `<p><b>Error:</b> ${e(run.error)}</p>` : '',
     list('Errors', errorLines),

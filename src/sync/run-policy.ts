@@ -134,6 +134,7 @@ export async function runPolicy(
             deps.mailboxStore,
             { dryRun, force: options.force ?? false },
             deps.photoStore,
+            deps.sourceStore,
           );
           // A later pass sees what earlier passes wrote as unchanged: count each contact once.
           r.unchanged = Math.max(0, r.unchanged - carried.created - carried.restored - carried.updated);

@@ -6,8 +6,14 @@ import type { Policy } from './config/schema';
 import type { TargetMailbox } from './directory';
 import { managedFields } from './mapping';
 import type { DesiredContact } from './planner';
-import { GraphRequestError, type MailboxGraph, type MailboxStateStore, type PhotoStore } from './ports';
-import { ensureFolder } from './mailbox-pass/ensure-folder';
+import {
+  GraphRequestError,
+  type MailboxGraph,
+  type MailboxStateStore,
+  type PhotoStore,
+  type SourceStore,
+} from './ports';
+import { ensureFolder, folderMissingInDryRun } from './mailbox-pass/ensure-folder';
 import { healByTag } from './mailbox-pass/heal';
 import { MapWithout } from './mailbox-pass/map-without';
 import type { MailboxPass, MailboxResult, SyncMailboxOptions } from './mailbox-pass/pass';
@@ -15,6 +21,7 @@ import { planPass, reportPlanned } from './mailbox-pass/plan';
 import { writePhotos } from './mailbox-pass/photos';
 import { readChanges } from './mailbox-pass/read-changes';
 import { settleFolder } from './mailbox-pass/settle';
+import { addressesOfRows, takeOver, wantsTakeOver } from './mailbox-pass/take-over';
 import { writePlan } from './mailbox-pass/write';
 
 export type { MailboxError, MailboxResult, SyncMailboxOptions } from './mailbox-pass/pass';
@@ -41,10 +48,11 @@ export async function syncMailbox(
   store: MailboxStateStore,
   options: SyncMailboxOptions,
   photoStore?: PhotoStore,
+  sources?: SourceStore,
 ): Promise<MailboxResult> {
   const result = emptyResult(mailbox);
   try {
-    return await runPass(policy, mailbox, desiredAll, graph, store, options, result, photoStore);
+    return await runPass(policy, mailbox, desiredAll, graph, store, options, result, photoStore, sources);
   } catch (e) {
     if (e instanceof GraphRequestError) {
       if (e.code === 'MailboxNotEnabledForRESTAPI')
@@ -93,6 +101,7 @@ async function runPass(
   options: SyncMailboxOptions,
   result: MailboxResult,
   photoStore: PhotoStore | undefined,
+  sources?: SourceStore,
 ): Promise<MailboxResult> {
   const state = await store.load(policy.id, mailbox.userId);
   const pass: MailboxPass = {
@@ -106,12 +115,24 @@ async function runPass(
     contacts: state.contacts,
     folderState: state.folder,
     result,
+    // Every proxy address of the source objects, only when a take-over needs them.
+    ...(sources
+      ? { sourceAddresses: async () => addressesOfRows((await sources.load(policy.id)).rows.values()) }
+      : {}),
   };
   const folder = await ensureFolder(pass);
   const changes = await readChanges(pass, folder.ref, folder.adopted);
   const { ref, drift } = changes;
   const healed = await healByTag(pass, ref, changes.reconcile, drift, changes.unknownIds);
+  if (!folderMissingInDryRun(pass) && wantsTakeOver(pass, changes.reconcile, changes.unknownIds.size))
+    await takeOver(pass, ref);
   const plan = planPass(pass, drift, changes.lostWithFolder);
+  if (desiredAll.size === 0 && plan.deletes.length > 0 && !options.force) {
+    // A source that selects nothing is far likelier a broken filter or read than an empty company.
+    const managed = [...pass.contacts.values()].filter((c) => !c.pending).length;
+    result.deletionsBlocked = plan.deletionsBlocked = { wanted: plan.deletes.length, managed, limit: 0 };
+    plan.deletes = [];
+  }
   if (options.dryRun) {
     reportPlanned(pass, plan, healed.removeDuplicates.length);
     return result;

@@ -195,6 +195,7 @@ describe('the deployable artifact (npm run package)', () => {
       'policyRuns',
       'policyRunsPoison',
       'previewPolicy',
+      'removePolicyContacts',
       'runPolicyNow',
       'scheduler',
     ]);
@@ -230,6 +231,9 @@ describe('the deployable artifact (npm run package)', () => {
     assert.equal(triggers.dashboard!.route, 'dashboard/{*path}');
     assert.equal(triggers.dashboardApi!.authLevel, 'anonymous');
     assert.equal(triggers.dashboardApi!.route, 'dashboard-api/{*path}');
+    // Removing a policy's contacts is for operators: the master key, not the function key.
+    assert.equal(triggers.removePolicyContacts!.authLevel, 'admin');
+    assert.equal(triggers.removePolicyContacts!.route, 'policies/{policyId}/removal');
   });
 
   it('runs every handler from the bundle against real storage, and the Key Vault path to its network call', () => {

@@ -33,5 +33,13 @@ describe('npm run demo', () => {
     assert.match(summary.certificateRotation.events.join('\n'), /added version .* to the application/);
     assert.match(summary.certificateRotation.events.join('\n'), /rolled: workers now sign with version/);
     assert.equal(summary.certificateRotation.keysOnApplication, 2, 'both keys during the overlap');
+    // Issue 17: the old tool's folders in three mailboxes are taken over, not doubled ...
+    assert.deepEqual(summary.oldTool, { mailboxes: 3, contacts: 30 });
+    assert.deepEqual(summary.takeOver, { adopted: 24, removed: 6, left: 0 });
+    // ... and the demo ends with a clean remove dry run: every mailbox, only the folders we created.
+    assert.equal(summary.removeDryRun.failed, 0);
+    assert.equal(summary.removeDryRun.mailboxes, mailboxes);
+    assert.equal(summary.removeDryRun.folders, mailboxes - 3);
+    assert.ok(summary.removeDryRun.contacts > 100);
   });
 });

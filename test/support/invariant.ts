@@ -583,13 +583,28 @@ export function invariantViolations(
     for (const key of want.keys())
       if (!seen.has(key) && !allow.absent?.(upn, key)) problems.push(`${upn}: no contact for ${key}`);
   }
-  // Contacts without our tag: untouched, and none appeared from our writes.
+  // Contacts without our tag: untouched, and none appeared from our writes. Under
+  // `unmanagedContacts` one in the policy's folder may become ours (adopt: it carries the policy's
+  // tag now and was checked above as a managed contact) or, under `remove`, be gone from a folder of
+  // the policy's own (never the default Contacts folder).
   const after = snapshotUntagged(sim);
+  const takeOver = policy.options.unmanagedContacts;
   for (const [id, image] of before) {
     const now = after.get(id);
     if (now === undefined) {
-      if (sim.tenant.mailbox(id.split('/')[0]!) !== undefined)
-        problems.push(`${id}: a user's contact is gone`);
+      const [upn, immutableId] = id.split('/') as [string, string];
+      const mailbox = sim.tenant.mailbox(upn);
+      if (mailbox === undefined) continue;
+      const inPolicyFolder =
+        (JSON.parse(image) as { folderId: string }).folderId === folderOf(mailbox, policy.folder.name);
+      const current = mailbox.contact(immutableId);
+      const adopted =
+        takeOver !== 'leave' &&
+        inPolicyFolder &&
+        current !== undefined &&
+        tagOfContact(current)?.startsWith(prefix);
+      const removed = takeOver === 'remove' && inPolicyFolder && policy.folder.name !== null && !current;
+      if (!adopted && !removed) problems.push(`${id}: a user's contact is gone`);
     } else if (now !== image) problems.push(`${id}: a user's contact was changed`);
   }
   for (const id of after.keys())

@@ -15,6 +15,8 @@ export interface LoadedPolicyFile {
   policies: Policy[];
   /** Policies that failed validation: reported, skipped. */
   invalidPolicies: { index: number; policyId?: string; issues: ConfigIssue[] }[];
+  /** Days after which a policy deleted from the file has its contacts removed. */
+  deletedPolicyGraceDays?: number;
 }
 
 export class PolicyFileError extends Error {
@@ -124,5 +126,5 @@ export function parsePolicyFile(text: string): LoadedPolicyFile {
     seen.add(p.id);
     policies.push(p);
   });
-  return { connections, policies, invalidPolicies };
+  return { connections, policies, invalidPolicies, deletedPolicyGraceDays: file.data.deletedPolicyGraceDays };
 }

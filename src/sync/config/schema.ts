@@ -405,6 +405,16 @@ export const policySchema = z.strictObject({
       onSourceRemoval: z.enum(['delete', 'keep', 'keepAndMark']).default('delete'),
       removalCategory: z.string().min(1).default('Removed from directory'),
       dryRun: z.boolean().default(false),
+      unmanagedContacts: z
+        .enum(['leave', 'adopt', 'remove'])
+        .default('leave')
+        .describe(
+          "Contacts in the folder without our tag (an old tool's): leave them; adopt the ones matching a source object by e-mail address (primary SMTP, then proxy addresses); or adopt those and remove the rest (a folder of the policy's own only, within the deletion threshold)",
+        ),
+      onTargetRemoval: z
+        .enum(['remove', 'keep'])
+        .default('remove')
+        .describe("A mailbox that leaves the policy's targets: remove our contacts from it, or keep them"),
     })
     .default({
       deletionThreshold: { percent: 20, minimum: 10 },
@@ -413,6 +423,8 @@ export const policySchema = z.strictObject({
       onSourceRemoval: 'delete',
       removalCategory: 'Removed from directory',
       dryRun: false,
+      unmanagedContacts: 'leave',
+      onTargetRemoval: 'remove',
     }),
   schedule: ncrontab.default('0 0 */4 * * *').describe('NCRONTAB, UTC'),
   notify: z
@@ -433,6 +445,15 @@ export type PolicyInput = z.input<typeof policySchema>;
 export const policyFileSchema = z.strictObject({
   $schema: z.string().optional(),
   connections: z.array(connectionSchema).min(1),
+  deletedPolicyGraceDays: z
+    .number()
+    .int()
+    .min(0)
+    .max(365)
+    .default(7)
+    .describe(
+      'A policy deleted from this file has its contacts removed after this many days (reported in every run until then)',
+    ),
   policies: z
     .array(z.unknown())
     .describe('Each policy is validated on its own: one bad policy does not stop the others'),

@@ -29,7 +29,13 @@ export async function ensureFolder(pass: MailboxPass): Promise<EnsuredFolder> {
   let id = await graph.findFolder(mbx, name);
   const adopted = id !== undefined;
   id ??= await graph.createFolder(mbx, name);
-  pass.folderState = { folderId: id, folderName: name, deltaLink: null, dirtyContactIds: [] };
+  pass.folderState = {
+    folderId: id,
+    folderName: name,
+    deltaLink: null,
+    dirtyContactIds: [],
+    ...(adopted ? {} : { created: true }),
+  };
   await store.saveFolder(policy.id, mbx, pass.folderState);
   return { ref: { kind: 'named', id }, adopted };
 }

@@ -3,6 +3,7 @@
 import type { ContactFieldName, Policy } from '../config/schema';
 import type { ContactFields } from '../mapping';
 import type { DesiredContact, MailboxPlan } from '../planner';
+import type { SourceAddresses, TakeOverSummary } from './take-over';
 import type { DriftItem, FolderState, MailboxGraph, MailboxStateStore, StoredContact } from '../ports';
 
 export interface MailboxError {
@@ -31,6 +32,8 @@ export interface MailboxResult {
   duplicatesRemoved: number;
   /** Contact photos put or removed (planned, in a dry run). */
   photos?: number;
+  /** Unmanaged contacts adopted, removed or left (options.unmanagedContacts). */
+  takeOver?: TakeOverSummary;
 }
 
 export interface SyncMailboxOptions {
@@ -61,4 +64,6 @@ export interface MailboxPass {
   contacts: Map<string, StoredContact>;
   folderState: FolderState | null;
   result: MailboxResult;
+  /** The source objects by e-mail address, read when a take-over needs them. */
+  sourceAddresses?: () => Promise<SourceAddresses>;
 }

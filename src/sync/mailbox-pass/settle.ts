@@ -52,6 +52,9 @@ export async function settleFolder(pass: MailboxPass, s: Settle): Promise<void> 
     deltaLink,
     dirtyContactIds: recheckAll ? [] : [...dirty],
     ...(recheckAll ? { recheckAll: true } : {}),
+    // Marks of the folder itself (created by us, taken over) outlive each pass.
+    ...(pass.folderState?.created ? { created: true } : {}),
+    ...(pass.folderState?.takenOver ? { takenOver: pass.folderState.takenOver } : {}),
   };
   await pass.store.saveFolder(pass.policy.id, pass.mbx, pass.folderState);
 }

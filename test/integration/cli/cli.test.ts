@@ -179,6 +179,9 @@ describe('the admin CLI', () => {
       'mailboxes',
       'contacts',
       'graphRequests',
+      // Issue 17: deletions the threshold held back, and the run's notes.
+      'heldBack',
+      'notes',
     ]);
     assert.deepEqual(Object.keys(summary.mailboxes), ['total', 'succeeded', 'failed', 'skipped']);
     assert.deepEqual(Object.keys(summary.contacts), [

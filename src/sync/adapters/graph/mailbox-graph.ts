@@ -172,6 +172,23 @@ export class GraphMailboxes implements MailboxGraph {
     }
   }
 
+  async deleteFolder(mailboxId: string, folderId: string): Promise<boolean> {
+    this.stats.httpCalls++;
+    try {
+      await graphCall(
+        () =>
+          this.client
+            .api(`/users/${pathSegment(mailboxId)}/contactFolders/${pathSegment(folderId)}`)
+            .header('Prefer', immutable)
+            .delete() as Promise<unknown>,
+      );
+      return true;
+    } catch (e) {
+      if (e instanceof GraphRequestError && e.status === 404) return false;
+      throw e;
+    }
+  }
+
   async readDrift(
     mailboxId: string,
     folder: FolderRef,

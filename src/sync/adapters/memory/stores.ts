@@ -86,6 +86,14 @@ export class MemoryMailboxStore implements MailboxStateStore {
     this.contacts.delete(k);
     return Promise.resolve();
   }
+
+  listMailboxes(policyId: string): Promise<string[]> {
+    const prefix = `${policyId}|`;
+    const ids = new Set<string>();
+    for (const k of [...this.folders.keys(), ...this.contacts.keys()])
+      if (k.startsWith(prefix)) ids.add(k.slice(prefix.length));
+    return Promise.resolve([...ids]);
+  }
 }
 
 export class MemoryPhotoStore implements PhotoStore {

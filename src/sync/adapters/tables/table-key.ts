@@ -12,3 +12,7 @@ export function tableKey(value: string): string {
 export function mailboxPartition(policyId: string, mailboxId: string): string {
   return `${tableKey(policyId)}|${tableKey(mailboxId)}`;
 }
+
+/** The value a `tableKey` was made from. */
+export const fromTableKey = (key: string): string =>
+  key.replace(/%([0-9A-F]{2})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)));

@@ -2,7 +2,7 @@
 // mailbox (mailboxes), so a mailbox's rows are written in entity-group transactions of up to 100.
 import { randomUUID } from 'node:crypto';
 import { odata, TableClient, type TableEntity, type TransactionAction } from '@azure/data-tables';
-import { mailboxPartition } from './table-key';
+import { fromTableKey, mailboxPartition, tableKey } from './table-key';
 import { z } from 'zod';
 import type { DirectoryEntry } from '../../directory';
 import type { ContactFields } from '../../mapping';
@@ -142,6 +142,8 @@ function folderOf(e: Record<string, unknown>): FolderState {
     deltaLink: (e.deltaLink as string) || null,
     dirtyContactIds: e.dirty ? json(z.array(z.string()), e.dirty, 'dirty') : [],
     ...(e.recheckAll === true ? { recheckAll: true } : {}),
+    ...(e.created === true ? { created: true } : {}),
+    ...(e.takenOver === 'adopt' || e.takenOver === 'remove' ? { takenOver: e.takenOver } : {}),
   };
 }
 
@@ -360,6 +362,8 @@ export class TableMailboxStore implements MailboxStateStore {
         deltaLink: folder.deltaLink ?? '',
         dirty,
         recheckAll,
+        created: folder.created === true,
+        takenOver: folder.takenOver ?? '',
       },
       'Replace',
     );
@@ -416,5 +420,20 @@ export class TableMailboxStore implements MailboxStateStore {
       this.table,
       keys.map((k): TransactionAction => ['delete', { partitionKey: pk, rowKey: k }]),
     );
+  }
+
+  /** Mailboxes with a folder row under the policy (every synced mailbox has one). */
+  async listMailboxes(policyId: string): Promise<string[]> {
+    const from = `${tableKey(policyId)}|`;
+    const ids: string[] = [];
+    for await (const e of this.table.listEntities({
+      queryOptions: {
+        // '}' sorts right after '|': the range is exactly this policy's partitions.
+        filter: odata`PartitionKey ge ${from} and PartitionKey lt ${`${tableKey(policyId)}}`} and RowKey eq ${folderKey}`,
+        select: ['PartitionKey'],
+      },
+    }))
+      ids.push(fromTableKey(e.partitionKey!.slice(from.length)));
+    return ids;
   }
 }

@@ -1,0 +1,260 @@
+// Cleanup use-cases: remove what a policy wrote (the CLI's `remove` and the operators' HTTP route),
+// from mailboxes that left its targets (options.onTargetRemoval), and for a policy deleted from the
+// file once its grace period is over. Each mailbox is cleaned under its lock, so never beside a sync.
+import { randomUUID } from 'node:crypto';
+import type { Connection, Policy } from '../sync/config/schema';
+import { cleanMailbox, type CleanupResult } from '../sync/mailbox-pass/cleanup';
+import { GraphRequestError } from '../sync/ports';
+import { pathSegment } from '../sync/adapters/graph/path-segment';
+import type { App } from './composition';
+import type { Logger } from './logging';
+
+export interface RemoveRequest {
+  policyId: string;
+  /** Only these mailboxes (UPNs); empty: every mailbox holding the policy's state. */
+  mailboxes: readonly string[];
+  dryRun: boolean;
+}
+
+export interface MailboxRemoval extends CleanupResult {
+  userPrincipalName: string;
+}
+
+export interface RemoveSummary {
+  policyId: string;
+  dryRun: boolean;
+  mailboxes: MailboxRemoval[];
+  totals: { mailboxes: number; contacts: number; folders: number; failed: number };
+  /** UPNs asked for that the directory does not know. */
+  notFound: string[];
+  /** What the operator should know (a policy still enabled writes its contacts again). */
+  warnings: string[];
+}
+
+export class RemoveError extends Error {}
+
+/** The connection and folder of a policy: from the file, else from what the app remembers of it. */
+async function policyTarget(
+  app: App,
+  policyId: string,
+): Promise<{ connection: Connection; folderName: string | null | undefined; policy?: Policy }> {
+  const found = await app.policy(policyId);
+  if (found) return { ...found, folderName: found.policy.folder.name };
+  const known = await app.policyRegistry.get(policyId);
+  const connections = (await app.policies()).connections;
+  const connection = known
+    ? connections.get(known.connectionId)
+    : connections.size === 1
+      ? [...connections.values()][0]
+      : undefined;
+  if (!connection)
+    throw new RemoveError(
+      known
+        ? `policy "${policyId}" used connection "${known.connectionId}", which is no longer in the policy file`
+        : `policy "${policyId}" is neither in the policy file nor known from an earlier run`,
+    );
+  return { connection, folderName: known ? known.folderName : undefined };
+}
+
+async function userOf(
+  app: App,
+  connection: Connection,
+  idOrUpn: string,
+): Promise<{ id: string; upn: string }> {
+  const graph = await app.graph(connection);
+  const u = (await graph.client
+    .api(`/users/${pathSegment(idOrUpn)}`)
+    .select('id,userPrincipalName')
+    .get()) as { id: string; userPrincipalName: string };
+  return { id: u.id, upn: u.userPrincipalName };
+}
+
+const isNotFound = (e: unknown): boolean =>
+  (e as { statusCode?: number }).statusCode === 404 || (e instanceof GraphRequestError && e.status === 404);
+
+export async function removePolicy(app: App, req: RemoveRequest, log: Logger): Promise<RemoveSummary> {
+  await app.ensureStorage();
+  const { connection, folderName, policy } = await policyTarget(app, req.policyId);
+  const summary: RemoveSummary = {
+    policyId: req.policyId,
+    dryRun: req.dryRun,
+    mailboxes: [],
+    totals: { mailboxes: 0, contacts: 0, folders: 0, failed: 0 },
+    notFound: [],
+    warnings: [],
+  };
+  if (policy?.enabled)
+    summary.warnings.push(
+      `policy "${req.policyId}" is still enabled in the policy file: its next run writes the contacts again (set "enabled": false or delete it first)`,
+    );
+  const targets: { id: string; upn: string }[] = [];
+  if (req.mailboxes.length > 0) {
+    for (const upn of req.mailboxes) {
+      try {
+        targets.push(await userOf(app, connection, upn));
+      } catch (e) {
+        if (!isNotFound(e)) throw e;
+        summary.notFound.push(upn);
+      }
+    }
+  } else {
+    for (const id of await app.mailboxStore.listMailboxes(req.policyId)) {
+      const upn = await userOf(app, connection, id).then(
+        (u) => u.upn,
+        () => id, // a deleted user: named by id
+      );
+      targets.push({ id, upn });
+    }
+  }
+  for (const t of targets) {
+    const r = await cleanUnderLock(app, connection, req.policyId, t, folderName, req.dryRun);
+    summary.mailboxes.push(r);
+    summary.totals.mailboxes++;
+    summary.totals.contacts += r.contacts;
+    if (r.folderRemoved) summary.totals.folders++;
+    if (r.status === 'failed') summary.totals.failed++;
+    log.info(
+      `${req.dryRun ? 'would remove' : 'removed'} ${r.contacts} contacts${r.folderRemoved ? ' and the folder' : ''}${r.errors.length ? `; ${r.errors.length} failed` : ''}`,
+      { policy: req.policyId, mailbox: t.upn },
+    );
+  }
+  // The whole policy is gone: nothing is left to notice or clean later.
+  if (!req.dryRun && req.mailboxes.length === 0 && summary.totals.failed === 0 && !policy)
+    await app.policyRegistry.forget(req.policyId);
+  return summary;
+}
+
+/** Cleans one mailbox while holding its lock (a sync of it waits, and a cleanup waits for a sync). */
+export async function cleanUnderLock(
+  app: App,
+  connection: Connection,
+  policyId: string,
+  target: { id: string; upn: string },
+  folderName: string | null | undefined,
+  dryRun: boolean,
+): Promise<MailboxRemoval> {
+  const owner = `cleanup-${randomUUID()}`;
+  const now = app.now();
+  const budgetMs = app.settings.MAILBOX_TIME_BUDGET_SECONDS * 1000;
+  if (
+    !dryRun &&
+    !(await app.locks.tryLock(policyId, target.id, owner, new Date(now.getTime() + budgetMs + 60_000), now))
+  )
+    return {
+      mailboxId: target.id,
+      userPrincipalName: target.upn,
+      status: 'failed',
+      contacts: 0,
+      folderRemoved: false,
+      othersLeft: 0,
+      errors: [
+        {
+          status: 0,
+          code: 'MailboxBusy',
+          message: 'the mailbox is being synced; try again when the run has finished',
+        },
+      ],
+    };
+  try {
+    const graph = await app.graph(connection);
+    const r = await cleanMailbox(policyId, target.id, graph.mailboxes, app.mailboxStore, {
+      dryRun,
+      ...(folderName !== undefined ? { folderName } : {}),
+      deadline: now.getTime() + budgetMs,
+    });
+    return { ...r, userPrincipalName: target.upn };
+  } finally {
+    if (!dryRun) await app.locks.unlock(policyId, target.id, owner);
+  }
+}
+
+/**
+ * Mailboxes holding the policy's state that are no longer among its targets (options.onTargetRemoval):
+ * cleaned before the run fans out, unless so many left at once that it looks like a directory glitch
+ * (the deletion threshold, over the mailboxes synced before) or no target is left at all. Returns the
+ * run's notes about it.
+ */
+export async function cleanDepartedMailboxes(
+  app: App,
+  policy: Policy,
+  connection: Connection,
+  targetIds: ReadonlySet<string>,
+  run: { dryRun: boolean; fullResync: boolean },
+  log: Logger,
+): Promise<string[]> {
+  if (policy.options.onTargetRemoval === 'keep') return [];
+  const known = await app.mailboxStore.listMailboxes(policy.id);
+  const departed = known.filter((id) => !targetIds.has(id));
+  if (departed.length === 0) return [];
+  const { percent, minimum } = policy.options.deletionThreshold;
+  const limit = Math.max(minimum, Math.floor((known.length * percent) / 100));
+  if (!run.fullResync && (targetIds.size === 0 || departed.length > limit))
+    return [
+      `held back: ${departed.length} of ${known.length} mailboxes left the policy's targets${targetIds.size === 0 ? ' (no target is left)' : ` (more than the deletion threshold, ${limit})`}; their contacts stay until a forced run (run --force, or a full resync) removes them`,
+    ];
+  let contacts = 0;
+  let failed = 0;
+  for (const id of departed) {
+    const upn = await userOf(app, connection, id).then(
+      (u) => u.upn,
+      () => id,
+    );
+    const r = await cleanUnderLock(app, connection, policy.id, { id, upn }, policy.folder.name, run.dryRun);
+    contacts += r.contacts;
+    if (r.status === 'failed') failed++;
+    log.info(`left the targets: ${run.dryRun ? 'would remove' : 'removed'} ${r.contacts} contacts`, {
+      policy: policy.id,
+      mailbox: upn,
+    });
+  }
+  return [
+    `${departed.length} mailboxes left the policy's targets: ${contacts} contacts ${run.dryRun ? 'would be' : 'were'} removed from them${failed ? `; ${failed} failed and are tried again next run` : ''}`,
+  ];
+}
+
+const dayMs = 86_400_000;
+
+/**
+ * Policies the app has run that the file no longer holds: marked missing when first noticed, and
+ * cleaned up once the grace period has passed. An invalid policy is not a deleted one.
+ */
+export async function sweepDeletedPolicies(app: App, log: Logger): Promise<string[]> {
+  const loaded = await app.policies();
+  const present = new Set([
+    ...loaded.policies.map((p) => p.id),
+    ...loaded.invalidPolicies.flatMap((p) => (p.policyId ? [p.policyId] : [])),
+  ]);
+  const graceDays = loaded.deletedPolicyGraceDays ?? 7;
+  const now = app.now();
+  const cleaned: string[] = [];
+  for (const known of await app.policyRegistry.list()) {
+    if (present.has(known.policyId)) continue;
+    if (!known.missingSince) {
+      await app.policyRegistry.markMissing(known.policyId, now);
+      log.warn(
+        `policy is no longer in the policy file: its contacts are removed in ${graceDays} days unless it comes back`,
+        { policy: known.policyId },
+      );
+      continue;
+    }
+    if (now.getTime() - new Date(known.missingSince).getTime() < graceDays * dayMs) continue;
+    const summary = await removePolicy(app, { policyId: known.policyId, mailboxes: [], dryRun: false }, log);
+    log.info(
+      `deleted policy cleaned up: ${summary.totals.contacts} contacts in ${summary.totals.mailboxes} mailboxes`,
+      { policy: known.policyId },
+    );
+    cleaned.push(known.policyId);
+  }
+  return cleaned;
+}
+
+/** The notes each run carries while a deleted policy waits for its grace period to end. */
+export async function deletedPolicyNotes(app: App): Promise<string[]> {
+  const graceDays = (await app.policies()).deletedPolicyGraceDays ?? 7;
+  return (await app.policyRegistry.list())
+    .filter((k) => k.missingSince)
+    .map(
+      (k) =>
+        `policy "${k.policyId}" was deleted from the policy file (noticed ${k.missingSince}); its contacts are removed after ${new Date(new Date(k.missingSince!).getTime() + graceDays * dayMs).toISOString()} unless it comes back`,
+    );
+}

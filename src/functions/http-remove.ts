@@ -1,0 +1,64 @@
+// POST /api/policies/{policyId}/removal {dryRun?, mailboxes?, confirm?}: the CLI's `remove` for
+// operators. A dry run (the default) lists what would go; deleting needs `confirm` set to the policy
+// id. Admin level (the host's master key): removing every contact of a policy is an operator's act,
+// not something the function key that starts runs should allow.
+import { app, type HttpRequest, type HttpResponseInit, type InvocationContext } from '@azure/functions';
+import { z } from 'zod';
+import { getApp } from '../app/composition';
+import { logger } from '../app/logging';
+import { removePolicy, RemoveError } from '../app/remove-policy';
+import { runOptionsSchema } from '../sync/messages';
+import { json, problem, validationProblem } from './http-problem';
+
+const policyIdParam = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/, 'not a policy id');
+const removalBody = z.strictObject({
+  dryRun: z.boolean().default(true),
+  mailboxes: runOptionsSchema.shape.mailboxes,
+  confirm: z.string().optional(),
+});
+
+export async function removePolicyContacts(
+  request: HttpRequest,
+  context: InvocationContext,
+): Promise<HttpResponseInit> {
+  const id = policyIdParam.safeParse(request.params.policyId);
+  if (!id.success) return validationProblem(id.error, 'policyId');
+  let raw: unknown = {};
+  const text = await request.text();
+  try {
+    raw = text.trim() ? JSON.parse(text) : {};
+  } catch {
+    return problem(400, 'Invalid request', 'the body is not JSON', [
+      { field: '(body)', message: 'not JSON' },
+    ]);
+  }
+  const body = removalBody.safeParse(raw);
+  if (!body.success) return validationProblem(body.error);
+  if (!body.data.dryRun && body.data.confirm !== id.data)
+    return problem(
+      400,
+      'Confirmation needed',
+      `deleting every contact of policy "${id.data}" needs "confirm": "${id.data}" (look at the dry run first)`,
+      [{ field: 'confirm', message: 'must be the policy id' }],
+    );
+  try {
+    const summary = await removePolicy(
+      getApp(),
+      { policyId: id.data, mailboxes: body.data.mailboxes, dryRun: body.data.dryRun },
+      logger(context),
+    );
+    return json(summary.totals.failed > 0 ? 207 : 200, summary);
+  } catch (e) {
+    if (e instanceof RemoveError)
+      return problem(404, 'Policy not found', e.message, [{ field: 'policyId', message: e.message }]);
+    context.error(`removal failed: ${e instanceof Error ? e.message : String(e)}`);
+    return problem(500, 'Internal error', 'the removal failed; see the function logs');
+  }
+}
+
+app.http('removePolicyContacts', {
+  methods: ['POST'],
+  authLevel: 'admin',
+  route: 'policies/{policyId}/removal',
+  handler: removePolicyContacts,
+});

@@ -1,0 +1,112 @@
+// Cleanup of one mailbox: every contact carrying the policy's tag is deleted (found by the tag in the
+// folder, not by the state, so contacts the state lost go too), then the folder if we created it and
+// it is empty, then the mailbox's state. Contacts without the tag (users' own) are never touched.
+import {
+  GraphRequestError,
+  type FolderRef,
+  type MailboxGraph,
+  type MailboxStateStore,
+  type TaggedContact,
+} from '../ports';
+import { parseTag } from '../tag';
+import type { MailboxError } from './pass';
+
+export interface CleanupResult {
+  mailboxId: string;
+  /** removed: done; planned: a dry run's count; failed: some deletes failed (the state is kept). */
+  status: 'removed' | 'planned' | 'failed';
+  /** Contacts of the policy deleted (or, in a dry run, to delete). */
+  contacts: number;
+  /** The folder we created was (or, in a dry run, would be) deleted, being empty. */
+  folderRemoved: boolean;
+  /** Contacts without the policy's tag in its folder: left where they are. */
+  othersLeft: number;
+  errors: MailboxError[];
+}
+
+export interface CleanupOptions {
+  dryRun: boolean;
+  /** The policy's folder name when the mailbox has no state (null: the default Contacts folder). */
+  folderName?: string | null;
+  deadline?: number;
+}
+
+const isGone = (e: unknown): boolean =>
+  e instanceof GraphRequestError && (e.status === 404 || /NotFound/i.test(e.code));
+
+export async function cleanMailbox(
+  policyId: string,
+  mailboxId: string,
+  graph: MailboxGraph,
+  store: MailboxStateStore,
+  options: CleanupOptions,
+): Promise<CleanupResult> {
+  const result: CleanupResult = {
+    mailboxId,
+    status: options.dryRun ? 'planned' : 'removed',
+    contacts: 0,
+    folderRemoved: false,
+    othersLeft: 0,
+    errors: [],
+  };
+  const state = await store.loadFolder(policyId, mailboxId);
+  const ref = await folderOf(graph, mailboxId, state, options.folderName);
+  let listed: TaggedContact[];
+  try {
+    listed = ref ? await graph.listContacts(mailboxId, ref) : [];
+  } catch (e) {
+    if (!isGone(e)) throw e;
+    listed = []; // the folder (or the mailbox) is gone: nothing of ours is left there
+  }
+  const ours = listed.filter((c) => c.tag !== null && parseTag(c.tag, policyId) !== undefined);
+  result.othersLeft = listed.length - ours.length;
+  const ownEmptyFolder = ref?.kind === 'named' && state?.created === true && result.othersLeft === 0;
+  if (options.dryRun) {
+    result.contacts = ours.length;
+    result.folderRemoved = ownEmptyFolder;
+    return result;
+  }
+  const results = await graph.write(
+    mailboxId,
+    ours.map((c, i) => ({ id: String(i), kind: 'delete', contactId: c.contactId })),
+    options.deadline !== undefined ? { deadline: options.deadline } : {},
+  );
+  for (const r of results) {
+    if (r.outcome === 'ok' || r.outcome === 'notFound') result.contacts++;
+    else
+      result.errors.push({
+        status: r.outcome === 'failed' ? r.status : 0,
+        code: r.outcome === 'failed' ? r.code : r.outcome,
+        message:
+          r.outcome === 'failed' || r.outcome === 'unknown' ? r.message : 'not sent before the deadline',
+      });
+  }
+  if (result.errors.length > 0) {
+    result.status = 'failed'; // the state stays, so running the removal again finds the rest
+    return result;
+  }
+  // Looked at again just before: a contact a user put there meanwhile keeps the folder.
+  if (ownEmptyFolder && ref.kind === 'named' && (await graph.listContacts(mailboxId, ref)).length === 0)
+    result.folderRemoved = await graph.deleteFolder(mailboxId, ref.id);
+  await store.clear(policyId, mailboxId);
+  return result;
+}
+
+async function folderOf(
+  graph: MailboxGraph,
+  mailboxId: string,
+  state: Awaited<ReturnType<MailboxStateStore['loadFolder']>>,
+  folderName: string | null | undefined,
+): Promise<FolderRef | undefined> {
+  if (state?.folderId) return { kind: 'named', id: state.folderId };
+  if (state && state.folderName === null) return { kind: 'default' };
+  if (folderName === null) return { kind: 'default' };
+  if (folderName === undefined) return undefined;
+  try {
+    const id = await graph.findFolder(mailboxId, folderName);
+    return id ? { kind: 'named', id } : undefined;
+  } catch (e) {
+    if (isGone(e)) return undefined;
+    throw e;
+  }
+}

@@ -1,0 +1,274 @@
+// Step 3b: taking over a folder another tool filled (options.unmanagedContacts). Contacts without any
+// tag are matched to source objects by e-mail address (the source's primary SMTP address first, then
+// any of its proxy addresses; never by display name); `adopt` tags each match so it becomes ours and
+// the plan brings it in line, `remove` does that and deletes the contacts that match nothing: only in
+// a folder of the policy's own (never the default Contacts folder) and within the deletion threshold.
+import type { DirectoryEntry } from '../directory';
+import type { ManagedContact } from '../planner';
+import type { FolderRef, SourceRow, TaggedContact, WriteOp, WriteResult } from '../ports';
+import { tagPropertyId, tagValue } from '../tag';
+import type { MailboxPass } from './pass';
+
+export type TakeOverAction = 'adopt' | 'remove' | 'leave';
+
+/** One unmanaged contact and what the take-over does (or, in a dry run, would do) with it. */
+export interface TakeOverItem {
+  action: TakeOverAction;
+  name: string;
+  address: string;
+  /** Why it is left or removed: no source object has its address, a second match, ... */
+  reason: 'matched' | 'noMatch' | 'duplicate' | 'defaultFolder' | 'threshold';
+}
+
+export interface TakeOverSummary {
+  adopted: number;
+  removed: number;
+  left: number;
+  /** Removals the deletion threshold held back (run --force / a full resync applies them). */
+  heldBack?: { wanted: number; limit: number };
+  /** The first `maxTakeOverItems` contacts and their fate (a dry run's list per mailbox). */
+  items: TakeOverItem[];
+}
+
+/** Items kept per mailbox (the outcome is stored in one Table property); the counts are complete. */
+export const maxTakeOverItems = 25;
+
+/** The source objects by address: primary SMTP addresses, and every address (proxies included). */
+export interface SourceAddresses {
+  primary: ReadonlyMap<string, ReadonlySet<string>>;
+  any: ReadonlyMap<string, ReadonlySet<string>>;
+}
+
+const add = (m: Map<string, Set<string>>, address: string | null | undefined, key: string): void => {
+  const a = address?.trim().toLowerCase();
+  if (!a) return;
+  const keys = m.get(a) ?? new Set<string>();
+  keys.add(key);
+  m.set(a, keys);
+};
+
+/** The addresses of one directory entry: its mail (primary) and its SMTP proxy addresses. */
+function entryAddresses(e: DirectoryEntry): { primary: string | null; all: string[] } {
+  if (e.kind === 'mailboxContact') {
+    const all = (e.contact?.emailAddresses ?? []).map((x) => x.address);
+    return { primary: all[0] ?? null, all };
+  }
+  const proxies = e.proxyAddresses
+    .map((p) => /^smtp:(.+)$/i.exec(p.trim())?.[1])
+    .filter((x): x is string => x !== undefined);
+  return { primary: e.mail, all: [...(e.mail ? [e.mail] : []), ...proxies] };
+}
+
+/** The index from the stored source rows (every proxy address), for the policy's selected objects. */
+export function addressesOfRows(rows: Iterable<SourceRow>): SourceAddresses {
+  const primary = new Map<string, Set<string>>();
+  const any = new Map<string, Set<string>>();
+  for (const r of rows) {
+    if (!r.desired) continue;
+    const a = entryAddresses(r.entry);
+    add(primary, a.primary, r.key);
+    for (const x of a.all) add(any, x, r.key);
+  }
+  return { primary, any };
+}
+
+/** Without the source rows: the addresses the desired contacts carry (primary first, then proxies). */
+export function addressesOfDesired(pass: MailboxPass): SourceAddresses {
+  const primary = new Map<string, Set<string>>();
+  const any = new Map<string, Set<string>>();
+  for (const [key, d] of pass.desired) {
+    const list = d.fields.emailAddresses ?? [];
+    add(primary, list[0]?.address, key);
+    for (const x of list) add(any, x.address, key);
+  }
+  return { primary, any };
+}
+
+/** The one source object an unmanaged contact stands for, or undefined (none, or ambiguous). */
+export function matchContact(c: TaggedContact, index: SourceAddresses): string | undefined {
+  const addresses = (c.fields.emailAddresses ?? []).map((x) => x.address.trim().toLowerCase());
+  for (const byAddress of [index.primary, index.any]) {
+    const keys = new Set<string>();
+    for (const a of addresses) for (const k of byAddress.get(a) ?? []) keys.add(k);
+    if (keys.size === 1) return [...keys][0];
+    if (keys.size > 1) return undefined; // two source objects claim it: never guess
+  }
+  return undefined;
+}
+
+interface Decision {
+  contact: TaggedContact;
+  item: TakeOverItem;
+  key?: string;
+}
+
+const oldestFirst = (a: TaggedContact, b: TaggedContact): number =>
+  (a.createdDateTime ?? '\uffff').localeCompare(b.createdDateTime ?? '\uffff') ||
+  a.contactId.localeCompare(b.contactId);
+
+/**
+ * What to do with each unmanaged contact (pure): a match is adopted unless a contact of ours (or an
+ * older match) already stands for that source object; the rest are removed or left, as the option says.
+ */
+export function decideTakeOver(
+  unmanaged: readonly TaggedContact[],
+  index: SourceAddresses,
+  desiredKeys: { has(key: string): boolean },
+  managedKeys: { has(key: string): boolean },
+  option: 'adopt' | 'remove',
+  ownFolder: boolean,
+): Decision[] {
+  const decisions: Decision[] = [];
+  const taken = new Set<string>();
+  const removeOr = (reason: TakeOverItem['reason']): Pick<TakeOverItem, 'action' | 'reason'> =>
+    option === 'remove' && ownFolder
+      ? { action: 'remove', reason }
+      : { action: 'leave', reason: option === 'remove' ? 'defaultFolder' : reason };
+  for (const contact of [...unmanaged].sort(oldestFirst)) {
+    const first = contact.fields.emailAddresses?.[0]?.address ?? '';
+    const base = { name: (contact.fields.displayName ?? '').slice(0, 100), address: first.slice(0, 100) };
+    const key = matchContact(contact, index);
+    if (key === undefined || !desiredKeys.has(key)) {
+      decisions.push({ contact, item: { ...base, ...removeOr('noMatch') } });
+    } else if (managedKeys.has(key) || taken.has(key)) {
+      decisions.push({ contact, key, item: { ...base, ...removeOr('duplicate') } });
+    } else {
+      taken.add(key);
+      decisions.push({ contact, key, item: { ...base, action: 'adopt', reason: 'matched' } });
+    }
+  }
+  return decisions;
+}
+
+/** Whether this pass looks at unmanaged contacts: the option is on and something may have changed. */
+export function wantsTakeOver(pass: MailboxPass, reconcile: boolean, unknown: number): boolean {
+  const option = pass.policy.options.unmanagedContacts;
+  if (option === 'leave') return false;
+  return reconcile || unknown > 0 || pass.folderState?.takenOver !== option;
+}
+
+export async function takeOver(pass: MailboxPass, ref: FolderRef): Promise<void> {
+  const option = pass.policy.options.unmanagedContacts;
+  if (option === 'leave') return;
+  const { graph, mbx, options } = pass;
+  const listed = await graph.listContacts(mbx, ref);
+  const unmanaged = listed.filter((c) => c.tag === null);
+  const summary: TakeOverSummary = { adopted: 0, removed: 0, left: 0, items: [] };
+  if (unmanaged.length > 0) {
+    const index = pass.sourceAddresses ? await pass.sourceAddresses() : addressesOfDesired(pass);
+    const decisions = decideTakeOver(
+      unmanaged,
+      index,
+      pass.desired,
+      pass.contacts,
+      option,
+      ref.kind === 'named',
+    );
+    holdBackRemovals(pass, decisions, listed.length, summary);
+    for (const d of decisions) if (summary.items.length < maxTakeOverItems) summary.items.push(d.item);
+    if (options.dryRun) {
+      // The plan that follows sees the matches as ours (updates rather than creates); nothing is stored.
+      for (const d of decisions) if (d.item.action === 'adopt') pass.contacts.set(d.key!, adoptedRow(d));
+      countPlanned(decisions, summary);
+    } else if (!(await writeTakeOver(pass, decisions, summary))) {
+      pass.result.takeOver = summary;
+      return; // not finished: the next pass looks again
+    }
+  }
+  pass.result.takeOver = summary;
+  // Held-back removals are looked at again on every pass until a forced one applies them.
+  if (!options.dryRun && pass.folderState && !summary.heldBack) pass.folderState.takenOver = option;
+}
+
+/** Removals beyond the deletion threshold (of the folder's contacts) are all held back, unless forced. */
+function holdBackRemovals(
+  pass: MailboxPass,
+  decisions: Decision[],
+  inFolder: number,
+  summary: TakeOverSummary,
+): void {
+  const removals = decisions.filter((d) => d.item.action === 'remove');
+  const { percent, minimum } = pass.policy.options.deletionThreshold;
+  const limit = Math.max(minimum, Math.floor((inFolder * percent) / 100));
+  if (pass.options.force || removals.length <= limit) return;
+  summary.heldBack = { wanted: removals.length, limit };
+  for (const d of removals) d.item = { ...d.item, action: 'leave', reason: 'threshold' };
+}
+
+function countPlanned(decisions: readonly Decision[], summary: TakeOverSummary): void {
+  for (const d of decisions) {
+    if (d.item.action === 'adopt') summary.adopted++;
+    else if (d.item.action === 'remove') summary.removed++;
+    else summary.left++;
+  }
+}
+
+const adoptedRow = (d: Decision, changeKey?: string): ManagedContact => ({
+  contactId: d.contact.contactId,
+  // No hash: the plan compares what is there with the source and writes only the differences.
+  hash: '',
+  written: d.contact.fields,
+  changeKey: changeKey ?? d.contact.changeKey,
+  keep: [],
+  userDeleted: false,
+  orphaned: false,
+});
+
+/** Tags the adopted contacts and deletes the removed ones; false when some outcome is unknown. */
+async function writeTakeOver(
+  pass: MailboxPass,
+  decisions: readonly Decision[],
+  summary: TakeOverSummary,
+): Promise<boolean> {
+  const byOp = new Map<string, Decision>();
+  const ops: WriteOp[] = [];
+  for (const d of decisions) {
+    if (d.item.action === 'leave') {
+      summary.left++;
+      continue;
+    }
+    const id = `${d.item.action === 'adopt' ? 'a' : 'r'}${ops.length}`;
+    byOp.set(id, d);
+    const tag = tagValue(pass.policy.id, d.key ?? '');
+    ops.push(
+      d.item.action === 'adopt'
+        ? {
+            id,
+            kind: 'update',
+            contactId: d.contact.contactId,
+            body: () => ({ singleValueExtendedProperties: [{ id: tagPropertyId, value: tag }] }),
+          }
+        : { id, kind: 'delete', contactId: d.contact.contactId },
+    );
+  }
+  if (ops.length === 0) return true;
+  let complete = true;
+  const record = async (results: WriteResult[]): Promise<void> => {
+    const rows: [string, ManagedContact][] = [];
+    for (const r of results) {
+      const d = byOp.get(r.id)!;
+      if (r.outcome === 'unknown' || r.outcome === 'notAttempted') complete = false;
+      else if (r.outcome === 'failed') {
+        pass.result.failed++;
+        pass.result.errors.push({
+          ...(d.key ? { sourceKey: d.key } : {}),
+          status: r.status,
+          code: r.code,
+          message: `taking over "${d.item.name}": ${r.message}`,
+          ...(r.requestId ? { requestId: r.requestId } : {}),
+        });
+      } else if (d.item.action === 'remove') summary.removed++;
+      else if (r.outcome === 'ok') {
+        summary.adopted++;
+        rows.push([d.key!, adoptedRow(d, r.changeKey)]);
+      }
+    }
+    if (rows.length > 0) await pass.store.apply(pass.policy.id, pass.mbx, rows, []);
+    for (const [k, c] of rows) pass.contacts.set(k, c);
+  };
+  await pass.graph.write(pass.mbx, ops, {
+    ...(pass.options.deadline !== undefined ? { deadline: pass.options.deadline } : {}),
+    onResults: record,
+  });
+  return complete;
+}

@@ -1,0 +1,150 @@
+// Issue 17, item 2: cleanup through the real Functions handlers. The operators' HTTP route removes a
+// policy's contacts (dry run first, then a confirmation), a mailbox that leaves the targets is cleaned
+// (options.onTargetRemoval), and a policy deleted from the file is cleaned after its grace period.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { HttpRequest, InvocationContext } from '@azure/functions';
+import type { PolicyInput } from '../../../src/sync/config/schema';
+import { startRun } from '../../../src/app/use-cases';
+import { removePolicyContacts } from '../../../src/functions/http-remove';
+import type { RemoveSummary } from '../../../src/app/remove-policy';
+import type { SimUser } from '../../doubles/graph-tenant-simulator/tenant';
+import { functionsFixture, type FunctionsFixture } from '../../support/functions-app';
+import { folderContacts, tagOf } from '../../support/engine';
+
+const ctx = (): InvocationContext => new InvocationContext({ invocationId: 'test', functionName: 'http' });
+const removal = (policyId: string, body: unknown): HttpRequest =>
+  new HttpRequest({
+    url: `http://127.0.0.1:7071/api/policies/${policyId}/removal`,
+    method: 'POST',
+    params: { policyId },
+    body: { string: JSON.stringify(body) },
+  });
+
+describe('cleanup: remove a policy, mailboxes leaving its targets, deleted policies (issue 17 item 2)', () => {
+  let f: FunctionsFixture;
+  let users: SimUser[];
+  const policy = (id: string, targets: SimUser[], extra: Partial<PolicyInput> = {}): PolicyInput => ({
+    id,
+    name: id,
+    connection: 'contoso',
+    source: { type: 'directory' },
+    targets: { type: 'users', users: targets.map((u) => u.userPrincipalName) },
+    folder: { name: `Folder ${id}` },
+    ...extra,
+  });
+  let policies: PolicyInput[] = [];
+  const setPolicies = (next: PolicyInput[]): void => {
+    policies = next;
+    f.writePolicies(policies);
+    f.advanceClock(31_000); // past the app's 30-second cache of the policy file
+  };
+  const runNow = async (id: string): Promise<string> => {
+    const found = (await f.app.policy(id))!;
+    const started = await startRun(f.app, found.policy, 'http', {
+      dryRun: false,
+      fullResync: false,
+      mailboxes: [],
+    });
+    assert.ok(started.started);
+    await f.runner.drain();
+    return started.runId;
+  };
+  const ours = (u: SimUser, id: string): number =>
+    folderContacts(f.sim, u.userPrincipalName, `Folder ${id}`).filter((c) => tagOf(c)?.startsWith(`${id}|`))
+      .length;
+  const hasFolder = (u: SimUser, id: string): boolean =>
+    f.sim.tenant.mailbox(u.id)!.folderByName(`Folder ${id}`, f.sim.tenant.mailbox(u.id)!.contactsFolderId) !==
+    undefined;
+
+  before(async () => {
+    f = await functionsFixture({
+      sim: { seed: { generate: { users: 12, mailboxes: 6, awkward: false } } },
+      policies: () => [],
+    });
+    users = [...f.sim.tenant.users.values()].filter((u) => u.mailbox === 'user' && u.accountEnabled);
+  });
+  after(() => f.close());
+
+  it('the HTTP route: a dry run lists per mailbox; deleting needs the policy id as confirmation; it removes only our contacts, and the folder we created once empty', async () => {
+    const [a, b] = users;
+    setPolicies([policy('gone', [a!, b!], { enabled: true })]);
+    await runNow('gone');
+    assert.ok(ours(a!, 'gone') > 3);
+    // A user keeps a contact of their own in our folder: it stays, and so does the folder.
+    const mailboxB = f.sim.tenant.mailbox(b!.id)!;
+    const folderB = mailboxB.folderByName('Folder gone', mailboxB.contactsFolderId)!;
+    const own = mailboxB.createContact(folderB.id, { displayName: 'My plumber' }, [], new Date());
+
+    const dry = await removePolicyContacts(removal('gone', {}), ctx());
+    assert.equal(dry.status, 200);
+    const plan = dry.jsonBody as RemoveSummary;
+    assert.equal(plan.dryRun, true, 'a dry run unless asked otherwise');
+    assert.equal(plan.totals.mailboxes, 2);
+    assert.equal(plan.totals.contacts, ours(a!, 'gone') + ours(b!, 'gone'));
+    assert.equal(plan.totals.folders, 1, "only a's folder would go: b's holds a user's contact");
+    assert.match(plan.warnings.join(' '), /still enabled/);
+    assert.ok(ours(a!, 'gone') > 0, 'the dry run removed nothing');
+
+    const unconfirmed = await removePolicyContacts(removal('gone', { dryRun: false }), ctx());
+    assert.equal(unconfirmed.status, 400);
+    assert.equal((unconfirmed.jsonBody as { errors: { field: string }[] }).errors[0]!.field, 'confirm');
+    assert.ok(ours(a!, 'gone') > 0);
+
+    const done = await removePolicyContacts(removal('gone', { dryRun: false, confirm: 'gone' }), ctx());
+    assert.equal(done.status, 200, JSON.stringify(done.jsonBody));
+    assert.equal((done.jsonBody as RemoveSummary).totals.contacts, plan.totals.contacts);
+    assert.equal(ours(a!, 'gone') + ours(b!, 'gone'), 0);
+    assert.equal(hasFolder(a!, 'gone'), false, 'the empty folder we created is gone');
+    assert.equal(hasFolder(b!, 'gone'), true);
+    assert.ok(mailboxB.contact(own.id), "the user's own contact stays");
+    assert.deepEqual(await f.app.mailboxStore.listMailboxes('gone'), [], 'the state is gone too');
+  });
+
+  it('a mailbox that leaves the targets is cleaned (onTargetRemoval: remove), or kept (keep); the run says so', async () => {
+    const [a, b, c, d] = users;
+    setPolicies([
+      policy('leaving', [a!, b!, c!]),
+      policy('keeping', [a!, d!], { options: { onTargetRemoval: 'keep' } }),
+    ]);
+    await runNow('leaving');
+    await runNow('keeping');
+    assert.ok(ours(c!, 'leaving') > 0 && ours(d!, 'keeping') > 0);
+    setPolicies([
+      policy('leaving', [a!, b!]),
+      policy('keeping', [a!], { options: { onTargetRemoval: 'keep' } }),
+    ]);
+    const runId = await runNow('leaving');
+    await runNow('keeping');
+    assert.equal(ours(c!, 'leaving'), 0, 'c left the targets: its contacts are removed');
+    assert.equal(hasFolder(c!, 'leaving'), false);
+    assert.ok(ours(a!, 'leaving') > 0 && ours(b!, 'leaving') > 0, 'the targets keep theirs');
+    assert.ok(ours(d!, 'keeping') > 0, 'keep: d keeps its contacts');
+    const run = (await f.app.runStore.getRun(runId))!;
+    assert.match(
+      run.notes?.join('\n') ?? '',
+      /1 mailboxes left the policy's targets: \d+ contacts were removed/,
+    );
+  });
+
+  it('a policy deleted from the file is noticed, reported in every run, and cleaned after the grace period', async () => {
+    const [a, b] = users;
+    setPolicies([...policies, policy('deleted', [a!]), policy('other', [b!])]);
+    await runNow('deleted');
+    const before = ours(a!, 'deleted');
+    assert.ok(before > 0);
+    setPolicies(policies.filter((p) => p.id !== 'deleted'));
+    await f.runner.tick(); // notices it
+    await f.runner.drain();
+    assert.equal(ours(a!, 'deleted'), before, 'nothing is removed within the grace period');
+    const runId = await runNow('other');
+    const notes = (await f.app.runStore.getRun(runId))!.notes?.join('\n') ?? '';
+    assert.match(notes, /policy "deleted" was deleted from the policy file .* removed after/);
+    f.advanceClock(8 * 86_400_000); // past the default 7 days
+    await f.runner.tick();
+    await f.runner.drain();
+    assert.equal(ours(a!, 'deleted'), 0, 'cleaned after the grace period');
+    assert.equal(hasFolder(a!, 'deleted'), false);
+    assert.equal(await f.app.policyRegistry.get('deleted'), undefined, 'and forgotten');
+  });
+});
