@@ -138,6 +138,12 @@ export interface WriteOptions {
 export interface MailboxGraph extends MailboxSourceReader {
   findFolder(mailboxId: string, name: string): Promise<string | undefined>;
   createFolder(mailboxId: string, name: string): Promise<string>;
+  /** The folder's display name; undefined when it no longer exists. */
+  folderName(mailboxId: string, folderId: string): Promise<string | undefined>;
+  /** Renames the folder; false when another folder already has that name (Graph: 409). */
+  renameFolder(mailboxId: string, folderId: string, name: string): Promise<boolean>;
+  /** Deletes the folder (a folder already gone counts as deleted). */
+  deleteFolder(mailboxId: string, folderId: string): Promise<void>;
   /**
    * One round of the folder's contacts delta. With `onPage`, each page goes there and `items` comes
    * back empty (a large folder is never held whole). Throws FolderGoneError or DeltaExpiredError.
@@ -151,10 +157,12 @@ export interface MailboxGraph extends MailboxSourceReader {
   /**
    * The next delta round of many mailboxes' folders at once ($batch, one sub-request per mailbox),
    * for a run's start. Only rounds that fit one page come back; the others are left to the mailbox.
+   * With `folderId`, the folder's current name comes along (null: the folder is gone), so a pass
+   * sees a renamed folder without a request of its own.
    */
   readDrifts(
-    reads: readonly { mailboxId: string; deltaLink: string }[],
-  ): Promise<Map<string, { items: DriftItem[]; deltaLink: string }>>;
+    reads: readonly { mailboxId: string; deltaLink: string; folderId?: string }[],
+  ): Promise<Map<string, { items: DriftItem[]; deltaLink: string; folderName?: string | null }>>;
   /** Every contact in the folder with our tag (if any). */
   listContacts(mailboxId: string, folder: FolderRef): Promise<TaggedContact[]>;
   /** Contacts in the folder carrying this tag value. */
@@ -180,6 +188,12 @@ export interface FolderState {
    * every managed contact instead.
    */
   recheckAll?: boolean;
+  /**
+   * Folders this policy wrote into before its folder changed (folder.name edited, switched to or from
+   * null, or a name already taken): our tagged contacts there are removed once the new folder is
+   * filled, and a named folder left empty is deleted. Null stands for the default Contacts folder.
+   */
+  retired?: (string | null)[];
 }
 
 /** A create we are about to send: if the reply is lost, the tag finds it. */

@@ -14,6 +14,7 @@ import type { MailboxPass, MailboxResult, SyncMailboxOptions } from './mailbox-p
 import { planPass, reportPlanned } from './mailbox-pass/plan';
 import { writePhotos } from './mailbox-pass/photos';
 import { readChanges } from './mailbox-pass/read-changes';
+import { retireFolders } from './mailbox-pass/retire';
 import { settleFolder } from './mailbox-pass/settle';
 import { writePlan } from './mailbox-pass/write';
 
@@ -131,6 +132,8 @@ async function runPass(
     photoWrites = photos.ops;
     incomplete = photos.incomplete;
   }
+  // Our contacts leave a folder the policy left only once the new folder holds them all.
+  if (!incomplete) await retireFolders(pass, written.writeOptions);
 
   await settleFolder(pass, {
     ref,

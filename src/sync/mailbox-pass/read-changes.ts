@@ -4,7 +4,13 @@
 import type { ContactFieldName } from '../config/schema';
 import { sameValue } from '../mapping';
 import type { ManagedContact } from '../planner';
-import { DeltaExpiredError, FolderGoneError, type DriftItem, type FolderRef } from '../ports';
+import {
+  DeltaExpiredError,
+  FolderGoneError,
+  type DriftItem,
+  type FolderRef,
+  type FolderState,
+} from '../ports';
 import { ensureFolder, folderMissingInDryRun } from './ensure-folder';
 import type { MailboxPass, MutableDrift } from './pass';
 
@@ -74,8 +80,14 @@ export async function readChanges(pass: MailboxPass, ref: FolderRef, adopted: bo
       for (const k of pass.contacts.keys()) out.lostWithFolder.add(k);
       if (!options.dryRun) await pass.store.clear(pass.policy.id, mbx);
       pass.contacts.clear();
+      const retired = pass.folderState?.retired;
       pass.folderState = null;
       const again = await ensureFolder(pass);
+      if (retired && pass.folderState && !options.dryRun) {
+        // Folders left behind by an earlier policy change are still to be emptied.
+        pass.folderState = { ...(pass.folderState as FolderState), retired };
+        await pass.store.saveFolder(pass.policy.id, mbx, pass.folderState);
+      }
       out.ref = again.ref;
       out.reconcile = again.adopted;
       if (!options.dryRun) out.newDeltaLink = (await graph.readDrift(mbx, out.ref, null, ignore)).deltaLink;

@@ -52,6 +52,7 @@ export async function settleFolder(pass: MailboxPass, s: Settle): Promise<void> 
     deltaLink,
     dirtyContactIds: recheckAll ? [] : [...dirty],
     ...(recheckAll ? { recheckAll: true } : {}),
+    ...(pass.folderState?.retired?.length ? { retired: pass.folderState.retired } : {}),
   };
   await pass.store.saveFolder(pass.policy.id, pass.mbx, pass.folderState);
 }

@@ -1370,7 +1370,13 @@ export class GraphService {
   private updateFolder(ctx: RouteContext): SimResponse {
     const f = this.folder(ctx);
     const body = ctx.req.body as { displayName?: unknown } | undefined;
-    if (typeof body?.displayName === 'string') f.displayName = body.displayName;
+    if (typeof body?.displayName === 'string') {
+      // Exchange keeps folder names unique under one parent (as on create): 409 ErrorFolderExists.
+      const other = ctx.mailbox!.folderByName(body.displayName, f.parentFolderId);
+      if (other && other.id !== f.id)
+        throw new GraphFault(409, 'ErrorFolderExists', 'A folder with the specified name already exists.');
+      f.displayName = body.displayName;
+    }
     return { status: 200, body: folderView(f, ctx.immutable, ctx.mailbox!) };
   }
 

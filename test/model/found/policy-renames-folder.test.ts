@@ -8,7 +8,6 @@ after(() => world.f.close());
 
 test(
   'model sequence: the policy renames its folder',
-  { todo: "issue 15 defect 7: renaming folder.name leaves the old folder's contacts behind" },
   () =>
     runSequence(world, {
       onUserEdit: 'restore',

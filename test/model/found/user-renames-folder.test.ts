@@ -8,7 +8,6 @@ after(() => world.f.close());
 
 test(
   'model sequence: a user renames the policy folder',
-  { todo: 'issue 15 defect 7: a folder renamed by its user is written into under its new name' },
   () =>
     runSequence(world, {
       onUserEdit: 'restore',

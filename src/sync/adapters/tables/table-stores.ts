@@ -142,6 +142,7 @@ function folderOf(e: Record<string, unknown>): FolderState {
     deltaLink: (e.deltaLink as string) || null,
     dirtyContactIds: e.dirty ? json(z.array(z.string()), e.dirty, 'dirty') : [],
     ...(e.recheckAll === true ? { recheckAll: true } : {}),
+    ...(e.retired ? { retired: json(z.array(z.string().nullable()), e.retired, 'retired') } : {}),
   };
 }
 
@@ -360,6 +361,8 @@ export class TableMailboxStore implements MailboxStateStore {
         deltaLink: folder.deltaLink ?? '',
         dirty,
         recheckAll,
+        // A few folder ids at most (ensure-folder bounds the list).
+        ...(folder.retired?.length ? { retired: JSON.stringify(folder.retired) } : {}),
       },
       'Replace',
     );
