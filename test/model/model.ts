@@ -55,6 +55,8 @@ export type Step =
   | { t: 'renameFolder'; mailbox: number }
   | { t: 'policy'; filter: number | null; excludeGroup: boolean }
   | { t: 'renamePolicyFolder' }
+  /** folder.name: to null (the default folder), back to the first name, or to a name a user's folder has. */
+  | { t: 'policyFolder'; to: 'default' | 'first' | 'taken'; mailbox: number }
   | { t: 'fault'; kind: (typeof faultKinds)[number] }
   | { t: 'run' };
 
@@ -69,6 +71,8 @@ export interface Alphabet {
   userActions: ('editContact' | 'deleteContact' | 'createOwn' | 'deleteFolder' | 'renameFolder')[];
   faults: (typeof faultKinds)[number][];
   policyFolderRename: boolean;
+  /** folder.name switched to or from null, back to an earlier name, to a name already taken. */
+  policyFolderSwitch: boolean;
   keepSemantics: boolean;
 }
 
@@ -76,16 +80,12 @@ export const fullAlphabet: Alphabet = {
   userActions: ['editContact', 'deleteContact', 'createOwn', 'deleteFolder', 'renameFolder'],
   faults: [...faultKinds],
   policyFolderRename: true,
+  policyFolderSwitch: true,
   keepSemantics: true,
 };
 
 /** What CI runs: the full alphabet minus the commands that find open defects (see RELIABILITY.md). */
-export const ciAlphabet: Alphabet = {
-  ...fullAlphabet,
-  // Defect 7 (another engineer's lane): a folder renamed by its user, or by the policy, does not converge.
-  userActions: fullAlphabet.userActions.filter((a) => a !== 'renameFolder'),
-  policyFolderRename: false,
-};
+export const ciAlphabet: Alphabet = fullAlphabet;
 
 export function sequenceArbitrary(alphabet: Alphabet, maxSteps = 10): fc.Arbitrary<Sequence> {
   const i = fc.nat({ max: 50 });
@@ -119,6 +119,14 @@ export function sequenceArbitrary(alphabet: Alphabet, maxSteps = 10): fc.Arbitra
   if (alphabet.faults.length > 0)
     steps.push(fc.record({ t: fc.constant('fault' as const), kind: fc.constantFrom(...alphabet.faults) }));
   if (alphabet.policyFolderRename) steps.push(fc.constant({ t: 'renamePolicyFolder' as const }));
+  if (alphabet.policyFolderSwitch)
+    steps.push(
+      fc.record({
+        t: fc.constant('policyFolder' as const),
+        to: fc.constantFrom('default' as const, 'first' as const, 'taken' as const),
+        mailbox: i,
+      }),
+    );
   const mode = alphabet.keepSemantics
     ? fc.constantFrom('restore' as const, 'keep' as const)
     : fc.constant('restore' as const);
@@ -198,7 +206,8 @@ export async function runSequence(world: ModelWorld, seq: Sequence): Promise<voi
   const { f, targets } = world;
   const id = `m${++world.sequences}`;
   world.onSequence?.(world.sequences, seq);
-  let folderName = `Model ${id}`;
+  const firstName = `Model ${id}`;
+  let folderName: string | null = firstName;
   let input: PolicyInput = {
     id,
     name: id,
@@ -348,14 +357,14 @@ export async function runSequence(world: ModelWorld, seq: Sequence): Promise<voi
       case 'deleteFolder': {
         const upn = pick(targets, step.mailbox)!;
         const mailbox = t.mailbox(upn)!;
-        const folder = folderOf(mailbox, folderName);
+        const folder = folderName === null ? undefined : folderOf(mailbox, folderName);
         if (folder) mailbox.deleteFolder(folder);
         break;
       }
       case 'renameFolder': {
         const upn = pick(targets, step.mailbox)!;
         const mailbox = t.mailbox(upn)!;
-        const folder = folderOf(mailbox, folderName);
+        const folder = folderName === null ? undefined : folderOf(mailbox, folderName);
         if (folder) mailbox.folders.get(folder)!.displayName = `${folderName} (mine)`;
         break;
       }
@@ -376,7 +385,20 @@ export async function runSequence(world: ModelWorld, seq: Sequence): Promise<voi
         break;
       }
       case 'renamePolicyFolder': {
-        folderName = `${folderName}+`;
+        folderName = `${folderName ?? firstName}+`;
+        input = { ...input, folder: { name: folderName } };
+        policy = writePolicy();
+        break;
+      }
+      case 'policyFolder': {
+        if (step.to === 'taken') {
+          // A user already has a folder of that name, with a contact of their own in it.
+          folderName = `${folderName ?? firstName} taken`;
+          const mailbox = t.mailbox(pick(targets, step.mailbox)!)!;
+          const folder =
+            folderOf(mailbox, folderName) ?? mailbox.createFolder(folderName, mailbox.contactsFolderId).id;
+          mailbox.createContact(folder, { displayName: 'Mine' }, [], new Date());
+        } else folderName = step.to === 'default' ? null : firstName;
         input = { ...input, folder: { name: folderName } };
         policy = writePolicy();
         break;

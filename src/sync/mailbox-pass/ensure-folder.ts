@@ -3,7 +3,13 @@
 // renames ours (contacts stay where they are). When the contacts must change folder (folder.name
 // switched to or from null, or the name taken by another folder), the old folder is retired: our
 // contacts there are removed once the new one is filled (settle step).
-import type { FolderRef, FolderState } from '../ports';
+import {
+  DeltaExpiredError,
+  FolderGoneError,
+  type FolderRef,
+  type FolderState,
+  type StoredContact,
+} from '../ports';
 import type { MailboxPass } from './pass';
 
 export interface EnsuredFolder {
@@ -24,9 +30,11 @@ export async function ensureFolder(pass: MailboxPass): Promise<EnsuredFolder> {
     // does not list the whole Contacts folder on every run.
     if (known === null || known.folderName !== null) {
       if (known?.folderId && !options.dryRun) await moveOut(pass, known, known.folderId);
-      pass.folderState = { folderId: null, folderName: null, deltaLink: null, dirtyContactIds: [] };
-      if (known?.retired) pass.folderState.retired = known.retired;
-      return { ref: { kind: 'default' }, adopted: pass.contacts.size === 0 };
+      else {
+        pass.folderState = { folderId: null, folderName: null, deltaLink: null, dirtyContactIds: [] };
+        if (known?.retired) pass.folderState.retired = known.retired;
+      }
+      return { ref: { kind: 'default' }, adopted: true };
     }
     return { ref: { kind: 'default' }, adopted: false };
   }
@@ -59,7 +67,7 @@ export async function ensureFolder(pass: MailboxPass): Promise<EnsuredFolder> {
     if (known?.retired) pass.folderState.retired = known.retired;
     await pass.store.saveFolder(policy.id, mbx, pass.folderState);
   }
-  return { ref: { kind: 'named', id }, adopted: adopted || pass.contacts.size === 0 };
+  return { ref: { kind: 'named', id }, adopted: adopted || known !== null };
 }
 
 /** The name of our folder now: read with the run's pre-read drift when it came along, else asked. */
@@ -73,7 +81,8 @@ async function ourFolderName(pass: MailboxPass, folderId: string): Promise<strin
 /**
  * Leaves `from` for another folder: the row names the new folder and remembers the old one as
  * retired (stored first, so a crash never forgets it), then the contact rows are dropped: the new
- * folder is reconciled by tag and filled, and our contacts in the old one go when the pass settles.
+ * folder is reconciled by tag and filled from the source, and our contacts in the old one go when
+ * the pass settles. Rows of contacts their users deleted are kept (onUserDelete: keep holds).
  */
 async function moveOut(
   pass: MailboxPass,
@@ -84,9 +93,38 @@ async function moveOut(
   const retired = [...(known.retired ?? []).filter((r) => r !== from), from].slice(-maxRetired);
   pass.folderState = { ...to, deltaLink: null, dirtyContactIds: [], retired };
   await pass.store.saveFolder(pass.policy.id, pass.mbx, pass.folderState);
-  const keys = [...pass.contacts.keys()];
-  if (keys.length > 0) await pass.store.apply(pass.policy.id, pass.mbx, [], keys);
-  pass.contacts.clear();
+  // A contact its user deleted stays deleted (onUserDelete: keep) in the new folder too.
+  const gone = await deletedSince(pass, known, from);
+  const kept: [string, StoredContact][] = [];
+  const keys: string[] = [];
+  for (const [k, c] of pass.contacts) {
+    if (!c.pending && c.userDeleted) continue;
+    if (!c.pending && gone.has(c.contactId)) kept.push([k, { ...c, userDeleted: true }]);
+    else keys.push(k);
+  }
+  if (keys.length + kept.length > 0) await pass.store.apply(pass.policy.id, pass.mbx, kept, keys);
+  for (const k of keys) pass.contacts.delete(k);
+  for (const [k, c] of kept) pass.contacts.set(k, c);
+}
+
+/** Under onUserDelete: keep, the contacts users deleted from the old folder since its last read. */
+async function deletedSince(
+  pass: MailboxPass,
+  known: FolderState,
+  from: string | null,
+): Promise<Set<string>> {
+  const gone = new Set<string>();
+  if (pass.policy.options.onUserDelete !== 'keep' || !known.deltaLink) return gone;
+  const ref: FolderRef = from === null ? { kind: 'default' } : { kind: 'named', id: from };
+  try {
+    await pass.graph.readDrift(pass.mbx, ref, known.deltaLink, (items) => {
+      for (const i of items) if (i.removed) gone.add(i.contactId);
+    });
+  } catch (e) {
+    // An expired token or a deleted folder: nothing is known; the source is written in full.
+    if (!(e instanceof DeltaExpiredError || e instanceof FolderGoneError)) throw e;
+  }
+  return gone;
 }
 
 /** A dry run against a mailbox whose folder does not exist yet: nothing to read there. */

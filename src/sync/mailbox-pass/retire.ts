@@ -20,7 +20,11 @@ export async function retireFolders(pass: MailboxPass, options: WriteOptions): P
 }
 
 /** True when nothing of ours is left in the folder. */
-async function emptyFolder(pass: MailboxPass, folderId: string | null, options: WriteOptions): Promise<boolean> {
+async function emptyFolder(
+  pass: MailboxPass,
+  folderId: string | null,
+  options: WriteOptions,
+): Promise<boolean> {
   const { graph, mbx, policy } = pass;
   const ref: FolderRef = folderId === null ? { kind: 'default' } : { kind: 'named', id: folderId };
   let listed;
