@@ -238,6 +238,8 @@ export interface SourceMeta {
   orgContactDeltaLink: string | null;
   groupDeltaLink?: string | null;
   mailboxDeltaLink?: string | null;
+  /** The mailbox source the token belongs to (`mailbox/folder`): another one is read in full. */
+  mailboxSource?: string | null;
   refreshedAt: string;
 }
 

@@ -87,10 +87,10 @@ describe('sync engine against the simulator and Azurite', () => {
     // Steady state: the folder's delta and its name (a folder renamed by its user gets the policy's
     // name back) per mailbox; the Functions app reads both for 10 mailboxes in one $batch.
     const perMailbox = f.sim.log.since(since).filter((e) => e.mailbox !== null && e.status !== 404);
-    assert.deepEqual(
-      [...new Set(perMailbox.map((e) => e.operation))].sort(),
-      ['contactFolders.get', 'contacts.delta'],
-    );
+    assert.deepEqual([...new Set(perMailbox.map((e) => e.operation))].sort(), [
+      'contactFolders.get',
+      'contacts.delta',
+    ]);
     assert.equal(perMailbox.length, 2 * expectedTargets(f.sim).length);
   });
 

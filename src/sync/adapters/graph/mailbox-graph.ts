@@ -304,7 +304,8 @@ export class GraphMailboxes implements MailboxGraph {
             const id = String(r.id);
             if (!id.startsWith('f')) continue;
             const body = (r.body ?? {}) as Json;
-            if (r.status === 200 && typeof body.displayName === 'string') names.set(id.slice(1), body.displayName);
+            if (r.status === 200 && typeof body.displayName === 'string')
+              names.set(id.slice(1), body.displayName);
             else if (r.status === 404) names.set(id.slice(1), null);
           }
           for (const r of response.responses ?? []) {
@@ -364,7 +365,16 @@ export class GraphMailboxes implements MailboxGraph {
     folder: string | null,
     deltaLink: string | null,
   ): Promise<{ items: DriftItem[]; deltaLink: string }> {
-    if (deltaLink) return this.readDrift(mailbox, { kind: 'default' }, deltaLink);
+    if (deltaLink) {
+      try {
+        return await this.readDrift(mailbox, { kind: 'default' }, deltaLink);
+      } catch (e) {
+        // The folder the token was taken from is gone (deleted, perhaps made again): read in full.
+        if (e instanceof GraphRequestError && e.status === 404)
+          throw new DeltaExpiredError(`the source folder of ${mailbox} is gone: ${e.message}`);
+        throw e;
+      }
+    }
     let ref: FolderRef = { kind: 'default' };
     if (folder !== null) {
       const id = await this.findFolder(mailbox, folder);

@@ -164,6 +164,7 @@ export class TableSourceStore implements SourceStore {
           orgContactDeltaLink: text(e.orgContactDeltaLink) || null,
           groupDeltaLink: text(e.groupDeltaLink) || null,
           mailboxDeltaLink: text(e.mailboxDeltaLink) || null,
+          mailboxSource: text(e.mailboxSource) || null,
           refreshedAt: text(e.refreshedAt),
         };
         continue;
@@ -206,6 +207,7 @@ export class TableSourceStore implements SourceStore {
         orgContactDeltaLink: meta.orgContactDeltaLink ?? '',
         groupDeltaLink: meta.groupDeltaLink ?? '',
         mailboxDeltaLink: meta.mailboxDeltaLink ?? '',
+        mailboxSource: meta.mailboxSource ?? '',
         refreshedAt: meta.refreshedAt,
         // Changes with every save: what mailbox workers compare before reusing a snapshot they hold.
         snapshotId: randomUUID(),
