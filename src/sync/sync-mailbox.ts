@@ -8,6 +8,7 @@ import { managedFields } from './mapping';
 import type { DesiredContact } from './planner';
 import { GraphRequestError, type MailboxGraph, type MailboxStateStore, type PhotoStore } from './ports';
 import { ensureFolder } from './mailbox-pass/ensure-folder';
+import { adoptFormerIds } from './mailbox-pass/former-ids';
 import { healByTag } from './mailbox-pass/heal';
 import { MapWithout } from './mailbox-pass/map-without';
 import type { MailboxPass, MailboxResult, SyncMailboxOptions } from './mailbox-pass/pass';
@@ -109,6 +110,7 @@ async function runPass(
     result,
   };
   const folder = await ensureFolder(pass);
+  await adoptFormerIds(pass, state.folder === null);
   const changes = await readChanges(pass, folder.ref, folder.adopted);
   const { ref, drift } = changes;
   const healed = await healByTag(pass, ref, changes.reconcile, drift, changes.unknownIds);

@@ -57,6 +57,8 @@ export type Step =
   | { t: 'renamePolicyFolder' }
   /** folder.name: to null (the default folder), back to the first name, or to a name a user's folder has. */
   | { t: 'policyFolder'; to: 'default' | 'first' | 'taken'; mailbox: number }
+  /** The policy's id renamed (its former ids listed in previousIds). */
+  | { t: 'renamePolicyId' }
   | { t: 'fault'; kind: (typeof faultKinds)[number] }
   | { t: 'run' };
 
@@ -73,6 +75,7 @@ export interface Alphabet {
   policyFolderRename: boolean;
   /** folder.name switched to or from null, back to an earlier name, to a name already taken. */
   policyFolderSwitch: boolean;
+  policyIdRename: boolean;
   keepSemantics: boolean;
 }
 
@@ -81,6 +84,7 @@ export const fullAlphabet: Alphabet = {
   faults: [...faultKinds],
   policyFolderRename: true,
   policyFolderSwitch: true,
+  policyIdRename: true,
   keepSemantics: true,
 };
 
@@ -119,6 +123,7 @@ export function sequenceArbitrary(alphabet: Alphabet, maxSteps = 10): fc.Arbitra
   if (alphabet.faults.length > 0)
     steps.push(fc.record({ t: fc.constant('fault' as const), kind: fc.constantFrom(...alphabet.faults) }));
   if (alphabet.policyFolderRename) steps.push(fc.constant({ t: 'renamePolicyFolder' as const }));
+  if (alphabet.policyIdRename) steps.push(fc.constant({ t: 'renamePolicyId' as const }));
   if (alphabet.policyFolderSwitch)
     steps.push(
       fc.record({
@@ -204,7 +209,7 @@ function tableFault(name: string, when: 'before' | 'after', times: number): Pipe
 /** Runs one sequence; throws (with the violations) when the engine breaks the invariant. */
 export async function runSequence(world: ModelWorld, seq: Sequence): Promise<void> {
   const { f, targets } = world;
-  const id = `m${++world.sequences}`;
+  let id = `m${++world.sequences}`;
   world.onSequence?.(world.sequences, seq);
   const firstName = `Model ${id}`;
   let folderName: string | null = firstName;
@@ -251,6 +256,12 @@ export async function runSequence(world: ModelWorld, seq: Sequence): Promise<voi
         if (targets.includes(upn) && managed(upn).some((c) => tagOfContact(c) === `${id}|${key}`))
           problems.push(`${upn}: ${key} was deleted by its user and came back (onUserDelete: keep)`);
       }
+    // A renamed policy leaves no contact of a former id behind.
+    for (const prev of policy.previousIds)
+      for (const upn of targets)
+        for (const c of f.sim.tenant.mailbox(upn)!.contacts.values())
+          if (tagOfContact(c)?.startsWith(`${prev}|`))
+            problems.push(`${upn}: a contact of the former id ${prev} is left: ${tagOfContact(c)}`);
     if (problems.length > 0) throw new Error(`${when}:\n  ${problems.join('\n  ')}`);
   };
   let before = snapshotUntagged(f.sim);
@@ -387,6 +398,12 @@ export async function runSequence(world: ModelWorld, seq: Sequence): Promise<voi
       case 'renamePolicyFolder': {
         folderName = `${folderName ?? firstName}+`;
         input = { ...input, folder: { name: folderName } };
+        policy = writePolicy();
+        break;
+      }
+      case 'renamePolicyId': {
+        id = `${id}r`;
+        input = { ...input, id, previousIds: [...(input.previousIds ?? []), input.id].slice(-5) };
         policy = writePolicy();
         break;
       }

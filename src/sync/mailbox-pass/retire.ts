@@ -12,9 +12,10 @@ export async function retireFolders(pass: MailboxPass, options: WriteOptions): P
   if (!state?.retired?.length) return;
   const left: (string | null)[] = [];
   for (const folderId of state.retired) {
-    // The folder we are in now (the policy went back to it) is not retired.
-    if (folderId === state.folderId) continue;
-    if (!(await emptyFolder(pass, folderId, options))) left.push(folderId);
+    // The folder we are in now (the policy went back to it, or a former id wrote there): only the
+    // former ids' contacts go.
+    const current = folderId === state.folderId;
+    if (!(await emptyFolder(pass, folderId, options, current))) left.push(folderId);
   }
   pass.folderState = { ...state, retired: left };
 }
@@ -24,8 +25,11 @@ async function emptyFolder(
   pass: MailboxPass,
   folderId: string | null,
   options: WriteOptions,
+  current: boolean,
 ): Promise<boolean> {
   const { graph, mbx, policy } = pass;
+  const ids = current ? policy.previousIds : [policy.id, ...policy.previousIds];
+  if (ids.length === 0) return true;
   const ref: FolderRef = folderId === null ? { kind: 'default' } : { kind: 'named', id: folderId };
   let listed;
   try {
@@ -34,12 +38,15 @@ async function emptyFolder(
     if (e instanceof GraphRequestError && e.status === 404) return true; // the folder is gone already
     throw e;
   }
-  const ours = listed.filter((c) => c.tag !== null && parseTag(c.tag, policy.id) !== undefined);
+  const ours = listed.filter((c) => {
+    const tag = c.tag;
+    return tag !== null && ids.some((id) => parseTag(tag, id) !== undefined);
+  });
   const ops: WriteOp[] = ours.map((c, n) => ({ id: `r${n}`, kind: 'delete', contactId: c.contactId }));
   const results = ops.length > 0 ? await graph.write(mbx, ops, options) : [];
   const done = results.every((r) => r.outcome === 'ok' || r.outcome === 'notFound');
   if (!done) return false;
   // A named folder that holds nothing of the user's goes too; the default folder always stays.
-  if (folderId !== null && listed.length === ours.length) await graph.deleteFolder(mbx, folderId);
+  if (folderId !== null && !current && listed.length === ours.length) await graph.deleteFolder(mbx, folderId);
   return true;
 }

@@ -62,3 +62,27 @@ describe('policy folder changes (issue 15, defect 7)', () => {
       steps: [{ t: 'run' }, { t: 'renameFolder', mailbox: 0 }, { t: 'renamePolicyFolder' }],
     }));
 });
+
+describe('a policy renamed (issue 15, defect 7: handled as a move through previousIds)', () => {
+  it("the new id replaces the former id in place: no twins, no former contact left, users' own untouched", () =>
+    runSequence(world, {
+      ...restore,
+      steps: [{ t: 'createOwn', mailbox: 0, like: 2 }, { t: 'run' }, { t: 'renamePolicyId' }],
+    }));
+
+  it('renamed with its folder renamed too, twice, and a user deletion kept (onUserDelete: keep)', () =>
+    runSequence(world, {
+      onUserEdit: 'keep',
+      onUserDelete: 'keep',
+      steps: [
+        { t: 'run' },
+        { t: 'deleteContact', mailbox: 1, contact: 3 },
+        { t: 'run' },
+        { t: 'renamePolicyId' },
+        { t: 'renamePolicyFolder' },
+        { t: 'run' },
+        { t: 'renamePolicyId' },
+        { t: 'policyFolder', to: 'default', mailbox: 0 },
+      ],
+    }));
+});
