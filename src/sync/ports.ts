@@ -111,8 +111,9 @@ export interface DriftItem {
 export type WriteOp =
   /** Bodies are built when their batch is sent, so a large plan does not hold every body at once. */
   | { id: string; kind: 'create'; folder: FolderRef; body: () => Record<string, unknown> }
-  | { id: string; kind: 'update'; contactId: string; body: () => Record<string, unknown> }
-  | { id: string; kind: 'delete'; contactId: string }
+  /** ifMatch: the changeKey the write was planned against; another one answers `conflict`. */
+  | { id: string; kind: 'update'; contactId: string; body: () => Record<string, unknown>; ifMatch?: string }
+  | { id: string; kind: 'delete'; contactId: string; ifMatch?: string }
   /** Photo bytes are read when their batch is sent; `size` lets a batch stay under Graph's 4 MB. */
   | { id: string; kind: 'setPhoto'; contactId: string; size: number; photo: () => Promise<Photo> }
   | { id: string; kind: 'deletePhoto'; contactId: string };
@@ -124,7 +125,9 @@ export type WriteResult =
   /** The reply was lost: the write may or may not have happened. */
   | { id: string; outcome: 'unknown'; message: string }
   /** Not sent before the deadline. */
-  | { id: string; outcome: 'notAttempted' };
+  | { id: string; outcome: 'notAttempted' }
+  /** Changed by someone else since it was planned (If-Match failed: 412): re-plan it. */
+  | { id: string; outcome: 'conflict' };
 
 export interface WriteOptions {
   /** Stop starting new batches after this instant (epoch ms). */

@@ -126,7 +126,7 @@ async function runPass(
     else healed.upserts.push([s.sourceKey, s.change.contact]);
   }
   await store.apply(policy.id, pass.mbx, healed.upserts, healed.deletesState);
-  const written = await writePlan(pass, ref, plan, healed.removeDuplicates);
+  const written = await writePlan(pass, ref, plan, healed.removeDuplicates, drift);
   let incomplete = written.incomplete;
   let photoWrites = 0;
   if (policy.photos.enabled && !incomplete) {
@@ -142,7 +142,7 @@ async function runPass(
     newDeltaLink: changes.newDeltaLink,
     writes: written.ops + photoWrites,
     createdIds: written.createdIds,
-    stillDirty: changes.stillDirty,
+    stillDirty: [...changes.stillDirty, ...written.conflicts],
     ...(incomplete ? { unsettled: drift } : {}),
   });
   if (incomplete) {

@@ -72,8 +72,10 @@ export async function readChanges(pass: MailboxPass, ref: FolderRef, adopted: bo
         await graph.readDrift(mbx, ref, pass.folderState?.deltaLink ?? null, take)
       ).deltaLink;
     }
+    out.stillDirty = await recheckDirty(pass, managed, out.drift, (items) =>
+      takeDrift(out.drift, managed, items, undefined, { fields: pass.fields, ownWrites }),
+    );
     await settleOwnWrites(pass, ownWrites);
-    out.stillDirty = await recheckDirty(pass, managed, out.drift);
   } catch (e) {
     if (e instanceof FolderGoneError) {
       // The user deleted the folder: everything in it is gone; recreate it and its contacts.
@@ -166,6 +168,7 @@ async function recheckDirty(
   pass: MailboxPass,
   managed: ReadonlyMap<string, [string, ManagedContact]>,
   drift: MutableDrift,
+  take: (items: DriftItem[]) => void,
 ): Promise<string[]> {
   const ids = (pass.folderState?.dirtyContactIds ?? []).filter(
     (id) => managed.has(id) && !drift.changed.has(id) && !drift.deleted.has(id),
@@ -177,8 +180,8 @@ async function recheckDirty(
     const current = found.get(id);
     if (current === undefined) left.push(id);
     else if (current === null) drift.deleted.add(id);
-    else if (current.changeKey !== managed.get(id)![1].changeKey)
-      drift.changed.set(id, { fields: current.fields, changeKey: current.changeKey });
+    // As a delta item: a changeKey that follows our own PATCH (its intent) is ours, not a user's.
+    else take([{ contactId: id, removed: false, changeKey: current.changeKey, fields: current.fields }]);
   }
   return left;
 }

@@ -83,6 +83,15 @@ export function relativeToVersion(link: string): string {
   return u.pathname.replace(/^\/(v1\.0|beta)(?=\/)/, '') + u.search;
 }
 
+/** The If-Match header for a changeKey (Outlook's ETag is the weak W/"<changeKey>"). */
+const ifMatch = (changeKey: string | undefined): Record<string, string> =>
+  changeKey ? { 'If-Match': `W/"${changeKey}"` } : {};
+
+const errorCode = (body: Json): string => {
+  const e = body.error as { code?: unknown } | undefined;
+  return typeof e?.code === 'string' ? e.code : '';
+};
+
 /** A sub-response's Retry-After in seconds (0 when absent or unreadable). */
 function retryAfterOf(r: Json | undefined): number {
   const v = Number(header(r?.headers, 'retry-after'));
@@ -518,7 +527,7 @@ export class GraphMailboxes implements MailboxGraph {
           id: op.id,
           method: 'PATCH',
           url: `${user}/contacts/${pathSegment(op.contactId)}`,
-          headers: { 'Content-Type': 'application/json', Prefer: immutable },
+          headers: { 'Content-Type': 'application/json', Prefer: immutable, ...ifMatch(op.ifMatch) },
           body: op.body(),
         };
       case 'delete':
@@ -526,7 +535,7 @@ export class GraphMailboxes implements MailboxGraph {
           id: op.id,
           method: 'DELETE',
           url: `${user}/contacts/${pathSegment(op.contactId)}`,
-          headers: { Prefer: immutable },
+          headers: { Prefer: immutable, ...ifMatch(op.ifMatch) },
         };
     }
   }
@@ -629,6 +638,12 @@ export class GraphMailboxes implements MailboxGraph {
               });
             } else if (status === 404 && q.op.kind !== 'create') {
               done.push({ id: q.op.id, outcome: 'notFound' });
+            } else if (
+              (q.op.kind === 'update' || q.op.kind === 'delete') &&
+              q.op.ifMatch &&
+              (status === 412 || (status === 409 && /IrresolvableConflict/.test(errorCode(rb))))
+            ) {
+              done.push({ id: q.op.id, outcome: 'conflict' });
             } else if (status === 424) {
               again.push(q); // not executed: a request before it failed
             } else if (q.op.kind === 'create' && (status === 0 || status >= 500)) {
