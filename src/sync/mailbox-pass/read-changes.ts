@@ -156,6 +156,8 @@ async function settleOwnWrites(
   ownWrites: ReadonlyMap<string, ManagedContact>,
 ): Promise<void> {
   for (const [k, c] of ownWrites) pass.contacts.set(k, c);
+  // Written, though the reply was lost (or a resend met our own changeKey): counted as updates.
+  pass.result.updated += ownWrites.size;
   if (ownWrites.size > 0 && !pass.options.dryRun)
     await pass.store.apply(pass.policy.id, pass.mbx, [...ownWrites], []);
 }
