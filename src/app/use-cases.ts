@@ -586,13 +586,18 @@ async function preReadDrifts(
 ): Promise<Map<string, NonNullable<MailboxSyncMessage['drift']>>> {
   const out = new Map<string, NonNullable<MailboxSyncMessage['drift']>>();
   try {
-    const reads: { mailboxId: string; deltaLink: string }[] = [];
+    const reads: { mailboxId: string; deltaLink: string; folderId?: string }[] = [];
     for (let i = 0; i < targets.length; i += 32) {
       const folders = await Promise.all(
         targets.slice(i, i + 32).map((t) => app.mailboxStore.loadFolder(policyId, t.userId)),
       );
       folders.forEach((f, n) => {
-        if (f?.deltaLink) reads.push({ mailboxId: targets[i + n]!.userId, deltaLink: f.deltaLink });
+        if (f?.deltaLink)
+          reads.push({
+            mailboxId: targets[i + n]!.userId,
+            deltaLink: f.deltaLink,
+            ...(f.folderId ? { folderId: f.folderId } : {}),
+          });
       });
     }
     if (reads.length === 0) return out;
@@ -610,6 +615,7 @@ async function preReadDrifts(
       out.set(mailboxId, {
         fromDeltaLink: from.get(mailboxId)!,
         deltaLink: d.deltaLink,
+        ...(typeof d.folderName === 'string' ? { folderName: d.folderName } : {}),
         items: d.items as NonNullable<MailboxSyncMessage['drift']>['items'],
       });
     }

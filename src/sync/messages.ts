@@ -79,6 +79,8 @@ export const mailboxSyncMessage = z.strictObject({
     .strictObject({
       fromDeltaLink: z.url({ protocol: /^https$/ }),
       deltaLink: z.url({ protocol: /^https$/ }),
+      /** The folder's name when the round was read: a pass sees a renamed folder without a request. */
+      folderName: z.string().max(255).optional(),
       items: z
         .array(
           z.strictObject({

@@ -114,8 +114,9 @@ export interface DriftItem {
 export type WriteOp =
   /** Bodies are built when their batch is sent, so a large plan does not hold every body at once. */
   | { id: string; kind: 'create'; folder: FolderRef; body: () => Record<string, unknown> }
-  | { id: string; kind: 'update'; contactId: string; body: () => Record<string, unknown> }
-  | { id: string; kind: 'delete'; contactId: string }
+  /** ifMatch: the changeKey the write was planned against; another one answers `conflict`. */
+  | { id: string; kind: 'update'; contactId: string; body: () => Record<string, unknown>; ifMatch?: string }
+  | { id: string; kind: 'delete'; contactId: string; ifMatch?: string }
   /** Photo bytes are read when their batch is sent; `size` lets a batch stay under Graph's 4 MB. */
   | { id: string; kind: 'setPhoto'; contactId: string; size: number; photo: () => Promise<Photo> }
   | { id: string; kind: 'deletePhoto'; contactId: string };
@@ -127,7 +128,9 @@ export type WriteResult =
   /** The reply was lost: the write may or may not have happened. */
   | { id: string; outcome: 'unknown'; message: string }
   /** Not sent before the deadline. */
-  | { id: string; outcome: 'notAttempted' };
+  | { id: string; outcome: 'notAttempted' }
+  /** Changed by someone else since it was planned (If-Match failed: 412): re-plan it. */
+  | { id: string; outcome: 'conflict' };
 
 export interface WriteOptions {
   /** Stop starting new batches after this instant (epoch ms). */
@@ -141,6 +144,10 @@ export interface WriteOptions {
 export interface MailboxGraph extends MailboxSourceReader {
   findFolder(mailboxId: string, name: string): Promise<string | undefined>;
   createFolder(mailboxId: string, name: string): Promise<string>;
+  /** The folder's display name; undefined when it no longer exists. */
+  folderName(mailboxId: string, folderId: string): Promise<string | undefined>;
+  /** Renames the folder; false when another folder already has that name (Graph: 409). */
+  renameFolder(mailboxId: string, folderId: string, name: string): Promise<boolean>;
   /**
    * One round of the folder's contacts delta. With `onPage`, each page goes there and `items` comes
    * back empty (a large folder is never held whole). Throws FolderGoneError or DeltaExpiredError.
@@ -154,10 +161,12 @@ export interface MailboxGraph extends MailboxSourceReader {
   /**
    * The next delta round of many mailboxes' folders at once ($batch, one sub-request per mailbox),
    * for a run's start. Only rounds that fit one page come back; the others are left to the mailbox.
+   * With `folderId`, the folder's current name comes along (null: the folder is gone), so a pass
+   * sees a renamed folder without a request of its own.
    */
   readDrifts(
-    reads: readonly { mailboxId: string; deltaLink: string }[],
-  ): Promise<Map<string, { items: DriftItem[]; deltaLink: string }>>;
+    reads: readonly { mailboxId: string; deltaLink: string; folderId?: string }[],
+  ): Promise<Map<string, { items: DriftItem[]; deltaLink: string; folderName?: string | null }>>;
   /** Every contact in the folder with our tag (if any). */
   listContacts(mailboxId: string, folder: FolderRef): Promise<TaggedContact[]>;
   /** Contacts in the folder carrying this tag value. */
@@ -189,6 +198,12 @@ export interface FolderState {
   created?: boolean;
   /** The `unmanagedContacts` option last carried out here (take-over): a changed option looks again. */
   takenOver?: 'adopt' | 'remove';
+  /**
+   * Folders this policy wrote into before its folder changed (folder.name edited, switched to or from
+   * null, or a name already taken): our tagged contacts there are removed once the new folder is
+   * filled, and a named folder left empty is deleted. Null stands for the default Contacts folder.
+   */
+  retired?: (string | null)[];
 }
 
 /** A create we are about to send: if the reply is lost, the tag finds it. */
@@ -235,6 +250,8 @@ export interface SourceMeta {
   orgContactDeltaLink: string | null;
   groupDeltaLink?: string | null;
   mailboxDeltaLink?: string | null;
+  /** The mailbox source the token belongs to (`mailbox/folder`): another one is read in full. */
+  mailboxSource?: string | null;
   refreshedAt: string;
 }
 

@@ -184,9 +184,14 @@ export async function refreshSource(
   );
 
   let mailboxDeltaLink: string | null = null;
+  let mailboxSource: string | null = null;
   if (source.type === 'mailbox') {
     if (!mailboxReader) throw new Error(`policy ${policy.id}: a mailbox source needs a mailbox reader`);
-    const round = await readRound(meta?.mailboxDeltaLink ?? null, (l) =>
+    // The stored token reads the mailbox and folder it was taken from: after a policy edit, another
+    // source is read in full (its first round replaces every entry of the old one).
+    mailboxSource = `${source.mailbox.toLowerCase()}/${source.folder ?? ''}`;
+    const link = meta?.mailboxSource === mailboxSource ? (meta.mailboxDeltaLink ?? null) : null;
+    const round = await readRound(link, (l) =>
       mailboxReader.readSourceContacts(source.mailbox, source.folder, l),
     );
     // A managed contact (any policy's tag) is never a source object: it was made from one.
@@ -303,6 +308,7 @@ export async function refreshSource(
     orgContactDeltaLink,
     groupDeltaLink,
     mailboxDeltaLink,
+    mailboxSource,
     refreshedAt: now.toISOString(),
   });
 

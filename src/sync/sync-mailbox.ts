@@ -14,12 +14,14 @@ import {
   type SourceStore,
 } from './ports';
 import { ensureFolder, folderMissingInDryRun } from './mailbox-pass/ensure-folder';
+import { adoptFormerIds } from './mailbox-pass/former-ids';
 import { healByTag } from './mailbox-pass/heal';
 import { MapWithout } from './mailbox-pass/map-without';
 import type { MailboxPass, MailboxResult, SyncMailboxOptions } from './mailbox-pass/pass';
 import { planPass, reportPlanned } from './mailbox-pass/plan';
 import { writePhotos } from './mailbox-pass/photos';
 import { readChanges } from './mailbox-pass/read-changes';
+import { retireFolders } from './mailbox-pass/retire';
 import { settleFolder } from './mailbox-pass/settle';
 import { addressesOfRows, takeOver, wantsTakeOver } from './mailbox-pass/take-over';
 import { writePlan } from './mailbox-pass/write';
@@ -121,6 +123,7 @@ async function runPass(
       : {}),
   };
   const folder = await ensureFolder(pass);
+  await adoptFormerIds(pass, state.folder === null);
   const changes = await readChanges(pass, folder.ref, folder.adopted);
   const { ref, drift } = changes;
   const healed = await healByTag(pass, ref, changes.reconcile, drift, changes.unknownIds);
@@ -144,7 +147,7 @@ async function runPass(
     else healed.upserts.push([s.sourceKey, s.change.contact]);
   }
   await store.apply(policy.id, pass.mbx, healed.upserts, healed.deletesState);
-  const written = await writePlan(pass, ref, plan, healed.removeDuplicates);
+  const written = await writePlan(pass, ref, plan, healed.removeDuplicates, drift);
   let incomplete = written.incomplete;
   let photoWrites = 0;
   if (policy.photos.enabled && !incomplete) {
@@ -152,13 +155,15 @@ async function runPass(
     photoWrites = photos.ops;
     incomplete = photos.incomplete;
   }
+  // Our contacts leave a folder the policy left only once the new folder holds them all.
+  if (!incomplete) await retireFolders(pass, written.writeOptions);
 
   await settleFolder(pass, {
     ref,
     newDeltaLink: changes.newDeltaLink,
     writes: written.ops + photoWrites,
     createdIds: written.createdIds,
-    stillDirty: changes.stillDirty,
+    stillDirty: [...changes.stillDirty, ...written.conflicts],
     ...(incomplete ? { unsettled: drift } : {}),
   });
   if (incomplete) {

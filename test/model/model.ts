@@ -55,6 +55,10 @@ export type Step =
   | { t: 'renameFolder'; mailbox: number }
   | { t: 'policy'; filter: number | null; excludeGroup: boolean }
   | { t: 'renamePolicyFolder' }
+  /** folder.name: to null (the default folder), back to the first name, or to a name a user's folder has. */
+  | { t: 'policyFolder'; to: 'default' | 'first' | 'taken'; mailbox: number }
+  /** The policy's id renamed (its former ids listed in previousIds). */
+  | { t: 'renamePolicyId' }
   | { t: 'fault'; kind: (typeof faultKinds)[number] }
   | { t: 'run' };
 
@@ -69,6 +73,9 @@ export interface Alphabet {
   userActions: ('editContact' | 'deleteContact' | 'createOwn' | 'deleteFolder' | 'renameFolder')[];
   faults: (typeof faultKinds)[number][];
   policyFolderRename: boolean;
+  /** folder.name switched to or from null, back to an earlier name, to a name already taken. */
+  policyFolderSwitch: boolean;
+  policyIdRename: boolean;
   keepSemantics: boolean;
 }
 
@@ -76,16 +83,13 @@ export const fullAlphabet: Alphabet = {
   userActions: ['editContact', 'deleteContact', 'createOwn', 'deleteFolder', 'renameFolder'],
   faults: [...faultKinds],
   policyFolderRename: true,
+  policyFolderSwitch: true,
+  policyIdRename: true,
   keepSemantics: true,
 };
 
 /** What CI runs: the full alphabet minus the commands that find open defects (see RELIABILITY.md). */
-export const ciAlphabet: Alphabet = {
-  ...fullAlphabet,
-  // Defect 7 (another engineer's lane): a folder renamed by its user, or by the policy, does not converge.
-  userActions: fullAlphabet.userActions.filter((a) => a !== 'renameFolder'),
-  policyFolderRename: false,
-};
+export const ciAlphabet: Alphabet = fullAlphabet;
 
 export function sequenceArbitrary(alphabet: Alphabet, maxSteps = 10): fc.Arbitrary<Sequence> {
   const i = fc.nat({ max: 50 });
@@ -119,6 +123,15 @@ export function sequenceArbitrary(alphabet: Alphabet, maxSteps = 10): fc.Arbitra
   if (alphabet.faults.length > 0)
     steps.push(fc.record({ t: fc.constant('fault' as const), kind: fc.constantFrom(...alphabet.faults) }));
   if (alphabet.policyFolderRename) steps.push(fc.constant({ t: 'renamePolicyFolder' as const }));
+  if (alphabet.policyIdRename) steps.push(fc.constant({ t: 'renamePolicyId' as const }));
+  if (alphabet.policyFolderSwitch)
+    steps.push(
+      fc.record({
+        t: fc.constant('policyFolder' as const),
+        to: fc.constantFrom('default' as const, 'first' as const, 'taken' as const),
+        mailbox: i,
+      }),
+    );
   const mode = alphabet.keepSemantics
     ? fc.constantFrom('restore' as const, 'keep' as const)
     : fc.constant('restore' as const);
@@ -196,9 +209,10 @@ function tableFault(name: string, when: 'before' | 'after', times: number): Pipe
 /** Runs one sequence; throws (with the violations) when the engine breaks the invariant. */
 export async function runSequence(world: ModelWorld, seq: Sequence): Promise<void> {
   const { f, targets } = world;
-  const id = `m${++world.sequences}`;
+  let id = `m${++world.sequences}`;
   world.onSequence?.(world.sequences, seq);
-  let folderName = `Model ${id}`;
+  const firstName = `Model ${id}`;
+  let folderName: string | null = firstName;
   let input: PolicyInput = {
     id,
     name: id,
@@ -242,6 +256,12 @@ export async function runSequence(world: ModelWorld, seq: Sequence): Promise<voi
         if (targets.includes(upn) && managed(upn).some((c) => tagOfContact(c) === `${id}|${key}`))
           problems.push(`${upn}: ${key} was deleted by its user and came back (onUserDelete: keep)`);
       }
+    // A renamed policy leaves no contact of a former id behind.
+    for (const prev of policy.previousIds)
+      for (const upn of targets)
+        for (const c of f.sim.tenant.mailbox(upn)!.contacts.values())
+          if (tagOfContact(c)?.startsWith(`${prev}|`))
+            problems.push(`${upn}: a contact of the former id ${prev} is left: ${tagOfContact(c)}`);
     if (problems.length > 0) throw new Error(`${when}:\n  ${problems.join('\n  ')}`);
   };
   let before = snapshotUntagged(f.sim);
@@ -348,14 +368,14 @@ export async function runSequence(world: ModelWorld, seq: Sequence): Promise<voi
       case 'deleteFolder': {
         const upn = pick(targets, step.mailbox)!;
         const mailbox = t.mailbox(upn)!;
-        const folder = folderOf(mailbox, folderName);
+        const folder = folderName === null ? undefined : folderOf(mailbox, folderName);
         if (folder) mailbox.deleteFolder(folder);
         break;
       }
       case 'renameFolder': {
         const upn = pick(targets, step.mailbox)!;
         const mailbox = t.mailbox(upn)!;
-        const folder = folderOf(mailbox, folderName);
+        const folder = folderName === null ? undefined : folderOf(mailbox, folderName);
         if (folder) mailbox.folders.get(folder)!.displayName = `${folderName} (mine)`;
         break;
       }
@@ -376,7 +396,26 @@ export async function runSequence(world: ModelWorld, seq: Sequence): Promise<voi
         break;
       }
       case 'renamePolicyFolder': {
-        folderName = `${folderName}+`;
+        folderName = `${folderName ?? firstName}+`;
+        input = { ...input, folder: { name: folderName } };
+        policy = writePolicy();
+        break;
+      }
+      case 'renamePolicyId': {
+        id = `${id}r`;
+        input = { ...input, id, previousIds: [...(input.previousIds ?? []), input.id].slice(-5) };
+        policy = writePolicy();
+        break;
+      }
+      case 'policyFolder': {
+        if (step.to === 'taken') {
+          // A user already has a folder of that name, with a contact of their own in it.
+          folderName = `${folderName ?? firstName} taken`;
+          const mailbox = t.mailbox(pick(targets, step.mailbox)!)!;
+          const folder =
+            folderOf(mailbox, folderName) ?? mailbox.createFolder(folderName, mailbox.contactsFolderId).id;
+          mailbox.createContact(folder, { displayName: 'Mine' }, [], new Date());
+        } else folderName = step.to === 'default' ? null : firstName;
         input = { ...input, folder: { name: folderName } };
         policy = writePolicy();
         break;

@@ -101,6 +101,12 @@ export function parsePolicyFile(text: string): LoadedPolicyFile {
         message: `no connection "${p.connection}" in this file`,
         policyId: p.id,
       });
+    if (p.previousIds.includes(p.id))
+      problems.push({
+        path: `policies[${index}].previousIds`,
+        message: `"${p.id}" is this policy's own id`,
+        policyId: p.id,
+      });
     if (seen.has(p.id))
       problems.push({
         path: `policies[${index}].id`,
@@ -126,5 +132,21 @@ export function parsePolicyFile(text: string): LoadedPolicyFile {
     seen.add(p.id);
     policies.push(p);
   });
+  // A former id that another policy has now would hand that policy's contacts over: refused.
+  for (const p of [...policies]) {
+    const taken = p.previousIds.filter((x) => seen.has(x));
+    if (taken.length === 0) continue;
+    const index = file.data.policies.findIndex((r) => (r as { id?: unknown } | null)?.id === p.id);
+    policies.splice(policies.indexOf(p), 1);
+    invalidPolicies.push({
+      index,
+      policyId: p.id,
+      issues: taken.map((x) => ({
+        path: `policies[${index}].previousIds`,
+        message: `"${x}" is the id of another policy in this file: a former id must be one no policy has now`,
+        policyId: p.id,
+      })),
+    });
+  }
   return { connections, policies, invalidPolicies, deletedPolicyGraceDays: file.data.deletedPolicyGraceDays };
 }

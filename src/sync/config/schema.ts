@@ -353,6 +353,13 @@ const ncrontab = z.string().refine(
 
 export const policySchema = z.strictObject({
   id,
+  previousIds: z
+    .array(id)
+    .max(5)
+    .default([])
+    .describe(
+      "A renamed policy's former ids: each mailbox's contacts of a former id are replaced by the new id's and its state dropped (the id keys the contacts' tags and state)",
+    ),
   name: z.string().min(1).max(200),
   enabled: z.boolean().default(true),
   connection: id.describe('id of a connection in this file'),

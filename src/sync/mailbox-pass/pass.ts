@@ -41,7 +41,7 @@ export interface SyncMailboxOptions {
   force: boolean;
   deadline?: number;
   /** The folder's next delta round, read at the run's start with other mailboxes' in one $batch. */
-  preReadDrift?: { fromDeltaLink: string; deltaLink: string; items: DriftItem[] };
+  preReadDrift?: { fromDeltaLink: string; deltaLink: string; folderName?: string; items: DriftItem[] };
 }
 
 /** What users changed in managed contacts: by contact id. */

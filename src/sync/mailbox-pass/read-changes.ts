@@ -4,7 +4,13 @@
 import type { ContactFieldName } from '../config/schema';
 import { sameValue } from '../mapping';
 import type { ManagedContact } from '../planner';
-import { DeltaExpiredError, FolderGoneError, type DriftItem, type FolderRef } from '../ports';
+import {
+  DeltaExpiredError,
+  FolderGoneError,
+  type DriftItem,
+  type FolderRef,
+  type FolderState,
+} from '../ports';
 import { ensureFolder, folderMissingInDryRun } from './ensure-folder';
 import type { MailboxPass, MutableDrift } from './pass';
 
@@ -66,16 +72,24 @@ export async function readChanges(pass: MailboxPass, ref: FolderRef, adopted: bo
         await graph.readDrift(mbx, ref, pass.folderState?.deltaLink ?? null, take)
       ).deltaLink;
     }
+    out.stillDirty = await recheckDirty(pass, managed, out.drift, (items) =>
+      takeDrift(out.drift, managed, items, undefined, { fields: pass.fields, ownWrites }),
+    );
     await settleOwnWrites(pass, ownWrites);
-    out.stillDirty = await recheckDirty(pass, managed, out.drift);
   } catch (e) {
     if (e instanceof FolderGoneError) {
       // The user deleted the folder: everything in it is gone; recreate it and its contacts.
       for (const k of pass.contacts.keys()) out.lostWithFolder.add(k);
       if (!options.dryRun) await pass.store.clear(pass.policy.id, mbx);
       pass.contacts.clear();
+      const retired = pass.folderState?.retired;
       pass.folderState = null;
       const again = await ensureFolder(pass);
+      if (retired && pass.folderState && !options.dryRun) {
+        // Folders left behind by an earlier policy change are still to be emptied.
+        pass.folderState = { ...(pass.folderState as FolderState), retired };
+        await pass.store.saveFolder(pass.policy.id, mbx, pass.folderState);
+      }
       out.ref = again.ref;
       out.reconcile = again.adopted;
       if (!options.dryRun) out.newDeltaLink = (await graph.readDrift(mbx, out.ref, null, ignore)).deltaLink;
@@ -142,6 +156,8 @@ async function settleOwnWrites(
   ownWrites: ReadonlyMap<string, ManagedContact>,
 ): Promise<void> {
   for (const [k, c] of ownWrites) pass.contacts.set(k, c);
+  // Written, though the reply was lost (or a resend met our own changeKey): counted as updates.
+  pass.result.updated += ownWrites.size;
   if (ownWrites.size > 0 && !pass.options.dryRun)
     await pass.store.apply(pass.policy.id, pass.mbx, [...ownWrites], []);
 }
@@ -154,6 +170,7 @@ async function recheckDirty(
   pass: MailboxPass,
   managed: ReadonlyMap<string, [string, ManagedContact]>,
   drift: MutableDrift,
+  take: (items: DriftItem[]) => void,
 ): Promise<string[]> {
   const ids = (pass.folderState?.dirtyContactIds ?? []).filter(
     (id) => managed.has(id) && !drift.changed.has(id) && !drift.deleted.has(id),
@@ -165,8 +182,8 @@ async function recheckDirty(
     const current = found.get(id);
     if (current === undefined) left.push(id);
     else if (current === null) drift.deleted.add(id);
-    else if (current.changeKey !== managed.get(id)![1].changeKey)
-      drift.changed.set(id, { fields: current.fields, changeKey: current.changeKey });
+    // As a delta item: a changeKey that follows our own PATCH (its intent) is ours, not a user's.
+    else take([{ contactId: id, removed: false, changeKey: current.changeKey, fields: current.fields }]);
   }
   return left;
 }

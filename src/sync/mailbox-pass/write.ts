@@ -6,7 +6,7 @@ import { toGraphBody, withExtendedProperty } from '../mapping';
 import type { DesiredContact, MailboxPlan, ManagedContact } from '../planner';
 import type { FolderRef, StoredContact, WriteOp, WriteOptions, WriteResult } from '../ports';
 import { tagPropertyId, tagValue } from '../tag';
-import type { MailboxError, MailboxPass } from './pass';
+import type { MailboxError, MailboxPass, MutableDrift } from './pass';
 
 type Meaning =
   | { kind: 'create'; c: MailboxPlan['creates'][number] }
@@ -46,6 +46,8 @@ export interface Written {
   writeOptions: WriteOptions;
   /** Ids of the contacts this pass created: each must come back in the next delta round. */
   createdIds: Set<string>;
+  /** Contacts changed by someone else after they were planned (412): re-checked and re-planned. */
+  conflicts: Set<string>;
 }
 
 export async function writePlan(
@@ -53,8 +55,9 @@ export async function writePlan(
   ref: FolderRef,
   plan: MailboxPlan,
   removeDuplicates: readonly string[],
+  drift: MutableDrift,
 ): Promise<Written> {
-  const writer = new PlanWriter(pass, ref);
+  const writer = new PlanWriter(pass, ref, drift);
   const ops = [
     ...writer.queueCreates(plan.creates),
     ...plan.updates.map((u) => writer.queueUpdate(u)),
@@ -72,7 +75,13 @@ export async function writePlan(
   if (ops.length > 0) await pass.graph.write(pass.mbx, ops, batchOptions);
   if (writer.followUps.length > 0 && !writer.incomplete)
     await pass.graph.write(pass.mbx, writer.queueCreates(writer.followUps), batchOptions);
-  return { ops: ops.length, incomplete: writer.incomplete, writeOptions, createdIds: writer.createdIds };
+  return {
+    ops: ops.length,
+    incomplete: writer.incomplete,
+    writeOptions,
+    createdIds: writer.createdIds,
+    conflicts: writer.conflicts,
+  };
 }
 
 class PlanWriter {
@@ -84,12 +93,28 @@ class PlanWriter {
   private nextToPend = 0;
   readonly followUps: MailboxPlan['creates'] = [];
   readonly createdIds = new Set<string>();
+  readonly conflicts = new Set<string>();
   incomplete = false;
 
   constructor(
     private readonly pass: MailboxPass,
     private readonly ref: FolderRef,
+    private readonly drift: MutableDrift,
   ) {}
+
+  /**
+   * The changeKey a write was planned against (a user's edit read at the pass's start, else ours):
+   * sent as If-Match, so an edit made after that read is never overwritten unseen.
+   */
+  private plannedAgainst(
+    sourceKey: string,
+    contactId: string,
+  ): Pick<WriteOp & { kind: 'delete' }, 'ifMatch'> {
+    const have = this.pass.contacts.get(sourceKey);
+    const changeKey =
+      this.drift.changed.get(contactId)?.changeKey ?? (have && !have.pending ? have.changeKey : undefined);
+    return changeKey ? { ifMatch: changeKey } : {};
+  }
 
   queueCreates(creates: MailboxPlan['creates']): WriteOp[] {
     const { fields, policy } = this.pass;
@@ -120,13 +145,19 @@ class PlanWriter {
   queueUpdate(u: MailboxPlan['updates'][number]): WriteOp {
     const id = `u${this.n++}`;
     this.meaning.set(id, { kind: 'update', u });
-    return { id, kind: 'update', contactId: u.contactId, body: () => toGraphBody(u.patch, u.patchFields) };
+    return {
+      id,
+      kind: 'update',
+      contactId: u.contactId,
+      body: () => toGraphBody(u.patch, u.patchFields),
+      ...this.plannedAgainst(u.sourceKey, u.contactId),
+    };
   }
 
   queueDelete(d: MailboxPlan['deletes'][number]): WriteOp {
     const id = `d${this.n++}`;
     this.meaning.set(id, { kind: 'delete', d });
-    return { id, kind: 'delete', contactId: d.contactId };
+    return { id, kind: 'delete', contactId: d.contactId, ...this.plannedAgainst(d.sourceKey, d.contactId) };
   }
 
   queueTwinDelete(contactId: string): WriteOp {
@@ -202,6 +233,14 @@ class PlanWriter {
         this.incomplete = true;
         if (m.kind === 'create') this.unpend(m.c.sourceKey, del);
         this.dropIntent(m, up);
+        continue;
+      }
+      if (r.outcome === 'conflict') {
+        // Changed since it was planned: looked at again (the row keeps an update's intent, so our
+        // own PATCH whose reply was lost and that was sent again is still known as ours).
+        this.incomplete = true;
+        if (m.kind === 'update') this.conflicts.add(m.u.contactId);
+        if (m.kind === 'delete') this.conflicts.add(m.d.contactId);
         continue;
       }
       if (r.outcome === 'unknown') {

@@ -83,6 +83,22 @@ interface RouteContext {
   user?: SimUser;
 }
 
+/**
+ * Outlook items honour If-Match with their ETag (W/"<changeKey>"): a write planned against another
+ * changeKey is refused, 412 ErrorIrresolvableConflict (see README: conditional writes).
+ */
+function checkIfMatch(ctx: RouteContext, c: SimContact): void {
+  const header = ctx.req.headers['if-match'];
+  if (header === undefined || header.trim() === '*') return;
+  const tags = header.split(',').map((t) => t.trim().replace(/^W\//, '').replace(/^"|"$/g, ''));
+  if (!tags.includes(c.changeKey))
+    throw new GraphFault(
+      412,
+      'ErrorIrresolvableConflict',
+      'The send or update operation could not be performed because the change key passed in the request does not match the current change key for the item.',
+    );
+}
+
 interface Route {
   method: string;
   pattern: RegExp;
@@ -741,6 +757,7 @@ export class GraphService {
         P.contactsWrite,
         (c) => {
           const contact = this.contact(c, inFolder ? folderOf(c) : undefined);
+          checkIfMatch(c, contact);
           c.mailbox!.deleteContact(contact);
           return { status: 204 };
         },
@@ -1435,7 +1452,13 @@ export class GraphService {
   private updateFolder(ctx: RouteContext): SimResponse {
     const f = this.folder(ctx);
     const body = ctx.req.body as { displayName?: unknown } | undefined;
-    if (typeof body?.displayName === 'string') f.displayName = body.displayName;
+    if (typeof body?.displayName === 'string') {
+      // Exchange keeps folder names unique under one parent (as on create): 409 ErrorFolderExists.
+      const other = ctx.mailbox!.folderByName(body.displayName, f.parentFolderId);
+      if (other && other.id !== f.id)
+        throw new GraphFault(409, 'ErrorFolderExists', 'A folder with the specified name already exists.');
+      f.displayName = body.displayName;
+    }
     return { status: 200, body: folderView(f, ctx.immutable, ctx.mailbox!) };
   }
 
@@ -1538,6 +1561,7 @@ export class GraphService {
 
   private updateContact(ctx: RouteContext, folderId: string | undefined): SimResponse {
     const c = this.contact(ctx, folderId);
+    checkIfMatch(ctx, c);
     const write = parseContactBody(ctx.req.body);
     ctx.mailbox!.updateContact(c, write.data, write.extended, new Date(this.now()));
     return { status: 200, body: contactView(c, ctx.mailbox!, ctx.immutable) };

@@ -75,6 +75,29 @@ describe('policy file', () => {
     assert.match(loaded.invalidPolicies[1]!.issues[0]!.message, /folderName/);
   });
 
+  it("a renamed policy lists its former ids; one that is its own or another policy's id is refused by name", () => {
+    const loaded = parsePolicyFile(
+      file([
+        policy({ id: 'directory', previousIds: ['gal-old'] }),
+        policy({ id: 'self', previousIds: ['self'] }),
+        policy({ id: 'thief', previousIds: ['directory'] }),
+      ]),
+    );
+    assert.deepEqual(
+      loaded.policies.map((p) => [p.id, p.previousIds]),
+      [['directory', ['gal-old']]],
+    );
+    const issues = loaded.invalidPolicies.map((p) => [p.policyId, p.issues[0]!.path, p.issues[0]!.message]);
+    assert.deepEqual(issues, [
+      ['self', 'policies[1].previousIds', '"self" is this policy\'s own id'],
+      [
+        'thief',
+        'policies[2].previousIds',
+        '"directory" is the id of another policy in this file: a former id must be one no policy has now',
+      ],
+    ]);
+  });
+
   it('refuses a file without valid connections, naming the field', () => {
     assert.throws(
       () => parsePolicyFile(file([policy()], [{ ...connection, tenantId: 'contoso' }])),

@@ -86,6 +86,15 @@ export function relativeToVersion(link: string): string {
   return u.pathname.replace(/^\/(v1\.0|beta)(?=\/)/, '') + u.search;
 }
 
+/** The If-Match header for a changeKey (Outlook's ETag is the weak W/"<changeKey>"). */
+const ifMatch = (changeKey: string | undefined): Record<string, string> =>
+  changeKey ? { 'If-Match': `W/"${changeKey}"` } : {};
+
+const errorCode = (body: Json): string => {
+  const e = body.error as { code?: unknown } | undefined;
+  return typeof e?.code === 'string' ? e.code : '';
+};
+
 /** A sub-response's Retry-After in seconds (0 when absent or unreadable). */
 function retryAfterOf(r: Json | undefined): number {
   const v = Number(header(r?.headers, 'retry-after'));
@@ -172,6 +181,35 @@ export class GraphMailboxes implements MailboxGraph {
     }
   }
 
+  async folderName(mailboxId: string, folderId: string): Promise<string | undefined> {
+    try {
+      const f = await this.get(
+        `/users/${pathSegment(mailboxId)}/contactFolders/${pathSegment(folderId)}?$select=displayName`,
+      );
+      return typeof f.displayName === 'string' ? f.displayName : '';
+    } catch (e) {
+      if (e instanceof GraphRequestError && e.status === 404) return undefined;
+      throw e;
+    }
+  }
+
+  async renameFolder(mailboxId: string, folderId: string, name: string): Promise<boolean> {
+    this.stats.httpCalls++;
+    try {
+      await graphCall(
+        () =>
+          this.client
+            .api(`/users/${pathSegment(mailboxId)}/contactFolders/${pathSegment(folderId)}`)
+            .patch({ displayName: name }) as Promise<unknown>,
+      );
+      return true;
+    } catch (e) {
+      if (e instanceof GraphRequestError && e.status === 409) return false;
+      throw e;
+    }
+  }
+
+  /** Deletes a contact folder; false when it was already gone. */
   async deleteFolder(mailboxId: string, folderId: string): Promise<boolean> {
     this.stats.httpCalls++;
     try {
@@ -227,11 +265,24 @@ export class GraphMailboxes implements MailboxGraph {
   }
 
   async readDrifts(
-    reads: readonly { mailboxId: string; deltaLink: string }[],
-  ): Promise<Map<string, { items: DriftItem[]; deltaLink: string }>> {
-    const out = new Map<string, { items: DriftItem[]; deltaLink: string }>();
+    reads: readonly { mailboxId: string; deltaLink: string; folderId?: string }[],
+  ): Promise<Map<string, { items: DriftItem[]; deltaLink: string; folderName?: string | null }>> {
+    const out = new Map<string, { items: DriftItem[]; deltaLink: string; folderName?: string | null }>();
+    // A read with its folder's name takes two sub-requests: chunks hold 20 sub-requests.
     const chunks: (typeof reads)[] = [];
-    for (let i = 0; i < reads.length; i += 20) chunks.push(reads.slice(i, i + 20));
+    let chunk: (typeof reads)[number][] = [];
+    let size = 0;
+    for (const r of reads) {
+      const cost = r.folderId ? 2 : 1;
+      if (size + cost > 20) {
+        chunks.push(chunk);
+        chunk = [];
+        size = 0;
+      }
+      chunk.push(r);
+      size += cost;
+    }
+    if (chunk.length > 0) chunks.push(chunk);
     for (let i = 0; i < chunks.length; i += 4) {
       await Promise.all(
         chunks.slice(i, i + 4).map(async (chunk) => {
@@ -242,23 +293,52 @@ export class GraphMailboxes implements MailboxGraph {
               .api('/$batch')
               .middlewareOptions([new RetryHandlerOptions(0, 0)])
               .post({
-                requests: chunk.map((r, n) => ({
-                  id: String(n),
-                  method: 'GET',
-                  url: relativeToVersion(r.deltaLink),
-                  headers: { Prefer: `${immutable}, odata.maxpagesize=1000` },
-                })),
+                requests: chunk.flatMap((r, n) => [
+                  {
+                    id: String(n),
+                    method: 'GET',
+                    url: relativeToVersion(r.deltaLink),
+                    headers: { Prefer: `${immutable}, odata.maxpagesize=1000` },
+                  },
+                  ...(r.folderId
+                    ? [
+                        {
+                          id: `f${n}`,
+                          method: 'GET',
+                          url: `/users/${pathSegment(r.mailboxId)}/contactFolders/${pathSegment(r.folderId)}?$select=displayName`,
+                          headers: { Prefer: immutable },
+                        },
+                      ]
+                    : []),
+                ]),
               })) as { responses?: Json[] };
           } catch {
             return; // each mailbox reads its own delta then
           }
+          const names = new Map<string, string | null>();
           for (const r of response.responses ?? []) {
+            const id = String(r.id);
+            if (!id.startsWith('f')) continue;
+            const body = (r.body ?? {}) as Json;
+            if (r.status === 200 && typeof body.displayName === 'string')
+              names.set(id.slice(1), body.displayName);
+            else if (r.status === 404) names.set(id.slice(1), null);
+          }
+          for (const r of response.responses ?? []) {
+            if (String(r.id).startsWith('f')) continue;
             const read = chunk[Number(r.id)];
             const page = (r.body ?? {}) as Json;
             // One whole round only: a next page, an error or an expired token is the mailbox's to handle.
             if (!read || r.status !== 200 || typeof page['@odata.deltaLink'] !== 'string') continue;
             if (typeof page['@odata.nextLink'] === 'string') continue;
-            out.set(read.mailboxId, { items: driftItemsOf(page), deltaLink: page['@odata.deltaLink'] });
+            // Without its folder's name (the look-up failed) the round is the mailbox's to read.
+            const name = names.get(String(r.id));
+            if (read.folderId && name === undefined) continue;
+            out.set(read.mailboxId, {
+              items: driftItemsOf(page),
+              deltaLink: page['@odata.deltaLink'],
+              ...(read.folderId ? { folderName: name } : {}),
+            });
           }
         }),
       );
@@ -301,7 +381,16 @@ export class GraphMailboxes implements MailboxGraph {
     folder: string | null,
     deltaLink: string | null,
   ): Promise<{ items: DriftItem[]; deltaLink: string }> {
-    if (deltaLink) return this.readDrift(mailbox, { kind: 'default' }, deltaLink);
+    if (deltaLink) {
+      try {
+        return await this.readDrift(mailbox, { kind: 'default' }, deltaLink);
+      } catch (e) {
+        // The folder the token was taken from is gone (deleted, perhaps made again): read in full.
+        if (e instanceof GraphRequestError && e.status === 404)
+          throw new DeltaExpiredError(`the source folder of ${mailbox} is gone: ${e.message}`);
+        throw e;
+      }
+    }
     let ref: FolderRef = { kind: 'default' };
     if (folder !== null) {
       const id = await this.findFolder(mailbox, folder);
@@ -445,7 +534,7 @@ export class GraphMailboxes implements MailboxGraph {
           id: op.id,
           method: 'PATCH',
           url: `${user}/contacts/${pathSegment(op.contactId)}`,
-          headers: { 'Content-Type': 'application/json', Prefer: immutable },
+          headers: { 'Content-Type': 'application/json', Prefer: immutable, ...ifMatch(op.ifMatch) },
           body: op.body(),
         };
       case 'delete':
@@ -453,7 +542,7 @@ export class GraphMailboxes implements MailboxGraph {
           id: op.id,
           method: 'DELETE',
           url: `${user}/contacts/${pathSegment(op.contactId)}`,
-          headers: { Prefer: immutable },
+          headers: { Prefer: immutable, ...ifMatch(op.ifMatch) },
         };
     }
   }
@@ -556,6 +645,12 @@ export class GraphMailboxes implements MailboxGraph {
               });
             } else if (status === 404 && q.op.kind !== 'create') {
               done.push({ id: q.op.id, outcome: 'notFound' });
+            } else if (
+              (q.op.kind === 'update' || q.op.kind === 'delete') &&
+              q.op.ifMatch &&
+              (status === 412 || (status === 409 && /IrresolvableConflict/.test(errorCode(rb))))
+            ) {
+              done.push({ id: q.op.id, outcome: 'conflict' });
             } else if (status === 424) {
               again.push(q); // not executed: a request before it failed
             } else if (q.op.kind === 'create' && (status === 0 || status >= 500)) {

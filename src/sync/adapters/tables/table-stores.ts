@@ -144,6 +144,7 @@ function folderOf(e: Record<string, unknown>): FolderState {
     ...(e.recheckAll === true ? { recheckAll: true } : {}),
     ...(e.created === true ? { created: true } : {}),
     ...(e.takenOver === 'adopt' || e.takenOver === 'remove' ? { takenOver: e.takenOver } : {}),
+    ...(e.retired ? { retired: json(z.array(z.string().nullable()), e.retired, 'retired') } : {}),
   };
 }
 
@@ -165,6 +166,7 @@ export class TableSourceStore implements SourceStore {
           orgContactDeltaLink: text(e.orgContactDeltaLink) || null,
           groupDeltaLink: text(e.groupDeltaLink) || null,
           mailboxDeltaLink: text(e.mailboxDeltaLink) || null,
+          mailboxSource: text(e.mailboxSource) || null,
           refreshedAt: text(e.refreshedAt),
         };
         continue;
@@ -207,6 +209,7 @@ export class TableSourceStore implements SourceStore {
         orgContactDeltaLink: meta.orgContactDeltaLink ?? '',
         groupDeltaLink: meta.groupDeltaLink ?? '',
         mailboxDeltaLink: meta.mailboxDeltaLink ?? '',
+        mailboxSource: meta.mailboxSource ?? '',
         refreshedAt: meta.refreshedAt,
         // Changes with every save: what mailbox workers compare before reusing a snapshot they hold.
         snapshotId: randomUUID(),
@@ -364,6 +367,8 @@ export class TableMailboxStore implements MailboxStateStore {
         recheckAll,
         created: folder.created === true,
         takenOver: folder.takenOver ?? '',
+        // A few folder ids at most (ensure-folder bounds the list).
+        ...(folder.retired?.length ? { retired: JSON.stringify(folder.retired) } : {}),
       },
       'Replace',
     );
