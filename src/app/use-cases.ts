@@ -5,8 +5,6 @@ import type { Connection, Policy } from '../sync/config/schema';
 import {
   policyRunMessage,
   mailboxSyncMessage,
-  maxCarriedDriftItems,
-  maxCarriedDriftBytes,
   maxContinuations,
   parseMessage,
   type MailboxSyncMessage,
@@ -16,7 +14,16 @@ import {
 import { refreshSource, type SourceRefresh } from '../sync/refresh-source';
 import { buildReport, hasErrors, reportMime } from '../sync/report';
 import { certificateStatus } from './cert-rotation';
-import { emptySummary, isFinal, type MailboxOutcome, type RunSummary, type RunTarget } from '../sync/runs';
+import {
+  emptySummary,
+  isFinal,
+  maxPreReadDriftChars,
+  maxPreReadDriftItems,
+  type MailboxOutcome,
+  type PreReadDrift,
+  type RunSummary,
+  type RunTarget,
+} from '../sync/runs';
 import { isDue } from '../sync/schedule';
 import { syncMailbox } from '../sync/sync-mailbox';
 import { GraphRequestError } from '../sync/ports';
@@ -234,10 +241,11 @@ export async function processPolicyRun(app: App, raw: unknown, log: Logger): Pro
     (await app.runStore.listOutcomes(msg.runId)).filter((o) => isFinal(o.status)).map((o) => o.mailboxId),
   );
   const pending = targets.filter((t) => !done.has(t.userId));
-  const drifts =
-    run.options.dryRun || run.options.fullResync
-      ? new Map<string, NonNullable<MailboxSyncMessage['drift']>>()
-      : await preReadDrifts(app, connection, policy.id, pending, log, fields);
+  if (!run.options.dryRun && !run.options.fullResync)
+    await app.runStore.savePreReadDrifts(
+      msg.runId,
+      await preReadDrifts(app, connection, policy.id, pending, log, fields),
+    );
   for (let i = 0; i < pending.length; i += 32) {
     await Promise.all(
       pending.slice(i, i + 32).map((t) => {
@@ -249,8 +257,6 @@ export async function processPolicyRun(app: App, raw: unknown, log: Logger): Pro
           continuation: 0,
           carried: { created: 0, updated: 0, deleted: 0, restored: 0, failed: 0 },
         };
-        const drift = drifts.get(t.userId);
-        if (drift) m.drift = drift;
         return app.send(queueNames.mailboxSyncs, m);
       }),
     );
@@ -332,6 +338,9 @@ export async function processMailboxSync(
     }
     const { policy, connection } = found;
     const desired = await app.sourceStore.loadDesired(policy.id);
+    // Written by the fan-out from its own Graph reads; a message never carries it.
+    const preReadDrift =
+      msg.continuation === 0 ? await app.runStore.preReadDrift(msg.runId, msg.mailboxId) : undefined;
     const result = await withFreshCredential(app, connection, async () =>
       syncMailbox(
         policy,
@@ -343,7 +352,7 @@ export async function processMailboxSync(
           dryRun: run.options.dryRun,
           force: run.options.fullResync,
           deadline: now.getTime() + budgetMs,
-          ...(msg.continuation === 0 && msg.drift ? { preReadDrift: msg.drift } : {}),
+          ...(preReadDrift ? { preReadDrift } : {}),
         },
         app.photoStore,
       ),
@@ -374,7 +383,6 @@ export async function processMailboxSync(
         failed: result.failed,
       };
       const next: MailboxSyncMessage = { ...msg, continuation: msg.continuation + 1, carried };
-      delete next.drift;
       await app.send(queueNames.mailboxSyncs, next);
       log.info(
         `time budget used; continuation ${msg.continuation + 1} queued (${result.created} created so far)`,
@@ -555,8 +563,8 @@ async function preReadDrifts(
   targets: readonly TargetMailbox[],
   log: Logger,
   fields: Record<string, string>,
-): Promise<Map<string, NonNullable<MailboxSyncMessage['drift']>>> {
-  const out = new Map<string, NonNullable<MailboxSyncMessage['drift']>>();
+): Promise<Map<string, PreReadDrift>> {
+  const out = new Map<string, PreReadDrift>();
   try {
     const reads: { mailboxId: string; deltaLink: string }[] = [];
     for (let i = 0; i < targets.length; i += 32) {
@@ -573,17 +581,11 @@ async function preReadDrifts(
       (await app.graph(connection)).mailboxes.readDrifts(reads),
     );
     for (const [mailboxId, d] of read) {
-      // Larger drift stays with the worker: a queue message holds 64 KiB (base64 adds a third).
-      if (
-        d.items.length > maxCarriedDriftItems ||
-        Buffer.byteLength(JSON.stringify(d.items)) > maxCarriedDriftBytes
-      )
+      const drift = { fromDeltaLink: from.get(mailboxId)!, deltaLink: d.deltaLink, items: d.items };
+      // Larger drift stays with the worker: the run's row holds at most 1 MiB.
+      if (d.items.length > maxPreReadDriftItems || JSON.stringify(drift).length > maxPreReadDriftChars)
         continue;
-      out.set(mailboxId, {
-        fromDeltaLink: from.get(mailboxId)!,
-        deltaLink: d.deltaLink,
-        items: d.items as NonNullable<MailboxSyncMessage['drift']>['items'],
-      });
+      out.set(mailboxId, drift);
     }
   } catch (e) {
     log.warn(`drift pre-read skipped: ${e instanceof Error ? e.message : String(e)}`, fields);

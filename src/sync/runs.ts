@@ -2,6 +2,7 @@
 // recorded once (at-least-once delivery is fine), and the last one finalizes the run.
 import type { MailboxResult } from './sync-mailbox';
 import type { TargetResolution } from './directory';
+import type { DriftItem } from './ports';
 
 export type RunStatus = 'starting' | 'running' | 'completed' | 'failed';
 
@@ -61,6 +62,21 @@ export interface RunTarget {
   userPrincipalName: string;
 }
 
+/**
+ * A mailbox folder's next contacts-delta round, read for many mailboxes in one $batch when the run
+ * fanned out and kept in the run's Table rows (never in a queue message, where it could be forged).
+ * The worker uses it on its first pass only if its state's token is still `fromDeltaLink`.
+ */
+export interface PreReadDrift {
+  fromDeltaLink: string;
+  deltaLink: string;
+  items: DriftItem[];
+}
+/** A larger pre-read round is left to the mailbox's own read: a row stays far under 1 MiB. */
+export const maxPreReadDriftItems = 200;
+/** JSON characters of one pre-read round (UTF-16: 600 KB, in properties of 30,000 characters). */
+export const maxPreReadDriftChars = 300_000;
+
 /** Skipped targets kept in the run summary (the rest are counted); a Table property holds 32K chars. */
 export const maxListedSkipped = 50;
 /** Per-contact errors kept in a mailbox outcome, and the characters kept of each message. */
@@ -113,6 +129,9 @@ export interface RunStore {
     notes?: string[],
   ): Promise<RunSummary>;
   getTarget(runId: string, mailboxId: string): Promise<RunTarget | undefined>;
+  /** Keeps pre-read delta rounds (each within maxPreReadDriftChars) for the run's first passes. */
+  savePreReadDrifts(runId: string, drifts: ReadonlyMap<string, PreReadDrift>): Promise<void>;
+  preReadDrift(runId: string, mailboxId: string): Promise<PreReadDrift | undefined>;
   listTargets(runId: string): Promise<RunTarget[]>;
   failRun(runId: string, error: string): Promise<RunSummary | undefined>;
   getOutcome(runId: string, mailboxId: string): Promise<MailboxOutcome | undefined>;

@@ -10,16 +10,19 @@ import {
   maxListedSkipped,
   type MailboxOutcome,
   type PolicyState,
+  type PreReadDrift,
   type RunStore,
   type RunSummary,
   type RunTarget,
 } from '../../runs';
 import type { TargetResolution } from '../../directory';
+import { tableKey } from './table-key';
 
 // Outcome rows are keyed by the mailbox's GUID; our own rows start with `~`, which sorts after them.
 const summaryKey = '~run';
 const requestKey = '~request';
 const targetPrefix = '~target~';
+const driftPrefix = '~drift~';
 const stateKey = 'state';
 const status = (e: unknown): number | undefined => (e as { statusCode?: number }).statusCode;
 const odata = (s: string): string => `'${s.replace(/'/g, "''")}'`;
@@ -158,6 +161,33 @@ export class TableRunStore implements RunStore {
     try {
       const e = await this.runs.getEntity<{ upn: string }>(runId, `${targetPrefix}${mailboxId}`);
       return { mailboxId, userPrincipalName: e.upn };
+    } catch (err) {
+      if (status(err) === 404) return undefined;
+      throw err;
+    }
+  }
+
+  async savePreReadDrifts(runId: string, drifts: ReadonlyMap<string, PreReadDrift>): Promise<void> {
+    // One row each (up to 600 KB): a transaction of them could pass its 4 MiB.
+    const all = [...drifts];
+    for (let i = 0; i < all.length; i += 32)
+      await Promise.all(
+        all
+          .slice(i, i + 32)
+          .map(([mailboxId, drift]) =>
+            this.runs.upsertEntity(
+              { partitionKey: runId, rowKey: `${driftPrefix}${tableKey(mailboxId)}`, ...packData(drift) },
+              'Replace',
+            ),
+          ),
+      );
+  }
+
+  async preReadDrift(runId: string, mailboxId: string): Promise<PreReadDrift | undefined> {
+    try {
+      return unpackData<PreReadDrift>(
+        await this.runs.getEntity<DataEntity>(runId, `${driftPrefix}${tableKey(mailboxId)}`),
+      );
     } catch (err) {
       if (status(err) === 404) return undefined;
       throw err;

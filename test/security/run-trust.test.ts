@@ -1,0 +1,128 @@
+// The security review of issue 16's landed code: who can cause what through queue messages, the
+// HTTP API and a policy changed mid-run. Each finding is driven through the real handlers against
+// Azurite and the Graph tenant simulator.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { HttpRequest, InvocationContext } from '@azure/functions';
+import { runPolicyNow } from '../../src/functions/http-api';
+import { mailboxSyncHandler } from '../../src/functions/mailbox-syncs';
+import { policyRunHandler } from '../../src/functions/policy-runs';
+import type { PolicyInput } from '../../src/sync/config/schema';
+import { folderContacts } from '../support/engine';
+import { functionsFixture, type FunctionsFixture } from '../support/functions-app';
+
+const ctx = (lines?: string[]): InvocationContext =>
+  new InvocationContext({
+    invocationId: `t-${Math.random()}`,
+    functionName: 'test',
+    ...(lines ? { logHandler: (_l, ...a) => lines.push(a.join(' ')) } : {}),
+  });
+const post = (policyId: string, body: unknown): HttpRequest =>
+  new HttpRequest({
+    url: `http://127.0.0.1:7071/api/policies/${policyId}/runs`,
+    method: 'POST',
+    params: { policyId },
+    body: { string: JSON.stringify(body) },
+  });
+
+describe('security review of issue 16: trust in messages, policy changes mid-run, the lease', () => {
+  let f: FunctionsFixture;
+  let mailboxes: { id: string; upn: string }[];
+  let policies: PolicyInput[];
+  before(async () => {
+    f = await functionsFixture({
+      sim: { seed: { generate: { users: 30, mailboxes: 4, awkward: false } } },
+      policies: (sim) => {
+        const users = [...sim.tenant.users.values()].filter((u) => u.mailbox === 'user' && u.accountEnabled);
+        mailboxes = users.map((u) => ({ id: u.id, upn: u.userPrincipalName }));
+        const base = {
+          connection: 'contoso',
+          source: { type: 'directory' as const },
+          folder: { name: 'Directory' },
+        };
+        policies = [
+          { ...base, id: 'gal', name: 'GAL', targets: { type: 'users', users: [mailboxes[0]!.upn] } },
+          {
+            ...base,
+            id: 'two',
+            name: 'Two mailboxes',
+            targets: { type: 'users', users: [mailboxes[1]!.upn, mailboxes[2]!.upn] },
+          },
+        ];
+        return policies;
+      },
+    });
+  });
+  after(() => f.close());
+
+  /** Starts a run of `policyId` over HTTP and fans it out; returns its run id (mailbox messages queued). */
+  async function startedRun(policyId: string, body: unknown = {}): Promise<string> {
+    const res = await runPolicyNow(post(policyId, body), ctx());
+    assert.equal(res.status, 202, JSON.stringify(res.jsonBody));
+    const q = f.app.queues.policyRuns;
+    const got = await q.receiveMessages({ numberOfMessages: 1, visibilityTimeout: 60 });
+    const m = got.receivedMessageItems[0]!;
+    await policyRunHandler(JSON.parse(Buffer.from(m.messageText, 'base64').toString('utf8')), ctx());
+    await q.deleteMessage(m.messageId, m.popReceipt);
+    return (res.jsonBody as { runId: string }).runId;
+  }
+
+  /** Takes the queued mailbox-sync messages off the queue (the test delivers them itself). */
+  async function takeMailboxMessages(): Promise<Record<string, unknown>[]> {
+    const q = f.app.queues.mailboxSyncs;
+    const out: Record<string, unknown>[] = [];
+    for (;;) {
+      const got = await q.receiveMessages({ numberOfMessages: 32, visibilityTimeout: 60 });
+      if (got.receivedMessageItems.length === 0) return out;
+      for (const m of got.receivedMessageItems) {
+        out.push(
+          JSON.parse(Buffer.from(m.messageText, 'base64').toString('utf8')) as Record<string, unknown>,
+        );
+        await q.deleteMessage(m.messageId, m.popReceipt);
+      }
+    }
+  }
+
+  it('finding 1: drift in a mailbox-sync message is not trusted (no forged removals, no swapped deltaLink)', async () => {
+    const target = mailboxes[0]!;
+    assert.equal((await runPolicyNow(post('gal', {}), ctx())).status, 202);
+    await f.runner.drain();
+    const contacts = folderContacts(f.sim, target.upn, 'Directory');
+    assert.ok(contacts.length >= 2, `${contacts.length} contacts`);
+    const victim = contacts[0]!;
+    const runId = await startedRun('gal');
+    const queued = await takeMailboxMessages();
+    assert.equal(queued.length, 1);
+    assert.equal('drift' in queued[0]!, false, 'the fan-out message carries ids only');
+    const folder = (await f.app.mailboxStore.loadFolder('gal', target.id))!;
+    assert.ok(folder.deltaLink, 'the folder has a delta token');
+    // A deltaLink on the Graph host but for another user's mailbox.
+    const swapped = folder.deltaLink.replace(target.id, mailboxes[3]!.id);
+    assert.notEqual(swapped, folder.deltaLink);
+    const forged = {
+      ...queued[0],
+      drift: {
+        fromDeltaLink: folder.deltaLink,
+        deltaLink: swapped,
+        items: [{ contactId: victim.immutableId, removed: true }],
+      },
+    };
+    const lines: string[] = [];
+    await mailboxSyncHandler(forged, ctx(lines));
+    await f.runner.drain();
+    const after = (await f.app.mailboxStore.loadFolder('gal', target.id))!;
+    assert.notEqual(after.deltaLink, swapped, 'the forged deltaLink is not stored');
+    assert.ok(after.deltaLink?.includes(target.id), `the token is still this mailbox's: ${after.deltaLink}`);
+    const state = await f.app.mailboxStore.load('gal', target.id);
+    const row = [...state.contacts.values()].find((c) => !c.pending && c.contactId === victim.immutableId);
+    assert.ok(row && !row.pending, 'the contact is still managed');
+    assert.equal(row.userDeleted, false, 'a forged removal is not taken for a user deletion');
+    assert.ok(
+      folderContacts(f.sim, target.upn, 'Directory').some((c) => c.id === victim.id),
+      'the contact is still in the folder',
+    );
+    const run = (await f.app.runStore.getRun(runId))!;
+    assert.equal(run.status, 'completed');
+    assert.equal(run.mailboxes.failed, 0, lines.join('\n'));
+  });
+});
