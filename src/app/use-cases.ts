@@ -337,6 +337,20 @@ export async function processMailboxSync(
       return 'done';
     }
     const { policy, connection } = found;
+    // The policy as it is now: disabled since the run started → nothing written; dryRun → plan only.
+    if (!policy.enabled) {
+      await recordAndMaybeFinish(
+        app,
+        msg.runId,
+        failedOutcome(
+          target,
+          `policy "${policy.id}" was disabled during the run; nothing was written to this mailbox`,
+          1,
+        ),
+        log,
+      );
+      return 'done';
+    }
     const desired = await app.sourceStore.loadDesired(policy.id);
     // Written by the fan-out from its own Graph reads; a message never carries it.
     const preReadDrift =
@@ -349,7 +363,7 @@ export async function processMailboxSync(
         (await app.graph(connection)).mailboxes,
         app.mailboxStore,
         {
-          dryRun: run.options.dryRun,
+          dryRun: run.options.dryRun || policy.options.dryRun,
           force: run.options.fullResync,
           deadline: now.getTime() + budgetMs,
           ...(preReadDrift ? { preReadDrift } : {}),

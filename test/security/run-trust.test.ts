@@ -125,4 +125,42 @@ describe('security review of issue 16: trust in messages, policy changes mid-run
     assert.equal(run.status, 'completed');
     assert.equal(run.mailboxes.failed, 0, lines.join('\n'));
   });
+  /** Rewrites the policy file with `change` applied to one policy, and lets the app's cache expire. */
+  function changePolicy(id: string, change: Partial<PolicyInput>): void {
+    policies = policies.map((p) => (p.id === id ? { ...p, ...change } : p));
+    f.writePolicies(policies);
+    f.advanceClock(31_000);
+  }
+
+  const writes = (since: number): string[] =>
+    f.sim.log
+      .since(since)
+      .filter((e) => e.service === 'graph' && e.method !== 'GET' && e.operation !== 'batch')
+      .map((e) => `${e.method} ${e.operation}`);
+
+  it('finding 2: a mailbox job re-checks its policy: disabled mid-run writes nothing and says so; dryRun switched on only plans', async () => {
+    const runId = await startedRun('two');
+    changePolicy('two', { enabled: false });
+    let since = f.sim.log.lastSeq;
+    await f.runner.drain();
+    assert.deepEqual(writes(since), [], 'nothing written for a disabled policy');
+    for (const m of mailboxes.slice(1, 3))
+      assert.equal(folderContacts(f.sim, m.upn, 'Directory').length, 0, m.upn);
+    let run = (await f.app.runStore.getRun(runId))!;
+    assert.equal(run.status, 'completed');
+    assert.equal(run.mailboxes.failed, 2);
+    for (const o of await f.app.runStore.listOutcomes(runId))
+      assert.match(o.lastError ?? '', /disabled/, 'the outcome says why');
+
+    changePolicy('two', { enabled: true });
+    const dryRunId = await startedRun('two');
+    changePolicy('two', { enabled: true, options: { dryRun: true } });
+    since = f.sim.log.lastSeq;
+    await f.runner.drain();
+    assert.deepEqual(writes(since), [], 'nothing written once the policy is a dry run');
+    run = (await f.app.runStore.getRun(dryRunId))!;
+    assert.equal(run.status, 'completed');
+    for (const o of await f.app.runStore.listOutcomes(dryRunId)) assert.equal(o.status, 'planned');
+    changePolicy('two', { enabled: true, options: { dryRun: false } });
+  });
 });
