@@ -156,6 +156,23 @@ async function withFreshCredential<T>(app: App, connection: Connection, work: ()
   }
 }
 
+/**
+ * Renews the run's policy lease (a run making progress keeps its policy however long it takes).
+ * Returns why the run must stop when another run holds the lease now.
+ */
+async function keepLease(app: App, run: RunSummary): Promise<string | null> {
+  const now = app.now();
+  const held = await app.runStore.renewLease(
+    run.policyId,
+    run.runId,
+    new Date(now.getTime() + app.settings.POLICY_LEASE_MINUTES * 60_000),
+    now,
+  );
+  return held.held
+    ? null
+    : `the run lost the policy's lease${held.heldBy ? ` to run ${held.heldBy}` : ''} (no progress for ${app.settings.POLICY_LEASE_MINUTES} minutes); nothing more was written`;
+}
+
 const isPermanent = (e: unknown): boolean =>
   e instanceof GraphRequestError && e.status >= 400 && e.status < 500 && e.status !== 429 && e.status !== 408;
 
@@ -188,6 +205,11 @@ export async function processPolicyRun(app: App, raw: unknown, log: Logger): Pro
     return;
   }
   const { policy, connection } = found;
+  const lost = await keepLease(app, run);
+  if (lost) {
+    await failRun(app, msg.runId, msg.policyId, lost, log);
+    return;
+  }
   const fullRead = run.options.fullResync;
   let refreshed;
   try {
@@ -209,6 +231,11 @@ export async function processPolicyRun(app: App, raw: unknown, log: Logger): Pro
       return;
     }
     throw e; // transient: the queue retries
+  }
+  const lostDuringRefresh = await keepLease(app, run);
+  if (lostDuringRefresh) {
+    await failRun(app, msg.runId, msg.policyId, lostDuringRefresh, log);
+    return;
   }
   let targets = refreshed.targets.mailboxes;
   const skipped = [...refreshed.targets.skipped];
@@ -247,6 +274,7 @@ export async function processPolicyRun(app: App, raw: unknown, log: Logger): Pro
       await preReadDrifts(app, connection, policy.id, pending, log, fields),
     );
   for (let i = 0; i < pending.length; i += 32) {
+    if (i > 0 && i % 3200 === 0) await keepLease(app, run); // a long fan-out is progress too
     await Promise.all(
       pending.slice(i, i + 32).map((t) => {
         const m: MailboxSyncMessage = {
@@ -349,6 +377,11 @@ export async function processMailboxSync(
         ),
         log,
       );
+      return 'done';
+    }
+    const lost = await keepLease(app, run);
+    if (lost) {
+      await recordAndMaybeFinish(app, msg.runId, failedOutcome(target, lost, 1), log);
       return 'done';
     }
     const desired = await app.sourceStore.loadDesired(policy.id);

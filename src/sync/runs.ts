@@ -159,6 +159,16 @@ export interface RunStore {
     now: Date,
     scheduledAt?: Date,
   ): Promise<{ acquired: true } | { acquired: false; heldBy: string }>;
+  /**
+   * Extends the run's lease to `expiresAt` while the run makes progress (written only once less than
+   * half of it is left). Returns who holds the lease when the run lost it to another.
+   */
+  renewLease(
+    policyId: string,
+    runId: string,
+    expiresAt: Date,
+    now: Date,
+  ): Promise<{ held: true } | { held: false; heldBy: string | null }>;
   releaseLease(policyId: string, runId: string): Promise<void>;
   markScheduled(policyId: string, at: Date): Promise<void>;
 }

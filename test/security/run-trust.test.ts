@@ -42,6 +42,7 @@ describe('security review of issue 16: trust in messages, policy changes mid-run
         };
         policies = [
           { ...base, id: 'gal', name: 'GAL', targets: { type: 'users', users: [mailboxes[0]!.upn] } },
+          { ...base, id: 'late', name: 'Late', targets: { type: 'users', users: [mailboxes[3]!.upn] } },
           {
             ...base,
             id: 'two',
@@ -162,5 +163,40 @@ describe('security review of issue 16: trust in messages, policy changes mid-run
     assert.equal(run.status, 'completed');
     for (const o of await f.app.runStore.listOutcomes(dryRunId)) assert.equal(o.status, 'planned');
     changePolicy('two', { enabled: true, options: { dryRun: false } });
+  });
+  it('finding 3: a run that makes progress keeps its lease; a run that lost it writes nothing', async () => {
+    const leaseMs = f.app.settings.POLICY_LEASE_MINUTES * 60_000;
+    // Progress near the end of the lease renews it: no second run starts beside this one.
+    const runId = await startedRun('two');
+    const queued = await takeMailboxMessages();
+    assert.equal(queued.length, 2);
+    f.advanceClock(leaseMs - 60_000);
+    await mailboxSyncHandler(queued[0], ctx());
+    f.advanceClock(5 * 60_000);
+    const beside = await runPolicyNow(post('two', {}), ctx());
+    assert.equal(beside.status, 409, `the lease was renewed: ${JSON.stringify(beside.jsonBody)}`);
+    await mailboxSyncHandler(queued[1], ctx());
+    assert.equal((await f.app.runStore.getRun(runId))!.status, 'completed');
+
+    // A run stalled past its lease loses it to the next run, and its late messages write nothing.
+    const stalled = await startedRun('late');
+    const [late] = await takeMailboxMessages();
+    f.advanceClock(leaseMs + 60_000);
+    const next = await runPolicyNow(post('late', {}), ctx());
+    assert.equal(next.status, 202, 'an expired lease is free');
+    const since = f.sim.log.lastSeq;
+    const lines: string[] = [];
+    await mailboxSyncHandler(late, ctx(lines));
+    assert.deepEqual(writes(since), [], 'the run that lost its lease writes nothing');
+    assert.equal(folderContacts(f.sim, mailboxes[3]!.upn, 'Directory').length, 0);
+    const [outcome] = await f.app.runStore.listOutcomes(stalled);
+    assert.equal(outcome?.status, 'failed', lines.join('\n'));
+    assert.match(outcome.lastError ?? '', /lease/);
+    assert.equal(
+      (await f.app.runStore.getPolicyState('late')).leaseRunId,
+      (next.jsonBody as { runId: string }).runId,
+    );
+    await f.runner.drain();
+    assert.ok(folderContacts(f.sim, mailboxes[3]!.upn, 'Directory').length > 0, 'the new run fills it');
   });
 });

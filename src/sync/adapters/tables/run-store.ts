@@ -369,6 +369,27 @@ export class TableRunStore implements RunStore {
     return { acquired: false, heldBy: heldBy ?? 'unknown' };
   }
 
+  async renewLease(
+    policyId: string,
+    runId: string,
+    expiresAt: Date,
+    now: Date,
+  ): Promise<{ held: true } | { held: false; heldBy: string | null }> {
+    const halfLeft = (s: PolicyState): boolean =>
+      s.leaseExpiresAt !== null &&
+      new Date(s.leaseExpiresAt).getTime() - now.getTime() > (expiresAt.getTime() - now.getTime()) / 2;
+    const { state } = await this.readState(policyId);
+    if (state.leaseRunId !== runId) return { held: false, heldBy: state.leaseRunId };
+    if (halfLeft(state)) return { held: true };
+    let heldBy: string | null = null;
+    // An expired lease nobody took is still this run's: progress takes it up again.
+    const renewed = await this.writeState(policyId, (s) => {
+      heldBy = s.leaseRunId;
+      return s.leaseRunId === runId ? { ...s, leaseExpiresAt: expiresAt.toISOString() } : undefined;
+    });
+    return renewed ? { held: true } : { held: false, heldBy };
+  }
+
   async releaseLease(policyId: string, runId: string): Promise<void> {
     await this.writeState(policyId, (s) =>
       s.leaseRunId === runId ? { ...s, leaseRunId: null, leaseExpiresAt: null } : undefined,
