@@ -282,8 +282,6 @@ export async function processPolicyRun(app: App, raw: unknown, log: Logger): Pro
           policyId: policy.id,
           runId: msg.runId,
           mailboxId: t.userId,
-          continuation: 0,
-          carried: { created: 0, updated: 0, deleted: 0, restored: 0, failed: 0 },
         };
         return app.send(queueNames.mailboxSyncs, m);
       }),
@@ -385,9 +383,13 @@ export async function processMailboxSync(
       return 'done';
     }
     const desired = await app.sourceStore.loadDesired(policy.id);
-    // Written by the fan-out from its own Graph reads; a message never carries it.
+    // Both are the run's rows (the fan-out's Graph reads, earlier passes); a message carries ids only.
+    const { continuation, carried } = (await app.runStore.mailboxProgress(msg.runId, msg.mailboxId)) ?? {
+      continuation: 0,
+      carried: { created: 0, updated: 0, deleted: 0, restored: 0, failed: 0 },
+    };
     const preReadDrift =
-      msg.continuation === 0 ? await app.runStore.preReadDrift(msg.runId, msg.mailboxId) : undefined;
+      continuation === 0 ? await app.runStore.preReadDrift(msg.runId, msg.mailboxId) : undefined;
     const result = await withFreshCredential(app, connection, async () =>
       syncMailbox(
         policy,
@@ -405,14 +407,10 @@ export async function processMailboxSync(
       ),
     );
     // Counts of earlier continuations are carried, so the outcome covers the whole mailbox.
-    for (const k of ['created', 'updated', 'deleted', 'restored', 'failed'] as const)
-      result[k] += msg.carried[k];
+    for (const k of ['created', 'updated', 'deleted', 'restored', 'failed'] as const) result[k] += carried[k];
     // What earlier passes wrote shows up as unchanged in this one: count it once.
-    result.unchanged = Math.max(
-      0,
-      result.unchanged - msg.carried.created - msg.carried.restored - msg.carried.updated,
-    );
-    if (result.status === 'partial' && msg.continuation >= maxContinuations) {
+    result.unchanged = Math.max(0, result.unchanged - carried.created - carried.restored - carried.updated);
+    if (result.status === 'partial' && continuation >= maxContinuations) {
       // Never dropped: a mailbox that makes no headway is failed and reported (the lease is freed).
       result.status = 'failed';
       result.errors.push({
@@ -422,17 +420,19 @@ export async function processMailboxSync(
       });
     }
     if (result.status === 'partial') {
-      const carried = {
-        created: result.created,
-        updated: result.updated,
-        deleted: result.deleted,
-        restored: result.restored,
-        failed: result.failed,
-      };
-      const next: MailboxSyncMessage = { ...msg, continuation: msg.continuation + 1, carried };
-      await app.send(queueNames.mailboxSyncs, next);
+      await app.runStore.saveMailboxProgress(msg.runId, msg.mailboxId, {
+        continuation: continuation + 1,
+        carried: {
+          created: result.created,
+          updated: result.updated,
+          deleted: result.deleted,
+          restored: result.restored,
+          failed: result.failed,
+        },
+      });
+      await app.send(queueNames.mailboxSyncs, msg);
       log.info(
-        `time budget used; continuation ${msg.continuation + 1} queued (${result.created} created so far)`,
+        `time budget used; continuation ${continuation + 1} queued (${result.created} created so far)`,
         fields,
       );
       return 'continued';

@@ -52,26 +52,17 @@ export const mailboxSyncMessage = z
     policyId: policyIdSchema,
     runId: runIdSchema,
     mailboxId: objectIdSchema,
-    /** How many time-budget continuations came before this one. */
-    continuation: z.number().int().min(0).max(maxContinuations).default(0),
-    /** Counts from earlier continuations of this mailbox, so the outcome tells the whole story. */
-    carried: z
-      .strictObject({
-        created: z.number().int().min(0),
-        updated: z.number().int().min(0),
-        deleted: z.number().int().min(0),
-        restored: z.number().int().min(0),
-        failed: z.number().int().min(0),
-      })
-      .default({ created: 0, updated: 0, deleted: 0, restored: 0, failed: 0 }),
     /**
-     * Earlier versions carried the run's pre-read contacts delta here. Accepted, so a message queued
-     * before an upgrade still runs, and ignored: a forged one could name removals or another mailbox's
-     * deltaLink. The pre-read round is in the run's Table rows (RunStore.preReadDrift).
+     * Earlier versions carried a continuation's number and counts, and the run's pre-read contacts
+     * delta, here. Accepted, so a message queued before an upgrade still runs, and ignored: a forged
+     * one could inflate the report, fail a mailbox at once, or name removals and another mailbox's
+     * deltaLink. The run's Table rows hold them now (RunStore.mailboxProgress, preReadDrift).
      */
+    continuation: z.unknown().optional(),
+    carried: z.unknown().optional(),
     drift: z.unknown().optional(),
   })
-  .transform(({ drift: _ignored, ...ids }) => ids);
+  .transform(({ kind, policyId, runId, mailboxId }) => ({ kind, policyId, runId, mailboxId }));
 export type MailboxSyncMessage = z.output<typeof mailboxSyncMessage>;
 
 export class InvalidMessageError extends Error {}

@@ -77,6 +77,12 @@ export const maxPreReadDriftItems = 200;
 /** JSON characters of one pre-read round (UTF-16: 600 KB, in properties of 30,000 characters). */
 export const maxPreReadDriftChars = 300_000;
 
+/** A mailbox's time-budget continuations so far and what they did (kept per run, never in a message). */
+export interface MailboxProgress {
+  continuation: number;
+  carried: { created: number; updated: number; deleted: number; restored: number; failed: number };
+}
+
 /** Skipped targets kept in the run summary (the rest are counted); a Table property holds 32K chars. */
 export const maxListedSkipped = 50;
 /** Per-contact errors kept in a mailbox outcome, and the characters kept of each message. */
@@ -129,6 +135,9 @@ export interface RunStore {
     notes?: string[],
   ): Promise<RunSummary>;
   getTarget(runId: string, mailboxId: string): Promise<RunTarget | undefined>;
+  /** Continuations of a mailbox so far (none: its first pass). */
+  mailboxProgress(runId: string, mailboxId: string): Promise<MailboxProgress | undefined>;
+  saveMailboxProgress(runId: string, mailboxId: string, progress: MailboxProgress): Promise<void>;
   /** Keeps pre-read delta rounds (each within maxPreReadDriftChars) for the run's first passes. */
   savePreReadDrifts(runId: string, drifts: ReadonlyMap<string, PreReadDrift>): Promise<void>;
   preReadDrift(runId: string, mailboxId: string): Promise<PreReadDrift | undefined>;

@@ -9,6 +9,7 @@ import {
   isFinal,
   maxListedSkipped,
   type MailboxOutcome,
+  type MailboxProgress,
   type PolicyState,
   type PreReadDrift,
   type RunStore,
@@ -23,6 +24,7 @@ const summaryKey = '~run';
 const requestKey = '~request';
 const targetPrefix = '~target~';
 const driftPrefix = '~drift~';
+const progressPrefix = '~progress~';
 const stateKey = 'state';
 const status = (e: unknown): number | undefined => (e as { statusCode?: number }).statusCode;
 const odata = (s: string): string => `'${s.replace(/'/g, "''")}'`;
@@ -165,6 +167,24 @@ export class TableRunStore implements RunStore {
       if (status(err) === 404) return undefined;
       throw err;
     }
+  }
+
+  async mailboxProgress(runId: string, mailboxId: string): Promise<MailboxProgress | undefined> {
+    try {
+      return unpackData<MailboxProgress>(
+        await this.runs.getEntity<DataEntity>(runId, `${progressPrefix}${tableKey(mailboxId)}`),
+      );
+    } catch (err) {
+      if (status(err) === 404) return undefined;
+      throw err;
+    }
+  }
+
+  async saveMailboxProgress(runId: string, mailboxId: string, progress: MailboxProgress): Promise<void> {
+    await this.runs.upsertEntity(
+      { partitionKey: runId, rowKey: `${progressPrefix}${tableKey(mailboxId)}`, ...packData(progress) },
+      'Replace',
+    );
   }
 
   async savePreReadDrifts(runId: string, drifts: ReadonlyMap<string, PreReadDrift>): Promise<void> {
