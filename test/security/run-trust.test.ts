@@ -199,4 +199,42 @@ describe('security review of issue 16: trust in messages, policy changes mid-run
     await f.runner.drain();
     assert.ok(folderContacts(f.sim, mailboxes[3]!.upn, 'Directory').length > 0, 'the new run fills it');
   });
+  it('finding 5: continuation and carried counts in a mailbox-sync message are not trusted', async () => {
+    const target = mailboxes[0]!;
+    const runId = await startedRun('gal');
+    const [queued] = await takeMailboxMessages();
+    const inflated = { created: 1_000_000, updated: 7, deleted: 7, restored: 7, failed: 7 };
+    await mailboxSyncHandler({ ...queued, continuation: 999, carried: inflated }, ctx());
+    const run = (await f.app.runStore.getRun(runId))!;
+    assert.equal(run.status, 'completed');
+    assert.deepEqual(
+      { ...run.contacts, unchanged: 0 },
+      { created: 0, updated: 0, deleted: 0, restored: 0, failed: 0, unchanged: 0 },
+      'the counts are what this pass did (nothing changed since the last run)',
+    );
+    const [outcome] = await f.app.runStore.listOutcomes(runId);
+    assert.equal(outcome?.status, 'succeeded');
+    assert.equal(
+      outcome.result!.unchanged,
+      folderContacts(f.sim, target.upn, 'Directory').length,
+      'unchanged counts the folder',
+    );
+  });
+  it('finding 6: a function key alone cannot ask for a full resync (403 naming the policy option) unless the policy allows it', async () => {
+    const runs = (await f.app.runStore.getPolicyState('gal')).lastRunId;
+    const refused = await runPolicyNow(post('gal', { fullResync: true }), ctx());
+    assert.equal(refused.status, 403, JSON.stringify(refused.jsonBody));
+    const body = refused.jsonBody as { detail: string; errors: { field: string }[] };
+    assert.match(body.detail, /allowOnDemandFullResync/);
+    assert.deepEqual(
+      body.errors.map((e) => e.field),
+      ['fullResync'],
+    );
+    assert.equal((await f.app.runStore.getPolicyState('gal')).lastRunId, runs, 'no run was started');
+    changePolicy('gal', { options: { allowOnDemandFullResync: true } });
+    const allowed = await runPolicyNow(post('gal', { fullResync: true }), ctx());
+    assert.equal(allowed.status, 202, JSON.stringify(allowed.jsonBody));
+    await f.runner.drain();
+    changePolicy('gal', { options: {} });
+  });
 });

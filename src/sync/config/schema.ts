@@ -260,6 +260,12 @@ export const policySchema = z.strictObject({
       onSourceRemoval: z.enum(['delete', 'keep', 'keepAndMark']).default('delete'),
       removalCategory: z.string().min(1).default('Removed from directory'),
       dryRun: z.boolean().default(false),
+      allowOnDemandFullResync: z
+        .boolean()
+        .default(false)
+        .describe(
+          'Whether a run requested over HTTP may ask for a full resync (it lifts the deletion threshold); off by default, so a function key alone cannot',
+        ),
     })
     .default({
       deletionThreshold: { percent: 20, minimum: 10 },
@@ -268,6 +274,7 @@ export const policySchema = z.strictObject({
       onSourceRemoval: 'delete',
       removalCategory: 'Removed from directory',
       dryRun: false,
+      allowOnDemandFullResync: false,
     }),
   schedule: ncrontab.default('0 0 */4 * * *').describe('NCRONTAB, UTC'),
   notify: z
