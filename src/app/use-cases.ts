@@ -246,15 +246,16 @@ export async function processPolicyRun(app: App, raw: unknown, log: Logger): Pro
     targets = targets.filter((t) => wanted.has(t.userPrincipalName.toLowerCase()));
     for (const m of requested) if (!found.has(m.toLowerCase())) skipped.push({ user: m, reason: 'notFound' });
   }
-  if (run.status === 'starting') {
-    run = await app.runStore.startRun(
-      msg.runId,
-      targets.map((t) => ({ mailboxId: t.userId, userPrincipalName: t.userPrincipalName })),
-      skipped,
-      refreshed.stats.notes,
-    );
-  } else {
-    // A redelivered message: the targets stored the first time are the run's.
+  const started = await app.runStore.startRun(
+    msg.runId,
+    targets.map((t) => ({ mailboxId: t.userId, userPrincipalName: t.userPrincipalName })),
+    skipped,
+    refreshed.stats.notes,
+  );
+  run = started.run;
+  if (!started.wrote) {
+    // Another delivery of this message stored the run's targets (or is storing them: retry later).
+    if (run.status === 'starting') throw new Error('another delivery is storing the run targets');
     const stored = new Set((await app.runStore.listTargets(msg.runId)).map((t) => t.mailboxId));
     targets = targets.filter((t) => stored.has(t.userId));
   }

@@ -34,6 +34,8 @@ export interface RunSummary {
   /** What the admin should know about the source (e.g. hidden users that cannot be told apart). */
   notes?: string[];
   reportSent: boolean;
+  /** The delivery writing the target list while the run starts (the last to claim it wins). */
+  targetWriter?: string;
 }
 
 export type MailboxOutcomeStatus = 'succeeded' | 'failed' | 'skipped' | 'planned' | 'retrying';
@@ -127,13 +129,17 @@ export interface RunStore {
   /** Removes a run that never started (its lease was refused). */
   deleteRun(runId: string): Promise<void>;
   requestedMailboxes(runId: string): Promise<string[]>;
-  /** Stores the run's targets (idempotent), then sets what the run expects. */
+  /**
+   * Stores the run's targets and sets what the run expects, once: on a run past "starting" it writes
+   * nothing; of concurrent deliveries one list is stored whole. `wrote` says whether this call's list
+   * is the run's.
+   */
   startRun(
     runId: string,
     targets: readonly RunTarget[],
     skippedTargets: TargetResolution['skipped'],
     notes?: string[],
-  ): Promise<RunSummary>;
+  ): Promise<{ run: RunSummary; wrote: boolean }>;
   getTarget(runId: string, mailboxId: string): Promise<RunTarget | undefined>;
   /** Continuations of a mailbox so far (none: its first pass). */
   mailboxProgress(runId: string, mailboxId: string): Promise<MailboxProgress | undefined>;

@@ -7,7 +7,9 @@ import { HttpRequest, InvocationContext } from '@azure/functions';
 import { runPolicyNow } from '../../src/functions/http-api';
 import { mailboxSyncHandler } from '../../src/functions/mailbox-syncs';
 import { policyRunHandler } from '../../src/functions/policy-runs';
+import { randomUUID } from 'node:crypto';
 import type { PolicyInput } from '../../src/sync/config/schema';
+import { emptySummary, type RunTarget } from '../../src/sync/runs';
 import { folderContacts } from '../support/engine';
 import { functionsFixture, type FunctionsFixture } from '../support/functions-app';
 
@@ -236,5 +238,41 @@ describe('security review of issue 16: trust in messages, policy changes mid-run
     assert.equal(allowed.status, 202, JSON.stringify(allowed.jsonBody));
     await f.runner.drain();
     changePolicy('gal', { options: {} });
+  });
+  it("finding 8: a run's target list is written once; a late or concurrent duplicate delivery adds nothing", async () => {
+    const targets = (n: number, from = 0): RunTarget[] =>
+      Array.from({ length: n }, (_, i) => ({
+        mailboxId: randomUUID(),
+        userPrincipalName: `user${from + i}@contoso.example`,
+      }));
+    const newRun = async (): Promise<string> => {
+      const runId = randomUUID();
+      const options = { dryRun: false, fullResync: false, mailboxes: [] };
+      await f.app.runStore.createRun(emptySummary(runId, 'gal', 'http', options, new Date()), []);
+      return runId;
+    };
+    const ids = async (runId: string): Promise<string[]> =>
+      (await f.app.runStore.listTargets(runId)).map((t) => t.mailboxId).sort();
+
+    // A delivery that read "starting" before the first one finished (its directory read saw more).
+    const late = await newRun();
+    const first = targets(150);
+    await f.app.runStore.startRun(late, first, []);
+    await f.app.runStore.startRun(late, [...first, ...targets(3, 500)], []);
+    assert.deepEqual(await ids(late), first.map((t) => t.mailboxId).sort(), 'no target added after start');
+    assert.equal((await f.app.runStore.getRun(late))!.expected, 150);
+
+    // Two deliveries at once with different lists: one list wins, whole, and it is what the run expects.
+    const raced = await newRun();
+    const [a, b] = [targets(120), targets(130, 200)];
+    await Promise.all([f.app.runStore.startRun(raced, a, []), f.app.runStore.startRun(raced, b, [])]);
+    const stored = await ids(raced);
+    const run = (await f.app.runStore.getRun(raced))!;
+    assert.equal(run.status, 'running');
+    assert.equal(stored.length, run.expected, 'the run expects exactly its stored targets');
+    assert.ok(
+      [a, b].some((l) => JSON.stringify(l.map((t) => t.mailboxId).sort()) === JSON.stringify(stored)),
+      "the stored targets are one delivery's list, not a mix",
+    );
   });
 });
