@@ -9,6 +9,7 @@ import { mailboxSyncHandler } from '../../src/functions/mailbox-syncs';
 import { policyRunHandler } from '../../src/functions/policy-runs';
 import { randomUUID } from 'node:crypto';
 import type { PolicyInput } from '../../src/sync/config/schema';
+import { emptyEntry } from '../../src/sync/directory';
 import { emptySummary, type RunTarget } from '../../src/sync/runs';
 import { folderContacts } from '../support/engine';
 import { functionsFixture, type FunctionsFixture } from '../support/functions-app';
@@ -273,6 +274,103 @@ describe('security review of issue 16: trust in messages, policy changes mid-run
     assert.ok(
       [a, b].some((l) => JSON.stringify(l.map((t) => t.mailboxId).sort()) === JSON.stringify(stored)),
       "the stored targets are one delivery's list, not a mix",
+    );
+  });
+  it('finding 9: ids from Graph with / \\ # ? or control characters make escaped Table keys and read back unchanged', async () => {
+    const hostile = [
+      'a/b',
+      'a\\b',
+      'a#b',
+      'a?b',
+      'a\u0000b',
+      'a\u001fb',
+      'a\u007fb',
+      'a\u0085b',
+      '%2F',
+      '~run',
+      '~target~x',
+    ];
+    const policyId = 'keys';
+    const keys = hostile.map((h) => `contact:${h}`);
+    // Source rows.
+    const meta = {
+      userDeltaLink: null,
+      orgContactDeltaLink: null,
+      groupDeltaLink: null,
+      mailboxDeltaLink: null,
+      refreshedAt: new Date().toISOString(),
+    };
+    await f.app.sourceStore.save(
+      policyId,
+      keys.map((key) => ({ key, entry: emptyEntry('user', key), desired: null, exclusion: 'test' })),
+      [],
+      meta,
+    );
+    assert.deepEqual([...(await f.app.sourceStore.load(policyId)).rows.keys()].sort(), [...keys].sort());
+    // Mailbox contact rows.
+    const mailboxId = randomUUID();
+    const contact = (i: number) => ({
+      contactId: `c${i}`,
+      hash: 'h',
+      written: {},
+      changeKey: 'k',
+      keep: [],
+      userDeleted: false,
+      orphaned: false,
+    });
+    await f.app.mailboxStore.apply(
+      policyId,
+      mailboxId,
+      keys.map((k, i) => [k, contact(i)]),
+      [],
+    );
+    assert.deepEqual(
+      [...(await f.app.mailboxStore.load(policyId, mailboxId)).contacts.keys()].sort(),
+      [...keys].sort(),
+    );
+    await f.app.mailboxStore.apply(policyId, mailboxId, [], keys.slice(0, 4));
+    assert.equal((await f.app.mailboxStore.load(policyId, mailboxId)).contacts.size, keys.length - 4);
+    // Run targets and outcomes.
+    const runId = randomUUID();
+    await f.app.runStore.createRun(
+      emptySummary(runId, 'gal', 'http', { dryRun: false, fullResync: false, mailboxes: [] }, new Date()),
+      [],
+    );
+    const targets = hostile.map((h, i) => ({ mailboxId: h, userPrincipalName: `u${i}@contoso.example` }));
+    await f.app.runStore.startRun(runId, targets, []);
+    assert.deepEqual(
+      (await f.app.runStore.listTargets(runId)).map((t) => t.mailboxId).sort(),
+      [...hostile].sort(),
+    );
+    for (const t of targets) {
+      assert.deepEqual(await f.app.runStore.getTarget(runId, t.mailboxId), t);
+      await f.app.runStore.recordOutcome(runId, {
+        mailboxId: t.mailboxId,
+        userPrincipalName: t.userPrincipalName,
+        status: 'succeeded',
+        result: null,
+        lastError: null,
+        attempts: 1,
+      });
+      assert.equal((await f.app.runStore.getOutcome(runId, t.mailboxId))?.mailboxId, t.mailboxId);
+    }
+    const run = (await f.app.runStore.getRun(runId))!;
+    assert.equal(run.done, hostile.length, 'an outcome keyed "~run" did not overwrite the summary');
+    assert.equal(run.status, 'running');
+    // What reached the service: no forbidden character, at most 1 KiB (UTF-16), in any key.
+    // eslint-disable-next-line no-control-regex -- control characters are what Table keys forbid
+    const forbidden = /[/\\#?\u0000-\u001f\u007f-\u009f]/;
+    for (const table of [f.app.tables.sources, f.app.tables.mailboxes, f.app.tables.runs])
+      for await (const e of table.listEntities()) {
+        for (const key of [e.partitionKey!, e.rowKey!]) {
+          assert.doesNotMatch(key, forbidden, JSON.stringify(key));
+          assert.ok(key.length <= 512, `${key.length} characters`);
+        }
+      }
+    // A key over the limit is refused with a clear error, not written cut short.
+    await assert.rejects(
+      f.app.mailboxStore.apply(policyId, mailboxId, [[`contact:${'x'.repeat(600)}`, contact(0)]], []),
+      /Table key .*1 KiB/,
     );
   });
 });

@@ -18,9 +18,10 @@ import {
   type RunTarget,
 } from '../../runs';
 import type { TargetResolution } from '../../directory';
-import { tableKey } from './table-key';
+import { fromTableKey, tableKey } from './table-key';
 
-// Outcome rows are keyed by the mailbox's GUID; our own rows start with `~`, which sorts after them.
+// Outcome rows are keyed by the mailbox's id (tableKey: never a leading `~`); our own rows start with
+// `~`, which sorts after them.
 const summaryKey = '~run';
 const requestKey = '~request';
 const targetPrefix = '~target~';
@@ -295,7 +296,7 @@ export class TableRunStore implements RunStore {
     const out: RunTarget[] = [];
     const filter = `PartitionKey eq ${odata(runId)} and RowKey ge ${odata(targetPrefix)} and RowKey lt ${odata(`${targetPrefix}~`)}`;
     for await (const e of this.runs.listEntities<{ upn: string }>({ queryOptions: { filter } }))
-      out.push({ mailboxId: e.rowKey!.slice(targetPrefix.length), userPrincipalName: e.upn });
+      out.push({ mailboxId: fromTableKey(e.rowKey!.slice(targetPrefix.length)), userPrincipalName: e.upn });
     return out;
   }
 
@@ -309,7 +310,7 @@ export class TableRunStore implements RunStore {
 
   async getOutcome(runId: string, mailboxId: string): Promise<MailboxOutcome | undefined> {
     try {
-      const e = await this.runs.getEntity<DataEntity>(runId, mailboxId);
+      const e = await this.runs.getEntity<DataEntity>(runId, tableKey(mailboxId));
       return unpackData<MailboxOutcome>(e);
     } catch (err) {
       if (status(err) === 404) return undefined;
@@ -343,7 +344,10 @@ export class TableRunStore implements RunStore {
       lastError: error,
       attempts: (existing?.attempts ?? 0) + 1,
     });
-    await this.runs.upsertEntity({ partitionKey: runId, rowKey: mailboxId, ...packData(outcome) }, 'Replace');
+    await this.runs.upsertEntity(
+      { partitionKey: runId, rowKey: tableKey(mailboxId), ...packData(outcome) },
+      'Replace',
+    );
   }
 
   async recordOutcome(
@@ -358,7 +362,11 @@ export class TableRunStore implements RunStore {
       const stored = boundOutcome({ ...outcome, attempts: (existing?.attempts ?? 0) + 1 });
       const next = addOutcome(current.run, stored);
       const actions: TransactionAction[] = [
-        ['upsert', { partitionKey: runId, rowKey: outcome.mailboxId, ...packData(stored) }, 'Replace'],
+        [
+          'upsert',
+          { partitionKey: runId, rowKey: tableKey(outcome.mailboxId), ...packData(stored) },
+          'Replace',
+        ],
         [
           'update',
           { partitionKey: runId, rowKey: summaryKey, policyId: next.policyId, ...packData(next) },
