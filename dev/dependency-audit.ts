@@ -1,9 +1,10 @@
 // DEV TOOL: the dependency audit in `npm test` (npm run audit:deps). It asks the npm registry's
 // advisory database through `npm audit` and fails on a known advisory at or above the bar: high for
 // what ships (production dependencies), critical for the dev and test tools. It fails closed: an
-// answer it cannot read fails the build. Only npm's own report that the advisory endpoint could not
-// be reached or refused the request (an offline or read-only mirrored registry) prints NOT RUN and
-// passes, unless DEPENDENCY_AUDIT=required, which makes that a failure too.
+// answer it cannot read, and an HTTP error of the advisory endpoint (5xx, 401, 403, 429), fail the
+// build. Only npm's own report that the endpoint could not be reached, or that the registry does not
+// offer it (404, 405, 501: an offline or read-only mirrored registry), prints NOT RUN and passes,
+// unless DEPENDENCY_AUDIT=required, which makes that a failure too.
 import { spawnSync } from 'node:child_process';
 import { z } from 'zod';
 
@@ -23,6 +24,8 @@ export type AuditVerdict =
   | { kind: 'failed'; findings: Finding[]; counts: Record<Severity, number> }
   /** npm said the advisory endpoint could not be reached or refused the request. */
   | { kind: 'unavailable'; reason: string }
+  /** The advisory endpoint answered with an HTTP error (a 5xx, 401, 403, 429, ...): a failure. */
+  | { kind: 'endpointError'; reason: string }
   /** Anything else this check cannot read: a failure, never a pass. */
   | { kind: 'unreadable'; reason: string };
 
@@ -57,17 +60,31 @@ const failure = z.object({
 const advisoryEndpoint = '/-/npm/v1/security/';
 const networkCodes = /\b(ENOTFOUND|EAI_AGAIN|ECONNREFUSED|ECONNRESET|ETIMEDOUT|ENETUNREACH|EHOSTUNREACH)\b/;
 
-/** Why the advisory endpoint did not answer, if npm's failure says exactly that; else undefined. */
-function endpointUnreachable(json: unknown): string | undefined {
+/**
+ * Statuses by which a registry says it does not offer the advisory endpoint at all: 405 from the
+ * read-only mirror this workplace reaches (RELIABILITY.md), 404 and 501 from mirrors without it.
+ * Any other HTTP error (a 5xx, 401, 403, 429) is the registry failing or refusing us: a failure.
+ */
+const endpointNotOffered = new Set([404, 405, 501]);
+
+/**
+ * Why the advisory endpoint did not answer, if npm's failure says exactly that; an HTTP error of
+ * the endpoint that is not one of the documented "not offered" statuses; else undefined.
+ */
+function endpointUnreachable(json: unknown): { unavailable: string } | { error: string } | undefined {
   const f = failure.safeParse(json);
   if (!f.success) return undefined;
   const { message, uri, statusCode, error } = f.data;
   const aboutEndpoint = `${uri ?? ''} ${message ?? ''}`.includes(advisoryEndpoint);
-  if (aboutEndpoint && statusCode !== undefined) return message ?? `HTTP ${statusCode}`;
+  if (aboutEndpoint && statusCode !== undefined) {
+    const why = `HTTP ${statusCode}${message ? `: ${message}` : ''}`;
+    return endpointNotOffered.has(statusCode) ? { unavailable: message ?? why } : { error: why };
+  }
   // npm's wording for a request that never got an HTTP answer (DNS, refused, reset, timeout).
   if (aboutEndpoint && /^request to \S+ failed, reason: /.test(message!) && networkCodes.test(message!))
-    return message;
-  if (error?.code && networkCodes.test(error.code)) return [message, error.code].filter(Boolean).join('; ');
+    return { unavailable: message! };
+  if (error?.code && networkCodes.test(error.code))
+    return { unavailable: [message, error.code].filter(Boolean).join('; ') };
   return undefined;
 }
 
@@ -85,8 +102,9 @@ export function judgeAudit(output: string, failAt: Severity): AuditVerdict {
   const parsed = report.safeParse(json);
   if (!parsed.success) {
     const unreachable = endpointUnreachable(json);
+    if (unreachable && 'error' in unreachable) return { kind: 'endpointError', reason: unreachable.error };
     return unreachable
-      ? { kind: 'unavailable', reason: unreachable }
+      ? { kind: 'unavailable', reason: unreachable.unavailable }
       : {
           kind: 'unreadable',
           reason: `npm audit answered in a shape this check does not know: ${JSON.stringify(json).slice(0, 200)}`,
@@ -156,6 +174,12 @@ function main(): void {
         failed = true;
         process.stderr.write(
           `audit: ${scope.label}: FAILED: npm audit's answer could not be read (${verdict.reason})\n`,
+        );
+        break;
+      case 'endpointError':
+        failed = true;
+        process.stderr.write(
+          `audit: ${scope.label}: FAILED: the registry's advisory endpoint answered ${verdict.reason}\n`,
         );
         break;
       case 'unavailable':

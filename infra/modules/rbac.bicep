@@ -35,7 +35,7 @@ param userPrincipalType string = 'User'
 
 // Storage Blob Data Owner: the host's containers and the deployment package, nothing else.
 var storageBlobDataOwner = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
-// Storage Blob Data Contributor: the app's photos; the deploying user uploads the policy file.
+// Storage Blob Data Contributor: the app's photos; the deploying user's upload of the policy file.
 var storageBlobDataContributor = 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
 // Storage Blob Data Reader: the app reads the policy file and may not change it.
 var storageBlobDataReader = '2a2b9908-6ea1-4ae2-8e65-a410df84e7d1'
@@ -184,9 +184,12 @@ resource userVaultSecretsRole 'Microsoft.Authorization/roleAssignments@2022-04-0
   }
 }
 
+// The deploying principal uploads the policy file, so it writes the policy container and nothing
+// else: on the account it could also rewrite the host's keys and the deployment package (code that
+// runs as the app identity) and the photos that go into every mailbox.
 resource userStorageRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(userPrincipalId)) {
-  name: guid(storageAccount.id, userPrincipalId, storageBlobDataContributor)
-  scope: storageAccount
+  name: guid(policyContainer.id, userPrincipalId, storageBlobDataContributor)
+  scope: policyContainer
   properties: {
     principalId: userPrincipalId
     principalType: userPrincipalType

@@ -29,7 +29,9 @@ export const settingsSchema = z
     MAILBOX_TIME_BUDGET_SECONDS: positiveInt(240).describe(
       'A mailbox worker stops and continues in a new message after this long',
     ),
-    POLICY_LEASE_MINUTES: positiveInt(360).describe('A run holds its policy this long at most'),
+    POLICY_LEASE_MINUTES: positiveInt(360).describe(
+      'A run that makes no progress holds its policy this long (progress renews it)',
+    ),
     CERTIFICATE_CHECK_MINUTES: z.coerce
       .number()
       .min(0)

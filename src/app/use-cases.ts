@@ -5,8 +5,6 @@ import type { Connection, Policy } from '../sync/config/schema';
 import {
   policyRunMessage,
   mailboxSyncMessage,
-  maxCarriedDriftItems,
-  maxCarriedDriftBytes,
   maxContinuations,
   parseMessage,
   type MailboxSyncMessage,
@@ -16,7 +14,16 @@ import {
 import { refreshSource, type SourceRefresh } from '../sync/refresh-source';
 import { buildReport, hasErrors, reportMime } from '../sync/report';
 import { certificateStatus } from './cert-rotation';
-import { emptySummary, isFinal, type MailboxOutcome, type RunSummary, type RunTarget } from '../sync/runs';
+import {
+  emptySummary,
+  isFinal,
+  maxPreReadDriftChars,
+  maxPreReadDriftItems,
+  type MailboxOutcome,
+  type PreReadDrift,
+  type RunSummary,
+  type RunTarget,
+} from '../sync/runs';
 import { isDue } from '../sync/schedule';
 import { syncMailbox } from '../sync/sync-mailbox';
 import { GraphRequestError } from '../sync/ports';
@@ -155,6 +162,23 @@ async function withFreshCredential<T>(app: App, connection: Connection, work: ()
   }
 }
 
+/**
+ * Renews the run's policy lease (a run making progress keeps its policy however long it takes).
+ * Returns why the run must stop when another run holds the lease now.
+ */
+async function keepLease(app: App, run: RunSummary): Promise<string | null> {
+  const now = app.now();
+  const held = await app.runStore.renewLease(
+    run.policyId,
+    run.runId,
+    new Date(now.getTime() + app.settings.POLICY_LEASE_MINUTES * 60_000),
+    now,
+  );
+  return held.held
+    ? null
+    : `the run lost the policy's lease${held.heldBy ? ` to run ${held.heldBy}` : ''} (no progress for ${app.settings.POLICY_LEASE_MINUTES} minutes); nothing more was written`;
+}
+
 const isPermanent = (e: unknown): boolean =>
   e instanceof GraphRequestError && e.status >= 400 && e.status < 500 && e.status !== 429 && e.status !== 408;
 
@@ -187,6 +211,11 @@ export async function processPolicyRun(app: App, raw: unknown, log: Logger): Pro
     return;
   }
   const { policy, connection } = found;
+  const lost = await keepLease(app, run);
+  if (lost) {
+    await failRun(app, msg.runId, msg.policyId, lost, log);
+    return;
+  }
   // Best effort: cleanup bookkeeping never holds a run up (a failed write is made at the next run).
   await app.policyRegistry
     .seen({ policyId: policy.id, connectionId: policy.connection, folderName: policy.folder.name })
@@ -213,6 +242,11 @@ export async function processPolicyRun(app: App, raw: unknown, log: Logger): Pro
     }
     throw e; // transient: the queue retries
   }
+  const lostDuringRefresh = await keepLease(app, run);
+  if (lostDuringRefresh) {
+    await failRun(app, msg.runId, msg.policyId, lostDuringRefresh, log);
+    return;
+  }
   let targets = refreshed.targets.mailboxes;
   const skipped = [...refreshed.targets.skipped];
   const requested = run.options.mailboxCount > 0 ? await app.runStore.requestedMailboxes(msg.runId) : [];
@@ -222,8 +256,9 @@ export async function processPolicyRun(app: App, raw: unknown, log: Logger): Pro
     targets = targets.filter((t) => wanted.has(t.userPrincipalName.toLowerCase()));
     for (const m of requested) if (!found.has(m.toLowerCase())) skipped.push({ user: m, reason: 'notFound' });
   }
+  const notes = [...refreshed.stats.notes];
   if (run.status === 'starting') {
-    const notes = [...refreshed.stats.notes, ...(await deletedPolicyNotes(app).catch(() => []))];
+    notes.push(...(await deletedPolicyNotes(app).catch(() => [])));
     if (refreshed.desired.size === 0)
       notes.push('the policy selects no source objects: no contact is deleted unless a run is forced');
     if (targets.length === 0) notes.push('the policy selects no target mailboxes');
@@ -240,14 +275,17 @@ export async function processPolicyRun(app: App, raw: unknown, log: Logger): Pro
           `mailboxes that left the targets could not be cleaned this run (the next run tries again): ${e instanceof Error ? e.message : String(e)}`,
         ])),
       );
-    run = await app.runStore.startRun(
-      msg.runId,
-      targets.map((t) => ({ mailboxId: t.userId, userPrincipalName: t.userPrincipalName })),
-      skipped,
-      notes,
-    );
-  } else {
-    // A redelivered message: the targets stored the first time are the run's.
+  }
+  const started = await app.runStore.startRun(
+    msg.runId,
+    targets.map((t) => ({ mailboxId: t.userId, userPrincipalName: t.userPrincipalName })),
+    skipped,
+    notes,
+  );
+  run = started.run;
+  if (!started.wrote) {
+    // Another delivery of this message stored the run's targets (or is storing them: retry later).
+    if (run.status === 'starting') throw new Error('another delivery is storing the run targets');
     const stored = new Set((await app.runStore.listTargets(msg.runId)).map((t) => t.mailboxId));
     targets = targets.filter((t) => stored.has(t.userId));
   }
@@ -261,11 +299,13 @@ export async function processPolicyRun(app: App, raw: unknown, log: Logger): Pro
     (await app.runStore.listOutcomes(msg.runId)).filter((o) => isFinal(o.status)).map((o) => o.mailboxId),
   );
   const pending = targets.filter((t) => !done.has(t.userId));
-  const drifts =
-    run.options.dryRun || run.options.fullResync
-      ? new Map<string, NonNullable<MailboxSyncMessage['drift']>>()
-      : await preReadDrifts(app, connection, policy.id, pending, log, fields);
+  if (!run.options.dryRun && !run.options.fullResync)
+    await app.runStore.savePreReadDrifts(
+      msg.runId,
+      await preReadDrifts(app, connection, policy.id, pending, log, fields),
+    );
   for (let i = 0; i < pending.length; i += 32) {
+    if (i > 0 && i % 3200 === 0) await keepLease(app, run); // a long fan-out is progress too
     await Promise.all(
       pending.slice(i, i + 32).map((t) => {
         const m: MailboxSyncMessage = {
@@ -273,11 +313,7 @@ export async function processPolicyRun(app: App, raw: unknown, log: Logger): Pro
           policyId: policy.id,
           runId: msg.runId,
           mailboxId: t.userId,
-          continuation: 0,
-          carried: { created: 0, updated: 0, deleted: 0, restored: 0, failed: 0 },
         };
-        const drift = drifts.get(t.userId);
-        if (drift) m.drift = drift;
         return app.send(queueNames.mailboxSyncs, m);
       }),
     );
@@ -358,7 +394,33 @@ export async function processMailboxSync(
       return 'done';
     }
     const { policy, connection } = found;
+    // The policy as it is now: disabled since the run started → nothing written; dryRun → plan only.
+    if (!policy.enabled) {
+      await recordAndMaybeFinish(
+        app,
+        msg.runId,
+        failedOutcome(
+          target,
+          `policy "${policy.id}" was disabled during the run; nothing was written to this mailbox`,
+          1,
+        ),
+        log,
+      );
+      return 'done';
+    }
+    const lost = await keepLease(app, run);
+    if (lost) {
+      await recordAndMaybeFinish(app, msg.runId, failedOutcome(target, lost, 1), log);
+      return 'done';
+    }
     const desired = await app.sourceStore.loadDesired(policy.id);
+    // Both are the run's rows (the fan-out's Graph reads, earlier passes); a message carries ids only.
+    const { continuation, carried } = (await app.runStore.mailboxProgress(msg.runId, msg.mailboxId)) ?? {
+      continuation: 0,
+      carried: { created: 0, updated: 0, deleted: 0, restored: 0, failed: 0 },
+    };
+    const preReadDrift =
+      continuation === 0 ? await app.runStore.preReadDrift(msg.runId, msg.mailboxId) : undefined;
     const result = await withFreshCredential(app, connection, async () =>
       syncMailbox(
         policy,
@@ -367,24 +429,20 @@ export async function processMailboxSync(
         (await app.graph(connection)).mailboxes,
         app.mailboxStore,
         {
-          dryRun: run.options.dryRun,
+          dryRun: run.options.dryRun || policy.options.dryRun,
           force: run.options.fullResync,
           deadline: now.getTime() + budgetMs,
-          ...(msg.continuation === 0 && msg.drift ? { preReadDrift: msg.drift } : {}),
+          ...(preReadDrift ? { preReadDrift } : {}),
         },
         app.photoStore,
         app.sourceStore,
       ),
     );
     // Counts of earlier continuations are carried, so the outcome covers the whole mailbox.
-    for (const k of ['created', 'updated', 'deleted', 'restored', 'failed'] as const)
-      result[k] += msg.carried[k];
+    for (const k of ['created', 'updated', 'deleted', 'restored', 'failed'] as const) result[k] += carried[k];
     // What earlier passes wrote shows up as unchanged in this one: count it once.
-    result.unchanged = Math.max(
-      0,
-      result.unchanged - msg.carried.created - msg.carried.restored - msg.carried.updated,
-    );
-    if (result.status === 'partial' && msg.continuation >= maxContinuations) {
+    result.unchanged = Math.max(0, result.unchanged - carried.created - carried.restored - carried.updated);
+    if (result.status === 'partial' && continuation >= maxContinuations) {
       // Never dropped: a mailbox that makes no headway is failed and reported (the lease is freed).
       result.status = 'failed';
       result.errors.push({
@@ -394,18 +452,19 @@ export async function processMailboxSync(
       });
     }
     if (result.status === 'partial') {
-      const carried = {
-        created: result.created,
-        updated: result.updated,
-        deleted: result.deleted,
-        restored: result.restored,
-        failed: result.failed,
-      };
-      const next: MailboxSyncMessage = { ...msg, continuation: msg.continuation + 1, carried };
-      delete next.drift;
-      await app.send(queueNames.mailboxSyncs, next);
+      await app.runStore.saveMailboxProgress(msg.runId, msg.mailboxId, {
+        continuation: continuation + 1,
+        carried: {
+          created: result.created,
+          updated: result.updated,
+          deleted: result.deleted,
+          restored: result.restored,
+          failed: result.failed,
+        },
+      });
+      await app.send(queueNames.mailboxSyncs, msg);
       log.info(
-        `time budget used; continuation ${msg.continuation + 1} queued (${result.created} created so far)`,
+        `time budget used; continuation ${continuation + 1} queued (${result.created} created so far)`,
         fields,
       );
       return 'continued';
@@ -583,8 +642,8 @@ async function preReadDrifts(
   targets: readonly TargetMailbox[],
   log: Logger,
   fields: Record<string, string>,
-): Promise<Map<string, NonNullable<MailboxSyncMessage['drift']>>> {
-  const out = new Map<string, NonNullable<MailboxSyncMessage['drift']>>();
+): Promise<Map<string, PreReadDrift>> {
+  const out = new Map<string, PreReadDrift>();
   try {
     const reads: { mailboxId: string; deltaLink: string; folderId?: string }[] = [];
     for (let i = 0; i < targets.length; i += 32) {
@@ -606,17 +665,13 @@ async function preReadDrifts(
       (await app.graph(connection)).mailboxes.readDrifts(reads),
     );
     for (const [mailboxId, d] of read) {
-      // Larger drift stays with the worker: a queue message holds 64 KiB (base64 adds a third).
-      if (
-        d.items.length > maxCarriedDriftItems ||
-        Buffer.byteLength(JSON.stringify(d.items)) > maxCarriedDriftBytes
-      )
+      const drift = { fromDeltaLink: from.get(mailboxId)!, deltaLink: d.deltaLink, items: d.items };
+      // Larger drift stays with the worker: the run's row holds at most 1 MiB.
+      if (d.items.length > maxPreReadDriftItems || JSON.stringify(drift).length > maxPreReadDriftChars)
         continue;
       out.set(mailboxId, {
-        fromDeltaLink: from.get(mailboxId)!,
-        deltaLink: d.deltaLink,
+        ...drift,
         ...(typeof d.folderName === 'string' ? { folderName: d.folderName } : {}),
-        items: d.items as NonNullable<MailboxSyncMessage['drift']>['items'],
       });
     }
   } catch (e) {

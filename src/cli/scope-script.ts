@@ -30,23 +30,29 @@ function contactsScope(policy: Policy): string[] {
   const name = `ContactSync-${policy.id}`;
   const lines: string[] = [];
   let filter: string;
+  const out = new Set(policy.targets.excludeUsers.map((u) => u.toLowerCase()));
+  const included = policy.targets.users.filter((u) => !out.has(u.toLowerCase()));
   if (policy.targets.type === 'groups') {
     lines.push('# Members of the target groups (mail-enabled groups; use their distinguished names):');
     filter = policy.targets.groups
       .map((g) => `MemberOfGroup -eq '<distinguished name of group ${g}>'`)
       .join(' -or ');
   } else if (policy.targets.type === 'users') {
-    filter = upnFilter(policy.targets.users);
+    filter = upnFilter(included);
   } else {
     lines.push('# The policy targets all mailboxes: a scope of all user mailboxes.');
     filter = "RecipientTypeDetails -eq 'UserMailbox'";
   }
+  // The mailboxes the policy leaves out stay out of the app's reach too.
+  const excluded = policy.targets.excludeUsers;
+  if (policy.targets.type !== 'users' && excluded.length > 0)
+    filter = `(${filter}) -and -not (${upnFilter(excluded)})`;
   lines.push(
     `New-ManagementScope -Name ${psString(name)} -RecipientRestrictionFilter ${psString(filter)}`,
     `New-ManagementRoleAssignment -App $sp.AppId -Role ${psString('Application Contacts.ReadWrite')} -CustomResourceScope ${psString(name)}`,
     '# Then remove the tenant-wide Contacts.ReadWrite application permission from the app registration,',
     '# or the scope does not narrow anything. Check one mailbox:',
-    `Test-ServicePrincipalAuthorization -Identity $sp.AppId -Resource ${psString(policy.targets.users[0] ?? '<a target mailbox>')}`,
+    `Test-ServicePrincipalAuthorization -Identity $sp.AppId -Resource ${psString(included[0] ?? '<a target mailbox>')}`,
   );
   return lines;
 }

@@ -47,7 +47,8 @@ async function guarded(
 
 /**
  * POST /api/policies/{policyId}/runs {dryRun?, mailboxes?, fullResync?} → 202 with the run id. The
- * policy's own `dryRun: true` holds whatever the body asks; a disabled policy is answered 409.
+ * policy's own `dryRun: true` holds whatever the body asks; a disabled policy is answered 409; a
+ * full resync is refused (403) unless the policy sets `options.allowOnDemandFullResync`.
  */
 export async function runPolicyNow(
   request: HttpRequest,
@@ -69,6 +70,14 @@ export async function runPolicyNow(
     }
     const options = runOptionsSchema.safeParse(body);
     if (!options.success) return validationProblem(options.error);
+    // A full resync lifts the deletion threshold: the policy's owner decides, not any key holder.
+    if (options.data.fullResync && !found!.policy.options.allowOnDemandFullResync)
+      return problem(
+        403,
+        'Full resync not allowed',
+        `policy "${found!.policy.id}" does not allow a full resync on request ("options.allowOnDemandFullResync" is false in the policy file)`,
+        [{ field: 'fullResync', message: 'not allowed by options.allowOnDemandFullResync' }],
+      );
     const result = await startRun(getApp(), found!.policy, 'http', options.data);
     if (!result.started && result.reason === 'disabled')
       return problem(

@@ -40,60 +40,29 @@ export const policyRunMessage = z.strictObject({
 });
 export type PolicyRunMessage = z.output<typeof policyRunMessage>;
 
-/** Drift items a mailbox-sync message may carry (more: the worker reads the delta itself). */
-export const maxCarriedDriftItems = 20;
-/**
- * UTF-8 bytes of carried drift's JSON: with base64 (a third more) the message stays far below 64 KiB.
- * Bytes, not characters: a character of a name can take 3 or 4 bytes.
- */
-export const maxCarriedDriftBytes = 24_000;
 /** A queue message holds 64 KiB; what we send is checked against this before it is sent. */
 export const maxQueueMessageBytes = 64 * 1024;
 
 /** Time-budget continuations of one mailbox; the one that would pass it fails the mailbox instead. */
 export const maxContinuations = 1000;
 
-export const mailboxSyncMessage = z.strictObject({
-  kind: z.literal('mailbox-sync'),
-  policyId: policyIdSchema,
-  runId: runIdSchema,
-  mailboxId: objectIdSchema,
-  /** How many time-budget continuations came before this one. */
-  continuation: z.number().int().min(0).max(maxContinuations).default(0),
-  /** Counts from earlier continuations of this mailbox, so the outcome tells the whole story. */
-  carried: z
-    .strictObject({
-      created: z.number().int().min(0),
-      updated: z.number().int().min(0),
-      deleted: z.number().int().min(0),
-      restored: z.number().int().min(0),
-      failed: z.number().int().min(0),
-    })
-    .default({ created: 0, updated: 0, deleted: 0, restored: 0, failed: 0 }),
-  /**
-   * The folder's next contacts-delta round, read for many mailboxes in one $batch when the run
-   * started: the worker uses it instead of reading its own (only on a first pass, only if the state's
-   * token is still the one it was read from).
-   */
-  drift: z
-    .strictObject({
-      fromDeltaLink: z.url({ protocol: /^https$/ }),
-      deltaLink: z.url({ protocol: /^https$/ }),
-      /** The folder's name when the round was read: a pass sees a renamed folder without a request. */
-      folderName: z.string().max(255).optional(),
-      items: z
-        .array(
-          z.strictObject({
-            contactId: z.string().min(1),
-            removed: z.boolean(),
-            changeKey: z.string().optional(),
-            fields: z.record(z.string(), z.unknown()).optional(),
-          }),
-        )
-        .max(maxCarriedDriftItems),
-    })
-    .optional(),
-});
+export const mailboxSyncMessage = z
+  .strictObject({
+    kind: z.literal('mailbox-sync'),
+    policyId: policyIdSchema,
+    runId: runIdSchema,
+    mailboxId: objectIdSchema,
+    /**
+     * Earlier versions carried a continuation's number and counts, and the run's pre-read contacts
+     * delta, here. Accepted, so a message queued before an upgrade still runs, and ignored: a forged
+     * one could inflate the report, fail a mailbox at once, or name removals and another mailbox's
+     * deltaLink. The run's Table rows hold them now (RunStore.mailboxProgress, preReadDrift).
+     */
+    continuation: z.unknown().optional(),
+    carried: z.unknown().optional(),
+    drift: z.unknown().optional(),
+  })
+  .transform(({ kind, policyId, runId, mailboxId }) => ({ kind, policyId, runId, mailboxId }));
 export type MailboxSyncMessage = z.output<typeof mailboxSyncMessage>;
 
 export class InvalidMessageError extends Error {}

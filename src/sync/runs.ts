@@ -2,6 +2,7 @@
 // recorded once (at-least-once delivery is fine), and the last one finalizes the run.
 import type { MailboxResult } from './sync-mailbox';
 import type { TargetResolution } from './directory';
+import type { DriftItem } from './ports';
 
 export type RunStatus = 'starting' | 'running' | 'completed' | 'failed';
 
@@ -33,6 +34,8 @@ export interface RunSummary {
   /** What the admin should know about the source (e.g. hidden users that cannot be told apart). */
   notes?: string[];
   reportSent: boolean;
+  /** The delivery writing the target list while the run starts (the last to claim it wins). */
+  targetWriter?: string;
 }
 
 export type MailboxOutcomeStatus = 'succeeded' | 'failed' | 'skipped' | 'planned' | 'retrying';
@@ -59,6 +62,29 @@ export interface RunRecordOptions {
 export interface RunTarget {
   mailboxId: string;
   userPrincipalName: string;
+}
+
+/**
+ * A mailbox folder's next contacts-delta round, read for many mailboxes in one $batch when the run
+ * fanned out and kept in the run's Table rows (never in a queue message, where it could be forged).
+ * The worker uses it on its first pass only if its state's token is still `fromDeltaLink`.
+ */
+export interface PreReadDrift {
+  fromDeltaLink: string;
+  deltaLink: string;
+  /** The folder's name when the round was read: a pass sees a renamed folder without a request. */
+  folderName?: string;
+  items: DriftItem[];
+}
+/** A larger pre-read round is left to the mailbox's own read: a row stays far under 1 MiB. */
+export const maxPreReadDriftItems = 200;
+/** JSON characters of one pre-read round (UTF-16: 600 KB, in properties of 30,000 characters). */
+export const maxPreReadDriftChars = 300_000;
+
+/** A mailbox's time-budget continuations so far and what they did (kept per run, never in a message). */
+export interface MailboxProgress {
+  continuation: number;
+  carried: { created: number; updated: number; deleted: number; restored: number; failed: number };
 }
 
 /** Skipped targets kept in the run summary (the rest are counted); a Table property holds 32K chars. */
@@ -105,14 +131,24 @@ export interface RunStore {
   /** Removes a run that never started (its lease was refused). */
   deleteRun(runId: string): Promise<void>;
   requestedMailboxes(runId: string): Promise<string[]>;
-  /** Stores the run's targets (idempotent), then sets what the run expects. */
+  /**
+   * Stores the run's targets and sets what the run expects, once: on a run past "starting" it writes
+   * nothing; of concurrent deliveries one list is stored whole. `wrote` says whether this call's list
+   * is the run's.
+   */
   startRun(
     runId: string,
     targets: readonly RunTarget[],
     skippedTargets: TargetResolution['skipped'],
     notes?: string[],
-  ): Promise<RunSummary>;
+  ): Promise<{ run: RunSummary; wrote: boolean }>;
   getTarget(runId: string, mailboxId: string): Promise<RunTarget | undefined>;
+  /** Continuations of a mailbox so far (none: its first pass). */
+  mailboxProgress(runId: string, mailboxId: string): Promise<MailboxProgress | undefined>;
+  saveMailboxProgress(runId: string, mailboxId: string, progress: MailboxProgress): Promise<void>;
+  /** Keeps pre-read delta rounds (each within maxPreReadDriftChars) for the run's first passes. */
+  savePreReadDrifts(runId: string, drifts: ReadonlyMap<string, PreReadDrift>): Promise<void>;
+  preReadDrift(runId: string, mailboxId: string): Promise<PreReadDrift | undefined>;
   listTargets(runId: string): Promise<RunTarget[]>;
   failRun(runId: string, error: string): Promise<RunSummary | undefined>;
   getOutcome(runId: string, mailboxId: string): Promise<MailboxOutcome | undefined>;
@@ -140,6 +176,16 @@ export interface RunStore {
     now: Date,
     scheduledAt?: Date,
   ): Promise<{ acquired: true } | { acquired: false; heldBy: string }>;
+  /**
+   * Extends the run's lease to `expiresAt` while the run makes progress (written only once less than
+   * half of it is left). Returns who holds the lease when the run lost it to another.
+   */
+  renewLease(
+    policyId: string,
+    runId: string,
+    expiresAt: Date,
+    now: Date,
+  ): Promise<{ held: true } | { held: false; heldBy: string | null }>;
   releaseLease(policyId: string, runId: string): Promise<void>;
   markScheduled(policyId: string, at: Date): Promise<void>;
 }

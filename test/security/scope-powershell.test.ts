@@ -118,6 +118,36 @@ describe('scope: PowerShell quoting', () => {
     for (const line of r.out.split('\n')) assert.equal(powerShellLiterals(line).unclosed, false, line);
   });
 
+  it('leaves excludeUsers out of the scope, for a users-scope and an all-mailboxes policy', async () => {
+    const excluded = 'ceo@contoso.example';
+    const users = await cliScope({
+      connections: [connection],
+      policies: [
+        {
+          ...policy(['CEO@contoso.example', 'a@contoso.example']),
+          targets: {
+            type: 'users',
+            users: ['CEO@contoso.example', 'a@contoso.example'],
+            excludeUsers: [excluded],
+          },
+        },
+      ],
+    });
+    assert.equal(users.code, 0, users.err);
+    const scope = users.out
+      .split('\n')
+      .find((l) => l.startsWith("New-ManagementScope -Name 'ContactSync-scoped'"))!;
+    assert.doesNotMatch(scope, /ceo@contoso\.example/i, 'an excluded user is not in the scope');
+    assert.match(scope, /a@contoso\.example/);
+    assert.match(users.out, /Test-ServicePrincipalAuthorization .*'a@contoso\.example'/);
+    const all = await cliScope({
+      connections: [connection],
+      policies: [{ ...policy([]), targets: { type: 'allMailboxes', excludeUsers: [excluded] } }],
+    });
+    assert.equal(all.code, 0, all.err);
+    assert.match(all.out, /-and -not \(UserPrincipalName -eq ''ceo@contoso\.example''\)/);
+  });
+
   it('psString keeps every PowerShell quote character inside the literal', () => {
     for (const q of powerShellSingleQuotes) {
       for (const value of [q, `${q}${q}`, `a${q}b`, `${q}; Remove-Mailbox ceo; ${q}`, `x${q}`]) {

@@ -62,6 +62,16 @@ const refused = JSON.stringify({
   error: { summary: '', detail: '' },
 });
 
+/** The same shape for another HTTP status of the advisory endpoint. */
+const endpointAnswer = (status: number, text: string): string =>
+  JSON.stringify({
+    message: `${status} ${text} - POST https://registry.npmjs.org/-/npm/v1/security/advisories/bulk`,
+    method: 'POST',
+    statusCode: status,
+    body: '',
+    error: { summary: '', detail: '' },
+  });
+
 /** What npm 11 printed for an advisory endpoint that refused the connection, or a name that does not resolve. */
 const unreachable = {
   message:
@@ -111,6 +121,28 @@ describe('dependency audit: the verdict on what npm audit printed', () => {
     assert.match(v.kind === 'unavailable' ? v.reason : '', /405.*advisories\/bulk/);
     for (const answer of [unreachable, offline, { error: { code: 'EAI_AGAIN', summary: '' } }])
       assert.equal(judgeAudit(JSON.stringify(answer), 'high').kind, 'unavailable', JSON.stringify(answer));
+  });
+
+  it('fails on any other HTTP error from the advisory endpoint (5xx, 401, 403, 429): never NOT RUN', () => {
+    for (const [status, text] of [
+      [500, 'Internal Server Error'],
+      [502, 'Bad Gateway'],
+      [503, 'Service Unavailable'],
+      [401, 'Unauthorized'],
+      [403, 'Forbidden'],
+      [429, 'Too Many Requests'],
+    ] as const) {
+      const v = judgeAudit(endpointAnswer(status, text), 'high');
+      assert.equal(v.kind, 'endpointError', `${status}`);
+      assert.match(v.kind === 'endpointError' ? v.reason : '', new RegExp(`HTTP ${status}`));
+    }
+    // A registry that does not offer the endpoint at all (read-only mirrors): NOT RUN.
+    for (const [status, text] of [
+      [404, 'Not Found'],
+      [405, 'Method Not Allowed'],
+      [501, 'Not Implemented'],
+    ] as const)
+      assert.equal(judgeAudit(endpointAnswer(status, text), 'high').kind, 'unavailable', `${status}`);
   });
 
   it('fails closed on an answer it cannot read: never clean, never NOT RUN', () => {
@@ -173,6 +205,13 @@ describe('dependency audit: the command and its exit code', () => {
     const down = audit(JSON.stringify(offline));
     assert.equal(down.status, 0);
     assert.match(down.text, /NOT RUN: .*ENOTFOUND/);
+  });
+
+  it('exits 1 naming the status when the advisory endpoint answers a server error', () => {
+    const r = audit(endpointAnswer(503, 'Service Unavailable'));
+    assert.equal(r.status, 1, r.text);
+    assert.match(r.text, /FAILED: the registry's advisory endpoint answered HTTP 503/);
+    assert.doesNotMatch(r.text, /NOT RUN/);
   });
 
   it('exits 1 on output it cannot read, with or without DEPENDENCY_AUDIT=required', () => {

@@ -303,6 +303,23 @@ describe('least privilege for the app identity (compiled Bicep)', () => {
     assert.ok(writable.every((g) => containerParam(g) !== 'policyContainerName'));
   });
 
+  it('gives the deploying principal blob write on the policy container only, never on the account', () => {
+    const { grants: all } = grants();
+    const user = all.filter((g) => g.principal === 'userPrincipalId');
+    const blob = user.filter((g) =>
+      [roles.blobContributor, roles.blobOwner, roles.blobReader].includes(g.role),
+    );
+    assert.deepEqual(
+      blob.map((g) => [g.role, containerParam(g)]),
+      [[roles.blobContributor, 'policyContainerName']],
+      'Storage Blob Data Contributor on the policy container alone',
+    );
+    assert.ok(
+      user.every((g) => g.scopeType !== 'Microsoft.Storage/storageAccounts'),
+      'no role of the deploying principal on the whole storage account',
+    );
+  });
+
   it('grants Key Vault Secrets User on the certificate secret, not the vault', () => {
     const { grants: all, main } = grants();
     const vault = forApp(all).filter((g) => g.role === roles.secretsUser);

@@ -422,6 +422,12 @@ export const policySchema = z.strictObject({
         .enum(['remove', 'keep'])
         .default('remove')
         .describe("A mailbox that leaves the policy's targets: remove our contacts from it, or keep them"),
+      allowOnDemandFullResync: z
+        .boolean()
+        .default(false)
+        .describe(
+          'Whether a run requested over HTTP may ask for a full resync (it lifts the deletion threshold); off by default, so a function key alone cannot',
+        ),
     })
     .default({
       deletionThreshold: { percent: 20, minimum: 10 },
@@ -432,6 +438,7 @@ export const policySchema = z.strictObject({
       dryRun: false,
       unmanagedContacts: 'leave',
       onTargetRemoval: 'remove',
+      allowOnDemandFullResync: false,
     }),
   schedule: ncrontab.default('0 0 */4 * * *').describe('NCRONTAB, UTC'),
   notify: z

@@ -2,6 +2,7 @@
 // outcomes share a partition, so recording an outcome and counting it is one entity-group transaction
 // guarded by the summary's ETag. Lists that can grow are rows or capped (Azure: a string property holds
 // 32K characters, an entity 1 MiB, a transaction 100 entities).
+import { randomUUID } from 'node:crypto';
 import { TableClient, type TableEntity, type TransactionAction } from '@azure/data-tables';
 import {
   addOutcome,
@@ -9,17 +10,24 @@ import {
   isFinal,
   maxListedSkipped,
   type MailboxOutcome,
+  type MailboxProgress,
   type PolicyState,
+  type PreReadDrift,
   type RunStore,
   type RunSummary,
   type RunTarget,
 } from '../../runs';
 import type { TargetResolution } from '../../directory';
+import { fromTableKey, tableKey } from './table-key';
 
-// Outcome rows are keyed by the mailbox's GUID; our own rows start with `~`, which sorts after them.
+// Outcome rows are keyed by the mailbox's id (tableKey: never a leading `~`); our own rows start with
+// `~`, which sorts after them.
 const summaryKey = '~run';
 const requestKey = '~request';
 const targetPrefix = '~target~';
+const driftPrefix = '~drift~';
+const targetRow = (mailboxId: string): string => `${targetPrefix}${tableKey(mailboxId)}`;
+const progressPrefix = '~progress~';
 const stateKey = 'state';
 const status = (e: unknown): number | undefined => (e as { statusCode?: number }).statusCode;
 const odata = (s: string): string => `'${s.replace(/'/g, "''")}'`;
@@ -125,39 +133,159 @@ export class TableRunStore implements RunStore {
     targets: readonly RunTarget[],
     skippedTargets: TargetResolution['skipped'],
     notes: string[] = [],
-  ): Promise<RunSummary> {
-    // Targets first: a worker accepts only a mailbox whose target row exists.
-    for (let i = 0; i < targets.length; i += 100) {
-      await this.runs.submitTransaction(
-        targets
-          .slice(i, i + 100)
-          .map((t): TransactionAction => [
-            'upsert',
-            { partitionKey: runId, rowKey: `${targetPrefix}${t.mailboxId}`, upn: t.userPrincipalName },
-            'Replace',
-          ]),
-      );
+  ): Promise<{ run: RunSummary; wrote: boolean }> {
+    // Claim the start: every later step is one transaction with the summary under its ETag, so a
+    // delivery that another claimed after it (or that finds the run started) writes nothing more.
+    const token = randomUUID();
+    let current = await this.claimStart(runId, token);
+    if (!current) return { run: (await this.getRun(runId))!, wrote: false };
+    const mine = new Set(targets.map((t) => t.mailboxId));
+    const stale = (await this.listTargets(runId)).filter((t) => !mine.has(t.mailboxId));
+    const actions: TransactionAction[] = [
+      ...stale.map((t): TransactionAction => [
+        'delete',
+        { partitionKey: runId, rowKey: targetRow(t.mailboxId) },
+      ]),
+      ...targets.map((t): TransactionAction => [
+        'upsert',
+        { partitionKey: runId, rowKey: targetRow(t.mailboxId), upn: t.userPrincipalName },
+        'Replace',
+      ]),
+    ];
+    for (let i = 0; i < actions.length; i += 99) {
+      current = await this.withSummary(runId, token, current, actions.slice(i, i + 99));
+      if (!current) return { run: (await this.getRun(runId))!, wrote: false };
     }
-    const run = await this.updateSummary(runId, (r) =>
-      r.status === 'starting'
-        ? {
-            ...r,
-            status: 'running',
-            expected: targets.length,
-            skippedTargets: skippedTargets.slice(0, maxListedSkipped),
-            skippedCount: skippedTargets.length,
-            ...(notes.length ? { notes: notes.slice(0, maxListedSkipped) } : {}),
-          }
-        : undefined,
-    );
-    if (!run) throw new Error(`run ${runId} does not exist`);
-    return run;
+    const run: RunSummary = {
+      ...current.run,
+      status: 'running',
+      expected: targets.length,
+      skippedTargets: skippedTargets.slice(0, maxListedSkipped),
+      skippedCount: skippedTargets.length,
+      ...(notes.length ? { notes: notes.slice(0, maxListedSkipped) } : {}),
+    };
+    delete run.targetWriter;
+    try {
+      await this.runs.updateEntity(
+        { partitionKey: runId, rowKey: summaryKey, policyId: run.policyId, ...packData(run) },
+        'Replace',
+        { etag: current.etag },
+      );
+    } catch (err) {
+      if (status(err) !== 412) throw err;
+      return { run: (await this.getRun(runId))!, wrote: false };
+    }
+    return { run, wrote: true };
+  }
+
+  /** Marks this delivery as the one writing a starting run's targets; undefined when it is not starting. */
+  private async claimStart(
+    runId: string,
+    token: string,
+  ): Promise<{ run: RunSummary; etag: string } | undefined> {
+    for (let attempt = 0; attempt < 50; attempt++) {
+      const current = await this.readSummary(runId);
+      if (!current) throw new Error(`run ${runId} does not exist`);
+      if (current.run.status !== 'starting') return undefined;
+      const run = { ...current.run, targetWriter: token };
+      try {
+        await this.runs.updateEntity(
+          { partitionKey: runId, rowKey: summaryKey, policyId: run.policyId, ...packData(run) },
+          'Replace',
+          { etag: current.etag },
+        );
+      } catch (err) {
+        if (status(err) !== 412) throw err;
+        continue;
+      }
+      const after = await this.readSummary(runId);
+      return after?.run.targetWriter === token ? after : undefined;
+    }
+    throw new Error(`run ${runId}: too many concurrent updates`);
+  }
+
+  /**
+   * Submits target rows together with the unchanged summary under its ETag: they land only while this
+   * delivery still holds the claim. Returns the summary's new state, or undefined once another has it.
+   */
+  private async withSummary(
+    runId: string,
+    token: string,
+    current: { run: RunSummary; etag: string },
+    rows: TransactionAction[],
+  ): Promise<{ run: RunSummary; etag: string } | undefined> {
+    try {
+      await this.runs.submitTransaction([
+        ...rows,
+        [
+          'update',
+          {
+            partitionKey: runId,
+            rowKey: summaryKey,
+            policyId: current.run.policyId,
+            ...packData(current.run),
+          },
+          'Replace',
+          { etag: current.etag },
+        ],
+      ]);
+    } catch (err) {
+      if (status(err) === 412) return undefined;
+      throw err;
+    }
+    const after = await this.readSummary(runId);
+    return after?.run.targetWriter === token ? after : undefined;
   }
 
   async getTarget(runId: string, mailboxId: string): Promise<RunTarget | undefined> {
     try {
-      const e = await this.runs.getEntity<{ upn: string }>(runId, `${targetPrefix}${mailboxId}`);
+      const e = await this.runs.getEntity<{ upn: string }>(runId, targetRow(mailboxId));
       return { mailboxId, userPrincipalName: e.upn };
+    } catch (err) {
+      if (status(err) === 404) return undefined;
+      throw err;
+    }
+  }
+
+  async mailboxProgress(runId: string, mailboxId: string): Promise<MailboxProgress | undefined> {
+    try {
+      return unpackData<MailboxProgress>(
+        await this.runs.getEntity<DataEntity>(runId, `${progressPrefix}${tableKey(mailboxId)}`),
+      );
+    } catch (err) {
+      if (status(err) === 404) return undefined;
+      throw err;
+    }
+  }
+
+  async saveMailboxProgress(runId: string, mailboxId: string, progress: MailboxProgress): Promise<void> {
+    await this.runs.upsertEntity(
+      { partitionKey: runId, rowKey: `${progressPrefix}${tableKey(mailboxId)}`, ...packData(progress) },
+      'Replace',
+    );
+  }
+
+  async savePreReadDrifts(runId: string, drifts: ReadonlyMap<string, PreReadDrift>): Promise<void> {
+    // One row each (up to 600 KB): a transaction of them could pass its 4 MiB.
+    const all = [...drifts];
+    for (let i = 0; i < all.length; i += 32)
+      await Promise.all(
+        all
+          .slice(i, i + 32)
+          .map(([mailboxId, drift]) =>
+            this.runs.upsertEntity(
+              { partitionKey: runId, rowKey: `${driftPrefix}${tableKey(mailboxId)}`, ...packData(drift) },
+              'Replace',
+            ),
+          ),
+      );
+  }
+
+  async preReadDrift(runId: string, mailboxId: string): Promise<PreReadDrift | undefined> {
+    try {
+      return unpackData<PreReadDrift>(
+        await this.runs.getEntity<DataEntity>(runId, `${driftPrefix}${tableKey(mailboxId)}`),
+      );
     } catch (err) {
       if (status(err) === 404) return undefined;
       throw err;
@@ -168,7 +296,7 @@ export class TableRunStore implements RunStore {
     const out: RunTarget[] = [];
     const filter = `PartitionKey eq ${odata(runId)} and RowKey ge ${odata(targetPrefix)} and RowKey lt ${odata(`${targetPrefix}~`)}`;
     for await (const e of this.runs.listEntities<{ upn: string }>({ queryOptions: { filter } }))
-      out.push({ mailboxId: e.rowKey!.slice(targetPrefix.length), userPrincipalName: e.upn });
+      out.push({ mailboxId: fromTableKey(e.rowKey!.slice(targetPrefix.length)), userPrincipalName: e.upn });
     return out;
   }
 
@@ -182,7 +310,7 @@ export class TableRunStore implements RunStore {
 
   async getOutcome(runId: string, mailboxId: string): Promise<MailboxOutcome | undefined> {
     try {
-      const e = await this.runs.getEntity<DataEntity>(runId, mailboxId);
+      const e = await this.runs.getEntity<DataEntity>(runId, tableKey(mailboxId));
       return unpackData<MailboxOutcome>(e);
     } catch (err) {
       if (status(err) === 404) return undefined;
@@ -216,7 +344,10 @@ export class TableRunStore implements RunStore {
       lastError: error,
       attempts: (existing?.attempts ?? 0) + 1,
     });
-    await this.runs.upsertEntity({ partitionKey: runId, rowKey: mailboxId, ...packData(outcome) }, 'Replace');
+    await this.runs.upsertEntity(
+      { partitionKey: runId, rowKey: tableKey(mailboxId), ...packData(outcome) },
+      'Replace',
+    );
   }
 
   async recordOutcome(
@@ -231,7 +362,11 @@ export class TableRunStore implements RunStore {
       const stored = boundOutcome({ ...outcome, attempts: (existing?.attempts ?? 0) + 1 });
       const next = addOutcome(current.run, stored);
       const actions: TransactionAction[] = [
-        ['upsert', { partitionKey: runId, rowKey: outcome.mailboxId, ...packData(stored) }, 'Replace'],
+        [
+          'upsert',
+          { partitionKey: runId, rowKey: tableKey(outcome.mailboxId), ...packData(stored) },
+          'Replace',
+        ],
         [
           'update',
           { partitionKey: runId, rowKey: summaryKey, policyId: next.policyId, ...packData(next) },
@@ -337,6 +472,27 @@ export class TableRunStore implements RunStore {
     });
     if (result) return { acquired: true };
     return { acquired: false, heldBy: heldBy ?? 'unknown' };
+  }
+
+  async renewLease(
+    policyId: string,
+    runId: string,
+    expiresAt: Date,
+    now: Date,
+  ): Promise<{ held: true } | { held: false; heldBy: string | null }> {
+    const halfLeft = (s: PolicyState): boolean =>
+      s.leaseExpiresAt !== null &&
+      new Date(s.leaseExpiresAt).getTime() - now.getTime() > (expiresAt.getTime() - now.getTime()) / 2;
+    const { state } = await this.readState(policyId);
+    if (state.leaseRunId !== runId) return { held: false, heldBy: state.leaseRunId };
+    if (halfLeft(state)) return { held: true };
+    let heldBy: string | null = null;
+    // An expired lease nobody took is still this run's: progress takes it up again.
+    const renewed = await this.writeState(policyId, (s) => {
+      heldBy = s.leaseRunId;
+      return s.leaseRunId === runId ? { ...s, leaseExpiresAt: expiresAt.toISOString() } : undefined;
+    });
+    return renewed ? { held: true } : { held: false, heldBy };
   }
 
   async releaseLease(policyId: string, runId: string): Promise<void> {

@@ -171,8 +171,9 @@ export class TableSourceStore implements SourceStore {
         };
         continue;
       }
-      rows.set(e.rowKey, {
-        key: e.rowKey,
+      const key = fromTableKey(e.rowKey);
+      rows.set(key, {
+        key,
         entry: json(anyObject, e.entry, 'entry') as unknown as DirectoryEntry,
         desired: e.desired ? (json(anyObject, e.desired, 'desired') as unknown as DesiredContact) : null,
         exclusion: (e.exclusion as string) || null,
@@ -186,7 +187,7 @@ export class TableSourceStore implements SourceStore {
       'upsert',
       {
         partitionKey: policyId,
-        rowKey: r.key,
+        rowKey: tableKey(r.key),
         entry: JSON.stringify(r.entry),
         desired: r.desired ? JSON.stringify(r.desired) : '',
         desiredHash: r.desired?.hash ?? '',
@@ -199,7 +200,7 @@ export class TableSourceStore implements SourceStore {
     ]);
     await submitBuilt(this.table, deletes, (k): TransactionAction => [
       'delete',
-      { partitionKey: policyId, rowKey: k },
+      { partitionKey: policyId, rowKey: tableKey(k) },
     ]);
     await this.table.upsertEntity(
       {
@@ -271,7 +272,7 @@ export class TableSourceStore implements SourceStore {
       if (typeof e.desiredPhoto === 'string' && e.desiredPhoto !== '')
         want.photo = e.desiredPhoto === noPhoto ? null : e.desiredPhoto;
       if (typeof e.photoSize === 'number') want.photoSize = e.photoSize;
-      out.set(e.rowKey, want);
+      out.set(fromTableKey(e.rowKey), want);
     }
     return out;
   }
@@ -320,7 +321,7 @@ export class TableMailboxStore implements MailboxStateStore {
       }
       if (e.pending === true) {
         const fields = json(anyObject, e.fields, 'fields') as ContactFields;
-        contacts.set(e.rowKey, { pending: true, hash: text(e.hash), fields });
+        contacts.set(fromTableKey(e.rowKey), { pending: true, hash: text(e.hash), fields });
       } else {
         if (typeof e.fields !== 'string') throw new Error('state row: fields is missing');
         const base = {
@@ -335,7 +336,7 @@ export class TableMailboxStore implements MailboxStateStore {
             ? { intent: json(intentSchema, e.intent, 'intent') as ManagedContact['intent'] }
             : {}),
         };
-        contacts.set(e.rowKey, withLazyWritten(base, e.fields) as unknown as StoredContact);
+        contacts.set(fromTableKey(e.rowKey), withLazyWritten(base, e.fields) as unknown as StoredContact);
       }
     }
     return { folder, contacts };
@@ -386,8 +387,9 @@ export class TableMailboxStore implements MailboxStateStore {
     for (const u of upserts) last.set(u[0], u);
     for (const k of deletes) last.set(k, k);
     await submitBuilt(this.table, [...last.values()], (item): TransactionAction => {
-      if (typeof item === 'string') return ['delete', { partitionKey: pk, rowKey: item }];
-      const [key, c] = item;
+      if (typeof item === 'string') return ['delete', { partitionKey: pk, rowKey: tableKey(item) }];
+      const [sourceKey, c] = item;
+      const key = tableKey(sourceKey);
       return [
         'upsert',
         c.pending

@@ -1,0 +1,376 @@
+// The security review of issue 16's landed code: who can cause what through queue messages, the
+// HTTP API and a policy changed mid-run. Each finding is driven through the real handlers against
+// Azurite and the Graph tenant simulator.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { HttpRequest, InvocationContext } from '@azure/functions';
+import { runPolicyNow } from '../../src/functions/http-api';
+import { mailboxSyncHandler } from '../../src/functions/mailbox-syncs';
+import { policyRunHandler } from '../../src/functions/policy-runs';
+import { randomUUID } from 'node:crypto';
+import type { PolicyInput } from '../../src/sync/config/schema';
+import { emptyEntry } from '../../src/sync/directory';
+import { emptySummary, type RunTarget } from '../../src/sync/runs';
+import { folderContacts } from '../support/engine';
+import { functionsFixture, type FunctionsFixture } from '../support/functions-app';
+
+const ctx = (lines?: string[]): InvocationContext =>
+  new InvocationContext({
+    invocationId: `t-${Math.random()}`,
+    functionName: 'test',
+    ...(lines ? { logHandler: (_l, ...a) => lines.push(a.join(' ')) } : {}),
+  });
+const post = (policyId: string, body: unknown): HttpRequest =>
+  new HttpRequest({
+    url: `http://127.0.0.1:7071/api/policies/${policyId}/runs`,
+    method: 'POST',
+    params: { policyId },
+    body: { string: JSON.stringify(body) },
+  });
+
+describe('security review of issue 16: trust in messages, policy changes mid-run, the lease', () => {
+  let f: FunctionsFixture;
+  let mailboxes: { id: string; upn: string }[];
+  let policies: PolicyInput[];
+  before(async () => {
+    f = await functionsFixture({
+      sim: { seed: { generate: { users: 30, mailboxes: 4, awkward: false } } },
+      policies: (sim) => {
+        const users = [...sim.tenant.users.values()].filter((u) => u.mailbox === 'user' && u.accountEnabled);
+        mailboxes = users.map((u) => ({ id: u.id, upn: u.userPrincipalName }));
+        const base = {
+          connection: 'contoso',
+          source: { type: 'directory' as const },
+          folder: { name: 'Directory' },
+        };
+        policies = [
+          { ...base, id: 'gal', name: 'GAL', targets: { type: 'users', users: [mailboxes[0]!.upn] } },
+          { ...base, id: 'late', name: 'Late', targets: { type: 'users', users: [mailboxes[3]!.upn] } },
+          {
+            ...base,
+            id: 'two',
+            name: 'Two mailboxes',
+            targets: { type: 'users', users: [mailboxes[1]!.upn, mailboxes[2]!.upn] },
+          },
+        ];
+        return policies;
+      },
+    });
+  });
+  after(() => f.close());
+
+  /** Starts a run of `policyId` over HTTP and fans it out; returns its run id (mailbox messages queued). */
+  async function startedRun(policyId: string, body: unknown = {}): Promise<string> {
+    const res = await runPolicyNow(post(policyId, body), ctx());
+    assert.equal(res.status, 202, JSON.stringify(res.jsonBody));
+    const q = f.app.queues.policyRuns;
+    const got = await q.receiveMessages({ numberOfMessages: 1, visibilityTimeout: 60 });
+    const m = got.receivedMessageItems[0]!;
+    await policyRunHandler(JSON.parse(Buffer.from(m.messageText, 'base64').toString('utf8')), ctx());
+    await q.deleteMessage(m.messageId, m.popReceipt);
+    return (res.jsonBody as { runId: string }).runId;
+  }
+
+  /** Takes the queued mailbox-sync messages off the queue (the test delivers them itself). */
+  async function takeMailboxMessages(): Promise<Record<string, unknown>[]> {
+    const q = f.app.queues.mailboxSyncs;
+    const out: Record<string, unknown>[] = [];
+    for (;;) {
+      const got = await q.receiveMessages({ numberOfMessages: 32, visibilityTimeout: 60 });
+      if (got.receivedMessageItems.length === 0) return out;
+      for (const m of got.receivedMessageItems) {
+        out.push(
+          JSON.parse(Buffer.from(m.messageText, 'base64').toString('utf8')) as Record<string, unknown>,
+        );
+        await q.deleteMessage(m.messageId, m.popReceipt);
+      }
+    }
+  }
+
+  it('finding 1: drift in a mailbox-sync message is not trusted (no forged removals, no swapped deltaLink)', async () => {
+    const target = mailboxes[0]!;
+    assert.equal((await runPolicyNow(post('gal', {}), ctx())).status, 202);
+    await f.runner.drain();
+    const contacts = folderContacts(f.sim, target.upn, 'Directory');
+    assert.ok(contacts.length >= 2, `${contacts.length} contacts`);
+    const victim = contacts[0]!;
+    const runId = await startedRun('gal');
+    const queued = await takeMailboxMessages();
+    assert.equal(queued.length, 1);
+    assert.equal('drift' in queued[0]!, false, 'the fan-out message carries ids only');
+    const folder = (await f.app.mailboxStore.loadFolder('gal', target.id))!;
+    assert.ok(folder.deltaLink, 'the folder has a delta token');
+    // A deltaLink on the Graph host but for another user's mailbox.
+    const swapped = folder.deltaLink.replace(target.id, mailboxes[3]!.id);
+    assert.notEqual(swapped, folder.deltaLink);
+    const forged = {
+      ...queued[0],
+      drift: {
+        fromDeltaLink: folder.deltaLink,
+        deltaLink: swapped,
+        items: [{ contactId: victim.immutableId, removed: true }],
+      },
+    };
+    const lines: string[] = [];
+    await mailboxSyncHandler(forged, ctx(lines));
+    await f.runner.drain();
+    const after = (await f.app.mailboxStore.loadFolder('gal', target.id))!;
+    assert.notEqual(after.deltaLink, swapped, 'the forged deltaLink is not stored');
+    assert.ok(after.deltaLink?.includes(target.id), `the token is still this mailbox's: ${after.deltaLink}`);
+    const state = await f.app.mailboxStore.load('gal', target.id);
+    const row = [...state.contacts.values()].find((c) => !c.pending && c.contactId === victim.immutableId);
+    assert.ok(row && !row.pending, 'the contact is still managed');
+    assert.equal(row.userDeleted, false, 'a forged removal is not taken for a user deletion');
+    assert.ok(
+      folderContacts(f.sim, target.upn, 'Directory').some((c) => c.id === victim.id),
+      'the contact is still in the folder',
+    );
+    const run = (await f.app.runStore.getRun(runId))!;
+    assert.equal(run.status, 'completed');
+    assert.equal(run.mailboxes.failed, 0, lines.join('\n'));
+  });
+  /** Rewrites the policy file with `change` applied to one policy, and lets the app's cache expire. */
+  function changePolicy(id: string, change: Partial<PolicyInput>): void {
+    policies = policies.map((p) => (p.id === id ? { ...p, ...change } : p));
+    f.writePolicies(policies);
+    f.advanceClock(31_000);
+  }
+
+  const writes = (since: number): string[] =>
+    f.sim.log
+      .since(since)
+      .filter((e) => e.service === 'graph' && e.method !== 'GET' && e.operation !== 'batch')
+      .map((e) => `${e.method} ${e.operation}`);
+
+  it('finding 2: a mailbox job re-checks its policy: disabled mid-run writes nothing and says so; dryRun switched on only plans', async () => {
+    const runId = await startedRun('two');
+    changePolicy('two', { enabled: false });
+    let since = f.sim.log.lastSeq;
+    await f.runner.drain();
+    assert.deepEqual(writes(since), [], 'nothing written for a disabled policy');
+    for (const m of mailboxes.slice(1, 3))
+      assert.equal(folderContacts(f.sim, m.upn, 'Directory').length, 0, m.upn);
+    let run = (await f.app.runStore.getRun(runId))!;
+    assert.equal(run.status, 'completed');
+    assert.equal(run.mailboxes.failed, 2);
+    for (const o of await f.app.runStore.listOutcomes(runId))
+      assert.match(o.lastError ?? '', /disabled/, 'the outcome says why');
+
+    changePolicy('two', { enabled: true });
+    const dryRunId = await startedRun('two');
+    changePolicy('two', { enabled: true, options: { dryRun: true } });
+    since = f.sim.log.lastSeq;
+    await f.runner.drain();
+    assert.deepEqual(writes(since), [], 'nothing written once the policy is a dry run');
+    run = (await f.app.runStore.getRun(dryRunId))!;
+    assert.equal(run.status, 'completed');
+    for (const o of await f.app.runStore.listOutcomes(dryRunId)) assert.equal(o.status, 'planned');
+    changePolicy('two', { enabled: true, options: { dryRun: false } });
+  });
+  it('finding 3: a run that makes progress keeps its lease; a run that lost it writes nothing', async () => {
+    const leaseMs = f.app.settings.POLICY_LEASE_MINUTES * 60_000;
+    // Progress near the end of the lease renews it: no second run starts beside this one.
+    const runId = await startedRun('two');
+    const queued = await takeMailboxMessages();
+    assert.equal(queued.length, 2);
+    f.advanceClock(leaseMs - 60_000);
+    await mailboxSyncHandler(queued[0], ctx());
+    f.advanceClock(5 * 60_000);
+    const beside = await runPolicyNow(post('two', {}), ctx());
+    assert.equal(beside.status, 409, `the lease was renewed: ${JSON.stringify(beside.jsonBody)}`);
+    await mailboxSyncHandler(queued[1], ctx());
+    assert.equal((await f.app.runStore.getRun(runId))!.status, 'completed');
+
+    // A run stalled past its lease loses it to the next run, and its late messages write nothing.
+    const stalled = await startedRun('late');
+    const [late] = await takeMailboxMessages();
+    f.advanceClock(leaseMs + 60_000);
+    const next = await runPolicyNow(post('late', {}), ctx());
+    assert.equal(next.status, 202, 'an expired lease is free');
+    const since = f.sim.log.lastSeq;
+    const lines: string[] = [];
+    await mailboxSyncHandler(late, ctx(lines));
+    assert.deepEqual(writes(since), [], 'the run that lost its lease writes nothing');
+    assert.equal(folderContacts(f.sim, mailboxes[3]!.upn, 'Directory').length, 0);
+    const [outcome] = await f.app.runStore.listOutcomes(stalled);
+    assert.equal(outcome?.status, 'failed', lines.join('\n'));
+    assert.match(outcome.lastError ?? '', /lease/);
+    assert.equal(
+      (await f.app.runStore.getPolicyState('late')).leaseRunId,
+      (next.jsonBody as { runId: string }).runId,
+    );
+    await f.runner.drain();
+    assert.ok(folderContacts(f.sim, mailboxes[3]!.upn, 'Directory').length > 0, 'the new run fills it');
+  });
+  it('finding 5: continuation and carried counts in a mailbox-sync message are not trusted', async () => {
+    const target = mailboxes[0]!;
+    const runId = await startedRun('gal');
+    const [queued] = await takeMailboxMessages();
+    const inflated = { created: 1_000_000, updated: 7, deleted: 7, restored: 7, failed: 7 };
+    await mailboxSyncHandler({ ...queued, continuation: 999, carried: inflated }, ctx());
+    const run = (await f.app.runStore.getRun(runId))!;
+    assert.equal(run.status, 'completed');
+    assert.deepEqual(
+      { ...run.contacts, unchanged: 0 },
+      { created: 0, updated: 0, deleted: 0, restored: 0, failed: 0, unchanged: 0 },
+      'the counts are what this pass did (nothing changed since the last run)',
+    );
+    const [outcome] = await f.app.runStore.listOutcomes(runId);
+    assert.equal(outcome?.status, 'succeeded');
+    assert.equal(
+      outcome.result!.unchanged,
+      folderContacts(f.sim, target.upn, 'Directory').length,
+      'unchanged counts the folder',
+    );
+  });
+  it('finding 6: a function key alone cannot ask for a full resync (403 naming the policy option) unless the policy allows it', async () => {
+    const runs = (await f.app.runStore.getPolicyState('gal')).lastRunId;
+    const refused = await runPolicyNow(post('gal', { fullResync: true }), ctx());
+    assert.equal(refused.status, 403, JSON.stringify(refused.jsonBody));
+    const body = refused.jsonBody as { detail: string; errors: { field: string }[] };
+    assert.match(body.detail, /allowOnDemandFullResync/);
+    assert.deepEqual(
+      body.errors.map((e) => e.field),
+      ['fullResync'],
+    );
+    assert.equal((await f.app.runStore.getPolicyState('gal')).lastRunId, runs, 'no run was started');
+    changePolicy('gal', { options: { allowOnDemandFullResync: true } });
+    const allowed = await runPolicyNow(post('gal', { fullResync: true }), ctx());
+    assert.equal(allowed.status, 202, JSON.stringify(allowed.jsonBody));
+    await f.runner.drain();
+    changePolicy('gal', { options: {} });
+  });
+  it("finding 8: a run's target list is written once; a late or concurrent duplicate delivery adds nothing", async () => {
+    const targets = (n: number, from = 0): RunTarget[] =>
+      Array.from({ length: n }, (_, i) => ({
+        mailboxId: randomUUID(),
+        userPrincipalName: `user${from + i}@contoso.example`,
+      }));
+    const newRun = async (): Promise<string> => {
+      const runId = randomUUID();
+      const options = { dryRun: false, fullResync: false, mailboxes: [] };
+      await f.app.runStore.createRun(emptySummary(runId, 'gal', 'http', options, new Date()), []);
+      return runId;
+    };
+    const ids = async (runId: string): Promise<string[]> =>
+      (await f.app.runStore.listTargets(runId)).map((t) => t.mailboxId).sort();
+
+    // A delivery that read "starting" before the first one finished (its directory read saw more).
+    const late = await newRun();
+    const first = targets(150);
+    await f.app.runStore.startRun(late, first, []);
+    await f.app.runStore.startRun(late, [...first, ...targets(3, 500)], []);
+    assert.deepEqual(await ids(late), first.map((t) => t.mailboxId).sort(), 'no target added after start');
+    assert.equal((await f.app.runStore.getRun(late))!.expected, 150);
+
+    // Two deliveries at once with different lists: one list wins, whole, and it is what the run expects.
+    const raced = await newRun();
+    const [a, b] = [targets(120), targets(130, 200)];
+    await Promise.all([f.app.runStore.startRun(raced, a, []), f.app.runStore.startRun(raced, b, [])]);
+    const stored = await ids(raced);
+    const run = (await f.app.runStore.getRun(raced))!;
+    assert.equal(run.status, 'running');
+    assert.equal(stored.length, run.expected, 'the run expects exactly its stored targets');
+    assert.ok(
+      [a, b].some((l) => JSON.stringify(l.map((t) => t.mailboxId).sort()) === JSON.stringify(stored)),
+      "the stored targets are one delivery's list, not a mix",
+    );
+  });
+  it('finding 9: ids from Graph with / \\ # ? or control characters make escaped Table keys and read back unchanged', async () => {
+    const hostile = [
+      'a/b',
+      'a\\b',
+      'a#b',
+      'a?b',
+      'a\u0000b',
+      'a\u001fb',
+      'a\u007fb',
+      'a\u0085b',
+      '%2F',
+      '~run',
+      '~target~x',
+    ];
+    const policyId = 'keys';
+    const keys = hostile.map((h) => `contact:${h}`);
+    // Source rows.
+    const meta = {
+      userDeltaLink: null,
+      orgContactDeltaLink: null,
+      groupDeltaLink: null,
+      mailboxDeltaLink: null,
+      refreshedAt: new Date().toISOString(),
+    };
+    await f.app.sourceStore.save(
+      policyId,
+      keys.map((key) => ({ key, entry: emptyEntry('user', key), desired: null, exclusion: 'test' })),
+      [],
+      meta,
+    );
+    assert.deepEqual([...(await f.app.sourceStore.load(policyId)).rows.keys()].sort(), [...keys].sort());
+    // Mailbox contact rows.
+    const mailboxId = randomUUID();
+    const contact = (i: number) => ({
+      contactId: `c${i}`,
+      hash: 'h',
+      written: {},
+      changeKey: 'k',
+      keep: [],
+      userDeleted: false,
+      orphaned: false,
+    });
+    await f.app.mailboxStore.apply(
+      policyId,
+      mailboxId,
+      keys.map((k, i) => [k, contact(i)]),
+      [],
+    );
+    assert.deepEqual(
+      [...(await f.app.mailboxStore.load(policyId, mailboxId)).contacts.keys()].sort(),
+      [...keys].sort(),
+    );
+    await f.app.mailboxStore.apply(policyId, mailboxId, [], keys.slice(0, 4));
+    assert.equal((await f.app.mailboxStore.load(policyId, mailboxId)).contacts.size, keys.length - 4);
+    // Run targets and outcomes.
+    const runId = randomUUID();
+    await f.app.runStore.createRun(
+      emptySummary(runId, 'gal', 'http', { dryRun: false, fullResync: false, mailboxes: [] }, new Date()),
+      [],
+    );
+    const targets = hostile.map((h, i) => ({ mailboxId: h, userPrincipalName: `u${i}@contoso.example` }));
+    await f.app.runStore.startRun(runId, targets, []);
+    assert.deepEqual(
+      (await f.app.runStore.listTargets(runId)).map((t) => t.mailboxId).sort(),
+      [...hostile].sort(),
+    );
+    for (const t of targets) {
+      assert.deepEqual(await f.app.runStore.getTarget(runId, t.mailboxId), t);
+      await f.app.runStore.recordOutcome(runId, {
+        mailboxId: t.mailboxId,
+        userPrincipalName: t.userPrincipalName,
+        status: 'succeeded',
+        result: null,
+        lastError: null,
+        attempts: 1,
+      });
+      assert.equal((await f.app.runStore.getOutcome(runId, t.mailboxId))?.mailboxId, t.mailboxId);
+    }
+    const run = (await f.app.runStore.getRun(runId))!;
+    assert.equal(run.done, hostile.length, 'an outcome keyed "~run" did not overwrite the summary');
+    assert.equal(run.status, 'running');
+    // What reached the service: no forbidden character, at most 1 KiB (UTF-16), in any key.
+    // eslint-disable-next-line no-control-regex -- control characters are what Table keys forbid
+    const forbidden = /[/\\#?\u0000-\u001f\u007f-\u009f]/;
+    for (const table of [f.app.tables.sources, f.app.tables.mailboxes, f.app.tables.runs])
+      for await (const e of table.listEntities()) {
+        for (const key of [e.partitionKey!, e.rowKey!]) {
+          assert.doesNotMatch(key, forbidden, JSON.stringify(key));
+          assert.ok(key.length <= 512, `${key.length} characters`);
+        }
+      }
+    // A key over the limit is refused with a clear error, not written cut short.
+    await assert.rejects(
+      f.app.mailboxStore.apply(policyId, mailboxId, [[`contact:${'x'.repeat(600)}`, contact(0)]], []),
+      /Table key .*1 KiB/,
+    );
+  });
+});
