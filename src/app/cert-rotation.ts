@@ -109,8 +109,14 @@ async function rollOn(
   if (!writer.state.pendingAdded) {
     // A token with the new key means an earlier addKey went through but its reply was lost.
     if (await tokenWorks(connection, latest)) {
-      await writer.save({ pendingAdded: true });
-      outcome.events.push(`version ${latest.version} was already on the application (its key id is unknown)`);
+      const known =
+        writer.state.retiredThumbprint === certificateFacts(latest.pem).thumbprint
+          ? writer.state.retiredKeyId
+          : undefined;
+      await writer.save({ pendingAdded: true, ...(known ? { pendingKeyId: known } : {}) });
+      outcome.events.push(
+        `version ${latest.version} was already on the application (${known ? `key ${known}` : 'its key id is unknown'})`,
+      );
     } else {
       const proof = await signProof(active.pem, connection.applicationObjectId!);
       const added = await new GraphApplicationKeys(
@@ -127,17 +133,38 @@ async function rollOn(
     );
     return;
   }
-  // A previous old key still waiting for its overlap goes now, so only one is ever retired.
-  if (writer.state.retiredVersion) await removeRetired(app, connection, writer, outcome, active, true);
+  await switchTo(app, connection, writer, outcome, active, latest);
+}
+
+/** Step 3: workers sign with `latest`; the previous key waits for its overlap, unless it is the same key. */
+async function switchTo(
+  app: App,
+  connection: Connection,
+  writer: StateWriter,
+  outcome: RotationOutcome,
+  active: CertificatePem,
+  latest: CertificatePem,
+): Promise<void> {
   const old = certificateFacts(active.pem);
+  const next = certificateFacts(latest.pem).thumbprint;
+  const { retiredThumbprint, retiredKeyId } = writer.state;
+  // A previous old key still waiting for its overlap goes now, so only one is ever retired; never
+  // when it is the very key being switched to (an older certificate re-imported into Key Vault).
+  const nextIsRetired = Boolean(writer.state.retiredVersion) && retiredThumbprint === next;
+  if (writer.state.retiredVersion && !nextIsRetired)
+    await removeRetired(app, connection, writer, outcome, active, true);
   const now = app.now();
+  if (old.thumbprint === next) {
+    // The same key under a new Key Vault version: nothing to retire.
+    await writer.save({ activeVersion: latest.version, ...clearedPending, lastRolledAt: now.toISOString() });
+    outcome.events.push(`version ${latest.version} has the same key as the active one; workers use it`);
+    return;
+  }
   const removeAfter = new Date(now.getTime() + app.settings.CERTIFICATE_OVERLAP_DAYS * 86_400_000);
   await writer.save({
     activeVersion: latest.version,
-    activeKeyId: writer.state.pendingKeyId,
-    pendingVersion: undefined,
-    pendingAdded: undefined,
-    pendingKeyId: undefined,
+    activeKeyId: writer.state.pendingKeyId ?? (nextIsRetired ? retiredKeyId : undefined),
+    ...clearedPending,
     retiredVersion: active.version,
     retiredKeyId: writer.state.activeKeyId,
     retiredThumbprint: old.thumbprint,
@@ -148,6 +175,8 @@ async function rollOn(
     `rolled: workers now sign with version ${latest.version}; the old key (thumbprint ${old.thumbprint}) goes on ${removeAfter.toISOString().slice(0, 10)}`,
   );
 }
+
+const clearedPending = { pendingVersion: undefined, pendingAdded: undefined, pendingKeyId: undefined };
 
 /**
  * First sight: which Key Vault version is the one the admin uploaded? The newest whose key gets a
@@ -180,9 +209,13 @@ async function removeRetired(
 ): Promise<void> {
   const { retiredKeyId, retiredThumbprint } = writer.state;
   const now = app.now();
-  if (!retiredKeyId) {
+  if (retiredThumbprint === certificateFacts(signer.pem).thumbprint) {
     outcome.events.push(
-      `the old key (thumbprint ${retiredThumbprint}) was uploaded by hand and its key id is unknown: delete it under Certificates & secrets (it stops working when it expires), or name it as certificate.keyId next time`,
+      `the old version has the key workers sign with (thumbprint ${retiredThumbprint}); kept on the application`,
+    );
+  } else if (!retiredKeyId) {
+    outcome.events.push(
+      `the old key (thumbprint ${retiredThumbprint}) has no known key id (uploaded by hand without certificate.keyId, or addKey's reply was lost): delete it under Certificates & secrets (it stops working when it expires)`,
     );
   } else {
     const client = (await app.graph(connection)).client;

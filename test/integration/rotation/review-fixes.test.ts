@@ -1,0 +1,85 @@
+// Findings of the hostile review of issue 20 (certificate rotation), each reproduced end to end.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { rotateCertificates } from '../../../src/app/cert-rotation';
+import {
+  createCredential,
+  loadCertificate,
+  certificateFacts,
+} from '../../../src/sync/adapters/graph/connection';
+import type { Connection } from '../../../src/sync/config/schema';
+import { functionsFixture, type FunctionsFixture } from '../../support/functions-app';
+
+const day = 86_400_000;
+const quiet = { info: () => {}, warn: () => {}, error: () => {}, debug: () => {} } as never;
+
+describe('certificate rotation: review findings', () => {
+  let f: FunctionsFixture;
+  let clockOffset = 0;
+  let connection: Connection;
+  const state = async () => (await f.app.rotationStore.get('contoso'))!.state;
+  const rotate = () => rotateCertificates(f.app, quiet);
+  /** A fresh token (no cache) with the version workers sign with. */
+  const activeGetsToken = async (): Promise<boolean> => {
+    const cert = await loadCertificate(
+      connection,
+      () => f.app.vaultCredential,
+      f.app.vaultOptions(),
+      (await state()).activeVersion,
+    );
+    try {
+      await createCredential(connection, cert).getToken(`${f.sim.graphUrl}/.default`);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  const appThumbprints = (): string[] =>
+    f.sim.identity.requireApp(f.sim.clientId).certificates.map((c) => c.thumbprint);
+
+  before(async () => {
+    f = await functionsFixture({
+      sim: { seed: { generate: { users: 4, mailboxes: 1, awkward: false } } },
+      connection: (sim) => ({
+        applicationObjectId: sim.applicationObjectId,
+        certificate: { keyVaultUrl: sim.keyVaultUrl, name: sim.certificateName, keyId: sim.initialKeyId },
+      }),
+      now: () => new Date(Date.now() + clockOffset),
+      policies: () => [
+        {
+          id: 'gal',
+          name: 'Directory',
+          connection: 'contoso',
+          source: { type: 'directory' },
+          targets: { type: 'allMailboxes' },
+          folder: { name: 'Company Directory' },
+          schedule: '0 0 */4 * * *',
+        },
+      ],
+    });
+    connection = (await f.app.policies()).connections.get('contoso')!;
+  });
+  after(() => f.close());
+
+  it('never removes the key of the version it switches to (the previous certificate re-imported)', async () => {
+    assert.equal((await rotate())[0]!.problem, undefined);
+    await f.sim.renewInKeyVault();
+    assert.equal((await rotate())[0]!.problem, undefined);
+    const rolled = await state();
+    assert.ok(rolled.retiredVersion, 'rolled once: the first key waits for its overlap');
+    // The admin re-imports the first certificate: Key Vault's newest now has the retired key.
+    const first = f.sim.vault.certificates.get(f.sim.certificateName)![0]!.cert;
+    f.sim.vault.addCertificateVersion(f.sim.certificateName, first);
+    const outcome = (await rotate())[0]!;
+    assert.equal(outcome.problem, undefined, outcome.events.join('\n'));
+    assert.ok(
+      appThumbprints().includes(certificateFacts(first.certificatePem).thumbprint),
+      'the key being switched to is still on the application',
+    );
+    assert.ok(await activeGetsToken(), 'workers are not locked out');
+    clockOffset += 8 * day;
+    assert.equal((await rotate())[0]!.problem, undefined);
+    assert.ok(await activeGetsToken(), 'not locked out after the overlap either');
+    assert.equal((await state()).retiredVersion, undefined);
+  });
+});
