@@ -3,6 +3,7 @@
 // the registered key), switches its workers to the new version once a token with it succeeds, and
 // removes the old key after the overlap (removeKey). Every step is written to the rotation store
 // before it moves on, so a crash or a repeated run at any point finds the state and continues.
+import { randomUUID } from 'node:crypto';
 import type { Connection } from '../sync/config/schema';
 import {
   certificateFacts,
@@ -19,6 +20,8 @@ import type { App } from './composition';
 import type { Logger } from './logging';
 
 export const expiryWarningDays = 30;
+/** Longer than a Functions invocation may run (10 minutes on Consumption), so a lease outlives its check. */
+const leaseMs = 15 * 60_000;
 export const expiryErrorDays = 7;
 
 export interface RotationOutcome {
@@ -38,12 +41,26 @@ export async function rotateCertificates(app: App, log: Logger): Promise<Rotatio
   for (const connection of loaded.connections.values()) {
     if (!rotationEnabled(connection)) continue;
     const outcome: RotationOutcome = { connection: connection.id, events: [] };
-    try {
-      await rotateConnection(app, connection, outcome);
-    } catch (e) {
-      outcome.problem = explain(e);
-      await recordProblem(app, connection, outcome.problem).catch(() => undefined);
-    }
+    const holder = randomUUID();
+    const now = app.now();
+    const held = await app.rotationStore
+      .acquireLease(connection.id, holder, now, new Date(now.getTime() + leaseMs))
+      .catch((e: unknown) => {
+        outcome.problem = explain(e);
+        return false;
+      });
+    if (held) {
+      try {
+        await rotateConnection(app, connection, outcome);
+      } catch (e) {
+        outcome.problem = explain(e);
+        // Under the lease, so a concurrent check's progress is never overwritten.
+        await recordProblem(app, connection, outcome.problem).catch(() => undefined);
+      } finally {
+        await app.rotationStore.releaseLease(connection.id, holder).catch(() => undefined);
+      }
+    } else if (!outcome.problem)
+      outcome.events.push('another rotation check is running; this one stands aside');
     for (const ev of outcome.events) log.info(`certificate ${connection.id}: ${ev}`);
     if (outcome.problem) log.error(`certificate ${connection.id}: ${outcome.problem}`);
     out.push(outcome);

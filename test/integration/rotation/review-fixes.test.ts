@@ -82,4 +82,19 @@ describe('certificate rotation: review findings', () => {
     assert.ok(await activeGetsToken(), 'not locked out after the overlap either');
     assert.equal((await state()).retiredVersion, undefined);
   });
+
+  it('two rotation checks at once: one rolls, the other stands aside, and the new key id is kept', async () => {
+    await f.sim.renewInKeyVault();
+    const [a, b] = await Promise.all([rotate(), rotate()]);
+    const problems = [a[0]!.problem, b[0]!.problem].filter(Boolean);
+    assert.deepEqual(problems, [], 'neither check fails');
+    const s = await state();
+    assert.equal(s.problem, undefined);
+    assert.ok(s.activeKeyId, 'the key id addKey returned is saved');
+    assert.ok(f.sim.applicationKeyIds().includes(s.activeKeyId));
+    assert.equal(f.sim.applicationKeyIds().length, 2);
+    clockOffset += 8 * day;
+    assert.equal((await rotate())[0]!.problem, undefined);
+    assert.deepEqual(f.sim.applicationKeyIds(), [s.activeKeyId], 'the old key removed, the new one kept');
+  });
 });
