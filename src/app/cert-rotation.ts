@@ -109,7 +109,7 @@ async function rotateConnection(app: App, connection: Connection, outcome: Rotat
   const { retiredVersion, removeAfter } = writer.state;
   if (retiredVersion && removeAfter && now.toISOString() >= removeAfter)
     await removeRetired(app, connection, writer, outcome, await load(writer.state.activeVersion), false);
-  await writer.save({ problem: undefined, checkedAt: now.toISOString() });
+  await writer.save({ problem: outcome.problem, checkedAt: now.toISOString() });
 }
 
 /** Steps 1-3: put Key Vault's newer version on the application, then switch workers to it. */
@@ -168,8 +168,14 @@ async function switchTo(
   // A previous old key still waiting for its overlap goes now, so only one is ever retired; never
   // when it is the very key being switched to (an older certificate re-imported into Key Vault).
   const nextIsRetired = Boolean(writer.state.retiredVersion) && retiredThumbprint === next;
-  if (writer.state.retiredVersion && !nextIsRetired)
-    await removeRetired(app, connection, writer, outcome, active, true);
+  if (writer.state.retiredVersion && !nextIsRetired) {
+    try {
+      await removeRetired(app, connection, writer, outcome, active, true);
+    } catch (e) {
+      // The switch matters more than the clean-up: report the key left behind and roll on.
+      outcome.problem = `could not remove the old key ${retiredKeyId ?? '(id unknown)'} (thumbprint ${retiredThumbprint}): ${explain(e)}; delete it under Certificates & secrets of the app registration`;
+    }
+  }
   const now = app.now();
   if (old.thumbprint === next) {
     // The same key under a new Key Vault version: nothing to retire.

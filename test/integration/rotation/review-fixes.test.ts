@@ -97,4 +97,26 @@ describe('certificate rotation: review findings', () => {
     assert.equal((await rotate())[0]!.problem, undefined);
     assert.deepEqual(f.sim.applicationKeyIds(), [s.activeKeyId], 'the old key removed, the new one kept');
   });
+
+  it('a failed removal of the old key does not block the next switch, and is reported', async () => {
+    await f.sim.renewInKeyVault();
+    assert.equal((await rotate())[0]!.problem, undefined);
+    const rolled = await state();
+    assert.ok(rolled.retiredKeyId, 'an old key waits for its overlap');
+    // Within the overlap Key Vault renews again; removing the waiting old key keeps failing.
+    await f.sim.renewInKeyVault();
+    f.sim.faults.add({
+      kind: 'status',
+      status: 500,
+      match: { operation: 'applications.removeKey' },
+      times: 50,
+    });
+    const outcome = (await rotate())[0]!;
+    f.sim.faults.clear();
+    const s = await state();
+    assert.notEqual(s.activeVersion, rolled.activeVersion, 'switched to the newer version all the same');
+    assert.ok(await activeGetsToken());
+    assert.match(outcome.problem ?? '', new RegExp(`could not remove the old key ${rolled.retiredKeyId}`));
+    assert.match(s.problem ?? '', /Certificates & secrets/, 'kept on the row for health and doctor');
+  });
 });
