@@ -316,12 +316,12 @@ export async function certificateStatus(
     s?.lastRemovedAt ? `old key removed ${s.lastRemovedAt.slice(0, 10)}` : '',
   ].filter(Boolean);
   const summary = `expires in ${daysLeft} days (${facts.notAfter.toISOString().slice(0, 10)}, thumbprint ${facts.thumbprint})${history.length ? `; ${history.join('; ')}` : ''}`;
-  const fix =
-    level === 'ok' && !s?.problem
+  const fix = s?.problem
+    ? problemFix(s.problem)
+    : level === 'ok'
       ? undefined
       : rotationEnabled(connection)
-        ? 'Key Vault has not renewed the certificate in time (it renews at 80 % of its life; an issuer-managed certificate waits on its issuer). Check the certificate in Key Vault (`az keyvault certificate pending show`, `m365-contact-sync cert show`), fix its issuer or renew it by hand (`az keyvault certificate create` with the same name and policy); the app rolls the new version onto the application at its next daily check.' +
-          (s?.problem ? ` Last rotation problem: ${s.problem}` : '')
+        ? 'Key Vault has not renewed the certificate in time (it renews at 80 % of its life; an issuer-managed certificate waits on its issuer). Check the certificate in Key Vault (`az keyvault certificate pending show`, `m365-contact-sync cert show`), fix its issuer or renew it by hand (`az keyvault certificate create` with the same name and policy); the app rolls the new version onto the application at its next daily check.'
         : 'renew the certificate in Key Vault and upload the new .cer (`m365-contact-sync cert show --out`), or set applicationObjectId on the connection so the app rolls renewed certificates itself';
   return {
     connection: connection.id,
@@ -337,4 +337,12 @@ export async function certificateStatus(
     rotation: rotationEnabled(connection) ? 'on' : 'off',
     ...(s?.problem ? { problem: s.problem } : {}),
   };
+}
+
+/** What to do about the rotation's last problem (it is what blocks the roll, not Key Vault). */
+function problemFix(problem: string): string {
+  const refused = /\b401\b|Authentication_MissingOrMalformed|missing or malformed/i.test(problem);
+  return refused
+    ? `Last rotation problem: ${problem} Graph refused the proof of possession: check that the connection's applicationObjectId is the app registration's Object ID (Overview page), not its client id, and that the version workers sign with is still under Certificates & secrets. The app retries at its next daily check.`
+    : `Last rotation problem: ${problem} The app retries at its next daily check; if it repeats, act on the message above.`;
 }

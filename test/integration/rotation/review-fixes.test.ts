@@ -1,6 +1,9 @@
 // Findings of the hostile review of issue 20 (certificate rotation), each reproduced end to end.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { HttpRequest, InvocationContext } from '@azure/functions';
+import { healthCheck } from '../../../src/functions/http-api';
 import { rotateCertificates } from '../../../src/app/cert-rotation';
 import {
   createCredential,
@@ -118,5 +121,34 @@ describe('certificate rotation: review findings', () => {
     assert.ok(await activeGetsToken());
     assert.match(outcome.problem ?? '', new RegExp(`could not remove the old key ${rolled.retiredKeyId}`));
     assert.match(s.problem ?? '', /Certificates & secrets/, 'kept on the row for health and doctor');
+  });
+
+  it('a wrong applicationObjectId: health names that field as the fix, not a Key Vault renewal', async () => {
+    clockOffset += 8 * day;
+    assert.equal((await rotate())[0]!.problem, undefined, 'a clean check first');
+    const file = (f.app.settings as { POLICY_FILE: string }).POLICY_FILE;
+    const original = readFileSync(file, 'utf8');
+    const edited = JSON.parse(original) as { connections: Record<string, unknown>[] };
+    edited.connections[0]!.applicationObjectId = '0f0f0f0f-1111-2222-3333-444444444444';
+    writeFileSync(file, JSON.stringify(edited));
+    try {
+      clockOffset += 60_000; // past the policy cache
+      await f.sim.renewInKeyVault();
+      assert.match((await rotate())[0]!.problem ?? '', /401|malformed/i);
+      clockOffset += 60_000; // past the health answer cache
+      const health = await healthCheck(
+        new HttpRequest({ url: 'http://127.0.0.1/api/health', method: 'GET' }),
+        new InvocationContext({ invocationId: 't', functionName: 'health' }),
+      );
+      const body = health.jsonBody as { connections: { checks: { name: string; fix?: string }[] }[] };
+      const fix = body.connections[0]!.checks.find((c) => c.name === 'certificate expiry')!.fix ?? '';
+      assert.match(fix, /applicationObjectId/);
+      assert.match(fix, /Object ID/);
+      assert.doesNotMatch(fix, /Key Vault has not renewed/);
+    } finally {
+      writeFileSync(file, original);
+      clockOffset += 60_000;
+    }
+    assert.equal((await rotate())[0]!.problem, undefined, 'the right object id rolls the renewal on');
   });
 });
