@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { HttpRequest, InvocationContext } from '@azure/functions';
 import { healthCheck } from '../../../src/functions/http-api';
+import { doctor } from '../../../src/cli/commands';
 import { rotateCertificates } from '../../../src/app/cert-rotation';
 import {
   createCredential,
@@ -150,5 +151,36 @@ describe('certificate rotation: review findings', () => {
       clockOffset += 60_000;
     }
     assert.equal((await rotate())[0]!.problem, undefined, 'the right object id rolls the renewal on');
+  });
+
+  it('doctor checks the pinned active version: a renewal not yet rolled is no upload to do', async () => {
+    const saved = { ...process.env };
+    Object.assign(process.env, {
+      AZURE_TENANT_ID: f.sim.tenantId,
+      AZURE_CLIENT_ID: f.sim.hostIdentity.clientId,
+      AZURE_CLIENT_SECRET: f.sim.hostIdentity.clientSecret,
+      AZURE_AUTHORITY_HOST: f.sim.authorityHost,
+      CONTACTSYNC_LOCAL_KEY_VAULT: 'allow',
+      CONTACTSYNC_STORAGE: (f.app.settings as { AzureWebJobsStorage: string }).AzureWebJobsStorage,
+    });
+    try {
+      const active = (await state()).activeVersion;
+      const renewed = await f.sim.renewInKeyVault();
+      const lines: string[] = [];
+      const io = {
+        out: (l: string) => lines.push(l),
+        err: (l: string) => lines.push(`ERR ${l}`),
+        isTTY: false,
+      };
+      await doctor(io, (f.app.settings as { POLICY_FILE: string }).POLICY_FILE);
+      const text = lines.join('\n');
+      assert.match(text, /OK +contoso: token issued/, text);
+      assert.match(text, /renewed, not yet rolled/);
+      assert.match(text, new RegExp(active));
+      assert.doesNotMatch(text, /upload the certificate/);
+      assert.ok(renewed.thumbprint);
+    } finally {
+      process.env = saved;
+    }
   });
 });

@@ -3,12 +3,16 @@
 // would need Key Vault Certificates Officer on top of Secrets User. Each step writes before and after
 // its Graph call, so a repeated step finds the state and continues.
 import type { TableClient } from '@azure/data-tables';
+import type { Connection } from '../../config/schema';
 
 export const rotationPartition = 'certificate-rotation';
 /** One lease row per connection: only one rotation check runs at a time (two ticks, two hosts). */
 export const rotationLeasePartition = 'certificate-rotation-lease';
 
 export interface RotationState {
+  /** The Key Vault certificate the versions below belong to (missing on rows of the first release). */
+  keyVaultUrl?: string;
+  certificateName?: string;
   /** The Key Vault version workers sign tokens with (registered on the application). */
   activeVersion: string;
   /** Its keyCredential id; unknown for a key uploaded by hand unless the policy file names it. */
@@ -28,6 +32,16 @@ export interface RotationState {
   /** The last thing that went wrong, with what to do; cleared by a clean rotation check. */
   problem?: string;
   checkedAt?: string;
+}
+
+/** Whether the row's versions are of the connection's current Key Vault certificate. */
+export function pinsCertificate(state: RotationState, connection: Connection): boolean {
+  if (!('keyVaultUrl' in connection.certificate)) return false;
+  const { keyVaultUrl, name } = connection.certificate;
+  return (
+    (state.keyVaultUrl === undefined || state.keyVaultUrl === keyVaultUrl) &&
+    (state.certificateName === undefined || state.certificateName === name)
+  );
 }
 
 const status = (e: unknown): number | undefined => (e as { statusCode?: number }).statusCode;
