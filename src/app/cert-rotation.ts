@@ -3,6 +3,7 @@
 // the registered key), switches its workers to the new version once a token with it succeeds, and
 // removes the old key after the overlap (removeKey). Every step is written to the rotation store
 // before it moves on, so a crash or a repeated run at any point finds the state and continues.
+import { randomUUID } from 'node:crypto';
 import type { Connection } from '../sync/config/schema';
 import {
   certificateFacts,
@@ -19,6 +20,8 @@ import type { App } from './composition';
 import type { Logger } from './logging';
 
 export const expiryWarningDays = 30;
+/** Longer than a Functions invocation may run (10 minutes on Consumption), so a lease outlives its check. */
+const leaseMs = 15 * 60_000;
 export const expiryErrorDays = 7;
 
 export interface RotationOutcome {
@@ -38,12 +41,26 @@ export async function rotateCertificates(app: App, log: Logger): Promise<Rotatio
   for (const connection of loaded.connections.values()) {
     if (!rotationEnabled(connection)) continue;
     const outcome: RotationOutcome = { connection: connection.id, events: [] };
-    try {
-      await rotateConnection(app, connection, outcome);
-    } catch (e) {
-      outcome.problem = explain(e);
-      await recordProblem(app, connection, outcome.problem).catch(() => undefined);
-    }
+    const holder = randomUUID();
+    const now = app.now();
+    const held = await app.rotationStore
+      .acquireLease(connection.id, holder, now, new Date(now.getTime() + leaseMs))
+      .catch((e: unknown) => {
+        outcome.problem = explain(e);
+        return false;
+      });
+    if (held) {
+      try {
+        await rotateConnection(app, connection, outcome);
+      } catch (e) {
+        outcome.problem = explain(e);
+        // Under the lease, so a concurrent check's progress is never overwritten.
+        await recordProblem(app, connection, outcome.problem).catch(() => undefined);
+      } finally {
+        await app.rotationStore.releaseLease(connection.id, holder).catch(() => undefined);
+      }
+    } else if (!outcome.problem)
+      outcome.events.push('another rotation check is running; this one stands aside');
     for (const ev of outcome.events) log.info(`certificate ${connection.id}: ${ev}`);
     if (outcome.problem) log.error(`certificate ${connection.id}: ${outcome.problem}`);
     out.push(outcome);
@@ -92,7 +109,7 @@ async function rotateConnection(app: App, connection: Connection, outcome: Rotat
   const { retiredVersion, removeAfter } = writer.state;
   if (retiredVersion && removeAfter && now.toISOString() >= removeAfter)
     await removeRetired(app, connection, writer, outcome, await load(writer.state.activeVersion), false);
-  await writer.save({ problem: undefined, checkedAt: now.toISOString() });
+  await writer.save({ problem: outcome.problem, checkedAt: now.toISOString() });
 }
 
 /** Steps 1-3: put Key Vault's newer version on the application, then switch workers to it. */
@@ -109,8 +126,14 @@ async function rollOn(
   if (!writer.state.pendingAdded) {
     // A token with the new key means an earlier addKey went through but its reply was lost.
     if (await tokenWorks(connection, latest)) {
-      await writer.save({ pendingAdded: true });
-      outcome.events.push(`version ${latest.version} was already on the application (its key id is unknown)`);
+      const known =
+        writer.state.retiredThumbprint === certificateFacts(latest.pem).thumbprint
+          ? writer.state.retiredKeyId
+          : undefined;
+      await writer.save({ pendingAdded: true, ...(known ? { pendingKeyId: known } : {}) });
+      outcome.events.push(
+        `version ${latest.version} was already on the application (${known ? `key ${known}` : 'its key id is unknown'})`,
+      );
     } else {
       const proof = await signProof(active.pem, connection.applicationObjectId!);
       const added = await new GraphApplicationKeys(
@@ -127,17 +150,44 @@ async function rollOn(
     );
     return;
   }
-  // A previous old key still waiting for its overlap goes now, so only one is ever retired.
-  if (writer.state.retiredVersion) await removeRetired(app, connection, writer, outcome, active, true);
+  await switchTo(app, connection, writer, outcome, active, latest);
+}
+
+/** Step 3: workers sign with `latest`; the previous key waits for its overlap, unless it is the same key. */
+async function switchTo(
+  app: App,
+  connection: Connection,
+  writer: StateWriter,
+  outcome: RotationOutcome,
+  active: CertificatePem,
+  latest: CertificatePem,
+): Promise<void> {
   const old = certificateFacts(active.pem);
+  const next = certificateFacts(latest.pem).thumbprint;
+  const { retiredThumbprint, retiredKeyId } = writer.state;
+  // A previous old key still waiting for its overlap goes now, so only one is ever retired; never
+  // when it is the very key being switched to (an older certificate re-imported into Key Vault).
+  const nextIsRetired = Boolean(writer.state.retiredVersion) && retiredThumbprint === next;
+  if (writer.state.retiredVersion && !nextIsRetired) {
+    try {
+      await removeRetired(app, connection, writer, outcome, active, true);
+    } catch (e) {
+      // The switch matters more than the clean-up: report the key left behind and roll on.
+      outcome.problem = `could not remove the old key ${retiredKeyId ?? '(id unknown)'} (thumbprint ${retiredThumbprint}): ${explain(e)}; delete it under Certificates & secrets of the app registration`;
+    }
+  }
   const now = app.now();
+  if (old.thumbprint === next) {
+    // The same key under a new Key Vault version: nothing to retire.
+    await writer.save({ activeVersion: latest.version, ...clearedPending, lastRolledAt: now.toISOString() });
+    outcome.events.push(`version ${latest.version} has the same key as the active one; workers use it`);
+    return;
+  }
   const removeAfter = new Date(now.getTime() + app.settings.CERTIFICATE_OVERLAP_DAYS * 86_400_000);
   await writer.save({
     activeVersion: latest.version,
-    activeKeyId: writer.state.pendingKeyId,
-    pendingVersion: undefined,
-    pendingAdded: undefined,
-    pendingKeyId: undefined,
+    activeKeyId: writer.state.pendingKeyId ?? (nextIsRetired ? retiredKeyId : undefined),
+    ...clearedPending,
     retiredVersion: active.version,
     retiredKeyId: writer.state.activeKeyId,
     retiredThumbprint: old.thumbprint,
@@ -148,6 +198,8 @@ async function rollOn(
     `rolled: workers now sign with version ${latest.version}; the old key (thumbprint ${old.thumbprint}) goes on ${removeAfter.toISOString().slice(0, 10)}`,
   );
 }
+
+const clearedPending = { pendingVersion: undefined, pendingAdded: undefined, pendingKeyId: undefined };
 
 /**
  * First sight: which Key Vault version is the one the admin uploaded? The newest whose key gets a
@@ -180,9 +232,13 @@ async function removeRetired(
 ): Promise<void> {
   const { retiredKeyId, retiredThumbprint } = writer.state;
   const now = app.now();
-  if (!retiredKeyId) {
+  if (retiredThumbprint === certificateFacts(signer.pem).thumbprint) {
     outcome.events.push(
-      `the old key (thumbprint ${retiredThumbprint}) was uploaded by hand and its key id is unknown: delete it under Certificates & secrets (it stops working when it expires), or name it as certificate.keyId next time`,
+      `the old version has the key workers sign with (thumbprint ${retiredThumbprint}); kept on the application`,
+    );
+  } else if (!retiredKeyId) {
+    outcome.events.push(
+      `the old key (thumbprint ${retiredThumbprint}) has no known key id (uploaded by hand without certificate.keyId, or addKey's reply was lost): delete it under Certificates & secrets (it stops working when it expires)`,
     );
   } else {
     const client = (await app.graph(connection)).client;
@@ -260,12 +316,12 @@ export async function certificateStatus(
     s?.lastRemovedAt ? `old key removed ${s.lastRemovedAt.slice(0, 10)}` : '',
   ].filter(Boolean);
   const summary = `expires in ${daysLeft} days (${facts.notAfter.toISOString().slice(0, 10)}, thumbprint ${facts.thumbprint})${history.length ? `; ${history.join('; ')}` : ''}`;
-  const fix =
-    level === 'ok' && !s?.problem
+  const fix = s?.problem
+    ? problemFix(s.problem)
+    : level === 'ok'
       ? undefined
       : rotationEnabled(connection)
-        ? 'Key Vault has not renewed the certificate in time (it renews at 80 % of its life; an issuer-managed certificate waits on its issuer). Check the certificate in Key Vault (`az keyvault certificate pending show`, `m365-contact-sync cert show`), fix its issuer or renew it by hand (`az keyvault certificate create` with the same name and policy); the app rolls the new version onto the application at its next daily check.' +
-          (s?.problem ? ` Last rotation problem: ${s.problem}` : '')
+        ? 'Key Vault has not renewed the certificate in time (it renews at 80 % of its life; an issuer-managed certificate waits on its issuer). Check the certificate in Key Vault (`az keyvault certificate pending show`, `m365-contact-sync cert show`), fix its issuer or renew it by hand (`az keyvault certificate create` with the same name and policy); the app rolls the new version onto the application at its next daily check.'
         : 'renew the certificate in Key Vault and upload the new .cer (`m365-contact-sync cert show --out`), or set applicationObjectId on the connection so the app rolls renewed certificates itself';
   return {
     connection: connection.id,
@@ -281,4 +337,12 @@ export async function certificateStatus(
     rotation: rotationEnabled(connection) ? 'on' : 'off',
     ...(s?.problem ? { problem: s.problem } : {}),
   };
+}
+
+/** What to do about the rotation's last problem (it is what blocks the roll, not Key Vault). */
+function problemFix(problem: string): string {
+  const refused = /\b401\b|Authentication_MissingOrMalformed|missing or malformed/i.test(problem);
+  return refused
+    ? `Last rotation problem: ${problem} Graph refused the proof of possession: check that the connection's applicationObjectId is the app registration's Object ID (Overview page), not its client id, and that the version workers sign with is still under Certificates & secrets. The app retries at its next daily check.`
+    : `Last rotation problem: ${problem} The app retries at its next daily check; if it repeats, act on the message above.`;
 }

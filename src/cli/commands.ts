@@ -3,6 +3,10 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { X509Certificate, createHash, randomUUID } from 'node:crypto';
 import { CertificateClient, type CertificatePolicy } from '@azure/keyvault-certificates';
+import { TableClient } from '@azure/data-tables';
+import { tableNames } from '../sync/adapters/tables/table-stores';
+import { RotationStore, pinsCertificate } from '../sync/adapters/tables/rotation-store';
+import { storageIsLocal } from '../sync/adapters/local-address';
 import { SingleBar, Presets } from 'cli-progress';
 import { parsePolicyFile, PolicyFileError, type LoadedPolicyFile } from '../sync/config/policy-file';
 import type { Connection, Policy } from '../sync/config/schema';
@@ -82,10 +86,10 @@ async function findPolicy(
   return { loaded, policy, connection: loaded.connections.get(policy.connection)! };
 }
 
-async function graphFor(connection: Connection, counter?: RequestCounter) {
+async function graphFor(connection: Connection, counter?: RequestCounter, version?: string) {
   const vault =
     'keyVaultUrl' in connection.certificate ? vaultOptions(connection.certificate.keyVaultUrl) : {};
-  const cert = await loadCertificate(connection, () => cliCredential(), vault);
+  const cert = await loadCertificate(connection, () => cliCredential(), vault, version);
   const credential = createCredential(connection, cert);
   const client = createGraphClient(connection, credential, counter);
   return {
@@ -379,8 +383,21 @@ export async function doctor(io: Io, file: string): Promise<number> {
         : `${connection.certificate.keyVaultUrl} / ${connection.certificate.name}`;
     let graph;
     try {
-      graph = await graphFor(connection);
+      // With rotation on, workers sign with the version the rotation pinned, not Key Vault's newest.
+      const pinned = await pinnedVersion(connection);
+      graph = await graphFor(connection, undefined, pinned);
       line(true, `${connection.id}: certificate read from ${where}`);
+      if (pinned) {
+        const newest = await loadCertificate(
+          connection,
+          () => cliCredential(),
+          'keyVaultUrl' in connection.certificate ? vaultOptions(connection.certificate.keyVaultUrl) : {},
+        );
+        if (newest.version !== pinned)
+          io.out(
+            `INFO ${connection.id}: certificate renewed, not yet rolled: Key Vault's newest version ${newest.version} goes onto the application at the daily rotation check; workers sign with version ${pinned} until then (nothing to upload)`,
+          );
+      }
       expiryLine(io, connection, graph.certificatePem, line);
     } catch (e) {
       line(
@@ -431,6 +448,17 @@ export async function doctor(io: Io, file: string): Promise<number> {
     }
   }
   return ok ? 0 : 1;
+}
+
+/** The rotation's active version (read from the app's storage when CONTACTSYNC_STORAGE is set). */
+async function pinnedVersion(connection: Connection): Promise<string | undefined> {
+  const storage = process.env.CONTACTSYNC_STORAGE ?? process.env.AzureWebJobsStorage;
+  if (!rotationEnabled(connection) || !storage) return undefined;
+  const table = TableClient.fromConnectionString(storage, tableNames.policies, {
+    allowInsecureConnection: storageIsLocal(storage),
+  });
+  const found = await new RotationStore(table).get(connection.id).catch(() => undefined);
+  return found && pinsCertificate(found.state, connection) ? found.state.activeVersion : undefined;
 }
 
 /** Days to expiry: WARN within 30 days, FAIL within 7, with what to do. */

@@ -159,6 +159,11 @@ export const connectionSchema = z
   .refine((c) => c.applicationObjectId === undefined || 'keyVaultUrl' in c.certificate, {
     message: 'certificate rotation needs the certificate in Key Vault (keyVaultUrl and name), not a PEM file',
     path: ['applicationObjectId'],
+  })
+  .refine((c) => c.applicationObjectId?.toLowerCase() !== c.clientId.toLowerCase(), {
+    message:
+      "this is the client id (Application ID); copy the Object ID from the app registration's Overview instead",
+    path: ['applicationObjectId'],
   });
 export type Connection = z.output<typeof connectionSchema>;
 

@@ -61,14 +61,28 @@ export class GraphApplicationKeys {
     };
   }
 
-  /** Removes a key by id; false when the application no longer has it (already removed). */
+  /**
+   * Removes a key by id; false when the application no longer has it (already removed). Graph's
+   * answer for an unknown keyId is undocumented: a 404, or a 400 saying the key does not exist, is
+   * assumed (see docs/certificate-rotation.md; unverified against the live service).
+   */
   async removeKey(keyId: string, proof: string): Promise<boolean> {
     try {
       await this.client.api(`${applicationPath(this.clientId)}/removeKey`).post({ keyId, proof });
       return true;
     } catch (e) {
-      if ((e as { statusCode?: number }).statusCode === 404) return false;
+      if (noSuchKey(e)) return false;
       throw e;
     }
   }
+}
+
+function noSuchKey(e: unknown): boolean {
+  const { statusCode, code, message } = e as { statusCode?: number; code?: string; message?: string };
+  if (statusCode === 404) return true;
+  return (
+    statusCode === 400 &&
+    (code === 'Request_ResourceNotFound' ||
+      /no (such )?key|key\b.*\b(not found|does not exist)/i.test(message ?? ''))
+  );
 }

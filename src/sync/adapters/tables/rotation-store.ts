@@ -3,10 +3,16 @@
 // would need Key Vault Certificates Officer on top of Secrets User. Each step writes before and after
 // its Graph call, so a repeated step finds the state and continues.
 import type { TableClient } from '@azure/data-tables';
+import type { Connection } from '../../config/schema';
 
 export const rotationPartition = 'certificate-rotation';
+/** One lease row per connection: only one rotation check runs at a time (two ticks, two hosts). */
+export const rotationLeasePartition = 'certificate-rotation-lease';
 
 export interface RotationState {
+  /** The Key Vault certificate the versions below belong to (missing on rows of the first release). */
+  keyVaultUrl?: string;
+  certificateName?: string;
   /** The Key Vault version workers sign tokens with (registered on the application). */
   activeVersion: string;
   /** Its keyCredential id; unknown for a key uploaded by hand unless the policy file names it. */
@@ -26,6 +32,16 @@ export interface RotationState {
   /** The last thing that went wrong, with what to do; cleared by a clean rotation check. */
   problem?: string;
   checkedAt?: string;
+}
+
+/** Whether the row's versions are of the connection's current Key Vault certificate. */
+export function pinsCertificate(state: RotationState, connection: Connection): boolean {
+  if (!('keyVaultUrl' in connection.certificate)) return false;
+  const { keyVaultUrl, name } = connection.certificate;
+  return (
+    (state.keyVaultUrl === undefined || state.keyVaultUrl === keyVaultUrl) &&
+    (state.certificateName === undefined || state.certificateName === name)
+  );
 }
 
 const status = (e: unknown): number | undefined => (e as { statusCode?: number }).statusCode;
@@ -51,5 +67,43 @@ export class RotationStore {
         ? await this.table.createEntity(entity)
         : await this.table.updateEntity(entity, 'Replace', { etag });
     return r.etag ?? '';
+  }
+
+  /**
+   * Takes the connection's rotation lease until `expiresAt` (a crashed holder's lease lapses); false
+   * when another check holds it. A lost race (409/412) counts as held by the other.
+   */
+  async acquireLease(connectionId: string, holder: string, now: Date, expiresAt: Date): Promise<boolean> {
+    const entity = {
+      partitionKey: rotationLeasePartition,
+      rowKey: connectionId,
+      holder,
+      expiresAt: expiresAt.toISOString(),
+    };
+    try {
+      const found = await this.table
+        .getEntity<{ holder: string; expiresAt: string }>(rotationLeasePartition, connectionId)
+        .catch((e: unknown) => {
+          if (status(e) === 404) return undefined;
+          throw e;
+        });
+      if (!found) await this.table.createEntity(entity);
+      else if (new Date(found.expiresAt).getTime() > now.getTime()) return false;
+      else await this.table.updateEntity(entity, 'Replace', { etag: found.etag });
+      return true;
+    } catch (e) {
+      if (status(e) === 409 || status(e) === 412) return false;
+      throw e;
+    }
+  }
+
+  async releaseLease(connectionId: string, holder: string): Promise<void> {
+    try {
+      const found = await this.table.getEntity<{ holder: string }>(rotationLeasePartition, connectionId);
+      if (found.holder === holder)
+        await this.table.deleteEntity(rotationLeasePartition, connectionId, { etag: found.etag });
+    } catch (e) {
+      if (status(e) !== 404 && status(e) !== 412) throw e;
+    }
   }
 }
