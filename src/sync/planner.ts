@@ -78,6 +78,11 @@ export interface PlannedUpdate {
   keep: ContactFieldName[];
   restore: boolean;
   orphaned: boolean;
+  /**
+   * The removal mark on categories that are not ours (unmanaged, or kept by the user): added to or
+   * taken from the categories the contact holds when written, so the user's own stay.
+   */
+  mark?: 'add' | 'remove';
 }
 
 export interface PlannedDelete {
@@ -157,12 +162,20 @@ function withDisplayName(
   names.push('displayName');
 }
 
+/** Categories we do not write from the source: the removal mark goes on top of what is there. */
+const categoriesNotOurs = (o: PlanOptions, keep: readonly ContactFieldName[]): boolean =>
+  !o.fields.includes('categories') || keep.includes('categories');
+
 /**
  * A kept contact whose source object came back: the categories we wrote without the removal mark,
  * when categories are not otherwise ours (a managed categories field is rewritten from the source).
  */
-function withoutRemovalMark(written: ContactFields, o: PlanOptions): string[] | undefined {
-  if (o.fields.includes('categories')) return undefined;
+function withoutRemovalMark(
+  written: ContactFields,
+  o: PlanOptions,
+  keep: readonly ContactFieldName[],
+): string[] | undefined {
+  if (!categoriesNotOurs(o, keep)) return undefined;
   const categories = written.categories ?? [];
   return categories.includes(o.removalCategory)
     ? categories.filter((c) => c !== o.removalCategory)
@@ -237,7 +250,7 @@ export function planMailbox(
     const names = fieldsToWrite(wantFields, current, o, keep, haveWritten);
     withDisplayName(names, wantFields, o, keep);
     const wasOrphaned = have.orphaned;
-    const unmarked = wasOrphaned ? withoutRemovalMark(haveWritten, o) : undefined;
+    const unmarked = wasOrphaned ? withoutRemovalMark(haveWritten, o, keep) : undefined;
     if (unmarked && !names.includes('categories')) names.push('categories');
     const written = merge(current, wantFields, names);
     if (unmarked) written.categories = unmarked;
@@ -277,6 +290,7 @@ export function planMailbox(
       keep: [...keep],
       restore,
       orphaned: false,
+      ...(unmarked ? { mark: 'remove' as const } : {}),
     });
   }
 
@@ -310,6 +324,7 @@ export function planMailbox(
           keep: have.keep,
           restore: false,
           orphaned: true,
+          ...(categoriesNotOurs(o, have.keep) ? { mark: 'add' as const } : {}),
         });
         break;
       }

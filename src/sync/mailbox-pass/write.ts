@@ -6,6 +6,7 @@ import { toGraphBody, withExtendedProperty } from '../mapping';
 import type { DesiredContact, MailboxPlan, ManagedContact } from '../planner';
 import type { FolderRef, StoredContact, WriteOp, WriteOptions, WriteResult } from '../ports';
 import { tagPropertyId, tagValue } from '../tag';
+import { withCurrentCategories } from './marks';
 import type { MailboxError, MailboxPass, MutableDrift } from './pass';
 
 type Meaning =
@@ -58,9 +59,11 @@ export async function writePlan(
   drift: MutableDrift,
 ): Promise<Written> {
   const writer = new PlanWriter(pass, ref, drift);
+  const marked = await withCurrentCategories(pass, plan.updates);
+  if (marked.unread) writer.incomplete = true;
   const ops = [
     ...writer.queueCreates(plan.creates),
-    ...plan.updates.map((u) => writer.queueUpdate(u)),
+    ...marked.updates.map((u) => writer.queueUpdate(u)),
     ...plan.deletes.map((d) => writer.queueDelete(d)),
     ...removeDuplicates.map((id) => writer.queueTwinDelete(id)),
   ];
