@@ -78,10 +78,17 @@ export async function readChanges(pass: MailboxPass, ref: FolderRef, adopted: bo
     await settleOwnWrites(pass, ownWrites);
   } catch (e) {
     if (e instanceof FolderGoneError) {
-      // The user deleted the folder: everything in it is gone; recreate it and its contacts.
+      // The user deleted the folder: everything in it is gone; recreate it and its contacts. Those
+      // the user deleted before (seen by an earlier pass) stay as the policy says: their rows stay.
+      const deletedBefore = [...pass.contacts].filter(([, c]) => !c.pending && c.userDeleted);
       for (const k of pass.contacts.keys()) out.lostWithFolder.add(k);
-      if (!options.dryRun) await pass.store.clear(pass.policy.id, mbx);
+      for (const [k] of deletedBefore) out.lostWithFolder.delete(k);
+      if (!options.dryRun) {
+        await pass.store.clear(pass.policy.id, mbx);
+        if (deletedBefore.length > 0) await pass.store.apply(pass.policy.id, mbx, deletedBefore, []);
+      }
       pass.contacts.clear();
+      for (const [k, c] of deletedBefore) pass.contacts.set(k, c);
       const retired = pass.folderState?.retired;
       pass.folderState = null;
       const again = await ensureFolder(pass);
