@@ -11,7 +11,7 @@ import { functionsFixture, type FunctionsFixture } from '../support/functions-ap
 const root = resolve(__dirname, '../../..');
 
 describe('security', () => {
-  it('every HTTP function requires a function key, except the dashboard, which signs users in itself', () => {
+  it('every HTTP function requires a function key, except the dashboard, which signs users in itself, and removal, which needs the master key', () => {
     const dir = join(root, 'src/functions');
     let registrations = 0;
     for (const file of readdirSync(dir).filter((f) => f.endsWith('.ts'))) {
@@ -20,7 +20,13 @@ describe('security', () => {
         registrations++;
         // The dashboard's functions check an Entra ID token and app role on every API request
         // (test/security/dashboard-auth.test.ts); a browser holds no function key.
-        const level = file === 'dashboard.ts' ? /authLevel: 'anonymous'/ : /authLevel: 'function'/;
+        // Removing a policy's contacts is for operators only: the admin (master) key.
+        const level =
+          file === 'dashboard.ts'
+            ? /authLevel: 'anonymous'/
+            : file === 'http-remove.ts'
+              ? /authLevel: 'admin'/
+              : /authLevel: 'function'/;
         assert.match(m[1]!, level, `${file}: ${m[0].slice(0, 80)}`);
       }
     }
