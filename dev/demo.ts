@@ -246,7 +246,7 @@ async function main(): Promise<number> {
         `\nremove --dry-run (POST /api/policies/company-directory/removal): would remove ${removal.totals.contacts} contacts from ${removal.totals.mailboxes} mailboxes and ${removal.totals.folders} folders we created; the old tool's folders stay (not ours), users' own contacts are never touched.`,
       );
       say(`\n${reports} report mail(s) sent from ${admin}, written to ${reportDir}.`);
-      say(`Policy file: ${policyFile}. Everything started has been stopped.`);
+      say(`Policy file: ${policyFile}.${values.serve ? '' : ' Everything started has been stopped.'}`);
     }
     const failed = passes.reduce((n, p) => n + p.mailboxes.failed, 0);
     if (json)

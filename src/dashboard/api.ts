@@ -5,7 +5,16 @@ import type { App } from '../app/composition';
 import { health, preview } from '../app/diagnostics';
 import { startRun } from '../app/use-cases';
 import { runOptionsSchema } from '../sync/messages';
-import { AuthError, authMode, authenticate, can, localToken, type AuthMode, type Permission } from './auth';
+import {
+  AuthError,
+  authMode,
+  authenticate,
+  can,
+  dashboardScope,
+  localToken,
+  type AuthMode,
+  type Permission,
+} from './auth';
 import { RunHistory } from './history';
 import { policiesView, runView } from './views';
 
@@ -189,12 +198,19 @@ export async function handleApi(app: App, req: ApiRequest, env = process.env): P
     const refusal = crossSiteRefusal(req);
     if (refusal) return fail(403, 'Cross-site request refused', refusal);
   }
-  return r.handler(
-    app,
-    new RunHistory(app.tables.runs),
-    req,
-    m!.slice(1).map((s) => decodeURIComponent(s)),
-  );
+  const params = decodeParams(m!.slice(1));
+  if (!params) return fail(400, 'Invalid request', 'the path has a malformed percent-escape', 'path');
+  return r.handler(app, new RunHistory(app.tables.runs), req, params);
+}
+
+/** The path's parts decoded, or undefined when one is not valid percent-encoding (`%E0%A4%A`). */
+function decodeParams(parts: string[]): string[] | undefined {
+  try {
+    return parts.map((s) => decodeURIComponent(s));
+  } catch (e) {
+    if (e instanceof URIError) return undefined;
+    throw e;
+  }
 }
 
 function publicConfig(mode: AuthMode) {
@@ -203,7 +219,7 @@ function publicConfig(mode: AuthMode) {
       signIn: 'entra',
       authority: `${mode.authority}/${mode.tenantId}`,
       clientId: mode.clientId,
-      scope: `api://${mode.clientId}/access_as_user`,
+      scope: `api://${mode.clientId}/${dashboardScope}`,
     };
   if (mode.mode === 'local') return { signIn: 'local' };
   return { signIn: 'off', reason: mode.reason };

@@ -26,8 +26,9 @@ let cache: Map<string, Buffer> | undefined;
 
 /** The asset by name, or undefined: only the listed names are served, never a path. */
 export function asset(name: string): { body: Buffer; contentType: string } | undefined {
-  const contentType = types[name];
-  if (!contentType) return undefined;
+  // Own names only: `constructor` or `__proto__` are on every object's prototype chain.
+  if (!Object.hasOwn(types, name)) return undefined;
+  const contentType = types[name]!;
   cache ??= new Map(Object.keys(types).map((n) => [n, readFileSync(resolve(folder(), n))]));
   return { body: cache.get(name)!, contentType };
 }

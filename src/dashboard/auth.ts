@@ -102,6 +102,34 @@ export async function localToken(role: 'operator' | 'reader' | 'none'): Promise<
     .sign(localKey);
 }
 
+/**
+ * The issuer of v1.0 access tokens. An app registration whose `api.requestedAccessTokenVersion` is null
+ * (the default) gets v1.0 tokens: issuer `https://sts.windows.net/{tid}/`, audience the Application ID
+ * URI (learn.microsoft.com/entra/identity-platform/access-token-claims-reference). Sovereign clouds
+ * have their own host; in tests the authority is a local server, and sts.windows.net stays the issuer.
+ */
+function v1Issuer(authority: string, tenantId: string): string {
+  const host = /login\.chinacloudapi\.cn/i.test(authority) ? 'sts.chinacloudapi.cn' : 'sts.windows.net';
+  return `https://${host}/${tenantId}/`;
+}
+
+/**
+ * Claims jose does not check: a v2.0 token names the app by client id only; the token is from this
+ * tenant; it is a user's delegated token (a `scp` claim; not an app-only token, `idtyp=app`, nor an ID
+ * token, which carries the same audience but no scope).
+ */
+function refuseOtherTokens(payload: JWTPayload, clientId: string, tenantId: string, v2: string): void {
+  if (payload.iss === v2 && payload.aud !== clientId)
+    throw new Error(`a v2.0 token's audience must be the client id ${clientId}`);
+  if (payload.tid !== undefined && payload.tid !== tenantId) throw new Error('token from another tenant');
+  if (payload.idtyp === 'app') throw new Error('an app-only token may not use the dashboard');
+  if (typeof payload.scp !== 'string' || !payload.scp.split(' ').includes(dashboardScope))
+    throw new Error(`not a delegated access token with the ${dashboardScope} scope`);
+}
+
+/** The scope the dashboard's page asks for (docs/deploy.md §7). */
+export const dashboardScope = 'access_as_user';
+
 const keySets = new Map<string, ReturnType<typeof createRemoteJWKSet>>();
 
 function principalOf(payload: JWTPayload): Principal {
@@ -128,13 +156,15 @@ export async function authenticate(mode: AuthMode, authorization: string | null)
       keys = createRemoteJWKSet(new URL(`${base}/discovery/v2.0/keys`));
       keySets.set(base, keys);
     }
+    const v2 = `${base}/v2.0`;
+    const v1 = v1Issuer(mode.authority, mode.tenantId);
     const { payload } = await jwtVerify(token, keys, {
-      issuer: `${base}/v2.0`,
+      issuer: [v2, v1],
       audience: [mode.clientId, `api://${mode.clientId}`],
       algorithms: ['RS256'],
+      requiredClaims: ['exp'],
     });
-    if (payload.tid !== undefined && payload.tid !== mode.tenantId)
-      throw new Error('token from another tenant');
+    refuseOtherTokens(payload, mode.clientId, mode.tenantId, v2);
     return principalOf(payload);
   } catch (e) {
     throw new AuthError(401, `the sign-in token is not valid: ${e instanceof Error ? e.message : String(e)}`);

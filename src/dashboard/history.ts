@@ -86,9 +86,12 @@ export class RunHistory {
           upn: e.upn ?? '',
         });
     const entries: MailboxHistoryEntry[] = [];
-    for (const t of targets.slice(0, limit)) {
-      const [run, outcome] = await Promise.all([this.summary(t.runId), this.outcome(t.runId, t.mailboxId)]);
-      if (!run) continue;
+    // The table returns targets in run id (GUID) order, not by time: the newest runs are chosen by
+    // their start time before the limit applies.
+    for (const { t, run } of (await this.withRuns(targets))
+      .sort((a, b) => b.run.startedAt.localeCompare(a.run.startedAt))
+      .slice(0, limit)) {
+      const outcome = await this.outcome(t.runId, t.mailboxId);
       entries.push({
         ...runFields(run),
         mailboxId: t.mailboxId,
@@ -113,6 +116,17 @@ export class RunHistory {
             });
     }
     return entries.sort((a, b) => b.startedAt.localeCompare(a.startedAt)).slice(0, limit);
+  }
+
+  /** Each target with its run's summary (read a few at a time); targets of deleted runs are dropped. */
+  private async withRuns<T extends { runId: string }>(targets: T[]): Promise<{ t: T; run: RunSummary }[]> {
+    const out: { t: T; run: RunSummary }[] = [];
+    for (let i = 0; i < targets.length; i += 20) {
+      const chunk = targets.slice(i, i + 20);
+      const runs = await Promise.all(chunk.map((t) => this.summary(t.runId)));
+      chunk.forEach((t, j) => runs[j] && out.push({ t, run: runs[j] }));
+    }
+    return out;
   }
 
   private async summary(runId: string): Promise<RunSummary | undefined> {

@@ -13,7 +13,7 @@ import { App } from '../../src/app/composition';
 import { parseSettings } from '../../src/app/settings';
 import { handleApi, type ApiRequest } from '../../src/dashboard/api';
 import { authMode, authenticate, localSignInRefusal } from '../../src/dashboard/auth';
-import { securityHeaders } from '../../src/dashboard/assets';
+import { asset, securityHeaders } from '../../src/dashboard/assets';
 
 const tenantId = '11111111-2222-3333-4444-555555555555';
 const clientId = 'aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee';
@@ -51,9 +51,11 @@ describe('dashboard sign-in (Entra ID tokens checked by the app)', () => {
     opts?: { audience?: string; issuer?: string; expires?: string },
   ) => Promise<string>;
   let otherKey: Awaited<ReturnType<typeof generateKeyPair>>['privateKey'];
+  let signingKey: Awaited<ReturnType<typeof generateKeyPair>>['privateKey'];
 
   before(async () => {
     const { privateKey, publicKey } = await generateKeyPair('RS256');
+    signingKey = privateKey;
     otherKey = (await generateKeyPair('RS256')).privateKey;
     const jwk: JWK = { ...(await exportJWK(publicKey)), kid: 'k1', alg: 'RS256', use: 'sig' };
     // The tenant's published signing keys, as Entra ID serves them.
@@ -65,7 +67,12 @@ describe('dashboard sign-in (Entra ID tokens checked by the app)', () => {
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     authority = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
     sign = (claims, opts = {}) =>
-      new SignJWT({ tid: tenantId, preferred_username: 'anna@contoso.example', ...claims })
+      new SignJWT({
+        tid: tenantId,
+        scp: 'access_as_user',
+        preferred_username: 'anna@contoso.example',
+        ...claims,
+      })
         .setProtectedHeader({ alg: 'RS256', kid: 'k1' })
         .setIssuer(opts.issuer ?? `${authority}/${tenantId}/v2.0`)
         .setAudience(opts.audience ?? clientId)
@@ -87,6 +94,65 @@ describe('dashboard sign-in (Entra ID tokens checked by the app)', () => {
     const mode = authMode(entraApp().settings, {});
     const principal = await authenticate(mode, `Bearer ${await sign({ roles: ['ContactSync.Reader'] })}`);
     assert.deepEqual(principal, { name: 'anna@contoso.example', roles: ['ContactSync.Reader'] });
+  });
+
+  it('accepts the v1.0 tokens a default app registration gets (sts.windows.net issuer, api:// audience)', async () => {
+    const mode = authMode(entraApp().settings, {});
+    const v1 = `https://sts.windows.net/${tenantId}/`;
+    for (const audience of [`api://${clientId}`, clientId]) {
+      const token = await sign({ roles: ['ContactSync.Operator'], ver: '1.0' }, { issuer: v1, audience });
+      const principal = await authenticate(mode, `Bearer ${token}`);
+      assert.deepEqual(principal.roles, ['ContactSync.Operator'], audience);
+    }
+  });
+
+  it('refuses a v1.0 token of another tenant, and a v2.0 token whose audience is not the client id', async () => {
+    const mode = authMode(entraApp().settings, {});
+    const other = '99999999-2222-3333-4444-555555555555';
+    const bad = {
+      'v1, other tenant': await sign(
+        { roles: ['ContactSync.Operator'], tid: other, ver: '1.0' },
+        { issuer: `https://sts.windows.net/${other}/`, audience: `api://${clientId}` },
+      ),
+      'v1, other tenant, our tid claim': await sign(
+        { roles: ['ContactSync.Operator'], ver: '1.0' },
+        { issuer: `https://sts.windows.net/${other}/`, audience: `api://${clientId}` },
+      ),
+      'v2, api:// audience': await sign(
+        { roles: ['ContactSync.Operator'] },
+        { audience: `api://${clientId}` },
+      ),
+    };
+    for (const [label, token] of Object.entries(bad))
+      await assert.rejects(
+        authenticate(mode, `Bearer ${token}`),
+        (e: { status?: number }) => e.status === 401,
+        label,
+      );
+  });
+
+  it('refuses a token without exp, an app-only token and an ID token (no access_as_user scope)', async () => {
+    const mode = authMode(entraApp().settings, {});
+    const roles = ['ContactSync.Operator'];
+    const noExp = await new SignJWT({ tid: tenantId, scp: 'access_as_user', roles })
+      .setProtectedHeader({ alg: 'RS256', kid: 'k1' })
+      .setIssuer(`${authority}/${tenantId}/v2.0`)
+      .setAudience(clientId)
+      .setIssuedAt()
+      .sign(signingKey);
+    const bad = {
+      'no exp': noExp,
+      'app-only (idtyp=app)': await sign({ roles, idtyp: 'app' }),
+      'app-only (no scp)': await sign({ roles, scp: undefined }),
+      'ID token (nonce, no scp)': await sign({ roles, scp: undefined, nonce: 'n', ver: '2.0' }),
+      'another scope': await sign({ roles, scp: 'User.Read' }),
+    };
+    for (const [label, token] of Object.entries(bad))
+      await assert.rejects(
+        authenticate(mode, `Bearer ${token}`),
+        (e: { status?: number }) => e.status === 401,
+        label,
+      );
   });
 
   it('refuses tokens for another app, from another issuer, expired, or signed with another key (401)', async () => {
@@ -164,6 +230,23 @@ describe('dashboard sign-in (Entra ID tokens checked by the app)', () => {
       assert.equal(res.status, 403, JSON.stringify(headers));
       assert.equal((res.body as { title: string }).title, 'Cross-site request refused');
     }
+  });
+
+  it('answers 400, not 500, to a malformed percent-escape in the path', async () => {
+    const reader = `Bearer ${await sign({ roles: ['ContactSync.Reader'] })}`;
+    for (const path of ['runs/%E0%A4%A', 'policies/%/preview']) {
+      const res = await handleApi(entraApp(), request(path, { headers: { authorization: reader } }), {});
+      assert.equal(res.status, 400, path);
+      assert.deepEqual((res.body as { errors: unknown }).errors, [
+        { field: 'path', message: 'the path has a malformed percent-escape' },
+      ]);
+    }
+  });
+
+  it("serves only the listed files, never a name from the object's prototype chain", () => {
+    assert.equal(asset('index.html')?.contentType, 'text/html; charset=utf-8');
+    for (const name of ['constructor', '__proto__', 'toString', 'hasOwnProperty', '../package.json'])
+      assert.equal(asset(name), undefined, name);
   });
 
   it('serves a strict Content-Security-Policy: no inline script, no framing (clickjacking)', () => {
