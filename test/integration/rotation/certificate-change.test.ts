@@ -7,6 +7,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { HttpRequest, InvocationContext } from '@azure/functions';
 import { healthCheck, runPolicyNow } from '../../../src/functions/http-api';
 import { rotateCertificates } from '../../../src/app/cert-rotation';
+import { doctor } from '../../../src/cli/commands';
 import { createSelfSignedCertificate } from '../../doubles/graph-tenant-simulator/certificates';
 import { functionsFixture, type FunctionsFixture } from '../../support/functions-app';
 
@@ -50,6 +51,26 @@ describe('certificate rotation: the connection certificate changes', () => {
       connections: { checks: { name: string; ok: boolean; warning?: boolean; detail: string; fix?: string }[] }[];
     };
     return body.connections[0]!.checks.find((c) => c.name === 'certificate expiry')!;
+  };
+  /** What `doctor` prints, run as the admin against the app's storage. */
+  const doctorText = async (): Promise<string> => {
+    const saved = { ...process.env };
+    Object.assign(process.env, {
+      AZURE_TENANT_ID: f.sim.tenantId,
+      AZURE_CLIENT_ID: f.sim.hostIdentity.clientId,
+      AZURE_CLIENT_SECRET: f.sim.hostIdentity.clientSecret,
+      AZURE_AUTHORITY_HOST: f.sim.authorityHost,
+      CONTACTSYNC_LOCAL_KEY_VAULT: 'allow',
+      CONTACTSYNC_STORAGE: (f.app.settings as { AzureWebJobsStorage: string }).AzureWebJobsStorage,
+    });
+    const lines: string[] = [];
+    try {
+      const io = { out: (l: string) => lines.push(l), err: (l: string) => lines.push(`ERR ${l}`), isTTY: false };
+      await doctor(io, (f.app.settings as { POLICY_FILE: string }).POLICY_FILE);
+    } finally {
+      process.env = saved;
+    }
+    return lines.join('\n');
   };
   /** A new certificate in Key Vault under `name`, its public key uploaded to the app by hand. */
   const uploadNew = async (name: string): Promise<{ keyId: string; version: string }> => {
@@ -98,6 +119,9 @@ describe('certificate rotation: the connection certificate changes', () => {
     assert.equal(check.ok, true);
     assert.equal(check.warning, true);
     assert.match(check.detail, /another certificate/);
+    const text = await doctorText();
+    assert.match(text, /OK +contoso: token issued/, text);
+    assert.match(text, /WARN contoso: the rotation state is of another certificate/);
 
     const outcome = await rotate();
     assert.equal(outcome.problem, undefined, outcome.events.join('\n'));
@@ -122,6 +146,9 @@ describe('certificate rotation: the connection certificate changes', () => {
     const check = await expiryCheck();
     assert.equal(check.warning, true);
     assert.match(check.detail, new RegExp(`version ${oldVersion} is not in Key Vault`));
+    const text = await doctorText();
+    assert.match(text, /OK +contoso: token issued/, text);
+    assert.match(text, new RegExp(`WARN contoso: the rotation's version ${oldVersion} is not in Key Vault`));
     const outcome = await rotate();
     assert.equal(outcome.problem, undefined, outcome.events.join('\n'));
     assert.match(outcome.events.join('\n'), /started over/);
