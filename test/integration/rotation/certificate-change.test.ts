@@ -106,15 +106,15 @@ describe('certificate rotation: the connection certificate changes', () => {
   it('a connection moved to another Key Vault certificate keeps running and rotation starts over', async () => {
     assert.equal((await rotate()).problem, undefined);
     const first = await state();
-    assert.equal(first.certificateName, f.sim.certificateName, 'the row names its certificate');
-    assert.equal(first.keyVaultUrl, f.sim.keyVaultUrl);
-    assert.equal(first.policyKeyId, f.sim.initialKeyId);
 
     const other = await uploadNew('other-cert');
     editConnection((c) => {
       c.certificate = { keyVaultUrl: f.sim.keyVaultUrl, name: 'other-cert', keyId: other.keyId };
     });
     assert.equal(await run(), 'completed failed=0', 'runs sign with the new certificate');
+    assert.equal(first.certificateName, f.sim.certificateName, 'the row names its certificate');
+    assert.equal(first.keyVaultUrl, f.sim.keyVaultUrl);
+    assert.equal(first.policyKeyId, f.sim.initialKeyId);
     const check = await expiryCheck();
     assert.equal(check.ok, true);
     assert.equal(check.warning, true);
