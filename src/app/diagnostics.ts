@@ -1,11 +1,7 @@
 // Health ("Test Connection") and preview ("Counter"): what an admin checks before trusting a schedule.
 import { decodeJwt } from 'jose';
 import type { Connection, Policy } from '../sync/config/schema';
-import {
-  createCredential,
-  createGraphClient,
-  endpointsOf,
-} from '../sync/adapters/graph/connection';
+import { createCredential, createGraphClient, endpointsOf } from '../sync/adapters/graph/connection';
 import { hiddenUsersUnknown, refreshSource } from '../sync/refresh-source';
 import { compileUserFilter, noFilter } from '../sync/filters';
 import { exchangeRecipients } from '../sync/adapters/exchange/recipient-reader';

@@ -13,7 +13,6 @@ import { functionsFixture, type FunctionsFixture } from '../../support/functions
 
 const quiet = { info: () => {}, warn: () => {}, error: () => {}, debug: () => {} } as never;
 const ctx = (): InvocationContext => new InvocationContext({ invocationId: 't', functionName: 'x' });
-const pemPolicy = { contentType: 'application/x-pem-file', exportable: true, keySize: 2048 };
 
 describe('certificate rotation: the connection certificate changes', () => {
   let f: FunctionsFixture;
@@ -46,9 +45,14 @@ describe('certificate rotation: the connection certificate changes', () => {
   };
   const expiryCheck = async (): Promise<{ ok: boolean; warning?: boolean; detail: string; fix?: string }> => {
     clockOffset += 2 * 60_000; // past the health check's one-minute cache
-    const health = await healthCheck(new HttpRequest({ url: 'http://127.0.0.1/api/health', method: 'GET' }), ctx());
+    const health = await healthCheck(
+      new HttpRequest({ url: 'http://127.0.0.1/api/health', method: 'GET' }),
+      ctx(),
+    );
     const body = health.jsonBody as {
-      connections: { checks: { name: string; ok: boolean; warning?: boolean; detail: string; fix?: string }[] }[];
+      connections: {
+        checks: { name: string; ok: boolean; warning?: boolean; detail: string; fix?: string }[];
+      }[];
     };
     return body.connections[0]!.checks.find((c) => c.name === 'certificate expiry')!;
   };
@@ -65,7 +69,11 @@ describe('certificate rotation: the connection certificate changes', () => {
     });
     const lines: string[] = [];
     try {
-      const io = { out: (l: string) => lines.push(l), err: (l: string) => lines.push(`ERR ${l}`), isTTY: false };
+      const io = {
+        out: (l: string) => lines.push(l),
+        err: (l: string) => lines.push(`ERR ${l}`),
+        isTTY: false,
+      };
       await doctor(io, (f.app.settings as { POLICY_FILE: string }).POLICY_FILE);
     } finally {
       process.env = saved;
@@ -75,7 +83,7 @@ describe('certificate rotation: the connection certificate changes', () => {
   /** A new certificate in Key Vault under `name`, its public key uploaded to the app by hand. */
   const uploadNew = async (name: string): Promise<{ keyId: string; version: string }> => {
     const cert = await createSelfSignedCertificate(`CN=${name}`, 12);
-    f.sim.vault.addCertificateVersion(name, cert, { subject: `CN=${name}`, validityMonths: 12, ...pemPolicy } as never);
+    f.sim.vault.addCertificateVersion(name, cert, { subject: `CN=${name}`, validityMonths: 12 });
     const version = f.sim.vault.certificates.get(name)!.at(-1)!.version;
     return { keyId: f.sim.identity.addCertificate(f.sim.clientId, cert.certificatePem).keyId, version };
   };
