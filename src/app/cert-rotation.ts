@@ -15,7 +15,11 @@ import {
   type CertificatePem,
 } from '../sync/adapters/graph/connection';
 import { GraphApplicationKeys, signProof } from '../sync/adapters/graph/application-keys';
-import type { RotationState } from '../sync/adapters/tables/rotation-store';
+import {
+  certificateIdentity,
+  pinsCertificate,
+  type RotationState,
+} from '../sync/adapters/tables/rotation-store';
 import type { App } from './composition';
 import type { Logger } from './logging';
 
@@ -92,24 +96,79 @@ const loader =
 async function rotateConnection(app: App, connection: Connection, outcome: RotationOutcome): Promise<void> {
   const load = loader(app, connection);
   const latest = await load();
-  const found = await app.rotationStore.get(connection.id);
+  const choice = await chooseSigningCertificate(app, connection);
   const keyIdInPolicy = 'keyVaultUrl' in connection.certificate ? connection.certificate.keyId : undefined;
+  const usable = choice.row && !choice.notice ? choice.row.state : undefined;
   const writer = new StateWriter(
     app,
     connection.id,
-    found?.state ?? {
+    usable ?? {
+      ...certificateIdentity(connection),
       activeVersion: await registeredVersion(app, connection, latest),
       ...(keyIdInPolicy ? { activeKeyId: keyIdInPolicy } : {}),
     },
-    found?.etag ?? null,
+    choice.row?.etag ?? null,
   );
-  if (!found) await writer.save({});
+  if (!usable) {
+    await writer.save({});
+    if (choice.notice) outcome.events.push(startedOver(choice.notice, choice.row!.state));
+  }
   const now = app.now();
   if (latest.version !== writer.state.activeVersion) await rollOn(app, connection, writer, outcome, latest);
   const { retiredVersion, removeAfter } = writer.state;
   if (retiredVersion && removeAfter && now.toISOString() >= removeAfter)
     await removeRetired(app, connection, writer, outcome, await load(writer.state.activeVersion), false);
-  await writer.save({ problem: outcome.problem, checkedAt: now.toISOString() });
+  await writer.save({
+    ...certificateIdentity(connection),
+    problem: outcome.problem,
+    checkedAt: now.toISOString(),
+  });
+}
+
+/** The run report line when a row of another certificate is dropped; a key it was to remove is named. */
+function startedOver(notice: string, dropped: RotationState): string {
+  const left = dropped.retiredKeyId ?? dropped.retiredThumbprint;
+  return `started over: ${notice}${left ? `; the old key ${left} it was to remove stays on the application: delete it under Certificates & secrets` : ''}`;
+}
+
+/** The certificate workers sign with, and the rotation row it was chosen by. */
+export interface SigningChoice {
+  cert: CertificatePem;
+  /** The connection's rotation row, if any (its state is not used when `notice` is set). */
+  row?: { state: RotationState; etag: string };
+  /** Why the row's version is not used: it is of another certificate, or gone from Key Vault. */
+  notice?: string;
+}
+
+const statusOf = (e: unknown): number | undefined => (e as { statusCode?: number }).statusCode;
+
+/**
+ * With rotation on, the version the rotation registered; Key Vault's newest when rotation is off, has
+ * not run, or its row is of another certificate (vault, name or policy keyId changed) or pins a version
+ * Key Vault no longer has. Then the rotation starts over at its next check, so no run fails on it.
+ */
+export async function chooseSigningCertificate(app: App, connection: Connection): Promise<SigningChoice> {
+  const load = loader(app, connection);
+  if (!rotationEnabled(connection)) return { cert: await load() };
+  const row = await app.rotationStore.get(connection.id);
+  if (!row) return { cert: await load() };
+  const { activeVersion, certificateName, keyVaultUrl, policyKeyId } = row.state;
+  if (!pinsCertificate(row.state, connection))
+    return {
+      cert: await load(),
+      row,
+      notice: `the rotation state is of another certificate (${[certificateName, keyVaultUrl, policyKeyId && `key ${policyKeyId}`].filter(Boolean).join(', ')}); workers sign with the newest version of the connection's certificate and the rotation starts over at its next check`,
+    };
+  try {
+    return { cert: await load(activeVersion), row };
+  } catch (e) {
+    if (statusOf(e) !== 404) throw e;
+    return {
+      cert: await load(),
+      row,
+      notice: `the rotation's version ${activeVersion} is not in Key Vault (the certificate changed, or the version was deleted); workers sign with the newest version and the rotation starts over at its next check`,
+    };
+  }
 }
 
 /** Steps 1-3: put Key Vault's newer version on the application, then switch workers to it. */
@@ -289,37 +348,34 @@ export interface CertificateStatus {
   lastRemovedAt?: string;
   rotation: 'on' | 'off';
   problem?: string;
+  /** Why the rotation's version is not the one signed with (see SigningChoice). */
+  notice?: string;
 }
 
 /** The certificate workers sign with: days to expiry, rotation history, what to do. */
 export async function certificateStatus(
   app: App,
   connection: Connection,
-  /** The signing certificate when the caller has just read it (Key Vault is then not read again). */
-  signing?: CertificatePem,
+  /** The signing choice when the caller has just made it (Key Vault is then not read again). */
+  signing?: SigningChoice,
 ): Promise<CertificateStatus> {
-  const rotation = rotationEnabled(connection) ? await app.rotationStore.get(connection.id) : undefined;
-  const active =
-    signing ??
-    (await loadCertificate(
-      connection,
-      () => app.vaultCredential,
-      app.vaultOptions(),
-      rotation?.state.activeVersion,
-    ));
+  const choice = signing ?? (await chooseSigningCertificate(app, connection));
+  const active = choice.cert;
   const facts = certificateFacts(active.pem);
   const daysLeft = Math.floor((facts.notAfter.getTime() - app.now().getTime()) / 86_400_000);
-  const level = daysLeft <= expiryErrorDays ? 'error' : daysLeft <= expiryWarningDays ? 'warning' : 'ok';
-  const s = rotation?.state;
+  const byExpiry = daysLeft <= expiryErrorDays ? 'error' : daysLeft <= expiryWarningDays ? 'warning' : 'ok';
+  const level = choice.notice && byExpiry === 'ok' ? 'warning' : byExpiry;
+  const s = choice.notice ? undefined : choice.row?.state;
   const history = [
     s?.lastRolledAt ? `key rolled ${s.lastRolledAt.slice(0, 10)}` : '',
     s?.lastRemovedAt ? `old key removed ${s.lastRemovedAt.slice(0, 10)}` : '',
   ].filter(Boolean);
-  const summary = `expires in ${daysLeft} days (${facts.notAfter.toISOString().slice(0, 10)}, thumbprint ${facts.thumbprint})${history.length ? `; ${history.join('; ')}` : ''}`;
+  const summary = `expires in ${daysLeft} days (${facts.notAfter.toISOString().slice(0, 10)}, thumbprint ${facts.thumbprint})${history.length ? `; ${history.join('; ')}` : ''}${choice.notice ? `; ${choice.notice}` : ''}`;
   const fix = s?.problem
     ? problemFix(s.problem)
-    : level === 'ok'
-      ? undefined
+    : byExpiry === 'ok'
+      ? choice.notice &&
+        'nothing, if the newest version is on the app registration (the next rotation check confirms it); otherwise upload its .cer (`m365-contact-sync cert show --out`) and name its key id in certificate.keyId'
       : rotationEnabled(connection)
         ? 'Key Vault has not renewed the certificate in time (it renews at 80 % of its life; an issuer-managed certificate waits on its issuer). Check the certificate in Key Vault (`az keyvault certificate pending show`, `m365-contact-sync cert show`), fix its issuer or renew it by hand (`az keyvault certificate create` with the same name and policy); the app rolls the new version onto the application at its next daily check.'
         : 'renew the certificate in Key Vault and upload the new .cer (`m365-contact-sync cert show --out`), or set applicationObjectId on the connection so the app rolls renewed certificates itself';
@@ -336,6 +392,7 @@ export async function certificateStatus(
     ...(s?.lastRemovedAt ? { lastRemovedAt: s.lastRemovedAt } : {}),
     rotation: rotationEnabled(connection) ? 'on' : 'off',
     ...(s?.problem ? { problem: s.problem } : {}),
+    ...(choice.notice ? { notice: choice.notice } : {}),
   };
 }
 

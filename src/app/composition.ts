@@ -10,8 +10,6 @@ import type { Connection, Policy } from '../sync/config/schema';
 import {
   createCredential,
   createGraphClient,
-  loadCertificate,
-  rotationEnabled,
   type CertificatePem,
   type RequestCounter,
 } from '../sync/adapters/graph/connection';
@@ -27,6 +25,7 @@ import {
 import { TableRunStore } from '../sync/adapters/tables/run-store';
 import { MailboxLocks } from '../sync/adapters/tables/mailbox-locks';
 import { RotationStore } from '../sync/adapters/tables/rotation-store';
+import { chooseSigningCertificate } from './cert-rotation';
 import { PolicyRegistry } from '../sync/adapters/tables/policy-registry';
 import { BlobPhotoStore, photoContainerName } from '../sync/adapters/blob/photo-store';
 import { maxQueueMessageBytes } from '../sync/messages';
@@ -243,10 +242,7 @@ export class App {
    * on the application (a renewed version is used only after the rotation has put it there).
    */
   async signingCertificate(connection: Connection): Promise<CertificatePem> {
-    const version = rotationEnabled(connection)
-      ? (await this.rotationStore.get(connection.id))?.state.activeVersion
-      : undefined;
-    return loadCertificate(connection, () => this.options.credential, this.vaultOptions(), version);
+    return (await chooseSigningCertificate(this, connection)).cert;
   }
 
   vaultOptions(): { disableChallengeResourceVerification?: boolean } {

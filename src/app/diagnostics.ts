@@ -1,17 +1,12 @@
 // Health ("Test Connection") and preview ("Counter"): what an admin checks before trusting a schedule.
 import { decodeJwt } from 'jose';
 import type { Connection, Policy } from '../sync/config/schema';
-import {
-  createCredential,
-  createGraphClient,
-  endpointsOf,
-  type CertificatePem,
-} from '../sync/adapters/graph/connection';
+import { createCredential, createGraphClient, endpointsOf } from '../sync/adapters/graph/connection';
 import { hiddenUsersUnknown, refreshSource } from '../sync/refresh-source';
 import { compileUserFilter, noFilter } from '../sync/filters';
 import { exchangeRecipients } from '../sync/adapters/exchange/recipient-reader';
 import { RecipientsNotPermittedError, type RecipientReader, type SourceStore } from '../sync/ports';
-import { certificateStatus } from './cert-rotation';
+import { certificateStatus, chooseSigningCertificate, type SigningChoice } from './cert-rotation';
 import type { App } from './composition';
 
 export interface Check {
@@ -115,10 +110,10 @@ export async function checkConnection(
     'pemFile' in connection.certificate
       ? `PEM file ${connection.certificate.pemFile}`
       : `Key Vault ${connection.certificate.keyVaultUrl} certificate "${connection.certificate.name}"`;
-  let cert;
+  let choice;
   try {
-    cert = await app.signingCertificate(connection);
-    add({ name: 'certificate', ok: true, detail: `read from ${source} (version ${cert.version})` });
+    choice = await chooseSigningCertificate(app, connection);
+    add({ name: 'certificate', ok: true, detail: `read from ${source} (version ${choice.cert.version})` });
   } catch (e) {
     add({
       name: 'certificate',
@@ -128,7 +123,8 @@ export async function checkConnection(
     });
     return { connection: connection.id, ok: false, checks };
   }
-  checks.push(await expiryCheck(app, connection, cert));
+  checks.push(await expiryCheck(app, connection, choice));
+  const cert = choice.cert;
   // A credential of its own from the certificate just read (Key Vault is read once per check): its
   // token shows the permissions granted now, and the workers' cached clients are left alone.
   const credential = createCredential(connection, cert);
@@ -183,7 +179,7 @@ export async function checkConnection(
 }
 
 /** Days to expiry of the certificate workers sign with: a warning at 30 days, an error at 7. */
-async function expiryCheck(app: App, connection: Connection, signing: CertificatePem): Promise<Check> {
+async function expiryCheck(app: App, connection: Connection, signing: SigningChoice): Promise<Check> {
   try {
     const status = await certificateStatus(app, connection, signing);
     return {

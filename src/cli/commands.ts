@@ -384,8 +384,17 @@ export async function doctor(io: Io, file: string): Promise<number> {
     let graph;
     try {
       // With rotation on, workers sign with the version the rotation pinned, not Key Vault's newest.
-      const pinned = await pinnedVersion(connection);
-      graph = await graphFor(connection, undefined, pinned);
+      const rotation = await pinnedVersion(connection);
+      let pinned = rotation.version;
+      if (rotation.notice) io.out(`WARN ${connection.id}: ${rotation.notice}`);
+      graph = await graphFor(connection, undefined, pinned).catch((e: unknown) => {
+        if (!pinned || (e as { statusCode?: number }).statusCode !== 404) throw e;
+        io.out(
+          `WARN ${connection.id}: the rotation's version ${pinned} is not in Key Vault; workers sign with the newest version and the rotation starts over at its next check`,
+        );
+        pinned = undefined;
+        return graphFor(connection);
+      });
       line(true, `${connection.id}: certificate read from ${where}`);
       if (pinned) {
         const newest = await loadCertificate(
@@ -450,15 +459,22 @@ export async function doctor(io: Io, file: string): Promise<number> {
   return ok ? 0 : 1;
 }
 
-/** The rotation's active version (read from the app's storage when CONTACTSYNC_STORAGE is set). */
-async function pinnedVersion(connection: Connection): Promise<string | undefined> {
+/**
+ * The rotation's active version (read from the app's storage when CONTACTSYNC_STORAGE is set); none,
+ * with a notice, when the row is of another certificate (the rotation starts over).
+ */
+async function pinnedVersion(connection: Connection): Promise<{ version?: string; notice?: string }> {
   const storage = process.env.CONTACTSYNC_STORAGE ?? process.env.AzureWebJobsStorage;
-  if (!rotationEnabled(connection) || !storage) return undefined;
+  if (!rotationEnabled(connection) || !storage) return {};
   const table = TableClient.fromConnectionString(storage, tableNames.policies, {
     allowInsecureConnection: storageIsLocal(storage),
   });
   const found = await new RotationStore(table).get(connection.id).catch(() => undefined);
-  return found && pinsCertificate(found.state, connection) ? found.state.activeVersion : undefined;
+  if (!found) return {};
+  if (pinsCertificate(found.state, connection)) return { version: found.state.activeVersion };
+  return {
+    notice: `the rotation state is of another certificate (${found.state.certificateName ?? '?'}); workers sign with the newest version and the rotation starts over at its next check`,
+  };
 }
 
 /** Days to expiry: WARN within 30 days, FAIL within 7, with what to do. */

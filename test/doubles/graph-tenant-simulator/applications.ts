@@ -106,7 +106,8 @@ export class ApplicationKeys {
           issuer: app.objectId,
           requiredClaims: ['aud', 'iss', 'nbf', 'exp'],
           currentDate: new Date(this.now()),
-          clockTolerance: 300,
+          // Microsoft documents no leeway for the proof (only nbf and exp, at most 10 minutes apart).
+          clockTolerance: 0,
         });
         if (payload.exp! - payload.nbf! > maxProofLifetimeSeconds) throw malformed();
         return cert;

@@ -83,6 +83,8 @@ export class IdentityProvider {
   /** Set once the server listens. */
   authorityHost = '';
   tokenLifetimeSeconds = 3599;
+  /** The simulator's clock (Graph's too): whether a key on an application has expired or started. */
+  now: () => number = Date.now;
   /** Per app: tokens issued before this instant are rejected (revoked sessions). */
   readonly revokedBefore = new Map<string, number>();
   private readonly issuedTokens = { count: 0 };
@@ -456,7 +458,7 @@ export class IdentityProvider {
         `The certificate with identifier used to sign the client assertion is not registered on application. [Reason - The key was not found., Thumbprint of key used by client: '${typeof s256 === 'string' ? s256 : typeof x5t === 'string' ? x5t : ''}', Please visit the Azure Portal, Graph Explorer or directly use MS Graph to see configured keys for app Id '${app.clientId}'.]`,
       );
     }
-    if (cert.endDateTime.getTime() < Date.now()) {
+    if (cert.endDateTime.getTime() < this.now()) {
       return aadError(
         401,
         'invalid_client',

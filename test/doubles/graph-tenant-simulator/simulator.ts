@@ -139,6 +139,7 @@ export class GraphTenantSimulator implements SimulatorEndpoints {
       this.log,
       random,
       graphOptions,
+      () => this.identity.now(),
     );
   }
 

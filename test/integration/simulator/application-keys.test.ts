@@ -149,6 +149,9 @@ describe('the simulator: application addKey / removeKey, checked against the doc
       ['issuer is the client id, not the object id', proofWith(appPem, { iss: sim.clientId })],
       ['lives longer than 10 minutes', proofWith(appPem, { nbf: now, exp: now + 3600 })],
       ['expired', proofWith(appPem, { nbf: now - 7200, exp: now - 6600 })],
+      // No clock leeway is documented for the proof, so none is given.
+      ['not valid for another minute', proofWith(appPem, { nbf: now + 60, exp: now + 600 })],
+      ['expired a minute ago', proofWith(appPem, { nbf: now - 540, exp: now - 60 })],
     ];
     for (const [why, proof] of cases) {
       const r = await rawGraph(
@@ -188,5 +191,25 @@ describe('the simulator: application addKey / removeKey, checked against the doc
     );
     assert.equal(r.status, 403);
     assert.equal(r.body.error.code, 'Authorization_RequestDenied');
+  });
+
+  it("the token endpoint judges a key's expiry by the simulator's clock", async () => {
+    const tokenWith = (pem: string) =>
+      new ClientCertificateCredential(
+        sim.tenantId,
+        sim.clientId,
+        { certificate: pem },
+        { authorityHost: sim.authorityHost, disableInstanceDiscovery: true },
+      ).getToken(`${sim.graphUrl}/.default`);
+    const fresh = await createSelfSignedCertificate('CN=expiry-clock', 12);
+    sim.identity.addCertificate(sim.clientId, fresh.certificatePem);
+    const pem = fresh.privateKeyPem + fresh.certificatePem;
+    assert.ok(await tokenWith(pem), 'valid today');
+    sim.identity.now = () => Date.now() + 400 * 86_400_000;
+    try {
+      await assert.rejects(tokenWith(pem), /AADSTS700027[\s\S]*expired/);
+    } finally {
+      sim.identity.now = Date.now;
+    }
   });
 });

@@ -13,6 +13,11 @@ export interface RotationState {
   /** The Key Vault certificate the versions below belong to (missing on rows of the first release). */
   keyVaultUrl?: string;
   certificateName?: string;
+  /**
+   * The connection's certificate.keyId when the row started: an admin who uploads another key by hand
+   * (rotation turned off, then on) and names it there makes the rotation start over.
+   */
+  policyKeyId?: string;
   /** The Key Vault version workers sign tokens with (registered on the application). */
   activeVersion: string;
   /** Its keyCredential id; unknown for a key uploaded by hand unless the policy file names it. */
@@ -34,13 +39,26 @@ export interface RotationState {
   checkedAt?: string;
 }
 
-/** Whether the row's versions are of the connection's current Key Vault certificate. */
+/** Which certificate a row's versions belong to: written with every rotation check. */
+export function certificateIdentity(
+  connection: Connection,
+): Pick<RotationState, 'keyVaultUrl' | 'certificateName' | 'policyKeyId'> {
+  if (!('keyVaultUrl' in connection.certificate)) return {};
+  const { keyVaultUrl, name, keyId } = connection.certificate;
+  return { keyVaultUrl, certificateName: name, ...(keyId ? { policyKeyId: keyId } : {}) };
+}
+
+/**
+ * Whether the row's versions are of the connection's current Key Vault certificate. A row of the first
+ * release has no identity: its pinned version is then checked against Key Vault by the caller.
+ */
 export function pinsCertificate(state: RotationState, connection: Connection): boolean {
   if (!('keyVaultUrl' in connection.certificate)) return false;
-  const { keyVaultUrl, name } = connection.certificate;
+  const { keyVaultUrl, name, keyId } = connection.certificate;
   return (
     (state.keyVaultUrl === undefined || state.keyVaultUrl === keyVaultUrl) &&
-    (state.certificateName === undefined || state.certificateName === name)
+    (state.certificateName === undefined || state.certificateName === name) &&
+    (state.policyKeyId === undefined || keyId === undefined || state.policyKeyId === keyId)
   );
 }
 
