@@ -312,8 +312,10 @@ export async function processPolicyRun(app: App, raw: unknown, log: Logger): Pro
       msg.runId,
       await preReadDrifts(app, connection, policy.id, pending, log, fields),
     );
+  const renewEveryMs = (app.settings.POLICY_LEASE_MINUTES * 60_000) / 3;
+  let renewedAt = app.now().getTime();
   for (let i = 0; i < pending.length; i += 32) {
-    if (i > 0 && i % 3200 === 0) {
+    if (app.now().getTime() - renewedAt >= renewEveryMs) {
       // A long fan-out is progress too; one that lost its lease queues no more (the rest would be refused).
       const lost = await keepLease(app, run);
       if (lost) {
@@ -321,6 +323,7 @@ export async function processPolicyRun(app: App, raw: unknown, log: Logger): Pro
         await failRun(app, msg.runId, policy.id, lost, log);
         return;
       }
+      renewedAt = app.now().getTime();
     }
     await Promise.all(
       pending.slice(i, i + 32).map((t) => {

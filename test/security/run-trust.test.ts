@@ -7,6 +7,8 @@ import { HttpRequest, InvocationContext } from '@azure/functions';
 import { runPolicyNow } from '../../src/functions/http-api';
 import { mailboxSyncHandler } from '../../src/functions/mailbox-syncs';
 import { policyRunHandler } from '../../src/functions/policy-runs';
+import { processPolicyRun } from '../../src/app/use-cases';
+import { logger } from '../../src/app/logging';
 import { randomUUID } from 'node:crypto';
 import type { PolicyInput } from '../../src/sync/config/schema';
 import { emptyEntry } from '../../src/sync/directory';
@@ -14,7 +16,7 @@ import { emptySummary, type RunTarget } from '../../src/sync/runs';
 import { folderContacts } from '../support/engine';
 import { functionsFixture, type FunctionsFixture } from '../support/functions-app';
 import { handleApi, type ApiRequest } from '../../src/dashboard/api';
-import type { App } from '../../src/app/composition';
+import { queueNames, type App } from '../../src/app/composition';
 
 const ctx = (lines?: string[]): InvocationContext =>
   new InvocationContext({
@@ -471,5 +473,64 @@ describe('security review of issue 16: trust in messages, policy changes mid-run
       f.app.mailboxStore.apply(policyId, mailboxId, [[`contact:${'x'.repeat(600)}`, contact(0)]], []),
       /Table key .*1 KiB/,
     );
+  });
+});
+
+describe('review E: a fan-out that lost its lease queues no more mailboxes', () => {
+  let f: FunctionsFixture;
+  before(async () => {
+    f = await functionsFixture({
+      sim: { seed: { generate: { users: 60, mailboxes: 45, awkward: false } } },
+      policies: () => [
+        {
+          id: 'wide',
+          name: 'Wide',
+          connection: 'contoso',
+          source: { type: 'directory' as const },
+          targets: { type: 'allMailboxes' },
+          folder: { name: 'Directory' },
+        },
+      ],
+    });
+  });
+  after(() => f.close());
+
+  it('stops fanning out and fails the run when another run took the lease meanwhile', async () => {
+    const started = await runPolicyNow(post('wide', {}), ctx());
+    assert.equal(started.status, 202, JSON.stringify(started.jsonBody));
+    const runId = (started.jsonBody as { runId: string }).runId;
+    const q = f.app.queues.policyRuns;
+    const [m] = (await q.receiveMessages({ numberOfMessages: 1 })).receivedMessageItems;
+    await q.deleteMessage(m!.messageId, m!.popReceipt);
+    // The first queued mailbox message stalls past the lease (a slow queue), and a new run takes it.
+    let sent = 0;
+    let rival: string | undefined;
+    const app = Object.create(f.app) as App;
+    app.send = async (queue, message, delay) => {
+      await f.app.send(queue, message, delay);
+      if (queue === queueNames.mailboxSyncs && ++sent === 1) {
+        f.advanceClock(f.app.settings.POLICY_LEASE_MINUTES * 60_000 + 60_000);
+        const next = await runPolicyNow(post('wide', {}), ctx());
+        assert.equal(next.status, 202, 'the expired lease is free');
+        rival = (next.jsonBody as { runId: string }).runId;
+      }
+    };
+    const lines: string[] = [];
+    await processPolicyRun(
+      app,
+      JSON.parse(Buffer.from(m!.messageText, 'base64').toString('utf8')),
+      logger({
+        log: (l) => lines.push(String(l)),
+        warn: (l) => lines.push(String(l)),
+        error: (l) => lines.push(String(l)),
+      }),
+    );
+    const targets = (await f.app.runStore.listTargets(runId)).length;
+    assert.ok(targets > 32, `${targets} targets: more than one chunk`);
+    assert.equal(sent, 32, 'the chunk after the lease was lost was not queued');
+    const run = (await f.app.runStore.getRun(runId))!;
+    assert.equal(run.status, 'failed', lines.join('\n'));
+    assert.match(run.error ?? '', /lease/);
+    assert.equal((await f.app.runStore.getPolicyState('wide')).leaseRunId, rival);
   });
 });
