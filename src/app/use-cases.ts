@@ -36,7 +36,12 @@ import { cleanDepartedMailboxes, deletedPolicyNotes, sweepDeletedPolicies } from
 export type StartResult =
   | { started: true; runId: string }
   | { started: false; reason: 'running'; heldBy: string }
-  | { started: false; reason: 'disabled' };
+  | { started: false; reason: 'disabled' }
+  | { started: false; reason: 'fullResyncNotAllowed'; detail: string };
+
+/** Why an on-demand run may not ask for a full resync (it lifts the deletion threshold), or null. */
+export const fullResyncRefusal = (policy: Policy): string =>
+  `policy "${policy.id}" does not allow a full resync on request ("options.allowOnDemandFullResync" is false in the policy file)`;
 
 /** A request or flag may ask for a dry run; it can never lift a policy's own `dryRun: true`. */
 export const effectiveOptions = (policy: Policy, requested: RunOptions): RunOptions => ({
@@ -57,6 +62,9 @@ export async function startRun(
   scheduledAt?: Date,
 ): Promise<StartResult> {
   if (!policy.enabled) return { started: false, reason: 'disabled' };
+  // One rule for every caller over HTTP (the API and the dashboard): the policy's owner decides.
+  if (trigger === 'http' && requested.fullResync && !policy.options.allowOnDemandFullResync)
+    return { started: false, reason: 'fullResyncNotAllowed', detail: fullResyncRefusal(policy) };
   await app.ensureStorage();
   const now = app.now();
   const runId = randomUUID();
@@ -304,8 +312,19 @@ export async function processPolicyRun(app: App, raw: unknown, log: Logger): Pro
       msg.runId,
       await preReadDrifts(app, connection, policy.id, pending, log, fields),
     );
+  const renewEveryMs = (app.settings.POLICY_LEASE_MINUTES * 60_000) / 3;
+  let renewedAt = app.now().getTime();
   for (let i = 0; i < pending.length; i += 32) {
-    if (i > 0 && i % 3200 === 0) await keepLease(app, run); // a long fan-out is progress too
+    if (app.now().getTime() - renewedAt >= renewEveryMs) {
+      // A long fan-out is progress too; one that lost its lease queues no more (the rest would be refused).
+      const lost = await keepLease(app, run);
+      if (lost) {
+        log.warn(`fan-out stopped after ${i} of ${pending.length} mailboxes: ${lost}`, fields);
+        await failRun(app, msg.runId, policy.id, lost, log);
+        return;
+      }
+      renewedAt = app.now().getTime();
+    }
     await Promise.all(
       pending.slice(i, i + 32).map((t) => {
         const m: MailboxSyncMessage = {
@@ -408,6 +427,23 @@ export async function processMailboxSync(
       );
       return 'done';
     }
+    const left = leftTargets(policy, target);
+    if (left) {
+      await recordAndMaybeFinish(
+        app,
+        msg.runId,
+        {
+          mailboxId: target.mailboxId,
+          userPrincipalName: target.userPrincipalName,
+          status: 'skipped',
+          result: null,
+          lastError: `${left} during the run; nothing was written to this mailbox`,
+          attempts: 1,
+        },
+        log,
+      );
+      return 'done';
+    }
     const lost = await keepLease(app, run);
     if (lost) {
       await recordAndMaybeFinish(app, msg.runId, failedOutcome(target, lost, 1), log);
@@ -438,6 +474,8 @@ export async function processMailboxSync(
         app.sourceStore,
       ),
     );
+    // The first pass has read it (a retry of a pass that threw still finds it); no row outlives its use.
+    if (preReadDrift) await app.runStore.deletePreReadDrift(msg.runId, msg.mailboxId);
     // Counts of earlier continuations are carried, so the outcome covers the whole mailbox.
     for (const k of ['created', 'updated', 'deleted', 'restored', 'failed'] as const) result[k] += carried[k];
     // What earlier passes wrote shows up as unchanged in this one: count it once.
@@ -506,6 +544,20 @@ export async function processMailboxSync(
     await renewal.stop();
     await app.locks.unlock(msg.policyId, msg.mailboxId, owner);
   }
+}
+
+/**
+ * Why a run's target is no longer one of the policy's targets as the policy file says now, or null.
+ * Only what the file itself decides is checked (excludeUsers, a users list): group membership needs
+ * a directory read per mailbox, so a group change takes effect at the next run's target resolution.
+ */
+function leftTargets(policy: Policy, target: RunTarget): string | null {
+  const upn = target.userPrincipalName.toLowerCase();
+  if (policy.targets.excludeUsers.some((u) => u.toLowerCase() === upn))
+    return `${target.userPrincipalName} was added to the policy's targets.excludeUsers`;
+  if (policy.targets.type === 'users' && !policy.targets.users.some((u) => u.toLowerCase() === upn))
+    return `${target.userPrincipalName} was removed from the policy's targets.users`;
+  return null;
 }
 
 function failedOutcome(target: RunTarget, error: string, attempts: number): MailboxOutcome {

@@ -101,7 +101,11 @@ const routes: Route[] = [
       const body = await app.answerRecent(`preview:${found.policy.id}`, () =>
         preview(app, found.policy, found.connection),
       );
-      return { status: 200, body };
+      // The page offers a full resync only where the policy allows one on request.
+      return {
+        status: 200,
+        body: { ...body, fullResyncAllowed: found.policy.options.allowOnDemandFullResync },
+      };
     },
   },
   {
@@ -125,6 +129,8 @@ const routes: Route[] = [
       }
       const result = await startRun(app, found.policy, 'http', options.data);
       if (result.started) return { status: 202, body: { runId: result.runId } };
+      if (result.reason === 'fullResyncNotAllowed')
+        return fail(403, 'Full resync not allowed', result.detail, 'fullResync');
       return result.reason === 'disabled'
         ? fail(409, 'Policy is disabled', `policy "${found.policy.id}" is disabled`, 'policyId')
         : fail(409, 'Policy is running', `run ${result.heldBy} of this policy is still running`, 'policyId');

@@ -70,15 +70,11 @@ export async function runPolicyNow(
     }
     const options = runOptionsSchema.safeParse(body);
     if (!options.success) return validationProblem(options.error);
-    // A full resync lifts the deletion threshold: the policy's owner decides, not any key holder.
-    if (options.data.fullResync && !found!.policy.options.allowOnDemandFullResync)
-      return problem(
-        403,
-        'Full resync not allowed',
-        `policy "${found!.policy.id}" does not allow a full resync on request ("options.allowOnDemandFullResync" is false in the policy file)`,
-        [{ field: 'fullResync', message: 'not allowed by options.allowOnDemandFullResync' }],
-      );
     const result = await startRun(getApp(), found!.policy, 'http', options.data);
+    if (!result.started && result.reason === 'fullResyncNotAllowed')
+      return problem(403, 'Full resync not allowed', result.detail, [
+        { field: 'fullResync', message: 'not allowed by options.allowOnDemandFullResync' },
+      ]);
     if (!result.started && result.reason === 'disabled')
       return problem(
         409,

@@ -149,6 +149,8 @@ export interface RunStore {
   /** Keeps pre-read delta rounds (each within maxPreReadDriftChars) for the run's first passes. */
   savePreReadDrifts(runId: string, drifts: ReadonlyMap<string, PreReadDrift>): Promise<void>;
   preReadDrift(runId: string, mailboxId: string): Promise<PreReadDrift | undefined>;
+  /** Drops a mailbox's pre-read drift once its first pass has used it. */
+  deletePreReadDrift(runId: string, mailboxId: string): Promise<void>;
   listTargets(runId: string): Promise<RunTarget[]>;
   failRun(runId: string, error: string): Promise<RunSummary | undefined>;
   getOutcome(runId: string, mailboxId: string): Promise<MailboxOutcome | undefined>;

@@ -12,7 +12,8 @@ export async function runThroughQueues(
 ): Promise<RunSummary> {
   const found = await f.app.policy(policyId);
   assert.ok(found, `policy ${policyId} is in the policy file`);
-  const started = await startRun(f.app, found.policy, 'http', {
+  // Started as the CLI does (a storage-key holder): a full resync over HTTP needs the policy's consent.
+  const started = await startRun(f.app, found.policy, 'cli', {
     dryRun: false,
     fullResync: options.fullResync ?? false,
     mailboxes: [],

@@ -7,12 +7,16 @@ import { HttpRequest, InvocationContext } from '@azure/functions';
 import { runPolicyNow } from '../../src/functions/http-api';
 import { mailboxSyncHandler } from '../../src/functions/mailbox-syncs';
 import { policyRunHandler } from '../../src/functions/policy-runs';
+import { processPolicyRun } from '../../src/app/use-cases';
+import { logger } from '../../src/app/logging';
 import { randomUUID } from 'node:crypto';
 import type { PolicyInput } from '../../src/sync/config/schema';
 import { emptyEntry } from '../../src/sync/directory';
 import { emptySummary, type RunTarget } from '../../src/sync/runs';
 import { folderContacts } from '../support/engine';
 import { functionsFixture, type FunctionsFixture } from '../support/functions-app';
+import { handleApi, type ApiRequest } from '../../src/dashboard/api';
+import { queueNames, type App } from '../../src/app/composition';
 
 const ctx = (lines?: string[]): InvocationContext =>
   new InvocationContext({
@@ -167,6 +171,58 @@ describe('security review of issue 16: trust in messages, policy changes mid-run
     for (const o of await f.app.runStore.listOutcomes(dryRunId)) assert.equal(o.status, 'planned');
     changePolicy('two', { enabled: true, options: { dryRun: false } });
   });
+  it('review B: a mailbox taken out of the targets mid-run is skipped: nothing written, the outcome says why', async () => {
+    const [kept, dropped] = [mailboxes[1]!, mailboxes[2]!];
+    const writesTo = (since: number, m: { id: string; upn: string }): string[] =>
+      f.sim.log
+        .since(since)
+        .filter(
+          (e) =>
+            e.service === 'graph' &&
+            e.method !== 'GET' &&
+            e.operation !== 'batch' &&
+            [m.id, m.upn.toLowerCase()].includes((e.mailbox ?? '').toLowerCase()),
+        )
+        .map((e) => `${e.method} ${e.operation}`);
+    const cases: [Partial<PolicyInput>, RegExp][] = [
+      [
+        { targets: { type: 'users', users: [kept.upn, dropped.upn], excludeUsers: [dropped.upn] } },
+        /excludeUsers/,
+      ],
+      [{ targets: { type: 'users', users: [kept.upn] } }, /targets\.users/],
+    ];
+    for (const [change, reason] of cases) {
+      assert.equal(folderContacts(f.sim, dropped.upn, 'Directory').length, 0, 'a mailbox a run would fill');
+      const runId = await startedRun('two');
+      changePolicy('two', change);
+      const since = f.sim.log.lastSeq;
+      await f.runner.drain();
+      assert.deepEqual(writesTo(since, dropped), [], 'nothing written to the mailbox that left');
+      assert.equal(folderContacts(f.sim, dropped.upn, 'Directory').length, 0);
+      const outcomes = await f.app.runStore.listOutcomes(runId);
+      const skipped = outcomes.find((o) => o.mailboxId === dropped.id);
+      assert.equal(skipped?.status, 'skipped', JSON.stringify(outcomes));
+      assert.match(skipped.lastError ?? '', reason);
+      assert.equal(outcomes.find((o) => o.mailboxId === kept.id)?.status, 'succeeded');
+      const run = (await f.app.runStore.getRun(runId))!;
+      assert.equal(run.status, 'completed');
+      assert.equal(run.mailboxes.skipped, 1);
+      changePolicy('two', { targets: { type: 'users', users: [kept.upn, dropped.upn] } });
+    }
+  });
+  it('review C: a pre-read drift row is deleted once the first pass has read it', async () => {
+    const runId = await startedRun('gal');
+    const driftRows = async (): Promise<number> => {
+      let n = 0;
+      const filter = `PartitionKey eq '${runId}' and RowKey ge '~drift~' and RowKey lt '~drift~~'`;
+      for await (const _ of f.app.tables.runs.listEntities({ queryOptions: { filter } })) n++;
+      return n;
+    };
+    assert.equal(await driftRows(), 1, 'the fan-out pre-read the drift of the synced mailbox');
+    await f.runner.drain();
+    assert.equal((await f.app.runStore.getRun(runId))!.status, 'completed');
+    assert.equal(await driftRows(), 0, 'no drift row outlives its pass');
+  });
   it('finding 3: a run that makes progress keeps its lease; a run that lost it writes nothing', async () => {
     const leaseMs = f.app.settings.POLICY_LEASE_MINUTES * 60_000;
     // Progress near the end of the lease renews it: no second run starts beside this one.
@@ -237,6 +293,51 @@ describe('security review of issue 16: trust in messages, policy changes mid-run
     changePolicy('gal', { options: { allowOnDemandFullResync: true } });
     const allowed = await runPolicyNow(post('gal', { fullResync: true }), ctx());
     assert.equal(allowed.status, 202, JSON.stringify(allowed.jsonBody));
+    await f.runner.drain();
+    changePolicy('gal', { options: {} });
+  });
+  it('review A: the dashboard cannot ask for a full resync either (403 naming the option); its page offers none', async () => {
+    const app = Object.create(f.app) as App;
+    Object.defineProperty(app, 'settings', { value: { ...f.app.settings, DASHBOARD_LOCAL_SIGN_IN: true } });
+    const origin = 'https://contact-sync.example';
+    const req = (path: string, init: { method?: string; body?: string; token?: string } = {}): ApiRequest => {
+      const headers = new Headers({
+        'content-type': 'application/json',
+        'sec-fetch-site': 'same-origin',
+        origin,
+      });
+      if (init.token) headers.set('authorization', `Bearer ${init.token}`);
+      return {
+        method: init.method ?? 'GET',
+        path: path.split('?')[0]!,
+        query: new URLSearchParams(path.split('?')[1] ?? ''),
+        header: (n) => headers.get(n),
+        body: () => Promise.resolve(init.body ?? ''),
+        origin,
+      };
+    };
+    const token = ((await handleApi(app, req('local-sign-in?role=operator'), {})).body as { token: string })
+      .token;
+    assert.ok(token, 'local sign-in gives an operator token');
+    const runs = (await f.app.runStore.getPolicyState('gal')).lastRunId;
+    const full = JSON.stringify({ fullResync: true, dryRun: false });
+    const refused = await handleApi(app, req('policies/gal/runs', { method: 'POST', body: full, token }), {});
+    assert.equal(refused.status, 403, JSON.stringify(refused.body));
+    const body = refused.body as { detail: string; errors: { field: string }[] };
+    assert.match(body.detail, /allowOnDemandFullResync/);
+    assert.deepEqual(
+      body.errors.map((e) => e.field),
+      ['fullResync'],
+    );
+    assert.equal((await f.app.runStore.getPolicyState('gal')).lastRunId, runs, 'no run was started');
+    const preview = await handleApi(app, req('policies/gal/preview', { token }), {});
+    assert.equal((preview.body as { fullResyncAllowed: boolean }).fullResyncAllowed, false);
+
+    changePolicy('gal', { options: { allowOnDemandFullResync: true } });
+    const allowed = await handleApi(app, req('policies/gal/runs', { method: 'POST', body: full, token }), {});
+    assert.equal(allowed.status, 202, JSON.stringify(allowed.body));
+    const run = (await f.app.runStore.getRun((allowed.body as { runId: string }).runId))!;
+    assert.equal(run.options.fullResync, true);
     await f.runner.drain();
     changePolicy('gal', { options: {} });
   });
@@ -372,5 +473,64 @@ describe('security review of issue 16: trust in messages, policy changes mid-run
       f.app.mailboxStore.apply(policyId, mailboxId, [[`contact:${'x'.repeat(600)}`, contact(0)]], []),
       /Table key .*1 KiB/,
     );
+  });
+});
+
+describe('review E: a fan-out that lost its lease queues no more mailboxes', () => {
+  let f: FunctionsFixture;
+  before(async () => {
+    f = await functionsFixture({
+      sim: { seed: { generate: { users: 60, mailboxes: 45, awkward: false } } },
+      policies: () => [
+        {
+          id: 'wide',
+          name: 'Wide',
+          connection: 'contoso',
+          source: { type: 'directory' as const },
+          targets: { type: 'allMailboxes' },
+          folder: { name: 'Directory' },
+        },
+      ],
+    });
+  });
+  after(() => f.close());
+
+  it('stops fanning out and fails the run when another run took the lease meanwhile', async () => {
+    const started = await runPolicyNow(post('wide', {}), ctx());
+    assert.equal(started.status, 202, JSON.stringify(started.jsonBody));
+    const runId = (started.jsonBody as { runId: string }).runId;
+    const q = f.app.queues.policyRuns;
+    const [m] = (await q.receiveMessages({ numberOfMessages: 1 })).receivedMessageItems;
+    await q.deleteMessage(m!.messageId, m!.popReceipt);
+    // The first queued mailbox message stalls past the lease (a slow queue), and a new run takes it.
+    let sent = 0;
+    let rival: string | undefined;
+    const app = Object.create(f.app) as App;
+    app.send = async (queue, message, delay) => {
+      await f.app.send(queue, message, delay);
+      if (queue === queueNames.mailboxSyncs && ++sent === 1) {
+        f.advanceClock(f.app.settings.POLICY_LEASE_MINUTES * 60_000 + 60_000);
+        const next = await runPolicyNow(post('wide', {}), ctx());
+        assert.equal(next.status, 202, 'the expired lease is free');
+        rival = (next.jsonBody as { runId: string }).runId;
+      }
+    };
+    const lines: string[] = [];
+    await processPolicyRun(
+      app,
+      JSON.parse(Buffer.from(m!.messageText, 'base64').toString('utf8')),
+      logger({
+        log: (l) => lines.push(String(l)),
+        warn: (l) => lines.push(String(l)),
+        error: (l) => lines.push(String(l)),
+      }),
+    );
+    const targets = (await f.app.runStore.listTargets(runId)).length;
+    assert.ok(targets > 32, `${targets} targets: more than one chunk`);
+    assert.equal(sent, 32, 'the chunk after the lease was lost was not queued');
+    const run = (await f.app.runStore.getRun(runId))!;
+    assert.equal(run.status, 'failed', lines.join('\n'));
+    assert.match(run.error ?? '', /lease/);
+    assert.equal((await f.app.runStore.getPolicyState('wide')).leaseRunId, rival);
   });
 });

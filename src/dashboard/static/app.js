@@ -576,7 +576,8 @@ async function previewPage(policyId) {
   show(`Preview and run ${policyId}`, h('p', {}, 'Reading the directory (changes nothing)…'));
   const p = await api(`policies/${encodeURIComponent(policyId)}/preview`);
   const dry = h('input', { type: 'checkbox', id: 'dry-run', checked: true });
-  const full = h('input', { type: 'checkbox', id: 'full-resync' });
+  // The server refuses a full resync the policy does not allow on request: do not offer it.
+  const full = h('input', { type: 'checkbox', id: 'full-resync', disabled: !p.fullResyncAllowed });
   const only = h('input', {
     type: 'text',
     id: 'only-mailboxes',

@@ -292,6 +292,12 @@ export class TableRunStore implements RunStore {
     }
   }
 
+  async deletePreReadDrift(runId: string, mailboxId: string): Promise<void> {
+    await this.runs.deleteEntity(runId, `${driftPrefix}${tableKey(mailboxId)}`).catch((err: unknown) => {
+      if (status(err) !== 404) throw err;
+    });
+  }
+
   async listTargets(runId: string): Promise<RunTarget[]> {
     const out: RunTarget[] = [];
     const filter = `PartitionKey eq ${odata(runId)} and RowKey ge ${odata(targetPrefix)} and RowKey lt ${odata(`${targetPrefix}~`)}`;
