@@ -225,9 +225,12 @@ export async function processPolicyRun(app: App, raw: unknown, log: Logger): Pro
     return;
   }
   // Best effort: cleanup bookkeeping never holds a run up (a failed write is made at the next run).
-  await app.policyRegistry
-    .seen({ policyId: policy.id, connectionId: policy.connection, folderName: policy.folder.name })
-    .catch((e: unknown) => log.warn(`policy registry not updated: ${String(e)}`, { policy: policy.id }));
+  // A CLI run may come from a workstation's own policy file, which the deployed app never reads: it
+  // must not register the policy, or the app's timer would take it for deleted and clean it.
+  if (run.trigger !== 'cli')
+    await app.policyRegistry
+      .seen({ policyId: policy.id, connectionId: policy.connection, folderName: policy.folder.name })
+      .catch((e: unknown) => log.warn(`policy registry not updated: ${String(e)}`, { policy: policy.id }));
   const fullRead = run.options.fullResync;
   let refreshed;
   try {

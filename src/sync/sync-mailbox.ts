@@ -127,11 +127,17 @@ async function runPass(
   const changes = await readChanges(pass, folder.ref, folder.adopted);
   const { ref, drift } = changes;
   const healed = await healByTag(pass, ref, changes.reconcile, drift, changes.unknownIds);
-  if (!folderMissingInDryRun(pass) && wantsTakeOver(pass, changes.reconcile, changes.unknownIds.size))
+  // A source that selects nothing is far likelier a broken filter or read than an empty company:
+  // a take-over would then remove every contact the old tool left (as the plan's deletes below).
+  const sourceLooksBroken = desiredAll.size === 0 && !options.force;
+  if (
+    !sourceLooksBroken &&
+    !folderMissingInDryRun(pass) &&
+    wantsTakeOver(pass, changes.reconcile, changes.unknownIds.size)
+  )
     await takeOver(pass, ref);
   const plan = planPass(pass, drift, changes.lostWithFolder);
-  if (desiredAll.size === 0 && plan.deletes.length > 0 && !options.force) {
-    // A source that selects nothing is far likelier a broken filter or read than an empty company.
+  if (sourceLooksBroken && plan.deletes.length > 0) {
     const managed = [...pass.contacts.values()].filter((c) => !c.pending).length;
     result.deletionsBlocked = plan.deletionsBlocked = { wanted: plan.deletes.length, managed, limit: 0 };
     plan.deletes = [];

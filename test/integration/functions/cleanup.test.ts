@@ -39,9 +39,9 @@ describe('cleanup: remove a policy, mailboxes leaving its targets, deleted polic
     f.writePolicies(policies);
     f.advanceClock(31_000); // past the app's 30-second cache of the policy file
   };
-  const runNow = async (id: string): Promise<string> => {
+  const runNow = async (id: string, trigger: 'http' | 'cli' = 'http'): Promise<string> => {
     const found = (await f.app.policy(id))!;
-    const started = await startRun(f.app, found.policy, 'http', {
+    const started = await startRun(f.app, found.policy, trigger, {
       dryRun: false,
       fullResync: false,
       mailboxes: [],
@@ -146,5 +146,20 @@ describe('cleanup: remove a policy, mailboxes leaving its targets, deleted polic
     assert.equal(ours(a!, 'deleted'), 0, 'cleaned after the grace period');
     assert.equal(hasFolder(a!, 'deleted'), false);
     assert.equal(await f.app.policyRegistry.get('deleted'), undefined, 'and forgotten');
+  });
+
+  it('a policy run from the CLI with a local policy file is never taken for a deleted one by the deployed app', async () => {
+    const c = users[2]!;
+    // The workstation's file has the policy; the deployment's file never had it.
+    setPolicies([...policies, policy('local-only', [c])]);
+    await runNow('local-only', 'cli');
+    const before = ours(c, 'local-only');
+    assert.ok(before > 0);
+    setPolicies(policies.filter((p) => p.id !== 'local-only'));
+    await f.runner.tick();
+    f.advanceClock(8 * 86_400_000);
+    await f.runner.tick();
+    await f.runner.drain();
+    assert.equal(ours(c, 'local-only'), before, "the deployed timer removed a CLI-only policy's contacts");
   });
 });

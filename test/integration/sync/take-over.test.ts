@@ -184,6 +184,27 @@ describe("taking over an old tool's folder (options.unmanagedContacts, issue 17 
     assert.equal(mailbox.contactsIn(folder.id).filter((c) => tagOf(c) === undefined).length, 0);
   });
 
+  it("remove: a source that selects nobody removes none of the old tool's contacts (a broken filter, not an empty company)", async () => {
+    const owner = users[4]!;
+    const seeded = seedOldTool(owner);
+    const mailbox = f.sim.tenant.mailbox(owner.id)!;
+    const policy = f.policy({
+      id: 'take-over-empty-source',
+      source: {
+        type: 'directory',
+        filters: [{ attribute: 'department', op: 'equals', value: 'No Such Department' }],
+      },
+      targets: { type: 'users', users: [owner.userPrincipalName] },
+      options: { unmanagedContacts: 'remove' },
+    });
+    await f.run(policy);
+    for (const [name, c] of Object.entries(seeded))
+      assert.ok(
+        contactIn(mailbox, c),
+        `${name}: an old tool's contact was removed by a run selecting nobody`,
+      );
+  });
+
   /** Contacts the directory policy gives a mailbox: every user with mail but its owner. */
   function policyDesiredCount(owner: SimUser): number {
     return [...f.sim.tenant.users.values()].filter(
