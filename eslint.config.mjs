@@ -20,15 +20,15 @@ export default tseslint.config(
   },
   {
     files: ['src/sync/**/*.ts'],
-    ignores: ['src/sync/adapters/**'],
     rules: {
       'no-restricted-imports': [
         'error',
         {
           patterns: [
             {
-              group: ['@azure/*', '@microsoft/*'],
-              message: 'src/sync is pure: put I/O behind an interface in src/sync/adapters.',
+              group: ['@azure/*', '@microsoft/*', '**/adapters/**'],
+              message:
+                'src/sync is the pure core: put I/O behind a port (src/sync/ports.ts) and its adapter in src/adapters.',
             },
           ],
         },

@@ -13,13 +13,9 @@ import {
   loadCertificate,
   rotationEnabled,
   type CertificatePem,
-} from '../sync/adapters/graph/connection';
-import { GraphApplicationKeys, signProof } from '../sync/adapters/graph/application-keys';
-import {
-  certificateIdentity,
-  pinsCertificate,
-  type RotationState,
-} from '../sync/adapters/tables/rotation-store';
+} from '../adapters/graph/connection';
+import { GraphApplicationKeys, signProof } from '../adapters/graph/application-keys';
+import { certificateIdentity, pinsCertificate, type RotationState } from '../adapters/tables/rotation-store';
 import type { App } from './composition';
 import type { Logger } from './logging';
 

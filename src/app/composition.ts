@@ -12,24 +12,24 @@ import {
   createGraphClient,
   type CertificatePem,
   type RequestCounter,
-} from '../sync/adapters/graph/connection';
-import { GraphDirectoryReader } from '../sync/adapters/graph/directory-reader';
-import { ExchangeRecipientReader, exchangeRecipients } from '../sync/adapters/exchange/recipient-reader';
-import { GraphMailboxes } from '../sync/adapters/graph/mailbox-graph';
+} from '../adapters/graph/connection';
+import { GraphDirectoryReader } from '../adapters/graph/directory-reader';
+import { ExchangeRecipientReader, exchangeRecipients } from '../adapters/exchange/recipient-reader';
+import { GraphMailboxes } from '../adapters/graph/mailbox-graph';
 import {
   TableMailboxStore,
   TableSourceStore,
   ensureTable,
   tableNames,
-} from '../sync/adapters/tables/table-stores';
-import { TableRunStore } from '../sync/adapters/tables/run-store';
-import { MailboxLocks } from '../sync/adapters/tables/mailbox-locks';
-import { RotationStore } from '../sync/adapters/tables/rotation-store';
+} from '../adapters/tables/table-stores';
+import { TableRunStore } from '../adapters/tables/run-store';
+import { MailboxLocks } from '../adapters/tables/mailbox-locks';
+import { RotationStore } from '../adapters/tables/rotation-store';
 import { chooseSigningCertificate } from './cert-rotation';
-import { PolicyRegistry } from '../sync/adapters/tables/policy-registry';
-import { BlobPhotoStore, photoContainerName } from '../sync/adapters/blob/photo-store';
+import { PolicyRegistry } from '../adapters/tables/policy-registry';
+import { BlobPhotoStore, photoContainerName } from '../adapters/blob/photo-store';
 import { maxQueueMessageBytes } from '../sync/messages';
-import { storageIsLocal } from '../sync/adapters/local-address';
+import { storageIsLocal } from '../adapters/local-address';
 import { parseSettings, type Settings } from './settings';
 
 export const queueNames = { policyRuns: 'policy-runs', mailboxSyncs: 'mailbox-syncs' } as const;

@@ -1,10 +1,10 @@
 // Health ("Test Connection") and preview ("Counter"): what an admin checks before trusting a schedule.
 import { decodeJwt } from 'jose';
 import type { Connection, Policy } from '../sync/config/schema';
-import { createCredential, createGraphClient, endpointsOf } from '../sync/adapters/graph/connection';
+import { createCredential, createGraphClient, endpointsOf } from '../adapters/graph/connection';
 import { hiddenUsersUnknown, refreshSource } from '../sync/refresh-source';
 import { compileUserFilter, noFilter } from '../sync/filters';
-import { exchangeRecipients } from '../sync/adapters/exchange/recipient-reader';
+import { exchangeRecipients } from '../adapters/exchange/recipient-reader';
 import { RecipientsNotPermittedError, type RecipientReader, type SourceStore } from '../sync/ports';
 import { certificateStatus, chooseSigningCertificate, type SigningChoice } from './cert-rotation';
 import type { App } from './composition';

@@ -2,7 +2,7 @@
 // partition each, so listing them reads the summary rows across the table (a filter on the row key
 // and policy); a mailbox's runs are found by the target rows, which carry its UPN.
 import { odata, type TableClient } from '@azure/data-tables';
-import { unpackData } from '../sync/adapters/tables/run-store';
+import { unpackData } from '../adapters/tables/run-store';
 import type { MailboxOutcome, RunSummary } from '../sync/runs';
 
 const summaryKey = '~run';

@@ -5,7 +5,7 @@ import { randomUUID } from 'node:crypto';
 import type { Connection, Policy } from '../sync/config/schema';
 import { cleanMailbox, type CleanupResult } from '../sync/mailbox-pass/cleanup';
 import { GraphRequestError } from '../sync/ports';
-import { pathSegment } from '../sync/adapters/graph/path-segment';
+import { pathSegment } from '../adapters/graph/path-segment';
 import type { App } from './composition';
 import type { Logger } from './logging';
 

@@ -30,7 +30,7 @@ import { GraphRequestError } from '../sync/ports';
 import type { TargetMailbox } from '../sync/directory';
 import { queueNames, type App } from './composition';
 import type { Logger } from './logging';
-import { pathSegment } from '../sync/adapters/graph/path-segment';
+import { pathSegment } from '../adapters/graph/path-segment';
 import { cleanDepartedMailboxes, deletedPolicyNotes, sweepDeletedPolicies } from './remove-policy';
 
 export type StartResult =

@@ -4,9 +4,9 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { X509Certificate, createHash, randomUUID } from 'node:crypto';
 import { CertificateClient, type CertificatePolicy } from '@azure/keyvault-certificates';
 import { TableClient } from '@azure/data-tables';
-import { tableNames } from '../sync/adapters/tables/table-stores';
-import { RotationStore, pinsCertificate } from '../sync/adapters/tables/rotation-store';
-import { storageIsLocal } from '../sync/adapters/local-address';
+import { tableNames } from '../adapters/tables/table-stores';
+import { RotationStore, pinsCertificate } from '../adapters/tables/rotation-store';
+import { storageIsLocal } from '../adapters/local-address';
 import { SingleBar, Presets } from 'cli-progress';
 import { parsePolicyFile, PolicyFileError, type LoadedPolicyFile } from '../sync/config/policy-file';
 import type { Connection, Policy } from '../sync/config/schema';
@@ -18,11 +18,11 @@ import {
   RequestCounter,
   certificateFacts,
   rotationEnabled,
-} from '../sync/adapters/graph/connection';
-import { GraphDirectoryReader } from '../sync/adapters/graph/directory-reader';
-import { exchangeRecipients } from '../sync/adapters/exchange/recipient-reader';
-import { GraphMailboxes } from '../sync/adapters/graph/mailbox-graph';
-import { MemorySourceStore } from '../sync/adapters/memory/stores';
+} from '../adapters/graph/connection';
+import { GraphDirectoryReader } from '../adapters/graph/directory-reader';
+import { exchangeRecipients } from '../adapters/exchange/recipient-reader';
+import { GraphMailboxes } from '../adapters/graph/mailbox-graph';
+import { MemorySourceStore } from '../adapters/memory/stores';
 import { refreshSource } from '../sync/refresh-source';
 import { isFinal, type MailboxOutcome } from '../sync/runs';
 import { heldBack, heldBackLine } from '../sync/report';

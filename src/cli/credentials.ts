@@ -2,7 +2,7 @@
 // DefaultAzureCredential, or a service principal secret from the environment (AZURE_TENANT_ID,
 // AZURE_CLIENT_ID, AZURE_CLIENT_SECRET, AZURE_AUTHORITY_HOST) for automation and sovereign or test clouds.
 import { ClientSecretCredential, DefaultAzureCredential, type TokenCredential } from '@azure/identity';
-import { isLoopbackUrl } from '../sync/adapters/local-address';
+import { isLoopbackUrl } from '../adapters/local-address';
 
 const microsoftAuthorities = /(^|\.)(microsoftonline\.com|microsoftonline\.us|chinacloudapi\.cn)$/i;
 

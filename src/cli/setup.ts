@@ -8,7 +8,7 @@ import { CertificateClient, type KeyVaultCertificateWithPolicy } from '@azure/ke
 import { Client } from '@microsoft/microsoft-graph-client';
 import { TokenCredentialAuthenticationProvider } from '@microsoft/microsoft-graph-client/authProviders/azureTokenCredentials';
 import { decodeJwt } from 'jose';
-import { certificateFacts, clouds } from '../sync/adapters/graph/connection';
+import { certificateFacts, clouds } from '../adapters/graph/connection';
 import { parsePolicyFile, PolicyFileError } from '../sync/config/policy-file';
 import { policySchema, type Connection, type PolicyInput } from '../sync/config/schema';
 import { neededPermissions } from '../app/diagnostics';

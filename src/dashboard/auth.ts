@@ -12,7 +12,7 @@
 // with local storage (Azurite): see `localSignInRefusal`.
 import { randomBytes } from 'node:crypto';
 import { SignJWT, createRemoteJWKSet, jwtVerify, type JWTPayload } from 'jose';
-import { storageIsLocal } from '../sync/adapters/local-address';
+import { storageIsLocal } from '../adapters/local-address';
 import type { Settings } from '../app/settings';
 
 export const roles = { reader: 'ContactSync.Reader', operator: 'ContactSync.Operator' } as const;

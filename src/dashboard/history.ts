@@ -1,11 +1,11 @@
 // Read-only queries over the run records for the dashboard: a policy's recent runs, a run's outcomes
 // with the time each was written, and one mailbox's history across runs. It reads the rows the run
-// store writes (src/sync/adapters/tables/run-store.ts) and never writes.
+// store writes (src/adapters/tables/run-store.ts) and never writes.
 //
 // Run summaries are found by RowKey across partitions (a table scan): fine for the dashboard's
 // occasional reads; the results are capped.
 import type { TableClient } from '@azure/data-tables';
-import { unpackData } from '../sync/adapters/tables/run-store';
+import { unpackData } from '../adapters/tables/run-store';
 import type { MailboxOutcome, RunSummary } from '../sync/runs';
 
 // The run store's row layout: a run's summary row, its targets, and outcome rows keyed by mailbox id.

@@ -493,7 +493,7 @@ function armFault(world: ModelWorld, kind: (typeof faultKinds)[number], cleanups
 export function asRegressionTest(seq: Sequence, todo: string): string {
   return `// Found by the model test (test/model). Runs and reports; registered as todo until fixed.
 import { after, before, test } from 'node:test';
-import { runSequence, startWorld, type ModelWorld } from '../model';
+import { runSequence, startWorld, type ModelWorld } from './';
 
 let world: ModelWorld;
 before(async () => (world = await startWorld()));

@@ -8,10 +8,10 @@ import fc from 'fast-check';
 import type { Client } from '@microsoft/microsoft-graph-client';
 import type { TableClient } from '@azure/data-tables';
 import { hostile } from '../bad-input/policy-file.test';
-import { GraphMailboxes, odataString } from '../../src/sync/adapters/graph/mailbox-graph';
-import { GraphDirectoryReader } from '../../src/sync/adapters/graph/directory-reader';
-import { TableMailboxStore, TableSourceStore } from '../../src/sync/adapters/tables/table-stores';
-import { MailboxLocks } from '../../src/sync/adapters/tables/mailbox-locks';
+import { GraphMailboxes, odataString } from '../../src/adapters/graph/mailbox-graph';
+import { GraphDirectoryReader } from '../../src/adapters/graph/directory-reader';
+import { TableMailboxStore, TableSourceStore } from '../../src/adapters/tables/table-stores';
+import { MailboxLocks } from '../../src/adapters/tables/mailbox-locks';
 import { psString, upnFilter } from '../../src/cli/scope-script';
 import { powerShellLiterals } from './scope-powershell.test';
 

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { App } from '../../src/app/composition';
 import { parseSettings } from '../../src/app/settings';
 import { vaultOptions } from '../../src/cli/credentials';
-import { isLoopbackHost, storageIsLocal } from '../../src/sync/adapters/local-address';
+import { isLoopbackHost, storageIsLocal } from '../../src/adapters/local-address';
 
 const key = Buffer.from('not-a-real-key').toString('base64');
 const storage = (host: string): string =>

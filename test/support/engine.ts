@@ -6,23 +6,15 @@ import {
   type Policy,
   type PolicyInput,
 } from '../../src/sync/config/schema';
-import {
-  createCredential,
-  createGraphClient,
-  loadCertificate,
-} from '../../src/sync/adapters/graph/connection';
-import { GraphDirectoryReader } from '../../src/sync/adapters/graph/directory-reader';
-import {
-  GraphMailboxes,
-  defaultBatchTuning,
-  type BatchTuning,
-} from '../../src/sync/adapters/graph/mailbox-graph';
+import { createCredential, createGraphClient, loadCertificate } from '../../src/adapters/graph/connection';
+import { GraphDirectoryReader } from '../../src/adapters/graph/directory-reader';
+import { GraphMailboxes, defaultBatchTuning, type BatchTuning } from '../../src/adapters/graph/mailbox-graph';
 import {
   TableMailboxStore,
   TableSourceStore,
   ensureTable,
   tableNames,
-} from '../../src/sync/adapters/tables/table-stores';
+} from '../../src/adapters/tables/table-stores';
 import { runPolicy, type RunDependencies, type RunOptions, type RunRecord } from '../../src/sync/run-policy';
 import type { GraphTenantSimulator } from '../doubles/graph-tenant-simulator/simulator';
 import type { SimulatorOptions } from '../doubles/graph-tenant-simulator/simulator';
@@ -32,7 +24,7 @@ import { startAzurite, type AzuriteHandle } from '../../dev/azurite';
 import { orClose, startAll } from './start-all';
 import { tagPropertyId } from '../../src/sync/tag';
 import { BlobServiceClient } from '@azure/storage-blob';
-import { BlobPhotoStore, photoContainerName } from '../../src/sync/adapters/blob/photo-store';
+import { BlobPhotoStore, photoContainerName } from '../../src/adapters/blob/photo-store';
 
 export interface EngineFixture {
   sim: GraphTenantSimulator;

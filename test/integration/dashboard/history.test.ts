@@ -2,8 +2,8 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { startAzurite, type AzuriteHandle } from '../../../dev/azurite';
-import { ensureTable } from '../../../src/sync/adapters/tables/table-stores';
-import { TableRunStore } from '../../../src/sync/adapters/tables/run-store';
+import { ensureTable } from '../../../src/adapters/tables/table-stores';
+import { TableRunStore } from '../../../src/adapters/tables/run-store';
 import { emptySummary } from '../../../src/sync/runs';
 import { RunHistory } from '../../../src/dashboard/history';
 

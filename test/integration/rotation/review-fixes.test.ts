@@ -6,11 +6,7 @@ import { HttpRequest, InvocationContext } from '@azure/functions';
 import { healthCheck } from '../../../src/functions/http-api';
 import { doctor } from '../../../src/cli/commands';
 import { rotateCertificates } from '../../../src/app/cert-rotation';
-import {
-  createCredential,
-  loadCertificate,
-  certificateFacts,
-} from '../../../src/sync/adapters/graph/connection';
+import { createCredential, loadCertificate, certificateFacts } from '../../../src/adapters/graph/connection';
 import type { Connection } from '../../../src/sync/config/schema';
 import { functionsFixture, type FunctionsFixture } from '../../support/functions-app';
 

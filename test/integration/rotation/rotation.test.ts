@@ -5,7 +5,7 @@ import type { TableClient } from '@azure/data-tables';
 import { healthCheck, runPolicyNow } from '../../../src/functions/http-api';
 import { certificateRotationTick } from '../../../src/functions/cert-rotation';
 import { certificateStatus } from '../../../src/app/cert-rotation';
-import { createCredential, loadCertificate } from '../../../src/sync/adapters/graph/connection';
+import { createCredential, loadCertificate } from '../../../src/adapters/graph/connection';
 import type { Connection } from '../../../src/sync/config/schema';
 import { functionsFixture, type FunctionsFixture } from '../../support/functions-app';
 import { decodeParts } from '../../support/mime';

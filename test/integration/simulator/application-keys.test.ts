@@ -8,11 +8,7 @@ import { SignJWT } from 'jose';
 import { ClientCertificateCredential } from '@azure/identity';
 import { createSelfSignedCertificate } from '../../doubles/graph-tenant-simulator/certificates';
 import type { GraphTenantSimulator } from '../../doubles/graph-tenant-simulator/simulator';
-import {
-  GraphApplicationKeys,
-  proofAudience,
-  signProof,
-} from '../../../src/sync/adapters/graph/application-keys';
+import { GraphApplicationKeys, proofAudience, signProof } from '../../../src/adapters/graph/application-keys';
 import { graphClient, rawGraph, startSimulator } from '../../support/clients';
 
 // The extracts ../shared/graph-openapi lacks (see test/support/graph-openapi-local/README.md).

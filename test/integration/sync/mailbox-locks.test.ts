@@ -2,8 +2,8 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { startAzurite, type AzuriteHandle } from '../../../dev/azurite';
-import { MailboxLocks } from '../../../src/sync/adapters/tables/mailbox-locks';
-import { ensureTable, tableNames } from '../../../src/sync/adapters/tables/table-stores';
+import { MailboxLocks } from '../../../src/adapters/tables/mailbox-locks';
+import { ensureTable, tableNames } from '../../../src/adapters/tables/table-stores';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const soon = (ms: number): Date => new Date(Date.now() + ms);

@@ -1,7 +1,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { startAzurite, type AzuriteHandle } from '../../../dev/azurite';
-import { TableSourceStore, ensureTable } from '../../../src/sync/adapters/tables/table-stores';
+import { TableSourceStore, ensureTable } from '../../../src/adapters/tables/table-stores';
 import type { SourceMeta, SourceRow } from '../../../src/sync/ports';
 import { emptyEntry } from '../../../src/sync/directory';
 import { contentHash, type ContactFields } from '../../../src/sync/mapping';

@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { laneShares } from '../../../src/sync/adapters/graph/mailbox-graph';
+import { laneShares } from '../../../src/adapters/graph/mailbox-graph';
 
 const calls = (shares: number[], batchSize: number): number =>
   shares.reduce((sum, s) => sum + Math.ceil(s / batchSize), 0);

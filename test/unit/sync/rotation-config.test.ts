@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { parsePolicyFile } from '../../../src/sync/config/policy-file';
-import { rotationEnabled } from '../../../src/sync/adapters/graph/connection';
+import { rotationEnabled } from '../../../src/adapters/graph/connection';
 
 const guid = '11111111-2222-3333-4444-555555555555';
 const objectId = '66666666-7777-8888-9999-000000000000';

@@ -6,7 +6,7 @@ import { ClientCertificateCredential, type TokenCredential } from '@azure/identi
 import { SecretClient } from '@azure/keyvault-secrets';
 import { Client, MiddlewareFactory, type Context, type Middleware } from '@microsoft/microsoft-graph-client';
 import { TokenCredentialAuthenticationProvider } from '@microsoft/microsoft-graph-client/authProviders/azureTokenCredentials';
-import type { Connection } from '../../config/schema';
+import type { Connection } from '../../sync/config/schema';
 import { isLoopbackUrl } from '../local-address';
 
 export const clouds = {

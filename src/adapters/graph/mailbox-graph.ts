@@ -4,8 +4,8 @@
 // once, each lane paced by Retry-After; a 429 inside a batch (which the SDK does not retry) and the
 // 424s after it are sent again.
 import { RetryHandlerOptions, type Client } from '@microsoft/microsoft-graph-client';
-import { contactFieldNames } from '../../config/schema';
-import { fieldsFromGraph, graphFieldNames, mapiPropertyIds } from '../../mapping';
+import { contactFieldNames } from '../../sync/config/schema';
+import { fieldsFromGraph, graphFieldNames, mapiPropertyIds } from '../../sync/mapping';
 import {
   DeltaExpiredError,
   FolderGoneError,
@@ -17,8 +17,8 @@ import {
   type WriteOp,
   type WriteOptions,
   type WriteResult,
-} from '../../ports';
-import { tagPropertyId } from '../../tag';
+} from '../../sync/ports';
+import { tagPropertyId } from '../../sync/tag';
 import { graphCall } from './errors';
 import { pathSegment } from './path-segment';
 

@@ -1,5 +1,5 @@
 // In-memory state stores for unit tests and dry runs (same contracts as the Table Storage ones).
-import type { DesiredContact } from '../../planner';
+import type { DesiredContact } from '../../sync/planner';
 import type {
   FolderState,
   MailboxState,
@@ -10,7 +10,7 @@ import type {
   SourceRow,
   SourceStore,
   StoredContact,
-} from '../../ports';
+} from '../../sync/ports';
 
 const clone = <T>(v: T): T => structuredClone(v);
 

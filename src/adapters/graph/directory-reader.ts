@@ -1,15 +1,15 @@
 // DirectoryReader over Microsoft Graph: /users/delta and /contacts/delta with $select, and nested
 // group membership through transitiveMembers.
 import type { Client } from '@microsoft/microsoft-graph-client';
-import type { DirectoryEntry } from '../../directory';
-import type { CompiledFilter } from '../../filters';
+import type { DirectoryEntry } from '../../sync/directory';
+import type { CompiledFilter } from '../../sync/filters';
 import {
   DeltaExpiredError,
   GraphRequestError,
   type DirectoryChange,
   type DirectoryReader,
   type Photo,
-} from '../../ports';
+} from '../../sync/ports';
 import { graphCall } from './errors';
 import { pathSegment } from './path-segment';
 

@@ -16,8 +16,8 @@ import {
   type RunStore,
   type RunSummary,
   type RunTarget,
-} from '../../runs';
-import type { TargetResolution } from '../../directory';
+} from '../../sync/runs';
+import type { TargetResolution } from '../../sync/directory';
 import { fromTableKey, tableKey } from './table-key';
 
 // Outcome rows are keyed by the mailbox's id (tableKey: never a leading `~`); our own rows start with

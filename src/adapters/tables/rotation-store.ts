@@ -3,7 +3,7 @@
 // would need Key Vault Certificates Officer on top of Secrets User. Each step writes before and after
 // its Graph call, so a repeated step finds the state and continues.
 import type { TableClient } from '@azure/data-tables';
-import type { Connection } from '../../config/schema';
+import type { Connection } from '../../sync/config/schema';
 
 export const rotationPartition = 'certificate-rotation';
 /** One lease row per connection: only one rotation check runs at a time (two ticks, two hosts). */

@@ -4,9 +4,9 @@ import { randomUUID } from 'node:crypto';
 import { odata, TableClient, type TableEntity, type TransactionAction } from '@azure/data-tables';
 import { fromTableKey, mailboxPartition, tableKey } from './table-key';
 import { z } from 'zod';
-import type { DirectoryEntry } from '../../directory';
-import type { ContactFields } from '../../mapping';
-import type { DesiredContact, ManagedContact } from '../../planner';
+import type { DirectoryEntry } from '../../sync/directory';
+import type { ContactFields } from '../../sync/mapping';
+import type { DesiredContact, ManagedContact } from '../../sync/planner';
 import type {
   FolderState,
   MailboxState,
@@ -15,7 +15,7 @@ import type {
   SourceRow,
   SourceStore,
   StoredContact,
-} from '../../ports';
+} from '../../sync/ports';
 
 export const tableNames = {
   sources: 'syncsources',

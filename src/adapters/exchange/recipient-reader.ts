@@ -5,14 +5,14 @@
 // Graph cannot replace it: showInAddressList is null for users, and org contacts and groups carry no
 // NoContactSync mark there.
 import type { TokenCredential } from '@azure/identity';
-import type { Connection } from '../../config/schema';
+import type { Connection } from '../../sync/config/schema';
 import { exchangeEndpointsOf } from '../graph/connection';
 import {
   GraphRequestError,
   RecipientsNotPermittedError,
   type RecipientFlags,
   type RecipientReader,
-} from '../../ports';
+} from '../../sync/ports';
 
 const customAttributes = Array.from({ length: 15 }, (_, i) => `CustomAttribute${i + 1}`);
 

@@ -1,4 +1,4 @@
-import { GraphRequestError } from '../../ports';
+import { GraphRequestError } from '../../sync/ports';
 
 interface SdkGraphError {
   statusCode?: number;

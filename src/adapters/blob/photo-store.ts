@@ -1,7 +1,7 @@
 // Photos in a blob container, named by the SHA-256 of their bytes: written once by the source refresh
 // (a policy's users), read by every mailbox worker that puts the photo on a contact.
 import { RestError, type ContainerClient } from '@azure/storage-blob';
-import type { Photo, PhotoStore } from '../../ports';
+import type { Photo, PhotoStore } from '../../sync/ports';
 
 export const photoContainerName = 'photos';
 
