@@ -1,4 +1,4 @@
-// npm run test:model -- --runs N --seed S [--steps K] [--alphabet ci|full]: the model-based test for
+// npm run test:model -- --runs N --seed S [--steps K] [--alphabet ci|full] [--minutes M]: the model-based test for
 // longer than CI runs it. Prints what it explored; on failure, the shrunk sequence as a test to paste.
 import { parseArgs } from 'node:util';
 import { checkModel, ciAlphabet, fullAlphabet, startWorld } from './model';
@@ -10,6 +10,7 @@ async function main(): Promise<number> {
       seed: { type: 'string', default: String(Date.now() % 1_000_000) },
       steps: { type: 'string', default: '10' },
       alphabet: { type: 'string', default: 'ci' },
+      minutes: { type: 'string' },
     },
   });
   const runs = Number(values.runs);
@@ -18,6 +19,8 @@ async function main(): Promise<number> {
   if (!Number.isInteger(runs) || runs < 1) throw new Error('--runs: a positive whole number');
   if (!Number.isInteger(seed)) throw new Error('--seed: a whole number');
   if (values.alphabet !== 'ci' && values.alphabet !== 'full') throw new Error('--alphabet: ci or full');
+  const minutes = values.minutes === undefined ? undefined : Number(values.minutes);
+  if (minutes !== undefined && !(minutes > 0)) throw new Error('--minutes: a positive number');
   const world = await startWorld();
   const started = Date.now();
   world.onSequence = (n, seq) => {
@@ -27,9 +30,14 @@ async function main(): Promise<number> {
       );
   };
   try {
-    await checkModel(world, values.alphabet === 'full' ? fullAlphabet : ciAlphabet, { runs, seed, maxSteps });
+    await checkModel(world, values.alphabet === 'full' ? fullAlphabet : ciAlphabet, {
+      runs,
+      seed,
+      maxSteps,
+      ...(minutes ? { timeLimitMs: minutes * 60_000 } : {}),
+    });
     console.log(
-      `model: ${world.sequences} sequences (${runs} generated, seed ${seed}, up to ${maxSteps} steps, ${values.alphabet} alphabet) in ${Math.round((Date.now() - started) / 1000)} s: no failure`,
+      `model: ${world.sequences} sequences (${runs} asked${minutes ? `, time box ${minutes} min` : ''}, seed ${seed}, up to ${maxSteps} steps, ${values.alphabet} alphabet) in ${Math.round((Date.now() - started) / 1000)} s: no failure`,
     );
     return 0;
   } catch (e) {

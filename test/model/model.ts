@@ -509,7 +509,7 @@ test('model sequence', { todo: ${JSON.stringify(todo)} }, () =>
 export async function checkModel(
   world: ModelWorld,
   alphabet: Alphabet,
-  options: { runs: number; seed: number; maxSteps?: number },
+  options: { runs: number; seed: number; maxSteps?: number; timeLimitMs?: number },
 ): Promise<void> {
   // The last sequence that failed is the shrunk counterexample (fast-check shrinks by failing runs).
   let lastFailed: Sequence | undefined;
@@ -525,7 +525,14 @@ export async function checkModel(
           throw e;
         }
       }),
-      { numRuns: options.runs, seed: options.seed },
+      {
+        numRuns: options.runs,
+        seed: options.seed,
+        // A time-boxed run ("2,000 sequences or two hours") stops cleanly, not as a failure.
+        ...(options.timeLimitMs
+          ? { interruptAfterTimeLimit: options.timeLimitMs, markInterruptAsFailure: false }
+          : {}),
+      },
     );
   } catch (e) {
     if (lastFailed)
