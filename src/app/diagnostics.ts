@@ -8,6 +8,17 @@ import { exchangeRecipients } from '../adapters/exchange/recipient-reader';
 import { RecipientsNotPermittedError, type RecipientReader, type SourceStore } from '../sync/ports';
 import { certificateStatus, chooseSigningCertificate, type SigningChoice } from './cert-rotation';
 import type { App } from './composition';
+import type { Client } from '@microsoft/microsoft-graph-client';
+import type { LoadedPolicyFile } from '../sync/config/policy-file';
+import {
+  contactsAccessCheck,
+  groupChecks,
+  senderChecks,
+  tlsCause,
+  tlsDetail,
+  tlsFailure,
+  tlsFix,
+} from './access-checks';
 
 export interface Check {
   name: string;
@@ -96,10 +107,77 @@ export function mailSendWarning(
 const explain = (e: unknown): string =>
   e instanceof Error ? e.message.split('\n')[0]!.slice(0, 500) : String(e);
 
+/** A failed check; a TLS failure (found in the error, or by asking `url`) gets the TLS fix, not `fix`. */
+async function failed(
+  name: string,
+  e: unknown,
+  prefix: string,
+  url: string | undefined,
+  fix: string,
+): Promise<Check> {
+  const tls = await tlsCause(e, url);
+  return { name, ok: false, detail: tlsDetail(e, prefix + explain(e), tls), fix: tls ? tlsFix : fix };
+}
+
+/**
+ * Each permission the connection's policies need, by name: the token's roles, except what Exchange RBAC
+ * for Applications may grant without the token showing it (Contacts.ReadWrite: tested on a target
+ * mailbox; Mail.Send: see the sender checks); then the report senders' mailboxes and the group ids.
+ */
+export async function permissionChecks(
+  client: Client,
+  connection: Connection,
+  allPolicies: readonly Policy[],
+  roles: readonly string[],
+  loaded: Pick<LoadedPolicyFile, 'policyIndex'> = {},
+): Promise<Check[]> {
+  const policies = allPolicies.filter((p) => p.connection === connection.id);
+  const checks: Check[] = [];
+  const guarded = async (name: string, run: () => Promise<Check[]>): Promise<void> => {
+    try {
+      checks.push(...(await run()));
+    } catch (e) {
+      checks.push({
+        name,
+        ok: false,
+        detail: tlsDetail(e, explain(e)),
+        ...(tlsFailure(e) ? { fix: tlsFix } : {}),
+      });
+    }
+  };
+  for (const need of neededPermissions(policies)) {
+    if (need.permission === 'Contacts.ReadWrite') {
+      await guarded('permission Contacts.ReadWrite', async () => [
+        await contactsAccessCheck(client, policies, roles),
+      ]);
+      continue;
+    }
+    // Absent from the token, Mail.Send may come from RBAC for Applications: the sender check says so.
+    if (need.permission === 'Mail.Send' && !roles.includes('Mail.Send')) continue;
+    const granted =
+      roles.includes(need.permission) ||
+      (need.permission === 'User.Read.All' && roles.includes('Directory.Read.All'));
+    checks.push({
+      name: `permission ${need.permission}`,
+      ok: granted,
+      detail: granted ? `granted (${need.why})` : `missing: needed to ${need.why}`,
+      ...(granted
+        ? {}
+        : {
+            fix: `add the application permission ${need.permission} to the app registration and grant admin consent`,
+          }),
+    });
+  }
+  await guarded('report sender', () => senderChecks(client, loaded, policies, roles, connection.clientId));
+  await guarded('group', () => groupChecks(client, loaded, policies));
+  return checks;
+}
+
 export async function checkConnection(
   app: App,
   connection: Connection,
   policies: readonly Policy[],
+  loaded: Pick<LoadedPolicyFile, 'policyIndex'> = {},
 ): Promise<ConnectionHealth> {
   const checks: Check[] = [];
   const add = (c: Check): boolean => {
@@ -115,12 +193,15 @@ export async function checkConnection(
     choice = await chooseSigningCertificate(app, connection);
     add({ name: 'certificate', ok: true, detail: `read from ${source} (version ${choice.cert.version})` });
   } catch (e) {
-    add({
-      name: 'certificate',
-      ok: false,
-      detail: `cannot read ${source}: ${explain(e)}`,
-      fix: "create the certificate with content type PEM (`m365-contact-sync cert create`), then grant the Function App's managed identity 'Key Vault Secrets User' on its secret (`azd env set AZURE_CERTIFICATE_NAME <name>` and `azd provision`)",
-    });
+    add(
+      await failed(
+        'certificate',
+        e,
+        `cannot read ${source}: `,
+        'keyVaultUrl' in connection.certificate ? connection.certificate.keyVaultUrl : undefined,
+        "create the certificate with content type PEM (`m365-contact-sync cert create`), then grant the Function App's managed identity 'Key Vault Secrets User' on its secret (`azd env set AZURE_CERTIFICATE_NAME <name>` and `azd provision`)",
+      ),
+    );
     return { connection: connection.id, ok: false, checks };
   }
   checks.push(await expiryCheck(app, connection, choice));
@@ -136,29 +217,18 @@ export async function checkConnection(
     roles = ((decodeJwt(token.token).roles as string[] | undefined) ?? []).map(String);
     add({ name: 'token', ok: true, detail: `app-only token for ${graphEndpoint} issued` });
   } catch (e) {
-    add({
-      name: 'token',
-      ok: false,
-      detail: explain(e),
-      fix: 'upload the certificate (.cer from `m365-contact-sync cert show`) to the app registration, and check tenantId and clientId',
-    });
+    add(
+      await failed(
+        'token',
+        e,
+        '',
+        `${endpointsOf(connection).authorityHost}/${connection.tenantId}/v2.0/.well-known/openid-configuration`,
+        'upload the certificate (.cer from `m365-contact-sync cert show`) to the app registration, and check tenantId and clientId',
+      ),
+    );
     return { connection: connection.id, ok: false, checks };
   }
-  for (const need of neededPermissions(policies.filter((p) => p.connection === connection.id))) {
-    const granted =
-      roles.includes(need.permission) ||
-      (need.permission === 'User.Read.All' && roles.includes('Directory.Read.All'));
-    add({
-      name: `permission ${need.permission}`,
-      ok: granted,
-      detail: granted ? `granted (${need.why})` : `missing: needed to ${need.why}`,
-      ...(granted
-        ? {}
-        : {
-            fix: `add the application permission ${need.permission} to the app registration and grant admin consent`,
-          }),
-    });
-  }
+  for (const c of await permissionChecks(clients.client, connection, policies, roles, loaded)) add(c);
   const mailSend = mailSendWarning(roles, policies, connection.id);
   if (mailSend) add(mailSend);
   const recipients = connection.exchangeAdmin ? exchangeRecipients(connection, credential) : undefined;
@@ -168,12 +238,15 @@ export async function checkConnection(
     await clients.client.api('/users?$top=1&$select=id').get();
     add({ name: 'graph', ok: true, detail: `${graphEndpoint} answered` });
   } catch (e) {
-    add({
-      name: 'graph',
-      ok: false,
-      detail: explain(e),
-      fix: 'check the network path to Microsoft Graph and the User.Read.All permission',
-    });
+    add(
+      await failed(
+        'graph',
+        e,
+        '',
+        graphEndpoint,
+        'check the network path to Microsoft Graph and the User.Read.All permission',
+      ),
+    );
   }
   return { connection: connection.id, ok: checks.every((c) => c.ok), checks };
 }
@@ -245,7 +318,7 @@ export async function health(
 ): Promise<{ ok: boolean; connections: ConnectionHealth[]; invalidPolicies: unknown[] }> {
   const loaded = await app.policies();
   const connections = await Promise.all(
-    [...loaded.connections.values()].map((c) => checkConnection(app, c, loaded.policies)),
+    [...loaded.connections.values()].map((c) => checkConnection(app, c, loaded.policies, loaded)),
   );
   return {
     ok: connections.every((c) => c.ok) && loaded.invalidPolicies.length === 0,

@@ -32,7 +32,8 @@ import { InProcessQueues } from '../app/in-process-queues';
 import { logger } from '../app/logging';
 import { parseSettings } from '../app/settings';
 import { processMailboxSync, processPolicyRun, processPoison, startRun } from '../app/use-cases';
-import { hiddenUsersCheck, mailSendWarning, neededPermissions } from '../app/diagnostics';
+import { hiddenUsersCheck, mailSendWarning, permissionChecks } from '../app/diagnostics';
+import { tlsCause, tlsDetail, tlsFix } from '../app/access-checks';
 import { expiryErrorDays, expiryWarningDays } from '../app/cert-rotation';
 import { cliCredential, vaultOptions } from './credentials';
 import { scopeScript } from './scope-script';
@@ -409,10 +410,16 @@ export async function doctor(io: Io, file: string): Promise<number> {
       }
       expiryLine(io, connection, graph.certificatePem, line);
     } catch (e) {
+      const tls = await tlsCause(
+        e,
+        'keyVaultUrl' in connection.certificate ? connection.certificate.keyVaultUrl : undefined,
+      );
       line(
         false,
-        `${connection.id}: certificate from ${where}: ${(e as Error).message.split('\n')[0]}`,
-        "grant yourself Key Vault Secrets User on the vault (the managed identity gets it on the certificate's secret: `azd env set AZURE_CERTIFICATE_NAME <name>`, `azd provision`); create the certificate as PEM with `cert create`",
+        `${connection.id}: certificate from ${where}: ${tlsDetail(e, (e as Error).message.split('\n')[0]!, tls)}`,
+        tls
+          ? tlsFix
+          : "grant yourself Key Vault Secrets User on the vault (the managed identity gets it on the certificate's secret: `azd env set AZURE_CERTIFICATE_NAME <name>`, `azd provision`); create the certificate as PEM with `cert create`",
       );
       continue;
     }
@@ -425,20 +432,23 @@ export async function doctor(io: Io, file: string): Promise<number> {
       ).map(String);
       line(true, `${connection.id}: token issued for tenant ${connection.tenantId}`);
     } catch (e) {
+      const tls = await tlsCause(
+        e,
+        `${endpointsOf(connection).authorityHost}/${connection.tenantId}/v2.0/.well-known/openid-configuration`,
+      );
       line(
         false,
-        `${connection.id}: token: ${(e as Error).message.split('\n')[0]}`,
-        'upload the certificate (`cert show` writes the .cer) to the app registration; check tenantId and clientId',
+        `${connection.id}: token: ${tlsDetail(e, (e as Error).message.split('\n')[0]!, tls)}`,
+        tls
+          ? tlsFix
+          : 'upload the certificate (`cert show` writes the .cer) to the app registration; check tenantId and clientId',
       );
       continue;
     }
-    for (const need of neededPermissions(loaded.policies.filter((p) => p.connection === connection.id))) {
-      const granted = roles.includes(need.permission);
-      line(
-        granted,
-        `${connection.id}: permission ${need.permission}${granted ? '' : ' is missing'} (${need.why})`,
-        `add the application permission ${need.permission} and grant admin consent`,
-      );
+    for (const c of await permissionChecks(graph.client, connection, loaded.policies, roles, loaded)) {
+      if (c.warning)
+        io.out(`WARN ${connection.id}: ${c.name}: ${c.detail}${c.fix ? `\n     fix: ${c.fix}` : ''}`);
+      else line(c.ok, `${connection.id}: ${c.name}: ${c.detail}`, c.fix);
     }
     const mailSend = mailSendWarning(roles, loaded.policies, connection.id);
     if (mailSend) io.out(`WARN ${connection.id}: ${mailSend.detail}\n     fix: ${mailSend.fix}`);
@@ -449,10 +459,11 @@ export async function doctor(io: Io, file: string): Promise<number> {
       await graph.client.api('/users?$top=1&$select=id').get();
       line(true, `${connection.id}: Microsoft Graph answered`);
     } catch (e) {
+      const tls = await tlsCause(e, endpointsOf(connection).graphEndpoint);
       line(
         false,
-        `${connection.id}: Microsoft Graph: ${(e as Error).message.split('\n')[0]}`,
-        'check network access to Graph and the User.Read.All permission',
+        `${connection.id}: Microsoft Graph: ${tlsDetail(e, (e as Error).message.split('\n')[0]!, tls)}`,
+        tls ? tlsFix : 'check network access to Graph and the User.Read.All permission',
       );
     }
   }

@@ -17,6 +17,8 @@ export interface LoadedPolicyFile {
   invalidPolicies: { index: number; policyId?: string; issues: ConfigIssue[] }[];
   /** Days after which a policy deleted from the file has its contacts removed. */
   deletedPolicyGraceDays?: number;
+  /** Each valid policy's index in the file's `policies` (messages name the JSON path of a value). */
+  policyIndex?: Map<string, number>;
 }
 
 export class PolicyFileError extends Error {
@@ -148,5 +150,27 @@ export function parsePolicyFile(text: string): LoadedPolicyFile {
       })),
     });
   }
-  return { connections, policies, invalidPolicies, deletedPolicyGraceDays: file.data.deletedPolicyGraceDays };
+  const policyIndex = new Map(
+    policies.map((p) => [
+      p.id,
+      file.data.policies.findIndex((r) => (r as { id?: unknown } | null)?.id === p.id),
+    ]),
+  );
+  return {
+    connections,
+    policies,
+    invalidPolicies,
+    deletedPolicyGraceDays: file.data.deletedPolicyGraceDays,
+    policyIndex,
+  };
+}
+
+/** The JSON path of a value in a policy, e.g. policies[2].targets.groups[0] (by id when the index is unknown). */
+export function policyPath(
+  loaded: Pick<LoadedPolicyFile, 'policyIndex'>,
+  policyId: string,
+  rest: string,
+): string {
+  const index = loaded.policyIndex?.get(policyId);
+  return index === undefined || index < 0 ? `policy "${policyId}" ${rest}` : `policies[${index}].${rest}`;
 }

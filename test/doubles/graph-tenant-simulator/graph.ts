@@ -311,7 +311,17 @@ export class GraphService {
     let release: (() => void) | undefined;
     try {
       // A route with no permissions listed checks its caller itself (an app rolling its own keys).
-      if (route.permissions.length > 0 && !route.permissions.some((p) => caller.roles.includes(p))) {
+      const app = this.identity.apps.get(caller.appId);
+      const inToken = route.permissions.some((p) => caller.roles.includes(p));
+      // RBAC for Applications adds to the token's grants, for mailbox data only, and is judged per
+      // mailbox once Exchange has found it (learn.microsoft.com/exchange/permissions-exo/application-rbac).
+      const assigned = route.mailbox
+        ? route.permissions.flatMap((p) => {
+            const scope = app?.applicationRoles.get(p);
+            return scope === undefined ? [] : [scope];
+          })
+        : [];
+      if (route.permissions.length > 0 && !inToken && assigned.length === 0) {
         throw route.mailbox
           ? new GraphFault(403, 'ErrorAccessDenied', 'Access is denied. Check credentials and try again.')
           : directoryError(
@@ -333,9 +343,18 @@ export class GraphService {
             'MailboxNotEnabledForRESTAPI',
             'The mailbox is either inactive, soft-deleted, or is hosted on-premise.',
           );
-        const app = this.identity.apps.get(caller.appId);
         if (app?.mailboxScope && !app.mailboxScope.has(user.id))
           throw new GraphFault(403, 'ErrorAccessDenied', 'Access to OData is disabled.');
+        if (
+          route.permissions.length > 0 &&
+          !inToken &&
+          !assigned.some((scope) => scope === null || scope.has(user.id))
+        )
+          throw new GraphFault(
+            403,
+            'ErrorAccessDenied',
+            'Access is denied. Check credentials and try again.',
+          );
         ctx.user = user;
         ctx.mailbox = mailbox;
         const decision = this.throttle.admit(caller.appId, user.id);

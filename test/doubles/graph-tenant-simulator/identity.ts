@@ -52,6 +52,12 @@ export interface SimApp {
   vaultRoles: Set<'secrets-read' | 'certificates-write'>;
   /** Exchange RBAC for Applications: when set, the only mailboxes (user ids) the app may touch. */
   mailboxScope: Set<string> | null;
+  /**
+   * Exchange RBAC for Applications role assignments ("Application Contacts.ReadWrite", ...): permission
+   * name to the mailboxes (user ids) its management scope covers, null for the whole organization.
+   * Never in the token; Exchange adds them to what the token grants.
+   */
+  applicationRoles: Map<string, Set<string> | null>;
   /** Granted application permissions of Office 365 Exchange Online (Exchange.ManageAsApp). */
   exchangeRoles: Set<string>;
   /** Exchange roles assigned to the app's service principal (View-Only Recipients, ...). */
@@ -114,6 +120,7 @@ export class IdentityProvider {
       roles: new Set(),
       vaultRoles: new Set(),
       mailboxScope: null,
+      applicationRoles: new Map(),
       exchangeRoles: new Set(),
       exchangeRbacRoles: new Set(),
       servicePrincipalId: randomUUID(),

@@ -300,6 +300,17 @@ export class GraphTenantSimulator implements SimulatorEndpoints {
   }
 
   /**
+   * Exchange RBAC for Applications: assign the sync app's service principal the role "Application
+   * <permission>" over a management scope of these mailboxes (UPNs or ids; null: the whole
+   * organization), or remove the assignment (`undefined`). The token never shows it.
+   */
+  assignApplicationRole(permission: string, users: string[] | null | undefined): void {
+    const roles = this.identity.requireApp(this.clientId).applicationRoles;
+    if (users === undefined) roles.delete(permission);
+    else roles.set(permission, users ? new Set(users.map((u) => this.tenant.user(u)?.id ?? u)) : null);
+  }
+
+  /**
    * The control API for a simulator run as a process (benchmarks, demos): read traffic, change the
    * directory, tune throttling and latency. Test-double only; Graph has nothing like it.
    */

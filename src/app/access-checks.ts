@@ -1,0 +1,278 @@
+// What `doctor` and /api/health check beyond the token's roles: mailbox access granted by Exchange RBAC
+// for Applications (never in the token), the report senders' mailboxes, the group ids the policies
+// name, and a TLS failure told apart from a certificate the app registration does not know.
+import { request as httpsRequest } from 'node:https';
+import type { Client } from '@microsoft/microsoft-graph-client';
+import type { Policy } from '../sync/config/schema';
+import { policyPath, type LoadedPolicyFile } from '../sync/config/policy-file';
+import { GraphRequestError } from '../sync/ports';
+import { graphCall } from '../adapters/graph/errors';
+import { pathSegment } from '../adapters/graph/path-segment';
+import type { Check } from './diagnostics';
+
+type Get = (url: string) => Promise<Record<string, unknown>>;
+
+export const graphGet =
+  (client: Client): Get =>
+  (url) =>
+    graphCall(() => client.api(url).get() as Promise<Record<string, unknown>>);
+
+/** Node's (OpenSSL's) codes for a server certificate it could not verify. */
+const tlsCodes = [
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'CERT_UNTRUSTED',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+];
+/** The same failures as their messages read, for wrappers (MSAL) that keep only the text. */
+const tlsPhrases = [
+  /unable to verify the first certificate/i,
+  /self[- ]signed certificate/i,
+  /unable to get (local )?issuer certificate/i,
+  /certificate has expired/i,
+  /Hostname\/IP does not match certificate's altnames/i,
+];
+
+/** The TLS failure behind an error (its code, or the phrase), walking `cause`; undefined when it is not one. */
+export function tlsFailure(e: unknown): string | undefined {
+  for (let x: unknown = e, depth = 0; x && depth < 8; depth++) {
+    const { code, message, cause } = x as { code?: unknown; message?: unknown; cause?: unknown };
+    if (typeof code === 'string' && tlsCodes.includes(code)) return code;
+    const text = typeof message === 'string' ? message : typeof x === 'string' ? x : '';
+    const named = tlsCodes.find((c) => text.includes(c));
+    if (named) return named;
+    const phrase = tlsPhrases.map((p) => p.exec(text)?.[0]).find(Boolean);
+    if (phrase) return phrase;
+    x = cause;
+  }
+  return undefined;
+}
+
+export const tlsFix =
+  'this is TLS, not the app registration: the HTTPS certificate Microsoft Entra ID, Graph or Key Vault presented is not trusted here (a TLS-inspecting proxy or a private certificate authority). Trust that CA with NODE_EXTRA_CA_CERTS=/path/to/ca.pem (in Azure: an app setting), or let the proxy pass login.microsoftonline.com, graph.microsoft.com and *.vault.azure.net through untouched';
+
+/**
+ * Whether a request to `url` fails on TLS: MSAL reports a failed TLS handshake as
+ * "endpoints_resolution_error" or "network_error" without its cause, so ask the server directly
+ * (through the same trust store: NODE_EXTRA_CA_CERTS applies here too).
+ */
+export function tlsProbe(url: string, timeoutMs = 10_000): Promise<string | undefined> {
+  return new Promise((done) => {
+    try {
+      const req = httpsRequest(url, { method: 'GET', timeout: timeoutMs }, (res) => {
+        res.resume();
+        done(undefined);
+      });
+      req.on('timeout', () => {
+        req.destroy();
+        done(undefined);
+      });
+      req.on('error', (e) => done(tlsFailure(e)));
+      req.end();
+    } catch {
+      done(undefined);
+    }
+  });
+}
+
+/** The TLS failure behind `e`, from the error itself or, when it hides it, by asking `url`. */
+export async function tlsCause(e: unknown, url: string | undefined): Promise<string | undefined> {
+  return tlsFailure(e) ?? (url?.startsWith('https:') ? await tlsProbe(url) : undefined);
+}
+
+/** The error as one line, saying TLS when it is TLS (`tls`: what tlsCause found). */
+export function tlsDetail(e: unknown, line: string, tls = tlsFailure(e)): string {
+  return tls ? `TLS: the server certificate is not trusted (${tls}): ${line}` : line;
+}
+
+const status = (e: unknown): number | undefined =>
+  e instanceof GraphRequestError ? e.status : (e as { statusCode?: number }).statusCode;
+const code = (e: unknown): string | undefined =>
+  e instanceof GraphRequestError ? e.code : (e as { code?: string }).code;
+
+/** A few of a policy's target mailboxes (and its source mailbox) to test access with. */
+async function sampleMailboxes(get: Get, policy: Policy): Promise<string[]> {
+  const out = new Set(policy.targets.excludeUsers.map((u) => u.toLowerCase()));
+  const keep = (upns: unknown[]): string[] =>
+    upns.filter((u): u is string => typeof u === 'string' && !out.has(u.toLowerCase()));
+  const source = policy.source.type === 'mailbox' ? [policy.source.mailbox] : [];
+  if (policy.targets.type === 'users') return [...source, ...keep(policy.targets.users).slice(0, 3)];
+  const url =
+    policy.targets.type === 'groups'
+      ? `/groups/${pathSegment(policy.targets.groups[0]!)}/transitiveMembers/microsoft.graph.user?$select=userPrincipalName&$top=10`
+      : '/users?$select=userPrincipalName&$top=10';
+  const page = await get(url).catch(() => ({ value: [] }));
+  const upns = ((page.value as { userPrincipalName?: unknown }[] | undefined) ?? []).map(
+    (u) => u.userPrincipalName,
+  );
+  return [...source, ...keep(upns)];
+}
+
+/**
+ * Contacts.ReadWrite in the token is tenant-wide. Once the README's scoping step removes that grant,
+ * Exchange RBAC for Applications grants it per mailbox and the token no longer shows it: then a read
+ * of a target mailbox's contact folders tells granted (200) from denied (403 ErrorAccessDenied).
+ */
+export async function contactsAccessCheck(
+  client: Client,
+  policies: readonly Policy[],
+  roles: readonly string[],
+): Promise<Check> {
+  const name = 'permission Contacts.ReadWrite';
+  if (roles.includes('Contacts.ReadWrite'))
+    return { name, ok: true, detail: "granted in the token (tenant-wide: every mailbox's contacts)" };
+  const get = graphGet(client);
+  const candidates = [...new Set((await Promise.all(policies.map((p) => sampleMailboxes(get, p)))).flat())];
+  const granted: string[] = [];
+  const denied: string[] = [];
+  for (const upn of candidates) {
+    if (granted.length + denied.length >= 3) break;
+    try {
+      await get(`/users/${pathSegment(upn)}/contactFolders?$top=1&$select=id`);
+      granted.push(upn);
+    } catch (e) {
+      if (status(e) === 403) denied.push(upn);
+      else if (status(e) !== 404) throw e;
+      // 404: no such user or no Exchange Online mailbox; the run skips it too.
+    }
+  }
+  const scopeFix =
+    'assign "Application Contacts.ReadWrite" over the target mailboxes with RBAC for Applications (`m365-contact-sync scope` prints it), or add the application permission Contacts.ReadWrite with admin consent';
+  if (granted.length > 0 && denied.length === 0)
+    return {
+      name,
+      ok: true,
+      detail: `not in the token: granted by Exchange RBAC for Applications (a test read of ${granted.join(', ')} succeeded)`,
+    };
+  if (granted.length > 0)
+    return {
+      name,
+      ok: true,
+      warning: true,
+      detail: `granted by Exchange RBAC for Applications for ${granted.join(', ')}, but ${denied.join(', ')} (a target) is outside its scope: ErrorAccessDenied, that mailbox fails every run`,
+      fix: "add those mailboxes to the management scope (`m365-contact-sync scope` prints it), or exclude them from the policy's targets",
+    };
+  return {
+    name,
+    ok: false,
+    detail:
+      denied.length > 0
+        ? `missing: not in the token, and a test read of ${denied.join(', ')} was denied (ErrorAccessDenied), so RBAC for Applications does not grant it there either`
+        : 'missing: not in the token, and no target mailbox was found to test RBAC for Applications with',
+    fix: scopeFix,
+  };
+}
+
+/**
+ * Each report sender: a user of the tenant with an Exchange Online mailbox. Mail.Send cannot be tested
+ * without sending mail: absent from the token it may be granted by RBAC for Applications (what `scope`
+ * prints), so that is a warning with the PowerShell that tells, not a failure.
+ */
+export async function senderChecks(
+  client: Client,
+  loaded: Pick<LoadedPolicyFile, 'policyIndex'>,
+  policies: readonly Policy[],
+  roles: readonly string[],
+  clientId: string,
+): Promise<Check[]> {
+  const get = graphGet(client);
+  const checks: Check[] = [];
+  const seen = new Set<string>();
+  for (const p of policies) {
+    const sender = p.notify.sender;
+    if (p.notify.when === 'never' || p.notify.recipients.length === 0 || !sender) continue;
+    if (seen.has(sender.toLowerCase())) continue;
+    seen.add(sender.toLowerCase());
+    const where = policyPath(loaded, p.id, 'notify.sender');
+    const name = `report sender ${sender}`;
+    try {
+      await get(`/users/${pathSegment(sender)}?$select=id`);
+    } catch (e) {
+      if (status(e) !== 404) throw e;
+      checks.push({
+        name,
+        ok: false,
+        detail: `${where}: no user ${sender} in the tenant: no report can be sent`,
+        fix: `name an existing mailbox (a shared mailbox will do) in ${where}`,
+      });
+      continue;
+    }
+    try {
+      await get(`/users/${pathSegment(sender)}/contactFolders?$top=1&$select=id`);
+    } catch (e) {
+      if (code(e) === 'MailboxNotEnabledForRESTAPI' || status(e) === 404) {
+        checks.push({
+          name,
+          ok: false,
+          detail: `${where}: ${sender} has no Exchange Online mailbox: no report can be sent`,
+          fix: `license the user or name a mailbox (a shared mailbox will do) in ${where}`,
+        });
+        continue;
+      }
+      // 403: Exchange found the mailbox and keeps its contacts from us (as the scope should).
+      if (status(e) !== 403) throw e;
+    }
+    checks.push(
+      roles.includes('Mail.Send')
+        ? { name, ok: true, detail: `${sender} has a mailbox; Mail.Send is in the token` }
+        : {
+            name,
+            ok: true,
+            warning: true,
+            detail: `${sender} has a mailbox; Mail.Send is not in the token: granted by RBAC for Applications, or missing (it cannot be tested without sending mail)`,
+            fix: `in Exchange Online PowerShell: Test-ServicePrincipalAuthorization -Identity '${clientId}' -Resource '${sender.replace(/['\u2018-\u201B]/g, '$&$&')}' must list "Application Mail.Send" InScope True; else run what \`m365-contact-sync scope\` prints`,
+          },
+    );
+  }
+  return checks;
+}
+
+/** Every group id the policies name exists; an unknown one is named by its JSON path. */
+export async function groupChecks(
+  client: Client,
+  loaded: Pick<LoadedPolicyFile, 'policyIndex'>,
+  policies: readonly Policy[],
+): Promise<Check[]> {
+  const get = graphGet(client);
+  const checks: Check[] = [];
+  const known = new Map<string, boolean>();
+  for (const p of policies) {
+    const lists: [string, readonly string[]][] = [
+      ['targets.groups', p.targets.groups],
+      ['targets.excludeGroups', p.targets.excludeGroups],
+      ...(p.source.type === 'directory'
+        ? ([
+            ['source.includeGroups', p.source.includeGroups],
+            ['source.excludeGroups', p.source.excludeGroups],
+          ] as [string, readonly string[]][])
+        : []),
+    ];
+    for (const [field, ids] of lists)
+      for (const [i, id] of ids.entries()) {
+        if (!known.has(id))
+          known.set(
+            id,
+            await get(`/groups/${pathSegment(id)}?$select=id`).then(
+              () => true,
+              (e: unknown) => {
+                if (status(e) === 404) return false;
+                throw e;
+              },
+            ),
+          );
+        if (!known.get(id))
+          checks.push({
+            name: 'group',
+            ok: false,
+            detail: `${policyPath(loaded, p.id, `${field}[${i}]`)}: no group ${id} in the tenant`,
+            fix: "use the group's Object ID from Entra ID (Groups > the group > Overview)",
+          });
+      }
+  }
+  return checks;
+}

@@ -1,0 +1,191 @@
+// Issue 17 item 5 through the CLI binary against the simulator: `doctor` accepts Contacts.ReadWrite
+// granted by Exchange RBAC for Applications (not in the token) once a target mailbox answers, checks
+// the report sender's mailbox, names an unknown group id by its JSON path, and calls a TLS failure TLS.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import type { GraphTenantSimulator } from '../../doubles/graph-tenant-simulator/simulator';
+import type { SimUser } from '../../doubles/graph-tenant-simulator/tenant';
+import { simulatorConnection, startSimulator } from '../../support/clients';
+import { productPermissions } from '../../doubles/graph-tenant-simulator/simulator';
+
+const bin = resolve(__dirname, '../../../../bin/m365-contact-sync.js');
+
+function cli(
+  args: string[],
+  env: Record<string, string | undefined>,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((done) => {
+    const child = spawn(process.execPath, [bin, ...args], {
+      env: Object.fromEntries(
+        Object.entries({ ...process.env, ...env }).filter(([, v]) => v !== undefined),
+      ) as NodeJS.ProcessEnv,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('exit', (code) => done({ code, stdout, stderr }));
+  });
+}
+
+describe('doctor tells what is really wrong (issue 17 item 5)', () => {
+  let sim: GraphTenantSimulator;
+  let env: Record<string, string>;
+  let a: SimUser;
+  let b: SimUser;
+  let sender: SimUser;
+  let noMailbox: SimUser;
+  const file = (policies: object[]): string => {
+    const path = join(mkdtempSync(join(tmpdir(), 'doctor17-')), 'policies.json');
+    writeFileSync(
+      path,
+      JSON.stringify({ connections: [simulatorConnection(sim, 'contoso', 'pemFile')], policies }),
+    );
+    return path;
+  };
+  const policy = (id: string, extra: object = {}): object => ({
+    id,
+    name: id,
+    connection: 'contoso',
+    source: { type: 'directory' },
+    targets: { type: 'users', users: [a.userPrincipalName] },
+    folder: { name: 'Directory' },
+    ...extra,
+  });
+  before(async () => {
+    sim = await startSimulator({ seed: { generate: { users: 12, mailboxes: 8, awkward: false } } });
+    const mailboxUsers = [...sim.tenant.users.values()].filter((u) => u.mailbox === 'user');
+    [a, b, sender] = [mailboxUsers[0]!, mailboxUsers[1]!, mailboxUsers[2]!];
+    noMailbox = [...sim.tenant.users.values()].find((u) => u.mailbox === 'none')!;
+    env = { NODE_EXTRA_CA_CERTS: sim.caCertPath };
+  });
+  after(() => sim.close());
+
+  it('accepts Contacts.ReadWrite granted by RBAC for Applications; names a target outside the scope; FAILs without either', async () => {
+    sim.setPermissions(productPermissions.filter((p) => p !== 'Contacts.ReadWrite'));
+    sim.assignApplicationRole('Contacts.ReadWrite', [a.userPrincipalName]);
+    try {
+      const scoped = await cli(['doctor', '--config', file([policy('one')])], env);
+      assert.equal(scoped.code, 0, scoped.stdout);
+      assert.match(
+        scoped.stdout,
+        new RegExp(
+          `OK +contoso: permission Contacts.ReadWrite: not in the token: granted by Exchange RBAC for Applications \\(a test read of ${a.userPrincipalName.replace(/\./g, '\\.')} succeeded\\)`,
+        ),
+      );
+      assert.doesNotMatch(scoped.stdout, /FAIL/);
+
+      const wider = await cli(
+        [
+          'doctor',
+          '--config',
+          file([
+            policy('two', { targets: { type: 'users', users: [a.userPrincipalName, b.userPrincipalName] } }),
+          ]),
+        ],
+        env,
+      );
+      assert.equal(wider.code, 0, wider.stdout);
+      assert.match(
+        wider.stdout,
+        new RegExp(
+          `WARN contoso: permission Contacts.ReadWrite: .*but ${b.userPrincipalName.replace(/\./g, '\\.')} \\(a target\\) is outside its scope`,
+        ),
+      );
+
+      sim.assignApplicationRole('Contacts.ReadWrite', undefined);
+      const none = await cli(['doctor', '--config', file([policy('one')])], env);
+      assert.equal(none.code, 1);
+      assert.match(
+        none.stdout,
+        /FAIL contoso: permission Contacts.ReadWrite: missing: not in the token, and a test read of .* was denied \(ErrorAccessDenied\)/,
+      );
+      assert.match(none.stdout, /fix: assign "Application Contacts.ReadWrite" .*m365-contact-sync scope/);
+    } finally {
+      sim.setPermissions([...productPermissions]);
+      sim.assignApplicationRole('Contacts.ReadWrite', undefined);
+    }
+  });
+
+  it('checks the report sender: a mailbox, Mail.Send from RBAC a warning; no user or no mailbox FAIL naming notify.sender', async () => {
+    const notify = (s: string) => ({
+      notify: { recipients: ['it@contoso.example'], sender: s, when: 'always' },
+    });
+    sim.setPermissions(productPermissions.filter((p) => p !== 'Mail.Send'));
+    try {
+      const rbac = await cli(
+        ['doctor', '--config', file([policy('p', notify(sender.userPrincipalName))])],
+        env,
+      );
+      assert.equal(rbac.code, 0, rbac.stdout);
+      assert.match(
+        rbac.stdout,
+        /WARN contoso: report sender .*: .* has a mailbox; Mail.Send is not in the token: granted by RBAC for Applications, or missing/,
+      );
+      assert.match(rbac.stdout, /Test-ServicePrincipalAuthorization -Identity '[^']+' -Resource '/);
+    } finally {
+      sim.setPermissions([...productPermissions]);
+    }
+    const ghost = await cli(
+      ['doctor', '--config', file([policy('p0'), policy('p1', notify('ghost@contoso.example'))])],
+      env,
+    );
+    assert.equal(ghost.code, 1);
+    assert.match(
+      ghost.stdout,
+      /FAIL contoso: report sender ghost@contoso\.example: policies\[1\]\.notify\.sender: no user ghost@contoso\.example in the tenant/,
+    );
+    const unlicensed = await cli(
+      ['doctor', '--config', file([policy('p', notify(noMailbox.userPrincipalName))])],
+      env,
+    );
+    assert.equal(unlicensed.code, 1);
+    assert.match(
+      unlicensed.stdout,
+      /FAIL contoso: report sender .*: policies\[0\]\.notify\.sender: .* has no Exchange Online mailbox/,
+    );
+  });
+
+  it('names an unknown group id by its JSON path', async () => {
+    const group = [...sim.tenant.groups.values()][0]!;
+    const missing = '11111111-2222-4333-8444-555555555555';
+    const r = await cli(
+      [
+        'doctor',
+        '--config',
+        file([
+          policy('ok'),
+          policy('bad', {
+            source: { type: 'directory', excludeGroups: [group.id] },
+            targets: { type: 'groups', groups: [group.id, missing] },
+          }),
+        ]),
+      ],
+      env,
+    );
+    assert.equal(r.code, 1);
+    assert.match(
+      r.stdout,
+      new RegExp(
+        `FAIL contoso: group: policies\\[1\\]\\.targets\\.groups\\[1\\]: no group ${missing} in the tenant`,
+      ),
+    );
+    assert.doesNotMatch(r.stdout, new RegExp(`no group ${group.id}`));
+  });
+
+  it('a certificate authority it does not trust is TLS, not "upload the certificate"', async () => {
+    const r = await cli(['doctor', '--config', file([policy('one')])], { NODE_EXTRA_CA_CERTS: undefined });
+    assert.equal(r.code, 1);
+    assert.match(
+      r.stdout,
+      /FAIL contoso: token: TLS: the server certificate is not trusted \((SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_VERIFY_LEAF_SIGNATURE|[^)]*)\)/,
+    );
+    assert.match(r.stdout, /NODE_EXTRA_CA_CERTS/);
+    assert.doesNotMatch(r.stdout, /upload the certificate/);
+  });
+});
