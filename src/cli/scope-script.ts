@@ -26,33 +26,84 @@ export function upnFilter(upns: readonly string[]): string {
   return upns.map((u) => `UserPrincipalName -eq '${escapeSingleQuoted(u)}'`).join(' -or ');
 }
 
+/** A PowerShell array literal of single-quoted strings. */
+const psArray = (values: readonly string[]): string => `@(${values.map(psString).join(', ')})`;
+
+/**
+ * Group targets and excludeGroups resolve to their members, nested ones included, in the admin's
+ * session through Microsoft Graph PowerShell: the policy counts nested members of any Entra ID group,
+ * while Exchange's MemberOfGroup filter sees only mail-enabled groups (by distinguished name) and
+ * their direct members. Each UPN is escaped for the OPATH literal as `escapeSingleQuoted` does.
+ */
+function resolvedMembers(policy: Policy, source: string[]): string[] {
+  const t = policy.targets;
+  const lines = [
+    "# The policy counts nested members of any Entra ID group; Exchange's MemberOfGroup filter sees only",
+    '# mail-enabled groups and their direct members. So the scope lists the members, resolved now:',
+    '# run this script again (it updates the scope) when group membership changes.',
+    'function Get-ContactSyncMembers([string[]]$GroupIds) {',
+    '  $GroupIds | ForEach-Object { Get-MgGroupTransitiveMemberAsUser -GroupId $_ -All -Property userPrincipalName } |',
+    '    ForEach-Object { $_.UserPrincipalName }',
+    '}',
+  ];
+  const included =
+    t.type === 'groups'
+      ? `@(Get-ContactSyncMembers ${psArray(t.groups)})`
+      : t.type === 'users'
+        ? psArray(t.users)
+        : undefined;
+  lines.push(
+    `$excluded = @(Get-ContactSyncMembers ${psArray(t.excludeGroups)}) + ${psArray(t.excludeUsers)}`,
+  );
+  const quoteUpn = `ForEach-Object { "UserPrincipalName -eq '" + ($_ -replace ${psString("['\\u2018-\\u201B]")}, '$0$0') + "'" }`;
+  if (included) {
+    lines.push(
+      `$upns = @(${included} | Where-Object { $excluded -notcontains $_ } | Sort-Object -Unique)`,
+      `$filter = (@($upns + ${psArray(source)}) | ${quoteUpn}) -join ' -or '`,
+    );
+  } else {
+    lines.push(
+      '$filter = "RecipientTypeDetails -eq \'UserMailbox\'"',
+      `if ($excluded.Count -gt 0) { $filter = "($filter) -and -not (" + (($excluded | ${quoteUpn}) -join ' -or ') + ')' }`,
+      ...(source.length > 0 ? [`$filter = "($filter) -or " + (${psArray(source)} | ${quoteUpn})`] : []),
+    );
+  }
+  return lines;
+}
+
 function contactsScope(policy: Policy): string[] {
   const name = `ContactSync-${policy.id}`;
+  const t = policy.targets;
+  // The source shared mailbox is read with the same permission: it is in the scope too.
+  const source = policy.source.type === 'mailbox' ? [policy.source.mailbox] : [];
+  const out = new Set(t.excludeUsers.map((u) => u.toLowerCase()));
+  const included = t.users.filter((u) => !out.has(u.toLowerCase()));
   const lines: string[] = [];
-  let filter: string;
-  const out = new Set(policy.targets.excludeUsers.map((u) => u.toLowerCase()));
-  const included = policy.targets.users.filter((u) => !out.has(u.toLowerCase()));
-  if (policy.targets.type === 'groups') {
-    lines.push('# Members of the target groups (mail-enabled groups; use their distinguished names):');
-    filter = policy.targets.groups
-      .map((g) => `MemberOfGroup -eq '<distinguished name of group ${g}>'`)
-      .join(' -or ');
-  } else if (policy.targets.type === 'users') {
-    filter = upnFilter(included);
+  let filterArgument: string;
+  let probe: string;
+  if (t.type === 'groups' || t.excludeGroups.length > 0) {
+    lines.push(...resolvedMembers(policy, source));
+    filterArgument = '$filter';
+    probe = t.type === 'allMailboxes' ? psString('<a target mailbox>') : '$upns[0]';
   } else {
-    lines.push('# The policy targets all mailboxes: a scope of all user mailboxes.');
-    filter = "RecipientTypeDetails -eq 'UserMailbox'";
+    let filter: string;
+    if (t.type === 'users') filter = upnFilter(included);
+    else {
+      lines.push('# The policy targets all mailboxes: a scope of all user mailboxes.');
+      filter = "RecipientTypeDetails -eq 'UserMailbox'";
+      // The mailboxes the policy leaves out stay out of the app's reach too.
+      if (t.excludeUsers.length > 0) filter = `(${filter}) -and -not (${upnFilter(t.excludeUsers)})`;
+    }
+    if (source.length > 0) filter = `(${filter}) -or ${upnFilter(source)}`;
+    filterArgument = psString(filter);
+    probe = psString(included[0] ?? source[0] ?? '<a target mailbox>');
   }
-  // The mailboxes the policy leaves out stay out of the app's reach too.
-  const excluded = policy.targets.excludeUsers;
-  if (policy.targets.type !== 'users' && excluded.length > 0)
-    filter = `(${filter}) -and -not (${upnFilter(excluded)})`;
   lines.push(
-    `New-ManagementScope -Name ${psString(name)} -RecipientRestrictionFilter ${psString(filter)}`,
+    `New-ManagementScope -Name ${psString(name)} -RecipientRestrictionFilter ${filterArgument}`,
     `New-ManagementRoleAssignment -App $sp.AppId -Role ${psString('Application Contacts.ReadWrite')} -CustomResourceScope ${psString(name)}`,
     '# Then remove the tenant-wide Contacts.ReadWrite application permission from the app registration,',
     '# or the scope does not narrow anything. Check one mailbox:',
-    `Test-ServicePrincipalAuthorization -Identity $sp.AppId -Resource ${psString(included[0] ?? '<a target mailbox>')}`,
+    `Test-ServicePrincipalAuthorization -Identity $sp.AppId -Resource ${probe}`,
   );
   return lines;
 }
@@ -77,10 +128,13 @@ function mailSendScope(connection: Connection, senders: readonly string[]): stri
 /** The whole script for one policy; `policies` are all valid policies of the file (for the senders). */
 export function scopeScript(policy: Policy, connection: Connection, policies: readonly Policy[]): string[] {
   return [
-    '# Run in Exchange Online PowerShell (Connect-ExchangeOnline) as an Exchange administrator.',
-    `# Limits app ${connection.clientId} to the target mailboxes of policy "${policy.id}".`,
+    '# Run in PowerShell 7 with the ExchangeOnlineManagement and Microsoft.Graph modules, as an Exchange',
+    `# administrator. Limits app ${connection.clientId} to the target mailboxes of policy "${policy.id}".`,
+    '# Microsoft Graph PowerShell: the service principal (and group members); Exchange Online: the scopes.',
+    `Connect-MgGraph -TenantId ${psString(connection.tenantId)} -Scopes 'Application.Read.All', 'GroupMember.Read.All' -NoWelcome`,
+    'Connect-ExchangeOnline -ShowBanner:$false',
     `$appId = ${psString(connection.clientId)}`,
-    '$sp = Get-MgServicePrincipal -Filter "appId eq \'$appId\'"  # Microsoft Graph PowerShell, for the object id',
+    '$sp = Get-MgServicePrincipal -Filter "appId eq \'$appId\'"',
     `New-ServicePrincipal -AppId $appId -ObjectId $sp.Id -DisplayName ${psString('m365-contact-sync')}`,
     ...contactsScope(policy),
     ...mailSendScope(connection, reportSenders(policies, connection.id)),

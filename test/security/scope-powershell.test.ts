@@ -185,3 +185,95 @@ describe('scope: PowerShell quoting', () => {
     }
   });
 });
+
+describe('scope: complete (issue 17 item 6)', () => {
+  const groupA = '00000000-0000-4000-8000-0000000000a1';
+  const groupB = '00000000-0000-4000-8000-0000000000b2';
+  const away = '00000000-0000-4000-8000-0000000000c3';
+  const hostile = "o'neil';Remove-Mailbox('ceo');'@contoso.example";
+  const script = async (p: object): Promise<string[]> => {
+    const r = await cliScope({ connections: [connection], policies: [p] });
+    assert.equal(r.code, 0, r.err);
+    return r.out.trimEnd().split('\n');
+  };
+  const code = (lines: string[]): string[] => lines.filter((l) => !l.startsWith('#'));
+  /** Every literal closes, and no value from the policy file reaches the code outside a literal. */
+  const assertQuoted = (lines: string[]): void => {
+    for (const line of code(lines)) {
+      const parsed = powerShellLiterals(line);
+      assert.equal(parsed.unclosed, false, line);
+      assert.doesNotMatch(parsed.code, /Remove-Mailbox/, line);
+    }
+  };
+
+  it('connects to Microsoft Graph and Exchange Online before it uses them', async () => {
+    const lines = code(await script(policy(['a@contoso.example'])));
+    const first = (re: RegExp): number => lines.findIndex((l) => re.test(l));
+    assert.ok(first(/^Connect-MgGraph -TenantId '[0-9a-f-]+' -Scopes /) >= 0, lines.join('\n'));
+    assert.ok(first(/^Connect-ExchangeOnline/) >= 0);
+    assert.ok(first(/^Connect-MgGraph/) < first(/Get-MgServicePrincipal/));
+    assert.ok(first(/^Connect-ExchangeOnline/) < first(/^New-ServicePrincipal/));
+  });
+
+  it('group targets resolve to their nested members, less excludeGroups and excludeUsers, each UPN escaped', async () => {
+    const lines = await script({
+      ...policy([]),
+      targets: {
+        type: 'groups',
+        groups: [groupA, groupB],
+        excludeGroups: [away],
+        excludeUsers: [hostile],
+      },
+    });
+    const text = lines.join('\n');
+    assert.doesNotMatch(text, /<distinguished name/, 'no placeholder for the admin to fill in');
+    assert.match(text, /Get-MgGroupTransitiveMemberAsUser -GroupId \$_ -All/, 'nested members count');
+    assert.ok(
+      text.includes(
+        `$excluded = @(Get-ContactSyncMembers @('${away}')) + @('o''neil'';Remove-Mailbox(''ceo'');''@contoso.example')`,
+      ),
+      text,
+    );
+    assert.ok(text.includes(`@(Get-ContactSyncMembers @('${groupA}', '${groupB}'))`), text);
+    assert.match(text, /Where-Object \{ \$excluded -notcontains \$_ \}/);
+    // Members' UPNs are escaped for the OPATH literal when the script runs: every PowerShell quote doubled.
+    assert.ok(text.includes(`-replace '[''\\u2018-\\u201B]', '$0$0'`), text);
+    assert.match(text, /New-ManagementScope -Name 'ContactSync-scoped' -RecipientRestrictionFilter \$filter/);
+    assert.match(text, /Test-ServicePrincipalAuthorization -Identity \$sp\.AppId -Resource \$upns\[0\]/);
+    assert.match(text, /# .*nested members.*MemberOfGroup/s, 'says why it lists members');
+    assertQuoted(lines);
+  });
+
+  it('excludeGroups on an all-mailboxes policy leave their members out', async () => {
+    const lines = await script({
+      ...policy([]),
+      targets: { type: 'allMailboxes', excludeGroups: [away], excludeUsers: ['boss@contoso.example'] },
+    });
+    const text = lines.join('\n');
+    assert.ok(
+      text.includes(`$excluded = @(Get-ContactSyncMembers @('${away}')) + @('boss@contoso.example')`),
+      text,
+    );
+    assert.match(text, /\$filter = "RecipientTypeDetails -eq 'UserMailbox'"/);
+    assert.match(text, /-and -not \(/);
+    assertQuoted(lines);
+  });
+
+  it('the source shared mailbox is in the scope (its contacts are read with the same permission)', async () => {
+    const shared = "sh'ared@contoso.example";
+    const lines = await script({
+      ...policy(['a@contoso.example']),
+      source: { type: 'mailbox', mailbox: shared },
+    });
+    const scope = lines.find((l) => l.startsWith("New-ManagementScope -Name 'ContactSync-scoped'"))!;
+    const literal = powerShellLiterals(scope).literals[1]!;
+    assert.deepEqual(powerShellLiterals(literal).literals, ['a@contoso.example', shared]);
+    const grouped = await script({
+      ...policy([]),
+      source: { type: 'mailbox', mailbox: shared },
+      targets: { type: 'groups', groups: [groupA] },
+    });
+    assert.ok(grouped.join('\n').includes(`@($upns + @('sh''ared@contoso.example'))`), grouped.join('\n'));
+    assertQuoted(grouped);
+  });
+});

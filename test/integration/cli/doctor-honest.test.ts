@@ -20,9 +20,9 @@ function cli(
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((done) => {
     const child = spawn(process.execPath, [bin, ...args], {
-      env: Object.fromEntries(
-        Object.entries({ ...process.env, ...env }).filter(([, v]) => v !== undefined),
-      ) as NodeJS.ProcessEnv,
+      env: Object.fromEntries<string>(
+        Object.entries({ ...process.env, ...env }).filter((e): e is [string, string] => e[1] !== undefined),
+      ),
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';
