@@ -6,6 +6,8 @@
 // HTTP, writes only those changes, signing with the new key. `-- --json` makes the last line JSON;
 // `-- --serve` keeps the functions and the dashboard running until Ctrl-C.
 // It starts with an old tool's folder in three mailboxes (taken over) and ends with a remove dry run.
+// First: the functions' registrations reach this stand-in host, not @azure/functions' test mode.
+import './functions-host';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -193,11 +195,13 @@ async function main(): Promise<number> {
     const reports = sim.tenant.mailbox(admin)!.sentMail.length;
     const reportDir = join(dir, 'reports');
     mkdirSync(reportDir);
-    sim.tenant
-      .mailbox(admin)!
-      .sentMail.forEach((m, i) =>
-        writeFileSync(join(reportDir, `report-${i + 1}.json`), JSON.stringify(m, null, 2)),
-      );
+    // A MIME report is written as .eml (any mail client opens it); a JSON message as it was sent.
+    const reportFiles = sim.tenant.mailbox(admin)!.sentMail.map((m, i) => {
+      const mime = (m.message as { mime?: unknown }).mime;
+      const file = join(reportDir, `report-${i + 1}.${typeof mime === 'string' ? 'eml' : 'json'}`);
+      writeFileSync(file, typeof mime === 'string' ? mime : JSON.stringify(m, null, 2));
+      return file;
+    });
     // What uninstalling would remove: the operators' route, as a dry run (nothing is deleted).
     const removal = (await (
       await fetch(`${http.url}/api/policies/company-directory/removal`, { method: 'POST', body: '{}' })
@@ -263,6 +267,8 @@ async function main(): Promise<number> {
           oldTool,
           takeOver,
           removeDryRun: removal.totals,
+          policyFile,
+          reportFiles,
         }) + '\n',
       );
     if (values.serve) {

@@ -1,5 +1,7 @@
 // DEV TOOL: serves the registered HTTP functions on 127.0.0.1 (what the Functions host does), so the
 // demo can call the API as an admin would. No function keys here: it is local only.
+// First: the functions' registrations reach this stand-in host, not @azure/functions' test mode.
+import './functions-host';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { HttpRequest, InvocationContext, type HttpResponseInit } from '@azure/functions';

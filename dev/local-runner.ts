@@ -2,6 +2,8 @@
 // tests drive the real registered handlers over Azurite queues with the host's queue semantics:
 // messages are received invisible, deleted on success, made visible again on failure, and moved to
 // "<queue>-poison" after maxDequeueCount attempts (host.json: 5).
+// First: the functions' registrations reach this stand-in host, not @azure/functions' test mode.
+import { registrations } from './functions-host';
 import { InvocationContext, type Timer } from '@azure/functions';
 import type { QueueClient } from '@azure/storage-queue';
 import { mailboxSyncHandler, mailboxSyncPoisonHandler } from '../src/functions/mailbox-syncs';
@@ -69,6 +71,19 @@ export class LocalRunner {
         functionName: 'mailboxSyncsPoison',
       },
     ];
+    this.checkRegistered();
+  }
+
+  /** Each queue function the runner drives must be registered, on the queue it reads. */
+  private checkRegistered(): void {
+    for (const r of this.routes) {
+      const registered = registrations.get(r.functionName);
+      const queue = registered && Object.values(registered.bindings).find((b) => b.type === 'queueTrigger');
+      if (!registered || queue?.queueName !== r.queue.name)
+        throw new Error(
+          `local runner: function "${r.functionName}" is not registered on queue ${r.queue.name} (registered: ${[...registrations.keys()].join(', ') || 'none'})`,
+        );
+    }
   }
 
   private context(functionName: string, dequeueCount: number, id: string): InvocationContext {

@@ -1,22 +1,31 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 
 describe('npm run demo', () => {
   it('fills every mailbox, rolls a renewed certificate, then writes only the changed contacts, ends with a JSON line and stops what it started', async () => {
     const demo = resolve(__dirname, '../../dev/demo.js');
-    const { code, stdout } = await new Promise<{ code: number | null; stdout: string }>((done) => {
+    const { code, stdout, stderr } = await new Promise<{
+      code: number | null;
+      stdout: string;
+      stderr: string;
+    }>((done) => {
       const child = spawn(
         process.execPath,
         [demo, '--json', '--users', '80', '--mailboxes', '10', '--latency', '5'],
-        { stdio: ['ignore', 'pipe', 'inherit'] },
+        { stdio: ['ignore', 'pipe', 'pipe'] },
       );
       let out = '';
+      let err = '';
       child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-      child.on('exit', (c) => done({ code: c, stdout: out }));
+      child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+      child.on('exit', (c) => done({ code: c, stdout: out, stderr: err }));
     });
-    assert.equal(code, 0);
+    assert.equal(code, 0, stderr);
+    // Issue 17 item 7: the local runner is the functions' host, so @azure/functions has no "test mode".
+    assert.doesNotMatch(stdout + stderr, /test mode|WARNING/);
     const summary = JSON.parse(stdout.trim().split('\n').at(-1)!);
     const [first, second] = summary.passes;
     assert.equal(summary.failedMailboxes, 0);
@@ -41,5 +50,12 @@ describe('npm run demo', () => {
     assert.equal(summary.removeDryRun.mailboxes, mailboxes);
     assert.equal(summary.removeDryRun.folders, mailboxes - 3);
     assert.ok(summary.removeDryRun.contacts > 100);
+    // It keeps its policy file and writes the report mails it sent, as .eml, where it says.
+    assert.ok(JSON.parse(readFileSync(summary.policyFile, 'utf8')).policies.length > 0);
+    assert.equal(summary.reportFiles.length, summary.reportsSent);
+    for (const file of summary.reportFiles as string[]) {
+      assert.match(file, /report-\d+\.eml$/);
+      assert.match(readFileSync(file, 'utf8'), /^Subject: /m);
+    }
   });
 });
