@@ -26,7 +26,8 @@ import {
 } from '../sync/runs';
 import { isDue } from '../sync/schedule';
 import { syncMailbox } from '../sync/sync-mailbox';
-import { GraphRequestError } from '../sync/ports';
+import { GraphRequestError, UnknownGroupError } from '../sync/ports';
+import { policyPath } from '../sync/config/policy-file';
 import type { TargetMailbox } from '../sync/directory';
 import { queueNames, type App } from './composition';
 import type { Logger } from './logging';
@@ -248,7 +249,11 @@ export async function processPolicyRun(app: App, raw: unknown, log: Logger): Pro
     });
   } catch (e) {
     if (isPermanent(e)) {
-      await failRun(app, msg.runId, policy.id, `reading the directory failed: ${(e as Error).message}`, log);
+      const what =
+        e instanceof UnknownGroupError
+          ? `${policyPath(await app.policies(), policy.id, e.field)}: no group ${e.groupId} in the directory${e.requestId ? ` (request-id ${e.requestId})` : ''}`
+          : (e as Error).message;
+      await failRun(app, msg.runId, policy.id, `reading the directory failed: ${what}`, log);
       return;
     }
     throw e; // transient: the queue retries

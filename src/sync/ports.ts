@@ -22,6 +22,17 @@ export class GraphRequestError extends Error {
   }
 }
 
+/** A group id the policy names that the directory does not have (404): `field` is its path in the policy. */
+export class UnknownGroupError extends GraphRequestError {
+  constructor(
+    readonly field: string,
+    readonly groupId: string,
+    cause: GraphRequestError,
+  ) {
+    super(`${field}: no group ${groupId} in the directory`, cause.status, cause.code, cause.requestId);
+  }
+}
+
 export type DirectoryChange =
   | { kind: DirectoryEntry['kind']; id: string; removed: true }
   | { kind: DirectoryEntry['kind']; id: string; removed: false; properties: Partial<DirectoryEntry> };

@@ -21,7 +21,9 @@ import {
   type DirectoryReader,
   type MailboxSourceReader,
   type PhotoStore,
+  GraphRequestError,
   RecipientsNotPermittedError,
+  UnknownGroupError,
   type RecipientFlags,
   type RecipientReader,
   type SourceRow,
@@ -217,13 +219,18 @@ export async function refreshSource(
 
   // Group membership, read once per group per run (nested membership counts).
   const memberCache = new Map<string, Set<string>>();
-  const membersOf = async (ids: readonly string[]): Promise<Set<string> | null> => {
+  const membersOf = async (ids: readonly string[], field: string): Promise<Set<string> | null> => {
     if (ids.length === 0) return null;
     const all = new Set<string>();
-    for (const id of ids) {
+    for (const [i, id] of ids.entries()) {
       let m = memberCache.get(id);
       if (!m) {
-        m = await reader.transitiveMemberIds(id);
+        m = await reader.transitiveMemberIds(id).catch((e: unknown) => {
+          // A mistyped or deleted group: name the field, not just Graph's "Request_ResourceNotFound".
+          throw e instanceof GraphRequestError && e.status === 404
+            ? new UnknownGroupError(`${field}[${i}]`, id, e)
+            : e;
+        });
         memberCache.set(id, m);
       }
       m.forEach((x) => all.add(x));
@@ -231,12 +238,14 @@ export async function refreshSource(
     return all;
   };
   const sourceGroups = {
-    include: directory ? await membersOf(directory.includeGroups) : null,
-    exclude: (directory ? await membersOf(directory.excludeGroups) : null) ?? new Set<string>(),
+    include: directory ? await membersOf(directory.includeGroups, 'source.includeGroups') : null,
+    exclude:
+      (directory ? await membersOf(directory.excludeGroups, 'source.excludeGroups') : null) ??
+      new Set<string>(),
   };
   const targetGroups = {
-    include: await membersOf(policy.targets.groups),
-    exclude: (await membersOf(policy.targets.excludeGroups)) ?? new Set<string>(),
+    include: await membersOf(policy.targets.groups, 'targets.groups'),
+    exclude: (await membersOf(policy.targets.excludeGroups, 'targets.excludeGroups')) ?? new Set<string>(),
   };
 
   const typeStats =
