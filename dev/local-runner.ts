@@ -74,8 +74,14 @@ export class LocalRunner {
     this.checkRegistered();
   }
 
-  /** Each queue function the runner drives must be registered, on the queue it reads. */
+  /**
+   * Each queue function the runner drives must be registered, on the queue it reads. Nothing is
+   * registered when src/functions was imported before ./functions-host (tests that import handlers
+   * directly): @azure/functions then stays in its test mode for the whole process, and there is
+   * nothing to check.
+   */
   private checkRegistered(): void {
+    if (registrations.size === 0) return;
     for (const r of this.routes) {
       const registered = registrations.get(r.functionName);
       const queue = registered && Object.values(registered.bindings).find((b) => b.type === 'queueTrigger');
