@@ -95,17 +95,34 @@ const status = (e: unknown): number | undefined =>
 const code = (e: unknown): string | undefined =>
   e instanceof GraphRequestError ? e.code : (e as { code?: string }).code;
 
-/** A few of a policy's target mailboxes (and its source mailbox) to test access with. */
+/** Users of some groups, nested members included (one page: enough to leave them out of a sample). */
+async function groupMembers(get: Get, groupIds: readonly string[]): Promise<Set<string>> {
+  const out = new Set<string>();
+  for (const id of groupIds) {
+    const page = await get(
+      `/groups/${pathSegment(id)}/transitiveMembers/microsoft.graph.user?$select=userPrincipalName&$top=999`,
+    ).catch(() => ({ value: [] }));
+    for (const u of (page.value as { userPrincipalName?: unknown }[] | undefined) ?? [])
+      if (typeof u.userPrincipalName === 'string') out.add(u.userPrincipalName.toLowerCase());
+  }
+  return out;
+}
+
+/** Listed target users (at most 50), else a sample of the targets, less every exclusion; the source mailbox first. */
 async function sampleMailboxes(get: Get, policy: Policy): Promise<string[]> {
-  const out = new Set(policy.targets.excludeUsers.map((u) => u.toLowerCase()));
+  const t = policy.targets;
+  const out = new Set([
+    ...t.excludeUsers.map((u) => u.toLowerCase()),
+    ...(await groupMembers(get, t.excludeGroups)),
+  ]);
   const keep = (upns: unknown[]): string[] =>
     upns.filter((u): u is string => typeof u === 'string' && !out.has(u.toLowerCase()));
   const source = policy.source.type === 'mailbox' ? [policy.source.mailbox] : [];
-  if (policy.targets.type === 'users') return [...source, ...keep(policy.targets.users).slice(0, 3)];
+  if (t.type === 'users') return [...source, ...keep(t.users).slice(0, 50)];
   const url =
-    policy.targets.type === 'groups'
-      ? `/groups/${pathSegment(policy.targets.groups[0]!)}/transitiveMembers/microsoft.graph.user?$select=userPrincipalName&$top=10`
-      : '/users?$select=userPrincipalName&$top=10';
+    t.type === 'groups'
+      ? `/groups/${pathSegment(t.groups[0]!)}/transitiveMembers/microsoft.graph.user?$select=userPrincipalName&$top=20`
+      : '/users?$select=userPrincipalName&$top=20';
   const page = await get(url).catch(() => ({ value: [] }));
   const upns = ((page.value as { userPrincipalName?: unknown }[] | undefined) ?? []).map(
     (u) => u.userPrincipalName,
@@ -113,10 +130,39 @@ async function sampleMailboxes(get: Get, policy: Policy): Promise<string[]> {
   return [...source, ...keep(upns)];
 }
 
+/** A contact id of the right shape that no mailbox holds: a write to it is judged, then finds nothing. */
+const absentContactId = 'AAMkAGNvbnRhY3Qtc3luYy1kb2N0b3ItcHJvYmUAAAA';
+
+type Access = 'granted' | 'readOnly' | 'denied' | 'noMailbox';
+
+/**
+ * Whether the app may write contacts in a mailbox, changing nothing: a read of its contact folders
+ * (404: no mailbox; 403: no access), then an empty PATCH of a contact that does not exist, which the
+ * service authorizes before it looks the item up (403: read-only; 404: the write was allowed).
+ */
+async function mailboxAccess(get: Get, patch: Get, upn: string): Promise<Access> {
+  const user = pathSegment(upn);
+  try {
+    await get(`/users/${user}/contactFolders?$top=1&$select=id`);
+  } catch (e) {
+    if (status(e) === 403) return 'denied';
+    if (status(e) === 404) return 'noMailbox';
+    throw e;
+  }
+  try {
+    await patch(`/users/${user}/contacts/${absentContactId}`);
+    return 'granted';
+  } catch (e) {
+    if (status(e) === 403) return 'readOnly';
+    if (status(e) === 404 || status(e) === 400) return 'granted';
+    throw e;
+  }
+}
+
 /**
  * Contacts.ReadWrite in the token is tenant-wide. Once the README's scoping step removes that grant,
- * Exchange RBAC for Applications grants it per mailbox and the token no longer shows it: then a read
- * of a target mailbox's contact folders tells granted (200) from denied (403 ErrorAccessDenied).
+ * Exchange RBAC for Applications grants it per mailbox and the token no longer shows it: then each
+ * policy's listed target users (or a sample of its targets) are tested for a write that changes nothing.
  */
 export async function contactsAccessCheck(
   client: Client,
@@ -127,42 +173,46 @@ export async function contactsAccessCheck(
   if (roles.includes('Contacts.ReadWrite'))
     return { name, ok: true, detail: "granted in the token (tenant-wide: every mailbox's contacts)" };
   const get = graphGet(client);
-  const candidates = [...new Set((await Promise.all(policies.map((p) => sampleMailboxes(get, p)))).flat())];
-  const granted: string[] = [];
-  const denied: string[] = [];
-  for (const upn of candidates) {
-    if (granted.length + denied.length >= 3) break;
-    try {
-      await get(`/users/${pathSegment(upn)}/contactFolders?$top=1&$select=id`);
-      granted.push(upn);
-    } catch (e) {
-      if (status(e) === 403) denied.push(upn);
-      else if (status(e) !== 404) throw e;
-      // 404: no such user or no Exchange Online mailbox; the run skips it too.
+  const patch: Get = (url) => graphCall(() => client.api(url).patch({}) as Promise<Record<string, unknown>>);
+  const seen = new Map<string, Access>();
+  for (const p of policies) {
+    let tested = 0;
+    for (const upn of await sampleMailboxes(get, p)) {
+      // Every listed user; of a group or all mailboxes, two that have a mailbox.
+      if (p.targets.type !== 'users' && tested >= 2) break;
+      const key = upn.toLowerCase();
+      if (!seen.has(key)) seen.set(key, await mailboxAccess(get, patch, upn));
+      if (seen.get(key) !== 'noMailbox') tested++;
     }
   }
+  const of = (a: Access): string[] => [...seen].filter(([, x]) => x === a).map(([u]) => u);
+  const [granted, readOnly, denied] = [of('granted'), of('readOnly'), of('denied')];
   const scopeFix =
     'assign "Application Contacts.ReadWrite" over the target mailboxes with RBAC for Applications (`m365-contact-sync scope` prints it), or add the application permission Contacts.ReadWrite with admin consent';
-  if (granted.length > 0 && denied.length === 0)
+  const refused = [
+    ...(denied.length > 0 ? [`${denied.join(', ')} (ErrorAccessDenied)`] : []),
+    ...(readOnly.length > 0 ? [`${readOnly.join(', ')} (read only: a write was denied)`] : []),
+  ].join('; ');
+  if (granted.length > 0 && refused === '')
     return {
       name,
       ok: true,
-      detail: `not in the token: granted by Exchange RBAC for Applications (a test read of ${granted.join(', ')} succeeded)`,
+      detail: `not in the token: granted by Exchange RBAC for Applications (a test write that changes nothing was allowed in ${granted.join(', ')})`,
     };
   if (granted.length > 0)
     return {
       name,
       ok: true,
       warning: true,
-      detail: `granted by Exchange RBAC for Applications for ${granted.join(', ')}, but ${denied.join(', ')} (a target) is outside its scope: ErrorAccessDenied, that mailbox fails every run`,
+      detail: `granted by Exchange RBAC for Applications for ${granted.join(', ')}, but not for ${refused}: targets outside its scope fail every run`,
       fix: "add those mailboxes to the management scope (`m365-contact-sync scope` prints it), or exclude them from the policy's targets",
     };
   return {
     name,
     ok: false,
     detail:
-      denied.length > 0
-        ? `missing: not in the token, and a test read of ${denied.join(', ')} was denied (ErrorAccessDenied), so RBAC for Applications does not grant it there either`
+      refused !== ''
+        ? `missing: not in the token, and refused for ${refused}, so RBAC for Applications does not grant it there either`
         : 'missing: not in the token, and no target mailbox was found to test RBAC for Applications with',
     fix: scopeFix,
   };

@@ -75,7 +75,7 @@ describe('doctor tells what is really wrong (issue 17 item 5)', () => {
       assert.match(
         scoped.stdout,
         new RegExp(
-          `OK +contoso: permission Contacts.ReadWrite: not in the token: granted by Exchange RBAC for Applications \\(a test read of ${a.userPrincipalName.replace(/\./g, '\\.')} succeeded\\)`,
+          `OK +contoso: permission Contacts.ReadWrite: not in the token: granted by Exchange RBAC for Applications \\(a test write that changes nothing was allowed in ${a.userPrincipalName.replace(/\./g, '\\.')}\\)`,
         ),
       );
       assert.doesNotMatch(scoped.stdout, /FAIL/);
@@ -94,7 +94,7 @@ describe('doctor tells what is really wrong (issue 17 item 5)', () => {
       assert.match(
         wider.stdout,
         new RegExp(
-          `WARN contoso: permission Contacts.ReadWrite: .*but ${b.userPrincipalName.replace(/\./g, '\\.')} \\(a target\\) is outside its scope`,
+          `WARN contoso: permission Contacts.ReadWrite: .*but not for ${b.userPrincipalName.replace(/\./g, '\\.')} \\(ErrorAccessDenied\\): targets outside its scope`,
         ),
       );
 
@@ -103,12 +103,88 @@ describe('doctor tells what is really wrong (issue 17 item 5)', () => {
       assert.equal(none.code, 1);
       assert.match(
         none.stdout,
-        /FAIL contoso: permission Contacts.ReadWrite: missing: not in the token, and a test read of .* was denied \(ErrorAccessDenied\)/,
+        /FAIL contoso: permission Contacts.ReadWrite: missing: not in the token, and refused for .* \(ErrorAccessDenied\)/,
       );
       assert.match(none.stdout, /fix: assign "Application Contacts.ReadWrite" .*m365-contact-sync scope/);
     } finally {
       sim.setPermissions([...productPermissions]);
       sim.assignApplicationRole('Contacts.ReadWrite', undefined);
+    }
+  });
+
+  it('a read-only grant is not Contacts.ReadWrite; every listed target and every policy is tested; excluded members are not', async () => {
+    const upn = (u: SimUser): string => u.userPrincipalName.replace(/\./g, '\\.');
+    const users = [...sim.tenant.users.values()].filter((u) => u.mailbox === 'user');
+    const [c, d] = [users[3]!, users[4]!];
+    sim.setPermissions(productPermissions.filter((p) => p !== 'Contacts.ReadWrite'));
+    try {
+      // Contacts.Read by RBAC, or in the token: reads work, writes do not.
+      sim.assignApplicationRole('Contacts.Read', [a.userPrincipalName]);
+      const rbacRead = await cli(['doctor', '--config', file([policy('one')])], env);
+      assert.equal(rbacRead.code, 1, rbacRead.stdout);
+      assert.match(
+        rbacRead.stdout,
+        new RegExp(`FAIL contoso: permission Contacts.ReadWrite: .*${upn(a)} \\(read only`),
+      );
+      sim.assignApplicationRole('Contacts.Read', undefined);
+      sim.setPermissions([...productPermissions.filter((p) => p !== 'Contacts.ReadWrite'), 'Contacts.Read']);
+      const tokenRead = await cli(['doctor', '--config', file([policy('one')])], env);
+      assert.equal(tokenRead.code, 1, tokenRead.stdout);
+      sim.setPermissions(productPermissions.filter((p) => p !== 'Contacts.ReadWrite'));
+
+      // The fourth listed user, and the second policy's user, are outside the scope: both named.
+      sim.assignApplicationRole(
+        'Contacts.ReadWrite',
+        [a, b, sender].map((u) => u.userPrincipalName),
+      );
+      const listed = await cli(
+        [
+          'doctor',
+          '--config',
+          file([
+            policy('four', {
+              targets: { type: 'users', users: [a, b, sender, c].map((u) => u.userPrincipalName) },
+            }),
+            policy('other', { targets: { type: 'users', users: [d.userPrincipalName] } }),
+          ]),
+        ],
+        env,
+      );
+      assert.match(
+        listed.stdout,
+        new RegExp(`WARN contoso: permission Contacts.ReadWrite: .*but not for .*${upn(c)}`),
+      );
+      assert.match(
+        listed.stdout,
+        new RegExp(`WARN contoso: permission Contacts.ReadWrite: .*but not for .*${upn(d)}`),
+      );
+
+      // Members of excludeGroups are left out of the test, as they are out of the scope.
+      const inner = sim.tenant.addGroup({ displayName: 'Excluded inner', members: [c.id] });
+      const group = sim.tenant.addGroup({ displayName: 'Excluded outer', members: [inner.id] });
+      {
+        const excluded = await cli(
+          [
+            'doctor',
+            '--config',
+            file([
+              policy('ex', {
+                targets: {
+                  type: 'users',
+                  users: [a.userPrincipalName, c.userPrincipalName],
+                  excludeGroups: [group.id],
+                },
+              }),
+            ]),
+          ],
+          env,
+        );
+        assert.doesNotMatch(excluded.stdout, new RegExp(upn(c)), excluded.stdout);
+      }
+    } finally {
+      sim.setPermissions([...productPermissions]);
+      sim.assignApplicationRole('Contacts.ReadWrite', undefined);
+      sim.assignApplicationRole('Contacts.Read', undefined);
     }
   });
 
