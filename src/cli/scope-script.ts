@@ -40,7 +40,7 @@ function resolvedMembers(policy: Policy, source: string[]): string[] {
   const lines = [
     "# The policy counts nested members of any Entra ID group; Exchange's MemberOfGroup filter sees only",
     '# mail-enabled groups and their direct members. So the scope lists the members, resolved now:',
-    '# run this script again (it updates the scope) when group membership changes.',
+    '# the list is a snapshot: run this script again when group membership changes (it updates the scope).',
     'function Get-ContactSyncMembers([string[]]$GroupIds) {',
     '  $GroupIds | ForEach-Object { Get-MgGroupTransitiveMemberAsUser -GroupId $_ -All -Property userPrincipalName } |',
     '    ForEach-Object { $_.UserPrincipalName }',
@@ -59,6 +59,7 @@ function resolvedMembers(policy: Policy, source: string[]): string[] {
   if (included) {
     lines.push(
       `$upns = @(${included} | Where-Object { $excluded -notcontains $_ } | Sort-Object -Unique)`,
+      "if ($upns.Count -eq 0) { throw 'The policy targets no member of its groups: nothing to scope.' }",
       `$filter = (@($upns + ${psArray(source)}) | ${quoteUpn}) -join ' -or '`,
     );
   } else {
@@ -69,6 +70,26 @@ function resolvedMembers(policy: Policy, source: string[]): string[] {
     );
   }
   return lines;
+}
+
+/** Creates the scope, or updates its filter when a run of this script made it before. */
+function upsertScope(name: string, filterArgument: string): string[] {
+  return [
+    `if (Get-ManagementScope -Identity ${psString(name)} -ErrorAction SilentlyContinue) {`,
+    `  Set-ManagementScope -Identity ${psString(name)} -RecipientRestrictionFilter ${filterArgument}`,
+    '} else {',
+    `New-ManagementScope -Name ${psString(name)} -RecipientRestrictionFilter ${filterArgument}`,
+    '}',
+  ];
+}
+
+/** The role over the scope, named after it, made once. */
+function ensureAssignment(role: string, scope: string): string[] {
+  return [
+    `if (-not (Get-ManagementRoleAssignment -Identity ${psString(scope)} -ErrorAction SilentlyContinue)) {`,
+    `New-ManagementRoleAssignment -App $sp.AppId -Role ${psString(role)} -CustomResourceScope ${psString(scope)} -Name ${psString(scope)}`,
+    '}',
+  ];
 }
 
 function contactsScope(policy: Policy): string[] {
@@ -99,8 +120,8 @@ function contactsScope(policy: Policy): string[] {
     probe = psString(included[0] ?? source[0] ?? '<a target mailbox>');
   }
   lines.push(
-    `New-ManagementScope -Name ${psString(name)} -RecipientRestrictionFilter ${filterArgument}`,
-    `New-ManagementRoleAssignment -App $sp.AppId -Role ${psString('Application Contacts.ReadWrite')} -CustomResourceScope ${psString(name)}`,
+    ...upsertScope(name, filterArgument),
+    ...ensureAssignment('Application Contacts.ReadWrite', name),
     '# Then remove the tenant-wide Contacts.ReadWrite application permission from the app registration,',
     '# or the scope does not narrow anything. Check one mailbox:',
     `Test-ServicePrincipalAuthorization -Identity $sp.AppId -Resource ${probe}`,
@@ -117,8 +138,8 @@ function mailSendScope(connection: Connection, senders: readonly string[]): stri
   return [
     `# Mail.Send: only the report senders the policies on connection "${connection.id}" name (once per`,
     '# connection; when a sender changes, update the scope with Set-ManagementScope).',
-    `New-ManagementScope -Name ${psString(name)} -RecipientRestrictionFilter ${psString(upnFilter(senders))}`,
-    `New-ManagementRoleAssignment -App $sp.AppId -Role ${psString('Application Mail.Send')} -CustomResourceScope ${psString(name)}`,
+    ...upsertScope(name, psString(upnFilter(senders))),
+    ...ensureAssignment('Application Mail.Send', name),
     '# Then remove the tenant-wide Mail.Send application permission: until then the app (and whoever',
     '# edits the policy file) can send mail as any mailbox. Check the sender:',
     `Test-ServicePrincipalAuthorization -Identity $sp.AppId -Resource ${psString(senders[0]!)}`,
@@ -135,7 +156,9 @@ export function scopeScript(policy: Policy, connection: Connection, policies: re
     'Connect-ExchangeOnline -ShowBanner:$false',
     `$appId = ${psString(connection.clientId)}`,
     '$sp = Get-MgServicePrincipal -Filter "appId eq \'$appId\'"',
+    'if (-not (Get-ServicePrincipal -Identity $appId -ErrorAction SilentlyContinue)) {',
     `New-ServicePrincipal -AppId $appId -ObjectId $sp.Id -DisplayName ${psString('m365-contact-sync')}`,
+    '}',
     ...contactsScope(policy),
     ...mailSendScope(connection, reportSenders(policies, connection.id)),
   ];

@@ -244,6 +244,26 @@ describe('scope: complete (issue 17 item 6)', () => {
     assertQuoted(lines);
   });
 
+  it('runs again without failing: what exists is updated or kept; an empty member list stops it', async () => {
+    const lines = await script({ ...policy([]), targets: { type: 'groups', groups: [groupA] } });
+    const text = lines.join('\n');
+    assert.match(
+      text,
+      /if \(-not \(Get-ServicePrincipal -Identity \$appId -ErrorAction SilentlyContinue\)\) \{\nNew-ServicePrincipal /,
+    );
+    assert.match(
+      text,
+      /if \(Get-ManagementScope -Identity 'ContactSync-scoped' -ErrorAction SilentlyContinue\) \{\n {2}Set-ManagementScope -Identity 'ContactSync-scoped' -RecipientRestrictionFilter \$filter\n\} else \{\nNew-ManagementScope /,
+    );
+    assert.match(
+      text,
+      /if \(-not \(Get-ManagementRoleAssignment -Identity 'ContactSync-scoped' -ErrorAction SilentlyContinue\)\) \{\nNew-ManagementRoleAssignment .* -Name 'ContactSync-scoped'\n\}/,
+    );
+    assert.match(text, /if \(\$upns\.Count -eq 0\) \{ throw /);
+    assert.match(text, /snapshot: run this script again when group membership changes/);
+    assertQuoted(lines);
+  });
+
   it('excludeGroups on an all-mailboxes policy leave their members out', async () => {
     const lines = await script({
       ...policy([]),
