@@ -174,9 +174,13 @@ export interface MailboxGraph extends MailboxSourceReader {
   getContact(mailboxId: string, contactId: string): Promise<TaggedContact | undefined>;
   /**
    * Contacts by id, 20 to a $batch: null for one that is gone. An id whose read failed (throttled)
-   * is left out of the answer.
+   * or was not sent before `deadline` is left out of the answer.
    */
-  getContacts(mailboxId: string, contactIds: readonly string[]): Promise<Map<string, TaggedContact | null>>;
+  getContacts(
+    mailboxId: string,
+    contactIds: readonly string[],
+    options?: { deadline?: number },
+  ): Promise<Map<string, TaggedContact | null>>;
   write(mailboxId: string, ops: WriteOp[], options?: WriteOptions): Promise<WriteResult[]>;
   /** Deletes a contact folder (cleanup of a folder we created, once empty); false when already gone. */
   deleteFolder(mailboxId: string, folderId: string): Promise<boolean>;

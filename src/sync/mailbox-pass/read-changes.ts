@@ -26,8 +26,10 @@ export interface Changes {
   lostWithFolder: Set<string>;
   /** Contacts in the delta the state does not know (users' own, or ours the state lost). */
   unknownIds: Set<string>;
-  /** Contacts to re-check whose read failed (throttled): kept for the next pass. */
+  /** Contacts to re-check whose read failed (throttled) or did not fit the time budget: kept. */
   stillDirty: string[];
+  /** The time budget ran out before every re-check was read: the pass is partial. */
+  recheckCut: boolean;
 }
 
 /** A delta read whose items do not matter (only its new token). */
@@ -50,6 +52,7 @@ export async function readChanges(pass: MailboxPass, ref: FolderRef, adopted: bo
     lostWithFolder: new Set(),
     unknownIds: new Set(),
     stillDirty: [],
+    recheckCut: false,
   };
   // A folder row that gave up on listing ids: compare every managed contact by listing the folder.
   if (pass.folderState?.recheckAll) out.reconcile = true;
@@ -72,9 +75,11 @@ export async function readChanges(pass: MailboxPass, ref: FolderRef, adopted: bo
         await graph.readDrift(mbx, ref, pass.folderState?.deltaLink ?? null, take)
       ).deltaLink;
     }
-    out.stillDirty = await recheckDirty(pass, managed, out.drift, (items) =>
+    const rechecked = await recheckDirty(pass, managed, out.drift, (items) =>
       takeDrift(out.drift, managed, items, undefined, { fields: pass.fields, ownWrites }),
     );
+    out.stillDirty = rechecked.left;
+    out.recheckCut = rechecked.cut;
     await settleOwnWrites(pass, ownWrites);
   } catch (e) {
     if (e instanceof FolderGoneError) {
@@ -171,19 +176,21 @@ async function settleOwnWrites(
 
 /**
  * Contacts a caught-up delta left to look at again (changed by someone else meanwhile), read 20 to a
- * $batch. Returns the ids whose read failed.
+ * $batch within the pass's time budget (at most maxDirtyIds of them). Returns the ids not read (a
+ * failed read, or none started past the deadline) and whether the deadline cut the re-checks short.
  */
 async function recheckDirty(
   pass: MailboxPass,
   managed: ReadonlyMap<string, [string, ManagedContact]>,
   drift: MutableDrift,
   take: (items: DriftItem[]) => void,
-): Promise<string[]> {
+): Promise<{ left: string[]; cut: boolean }> {
   const ids = (pass.folderState?.dirtyContactIds ?? []).filter(
     (id) => managed.has(id) && !drift.changed.has(id) && !drift.deleted.has(id),
   );
-  if (ids.length === 0) return [];
-  const found = await pass.graph.getContacts(pass.mbx, ids);
+  if (ids.length === 0) return { left: [], cut: false };
+  const { deadline } = pass.options;
+  const found = await pass.graph.getContacts(pass.mbx, ids, deadline !== undefined ? { deadline } : {});
   const left: string[] = [];
   for (const id of ids) {
     const current = found.get(id);
@@ -192,5 +199,5 @@ async function recheckDirty(
     // As a delta item: a changeKey that follows our own PATCH (its intent) is ours, not a user's.
     else take([{ contactId: id, removed: false, changeKey: current.changeKey, fields: current.fields }]);
   }
-  return left;
+  return { left, cut: left.length > 0 && deadline !== undefined && Date.now() >= deadline };
 }
