@@ -13,6 +13,7 @@ import {
   type DriftItem,
   type FolderRef,
   type MailboxGraph,
+  type PreReadPage,
   type TaggedContact,
   type WriteOp,
   type WriteOptions,
@@ -266,8 +267,9 @@ export class GraphMailboxes implements MailboxGraph {
 
   async readDrifts(
     reads: readonly { mailboxId: string; deltaLink: string; folderId?: string }[],
-  ): Promise<Map<string, { items: DriftItem[]; deltaLink: string; folderName?: string | null }>> {
-    const out = new Map<string, { items: DriftItem[]; deltaLink: string; folderName?: string | null }>();
+    pageSize = 1000,
+  ): Promise<Map<string, PreReadPage>> {
+    const out = new Map<string, PreReadPage>();
     // A read with its folder's name takes two sub-requests: chunks hold 20 sub-requests.
     const chunks: (typeof reads)[] = [];
     let chunk: (typeof reads)[number][] = [];
@@ -298,7 +300,7 @@ export class GraphMailboxes implements MailboxGraph {
                     id: String(n),
                     method: 'GET',
                     url: relativeToVersion(r.deltaLink),
-                    headers: { Prefer: `${immutable}, odata.maxpagesize=1000` },
+                    headers: { Prefer: `${immutable}, odata.maxpagesize=${pageSize}` },
                   },
                   ...(r.folderId
                     ? [
@@ -328,15 +330,22 @@ export class GraphMailboxes implements MailboxGraph {
             if (String(r.id).startsWith('f')) continue;
             const read = chunk[Number(r.id)];
             const page = (r.body ?? {}) as Json;
-            // One whole round only: a next page, an error or an expired token is the mailbox's to handle.
-            if (!read || r.status !== 200 || typeof page['@odata.deltaLink'] !== 'string') continue;
-            if (typeof page['@odata.nextLink'] === 'string') continue;
+            // An error or an expired token is the mailbox's to handle.
+            if (!read || r.status !== 200) continue;
+            const next = page['@odata.nextLink'];
+            const delta = page['@odata.deltaLink'];
+            const link =
+              typeof next === 'string'
+                ? { nextLink: next }
+                : typeof delta === 'string'
+                  ? { deltaLink: delta }
+                  : undefined;
             // Without its folder's name (the look-up failed) the round is the mailbox's to read.
             const name = names.get(String(r.id));
-            if (read.folderId && name === undefined) continue;
+            if (!link || (read.folderId && name === undefined)) continue;
             out.set(read.mailboxId, {
               items: driftItemsOf(page),
-              deltaLink: page['@odata.deltaLink'],
+              ...link,
               ...(read.folderId ? { folderName: name } : {}),
             });
           }

@@ -63,13 +63,18 @@ export async function readChanges(pass: MailboxPass, ref: FolderRef, adopted: bo
     const take = (items: DriftItem[]): void =>
       takeDrift(out.drift, managed, items, out.unknownIds, { fields: pass.fields, ownWrites });
     const pre = options.preReadDrift;
+    const preLink = pre?.nextLink ?? pre?.deltaLink;
     if (
       pre &&
+      preLink &&
       pass.folderState?.deltaLink === pre.fromDeltaLink &&
-      new URL(pre.deltaLink).origin === new URL(pre.fromDeltaLink).origin
+      new URL(preLink).origin === new URL(pre.fromDeltaLink).origin
     ) {
       take(pre.items);
-      out.newDeltaLink = pre.deltaLink;
+      // A round longer than the pre-read's page goes on from its next page, never from the start.
+      out.newDeltaLink = pre.nextLink
+        ? (await graph.readDrift(mbx, ref, pre.nextLink, take)).deltaLink
+        : preLink;
     } else {
       out.newDeltaLink = (
         await graph.readDrift(mbx, ref, pass.folderState?.deltaLink ?? null, take)
