@@ -100,6 +100,8 @@ export interface TaggedContact {
   fields: ContactFields;
   /** When Exchange created it (ISO 8601): of twins, the oldest is kept. */
   createdDateTime?: string;
+  /** The folder it is in (a user may have moved it out of ours). */
+  folderId?: string;
 }
 
 export interface DriftItem {

@@ -60,6 +60,12 @@ export type Step =
   /** The policy's id renamed (its former ids listed in previousIds). */
   | { t: 'renamePolicyId' }
   | { t: 'fault'; kind: (typeof faultKinds)[number] }
+  /** A user moves a managed contact to a folder of their own (Outlook; Graph has no move). */
+  | { t: 'moveContact'; mailbox: number; contact: number }
+  /** The next run's queue messages are each delivered twice (queues deliver at least once). */
+  | { t: 'duplicateDelivery' }
+  /** The next run's worker dies at its `at`-th awaited request (Graph or Table), before it is sent or after it took effect. */
+  | { t: 'kill'; at: number; afterEffect: boolean }
   | { t: 'run' };
 
 export interface Sequence {
@@ -70,7 +76,11 @@ export interface Sequence {
 
 /** Which commands the generator may use; CI holds out those that find known, open defects. */
 export interface Alphabet {
-  userActions: ('editContact' | 'deleteContact' | 'createOwn' | 'deleteFolder' | 'renameFolder')[];
+  userActions: (
+    'editContact' | 'deleteContact' | 'createOwn' | 'deleteFolder' | 'renameFolder' | 'moveContact'
+  )[];
+  /** Duplicate queue delivery, and the worker killed at any awaited request. */
+  deliveryFaults: boolean;
   faults: (typeof faultKinds)[number][];
   policyFolderRename: boolean;
   /** folder.name switched to or from null, back to an earlier name, to a name already taken. */
@@ -80,7 +90,8 @@ export interface Alphabet {
 }
 
 export const fullAlphabet: Alphabet = {
-  userActions: ['editContact', 'deleteContact', 'createOwn', 'deleteFolder', 'renameFolder'],
+  userActions: ['editContact', 'deleteContact', 'createOwn', 'deleteFolder', 'renameFolder', 'moveContact'],
+  deliveryFaults: true,
   faults: [...faultKinds],
   policyFolderRename: true,
   policyFolderSwitch: true,
@@ -119,7 +130,17 @@ export function sequenceArbitrary(alphabet: Alphabet, maxSteps = 10): fc.Arbitra
     if (a === 'createOwn') steps.push(fc.record({ t: fc.constant(a), mailbox: i, like: i }));
     if (a === 'deleteFolder' || a === 'renameFolder')
       steps.push(fc.record({ t: fc.constant(a), mailbox: i }));
+    if (a === 'moveContact') steps.push(fc.record({ t: fc.constant(a), mailbox: i, contact: i }));
   }
+  if (alphabet.deliveryFaults)
+    steps.push(
+      fc.constant({ t: 'duplicateDelivery' as const }),
+      fc.record({
+        t: fc.constant('kill' as const),
+        at: fc.integer({ min: 1, max: 80 }),
+        afterEffect: fc.boolean(),
+      }),
+    );
   if (alphabet.faults.length > 0)
     steps.push(fc.record({ t: fc.constant('fault' as const), kind: fc.constantFrom(...alphabet.faults) }));
   if (alphabet.policyFolderRename) steps.push(fc.constant({ t: 'renamePolicyFolder' as const }));
@@ -185,6 +206,8 @@ interface Reference {
   deleted: Set<string>;
   /** Deletions no run has read yet: a folder deleted after them takes them along unseen. */
   unseen: Set<string>;
+  /** Contacts users moved out of the policy's folder (mailbox/immutable id): theirs, never deleted by us. */
+  moved: Set<string>;
 }
 
 /** A Table Storage fault: fail matching requests before they are sent, or after they took effect. */
@@ -231,7 +254,7 @@ export async function runSequence(world: ModelWorld, seq: Sequence): Promise<voi
     return policySchema.parse(input);
   };
   let policy = writePolicy();
-  const ref: Reference = { edited: new Set(), deleted: new Set(), unseen: new Set() };
+  const ref: Reference = { edited: new Set(), deleted: new Set(), unseen: new Set(), moved: new Set() };
   const cleanups: (() => void)[] = [];
   const sourceUsers = () =>
     [...f.sim.tenant.users.values()]
@@ -264,6 +287,14 @@ export async function runSequence(world: ModelWorld, seq: Sequence): Promise<voi
         for (const c of f.sim.tenant.mailbox(upn)!.contacts.values())
           if (tagOfContact(c)?.startsWith(`${prev}|`))
             problems.push(`${upn}: a contact of the former id ${prev} is left: ${tagOfContact(c)}`);
+    // A contact a user moved to a folder of theirs stays there (released: no longer ours).
+    for (const k of ref.moved) {
+      const [upn, immutableId] = k.split('/') as [string, string];
+      const c = f.sim.tenant.mailbox(upn)!.contact(immutableId);
+      if (!c) problems.push(`${upn}: the contact its user moved away (${immutableId}) is gone`);
+      else if (tagOfContact(c)?.startsWith(`${id}|`))
+        problems.push(`${upn}: the contact its user moved away still carries the policy's tag`);
+    }
     if (problems.length > 0) throw new Error(`${when}:\n  ${problems.join('\n  ')}`);
   };
   let before = snapshotUntagged(f.sim);
@@ -353,6 +384,31 @@ export async function runSequence(world: ModelWorld, seq: Sequence): Promise<voi
         ref.unseen.add(`${upn}/${tagOfContact(c)!.slice(id.length + 1)}`);
         break;
       }
+      case 'moveContact': {
+        const upn = pick(targets, step.mailbox)!;
+        const c = pick(managed(upn), step.contact);
+        if (!c) break;
+        const mailbox = t.mailbox(upn)!;
+        const mine =
+          mailbox.folderByName('Favourites', mailbox.contactsFolderId)?.id ??
+          mailbox.createFolder('Favourites', mailbox.contactsFolderId).id;
+        // From the default Contacts folder (folder.name null) to Favourites, else to Contacts.
+        const to =
+          folderOf(mailbox, folderName) === mailbox.contactsFolderId ? mine : mailbox.contactsFolderId;
+        const key = `${upn}/${tagOfContact(c)!.slice(id.length + 1)}`;
+        mailbox.moveContact(c, to, new Date());
+        // For the policy's folder a move is its user's deletion (onUserDelete decides).
+        ref.deleted.add(key);
+        ref.unseen.add(key);
+        ref.moved.add(`${upn}/${c.immutableId}`);
+        break;
+      }
+      case 'duplicateDelivery':
+        duplicateDelivery(world, cleanups);
+        break;
+      case 'kill':
+        killWorker(world, step.at, step.afterEffect, cleanups);
+        break;
       case 'createOwn': {
         const upn = pick(targets, step.mailbox)!;
         const like = pick(sourceUsers(), step.like);
@@ -487,6 +543,54 @@ function armFault(world: ModelWorld, kind: (typeof faultKinds)[number], cleanups
       return;
     }
   }
+}
+
+/** Every message the next run queues is delivered twice (Azure queues deliver at least once). */
+function duplicateDelivery(world: ModelWorld, cleanups: (() => void)[]): void {
+  const app = world.f.app as unknown as { send: (...a: unknown[]) => Promise<void> };
+  const send = app.send;
+  app.send = async (...a: unknown[]) => {
+    await send.apply(app, a);
+    await send.apply(app, a);
+  };
+  cleanups.push(() => {
+    app.send = send;
+  });
+}
+
+/**
+ * The worker dies at its `at`-th awaited request of the next run, Graph (the Graph client's fetch) or
+ * Table Storage (the mailbox and run tables): the request fails before it is sent or right after it
+ * took effect, and the invocation unwinds; the queue delivers the message again.
+ */
+function killWorker(world: ModelWorld, at: number, afterEffect: boolean, cleanups: (() => void)[]): void {
+  const { f } = world;
+  let seen = 0;
+  const dies = (): boolean => ++seen === at;
+  const killed = (): Error => new Error(`worker killed at request ${at}`);
+  const fetch = globalThis.fetch;
+  globalThis.fetch = async (...a: Parameters<typeof fetch>) => {
+    if (!dies()) return fetch(...a);
+    if (!afterEffect) throw killed();
+    await fetch(...a);
+    throw killed();
+  };
+  const name = 'model-kill';
+  const policy: PipelinePolicy = {
+    name,
+    sendRequest: async (req, next) => {
+      if (!dies()) return next(req);
+      if (!afterEffect) throw killed();
+      await next(req);
+      throw killed();
+    },
+  };
+  const tables = [f.app.tables.mailboxes, f.app.tables.runs];
+  for (const t of tables) t.pipeline.addPolicy(policy);
+  cleanups.push(() => {
+    globalThis.fetch = fetch;
+    for (const t of tables) t.pipeline.removePolicy({ name });
+  });
 }
 
 /** The shrunk sequence as a test file for test/model/found/ (todo until its defect is fixed). */

@@ -26,7 +26,7 @@ import { pathSegment } from './path-segment';
 type Json = Record<string, unknown>;
 
 const immutable = 'IdType="ImmutableId"';
-const contactSelect = ['id', 'changeKey', 'createdDateTime', ...graphFieldNames].join(',');
+const contactSelect = ['id', 'changeKey', 'createdDateTime', 'parentFolderId', ...graphFieldNames].join(',');
 /** Our tag and the fields kept in MAPI properties, read along with each contact. */
 const expandTag = `singleValueExtendedProperties($filter=${[tagPropertyId, ...mapiPropertyIds]
   .map((id) => `id eq '${id}'`)
@@ -437,6 +437,7 @@ export class GraphMailboxes implements MailboxGraph {
       tag: typeof tag?.value === 'string' ? tag.value : null,
       fields: fieldsFromGraph(c, contactFieldNames),
       ...(typeof c.createdDateTime === 'string' ? { createdDateTime: c.createdDateTime } : {}),
+      ...(typeof c.parentFolderId === 'string' ? { folderId: c.parentFolderId } : {}),
     };
   }
 

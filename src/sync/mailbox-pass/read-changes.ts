@@ -10,8 +10,10 @@ import {
   type DriftItem,
   type FolderRef,
   type FolderState,
+  type TaggedContact,
 } from '../ports';
 import { ensureFolder, folderMissingInDryRun } from './ensure-folder';
+import { releaseMoved } from './moved';
 import type { MailboxPass, MutableDrift } from './pass';
 
 export interface Changes {
@@ -28,7 +30,8 @@ export interface Changes {
   unknownIds: Set<string>;
   /** Contacts to re-check whose read failed (throttled) or did not fit the time budget: kept. */
   stillDirty: string[];
-  /** The time budget ran out before every re-check was read: the pass is partial. */
+  /** A re-check or a removed contact's look-up was left for later (time budget, a failed read or
+   * release): the pass is partial, so a run reports success only once each is settled. */
   recheckCut: boolean;
 }
 
@@ -80,12 +83,13 @@ export async function readChanges(pass: MailboxPass, ref: FolderRef, adopted: bo
         await graph.readDrift(mbx, ref, pass.folderState?.deltaLink ?? null, take)
       ).deltaLink;
     }
-    const rechecked = await recheckDirty(pass, managed, out.drift, (items) =>
+    const rechecked = await recheckDirty(pass, ref, managed, out.drift, (items) =>
       takeDrift(out.drift, managed, items, undefined, { fields: pass.fields, ownWrites }),
     );
     out.stillDirty = rechecked.left;
     out.recheckCut = rechecked.cut;
     await settleOwnWrites(pass, ownWrites);
+    await settleRemoved(pass, ref, out, rechecked.read);
   } catch (e) {
     if (e instanceof FolderGoneError) {
       // The user deleted the folder: everything in it is gone; recreate it and its contacts. Those
@@ -112,9 +116,23 @@ export async function readChanges(pass: MailboxPass, ref: FolderRef, adopted: bo
       if (!options.dryRun) out.newDeltaLink = (await graph.readDrift(mbx, out.ref, null, ignore)).deltaLink;
     } else if (e instanceof DeltaExpiredError) {
       out.newDeltaLink = await readWholeFolder(pass, ref, out);
+      await settleRemoved(pass, ref, out);
     } else throw e;
   }
   return out;
+}
+
+/** Removed contacts a user moved elsewhere are released; those not settled are re-checked. */
+async function settleRemoved(
+  pass: MailboxPass,
+  ref: FolderRef,
+  out: Changes,
+  alreadyRead?: ReadonlyMap<string, TaggedContact | null>,
+): Promise<void> {
+  const { unresolved } = await releaseMoved(pass, ref, out.drift, alreadyRead);
+  if (unresolved.length === 0) return;
+  out.stillDirty.push(...unresolved);
+  out.recheckCut = true;
 }
 
 /**
@@ -186,23 +204,25 @@ async function settleOwnWrites(
  */
 async function recheckDirty(
   pass: MailboxPass,
+  ref: FolderRef,
   managed: ReadonlyMap<string, [string, ManagedContact]>,
   drift: MutableDrift,
   take: (items: DriftItem[]) => void,
-): Promise<{ left: string[]; cut: boolean }> {
+): Promise<{ left: string[]; cut: boolean; read: ReadonlyMap<string, TaggedContact | null> }> {
   const ids = (pass.folderState?.dirtyContactIds ?? []).filter(
     (id) => managed.has(id) && !drift.changed.has(id) && !drift.deleted.has(id),
   );
-  if (ids.length === 0) return { left: [], cut: false };
+  if (ids.length === 0) return { left: [], cut: false, read: new Map() };
   const { deadline } = pass.options;
   const found = await pass.graph.getContacts(pass.mbx, ids, deadline !== undefined ? { deadline } : {});
   const left: string[] = [];
   for (const id of ids) {
     const current = found.get(id);
     if (current === undefined) left.push(id);
-    else if (current === null) drift.deleted.add(id);
+    // Gone, or moved out of our folder by its user (released with the delta's removals).
+    else if (current === null || (ref.kind === 'named' && current.folderId !== ref.id)) drift.deleted.add(id);
     // As a delta item: a changeKey that follows our own PATCH (its intent) is ours, not a user's.
     else take([{ contactId: id, removed: false, changeKey: current.changeKey, fields: current.fields }]);
   }
-  return { left, cut: left.length > 0 && deadline !== undefined && Date.now() >= deadline };
+  return { left, cut: left.length > 0 && deadline !== undefined && Date.now() >= deadline, read: found };
 }
