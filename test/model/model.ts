@@ -278,10 +278,26 @@ async function runSteps(world: ModelWorld, seq: Sequence, cleanups: (() => void)
       .filter((c) => c.folderId === folder && tagOfContact(c)?.startsWith(`${id}|`))
       .sort((a, b) => a.id.localeCompare(b.id));
   };
+  // Mailboxes whose last run held deletions back (the policy's deletion threshold): they keep them.
+  let heldBack = new Set<string>();
   const allow = (): InvariantAllowances => ({
     edited: (upn, key) => seq.onUserEdit === 'keep' && ref.edited.has(`${upn}/${key}`),
     absent: (upn, key) => seq.onUserDelete === 'keep' && ref.deleted.has(`${upn}/${key}`),
+    extra: (upn) => heldBack.has(upn.toLowerCase()),
   });
+  /** The threshold's semantics: deletions are held back only when more are wanted than it allows. */
+  const readHeldBack = async (runId: string): Promise<void> => {
+    heldBack = new Set();
+    for (const o of await f.app.runStore.listOutcomes(runId)) {
+      const blocked = o.result?.deletionsBlocked;
+      if (!blocked) continue;
+      assert.ok(
+        blocked.wanted > blocked.limit,
+        `${o.userPrincipalName}: held back ${JSON.stringify(blocked)}`,
+      );
+      heldBack.add(o.userPrincipalName.toLowerCase());
+    }
+  };
   const check = (before: Map<string, string>, when: string): void => {
     const problems = invariantViolations(f.sim, policy, before, allow());
     // onUserDelete: keep means the contact stays gone while its source object does not change.
@@ -312,15 +328,16 @@ async function runSteps(world: ModelWorld, seq: Sequence, cleanups: (() => void)
     // Users' own contacts as they are when the run starts (their actions before it are theirs).
     before = snapshotUntagged(f.sim);
     ref.unseen.clear();
-    const record = await runThroughQueues(f, id);
+    let record = await runThroughQueues(f, id);
     for (const c of cleanups.splice(0)) c();
     f.sim.faults.clear();
     if (record.status !== 'completed' || record.mailboxes.failed > 0) {
       // A run may fail under faults; the next one, without them, must put everything right.
-      const again = await runThroughQueues(f, id);
-      assert.equal(again.status, 'completed', `run ${n}: the run after a failed one completes`);
-      assert.equal(again.mailboxes.failed, 0, `run ${n}: no mailbox fails without faults`);
+      record = await runThroughQueues(f, id);
+      assert.equal(record.status, 'completed', `run ${n}: the run after a failed one completes`);
+      assert.equal(record.mailboxes.failed, 0, `run ${n}: no mailbox fails without faults`);
     }
+    await readHeldBack(record.runId);
     check(before, `after run ${n}`);
     before = snapshotUntagged(f.sim);
   };
@@ -511,6 +528,7 @@ async function runSteps(world: ModelWorld, seq: Sequence, cleanups: (() => void)
   const mark = f.sim.log.lastSeq;
   const quiet = await runThroughQueues(f, id);
   assert.equal(quiet.status, 'completed');
+  await readHeldBack(quiet.runId);
   const writes = writesSince(f.sim, mark);
   if (writes.length > 0) throw new Error(`a run with no change wrote:\n  ${writes.join('\n  ')}`);
   check(before, 'after a run with no change');
