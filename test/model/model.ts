@@ -328,7 +328,10 @@ async function runSteps(world: ModelWorld, seq: Sequence, cleanups: (() => void)
     // Users' own contacts as they are when the run starts (their actions before it are theirs).
     before = snapshotUntagged(f.sim);
     ref.unseen.clear();
-    let record = await runThroughQueues(f, id);
+    // A worker killed while it held a mailbox's lock leaves it to expire (budget + 60 s), then the
+    // message deferred meanwhile (30 s) runs: such a run takes minutes to drain, not the usual 2.
+    const killArmed = seq.steps.some((s) => s.t === 'kill');
+    let record = await runThroughQueues(f, id, killArmed ? { drainMs: 420_000 } : {});
     for (const c of cleanups.splice(0)) c();
     f.sim.faults.clear();
     if (record.status !== 'completed' || record.mailboxes.failed > 0) {
