@@ -721,11 +721,16 @@ async function preReadDrifts(
     }
     if (reads.length === 0) return out;
     const from = new Map(reads.map((r) => [r.mailboxId, r.deltaLink]));
+    // A page of at most maxPreReadDriftItems: a longer round hands its next page to the mailbox's pass.
     const read = await withFreshCredential(app, connection, async () =>
-      (await app.graph(connection)).mailboxes.readDrifts(reads),
+      (await app.graph(connection)).mailboxes.readDrifts(reads, maxPreReadDriftItems),
     );
     for (const [mailboxId, d] of read) {
-      const drift = { fromDeltaLink: from.get(mailboxId)!, deltaLink: d.deltaLink, items: d.items };
+      const drift: PreReadDrift = {
+        fromDeltaLink: from.get(mailboxId)!,
+        ...(d.nextLink ? { nextLink: d.nextLink } : { deltaLink: d.deltaLink! }),
+        items: d.items,
+      };
       // Larger drift stays with the worker: the run's row holds at most 1 MiB.
       if (d.items.length > maxPreReadDriftItems || JSON.stringify(drift).length > maxPreReadDriftChars)
         continue;

@@ -111,6 +111,8 @@ export interface TaggedContact {
   fields: ContactFields;
   /** When Exchange created it (ISO 8601): of twins, the oldest is kept. */
   createdDateTime?: string;
+  /** The folder it is in (a user may have moved it out of ours). */
+  folderId?: string;
 }
 
 export interface DriftItem {
@@ -152,6 +154,14 @@ export interface WriteOptions {
   beforeBatch?: (ops: WriteOp[]) => Promise<void>;
 }
 
+/** One mailbox's page of a pre-read delta round: exactly one of `deltaLink` and `nextLink`. */
+export interface PreReadPage {
+  items: DriftItem[];
+  deltaLink?: string;
+  nextLink?: string;
+  folderName?: string | null;
+}
+
 export interface MailboxGraph extends MailboxSourceReader {
   findFolder(mailboxId: string, name: string): Promise<string | undefined>;
   createFolder(mailboxId: string, name: string): Promise<string>;
@@ -170,14 +180,16 @@ export interface MailboxGraph extends MailboxSourceReader {
     onPage?: (items: DriftItem[]) => void,
   ): Promise<{ items: DriftItem[]; deltaLink: string }>;
   /**
-   * The next delta round of many mailboxes' folders at once ($batch, one sub-request per mailbox),
-   * for a run's start. Only rounds that fit one page come back; the others are left to the mailbox.
+   * The first page (`pageSize` items at most) of the next delta round of many mailboxes' folders at
+   * once ($batch, one sub-request per mailbox), for a run's start: with the round's new `deltaLink`,
+   * or the `nextLink` the rest of a longer round is read from. A read that failed is left out.
    * With `folderId`, the folder's current name comes along (null: the folder is gone), so a pass
    * sees a renamed folder without a request of its own.
    */
   readDrifts(
     reads: readonly { mailboxId: string; deltaLink: string; folderId?: string }[],
-  ): Promise<Map<string, { items: DriftItem[]; deltaLink: string; folderName?: string | null }>>;
+    pageSize?: number,
+  ): Promise<Map<string, PreReadPage>>;
   /** Every contact in the folder with our tag (if any). */
   listContacts(mailboxId: string, folder: FolderRef): Promise<TaggedContact[]>;
   /** Contacts in the folder carrying this tag value. */
@@ -185,9 +197,13 @@ export interface MailboxGraph extends MailboxSourceReader {
   getContact(mailboxId: string, contactId: string): Promise<TaggedContact | undefined>;
   /**
    * Contacts by id, 20 to a $batch: null for one that is gone. An id whose read failed (throttled)
-   * is left out of the answer.
+   * or was not sent before `deadline` is left out of the answer.
    */
-  getContacts(mailboxId: string, contactIds: readonly string[]): Promise<Map<string, TaggedContact | null>>;
+  getContacts(
+    mailboxId: string,
+    contactIds: readonly string[],
+    options?: { deadline?: number },
+  ): Promise<Map<string, TaggedContact | null>>;
   write(mailboxId: string, ops: WriteOp[], options?: WriteOptions): Promise<WriteResult[]>;
   /** Deletes a contact folder (cleanup of a folder we created, once empty); false when already gone. */
   deleteFolder(mailboxId: string, folderId: string): Promise<boolean>;

@@ -35,6 +35,8 @@ export interface RunOptions {
   concurrency?: number;
   /** A mailbox left partial (lost replies, time budget) is passed again up to this many times. */
   maxPasses?: number;
+  /** Each pass's time budget (ms), as the Functions app's MAILBOX_TIME_BUDGET_SECONDS; none by default. */
+  budgetMs?: number;
   now?: () => Date;
   onMailboxDone?: (result: MailboxResult, done: number, total: number) => void;
 }
@@ -132,7 +134,11 @@ export async function runPolicy(
             refreshed.desired,
             deps.mailboxes,
             deps.mailboxStore,
-            { dryRun, force: options.force ?? false },
+            {
+              dryRun,
+              force: options.force ?? false,
+              ...(options.budgetMs !== undefined ? { deadline: Date.now() + options.budgetMs } : {}),
+            },
             deps.photoStore,
             deps.sourceStore,
           );

@@ -71,12 +71,15 @@ export interface RunTarget {
  */
 export interface PreReadDrift {
   fromDeltaLink: string;
-  deltaLink: string;
+  /** The round's new token, when the round fit the first page. */
+  deltaLink?: string;
+  /** The round goes on past the first page: the pass reads the rest from here (never page 1 again). */
+  nextLink?: string;
   /** The folder's name when the round was read: a pass sees a renamed folder without a request. */
   folderName?: string;
   items: DriftItem[];
 }
-/** A larger pre-read round is left to the mailbox's own read: a row stays far under 1 MiB. */
+/** The pre-read's page size: a row stays far under 1 MiB; a longer round hands on its next page. */
 export const maxPreReadDriftItems = 200;
 /** JSON characters of one pre-read round (UTF-16: 600 KB, in properties of 30,000 characters). */
 export const maxPreReadDriftChars = 300_000;

@@ -154,7 +154,8 @@ async function runPass(
   }
   await store.apply(policy.id, pass.mbx, healed.upserts, healed.deletesState);
   const written = await writePlan(pass, ref, plan, healed.removeDuplicates, drift);
-  let incomplete = written.incomplete;
+  // Re-checks the time budget cut short are read by the continuation before the mailbox is done.
+  let incomplete = written.incomplete || changes.recheckCut;
   let photoWrites = 0;
   if (policy.photos.enabled && !incomplete) {
     const photos = await writePhotos(pass, photoStore, written.writeOptions);

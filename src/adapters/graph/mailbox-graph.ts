@@ -13,6 +13,7 @@ import {
   type DriftItem,
   type FolderRef,
   type MailboxGraph,
+  type PreReadPage,
   type TaggedContact,
   type WriteOp,
   type WriteOptions,
@@ -25,7 +26,7 @@ import { pathSegment } from './path-segment';
 type Json = Record<string, unknown>;
 
 const immutable = 'IdType="ImmutableId"';
-const contactSelect = ['id', 'changeKey', 'createdDateTime', ...graphFieldNames].join(',');
+const contactSelect = ['id', 'changeKey', 'createdDateTime', 'parentFolderId', ...graphFieldNames].join(',');
 /** Our tag and the fields kept in MAPI properties, read along with each contact. */
 const expandTag = `singleValueExtendedProperties($filter=${[tagPropertyId, ...mapiPropertyIds]
   .map((id) => `id eq '${id}'`)
@@ -266,8 +267,9 @@ export class GraphMailboxes implements MailboxGraph {
 
   async readDrifts(
     reads: readonly { mailboxId: string; deltaLink: string; folderId?: string }[],
-  ): Promise<Map<string, { items: DriftItem[]; deltaLink: string; folderName?: string | null }>> {
-    const out = new Map<string, { items: DriftItem[]; deltaLink: string; folderName?: string | null }>();
+    pageSize = 1000,
+  ): Promise<Map<string, PreReadPage>> {
+    const out = new Map<string, PreReadPage>();
     // A read with its folder's name takes two sub-requests: chunks hold 20 sub-requests.
     const chunks: (typeof reads)[] = [];
     let chunk: (typeof reads)[number][] = [];
@@ -298,7 +300,7 @@ export class GraphMailboxes implements MailboxGraph {
                     id: String(n),
                     method: 'GET',
                     url: relativeToVersion(r.deltaLink),
-                    headers: { Prefer: `${immutable}, odata.maxpagesize=1000` },
+                    headers: { Prefer: `${immutable}, odata.maxpagesize=${pageSize}` },
                   },
                   ...(r.folderId
                     ? [
@@ -328,15 +330,22 @@ export class GraphMailboxes implements MailboxGraph {
             if (String(r.id).startsWith('f')) continue;
             const read = chunk[Number(r.id)];
             const page = (r.body ?? {}) as Json;
-            // One whole round only: a next page, an error or an expired token is the mailbox's to handle.
-            if (!read || r.status !== 200 || typeof page['@odata.deltaLink'] !== 'string') continue;
-            if (typeof page['@odata.nextLink'] === 'string') continue;
+            // An error or an expired token is the mailbox's to handle.
+            if (!read || r.status !== 200) continue;
+            const next = page['@odata.nextLink'];
+            const delta = page['@odata.deltaLink'];
+            const link =
+              typeof next === 'string'
+                ? { nextLink: next }
+                : typeof delta === 'string'
+                  ? { deltaLink: delta }
+                  : undefined;
             // Without its folder's name (the look-up failed) the round is the mailbox's to read.
             const name = names.get(String(r.id));
-            if (read.folderId && name === undefined) continue;
+            if (!link || (read.folderId && name === undefined)) continue;
             out.set(read.mailboxId, {
               items: driftItemsOf(page),
-              deltaLink: page['@odata.deltaLink'],
+              ...link,
               ...(read.folderId ? { folderName: name } : {}),
             });
           }
@@ -428,6 +437,7 @@ export class GraphMailboxes implements MailboxGraph {
       tag: typeof tag?.value === 'string' ? tag.value : null,
       fields: fieldsFromGraph(c, contactFieldNames),
       ...(typeof c.createdDateTime === 'string' ? { createdDateTime: c.createdDateTime } : {}),
+      ...(typeof c.parentFolderId === 'string' ? { folderId: c.parentFolderId } : {}),
     };
   }
 
@@ -468,12 +478,18 @@ export class GraphMailboxes implements MailboxGraph {
     }
   }
 
-  async getContacts(mailboxId: string, ids: readonly string[]): Promise<Map<string, TaggedContact | null>> {
+  async getContacts(
+    mailboxId: string,
+    ids: readonly string[],
+    options: { deadline?: number } = {},
+  ): Promise<Map<string, TaggedContact | null>> {
     const out = new Map<string, TaggedContact | null>();
     const chunks: string[][] = [];
     for (let i = 0; i < ids.length; i += 20) chunks.push(ids.slice(i, i + 20));
     const user = `/users/${encodeURIComponent(mailboxId)}`;
     for (let i = 0; i < chunks.length; i += this.tuning.lanes) {
+      // Past the pass's time budget no read starts: the ids left out are the caller's to keep.
+      if (options.deadline !== undefined && Date.now() >= options.deadline) break;
       await Promise.all(
         chunks.slice(i, i + this.tuning.lanes).map(async (chunk) => {
           this.stats.httpCalls++;

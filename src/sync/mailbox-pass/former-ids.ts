@@ -3,6 +3,7 @@
 // contacts their users deleted stay deleted (onUserDelete: keep), and the former id's state is
 // dropped. The folder row is saved before the former state goes, so a crash forgets nothing.
 import type { StoredContact } from '../ports';
+import { deletedSince } from './ensure-folder';
 import type { MailboxPass } from './pass';
 
 /** Retired folders a row remembers at most (as ensure-folder). */
@@ -19,9 +20,13 @@ export async function adoptFormerIds(pass: MailboxPass, firstPass: boolean): Pro
     if (!old.folder) continue;
     former.push(prev);
     if (!retired.includes(old.folder.folderId)) retired.push(old.folder.folderId);
-    if (policy.options.onUserDelete === 'keep')
+    if (policy.options.onUserDelete === 'keep') {
+      // Deletions no pass has read yet are only in the former folder's delta: read it, or they return.
+      const gone = await deletedSince(pass, old.folder, old.folder.folderId);
       for (const [k, c] of old.contacts)
-        if (!c.pending && c.userDeleted && !pass.contacts.has(k)) deleted.push([k, c]);
+        if (!c.pending && (c.userDeleted || gone.has(c.contactId)) && !pass.contacts.has(k))
+          deleted.push([k, { ...c, userDeleted: true }]);
+    }
   }
   if (former.length === 0) return;
   pass.folderState = { ...pass.folderState, retired: retired.slice(-maxRetired) };

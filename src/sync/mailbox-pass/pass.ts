@@ -4,7 +4,8 @@ import type { ContactFieldName, Policy } from '../config/schema';
 import type { ContactFields } from '../mapping';
 import type { DesiredContact, MailboxPlan } from '../planner';
 import type { SourceAddresses, TakeOverSummary } from './take-over';
-import type { DriftItem, FolderState, MailboxGraph, MailboxStateStore, StoredContact } from '../ports';
+import type { FolderState, MailboxGraph, MailboxStateStore, StoredContact } from '../ports';
+import type { PreReadDrift } from '../runs';
 
 export interface MailboxError {
   sourceKey?: string;
@@ -41,7 +42,7 @@ export interface SyncMailboxOptions {
   force: boolean;
   deadline?: number;
   /** The folder's next delta round, read at the run's start with other mailboxes' in one $batch. */
-  preReadDrift?: { fromDeltaLink: string; deltaLink: string; folderName?: string; items: DriftItem[] };
+  preReadDrift?: PreReadDrift;
 }
 
 /** What users changed in managed contacts: by contact id. */

@@ -10,8 +10,10 @@ import {
   type DriftItem,
   type FolderRef,
   type FolderState,
+  type TaggedContact,
 } from '../ports';
 import { ensureFolder, folderMissingInDryRun } from './ensure-folder';
+import { releaseMoved } from './moved';
 import type { MailboxPass, MutableDrift } from './pass';
 
 export interface Changes {
@@ -26,8 +28,11 @@ export interface Changes {
   lostWithFolder: Set<string>;
   /** Contacts in the delta the state does not know (users' own, or ours the state lost). */
   unknownIds: Set<string>;
-  /** Contacts to re-check whose read failed (throttled): kept for the next pass. */
+  /** Contacts to re-check whose read failed (throttled) or did not fit the time budget: kept. */
   stillDirty: string[];
+  /** A re-check or a removed contact's look-up was left for later (time budget, a failed read or
+   * release): the pass is partial, so a run reports success only once each is settled. */
+  recheckCut: boolean;
 }
 
 /** A delta read whose items do not matter (only its new token). */
@@ -50,6 +55,7 @@ export async function readChanges(pass: MailboxPass, ref: FolderRef, adopted: bo
     lostWithFolder: new Set(),
     unknownIds: new Set(),
     stillDirty: [],
+    recheckCut: false,
   };
   // A folder row that gave up on listing ids: compare every managed contact by listing the folder.
   if (pass.folderState?.recheckAll) out.reconcile = true;
@@ -60,22 +66,30 @@ export async function readChanges(pass: MailboxPass, ref: FolderRef, adopted: bo
     const take = (items: DriftItem[]): void =>
       takeDrift(out.drift, managed, items, out.unknownIds, { fields: pass.fields, ownWrites });
     const pre = options.preReadDrift;
+    const preLink = pre?.nextLink ?? pre?.deltaLink;
     if (
       pre &&
+      preLink &&
       pass.folderState?.deltaLink === pre.fromDeltaLink &&
-      new URL(pre.deltaLink).origin === new URL(pre.fromDeltaLink).origin
+      new URL(preLink).origin === new URL(pre.fromDeltaLink).origin
     ) {
       take(pre.items);
-      out.newDeltaLink = pre.deltaLink;
+      // A round longer than the pre-read's page goes on from its next page, never from the start.
+      out.newDeltaLink = pre.nextLink
+        ? (await graph.readDrift(mbx, ref, pre.nextLink, take)).deltaLink
+        : preLink;
     } else {
       out.newDeltaLink = (
         await graph.readDrift(mbx, ref, pass.folderState?.deltaLink ?? null, take)
       ).deltaLink;
     }
-    out.stillDirty = await recheckDirty(pass, managed, out.drift, (items) =>
+    const rechecked = await recheckDirty(pass, ref, managed, out.drift, (items) =>
       takeDrift(out.drift, managed, items, undefined, { fields: pass.fields, ownWrites }),
     );
+    out.stillDirty = rechecked.left;
+    out.recheckCut = rechecked.cut;
     await settleOwnWrites(pass, ownWrites);
+    await settleRemoved(pass, ref, out, rechecked.read);
   } catch (e) {
     if (e instanceof FolderGoneError) {
       // The user deleted the folder: everything in it is gone; recreate it and its contacts. Those
@@ -102,9 +116,23 @@ export async function readChanges(pass: MailboxPass, ref: FolderRef, adopted: bo
       if (!options.dryRun) out.newDeltaLink = (await graph.readDrift(mbx, out.ref, null, ignore)).deltaLink;
     } else if (e instanceof DeltaExpiredError) {
       out.newDeltaLink = await readWholeFolder(pass, ref, out);
+      await settleRemoved(pass, ref, out);
     } else throw e;
   }
   return out;
+}
+
+/** Removed contacts a user moved elsewhere are released; those not settled are re-checked. */
+async function settleRemoved(
+  pass: MailboxPass,
+  ref: FolderRef,
+  out: Changes,
+  alreadyRead?: ReadonlyMap<string, TaggedContact | null>,
+): Promise<void> {
+  const { unresolved } = await releaseMoved(pass, ref, out.drift, alreadyRead);
+  if (unresolved.length === 0) return;
+  out.stillDirty.push(...unresolved);
+  out.recheckCut = true;
 }
 
 /**
@@ -171,26 +199,30 @@ async function settleOwnWrites(
 
 /**
  * Contacts a caught-up delta left to look at again (changed by someone else meanwhile), read 20 to a
- * $batch. Returns the ids whose read failed.
+ * $batch within the pass's time budget (at most maxDirtyIds of them). Returns the ids not read (a
+ * failed read, or none started past the deadline) and whether the deadline cut the re-checks short.
  */
 async function recheckDirty(
   pass: MailboxPass,
+  ref: FolderRef,
   managed: ReadonlyMap<string, [string, ManagedContact]>,
   drift: MutableDrift,
   take: (items: DriftItem[]) => void,
-): Promise<string[]> {
+): Promise<{ left: string[]; cut: boolean; read: ReadonlyMap<string, TaggedContact | null> }> {
   const ids = (pass.folderState?.dirtyContactIds ?? []).filter(
     (id) => managed.has(id) && !drift.changed.has(id) && !drift.deleted.has(id),
   );
-  if (ids.length === 0) return [];
-  const found = await pass.graph.getContacts(pass.mbx, ids);
+  if (ids.length === 0) return { left: [], cut: false, read: new Map() };
+  const { deadline } = pass.options;
+  const found = await pass.graph.getContacts(pass.mbx, ids, deadline !== undefined ? { deadline } : {});
   const left: string[] = [];
   for (const id of ids) {
     const current = found.get(id);
     if (current === undefined) left.push(id);
-    else if (current === null) drift.deleted.add(id);
+    // Gone, or moved out of our folder by its user (released with the delta's removals).
+    else if (current === null || (ref.kind === 'named' && current.folderId !== ref.id)) drift.deleted.add(id);
     // As a delta item: a changeKey that follows our own PATCH (its intent) is ours, not a user's.
     else take([{ contactId: id, removed: false, changeKey: current.changeKey, fields: current.fields }]);
   }
-  return left;
+  return { left, cut: left.length > 0 && deadline !== undefined && Date.now() >= deadline, read: found };
 }

@@ -249,6 +249,23 @@ export class Mailbox {
     this.recordChange(contact, 'upsert');
   }
 
+  /**
+   * A user moves a contact to another folder in Outlook (Graph v1.0 has no move action for contacts).
+   * Exchange gives the item a new regular id; its immutable id stays (it lives as long as the item
+   * stays in the mailbox). The source folder's delta reports it removed (by the id it had there),
+   * the destination's reports it as new.
+   */
+  moveContact(contact: SimContact, folderId: string, now: Date): void {
+    this.recordChange(contact, 'delete');
+    this.contacts.delete(contact.id);
+    contact.id = this.ids.item().id;
+    contact.folderId = folderId;
+    contact.changeKey = this.ids.changeKey();
+    contact.lastModifiedDateTime = now.toISOString().replace(/\.\d+Z$/, 'Z');
+    this.contacts.set(contact.id, contact);
+    this.recordChange(contact, 'upsert');
+  }
+
   deleteContact(contact: SimContact): void {
     this.contacts.delete(contact.id);
     this.recordChange(contact, 'delete');

@@ -2,6 +2,8 @@
 // the folder row (a string property holds 32K characters).
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { runPolicy } from '../../../src/sync/run-policy';
+import type { MailboxGraph } from '../../../src/sync/ports';
 import type { SimUser } from '../../doubles/graph-tenant-simulator/tenant';
 import { engineFixture, folderContacts, tagOf, type EngineFixture } from '../../support/engine';
 
@@ -58,6 +60,57 @@ describe('re-checks of contacts (issue 15, defect 6)', () => {
       gets.every((e) => e.inBatch),
       'every re-check inside a $batch, none one by one',
     );
+  });
+
+  it('re-checks are part of the time budget: none starts after the deadline, and the next pass reads each once', async () => {
+    const policy = f.policy({ id: 'budgeted', folder: { name: 'Budgeted' } });
+    await f.run(policy, only());
+    const contacts = folderContacts(f.sim, target.userPrincipalName, 'Budgeted');
+    const mailbox = f.sim.tenant.mailbox(target.userPrincipalName)!;
+    const [edited, deleted] = contacts;
+    const title = edited!.data.jobTitle;
+    mailbox.updateContact(edited!, { jobTitle: 'Scribbled' }, [], new Date());
+    mailbox.deleteContact(deleted!);
+    await hideFromDelta(
+      policy.id,
+      contacts.map((c) => c.immutableId),
+    );
+    // The first pass's delta read outlasts the pass's whole budget (a slow Graph).
+    const budgetMs = 2_000;
+    const marks: number[] = [];
+    let reads = 0;
+    const slow = new Proxy(f.mailboxes, {
+      get(t, p) {
+        const v = Reflect.get(t, p) as unknown;
+        if (typeof v !== 'function') return v;
+        if (p !== 'readDrift') return (v as (...a: unknown[]) => unknown).bind(t);
+        return async (...args: unknown[]) => {
+          if (++reads === 2) marks.push(f.sim.log.lastSeq); // the next pass starts
+          const round = await (v as (...a: unknown[]) => Promise<unknown>).apply(t, args);
+          if (reads === 1) {
+            await new Promise((r) => setTimeout(r, budgetMs + 100));
+            marks.push(f.sim.log.lastSeq); // the first pass's deadline has passed
+          }
+          return round;
+        };
+      },
+    }) as MailboxGraph;
+    const since = f.sim.log.lastSeq;
+    const run = await runPolicy(
+      policy,
+      { ...f.deps, mailboxes: slow },
+      { ...only(), budgetMs, maxPasses: 5 },
+    );
+    assert.equal(marks.length, 2, 'the first pass ended partial and a second one ran');
+    const late = f.sim.log
+      .since(marks[0]!)
+      .filter((e) => e.seq <= marks[1]! && e.operation === 'contacts.get');
+    assert.equal(late.length, 0, 'no re-check sent after the deadline');
+    const gets = f.sim.log.since(since).filter((e) => e.operation === 'contacts.get');
+    assert.equal(gets.length, contacts.length, 'each contact re-checked once, by the pass within its budget');
+    assert.equal(run.mailboxes.failed, 0);
+    assert.equal(run.contacts.restored, 2);
+    assert.equal(mailbox.contact(edited!.id)!.data.jobTitle, title ?? null);
   });
 
   it('3,000 contacts to re-check (10x what overflowed) are stored, and the next pass still finds each change', async () => {

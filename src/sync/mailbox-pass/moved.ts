@@ -1,0 +1,65 @@
+// Part of step 2: a managed contact the folder's delta shows removed may have been moved by its user
+// to another folder (Outlook gives it a new id there; its immutable id, which we use, stays). Such a
+// contact is the user's now: our tag on it is overwritten (Graph cannot delete an extended property),
+// and for the policy's folder it counts as removed by its user (onUserDelete decides).
+import type { FolderRef, TaggedContact, WriteOp } from '../ports';
+import { tagPropertyId } from '../tag';
+import type { MailboxPass, MutableDrift } from './pass';
+
+/** A released contact's tag value: no policy id starts with "~", so no policy takes it for its own. */
+export const releasedTag = (tag: string): string => `~released|${tag}`;
+
+export interface Moved {
+  /** Removed ids whose look-up did not happen (throttled, time budget) or whose release failed. */
+  unresolved: string[];
+}
+
+/**
+ * Looks up (20 to a $batch, within the time budget) each managed contact the delta showed removed.
+ * Gone: a deletion. Still in our folder: not removed after all. Elsewhere: moved; released, it stays
+ * a removal. An id not settled this pass leaves `drift.deleted` and is returned to be re-checked.
+ */
+export async function releaseMoved(
+  pass: MailboxPass,
+  ref: FolderRef,
+  drift: MutableDrift,
+  alreadyRead: ReadonlyMap<string, TaggedContact | null> = new Map(),
+): Promise<Moved> {
+  const ids = [...drift.deleted];
+  if (ids.length === 0) return { unresolved: [] };
+  const { deadline } = pass.options;
+  const toRead = ids.filter((id) => !alreadyRead.has(id));
+  const found = new Map(alreadyRead);
+  if (toRead.length > 0)
+    for (const [id, c] of await pass.graph.getContacts(
+      pass.mbx,
+      toRead,
+      deadline !== undefined ? { deadline } : {},
+    ))
+      found.set(id, c);
+  const unresolved: string[] = [];
+  const releases: WriteOp[] = [];
+  const stillHere: string[] = [];
+  for (const id of ids) {
+    const c = found.get(id);
+    if (c === null) continue;
+    if (c === undefined) unresolved.push(id);
+    else if (ref.kind === 'named' && c.folderId === ref.id) stillHere.push(id);
+    else if (c.tag === null || c.tag.startsWith('~')) continue;
+    else
+      releases.push({
+        id: `release-${releases.length}`,
+        kind: 'update',
+        contactId: id,
+        ifMatch: c.changeKey,
+        body: () => ({ singleValueExtendedProperties: [{ id: tagPropertyId, value: releasedTag(c.tag!) }] }),
+      });
+  }
+  if (releases.length > 0 && !pass.options.dryRun) {
+    const results = await pass.graph.write(pass.mbx, releases, deadline !== undefined ? { deadline } : {});
+    const ok = new Set(results.filter((r) => r.outcome === 'ok').map((r) => r.id));
+    for (const op of releases) if (!ok.has(op.id)) unresolved.push((op as { contactId: string }).contactId);
+  }
+  for (const id of [...unresolved, ...stillHere]) drift.deleted.delete(id);
+  return { unresolved };
+}
