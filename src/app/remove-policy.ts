@@ -3,6 +3,7 @@
 // file once its grace period is over. Each mailbox is cleaned under its lock, so never beside a sync.
 import { randomUUID } from 'node:crypto';
 import type { Connection, Policy } from '../sync/config/schema';
+import type { DepartedHeldBack } from '../sync/runs';
 import { cleanMailbox, type CleanupResult } from '../sync/mailbox-pass/cleanup';
 import { GraphRequestError } from '../sync/ports';
 import { pathSegment } from '../adapters/graph/path-segment';
@@ -169,10 +170,18 @@ export async function cleanUnderLock(
 }
 
 /**
+ * How many mailboxes may leave the targets in one run before it looks like a directory glitch: the
+ * threshold's percentage of the mailboxes synced before, but at least one (the contact minimum is a
+ * count of contacts, not of mailboxes).
+ */
+export const departedMailboxLimit = (known: number, percent: number): number =>
+  Math.max(1, Math.floor((known * percent) / 100));
+
+/**
  * Mailboxes holding the policy's state that are no longer among its targets (options.onTargetRemoval):
- * cleaned before the run fans out, unless so many left at once that it looks like a directory glitch
- * (the deletion threshold, over the mailboxes synced before) or no target is left at all. Returns the
- * run's notes about it.
+ * cleaned before the run fans out, unless more left than `departedMailboxLimit` (a forced run cleans
+ * them) or no target is left at all (never cleaned by a run, forced or not: `remove --policy` does).
+ * Returns the run's notes about it, and what was held back.
  */
 export async function cleanDepartedMailboxes(
   app: App,
@@ -181,17 +190,20 @@ export async function cleanDepartedMailboxes(
   targetIds: ReadonlySet<string>,
   run: { dryRun: boolean; fullResync: boolean },
   log: Logger,
-): Promise<string[]> {
-  if (policy.options.onTargetRemoval === 'keep') return [];
+): Promise<{ notes: string[]; heldBack?: DepartedHeldBack }> {
+  if (policy.options.onTargetRemoval === 'keep') return { notes: [] };
   const known = await app.mailboxStore.listMailboxes(policy.id);
   const departed = known.filter((id) => !targetIds.has(id));
-  if (departed.length === 0) return [];
-  const { percent, minimum } = policy.options.deletionThreshold;
-  const limit = Math.max(minimum, Math.floor((known.length * percent) / 100));
-  if (!run.fullResync && (targetIds.size === 0 || departed.length > limit))
-    return [
-      `held back: ${departed.length} of ${known.length} mailboxes left the policy's targets${targetIds.size === 0 ? ' (no target is left)' : ` (more than the deletion threshold, ${limit})`}; their contacts stay until a forced run (run --force, or a full resync) removes them`,
-    ];
+  if (departed.length === 0) return { notes: [] };
+  const limit = departedMailboxLimit(known.length, policy.options.deletionThreshold.percent);
+  const noTarget = targetIds.size === 0;
+  if (noTarget || (!run.fullResync && departed.length > limit))
+    return {
+      heldBack: { mailboxes: departed.length, known: known.length, limit, noTarget },
+      notes: [
+        `held back: ${departed.length} of ${known.length} mailboxes left the policy's targets${noTarget ? ` and no target is left; their contacts stay, even in a forced run (to remove them: remove --policy ${policy.id})` : ` (more than ${limit} at once); their contacts stay until a forced run (run --force, or a full resync) removes them`}`,
+      ],
+    };
   let contacts = 0;
   let failed = 0;
   for (const id of departed) {
@@ -207,9 +219,11 @@ export async function cleanDepartedMailboxes(
       mailbox: upn,
     });
   }
-  return [
-    `${departed.length} mailboxes left the policy's targets: ${contacts} contacts ${run.dryRun ? 'would be' : 'were'} removed from them${failed ? `; ${failed} failed and are tried again next run` : ''}`,
-  ];
+  return {
+    notes: [
+      `${departed.length} mailboxes left the policy's targets: ${contacts} contacts ${run.dryRun ? 'would be' : 'were'} removed from them${failed ? `; ${failed} failed and are tried again next run` : ''}`,
+    ],
+  };
 }
 
 const dayMs = 86_400_000;
@@ -220,15 +234,16 @@ const dayMs = 86_400_000;
  */
 export async function sweepDeletedPolicies(app: App, log: Logger): Promise<string[]> {
   const loaded = await app.policies();
-  const present = new Set([
-    ...loaded.policies.map((p) => p.id),
-    ...loaded.invalidPolicies.flatMap((p) => (p.policyId ? [p.policyId] : [])),
-  ]);
+  const present = presentIds(loaded);
   const graceDays = loaded.deletedPolicyGraceDays ?? 7;
   const now = app.now();
   const cleaned: string[] = [];
   for (const known of await app.policyRegistry.list()) {
-    if (present.has(known.policyId)) continue;
+    if (present.has(known.policyId)) {
+      // Put back (perhaps disabled, so no run marks it seen): a later deletion starts a new grace period.
+      if (known.missingSince) await app.policyRegistry.markPresent(known.policyId);
+      continue;
+    }
     if (!known.missingSince) {
       await app.policyRegistry.markMissing(known.policyId, now);
       log.warn(
@@ -248,11 +263,21 @@ export async function sweepDeletedPolicies(app: App, log: Logger): Promise<strin
   return cleaned;
 }
 
+/** The policy ids the file holds, an invalid policy's too (an invalid policy is not a deleted one). */
+function presentIds(loaded: Awaited<ReturnType<App['policies']>>): Set<string> {
+  return new Set([
+    ...loaded.policies.map((p) => p.id),
+    ...loaded.invalidPolicies.flatMap((p) => (p.policyId ? [p.policyId] : [])),
+  ]);
+}
+
 /** The notes each run carries while a deleted policy waits for its grace period to end. */
 export async function deletedPolicyNotes(app: App): Promise<string[]> {
-  const graceDays = (await app.policies()).deletedPolicyGraceDays ?? 7;
+  const loaded = await app.policies();
+  const graceDays = loaded.deletedPolicyGraceDays ?? 7;
+  const present = presentIds(loaded);
   return (await app.policyRegistry.list())
-    .filter((k) => k.missingSince)
+    .filter((k) => k.missingSince && !present.has(k.policyId))
     .map(
       (k) =>
         `policy "${k.policyId}" was deleted from the policy file (noticed ${k.missingSince}); its contacts are removed after ${new Date(new Date(k.missingSince!).getTime() + graceDays * dayMs).toISOString()} unless it comes back`,

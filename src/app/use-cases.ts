@@ -268,30 +268,36 @@ export async function processPolicyRun(app: App, raw: unknown, log: Logger): Pro
     for (const m of requested) if (!found.has(m.toLowerCase())) skipped.push({ user: m, reason: 'notFound' });
   }
   const notes = [...refreshed.stats.notes];
+  let departedHeldBack: RunSummary['departedHeldBack'];
   if (run.status === 'starting') {
     notes.push(...(await deletedPolicyNotes(app).catch(() => [])));
     if (refreshed.desired.size === 0)
       notes.push('the policy selects no source objects: no contact is deleted unless a run is forced');
     if (targets.length === 0) notes.push('the policy selects no target mailboxes');
-    if (requested.length === 0)
-      notes.push(
-        ...(await cleanDepartedMailboxes(
-          app,
-          policy,
-          connection,
-          new Set(targets.map((t) => t.userId)),
-          run.options,
-          log,
-        ).catch((e: unknown) => [
+    if (requested.length === 0) {
+      const departed = await cleanDepartedMailboxes(
+        app,
+        policy,
+        connection,
+        new Set(targets.map((t) => t.userId)),
+        run.options,
+        log,
+      ).catch((e: unknown) => ({
+        notes: [
           `mailboxes that left the targets could not be cleaned this run (the next run tries again): ${e instanceof Error ? e.message : String(e)}`,
-        ])),
-      );
+        ],
+        heldBack: undefined,
+      }));
+      notes.push(...departed.notes);
+      departedHeldBack = departed.heldBack;
+    }
   }
   const started = await app.runStore.startRun(
     msg.runId,
     targets.map((t) => ({ mailboxId: t.userId, userPrincipalName: t.userPrincipalName })),
     skipped,
     notes,
+    departedHeldBack,
   );
   run = started.run;
   if (!started.wrote) {

@@ -199,6 +199,11 @@ export interface FolderState {
   /** The `unmanagedContacts` option last carried out here (take-over): a changed option looks again. */
   takenOver?: 'adopt' | 'remove';
   /**
+   * The take-over looks only at contacts Graph says were created up to this instant (ISO 8601): the
+   * newest in the folder when the first take-over began. Contacts users add later are never touched.
+   */
+  takeOverBefore?: string;
+  /**
    * Folders this policy wrote into before its folder changed (folder.name edited, switched to or from
    * null, or a name already taken): our tagged contacts there are removed once the new folder is
    * filled, and a named folder left empty is deleted. Null stands for the default Contacts folder.

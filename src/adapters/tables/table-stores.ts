@@ -144,6 +144,7 @@ function folderOf(e: Record<string, unknown>): FolderState {
     ...(e.recheckAll === true ? { recheckAll: true } : {}),
     ...(e.created === true ? { created: true } : {}),
     ...(e.takenOver === 'adopt' || e.takenOver === 'remove' ? { takenOver: e.takenOver } : {}),
+    ...(typeof e.takeOverBefore === 'string' && e.takeOverBefore ? { takeOverBefore: e.takeOverBefore } : {}),
     ...(e.retired ? { retired: json(z.array(z.string().nullable()), e.retired, 'retired') } : {}),
   };
 }
@@ -368,6 +369,7 @@ export class TableMailboxStore implements MailboxStateStore {
         recheckAll,
         created: folder.created === true,
         takenOver: folder.takenOver ?? '',
+        takeOverBefore: folder.takeOverBefore ?? '',
         // A few folder ids at most (ensure-folder bounds the list).
         ...(folder.retired?.length ? { retired: JSON.stringify(folder.retired) } : {}),
       },

@@ -7,6 +7,7 @@ import type { DirectoryEntry } from '../directory';
 import type { ManagedContact } from '../planner';
 import type { FolderRef, SourceRow, TaggedContact, WriteOp, WriteResult } from '../ports';
 import { tagPropertyId, tagValue } from '../tag';
+import { MapWithout } from './map-without';
 import type { MailboxPass } from './pass';
 
 export type TakeOverAction = 'adopt' | 'remove' | 'leave';
@@ -152,7 +153,9 @@ export async function takeOver(pass: MailboxPass, ref: FolderRef): Promise<void>
   if (option === 'leave') return;
   const { graph, mbx, options } = pass;
   const listed = await graph.listContacts(mbx, ref);
-  const unmanaged = listed.filter((c) => c.tag === null);
+  const before = takeOverBefore(pass, listed);
+  if (!options.dryRun && pass.folderState) pass.folderState.takeOverBefore = before;
+  const unmanaged = listed.filter((c) => c.tag === null && createdBy(c, before));
   const summary: TakeOverSummary = { adopted: 0, removed: 0, left: 0, items: [] };
   if (unmanaged.length > 0) {
     const index = pass.sourceAddresses ? await pass.sourceAddresses() : addressesOfDesired(pass);
@@ -172,13 +175,31 @@ export async function takeOver(pass: MailboxPass, ref: FolderRef): Promise<void>
       countPlanned(decisions, summary);
     } else if (!(await writeTakeOver(pass, decisions, summary))) {
       pass.result.takeOver = summary;
-      return; // not finished: the next pass looks again
+      if (pass.folderState) delete pass.folderState.takenOver; // not finished: the next pass looks again
+      return;
     }
   }
   pass.result.takeOver = summary;
   // Held-back removals are looked at again on every pass until a forced one applies them.
   if (!options.dryRun && pass.folderState && !summary.heldBack) pass.folderState.takenOver = option;
 }
+
+/** Graph's createdDateTime in epoch ms; NaN when absent (such a contact is never ours to judge). */
+const createdAt = (c: TaggedContact): number => (c.createdDateTime ? Date.parse(c.createdDateTime) : NaN);
+
+/**
+ * Which contacts the take-over may look at: those already there when the first take-over began (up
+ * to its newest contact then). Every untagged contact of a folder we created was added by a user.
+ */
+function takeOverBefore(pass: MailboxPass, listed: readonly TaggedContact[]): string {
+  const known = pass.folderState?.takeOverBefore;
+  if (known) return known;
+  let newest = 0;
+  if (!pass.folderState?.created) for (const c of listed) if (createdAt(c) > newest) newest = createdAt(c);
+  return new Date(newest).toISOString();
+}
+
+const createdBy = (c: TaggedContact, instant: string): boolean => createdAt(c) <= Date.parse(instant);
 
 /** Removals beyond the deletion threshold (of the folder's contacts) are all held back, unless forced. */
 function holdBackRemovals(
@@ -243,12 +264,15 @@ async function writeTakeOver(
   }
   if (ops.length === 0) return true;
   let complete = true;
+  const notAdopted = new Set<string>();
   const record = async (results: WriteResult[]): Promise<void> => {
     const rows: [string, ManagedContact][] = [];
     for (const r of results) {
       const d = byOp.get(r.id)!;
-      if (r.outcome === 'unknown' || r.outcome === 'notAttempted') complete = false;
-      else if (r.outcome === 'failed') {
+      if (r.outcome === 'unknown' || r.outcome === 'notAttempted' || r.outcome === 'failed') {
+        complete = false; // looked at again on the next pass
+        if (d.item.action === 'adopt') notAdopted.add(d.key!);
+        if (r.outcome !== 'failed') continue;
         pass.result.failed++;
         pass.result.errors.push({
           ...(d.key ? { sourceKey: d.key } : {}),
@@ -270,5 +294,7 @@ async function writeTakeOver(
     ...(pass.options.deadline !== undefined ? { deadline: pass.options.deadline } : {}),
     onResults: record,
   });
+  // The old contact still stands for these: creating ours beside it would leave a twin for good.
+  if (notAdopted.size > 0) pass.desired = new MapWithout(pass.desired, notAdopted);
   return complete;
 }

@@ -148,6 +148,29 @@ describe('cleanup: remove a policy, mailboxes leaving its targets, deleted polic
     assert.equal(await f.app.policyRegistry.get('deleted'), undefined, 'and forgotten');
   });
 
+  it('a deleted policy put back (even disabled, so it never runs) starts a new grace period when deleted again', async () => {
+    const a = users[3]!;
+    setPolicies([...policies, policy('back', [a])]);
+    await runNow('back');
+    const before = ours(a, 'back');
+    assert.ok(before > 0);
+    const without = policies.filter((p) => p.id !== 'back');
+    setPolicies(without);
+    await f.runner.tick(); // noticed missing
+    f.advanceClock(6 * 86_400_000);
+    setPolicies([...without, policy('back', [a], { enabled: false })]);
+    await f.runner.tick();
+    await f.runner.drain();
+    assert.equal((await f.app.policyRegistry.get('back'))?.missingSince, null, 'back in the file');
+    f.advanceClock(2 * 86_400_000);
+    setPolicies(without);
+    await f.runner.tick(); // deleted again: a new grace period, not the old one's end
+    await f.runner.drain();
+    assert.equal(ours(a, 'back'), before, 'cleaned at once on the first grace period');
+    const missing = (await f.app.policyRegistry.get('back'))?.missingSince;
+    assert.ok(f.app.now().getTime() - new Date(missing!).getTime() < 60_000, 'marked missing now');
+  });
+
   it('a policy run from the CLI with a local policy file is never taken for a deleted one by the deployed app', async () => {
     const c = users[2]!;
     // The workstation's file has the policy; the deployment's file never had it.

@@ -1,0 +1,222 @@
+// Review of issue 17 through the real Functions handlers: a take-over never leaves a contact twice
+// (a failed adopt is tried again, never created beside), never touches contacts users add later, and
+// one pass deletes within one threshold; a mailbox leaving the targets is held back by its own rule.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import type { PolicyInput } from '../../../src/sync/config/schema';
+import { startRun } from '../../../src/app/use-cases';
+import type { SimContact, SimUser } from '../../doubles/graph-tenant-simulator/tenant';
+import { functionsFixture, type FunctionsFixture } from '../../support/functions-app';
+import { folderContacts, tagOf } from '../../support/engine';
+import { decodeParts } from '../../support/mime';
+
+const oldToolTime = new Date('2026-01-01T00:00:00Z');
+
+describe('take-over and cleanup limits (review of issue 17)', () => {
+  let f: FunctionsFixture;
+  let users: SimUser[];
+  const policy = (id: string, targets: SimUser[], extra: Partial<PolicyInput> = {}): PolicyInput => ({
+    id,
+    name: id,
+    connection: 'contoso',
+    source: { type: 'directory' },
+    targets: { type: 'users', users: targets.map((u) => u.userPrincipalName) },
+    folder: { name: `Folder ${id}` },
+    ...extra,
+  });
+  let policies: PolicyInput[] = [];
+  const setPolicies = (next: PolicyInput[]): void => {
+    policies = next;
+    f.writePolicies(policies);
+    f.advanceClock(31_000); // past the app's 30-second cache of the policy file
+  };
+  const runNow = async (id: string, force = false): Promise<string> => {
+    const found = (await f.app.policy(id))!;
+    const started = await startRun(f.app, found.policy, 'cli', {
+      dryRun: false,
+      fullResync: force,
+      mailboxes: [],
+    });
+    assert.ok(started.started);
+    await f.runner.drain();
+    return started.runId;
+  };
+  /** The old tool's folder: a contact for each of `colleagues`, and `strangers` nobody matches. */
+  const seedOldTool = (
+    owner: SimUser,
+    folder: string,
+    colleagues: SimUser[],
+    strangers = 0,
+  ): SimContact[] => {
+    const mailbox = f.sim.tenant.mailbox(owner.id)!;
+    const folderId = mailbox.createFolder(folder, mailbox.contactsFolderId).id;
+    const make = (name: string, address: string): SimContact =>
+      mailbox.createContact(
+        folderId,
+        { displayName: name, emailAddresses: [{ address, name }] },
+        [],
+        oldToolTime,
+      );
+    return [
+      ...colleagues.map((u) => make(u.displayName!, u.mail!)),
+      ...Array.from({ length: strangers }, (_, i) => make(`Stranger ${i}`, `stranger${i}@fabrikam.example`)),
+    ];
+  };
+  const withAddress = (contacts: SimContact[], address: string): SimContact[] =>
+    contacts.filter((c) =>
+      (c.data.emailAddresses as { address: string }[] | undefined)?.some(
+        (e) => e.address.toLowerCase() === address.toLowerCase(),
+      ),
+    );
+
+  before(async () => {
+    f = await functionsFixture({
+      sim: {
+        seed: { generate: { users: 14, mailboxes: 8, awkward: false } },
+        latency: { meanMs: 0, jitterMs: 0 },
+      },
+      policies: () => [],
+    });
+    users = [...f.sim.tenant.users.values()].filter((u) => u.mailbox === 'user' && u.accountEnabled);
+  });
+  after(() => f.close());
+
+  it('a failed adopt creates no twin beside the old contact, and the next pass adopts it', async () => {
+    const [owner, colleague] = [users[0]!, users[1]!];
+    const [old] = seedOldTool(owner, 'Folder adoptfail', [colleague]);
+    setPolicies([...policies, policy('adoptfail', [owner], { options: { unmanagedContacts: 'adopt' } })]);
+    // The connection breaks on every tagging PATCH of this pass: its outcome is unknown.
+    f.sim.faults.add({ kind: 'reset', match: { operation: 'contacts.update', mailbox: owner.id } });
+    await runNow('adoptfail');
+    f.sim.faults.clear();
+    const first = withAddress(
+      folderContacts(f.sim, owner.userPrincipalName, 'Folder adoptfail'),
+      colleague.mail!,
+    );
+    assert.deepEqual(
+      first.map((c) => c.id),
+      [old!.id],
+      'the colleague is in the folder once: ours was not created beside the old contact',
+    );
+    await runNow('adoptfail');
+    const second = withAddress(
+      folderContacts(f.sim, owner.userPrincipalName, 'Folder adoptfail'),
+      colleague.mail!,
+    );
+    assert.deepEqual(
+      second.map((c) => c.id),
+      [old!.id],
+      'still once: the old contact was adopted on the next pass',
+    );
+    assert.match(tagOf(second[0]!) ?? '', /^adoptfail\|/, 'and carries our tag');
+  });
+
+  it('remove: contacts a user adds after the take-over are never touched, not even by a forced run', async () => {
+    const [owner, colleague] = [users[2]!, users[3]!];
+    const [matched, stranger] = seedOldTool(owner, 'Folder later', [colleague], 1);
+    setPolicies([
+      ...policies,
+      policy('later', [owner], {
+        options: { unmanagedContacts: 'remove', deletionThreshold: { percent: 100, minimum: 50 } },
+      }),
+    ]);
+    await runNow('later');
+    const mailbox = f.sim.tenant.mailbox(owner.id)!;
+    assert.equal(
+      mailbox.contact(stranger!.id),
+      undefined,
+      "the old tool's contact nobody matches is removed",
+    );
+    assert.match(tagOf(mailbox.contact(matched!.id)!) ?? '', /^later\|/, 'the match is adopted');
+    // Afterwards the user adds their own: one nobody matches, one for a colleague we already hold.
+    const folderId = mailbox.folderByName('Folder later', mailbox.contactsFolderId)!.id;
+    const plumber = mailbox.createContact(
+      folderId,
+      { displayName: 'My plumber', emailAddresses: [{ address: 'plumber@example.org' }] },
+      [],
+      new Date(),
+    );
+    const mine = mailbox.createContact(
+      folderId,
+      { displayName: colleague.displayName, emailAddresses: [{ address: colleague.mail! }] },
+      [],
+      new Date(),
+    );
+    await runNow('later');
+    await runNow('later', true);
+    assert.ok(mailbox.contact(plumber.id), "the user's own contact stays");
+    assert.ok(mailbox.contact(mine.id), "the user's own copy of a colleague stays");
+    assert.equal(tagOf(mailbox.contact(mine.id)!), undefined, 'and is not adopted');
+  });
+
+  it('mailboxes leaving the targets: a share of them per run (at least one); more is HELD BACK in the run and the report mail; no target left is never cleaned by a run', async () => {
+    const targets = users.slice(0, 5);
+    const admin = users.at(-1)!;
+    const depart = (to: string[]): PolicyInput =>
+      policy('depart', [], {
+        targets: { type: 'users', users: to },
+        notify: { recipients: ['it-admins@contoso.example'], sender: admin.userPrincipalName },
+      });
+    const ours = (u: SimUser): number =>
+      folderContacts(f.sim, u.userPrincipalName, 'Folder depart').filter((c) =>
+        tagOf(c)?.startsWith('depart|'),
+      ).length;
+    const others = policies.filter((p) => p.id !== 'depart');
+    setPolicies([...others, depart(targets.map((u) => u.userPrincipalName))]);
+    await runNow('depart');
+    assert.ok(targets.every((u) => ours(u) > 0));
+    const mails = (): number => f.sim.tenant.mailbox(admin.id)!.sentMail.length;
+    const mailsBefore = mails();
+
+    // Four of five leave at once (a group emptied by mistake looks like this): held back.
+    setPolicies([...others, depart([targets[0]!.userPrincipalName])]);
+    const held = (await f.app.runStore.getRun(await runNow('depart')))!;
+    assert.deepEqual(held.departedHeldBack, { mailboxes: 4, known: 5, limit: 1, noTarget: false });
+    assert.ok(
+      targets.slice(1).every((u) => ours(u) > 0),
+      'their contacts stay',
+    );
+    assert.equal(mails(), mailsBefore + 1, 'a held-back run is reported (notify: onErrors)');
+    const report = String(f.sim.tenant.mailbox(admin.id)!.sentMail.at(-1)!.message.mime);
+    assert.match(decodeParts(report).text, /^HELD BACK: 4 mailboxes that left the policy's targets/m);
+    assert.match(decodeParts(report).text.split('\n')[0]!, /held back/i, 'the subject says so');
+
+    // A forced run cleans them.
+    await runNow('depart', true);
+    assert.ok(
+      targets.slice(1).every((u) => ours(u) === 0),
+      'forced: cleaned',
+    );
+    assert.ok(ours(targets[0]!) > 0);
+
+    // No target at all: not even a forced run empties the last mailbox.
+    setPolicies([...others, depart(['nobody@contoso.example'])]);
+    const none = (await f.app.runStore.getRun(await runNow('depart', true)))!;
+    assert.deepEqual(none.departedHeldBack, { mailboxes: 1, known: 1, limit: 1, noTarget: true });
+    assert.ok(ours(targets[0]!) > 0, 'the last mailbox keeps its contacts');
+    const last = decodeParts(String(f.sim.tenant.mailbox(admin.id)!.sentMail.at(-1)!.message.mime)).text;
+    assert.match(last, /no target is left: .*remove --policy depart/);
+  });
+
+  it("one pass deletes within one threshold: a take-over's removals and the plan's deletions count together", async () => {
+    const owner = users[4]!;
+    seedOldTool(owner, 'Folder one', [], 6);
+    const one = (unmanagedContacts: 'leave' | 'remove'): PolicyInput =>
+      policy('one', [owner], {
+        options: { unmanagedContacts, deletionThreshold: { percent: 0, minimum: 6 } },
+      });
+    setPolicies([...policies.filter((p) => p.id !== 'one'), one('leave')]);
+    await runNow('one');
+    // Five colleagues leave the company, and the policy starts removing the old tool's six contacts.
+    const leavers = [...f.sim.tenant.users.values()].filter((u) => u.mail && u.id !== owner.id).slice(0, 5);
+    assert.equal(leavers.length, 5);
+    for (const u of leavers) f.sim.tenant.deleteUser(u.id);
+    setPolicies([...policies.filter((p) => p.id !== 'one'), one('remove')]);
+    const runId = await runNow('one');
+    const [outcome] = await f.app.runStore.listOutcomes(runId);
+    const r = outcome!.result!;
+    assert.equal(r.takeOver?.removed, 6, "the old tool's six are removed (within the threshold of 6)");
+    assert.equal(r.deleted, 0, 'the plan may delete no more in the same pass');
+    assert.equal(r.deletionsBlocked?.wanted, 5, 'its five deletions are held back');
+  });
+});
