@@ -8,6 +8,7 @@ import { cleanMailbox, type CleanupResult } from '../sync/mailbox-pass/cleanup';
 import { GraphRequestError } from '../sync/ports';
 import { pathSegment } from '../adapters/graph/path-segment';
 import type { App } from './composition';
+import { startRemoval } from './removal-runs';
 import type { Logger } from './logging';
 
 export interface RemoveRequest {
@@ -35,7 +36,7 @@ export interface RemoveSummary {
 export class RemoveError extends Error {}
 
 /** The connection and folder of a policy: from the file, else from what the app remembers of it. */
-async function policyTarget(
+export async function policyTarget(
   app: App,
   policyId: string,
 ): Promise<{ connection: Connection; folderName: string | null | undefined; policy?: Policy }> {
@@ -57,7 +58,7 @@ async function policyTarget(
   return { connection, folderName: known ? known.folderName : undefined };
 }
 
-async function userOf(
+export async function userOf(
   app: App,
   connection: Connection,
   idOrUpn: string,
@@ -70,7 +71,7 @@ async function userOf(
   return { id: u.id, upn: u.userPrincipalName };
 }
 
-const isNotFound = (e: unknown): boolean =>
+export const isNotFound = (e: unknown): boolean =>
   (e as { statusCode?: number }).statusCode === 404 || (e instanceof GraphRequestError && e.status === 404);
 
 export async function removePolicy(app: App, req: RemoveRequest, log: Logger): Promise<RemoveSummary> {
@@ -84,10 +85,7 @@ export async function removePolicy(app: App, req: RemoveRequest, log: Logger): P
     notFound: [],
     warnings: [],
   };
-  if (policy?.enabled)
-    summary.warnings.push(
-      `policy "${req.policyId}" is still enabled in the policy file: its next run writes the contacts again (set "enabled": false or delete it first)`,
-    );
+  summary.warnings.push(...removalWarnings(req.policyId, policy));
   const targets: { id: string; upn: string }[] = [];
   if (req.mailboxes.length > 0) {
     for (const upn of req.mailboxes) {
@@ -125,6 +123,14 @@ export async function removePolicy(app: App, req: RemoveRequest, log: Logger): P
   return summary;
 }
 
+/** What the operator should know before removing (a policy still enabled writes its contacts again). */
+export const removalWarnings = (policyId: string, policy: Policy | undefined): string[] =>
+  policy?.enabled
+    ? [
+        `policy "${policyId}" is still enabled in the policy file: its next run writes the contacts again (set "enabled": false or delete it first)`,
+      ]
+    : [];
+
 /** Cleans one mailbox while holding its lock (a sync of it waits, and a cleanup waits for a sync). */
 export async function cleanUnderLock(
   app: App,
@@ -134,14 +140,8 @@ export async function cleanUnderLock(
   folderName: string | null | undefined,
   dryRun: boolean,
 ): Promise<MailboxRemoval> {
-  const owner = `cleanup-${randomUUID()}`;
-  const now = app.now();
-  const budgetMs = app.settings.MAILBOX_TIME_BUDGET_SECONDS * 1000;
-  if (
-    !dryRun &&
-    !(await app.locks.tryLock(policyId, target.id, owner, new Date(now.getTime() + budgetMs + 60_000), now))
-  )
-    return {
+  return (
+    (await tryCleanUnderLock(app, connection, policyId, target, folderName, dryRun)) ?? {
       mailboxId: target.id,
       userPrincipalName: target.upn,
       status: 'failed',
@@ -155,7 +155,27 @@ export async function cleanUnderLock(
           message: 'the mailbox is being synced; try again when the run has finished',
         },
       ],
-    };
+    }
+  );
+}
+
+/** As cleanUnderLock; undefined when another worker holds the mailbox (nothing was done). */
+export async function tryCleanUnderLock(
+  app: App,
+  connection: Connection,
+  policyId: string,
+  target: { id: string; upn: string },
+  folderName: string | null | undefined,
+  dryRun: boolean,
+): Promise<MailboxRemoval | undefined> {
+  const owner = `cleanup-${randomUUID()}`;
+  const now = app.now();
+  const budgetMs = app.settings.MAILBOX_TIME_BUDGET_SECONDS * 1000;
+  if (
+    !dryRun &&
+    !(await app.locks.tryLock(policyId, target.id, owner, new Date(now.getTime() + budgetMs + 60_000), now))
+  )
+    return undefined;
   try {
     const graph = await app.graph(connection);
     const r = await cleanMailbox(policyId, target.id, graph.mailboxes, app.mailboxStore, {
@@ -253,11 +273,16 @@ export async function sweepDeletedPolicies(app: App, log: Logger): Promise<strin
       continue;
     }
     if (now.getTime() - new Date(known.missingSince).getTime() < graceDays * dayMs) continue;
-    const summary = await removePolicy(app, { policyId: known.policyId, mailboxes: [], dryRun: false }, log);
-    log.info(
-      `deleted policy cleaned up: ${summary.totals.contacts} contacts in ${summary.totals.mailboxes} mailboxes`,
-      { policy: known.policyId },
+    // Queued (a timer run is short); the lease refuses a second while one is running.
+    const started = await startRemoval(
+      app,
+      { policyId: known.policyId, mailboxes: [], dryRun: false },
+      'schedule',
     );
+    if (!started.started) continue;
+    log.info(`deleted policy: removal of its contacts queued (run ${started.runId})`, {
+      policy: known.policyId,
+    });
     cleaned.push(known.policyId);
   }
   return cleaned;

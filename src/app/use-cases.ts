@@ -32,6 +32,7 @@ import { queueNames, type App } from './composition';
 import type { Logger } from './logging';
 import { pathSegment } from '../adapters/graph/path-segment';
 import { cleanDepartedMailboxes, deletedPolicyNotes, sweepDeletedPolicies } from './remove-policy';
+import { fanOutRemoval, removeFromMailbox } from './removal-runs';
 
 export type StartResult =
   | { started: true; runId: string }
@@ -66,14 +67,25 @@ export async function startRun(
   if (trigger === 'http' && requested.fullResync && !policy.options.allowOnDemandFullResync)
     return { started: false, reason: 'fullResyncNotAllowed', detail: fullResyncRefusal(policy) };
   await app.ensureStorage();
-  const now = app.now();
-  const runId = randomUUID();
   const options = effectiveOptions(policy, requested);
-  await app.runStore.createRun(emptySummary(runId, policy.id, trigger, options, now), options.mailboxes);
+  const summary = emptySummary(randomUUID(), policy.id, trigger, options, app.now());
+  return queueRun(app, summary, options.mailboxes, scheduledAt);
+}
+
+/** Records a run, takes its policy's lease and queues its policy-run message (a removal's too). */
+export async function queueRun(
+  app: App,
+  summary: RunSummary,
+  mailboxes: readonly string[],
+  scheduledAt?: Date,
+): Promise<StartResult> {
+  const { runId, policyId } = summary;
+  const now = app.now();
+  await app.runStore.createRun(summary, mailboxes);
   let lease;
   try {
     lease = await app.runStore.acquireLease(
-      policy.id,
+      policyId,
       runId,
       new Date(now.getTime() + app.settings.POLICY_LEASE_MINUTES * 60_000),
       now,
@@ -90,7 +102,7 @@ export async function startRun(
     return { started: false, reason: 'running', heldBy: lease.heldBy };
   }
   try {
-    const message: PolicyRunMessage = { kind: 'policy-run', policyId: policy.id, runId };
+    const message: PolicyRunMessage = { kind: 'policy-run', policyId, runId };
     await app.send(queueNames.policyRuns, message);
   } catch (e) {
     try {
@@ -99,7 +111,7 @@ export async function startRun(
         `the run could not be queued: ${e instanceof Error ? e.message : String(e)}`,
       );
     } finally {
-      await app.runStore.releaseLease(policy.id, runId);
+      await app.runStore.releaseLease(policyId, runId);
     }
     throw e;
   }
@@ -174,7 +186,7 @@ async function withFreshCredential<T>(app: App, connection: Connection, work: ()
  * Renews the run's policy lease (a run making progress keeps its policy however long it takes).
  * Returns why the run must stop when another run holds the lease now.
  */
-async function keepLease(app: App, run: RunSummary): Promise<string | null> {
+export async function keepLease(app: App, run: RunSummary): Promise<string | null> {
   const now = app.now();
   const held = await app.runStore.renewLease(
     run.policyId,
@@ -205,6 +217,7 @@ export async function processPolicyRun(app: App, raw: unknown, log: Logger): Pro
     return;
   }
   if (run.status === 'completed' || run.status === 'failed') return;
+  if (run.options.removal) return fanOutRemoval(app, run, log);
   const found = await app.policy(msg.policyId);
   if (!found || !found.policy.enabled) {
     await failRun(
@@ -388,6 +401,7 @@ export async function processMailboxSync(
   const fields = { policy: msg.policyId, run: msg.runId, mailbox: target.userPrincipalName };
   const existing = await app.runStore.getOutcome(msg.runId, msg.mailboxId);
   if (existing && isFinal(existing.status)) return 'duplicate';
+  if (run.options.removal) return removeFromMailbox(app, msg, run, target, log);
   const now = app.now();
   const budgetMs = app.settings.MAILBOX_TIME_BUDGET_SECONDS * 1000;
   const owner = invocationId;
@@ -580,7 +594,7 @@ function failedOutcome(target: RunTarget, error: string, attempts: number): Mail
   };
 }
 
-async function recordAndMaybeFinish(
+export async function recordAndMaybeFinish(
   app: App,
   runId: string,
   outcome: MailboxOutcome,
@@ -644,7 +658,13 @@ export async function processPoison(
   );
 }
 
-async function failRun(app: App, runId: string, policyId: string, error: string, log: Logger): Promise<void> {
+export async function failRun(
+  app: App,
+  runId: string,
+  policyId: string,
+  error: string,
+  log: Logger,
+): Promise<void> {
   log.error(`run failed: ${error}`, { policy: policyId, run: runId });
   const run = await app.runStore.failRun(runId, error);
   await app.runStore.releaseLease(policyId, runId);
@@ -666,7 +686,8 @@ export async function finishRun(app: App, runId: string, log: Logger): Promise<v
 
 async function sendReportIfWanted(app: App, run: RunSummary, log: Logger): Promise<void> {
   const found = await app.policy(run.policyId);
-  if (!found || run.reportSent) return;
+  // A removal answers its operator (run-status, the HTTP route); the report mail is about syncs.
+  if (!found || run.reportSent || run.options.removal) return;
   const { policy, connection } = found;
   const notify = policy.notify;
   if (notify.when === 'never' || notify.recipients.length === 0 || !notify.sender) return;

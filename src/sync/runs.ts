@@ -69,6 +69,8 @@ export interface RunRecordOptions {
   fullResync: boolean;
   /** How many mailboxes the request named (the list is kept beside the summary); 0: every target. */
   mailboxCount: number;
+  /** A removal of the policy's contacts (`remove` over HTTP, a deleted policy's clean-up), not a sync. */
+  removal?: boolean;
 }
 
 /** A mailbox the run covers: stored per row, so a run's target list has no size limit. */
