@@ -268,4 +268,16 @@ export interface SourceStore {
    * only: workers of one process may share one snapshot.
    */
   loadDesired(policyId: string): Promise<ReadonlyMap<string, DesiredContact>>;
+  /**
+   * The policy's selected source objects by e-mail address (a take-over's matching): read once per
+   * snapshot and shared by the mailbox workers of one process, as loadDesired is. Without it (a
+   * read-only store), every row is loaded.
+   */
+  loadAddresses?(policyId: string): Promise<SourceAddresses>;
+}
+
+/** The source objects by address: primary SMTP addresses, and every address (proxies included). */
+export interface SourceAddresses {
+  primary: ReadonlyMap<string, ReadonlySet<string>>;
+  any: ReadonlyMap<string, ReadonlySet<string>>;
 }

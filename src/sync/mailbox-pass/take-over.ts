@@ -5,7 +5,7 @@
 // a folder of the policy's own (never the default Contacts folder) and within the deletion threshold.
 import type { DirectoryEntry } from '../directory';
 import type { ManagedContact } from '../planner';
-import type { FolderRef, SourceRow, TaggedContact, WriteOp, WriteResult } from '../ports';
+import type { FolderRef, SourceAddresses, SourceRow, TaggedContact, WriteOp, WriteResult } from '../ports';
 import { tagPropertyId, tagValue } from '../tag';
 import { MapWithout } from './map-without';
 import type { MailboxPass } from './pass';
@@ -34,11 +34,7 @@ export interface TakeOverSummary {
 /** Items kept per mailbox (the outcome is stored in one Table property); the counts are complete. */
 export const maxTakeOverItems = 25;
 
-/** The source objects by address: primary SMTP addresses, and every address (proxies included). */
-export interface SourceAddresses {
-  primary: ReadonlyMap<string, ReadonlySet<string>>;
-  any: ReadonlyMap<string, ReadonlySet<string>>;
-}
+export type { SourceAddresses } from '../ports';
 
 const add = (m: Map<string, Set<string>>, address: string | null | undefined, key: string): void => {
   const a = address?.trim().toLowerCase();

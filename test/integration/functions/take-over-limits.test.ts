@@ -3,6 +3,7 @@
 // one pass deletes within one threshold; a mailbox leaving the targets is held back by its own rule.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import type { PolicyInput } from '../../../src/sync/config/schema';
 import { startRun } from '../../../src/app/use-cases';
 import type { SimContact, SimUser } from '../../doubles/graph-tenant-simulator/tenant';
@@ -196,6 +197,82 @@ describe('take-over and cleanup limits (review of issue 17)', () => {
     assert.ok(ours(targets[0]!) > 0, 'the last mailbox keeps its contacts');
     const last = decodeParts(String(f.sim.tenant.mailbox(admin.id)!.sentMail.at(-1)!.message.mime)).text;
     assert.match(last, /no target is left: .*remove --policy depart/);
+  });
+
+  it('a run reads the source rows for the take-over once, not once per mailbox, and lists its mailboxes from an index, not a scan of every contact row', async () => {
+    const owners = users.slice(0, 4);
+    for (const u of owners) seedOldTool(u, 'Folder once', [users[5]!]);
+    let entriesRead = 0;
+    const scans: string[] = [];
+    f.app.tables.sources.pipeline.addPolicy({
+      name: 'count-entries',
+      sendRequest: async (req, next) => {
+        const res = await next(req);
+        if (req.method === 'GET' && res.bodyAsText)
+          entriesRead += ((JSON.parse(res.bodyAsText) as { value?: object[] }).value ?? []).filter(
+            (e) => 'entry' in e,
+          ).length;
+        return res;
+      },
+    });
+    f.app.tables.mailboxes.pipeline.addPolicy({
+      name: 'record-scans',
+      sendRequest: (req, next) => {
+        if (req.method === 'GET' && /PartitionKey(%20|\+| )ge/.test(decodeURIComponent(req.url)))
+          scans.push(req.url);
+        return next(req);
+      },
+    });
+    try {
+      setPolicies([...policies, policy('once', owners, { options: { unmanagedContacts: 'adopt' } })]);
+      await runNow('once'); // the first run indexes the (empty) mailbox list once
+      const rows = (await f.app.sourceStore.load('once')).rows.size;
+      entriesRead = 0;
+      scans.length = 0;
+      for (const u of owners) seedOldTool(u, 'Folder once 2', [users[6]!]);
+      setPolicies([
+        ...policies.filter((p) => p.id !== 'once'),
+        policy('once', owners, {
+          folder: { name: 'Folder once 2' },
+          options: { unmanagedContacts: 'adopt' },
+        }),
+      ]);
+      await runNow('once');
+      assert.ok(
+        owners.every((u) =>
+          folderContacts(f.sim, u.userPrincipalName, 'Folder once 2').every((c) =>
+            tagOf(c)?.startsWith('once|'),
+          ),
+        ),
+        'each mailbox took its folder over',
+      );
+      assert.ok(
+        entriesRead <= 2 * rows,
+        `source rows read ${entriesRead} times over ${rows} rows: the refresh and the take-over once each, not once per mailbox`,
+      );
+      assert.deepEqual(scans, [], 'no scan across the mailboxes of the policy');
+      assert.deepEqual(
+        (await f.app.mailboxStore.listMailboxes('once')).sort(),
+        owners.map((u) => u.id).sort(),
+      );
+    } finally {
+      f.app.tables.sources.pipeline.removePolicy({ name: 'count-entries' });
+      f.app.tables.mailboxes.pipeline.removePolicy({ name: 'record-scans' });
+    }
+  });
+
+  it('the mailbox index: state written before it existed is found (and indexed), state cleared leaves it', async () => {
+    const ids = [randomUUID(), randomUUID()];
+    const folder = { folderId: 'f', folderName: 'F', deltaLink: null, dirtyContactIds: [] };
+    for (const id of ids) await f.app.mailboxStore.saveFolder('legacy', id, folder);
+    // As an older version left it: folder rows, no index.
+    for await (const e of f.app.tables.mailboxes.listEntities({
+      queryOptions: { filter: "PartitionKey eq 'legacy~mailboxes'" },
+    }))
+      await f.app.tables.mailboxes.deleteEntity(e.partitionKey!, e.rowKey!);
+    assert.deepEqual((await f.app.mailboxStore.listMailboxes('legacy')).sort(), [...ids].sort());
+    await f.app.mailboxStore.clear('legacy', ids[0]!);
+    assert.deepEqual(await f.app.mailboxStore.listMailboxes('legacy'), [ids[1]]);
   });
 
   it("one pass deletes within one threshold: a take-over's removals and the plan's deletions count together", async () => {
