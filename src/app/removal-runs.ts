@@ -5,7 +5,7 @@
 // under its lock. Messages carry ids only and pass the sync's checks (a recorded, running run of that
 // policy, a mailbox among its targets): a forged one removes nothing the run record does not say.
 import { randomUUID } from 'node:crypto';
-import type { MailboxSyncMessage } from '../sync/messages';
+import { maxContinuations, type MailboxSyncMessage } from '../sync/messages';
 import type { MailboxResult } from '../sync/mailbox-pass/pass';
 import { emptySummary, isFinal, type MailboxOutcome, type RunSummary, type RunTarget } from '../sync/runs';
 import { queueNames, type App } from './composition';
@@ -148,8 +148,12 @@ export async function removeFromMailbox(
     return 'deferred';
   }
   // Only the time budget stopped it: the rest is removed by a continuation, as a sync's is.
-  if (r.status === 'failed' && r.errors.every((e) => e.code === 'notAttempted')) {
-    const continuation = (progress?.continuation ?? 0) + 1;
+  const continuation = (progress?.continuation ?? 0) + 1;
+  if (
+    r.status === 'failed' &&
+    r.errors.every((e) => e.code === 'notAttempted') &&
+    continuation <= maxContinuations
+  ) {
     await app.runStore.saveMailboxProgress(run.runId, msg.mailboxId, {
       continuation,
       carried: { created: 0, updated: 0, deleted: carried + r.contacts, restored: 0, failed: 0 },
