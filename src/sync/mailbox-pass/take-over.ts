@@ -188,10 +188,12 @@ const createdAt = (c: TaggedContact): number => (c.createdDateTime ? Date.parse(
  * to its newest contact then). Every untagged contact of a folder we created was added by a user.
  */
 function takeOverBefore(pass: MailboxPass, listed: readonly TaggedContact[]): string {
-  const known = pass.folderState?.takeOverBefore;
-  if (known) return known;
+  const state = pass.folderState;
+  if (state?.takeOverBefore) return state.takeOverBefore;
+  // Taken over by a version that kept no instant: what is untagged now may be users' own.
+  if (state?.created || state?.takenOver) return new Date(0).toISOString();
   let newest = 0;
-  if (!pass.folderState?.created) for (const c of listed) if (createdAt(c) > newest) newest = createdAt(c);
+  for (const c of listed) if (createdAt(c) > newest) newest = createdAt(c);
   return new Date(newest).toISOString();
 }
 

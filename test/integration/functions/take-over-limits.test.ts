@@ -148,6 +148,19 @@ describe('take-over and cleanup limits (review of issue 17)', () => {
     assert.ok(mailbox.contact(plumber.id), "the user's own contact stays");
     assert.ok(mailbox.contact(mine.id), "the user's own copy of a colleague stays");
     assert.equal(tagOf(mailbox.contact(mine.id)!), undefined, 'and is not adopted');
+
+    // A folder taken over by a version that kept no instant: what users add is left alone too.
+    const state = (await f.app.mailboxStore.loadFolder('later', owner.id))!;
+    delete state.takeOverBefore;
+    await f.app.mailboxStore.saveFolder('later', owner.id, state);
+    const another = mailbox.createContact(
+      folderId,
+      { displayName: 'My dentist', emailAddresses: [{ address: 'dentist@example.org' }] },
+      [],
+      new Date(),
+    );
+    await runNow('later', true);
+    assert.ok(mailbox.contact(another.id), 'kept after an upgrade');
   });
 
   it('mailboxes leaving the targets: a share of them per run (at least one); more is HELD BACK in the run and the report mail; no target left is never cleaned by a run', async () => {
