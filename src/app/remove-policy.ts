@@ -274,11 +274,18 @@ export async function sweepDeletedPolicies(app: App, log: Logger): Promise<strin
     }
     if (now.getTime() - new Date(known.missingSince).getTime() < graceDays * dayMs) continue;
     // Queued (a timer run is short); the lease refuses a second while one is running.
-    const started = await startRemoval(
-      app,
-      { policyId: known.policyId, mailboxes: [], dryRun: false },
-      'schedule',
-    );
+    let started;
+    try {
+      started = await startRemoval(
+        app,
+        { policyId: known.policyId, mailboxes: [], dryRun: false },
+        'schedule',
+      );
+    } catch (e) {
+      if (!(e instanceof RemoveError)) throw e;
+      log.error(`deleted policy cannot be cleaned up: ${e.message}`, { policy: known.policyId });
+      continue; // one policy whose connection is gone holds none of the others up
+    }
     if (!started.started) continue;
     log.info(`deleted policy: removal of its contacts queued (run ${started.runId})`, {
       policy: known.policyId,

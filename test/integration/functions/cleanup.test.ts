@@ -217,6 +217,22 @@ describe('cleanup: remove a policy, mailboxes leaving its targets, deleted polic
     assert.ok(f.app.now().getTime() - new Date(missing!).getTime() < 60_000, 'marked missing now');
   });
 
+  it('a deleted policy that cannot be cleaned (its connection is gone) holds none of the others up', async () => {
+    const d = users[4]!;
+    await f.app.policyRegistry.seen({ policyId: 'aaa-orphan', connectionId: 'gone', folderName: 'X' });
+    await f.app.policyRegistry.markMissing('aaa-orphan', new Date(f.app.now().getTime() - 30 * 86_400_000));
+    setPolicies([...policies, policy('zz-deleted', [d])]);
+    await runNow('zz-deleted');
+    assert.ok(ours(d, 'zz-deleted') > 0);
+    setPolicies(policies.filter((p) => p.id !== 'zz-deleted'));
+    await f.runner.tick();
+    f.advanceClock(8 * 86_400_000);
+    await f.runner.tick();
+    await f.runner.drain();
+    assert.equal(ours(d, 'zz-deleted'), 0, 'cleaned, though the sweep met a policy it cannot clean first');
+    assert.ok(await f.app.policyRegistry.get('aaa-orphan'), 'the other is kept (and logged) for later');
+  });
+
   it('a policy run from the CLI with a local policy file is never taken for a deleted one by the deployed app', async () => {
     const c = users[2]!;
     // The workstation's file has the policy; the deployment's file never had it.
