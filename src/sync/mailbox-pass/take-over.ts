@@ -6,7 +6,7 @@
 import type { DirectoryEntry } from '../directory';
 import type { ManagedContact } from '../planner';
 import type { FolderRef, SourceAddresses, SourceRow, TaggedContact, WriteOp, WriteResult } from '../ports';
-import { tagPropertyId, tagValue } from '../tag';
+import { parseTag, tagPropertyId, tagValue } from '../tag';
 import { MapWithout } from './map-without';
 import type { MailboxPass } from './pass';
 
@@ -149,6 +149,7 @@ export async function takeOver(pass: MailboxPass, ref: FolderRef): Promise<void>
   if (option === 'leave') return;
   const { graph, mbx, options } = pass;
   const listed = await graph.listContacts(mbx, ref);
+  await keepLostAdoptions(pass, listed);
   const before = takeOverBefore(pass, listed);
   if (!options.dryRun && pass.folderState) pass.folderState.takeOverBefore = before;
   const unmanaged = listed.filter((c) => c.tag === null && createdBy(c, before));
@@ -167,7 +168,8 @@ export async function takeOver(pass: MailboxPass, ref: FolderRef): Promise<void>
     for (const d of decisions) if (summary.items.length < maxTakeOverItems) summary.items.push(d.item);
     if (options.dryRun) {
       // The plan that follows sees the matches as ours (updates rather than creates); nothing is stored.
-      for (const d of decisions) if (d.item.action === 'adopt') pass.contacts.set(d.key!, adoptedRow(d));
+      for (const d of decisions)
+        if (d.item.action === 'adopt') pass.contacts.set(d.key!, adoptedRow(d.contact));
       countPlanned(decisions, summary);
     } else if (!(await writeTakeOver(pass, decisions, summary))) {
       pass.result.takeOver = summary;
@@ -178,6 +180,23 @@ export async function takeOver(pass: MailboxPass, ref: FolderRef): Promise<void>
   pass.result.takeOver = summary;
   // Held-back removals are looked at again on every pass until a forced one applies them.
   if (!options.dryRun && pass.folderState && !summary.heldBack) pass.folderState.takenOver = option;
+}
+
+/**
+ * Contacts an earlier pass tagged whose reply was lost: ours already, though the state never heard
+ * of them (the delta read after that pass may not show them again). Kept, so none is created beside.
+ */
+async function keepLostAdoptions(pass: MailboxPass, listed: readonly TaggedContact[]): Promise<void> {
+  if (pass.options.dryRun) return;
+  const rows: [string, ManagedContact][] = [];
+  for (const c of [...listed].sort(oldestFirst)) {
+    const key = c.tag === null ? undefined : parseTag(c.tag, pass.policy.id);
+    if (key === undefined || pass.contacts.has(key) || !pass.desired.has(key)) continue;
+    const row = adoptedRow(c);
+    rows.push([key, row]);
+    pass.contacts.set(key, row);
+  }
+  if (rows.length > 0) await pass.store.apply(pass.policy.id, pass.mbx, rows, []);
 }
 
 /** Graph's createdDateTime in epoch ms; NaN when absent (such a contact is never ours to judge). */
@@ -222,12 +241,12 @@ function countPlanned(decisions: readonly Decision[], summary: TakeOverSummary):
   }
 }
 
-const adoptedRow = (d: Decision, changeKey?: string): ManagedContact => ({
-  contactId: d.contact.contactId,
+const adoptedRow = (contact: TaggedContact, changeKey?: string): ManagedContact => ({
+  contactId: contact.contactId,
   // No hash: the plan compares what is there with the source and writes only the differences.
   hash: '',
-  written: d.contact.fields,
-  changeKey: changeKey ?? d.contact.changeKey,
+  written: contact.fields,
+  changeKey: changeKey ?? contact.changeKey,
   keep: [],
   userDeleted: false,
   orphaned: false,
@@ -270,6 +289,13 @@ async function writeTakeOver(
       if (r.outcome === 'unknown' || r.outcome === 'notAttempted' || r.outcome === 'failed') {
         complete = false; // looked at again on the next pass
         if (d.item.action === 'adopt') notAdopted.add(d.key!);
+        if (r.outcome === 'unknown')
+          pass.result.errors.push({
+            ...(d.key ? { sourceKey: d.key } : {}),
+            status: 0,
+            code: 'ReplyLost',
+            message: `taking over "${d.item.name}": ${r.message}; looked at again on the next pass`,
+          });
         if (r.outcome !== 'failed') continue;
         pass.result.failed++;
         pass.result.errors.push({
@@ -282,7 +308,7 @@ async function writeTakeOver(
       } else if (d.item.action === 'remove') summary.removed++;
       else if (r.outcome === 'ok') {
         summary.adopted++;
-        rows.push([d.key!, adoptedRow(d, r.changeKey)]);
+        rows.push([d.key!, adoptedRow(d.contact, r.changeKey)]);
       }
     }
     if (rows.length > 0) await pass.store.apply(pass.policy.id, pass.mbx, rows, []);

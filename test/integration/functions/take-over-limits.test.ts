@@ -112,6 +112,31 @@ describe('take-over and cleanup limits (review of issue 17)', () => {
     assert.match(tagOf(second[0]!) ?? '', /^adoptfail\|/, 'and carries our tag');
   });
 
+  it('an adopt whose reply is lost (the tag applied) leaves no twin either: the next pass keeps the tagged contact', async () => {
+    const [owner, colleague] = [users[5]!, users[6]!];
+    const [old] = seedOldTool(owner, 'Folder lost', [colleague]);
+    setPolicies([...policies, policy('lost', [owner], { options: { unmanagedContacts: 'adopt' } })]);
+    f.sim.faults.add({ kind: 'lostReply', match: { operation: 'contacts.update', mailbox: owner.id } });
+    const first = await runNow('lost');
+    f.sim.faults.clear();
+    const [outcome] = await f.app.runStore.listOutcomes(first);
+    assert.match(
+      outcome!.result!.errors.map((e) => e.code).join(' '),
+      /ReplyLost/,
+      'the lost reply is reported',
+    );
+    await runNow('lost');
+    await runNow('lost');
+    await runNow('lost', true);
+    const left = withAddress(folderContacts(f.sim, owner.userPrincipalName, 'Folder lost'), colleague.mail!);
+    assert.deepEqual(
+      left.map((c) => c.id),
+      [old!.id],
+      'the colleague is there once, the old contact',
+    );
+    assert.match(tagOf(left[0]!) ?? '', /^lost\|/);
+  });
+
   it('remove: contacts a user adds after the take-over are never touched, not even by a forced run', async () => {
     const [owner, colleague] = [users[2]!, users[3]!];
     const [matched, stranger] = seedOldTool(owner, 'Folder later', [colleague], 1);
