@@ -203,9 +203,21 @@ async function main(): Promise<number> {
       return file;
     });
     // What uninstalling would remove: the operators' route, as a dry run (nothing is deleted).
-    const removal = (await (
+    // Queued as a run (202 and its id); the totals are read from the run record when it is done.
+    const queued = (await (
       await fetch(`${http.url}/api/policies/company-directory/removal`, { method: 'POST', body: '{}' })
-    ).json()) as { totals: { mailboxes: number; contacts: number; folders: number; failed: number } };
+    ).json()) as { runId: string };
+    await runner.drain(600_000);
+    const removalRun = (await app.runStore.getRun(queued.runId))!;
+    const removalOutcomes = await app.runStore.listOutcomes(queued.runId);
+    const removal = {
+      totals: {
+        mailboxes: removalRun.expected,
+        contacts: removalRun.contacts.deleted,
+        folders: removalOutcomes.filter((o) => o.result?.removal?.folderRemoved).length,
+        failed: removalRun.mailboxes.failed,
+      },
+    };
     if (!json) {
       const head = [
         'pass',

@@ -3,10 +3,12 @@
 // file once its grace period is over. Each mailbox is cleaned under its lock, so never beside a sync.
 import { randomUUID } from 'node:crypto';
 import type { Connection, Policy } from '../sync/config/schema';
+import type { DepartedHeldBack } from '../sync/runs';
 import { cleanMailbox, type CleanupResult } from '../sync/mailbox-pass/cleanup';
 import { GraphRequestError } from '../sync/ports';
 import { pathSegment } from '../adapters/graph/path-segment';
 import type { App } from './composition';
+import { startRemoval } from './removal-runs';
 import type { Logger } from './logging';
 
 export interface RemoveRequest {
@@ -34,7 +36,7 @@ export interface RemoveSummary {
 export class RemoveError extends Error {}
 
 /** The connection and folder of a policy: from the file, else from what the app remembers of it. */
-async function policyTarget(
+export async function policyTarget(
   app: App,
   policyId: string,
 ): Promise<{ connection: Connection; folderName: string | null | undefined; policy?: Policy }> {
@@ -56,7 +58,7 @@ async function policyTarget(
   return { connection, folderName: known ? known.folderName : undefined };
 }
 
-async function userOf(
+export async function userOf(
   app: App,
   connection: Connection,
   idOrUpn: string,
@@ -69,7 +71,7 @@ async function userOf(
   return { id: u.id, upn: u.userPrincipalName };
 }
 
-const isNotFound = (e: unknown): boolean =>
+export const isNotFound = (e: unknown): boolean =>
   (e as { statusCode?: number }).statusCode === 404 || (e instanceof GraphRequestError && e.status === 404);
 
 export async function removePolicy(app: App, req: RemoveRequest, log: Logger): Promise<RemoveSummary> {
@@ -83,10 +85,7 @@ export async function removePolicy(app: App, req: RemoveRequest, log: Logger): P
     notFound: [],
     warnings: [],
   };
-  if (policy?.enabled)
-    summary.warnings.push(
-      `policy "${req.policyId}" is still enabled in the policy file: its next run writes the contacts again (set "enabled": false or delete it first)`,
-    );
+  summary.warnings.push(...removalWarnings(req.policyId, policy));
   const targets: { id: string; upn: string }[] = [];
   if (req.mailboxes.length > 0) {
     for (const upn of req.mailboxes) {
@@ -124,6 +123,14 @@ export async function removePolicy(app: App, req: RemoveRequest, log: Logger): P
   return summary;
 }
 
+/** What the operator should know before removing (a policy still enabled writes its contacts again). */
+export const removalWarnings = (policyId: string, policy: Policy | undefined): string[] =>
+  policy?.enabled
+    ? [
+        `policy "${policyId}" is still enabled in the policy file: its next run writes the contacts again (set "enabled": false or delete it first)`,
+      ]
+    : [];
+
 /** Cleans one mailbox while holding its lock (a sync of it waits, and a cleanup waits for a sync). */
 export async function cleanUnderLock(
   app: App,
@@ -133,14 +140,8 @@ export async function cleanUnderLock(
   folderName: string | null | undefined,
   dryRun: boolean,
 ): Promise<MailboxRemoval> {
-  const owner = `cleanup-${randomUUID()}`;
-  const now = app.now();
-  const budgetMs = app.settings.MAILBOX_TIME_BUDGET_SECONDS * 1000;
-  if (
-    !dryRun &&
-    !(await app.locks.tryLock(policyId, target.id, owner, new Date(now.getTime() + budgetMs + 60_000), now))
-  )
-    return {
+  return (
+    (await tryCleanUnderLock(app, connection, policyId, target, folderName, dryRun)) ?? {
       mailboxId: target.id,
       userPrincipalName: target.upn,
       status: 'failed',
@@ -154,7 +155,27 @@ export async function cleanUnderLock(
           message: 'the mailbox is being synced; try again when the run has finished',
         },
       ],
-    };
+    }
+  );
+}
+
+/** As cleanUnderLock; undefined when another worker holds the mailbox (nothing was done). */
+export async function tryCleanUnderLock(
+  app: App,
+  connection: Connection,
+  policyId: string,
+  target: { id: string; upn: string },
+  folderName: string | null | undefined,
+  dryRun: boolean,
+): Promise<MailboxRemoval | undefined> {
+  const owner = `cleanup-${randomUUID()}`;
+  const now = app.now();
+  const budgetMs = app.settings.MAILBOX_TIME_BUDGET_SECONDS * 1000;
+  if (
+    !dryRun &&
+    !(await app.locks.tryLock(policyId, target.id, owner, new Date(now.getTime() + budgetMs + 60_000), now))
+  )
+    return undefined;
   try {
     const graph = await app.graph(connection);
     const r = await cleanMailbox(policyId, target.id, graph.mailboxes, app.mailboxStore, {
@@ -169,10 +190,18 @@ export async function cleanUnderLock(
 }
 
 /**
+ * How many mailboxes may leave the targets in one run before it looks like a directory glitch: the
+ * threshold's percentage of the mailboxes synced before, but at least one (the contact minimum is a
+ * count of contacts, not of mailboxes).
+ */
+export const departedMailboxLimit = (known: number, percent: number): number =>
+  Math.max(1, Math.floor((known * percent) / 100));
+
+/**
  * Mailboxes holding the policy's state that are no longer among its targets (options.onTargetRemoval):
- * cleaned before the run fans out, unless so many left at once that it looks like a directory glitch
- * (the deletion threshold, over the mailboxes synced before) or no target is left at all. Returns the
- * run's notes about it.
+ * cleaned before the run fans out, unless more left than `departedMailboxLimit` (a forced run cleans
+ * them) or no target is left at all (never cleaned by a run, forced or not: `remove --policy` does).
+ * Returns the run's notes about it, and what was held back.
  */
 export async function cleanDepartedMailboxes(
   app: App,
@@ -181,17 +210,20 @@ export async function cleanDepartedMailboxes(
   targetIds: ReadonlySet<string>,
   run: { dryRun: boolean; fullResync: boolean },
   log: Logger,
-): Promise<string[]> {
-  if (policy.options.onTargetRemoval === 'keep') return [];
+): Promise<{ notes: string[]; heldBack?: DepartedHeldBack }> {
+  if (policy.options.onTargetRemoval === 'keep') return { notes: [] };
   const known = await app.mailboxStore.listMailboxes(policy.id);
   const departed = known.filter((id) => !targetIds.has(id));
-  if (departed.length === 0) return [];
-  const { percent, minimum } = policy.options.deletionThreshold;
-  const limit = Math.max(minimum, Math.floor((known.length * percent) / 100));
-  if (!run.fullResync && (targetIds.size === 0 || departed.length > limit))
-    return [
-      `held back: ${departed.length} of ${known.length} mailboxes left the policy's targets${targetIds.size === 0 ? ' (no target is left)' : ` (more than the deletion threshold, ${limit})`}; their contacts stay until a forced run (run --force, or a full resync) removes them`,
-    ];
+  if (departed.length === 0) return { notes: [] };
+  const limit = departedMailboxLimit(known.length, policy.options.deletionThreshold.percent);
+  const noTarget = targetIds.size === 0;
+  if (noTarget || (!run.fullResync && departed.length > limit))
+    return {
+      heldBack: { mailboxes: departed.length, known: known.length, limit, noTarget },
+      notes: [
+        `held back: ${departed.length} of ${known.length} mailboxes left the policy's targets${noTarget ? ` and no target is left; their contacts stay, even in a forced run (to remove them: remove --policy ${policy.id})` : ` (more than ${limit} at once); their contacts stay until a forced run (run --force, or a full resync) removes them`}`,
+      ],
+    };
   let contacts = 0;
   let failed = 0;
   for (const id of departed) {
@@ -207,9 +239,11 @@ export async function cleanDepartedMailboxes(
       mailbox: upn,
     });
   }
-  return [
-    `${departed.length} mailboxes left the policy's targets: ${contacts} contacts ${run.dryRun ? 'would be' : 'were'} removed from them${failed ? `; ${failed} failed and are tried again next run` : ''}`,
-  ];
+  return {
+    notes: [
+      `${departed.length} mailboxes left the policy's targets: ${contacts} contacts ${run.dryRun ? 'would be' : 'were'} removed from them${failed ? `; ${failed} failed and are tried again next run` : ''}`,
+    ],
+  };
 }
 
 const dayMs = 86_400_000;
@@ -220,15 +254,16 @@ const dayMs = 86_400_000;
  */
 export async function sweepDeletedPolicies(app: App, log: Logger): Promise<string[]> {
   const loaded = await app.policies();
-  const present = new Set([
-    ...loaded.policies.map((p) => p.id),
-    ...loaded.invalidPolicies.flatMap((p) => (p.policyId ? [p.policyId] : [])),
-  ]);
+  const present = presentIds(loaded);
   const graceDays = loaded.deletedPolicyGraceDays ?? 7;
   const now = app.now();
   const cleaned: string[] = [];
   for (const known of await app.policyRegistry.list()) {
-    if (present.has(known.policyId)) continue;
+    if (present.has(known.policyId)) {
+      // Put back (perhaps disabled, so no run marks it seen): a later deletion starts a new grace period.
+      if (known.missingSince) await app.policyRegistry.markPresent(known.policyId);
+      continue;
+    }
     if (!known.missingSince) {
       await app.policyRegistry.markMissing(known.policyId, now);
       log.warn(
@@ -238,21 +273,43 @@ export async function sweepDeletedPolicies(app: App, log: Logger): Promise<strin
       continue;
     }
     if (now.getTime() - new Date(known.missingSince).getTime() < graceDays * dayMs) continue;
-    const summary = await removePolicy(app, { policyId: known.policyId, mailboxes: [], dryRun: false }, log);
-    log.info(
-      `deleted policy cleaned up: ${summary.totals.contacts} contacts in ${summary.totals.mailboxes} mailboxes`,
-      { policy: known.policyId },
-    );
+    // Queued (a timer run is short); the lease refuses a second while one is running.
+    let started;
+    try {
+      started = await startRemoval(
+        app,
+        { policyId: known.policyId, mailboxes: [], dryRun: false },
+        'schedule',
+      );
+    } catch (e) {
+      if (!(e instanceof RemoveError)) throw e;
+      log.error(`deleted policy cannot be cleaned up: ${e.message}`, { policy: known.policyId });
+      continue; // one policy whose connection is gone holds none of the others up
+    }
+    if (!started.started) continue;
+    log.info(`deleted policy: removal of its contacts queued (run ${started.runId})`, {
+      policy: known.policyId,
+    });
     cleaned.push(known.policyId);
   }
   return cleaned;
 }
 
+/** The policy ids the file holds, an invalid policy's too (an invalid policy is not a deleted one). */
+function presentIds(loaded: Awaited<ReturnType<App['policies']>>): Set<string> {
+  return new Set([
+    ...loaded.policies.map((p) => p.id),
+    ...loaded.invalidPolicies.flatMap((p) => (p.policyId ? [p.policyId] : [])),
+  ]);
+}
+
 /** The notes each run carries while a deleted policy waits for its grace period to end. */
 export async function deletedPolicyNotes(app: App): Promise<string[]> {
-  const graceDays = (await app.policies()).deletedPolicyGraceDays ?? 7;
+  const loaded = await app.policies();
+  const graceDays = loaded.deletedPolicyGraceDays ?? 7;
+  const present = presentIds(loaded);
   return (await app.policyRegistry.list())
-    .filter((k) => k.missingSince)
+    .filter((k) => k.missingSince && !present.has(k.policyId))
     .map(
       (k) =>
         `policy "${k.policyId}" was deleted from the policy file (noticed ${k.missingSince}); its contacts are removed after ${new Date(new Date(k.missingSince!).getTime() + graceDays * dayMs).toISOString()} unless it comes back`,

@@ -33,6 +33,7 @@ import { queueNames, type App } from './composition';
 import type { Logger } from './logging';
 import { pathSegment } from '../adapters/graph/path-segment';
 import { cleanDepartedMailboxes, deletedPolicyNotes, sweepDeletedPolicies } from './remove-policy';
+import { fanOutRemoval, removeFromMailbox } from './removal-runs';
 
 export type StartResult =
   | { started: true; runId: string }
@@ -67,14 +68,25 @@ export async function startRun(
   if (trigger === 'http' && requested.fullResync && !policy.options.allowOnDemandFullResync)
     return { started: false, reason: 'fullResyncNotAllowed', detail: fullResyncRefusal(policy) };
   await app.ensureStorage();
-  const now = app.now();
-  const runId = randomUUID();
   const options = effectiveOptions(policy, requested);
-  await app.runStore.createRun(emptySummary(runId, policy.id, trigger, options, now), options.mailboxes);
+  const summary = emptySummary(randomUUID(), policy.id, trigger, options, app.now());
+  return queueRun(app, summary, options.mailboxes, scheduledAt);
+}
+
+/** Records a run, takes its policy's lease and queues its policy-run message (a removal's too). */
+export async function queueRun(
+  app: App,
+  summary: RunSummary,
+  mailboxes: readonly string[],
+  scheduledAt?: Date,
+): Promise<StartResult> {
+  const { runId, policyId } = summary;
+  const now = app.now();
+  await app.runStore.createRun(summary, mailboxes);
   let lease;
   try {
     lease = await app.runStore.acquireLease(
-      policy.id,
+      policyId,
       runId,
       new Date(now.getTime() + app.settings.POLICY_LEASE_MINUTES * 60_000),
       now,
@@ -91,7 +103,7 @@ export async function startRun(
     return { started: false, reason: 'running', heldBy: lease.heldBy };
   }
   try {
-    const message: PolicyRunMessage = { kind: 'policy-run', policyId: policy.id, runId };
+    const message: PolicyRunMessage = { kind: 'policy-run', policyId, runId };
     await app.send(queueNames.policyRuns, message);
   } catch (e) {
     try {
@@ -100,7 +112,7 @@ export async function startRun(
         `the run could not be queued: ${e instanceof Error ? e.message : String(e)}`,
       );
     } finally {
-      await app.runStore.releaseLease(policy.id, runId);
+      await app.runStore.releaseLease(policyId, runId);
     }
     throw e;
   }
@@ -175,7 +187,7 @@ async function withFreshCredential<T>(app: App, connection: Connection, work: ()
  * Renews the run's policy lease (a run making progress keeps its policy however long it takes).
  * Returns why the run must stop when another run holds the lease now.
  */
-async function keepLease(app: App, run: RunSummary): Promise<string | null> {
+export async function keepLease(app: App, run: RunSummary): Promise<string | null> {
   const now = app.now();
   const held = await app.runStore.renewLease(
     run.policyId,
@@ -206,6 +218,7 @@ export async function processPolicyRun(app: App, raw: unknown, log: Logger): Pro
     return;
   }
   if (run.status === 'completed' || run.status === 'failed') return;
+  if (run.options.removal) return fanOutRemoval(app, run, log);
   const found = await app.policy(msg.policyId);
   if (!found || !found.policy.enabled) {
     await failRun(
@@ -273,30 +286,36 @@ export async function processPolicyRun(app: App, raw: unknown, log: Logger): Pro
     for (const m of requested) if (!found.has(m.toLowerCase())) skipped.push({ user: m, reason: 'notFound' });
   }
   const notes = [...refreshed.stats.notes];
+  let departedHeldBack: RunSummary['departedHeldBack'];
   if (run.status === 'starting') {
     notes.push(...(await deletedPolicyNotes(app).catch(() => [])));
     if (refreshed.desired.size === 0)
       notes.push('the policy selects no source objects: no contact is deleted unless a run is forced');
     if (targets.length === 0) notes.push('the policy selects no target mailboxes');
-    if (requested.length === 0)
-      notes.push(
-        ...(await cleanDepartedMailboxes(
-          app,
-          policy,
-          connection,
-          new Set(targets.map((t) => t.userId)),
-          run.options,
-          log,
-        ).catch((e: unknown) => [
+    if (requested.length === 0) {
+      const departed = await cleanDepartedMailboxes(
+        app,
+        policy,
+        connection,
+        new Set(targets.map((t) => t.userId)),
+        run.options,
+        log,
+      ).catch((e: unknown) => ({
+        notes: [
           `mailboxes that left the targets could not be cleaned this run (the next run tries again): ${e instanceof Error ? e.message : String(e)}`,
-        ])),
-      );
+        ],
+        heldBack: undefined,
+      }));
+      notes.push(...departed.notes);
+      departedHeldBack = departed.heldBack;
+    }
   }
   const started = await app.runStore.startRun(
     msg.runId,
     targets.map((t) => ({ mailboxId: t.userId, userPrincipalName: t.userPrincipalName })),
     skipped,
     notes,
+    departedHeldBack,
   );
   run = started.run;
   if (!started.wrote) {
@@ -387,6 +406,7 @@ export async function processMailboxSync(
   const fields = { policy: msg.policyId, run: msg.runId, mailbox: target.userPrincipalName };
   const existing = await app.runStore.getOutcome(msg.runId, msg.mailboxId);
   if (existing && isFinal(existing.status)) return 'duplicate';
+  if (run.options.removal) return removeFromMailbox(app, msg, run, target, log);
   const now = app.now();
   const budgetMs = app.settings.MAILBOX_TIME_BUDGET_SECONDS * 1000;
   const owner = invocationId;
@@ -579,7 +599,7 @@ function failedOutcome(target: RunTarget, error: string, attempts: number): Mail
   };
 }
 
-async function recordAndMaybeFinish(
+export async function recordAndMaybeFinish(
   app: App,
   runId: string,
   outcome: MailboxOutcome,
@@ -643,7 +663,13 @@ export async function processPoison(
   );
 }
 
-async function failRun(app: App, runId: string, policyId: string, error: string, log: Logger): Promise<void> {
+export async function failRun(
+  app: App,
+  runId: string,
+  policyId: string,
+  error: string,
+  log: Logger,
+): Promise<void> {
   log.error(`run failed: ${error}`, { policy: policyId, run: runId });
   const run = await app.runStore.failRun(runId, error);
   await app.runStore.releaseLease(policyId, runId);
@@ -665,7 +691,8 @@ export async function finishRun(app: App, runId: string, log: Logger): Promise<v
 
 async function sendReportIfWanted(app: App, run: RunSummary, log: Logger): Promise<void> {
   const found = await app.policy(run.policyId);
-  if (!found || run.reportSent) return;
+  // A removal answers its operator (run-status, the HTTP route); the report mail is about syncs.
+  if (!found || run.reportSent || run.options.removal) return;
   const { policy, connection } = found;
   const notify = policy.notify;
   if (notify.when === 'never' || notify.recipients.length === 0 || !notify.sender) return;

@@ -25,7 +25,7 @@ import { GraphMailboxes } from '../adapters/graph/mailbox-graph';
 import { MemorySourceStore } from '../adapters/memory/stores';
 import { refreshSource } from '../sync/refresh-source';
 import { isFinal, type MailboxOutcome } from '../sync/runs';
-import { heldBack, heldBackLine } from '../sync/report';
+import { heldBack, heldBackLine, isHeldBack } from '../sync/report';
 import { runOptionsSchema } from '../sync/messages';
 import { App, queueNames } from '../app/composition';
 import { InProcessQueues } from '../app/in-process-queues';
@@ -260,14 +260,14 @@ export async function run(
       restored: record.contacts.restored,
     },
     graphRequests: counter.graphRequests,
-    heldBack: heldBack(outcomes),
+    heldBack: heldBack(outcomes, record),
     ...takeOverOf(outcomes),
     notes: record.notes ?? [],
   };
   if (record.error) io.err(`run failed: ${record.error}`);
   // Said first (on stderr beside JSON): a run that left deletions undone did not do all it was asked.
-  if (summary.heldBack.deletions > 0) {
-    const line = `HELD BACK: ${heldBackLine(summary.heldBack)}`;
+  if (isHeldBack(summary.heldBack)) {
+    const line = `HELD BACK: ${heldBackLine(summary.heldBack, record.policyId)}`;
     if (flags.json) io.err(line);
     else io.out(line);
   }
@@ -300,7 +300,7 @@ export async function run(
   if (flags.json) io.out(JSON.stringify(summary));
   return record.status === 'failed' ||
     record.mailboxes.failed > 0 ||
-    summary.heldBack.deletions > 0 ||
+    isHeldBack(summary.heldBack) ||
     notRun.length > 0
     ? 1
     : 0;

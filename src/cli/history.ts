@@ -12,7 +12,7 @@ export interface HistoryFlags {
 }
 
 const runLine = (r: RunSummary): string =>
-  `${r.runId}  ${r.policyId}  ${r.trigger}${r.options.dryRun ? ' (dry run)' : ''}  ${r.status}  ${r.startedAt}  mailboxes ${r.mailboxes.succeeded} ok / ${r.mailboxes.failed} failed / ${r.mailboxes.skipped} skipped  contacts +${r.contacts.created} ~${r.contacts.updated} -${r.contacts.deleted}${r.error ? `  error: ${r.error}` : ''}`;
+  `${r.runId}  ${r.policyId}  ${r.trigger}${r.options.removal ? ' removal' : ''}${r.options.dryRun ? ' (dry run)' : ''}  ${r.status}  ${r.startedAt}  mailboxes ${r.mailboxes.succeeded} ok / ${r.mailboxes.failed} failed / ${r.mailboxes.skipped} skipped  contacts +${r.contacts.created} ~${r.contacts.updated} -${r.contacts.deleted}${r.error ? `  error: ${r.error}` : ''}`;
 
 const outcomeLine = (o: MailboxOutcome): string => {
   const r = o.result;
@@ -20,7 +20,8 @@ const outcomeLine = (o: MailboxOutcome): string => {
     ? `, ${r.created} created, ${r.updated} updated, ${r.deleted} deleted, ${r.unchanged} unchanged`
     : '';
   const held = r?.deletionsBlocked ? `, ${r.deletionsBlocked.wanted} deletions held back` : '';
-  return `${o.userPrincipalName}: ${o.status}${counts}${held}${o.lastError ? `; ${o.lastError}` : ''}`;
+  const folder = r?.removal?.folderRemoved ? ', folder removed' : '';
+  return `${o.userPrincipalName}: ${o.status}${counts}${held}${folder}${o.lastError ? `; ${o.lastError}` : ''}`;
 };
 
 async function open(io: Io, flags: HistoryFlags, env: Record<string, string | undefined>) {

@@ -1,12 +1,13 @@
 // POST /api/policies/{policyId}/removal {dryRun?, mailboxes?, confirm?}: the CLI's `remove` for
-// operators. A dry run (the default) lists what would go; deleting needs `confirm` set to the policy
+// operators, queued as a run: 202 with its run id; GET /api/runs/{runId} (or `run-status`) shows each
+// mailbox. A dry run (the default) counts what would go; deleting needs `confirm` set to the policy
 // id. Admin level (the host's master key): removing every contact of a policy is an operator's act,
 // not something the function key that starts runs should allow.
 import { app, type HttpRequest, type HttpResponseInit, type InvocationContext } from '@azure/functions';
 import { z } from 'zod';
 import { getApp } from '../app/composition';
-import { logger } from '../app/logging';
-import { removePolicy, RemoveError } from '../app/remove-policy';
+import { startRemoval } from '../app/removal-runs';
+import { RemoveError } from '../app/remove-policy';
 import { runOptionsSchema } from '../sync/messages';
 import { json, problem, validationProblem } from './http-problem';
 
@@ -42,17 +43,27 @@ export async function removePolicyContacts(
       [{ field: 'confirm', message: 'must be the policy id' }],
     );
   try {
-    const summary = await removePolicy(
+    // Queued, as a run is: a policy with many mailboxes takes longer than the front end waits (230 s).
+    const started = await startRemoval(
       getApp(),
       { policyId: id.data, mailboxes: body.data.mailboxes, dryRun: body.data.dryRun },
-      logger(context),
+      'http',
     );
-    return json(summary.totals.failed > 0 ? 207 : 200, summary);
+    if (!started.started)
+      return started.reason === 'running'
+        ? problem(
+            409,
+            'Policy busy',
+            `policy "${id.data}" is running (run ${started.heldBy}); try again when it has finished`,
+          )
+        : problem(409, 'Not started', `the removal of policy "${id.data}" was not started`);
+    const statusUrl = `${new URL(request.url).origin}/api/runs/${started.runId}`;
+    return json(202, { runId: started.runId, dryRun: body.data.dryRun, statusUrl }, { location: statusUrl });
   } catch (e) {
     if (e instanceof RemoveError)
       return problem(404, 'Policy not found', e.message, [{ field: 'policyId', message: e.message }]);
     context.error(`removal failed: ${e instanceof Error ? e.message : String(e)}`);
-    return problem(500, 'Internal error', 'the removal failed; see the function logs');
+    return problem(500, 'Internal error', 'the removal could not be started; see the function logs');
   }
 }
 

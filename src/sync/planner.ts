@@ -53,6 +53,8 @@ export interface PlanOptions {
   deletionThreshold: { percent: number; minimum: number };
   /** A forced run ignores the deletion threshold. */
   force: boolean;
+  /** Deletions this pass made before the plan (a take-over's removals): they count against the threshold. */
+  deletedBefore?: number;
 }
 
 export interface PlannedCreate {
@@ -336,7 +338,7 @@ export function planMailbox(
     o.deletionThreshold.minimum,
     Math.floor((managedCount * o.deletionThreshold.percent) / 100),
   );
-  if (!o.force && pendingDeletes.length > limit) {
+  if (!o.force && pendingDeletes.length > 0 && pendingDeletes.length + (o.deletedBefore ?? 0) > limit) {
     plan.deletionsBlocked = { wanted: pendingDeletes.length, managed: managedCount, limit };
   } else {
     plan.deletes = pendingDeletes;

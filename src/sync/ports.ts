@@ -226,6 +226,11 @@ export interface FolderState {
   /** The `unmanagedContacts` option last carried out here (take-over): a changed option looks again. */
   takenOver?: 'adopt' | 'remove';
   /**
+   * The take-over looks only at contacts Graph says were created up to this instant (ISO 8601): the
+   * newest in the folder when the first take-over began. Contacts users add later are never touched.
+   */
+  takeOverBefore?: string;
+  /**
    * Folders this policy wrote into before its folder changed (folder.name edited, switched to or from
    * null, or a name already taken): our tagged contacts there are removed once the new folder is
    * filled, and a named folder left empty is deleted. Null stands for the default Contacts folder.
@@ -290,4 +295,16 @@ export interface SourceStore {
    * only: workers of one process may share one snapshot.
    */
   loadDesired(policyId: string): Promise<ReadonlyMap<string, DesiredContact>>;
+  /**
+   * The policy's selected source objects by e-mail address (a take-over's matching): read once per
+   * snapshot and shared by the mailbox workers of one process, as loadDesired is. Without it (a
+   * read-only store), every row is loaded.
+   */
+  loadAddresses?(policyId: string): Promise<SourceAddresses>;
+}
+
+/** The source objects by address: primary SMTP addresses, and every address (proxies included). */
+export interface SourceAddresses {
+  primary: ReadonlyMap<string, ReadonlySet<string>>;
+  any: ReadonlyMap<string, ReadonlySet<string>>;
 }

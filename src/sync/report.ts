@@ -21,7 +21,7 @@ export function hasErrors(run: RunSummary, outcomes: readonly MailboxOutcome[]):
   return (
     run.status === 'failed' ||
     run.mailboxes.failed > 0 ||
-    heldBack(outcomes).deletions > 0 ||
+    isHeldBack(heldBack(outcomes, run)) ||
     outcomes.some((o) => (o.result?.errors.length ?? 0) > 0)
   );
 }
@@ -33,8 +33,21 @@ export interface CertificateNote {
   fix?: string;
 }
 
-/** Deletions the threshold held back (the plan's, and a take-over's removals), over the mailboxes. */
-export function heldBack(outcomes: readonly MailboxOutcome[]): { mailboxes: number; deletions: number } {
+/** What the thresholds held back: deletions in mailboxes, and mailboxes that left the targets. */
+export interface HeldBack {
+  mailboxes: number;
+  deletions: number;
+  /** Mailboxes that left the policy's targets and keep its contacts (absent when none). */
+  departedMailboxes?: number;
+  /** No target is left: no run removes them, forced or not. */
+  noTarget?: boolean;
+}
+
+/** Deletions the threshold held back (the plan's, and a take-over's removals), and departed mailboxes. */
+export function heldBack(
+  outcomes: readonly MailboxOutcome[],
+  run?: Pick<RunSummary, 'departedHeldBack'>,
+): HeldBack {
   let mailboxes = 0;
   let deletions = 0;
   for (const o of outcomes) {
@@ -42,12 +55,33 @@ export function heldBack(outcomes: readonly MailboxOutcome[]): { mailboxes: numb
     if (n > 0) mailboxes++;
     deletions += n;
   }
-  return { mailboxes, deletions };
+  const departed = run?.departedHeldBack;
+  return {
+    mailboxes,
+    deletions,
+    ...(departed ? { departedMailboxes: departed.mailboxes, noTarget: departed.noTarget } : {}),
+  };
 }
 
-/** The sentence every output leads with when the threshold held deletions back. */
-export const heldBackLine = (h: { mailboxes: number; deletions: number }): string =>
-  `${h.deletions} deletions in ${h.mailboxes} mailboxes were held back by the deletion threshold; a forced run applies them (CLI: run --force; HTTP: "fullResync": true)`;
+export const isHeldBack = (h: HeldBack): boolean => h.deletions > 0 || (h.departedMailboxes ?? 0) > 0;
+
+/** The sentence every output leads with when a threshold held work back. */
+export function heldBackLine(h: HeldBack, policyId?: string): string {
+  const parts: string[] = [];
+  if (h.deletions > 0)
+    parts.push(
+      `${h.deletions} deletions in ${h.mailboxes} mailboxes were held back by the deletion threshold`,
+    );
+  const departed = h.departedMailboxes ?? 0;
+  if (departed > 0)
+    parts.push(
+      h.noTarget
+        ? `${departed} mailboxes left the policy's targets and no target is left: their contacts stay, even in a forced run (to remove them: m365-contact-sync remove --policy ${policyId ?? 'ID'})`
+        : `${departed} mailboxes that left the policy's targets were not cleaned (more than the threshold allows at once)`,
+    );
+  const forcible = h.deletions > 0 || (departed > 0 && !h.noTarget);
+  return `${parts.join('; ')}${forcible ? '; a forced run applies them (CLI: run --force; HTTP: "fullResync": true)' : ''}`;
+}
 
 /** Take-over counts over the mailboxes (options.unmanagedContacts), undefined when none ran. */
 function takeOverTotals(outcomes: readonly MailboxOutcome[]): string | undefined {
@@ -84,8 +118,8 @@ export function buildReport(
 ): Report {
   const problems = outcomes.filter((o) => o.status === 'failed' || (o.result?.errors.length ?? 0) > 0);
   const blocked = outcomes.filter((o) => o.result?.deletionsBlocked || o.result?.takeOver?.heldBack);
-  const held = heldBack(outcomes);
-  const lead = held.deletions > 0 ? heldBackLine(held) : undefined;
+  const held = heldBack(outcomes, run);
+  const lead = isHeldBack(held) ? heldBackLine(held, policy.id) : undefined;
   const takeOver = takeOverTotals(outcomes);
   const state =
     run.status === 'failed'

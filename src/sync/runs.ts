@@ -33,9 +33,22 @@ export interface RunSummary {
   error: string | null;
   /** What the admin should know about the source (e.g. hidden users that cannot be told apart). */
   notes?: string[];
+  /** Mailboxes that left the targets and were not cleaned: too many at once, or no target is left. */
+  departedHeldBack?: DepartedHeldBack;
   reportSent: boolean;
   /** The delivery writing the target list while the run starts (the last to claim it wins). */
   targetWriter?: string;
+}
+
+export interface DepartedHeldBack {
+  /** Mailboxes that left the targets and keep the policy's contacts for now. */
+  mailboxes: number;
+  /** Mailboxes holding the policy's contacts before the run. */
+  known: number;
+  /** How many may leave in one run without a forced one. */
+  limit: number;
+  /** No target is left at all: even a forced run cleans nothing (`remove --policy` does). */
+  noTarget: boolean;
 }
 
 export type MailboxOutcomeStatus = 'succeeded' | 'failed' | 'skipped' | 'planned' | 'retrying';
@@ -56,6 +69,8 @@ export interface RunRecordOptions {
   fullResync: boolean;
   /** How many mailboxes the request named (the list is kept beside the summary); 0: every target. */
   mailboxCount: number;
+  /** A removal of the policy's contacts (`remove` over HTTP, a deleted policy's clean-up), not a sync. */
+  removal?: boolean;
 }
 
 /** A mailbox the run covers: stored per row, so a run's target list has no size limit. */
@@ -144,6 +159,7 @@ export interface RunStore {
     targets: readonly RunTarget[],
     skippedTargets: TargetResolution['skipped'],
     notes?: string[],
+    departedHeldBack?: DepartedHeldBack,
   ): Promise<{ run: RunSummary; wrote: boolean }>;
   getTarget(runId: string, mailboxId: string): Promise<RunTarget | undefined>;
   /** Continuations of a mailbox so far (none: its first pass). */

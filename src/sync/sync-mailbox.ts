@@ -117,9 +117,14 @@ async function runPass(
     contacts: state.contacts,
     folderState: state.folder,
     result,
-    // Every proxy address of the source objects, only when a take-over needs them.
+    // Every proxy address of the source objects, only when a take-over needs them (one copy per process).
     ...(sources
-      ? { sourceAddresses: async () => addressesOfRows((await sources.load(policy.id)).rows.values()) }
+      ? {
+          sourceAddresses: async () =>
+            sources.loadAddresses
+              ? sources.loadAddresses(policy.id)
+              : addressesOfRows((await sources.load(policy.id)).rows.values()),
+        }
       : {}),
   };
   const folder = await ensureFolder(pass);

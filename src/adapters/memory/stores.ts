@@ -6,11 +6,13 @@ import type {
   MailboxStateStore,
   Photo,
   PhotoStore,
+  SourceAddresses,
   SourceMeta,
   SourceRow,
   SourceStore,
   StoredContact,
 } from '../../sync/ports';
+import { addressesOfRows } from '../../sync/mailbox-pass/take-over';
 
 const clone = <T>(v: T): T => structuredClone(v);
 
@@ -38,6 +40,10 @@ export class MemorySourceStore implements SourceStore {
     const out = new Map<string, DesiredContact>();
     for (const [k, r] of this.rows.get(policyId) ?? []) if (r.desired) out.set(k, clone(r.desired));
     return Promise.resolve(out);
+  }
+
+  loadAddresses(policyId: string): Promise<SourceAddresses> {
+    return Promise.resolve(addressesOfRows(this.rows.get(policyId)?.values() ?? []));
   }
 }
 

@@ -59,6 +59,11 @@ export class PolicyRegistry {
     );
   }
 
+  /** Lifts the missing mark of a policy the file holds again: a later deletion starts a new grace period. */
+  async markPresent(policyId: string): Promise<void> {
+    await this.table.updateEntity({ partitionKey: tableKey(policyId), rowKey, missingSince: '' }, 'Merge');
+  }
+
   async forget(policyId: string): Promise<void> {
     try {
       await this.table.deleteEntity(tableKey(policyId), rowKey);

@@ -9,6 +9,7 @@ import {
   boundOutcome,
   isFinal,
   maxListedSkipped,
+  type DepartedHeldBack,
   type MailboxOutcome,
   type MailboxProgress,
   type PolicyState,
@@ -133,6 +134,7 @@ export class TableRunStore implements RunStore {
     targets: readonly RunTarget[],
     skippedTargets: TargetResolution['skipped'],
     notes: string[] = [],
+    departedHeldBack?: DepartedHeldBack,
   ): Promise<{ run: RunSummary; wrote: boolean }> {
     // Claim the start: every later step is one transaction with the summary under its ETag, so a
     // delivery that another claimed after it (or that finds the run started) writes nothing more.
@@ -163,6 +165,7 @@ export class TableRunStore implements RunStore {
       skippedTargets: skippedTargets.slice(0, maxListedSkipped),
       skippedCount: skippedTargets.length,
       ...(notes.length ? { notes: notes.slice(0, maxListedSkipped) } : {}),
+      ...(departedHeldBack ? { departedHeldBack } : {}),
     };
     delete run.targetWriter;
     try {

@@ -7,10 +7,12 @@ import { z } from 'zod';
 import type { DirectoryEntry } from '../../sync/directory';
 import type { ContactFields } from '../../sync/mapping';
 import type { DesiredContact, ManagedContact } from '../../sync/planner';
+import { addressesOfRows } from '../../sync/mailbox-pass/take-over';
 import type {
   FolderState,
   MailboxState,
   MailboxStateStore,
+  SourceAddresses,
   SourceMeta,
   SourceRow,
   SourceStore,
@@ -144,6 +146,7 @@ function folderOf(e: Record<string, unknown>): FolderState {
     ...(e.recheckAll === true ? { recheckAll: true } : {}),
     ...(e.created === true ? { created: true } : {}),
     ...(e.takenOver === 'adopt' || e.takenOver === 'remove' ? { takenOver: e.takenOver } : {}),
+    ...(typeof e.takeOverBefore === 'string' && e.takeOverBefore ? { takeOverBefore: e.takeOverBefore } : {}),
     ...(e.retired ? { retired: json(z.array(z.string().nullable()), e.retired, 'retired') } : {}),
   };
 }
@@ -225,27 +228,54 @@ export class TableSourceStore implements SourceStore {
    * source hold one copy, and read its rows once instead of once each.
    */
   async loadDesired(policyId: string): Promise<ReadonlyMap<string, DesiredContact>> {
+    return this.shared(this.snapshots, policyId, () => this.readDesired(policyId));
+  }
+
+  /** The take-over's address index, shared per snapshot as the desired contacts are. */
+  async loadAddresses(policyId: string): Promise<SourceAddresses> {
+    return this.shared(this.addressIndexes, policyId, () => this.readAddresses(policyId));
+  }
+
+  private readonly snapshots = new Map<string, Shared<ReadonlyMap<string, DesiredContact>>>();
+  private readonly addressIndexes = new Map<string, Shared<SourceAddresses>>();
+
+  /** One read per snapshot id (one point read says which) for the workers of this process. */
+  private async shared<T>(
+    cache: Map<string, Shared<T>>,
+    policyId: string,
+    read: () => Promise<T>,
+  ): Promise<T> {
     const version = await this.snapshotVersion(policyId);
-    if (version === null) return this.readDesired(policyId); // written before snapshot ids: no reuse
+    if (version === null) return read(); // written before snapshot ids: no reuse
     const now = Date.now();
-    for (const [k, c] of this.snapshots) if (now - c.usedAt > snapshotIdleMs) this.snapshots.delete(k);
-    const hit = this.snapshots.get(policyId);
+    for (const [k, c] of cache) if (now - c.usedAt > snapshotIdleMs) cache.delete(k);
+    const hit = cache.get(policyId);
     if (hit && hit.version === version) {
       hit.usedAt = now;
       return hit.value;
     }
-    const value = this.readDesired(policyId);
-    this.snapshots.set(policyId, { version, value, usedAt: now });
+    const value = read();
+    cache.set(policyId, { version, value, usedAt: now });
     value.catch(() => {
-      if (this.snapshots.get(policyId)?.value === value) this.snapshots.delete(policyId);
+      if (cache.get(policyId)?.value === value) cache.delete(policyId);
     });
     return value;
   }
 
-  private readonly snapshots = new Map<
-    string,
-    { version: string; value: Promise<ReadonlyMap<string, DesiredContact>>; usedAt: number }
-  >();
+  /** Only the selected rows' entries (their addresses), not the desired contacts' fields. */
+  private async readAddresses(policyId: string): Promise<SourceAddresses> {
+    const rows: SourceRow[] = [];
+    const filter = odata`PartitionKey eq ${policyId} and desiredHash ne ${''}`;
+    for await (const e of this.table.listEntities<TableEntity<{ entry?: string }>>({
+      queryOptions: { filter, select: ['RowKey', 'entry'] },
+    })) {
+      if (e.rowKey === metaKey || !e.entry) continue;
+      const entry = json(anyObject, e.entry, 'entry') as unknown as DirectoryEntry;
+      // Only `desired` being set matters to the index; the entry carries the addresses.
+      rows.push({ key: fromTableKey(e.rowKey), entry, desired: selected, exclusion: null });
+    }
+    return addressesOfRows(rows);
+  }
 
   private async snapshotVersion(policyId: string): Promise<string | null> {
     try {
@@ -280,6 +310,15 @@ export class TableSourceStore implements SourceStore {
 
 /** A snapshot no worker asked for in this long is dropped (the next run reads it again). */
 const snapshotIdleMs = 10 * 60_000;
+
+interface Shared<T> {
+  version: string;
+  value: Promise<T>;
+  usedAt: number;
+}
+
+/** Marks a row as selected for addressesOfRows (it reads `desired` only as a flag). */
+const selected = { hash: '', fields: {} } as DesiredContact;
 
 /**
  * A desired contact as stored. The hash and photo columns are all a mailbox worker needs for an
@@ -357,6 +396,11 @@ export class TableMailboxStore implements MailboxStateStore {
     let dirty = JSON.stringify(folder.dirtyContactIds);
     const recheckAll = folder.recheckAll === true || dirty.length > maxDirtyChars;
     if (recheckAll) dirty = '[]';
+    // Indexed first: an index row without state is harmless, state missing from the index is never cleaned.
+    await this.table.upsertEntity(
+      { partitionKey: mailboxIndex(policyId), rowKey: tableKey(mailboxId) },
+      'Replace',
+    );
     await this.table.upsertEntity(
       {
         partitionKey: this.pk(policyId, mailboxId),
@@ -368,6 +412,7 @@ export class TableMailboxStore implements MailboxStateStore {
         recheckAll,
         created: folder.created === true,
         takenOver: folder.takenOver ?? '',
+        takeOverBefore: folder.takeOverBefore ?? '',
         // A few folder ids at most (ensure-folder bounds the list).
         ...(folder.retired?.length ? { retired: JSON.stringify(folder.retired) } : {}),
       },
@@ -427,10 +472,43 @@ export class TableMailboxStore implements MailboxStateStore {
       this.table,
       keys.map((k): TransactionAction => ['delete', { partitionKey: pk, rowKey: k }]),
     );
+    try {
+      await this.table.deleteEntity(mailboxIndex(policyId), tableKey(mailboxId));
+    } catch (err) {
+      if ((err as { statusCode?: number }).statusCode !== 404) throw err;
+    }
   }
 
-  /** Mailboxes with a folder row under the policy (every synced mailbox has one). */
+  /**
+   * Mailboxes holding the policy's state: one partition of index rows (a row each, written with the
+   * folder row), read a page of 1,000 at a time, instead of a scan past every contact row of every
+   * mailbox. State written before the index existed is indexed once, then marked complete.
+   */
   async listMailboxes(policyId: string): Promise<string[]> {
+    const index = mailboxIndex(policyId);
+    const ids: string[] = [];
+    let complete = false;
+    for await (const e of this.table.listEntities({
+      queryOptions: { filter: odata`PartitionKey eq ${index}`, select: ['RowKey'] },
+    })) {
+      if (e.rowKey === indexComplete) complete = true;
+      else ids.push(fromTableKey(e.rowKey!));
+    }
+    if (complete) return ids;
+    const found = await this.scanFolderRows(policyId);
+    await submitInChunks(this.table, [
+      ...found.map((id): TransactionAction => [
+        'upsert',
+        { partitionKey: index, rowKey: tableKey(id) },
+        'Replace',
+      ]),
+      ['upsert', { partitionKey: index, rowKey: indexComplete }, 'Replace'],
+    ]);
+    return [...new Set([...ids, ...found])];
+  }
+
+  /** The scan the index replaces: folder rows across the policy's partitions (once, to upgrade). */
+  private async scanFolderRows(policyId: string): Promise<string[]> {
     const from = `${tableKey(policyId)}|`;
     const ids: string[] = [];
     for await (const e of this.table.listEntities({
@@ -444,3 +522,8 @@ export class TableMailboxStore implements MailboxStateStore {
     return ids;
   }
 }
+
+/** The partition listing a policy's mailboxes ('~' sorts after '}': outside its mailbox partitions). */
+const mailboxIndex = (policyId: string): string => `${tableKey(policyId)}~mailboxes`;
+/** The index row saying every mailbox is indexed (mailbox keys never start with '~'). */
+const indexComplete = '~complete';

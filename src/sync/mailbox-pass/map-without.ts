@@ -1,20 +1,25 @@
-/** A read-only view of a map without one key: no copy of a 50,000-entry snapshot per mailbox. */
+/** A read-only view of a map without some keys: no copy of a 50,000-entry snapshot per mailbox. */
 export class MapWithout<V> implements ReadonlyMap<string, V> {
+  private readonly left: ReadonlySet<string>;
   constructor(
     private readonly all: ReadonlyMap<string, V>,
-    private readonly left: string,
-  ) {}
+    left: string | ReadonlySet<string>,
+  ) {
+    this.left = typeof left === 'string' ? new Set([left]) : left;
+  }
   get size(): number {
-    return this.all.size - (this.all.has(this.left) ? 1 : 0);
+    let n = this.all.size;
+    for (const k of this.left) if (this.all.has(k)) n--;
+    return n;
   }
   get(key: string): V | undefined {
-    return key === this.left ? undefined : this.all.get(key);
+    return this.left.has(key) ? undefined : this.all.get(key);
   }
   has(key: string): boolean {
-    return key !== this.left && this.all.has(key);
+    return !this.left.has(key) && this.all.has(key);
   }
   *entries(): MapIterator<[string, V]> {
-    for (const e of this.all) if (e[0] !== this.left) yield e;
+    for (const e of this.all) if (!this.left.has(e[0])) yield e;
   }
   *keys(): MapIterator<string> {
     for (const [k] of this.entries()) yield k;

@@ -35,6 +35,8 @@ export interface MailboxResult {
   photos?: number;
   /** Unmanaged contacts adopted, removed or left (options.unmanagedContacts). */
   takeOver?: TakeOverSummary;
+  /** A removal run's mailbox (`deleted` counts the contacts): the folder went, others were left. */
+  removal?: { folderRemoved: boolean; othersLeft: number };
 }
 
 export interface SyncMailboxOptions {

@@ -23,6 +23,8 @@ export function planPass(
     removalCategory: policy.options.removalCategory,
     deletionThreshold: policy.options.deletionThreshold,
     force: pass.options.force,
+    // One threshold per pass: a take-over's removals (or, in a dry run, planned ones) count too.
+    deletedBefore: pass.result.takeOver?.removed ?? 0,
   });
   // Contacts that vanished with a deleted folder come back as restores.
   for (const c of plan.creates) if (lostWithFolder.has(c.sourceKey)) c.restore = true;

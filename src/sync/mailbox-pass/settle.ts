@@ -55,6 +55,7 @@ export async function settleFolder(pass: MailboxPass, s: Settle): Promise<void> 
     // Marks of the folder itself (created by us, taken over) outlive each pass.
     ...(pass.folderState?.created ? { created: true } : {}),
     ...(pass.folderState?.takenOver ? { takenOver: pass.folderState.takenOver } : {}),
+    ...(pass.folderState?.takeOverBefore ? { takeOverBefore: pass.folderState.takeOverBefore } : {}),
     ...(pass.folderState?.retired?.length ? { retired: pass.folderState.retired } : {}),
   };
   await pass.store.saveFolder(pass.policy.id, pass.mbx, pass.folderState);

@@ -5,8 +5,9 @@
 // a folder of the policy's own (never the default Contacts folder) and within the deletion threshold.
 import type { DirectoryEntry } from '../directory';
 import type { ManagedContact } from '../planner';
-import type { FolderRef, SourceRow, TaggedContact, WriteOp, WriteResult } from '../ports';
-import { tagPropertyId, tagValue } from '../tag';
+import type { FolderRef, SourceAddresses, SourceRow, TaggedContact, WriteOp, WriteResult } from '../ports';
+import { parseTag, tagPropertyId, tagValue } from '../tag';
+import { MapWithout } from './map-without';
 import type { MailboxPass } from './pass';
 
 export type TakeOverAction = 'adopt' | 'remove' | 'leave';
@@ -33,11 +34,7 @@ export interface TakeOverSummary {
 /** Items kept per mailbox (the outcome is stored in one Table property); the counts are complete. */
 export const maxTakeOverItems = 25;
 
-/** The source objects by address: primary SMTP addresses, and every address (proxies included). */
-export interface SourceAddresses {
-  primary: ReadonlyMap<string, ReadonlySet<string>>;
-  any: ReadonlyMap<string, ReadonlySet<string>>;
-}
+export type { SourceAddresses } from '../ports';
 
 const add = (m: Map<string, Set<string>>, address: string | null | undefined, key: string): void => {
   const a = address?.trim().toLowerCase();
@@ -152,7 +149,10 @@ export async function takeOver(pass: MailboxPass, ref: FolderRef): Promise<void>
   if (option === 'leave') return;
   const { graph, mbx, options } = pass;
   const listed = await graph.listContacts(mbx, ref);
-  const unmanaged = listed.filter((c) => c.tag === null);
+  await keepLostAdoptions(pass, listed);
+  const before = takeOverBefore(pass, listed);
+  if (!options.dryRun && pass.folderState) pass.folderState.takeOverBefore = before;
+  const unmanaged = listed.filter((c) => c.tag === null && createdBy(c, before));
   const summary: TakeOverSummary = { adopted: 0, removed: 0, left: 0, items: [] };
   if (unmanaged.length > 0) {
     const index = pass.sourceAddresses ? await pass.sourceAddresses() : addressesOfDesired(pass);
@@ -168,17 +168,55 @@ export async function takeOver(pass: MailboxPass, ref: FolderRef): Promise<void>
     for (const d of decisions) if (summary.items.length < maxTakeOverItems) summary.items.push(d.item);
     if (options.dryRun) {
       // The plan that follows sees the matches as ours (updates rather than creates); nothing is stored.
-      for (const d of decisions) if (d.item.action === 'adopt') pass.contacts.set(d.key!, adoptedRow(d));
+      for (const d of decisions)
+        if (d.item.action === 'adopt') pass.contacts.set(d.key!, adoptedRow(d.contact));
       countPlanned(decisions, summary);
     } else if (!(await writeTakeOver(pass, decisions, summary))) {
       pass.result.takeOver = summary;
-      return; // not finished: the next pass looks again
+      if (pass.folderState) delete pass.folderState.takenOver; // not finished: the next pass looks again
+      return;
     }
   }
   pass.result.takeOver = summary;
   // Held-back removals are looked at again on every pass until a forced one applies them.
   if (!options.dryRun && pass.folderState && !summary.heldBack) pass.folderState.takenOver = option;
 }
+
+/**
+ * Contacts an earlier pass tagged whose reply was lost: ours already, though the state never heard
+ * of them (the delta read after that pass may not show them again). Kept, so none is created beside.
+ */
+async function keepLostAdoptions(pass: MailboxPass, listed: readonly TaggedContact[]): Promise<void> {
+  if (pass.options.dryRun) return;
+  const rows: [string, ManagedContact][] = [];
+  for (const c of [...listed].sort(oldestFirst)) {
+    const key = c.tag === null ? undefined : parseTag(c.tag, pass.policy.id);
+    if (key === undefined || pass.contacts.has(key) || !pass.desired.has(key)) continue;
+    const row = adoptedRow(c);
+    rows.push([key, row]);
+    pass.contacts.set(key, row);
+  }
+  if (rows.length > 0) await pass.store.apply(pass.policy.id, pass.mbx, rows, []);
+}
+
+/** Graph's createdDateTime in epoch ms; NaN when absent (such a contact is never ours to judge). */
+const createdAt = (c: TaggedContact): number => (c.createdDateTime ? Date.parse(c.createdDateTime) : NaN);
+
+/**
+ * Which contacts the take-over may look at: those already there when the first take-over began (up
+ * to its newest contact then). Every untagged contact of a folder we created was added by a user.
+ */
+function takeOverBefore(pass: MailboxPass, listed: readonly TaggedContact[]): string {
+  const state = pass.folderState;
+  if (state?.takeOverBefore) return state.takeOverBefore;
+  // Taken over by a version that kept no instant: what is untagged now may be users' own.
+  if (state?.created || state?.takenOver) return new Date(0).toISOString();
+  let newest = 0;
+  for (const c of listed) if (createdAt(c) > newest) newest = createdAt(c);
+  return new Date(newest).toISOString();
+}
+
+const createdBy = (c: TaggedContact, instant: string): boolean => createdAt(c) <= Date.parse(instant);
 
 /** Removals beyond the deletion threshold (of the folder's contacts) are all held back, unless forced. */
 function holdBackRemovals(
@@ -203,12 +241,12 @@ function countPlanned(decisions: readonly Decision[], summary: TakeOverSummary):
   }
 }
 
-const adoptedRow = (d: Decision, changeKey?: string): ManagedContact => ({
-  contactId: d.contact.contactId,
+const adoptedRow = (contact: TaggedContact, changeKey?: string): ManagedContact => ({
+  contactId: contact.contactId,
   // No hash: the plan compares what is there with the source and writes only the differences.
   hash: '',
-  written: d.contact.fields,
-  changeKey: changeKey ?? d.contact.changeKey,
+  written: contact.fields,
+  changeKey: changeKey ?? contact.changeKey,
   keep: [],
   userDeleted: false,
   orphaned: false,
@@ -243,12 +281,22 @@ async function writeTakeOver(
   }
   if (ops.length === 0) return true;
   let complete = true;
+  const notAdopted = new Set<string>();
   const record = async (results: WriteResult[]): Promise<void> => {
     const rows: [string, ManagedContact][] = [];
     for (const r of results) {
       const d = byOp.get(r.id)!;
-      if (r.outcome === 'unknown' || r.outcome === 'notAttempted') complete = false;
-      else if (r.outcome === 'failed') {
+      if (r.outcome === 'unknown' || r.outcome === 'notAttempted' || r.outcome === 'failed') {
+        complete = false; // looked at again on the next pass
+        if (d.item.action === 'adopt') notAdopted.add(d.key!);
+        if (r.outcome === 'unknown')
+          pass.result.errors.push({
+            ...(d.key ? { sourceKey: d.key } : {}),
+            status: 0,
+            code: 'ReplyLost',
+            message: `taking over "${d.item.name}": ${r.message}; looked at again on the next pass`,
+          });
+        if (r.outcome !== 'failed') continue;
         pass.result.failed++;
         pass.result.errors.push({
           ...(d.key ? { sourceKey: d.key } : {}),
@@ -260,7 +308,7 @@ async function writeTakeOver(
       } else if (d.item.action === 'remove') summary.removed++;
       else if (r.outcome === 'ok') {
         summary.adopted++;
-        rows.push([d.key!, adoptedRow(d, r.changeKey)]);
+        rows.push([d.key!, adoptedRow(d.contact, r.changeKey)]);
       }
     }
     if (rows.length > 0) await pass.store.apply(pass.policy.id, pass.mbx, rows, []);
@@ -270,5 +318,7 @@ async function writeTakeOver(
     ...(pass.options.deadline !== undefined ? { deadline: pass.options.deadline } : {}),
     onResults: record,
   });
+  // The old contact still stands for these: creating ours beside it would leave a twin for good.
+  if (notAdopted.size > 0) pass.desired = new MapWithout(pass.desired, notAdopted);
   return complete;
 }

@@ -271,4 +271,66 @@ describe('the CLI: take-over, held-back deletions, remove (issue 17 items 1-3)',
     assert.match(none.stdout, new RegExp(`HELD BACK: ${had} deletions in 1 mailboxes`));
     assert.equal(folderContacts(sim, b.userPrincipalName, 'Zero').length, had, 'nothing deleted');
   });
+
+  it('mailboxes leaving the targets beyond their limit: HELD BACK first, in the JSON, exit 1; no target left names remove --policy', async () => {
+    const three = others.slice(11, 14);
+    assert.equal(three.length, 3);
+    const departFile = (targets: string[]): string => {
+      const file = join(mkdtempSync(join(tmpdir(), 'cli17-depart-')), 'policies.json');
+      writeFileSync(
+        file,
+        JSON.stringify({
+          connections: [simulatorConnection(sim, 'contoso', 'pemFile')],
+          policies: [
+            {
+              id: 'depart',
+              name: 'Depart',
+              connection: 'contoso',
+              source: { type: 'directory' },
+              targets: { type: 'users', users: targets },
+              folder: { name: 'Depart' },
+            },
+          ],
+        }),
+      );
+      return file;
+    };
+    const filled = await cli(
+      ['run', '--config', departFile(three.map((u) => u.userPrincipalName)), '--policy', 'depart'],
+      env,
+    );
+    assert.equal(filled.code, 0, filled.stderr);
+    const one = departFile([three[0]!.userPrincipalName]);
+    const held = await cli(['run', '--config', one, '--policy', 'depart'], env);
+    assert.equal(held.code, 1, 'two of three mailboxes left at once: held back, not a success');
+    const lines = held.stdout.trim().split('\n');
+    const summaryAt = lines.findIndex((l) => /^Run [0-9a-f-]+:/.test(l));
+    assert.match(
+      lines[summaryAt - 1] ?? '',
+      /^HELD BACK: 2 mailboxes that left the policy's targets were not cleaned .*run --force/,
+      'said before the summary',
+    );
+    for (const u of three.slice(1))
+      assert.ok(folderContacts(sim, u.userPrincipalName, 'Depart').length > 0, 'their contacts stay');
+    const json = await cli(['run', '--config', one, '--policy', 'depart', '--json'], env);
+    assert.equal(json.code, 1);
+    assert.deepEqual(lastJson(json.stdout).heldBack, {
+      mailboxes: 0,
+      deletions: 0,
+      departedMailboxes: 2,
+      noTarget: false,
+    });
+    const forced = await cli(['run', '--config', one, '--policy', 'depart', '--force'], env);
+    assert.equal(forced.code, 0, forced.stdout);
+    for (const u of three.slice(1))
+      assert.equal(folderContacts(sim, u.userPrincipalName, 'Depart').length, 0);
+
+    const none = await cli(
+      ['run', '--config', departFile(['nobody@contoso.example']), '--policy', 'depart', '--force'],
+      env,
+    );
+    assert.equal(none.code, 1);
+    assert.match(none.stdout, /^HELD BACK: 1 mailboxes left .* no target is left: .*remove --policy depart/m);
+    assert.ok(folderContacts(sim, three[0]!.userPrincipalName, 'Depart').length > 0, 'even forced');
+  });
 });

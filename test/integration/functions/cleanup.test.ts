@@ -5,9 +5,12 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { HttpRequest, InvocationContext } from '@azure/functions';
 import type { PolicyInput } from '../../../src/sync/config/schema';
+import { randomUUID } from 'node:crypto';
 import { startRun } from '../../../src/app/use-cases';
+import { startRemoval } from '../../../src/app/removal-runs';
+import { queueNames } from '../../../src/app/composition';
 import { removePolicyContacts } from '../../../src/functions/http-remove';
-import type { RemoveSummary } from '../../../src/app/remove-policy';
+import type { MailboxOutcome, RunSummary } from '../../../src/sync/runs';
 import type { SimUser } from '../../doubles/graph-tenant-simulator/tenant';
 import { functionsFixture, type FunctionsFixture } from '../../support/functions-app';
 import { folderContacts, tagOf } from '../../support/engine';
@@ -50,6 +53,14 @@ describe('cleanup: remove a policy, mailboxes leaving its targets, deleted polic
     await f.runner.drain();
     return started.runId;
   };
+  /** A queued removal, run to its end by the local runner, as run-status reads it. */
+  const removalRun = async (runId: string): Promise<{ run: RunSummary; outcomes: MailboxOutcome[] }> => {
+    await f.runner.drain();
+    return {
+      run: (await f.app.runStore.getRun(runId))!,
+      outcomes: await f.app.runStore.listOutcomes(runId),
+    };
+  };
   const ours = (u: SimUser, id: string): number =>
     folderContacts(f.sim, u.userPrincipalName, `Folder ${id}`).filter((c) => tagOf(c)?.startsWith(`${id}|`))
       .length;
@@ -77,13 +88,23 @@ describe('cleanup: remove a policy, mailboxes leaving its targets, deleted polic
     const own = mailboxB.createContact(folderB.id, { displayName: 'My plumber' }, [], new Date());
 
     const dry = await removePolicyContacts(removal('gone', {}), ctx());
-    assert.equal(dry.status, 200);
-    const plan = dry.jsonBody as RemoveSummary;
-    assert.equal(plan.dryRun, true, 'a dry run unless asked otherwise');
-    assert.equal(plan.totals.mailboxes, 2);
-    assert.equal(plan.totals.contacts, ours(a!, 'gone') + ours(b!, 'gone'));
-    assert.equal(plan.totals.folders, 1, "only a's folder would go: b's holds a user's contact");
-    assert.match(plan.warnings.join(' '), /still enabled/);
+    assert.equal(dry.status, 202, 'queued: answered before any mailbox is looked at');
+    const queued = dry.jsonBody as { runId: string; dryRun: boolean; statusUrl: string };
+    assert.equal(queued.dryRun, true, 'a dry run unless asked otherwise');
+    assert.match(queued.statusUrl, new RegExp(`/api/runs/${queued.runId}$`));
+    const plan = await removalRun(queued.runId);
+    assert.equal(plan.run.options.removal, true);
+    assert.equal(plan.run.status, 'completed');
+    assert.equal(plan.run.expected, 2);
+    assert.equal(plan.run.contacts.deleted, ours(a!, 'gone') + ours(b!, 'gone'));
+    assert.deepEqual(
+      plan.outcomes.map((o) => [o.userPrincipalName, o.status, o.result?.removal?.folderRemoved]).sort(),
+      [
+        [a!.userPrincipalName, 'planned', true],
+        [b!.userPrincipalName, 'planned', false], // b's folder holds a user's contact
+      ].sort(),
+    );
+    assert.match(plan.run.notes?.join(' ') ?? '', /still enabled/);
     assert.ok(ours(a!, 'gone') > 0, 'the dry run removed nothing');
 
     const unconfirmed = await removePolicyContacts(removal('gone', { dryRun: false }), ctx());
@@ -91,14 +112,39 @@ describe('cleanup: remove a policy, mailboxes leaving its targets, deleted polic
     assert.equal((unconfirmed.jsonBody as { errors: { field: string }[] }).errors[0]!.field, 'confirm');
     assert.ok(ours(a!, 'gone') > 0);
 
-    const done = await removePolicyContacts(removal('gone', { dryRun: false, confirm: 'gone' }), ctx());
-    assert.equal(done.status, 200, JSON.stringify(done.jsonBody));
-    assert.equal((done.jsonBody as RemoveSummary).totals.contacts, plan.totals.contacts);
+    const started = await removePolicyContacts(removal('gone', { dryRun: false, confirm: 'gone' }), ctx());
+    assert.equal(started.status, 202, JSON.stringify(started.jsonBody));
+    assert.ok(ours(a!, 'gone') > 0, 'nothing is removed inside the request');
+    const done = await removalRun((started.jsonBody as { runId: string }).runId);
+    assert.equal(done.run.contacts.deleted, plan.run.contacts.deleted);
     assert.equal(ours(a!, 'gone') + ours(b!, 'gone'), 0);
     assert.equal(hasFolder(a!, 'gone'), false, 'the empty folder we created is gone');
     assert.equal(hasFolder(b!, 'gone'), true);
     assert.ok(mailboxB.contact(own.id), "the user's own contact stays");
     assert.deepEqual(await f.app.mailboxStore.listMailboxes('gone'), [], 'the state is gone too');
+  });
+
+  it('a removal message is as hard to forge as a run message: only a recorded, running removal of that policy removes, and only from its targets', async () => {
+    const [, , c] = users;
+    setPolicies([...policies, policy('forge', [c!])]);
+    const syncRun = await runNow('forge');
+    const before = ours(c!, 'forge');
+    assert.ok(before > 0);
+    const dry = await startRemoval(f.app, { policyId: 'forge', mailboxes: [], dryRun: true }, 'http');
+    assert.ok(dry.started);
+    await f.runner.drain();
+    for (const runId of [syncRun, dry.runId, randomUUID()]) {
+      await f.app.send(queueNames.policyRuns, { kind: 'policy-run', policyId: 'forge', runId });
+      await f.app.send(queueNames.mailboxSyncs, {
+        kind: 'mailbox-sync',
+        policyId: 'forge',
+        runId,
+        mailboxId: c!.id,
+      });
+    }
+    await f.runner.drain();
+    assert.equal(ours(c!, 'forge'), before, 'a forged or replayed message removed contacts');
+    assert.equal((await f.app.runStore.getRun(syncRun))!.options.removal, undefined);
   });
 
   it('a mailbox that leaves the targets is cleaned (onTargetRemoval: remove), or kept (keep); the run says so', async () => {
@@ -146,6 +192,45 @@ describe('cleanup: remove a policy, mailboxes leaving its targets, deleted polic
     assert.equal(ours(a!, 'deleted'), 0, 'cleaned after the grace period');
     assert.equal(hasFolder(a!, 'deleted'), false);
     assert.equal(await f.app.policyRegistry.get('deleted'), undefined, 'and forgotten');
+  });
+
+  it('a deleted policy put back (even disabled, so it never runs) starts a new grace period when deleted again', async () => {
+    const a = users[3]!;
+    setPolicies([...policies, policy('back', [a])]);
+    await runNow('back');
+    const before = ours(a, 'back');
+    assert.ok(before > 0);
+    const without = policies.filter((p) => p.id !== 'back');
+    setPolicies(without);
+    await f.runner.tick(); // noticed missing
+    f.advanceClock(6 * 86_400_000);
+    setPolicies([...without, policy('back', [a], { enabled: false })]);
+    await f.runner.tick();
+    await f.runner.drain();
+    assert.equal((await f.app.policyRegistry.get('back'))?.missingSince, null, 'back in the file');
+    f.advanceClock(2 * 86_400_000);
+    setPolicies(without);
+    await f.runner.tick(); // deleted again: a new grace period, not the old one's end
+    await f.runner.drain();
+    assert.equal(ours(a, 'back'), before, 'cleaned at once on the first grace period');
+    const missing = (await f.app.policyRegistry.get('back'))?.missingSince;
+    assert.ok(f.app.now().getTime() - new Date(missing!).getTime() < 60_000, 'marked missing now');
+  });
+
+  it('a deleted policy that cannot be cleaned (its connection is gone) holds none of the others up', async () => {
+    const d = users[4]!;
+    await f.app.policyRegistry.seen({ policyId: 'aaa-orphan', connectionId: 'gone', folderName: 'X' });
+    await f.app.policyRegistry.markMissing('aaa-orphan', new Date(f.app.now().getTime() - 30 * 86_400_000));
+    setPolicies([...policies, policy('zz-deleted', [d])]);
+    await runNow('zz-deleted');
+    assert.ok(ours(d, 'zz-deleted') > 0);
+    setPolicies(policies.filter((p) => p.id !== 'zz-deleted'));
+    await f.runner.tick();
+    f.advanceClock(8 * 86_400_000);
+    await f.runner.tick();
+    await f.runner.drain();
+    assert.equal(ours(d, 'zz-deleted'), 0, 'cleaned, though the sweep met a policy it cannot clean first');
+    assert.ok(await f.app.policyRegistry.get('aaa-orphan'), 'the other is kept (and logged) for later');
   });
 
   it('a policy run from the CLI with a local policy file is never taken for a deleted one by the deployed app', async () => {
