@@ -55,7 +55,9 @@ export class RunRecordKeeper {
       for (const e of page) {
         const run = unpackData<RunSummary>(e);
         const rows = runIndexRows(pointerOfRun(run));
-        if (Date.parse(run.startedAt) >= recentFromMs)
+        // An expired run is marked: the sweep then looks for no users' rows of it (thousands of misses).
+        if (Date.parse(run.startedAt) < recentFromMs) for (const r of rows) r.noUserRows = true;
+        else
           rows.push(
             ...mailboxIndexRows(
               pointerOfRun(run),
@@ -89,11 +91,11 @@ export class RunRecordKeeper {
     while (this.clock() < deadline) {
       const page = await this.firstPage(filter, sweepPage);
       if (page.length === 0) break;
-      const doomed: { pointer: RunPointer; rowKey: string }[] = [];
+      const doomed: { pointer: RunPointer; userRows: boolean }[] = [];
       for (const e of page) {
         const pointer = pointerOf(e);
         if (await isLive(pointer)) kept.push(pointer.runId);
-        else doomed.push({ pointer, rowKey: e.rowKey });
+        else doomed.push({ pointer, userRows: e.noUserRows !== true });
       }
       await this.deleteRuns(doomed);
       deleted.push(...doomed.map((d) => d.pointer.runId));
@@ -117,8 +119,8 @@ export class RunRecordKeeper {
    * and summary), then the run's own partition with its summary last, then its pointers, `~runs` last
    * (the sweep finds a run by it).
    */
-  private async deleteRuns(doomed: { pointer: RunPointer; rowKey: string }[]): Promise<void> {
-    const owned = await Promise.all(doomed.map((d) => this.ownedRows(d.pointer)));
+  private async deleteRuns(doomed: { pointer: RunPointer; userRows: boolean }[]): Promise<void> {
+    const owned = await Promise.all(doomed.map((d) => this.ownedRows(d.pointer, d.userRows)));
     await deleteRows(
       this.runs,
       owned.flatMap((o) => o.userRows),
@@ -144,7 +146,10 @@ export class RunRecordKeeper {
     );
   }
 
-  private async ownedRows(pointer: RunPointer): Promise<{ userRows: Key[]; runRows: Key[] }> {
+  private async ownedRows(
+    pointer: RunPointer,
+    withUserRows: boolean,
+  ): Promise<{ userRows: Key[]; runRows: Key[] }> {
     const runRows: Key[] = [];
     const targets: RunTarget[] = [];
     for await (const e of this.runs.listEntities<Row>({
@@ -157,6 +162,7 @@ export class RunRecordKeeper {
           userPrincipalName: String(e.upn),
         });
     }
+    if (!withUserRows) return { userRows: [], runRows };
     const summary = runRows.some((k) => k.rowKey === summaryKey)
       ? unpackData<RunSummary>(await this.runs.getEntity<Row>(pointer.runId, summaryKey))
       : undefined;

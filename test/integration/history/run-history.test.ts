@@ -297,6 +297,8 @@ describe('runs recorded before the index still show, and are back-filled a page 
   const now = Date.UTC(2026, 11, 1);
   /** A mailbox id the table key escapes: the CLI must find its outcome by the id, not by its key. */
   const odd = { mailboxId: 'odd/id#1', upn: 'odd@contoso.example' };
+  /** Past the default 90 days: back-filled without its users' rows, then swept. */
+  let expiredLegacy: string;
 
   before(async () => {
     azurite = await startAzurite();
@@ -311,6 +313,9 @@ describe('runs recorded before the index still show, and are back-filled a page 
           ]),
         ),
       );
+    expiredLegacy = await recordRun(writer, 'alpha', new Date(now - 100 * day), [
+      { ...anna, status: 'succeeded' },
+    ]);
     // The table as the release before the index left it: no index rows, no marker.
     const runs = azurite.tableClient('syncruns');
     const index: { partitionKey: string; rowKey: string }[] = [];
@@ -341,7 +346,7 @@ describe('runs recorded before the index still show, and are back-filled a page 
     const before = await readAll();
     assert.equal(before.alpha.length, 30);
     assert.equal(before.anna.length, 50);
-    assert.equal(before.runs.length, 120);
+    assert.equal(before.runs.length, 121);
     assert.equal(before.odd.length, 1);
     assert.equal(
       before.odd[0]!.outcome?.status,
@@ -373,6 +378,17 @@ describe('runs recorded before the index still show, and are back-filled a page 
         (r) => queryFilter(r.url) === undefined || /^PartitionKey eq /.test(queryFilter(r.url)!),
       ),
       'read from the index',
+    );
+
+    const sweep = recorder(app.tables.runs);
+    const swept = await keepRunHistory(app, log);
+    sweep.stop();
+    assert.deepEqual(swept.deleted, [expiredLegacy]);
+    assert.ok(!(await keys(app.tables.runs)).some((k) => k.includes(expiredLegacy)));
+    assert.equal(
+      sweep.requests.filter((r) => r.method !== 'GET').length,
+      4,
+      "its partition (2: summary last), its two pointers; no search for users' rows never written",
     );
   });
 });
