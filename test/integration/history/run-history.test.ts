@@ -291,6 +291,50 @@ describe('history reads are one partition each: their cost does not grow with ot
   });
 });
 
+describe("a redelivered policy-run message indexes the run's users again", () => {
+  let azurite: AzuriteHandle;
+  let app: App;
+
+  before(async () => {
+    azurite = await startAzurite();
+    app = historyApp(azurite, () => new Date());
+    await app.ensureStorage();
+  });
+  after(() => azurite.close());
+
+  it('a delivery that died after storing the targets and before indexing them leaves no user without the run', async () => {
+    const runId = randomUUID();
+    const options = { dryRun: false, fullResync: false, mailboxes: [] };
+    await app.runStore.createRun(emptySummary(runId, 'alpha', 'schedule', options, new Date()), []);
+    const targets = [anna, bob].map((t) => ({ mailboxId: t.mailboxId, userPrincipalName: t.upn }));
+    assert.equal((await app.runStore.startRun(runId, targets, [])).wrote, true);
+    // The users' rows the dying delivery never wrote:
+    const userRows: { partitionKey: string; rowKey: string }[] = [];
+    for await (const e of app.tables.runs.listEntities({
+      queryOptions: {
+        filter:
+          "(PartitionKey ge '~mailbox~' and PartitionKey lt '~mailbox~~') or (PartitionKey ge '~upn~' and PartitionKey lt '~upn~~')",
+      },
+    }))
+      userRows.push({ partitionKey: e.partitionKey!, rowKey: e.rowKey! });
+    assert.equal(userRows.length, 4, 'UPN and mailbox id of each target');
+    for (const k of userRows) await app.tables.runs.deleteEntity(k.partitionKey, k.rowKey);
+    const history = new RunHistory(app.tables.runs);
+    assert.deepEqual(await history.mailbox(bob.upn), []);
+
+    const again = await app.runStore.startRun(runId, targets, []);
+    assert.equal(again.wrote, false, 'the redelivery stores nothing of its own');
+    assert.deepEqual(
+      (await history.mailbox(bob.upn)).map((e) => [e.runId, e.status]),
+      [[runId, 'pending']],
+    );
+    assert.deepEqual(
+      (await history.mailbox(anna.mailboxId)).map((e) => e.runId),
+      [runId],
+    );
+  });
+});
+
 describe('runs recorded before the index still show, and are back-filled a page per tick', () => {
   let azurite: AzuriteHandle;
   let app: App;
