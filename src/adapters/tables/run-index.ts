@@ -10,7 +10,7 @@
 // deleted with it. Readers skip a pointer whose run is gone.
 import { odata, type TableClient, type TableEntity, type TransactionAction } from '@azure/data-tables';
 import type { RunSummary, RunTarget } from '../../sync/runs';
-import { tableKey } from './table-key';
+import { maxTableKeyChars, tableKey } from './table-key';
 
 export const allRunsPartition = '~runs';
 export const policyPartition = (policyId: string): string => `~policy~${tableKey(policyId)}`;
@@ -81,7 +81,8 @@ export function mailboxIndexRows(
     rows.push({ partitionKey: upnPartition(t.userPrincipalName), rowKey, ...fields });
     rows.push({ partitionKey: mailboxIdPartition(t.mailboxId), rowKey, ...fields });
   }
-  for (const s of skipped)
+  // A name someone asked for that no key can hold (over 1 KiB escaped) stays in the summary only.
+  for (const s of skipped.filter((x) => fitsKey(x.user)))
     rows.push({
       partitionKey: upnPartition(s.user),
       rowKey: `${rowKey}_left`,
@@ -92,6 +93,14 @@ export function mailboxIndexRows(
     });
   return rows;
 }
+
+const fitsKey = (user: string): boolean => {
+  try {
+    return upnPartition(user).length <= maxTableKeyChars;
+  } catch {
+    return false;
+  }
+};
 
 /** Upserts rows: a transaction per partition and 100 rows, 16 requests at a time. */
 export async function upsertRows(runs: TableClient, rows: readonly Row[]): Promise<void> {

@@ -307,7 +307,11 @@ describe("a redelivered policy-run message indexes the run's users again", () =>
     const options = { dryRun: false, fullResync: false, mailboxes: [] };
     await app.runStore.createRun(emptySummary(runId, 'alpha', 'schedule', options, new Date()), []);
     const targets = [anna, bob].map((t) => ({ mailboxId: t.mailboxId, userPrincipalName: t.upn }));
-    assert.equal((await app.runStore.startRun(runId, targets, [])).wrote, true);
+    // A requested name no Table key can hold (320 characters, each escaped to 3) is not indexed.
+    const unindexable = [{ user: '%'.repeat(320), reason: 'notFound' as const }];
+    const started = await app.runStore.startRun(runId, targets, unindexable);
+    assert.equal(started.wrote, true);
+    assert.deepEqual(started.run.skippedTargets, unindexable, 'the summary keeps it');
     // The users' rows the dying delivery never wrote:
     const userRows: { partitionKey: string; rowKey: string }[] = [];
     for await (const e of app.tables.runs.listEntities({
@@ -322,7 +326,7 @@ describe("a redelivered policy-run message indexes the run's users again", () =>
     const history = new RunHistory(app.tables.runs);
     assert.deepEqual(await history.mailbox(bob.upn), []);
 
-    const again = await app.runStore.startRun(runId, targets, []);
+    const again = await app.runStore.startRun(runId, targets, unindexable);
     assert.equal(again.wrote, false, 'the redelivery stores nothing of its own');
     assert.deepEqual(
       (await history.mailbox(bob.upn)).map((e) => [e.runId, e.status]),
