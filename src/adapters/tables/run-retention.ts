@@ -27,6 +27,8 @@ const targetPrefix = '~target~';
 /** Run summaries read per back-fill page, and expired runs deleted together. */
 const backfillPage = 50;
 const sweepPage = 10;
+/** Rows deleted together before the time budget is looked at again. */
+const groupRows = 2_000;
 
 export class RunRecordKeeper {
   constructor(
@@ -97,8 +99,9 @@ export class RunRecordKeeper {
         if (await isLive(pointer)) kept.push(pointer.runId);
         else doomed.push({ pointer, userRows: e.noUserRows !== true });
       }
-      await this.deleteRuns(doomed);
-      deleted.push(...doomed.map((d) => d.pointer.runId));
+      const done = await this.deleteRuns(doomed, deadline);
+      deleted.push(...doomed.slice(0, done).map((d) => d.pointer.runId));
+      if (done < doomed.length) break;
       // Past the page: kept runs are not read again in this tick.
       filter = odata`PartitionKey eq ${allRunsPartition} and RowKey gt ${page.at(-1)!.rowKey}`;
     }
@@ -115,35 +118,51 @@ export class RunRecordKeeper {
   }
 
   /**
-   * In an order that a stopped sweep can resume: the users' index rows (found from the run's targets
-   * and summary), then the run's own partition with its summary last, then its pointers, `~runs` last
-   * (the sweep finds a run by it).
+   * Deletes runs a group at a time (about `groupRows` rows: a large run is a group of its own) until
+   * `deadline`; returns how many were deleted. A group goes in an order that a stopped sweep can
+   * resume: the users' index rows (found from the runs' targets and summaries), then each run's own
+   * partition with its summary last, then its pointers, `~runs` last (the sweep finds a run by it).
    */
-  private async deleteRuns(doomed: { pointer: RunPointer; userRows: boolean }[]): Promise<void> {
-    const owned = await Promise.all(doomed.map((d) => this.ownedRows(d.pointer, d.userRows)));
-    await deleteRows(
-      this.runs,
-      owned.flatMap((o) => o.userRows),
-    );
-    for (const o of owned) {
+  private async deleteRuns(
+    doomed: { pointer: RunPointer; userRows: boolean }[],
+    deadline: number,
+  ): Promise<number> {
+    let next = 0;
+    while (next < doomed.length) {
+      const group: { pointer: RunPointer; owned: { userRows: Key[]; runRows: Key[] } }[] = [];
+      let rows = 0;
+      while (next < doomed.length && (group.length === 0 || rows < groupRows)) {
+        const d = doomed[next++]!;
+        const owned = await this.ownedRows(d.pointer, d.userRows);
+        group.push({ pointer: d.pointer, owned });
+        rows += owned.userRows.length + owned.runRows.length;
+      }
       await deleteRows(
         this.runs,
-        o.runRows.filter((k) => k.rowKey !== summaryKey),
+        group.flatMap((g) => g.owned.userRows),
+      );
+      for (const { owned } of group) {
+        await deleteRows(
+          this.runs,
+          owned.runRows.filter((k) => k.rowKey !== summaryKey),
+        );
+        await deleteRows(
+          this.runs,
+          owned.runRows.filter((k) => k.rowKey === summaryKey),
+        );
+      }
+      const pointers: Key[] = group.flatMap((g) => runIndexRows(g.pointer) as Key[]);
+      await deleteRows(
+        this.runs,
+        pointers.filter((k) => k.partitionKey !== allRunsPartition),
       );
       await deleteRows(
         this.runs,
-        o.runRows.filter((k) => k.rowKey === summaryKey),
+        pointers.filter((k) => k.partitionKey === allRunsPartition),
       );
+      if (this.clock() >= deadline) break;
     }
-    const pointers: Key[] = doomed.flatMap((d) => runIndexRows(d.pointer) as Key[]);
-    await deleteRows(
-      this.runs,
-      pointers.filter((k) => k.partitionKey !== allRunsPartition),
-    );
-    await deleteRows(
-      this.runs,
-      pointers.filter((k) => k.partitionKey === allRunsPartition),
-    );
+    return next;
   }
 
   private async ownedRows(
