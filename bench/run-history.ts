@@ -79,8 +79,10 @@ async function fill(runs: TableClient, count: number): Promise<Parameters<typeof
       ...mailboxIndexRows(pointerOfRun(summary), targets, summary.skippedTargets),
     );
   }
-  for (let i = 0; i < runRows.length; i += 32)
+  for (let i = 0; i < runRows.length; i += 32) {
     await Promise.all(runRows.slice(i, i + 32).map((t) => runs.submitTransaction(t)));
+    if ((i / 32) % 30 === 0) console.error(`${i} runs written`);
+  }
   return index;
 }
 

@@ -26,7 +26,7 @@ const markerRow = 'state';
 const latest = 9_999_999_999_999;
 export const newestFirst = (startedAt: string, runId: string): string =>
   `${String(latest - Date.parse(startedAt)).padStart(13, '0')}_${tableKey(runId)}`;
-/** The row key below which (in key order) every run that started before `ms` sorts after. */
+/** Row keys from this one on (in key order) are of runs that started before `ms`. */
 const startedBefore = (ms: number): string => String(latest - ms + 1).padStart(13, '0');
 
 const status = (e: unknown): number | undefined => (e as { statusCode?: number }).statusCode;
