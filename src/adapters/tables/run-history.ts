@@ -65,7 +65,7 @@ export class IndexedRunHistory {
         for (const r of resolved) if (r !== undefined && out.length < limit) out.push(r);
         return out.length >= limit;
       },
-      { maxPages: Math.ceil(maxRows / pageSize) },
+      Math.ceil(maxRows / pageSize),
     );
     return out;
   }

@@ -163,16 +163,14 @@ export async function readNewest(
   partitionKey: string,
   pageSize: number,
   take: (rows: Row[]) => Promise<boolean>,
-  options: { maxPages?: number; from?: string } = {},
+  maxPages = 10,
 ): Promise<void> {
-  const filter = options.from
-    ? odata`PartitionKey eq ${partitionKey} and RowKey ge ${options.from}`
-    : odata`PartitionKey eq ${partitionKey}`;
+  const filter = odata`PartitionKey eq ${partitionKey}`;
   let pages = 0;
   for await (const page of runs
     .listEntities<Row>({ queryOptions: { filter } })
     .byPage({ maxPageSize: pageSize })) {
-    if ((await take(page)) || ++pages >= (options.maxPages ?? 10)) return;
+    if ((await take(page)) || ++pages >= maxPages) return;
   }
 }
 
