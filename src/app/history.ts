@@ -37,13 +37,19 @@ export async function mailboxHistory(
 ): Promise<{ run: RunSummary; outcome: MailboxOutcome | undefined }[]> {
   const index = new IndexedRunHistory(runs);
   if (await index.ready()) {
-    // The newest row of each policy among the user's newest 1,000 (the retention bounds the rest).
+    // The newest row of each policy: the user's whole partition (one row per run that covered the
+    // user, within RUN_HISTORY_DAYS), small rows read 1,000 to a request.
     const seen = new Set<string>();
-    const newest = await index.userRows({ upn }, Number.MAX_SAFE_INTEGER, (p) => {
-      if (p.kind !== 'target' || !p.mailboxId || seen.has(p.policyId)) return Promise.resolve(undefined);
-      seen.add(p.policyId);
-      return Promise.resolve({ runId: p.runId, mailboxId: p.mailboxId });
-    });
+    const newest = await index.userRows(
+      { upn },
+      Number.MAX_SAFE_INTEGER,
+      (p) => {
+        if (p.kind !== 'target' || !p.mailboxId || seen.has(p.policyId)) return Promise.resolve(undefined);
+        seen.add(p.policyId);
+        return Promise.resolve({ runId: p.runId, mailboxId: p.mailboxId });
+      },
+      Number.POSITIVE_INFINITY,
+    );
     const found = await Promise.all(
       newest.map(async (f) => ({ run: await run(f.runId), outcome: await outcome(f.runId, f.mailboxId) })),
     );

@@ -13,7 +13,7 @@ import {
   upnPartition,
   type MailboxPointer,
 } from './run-index';
-import { tableKey } from './table-key';
+import { maxTableKeyChars, tableKey } from './table-key';
 
 type Row = TableEntity<Record<string, unknown>>;
 
@@ -44,7 +44,13 @@ export class IndexedRunHistory {
     resolve: (p: MailboxPointer) => Promise<T | undefined>,
     maxRows = 1000,
   ): Promise<T[]> {
-    const partition = 'upn' in query ? upnPartition(query.upn) : mailboxIdPartition(query.mailboxId);
+    let partition: string;
+    try {
+      partition = 'upn' in query ? upnPartition(query.upn) : mailboxIdPartition(query.mailboxId);
+    } catch {
+      return Promise.resolve([]); // longer than any key: no user has it
+    }
+    if (partition.length > maxTableKeyChars) return Promise.resolve([]);
     return this.collect(partition, limit, (row) => resolve(mailboxPointerOf(row)), maxRows);
   }
 

@@ -198,8 +198,10 @@ export function expiredFrom(beforeMs: number): string {
 
 export interface IndexState {
   complete: boolean;
-  /** Where the back-fill goes on (the table's continuation token over run summaries). */
+  /** Where the back-fill goes on (the table's continuation token of the page it is in). */
   continuation?: string;
+  /** The last run of that page already indexed (pages list runs in key order). */
+  doneThrough?: string;
 }
 
 const ready = new WeakSet<TableClient>();
@@ -210,6 +212,7 @@ export async function readIndexState(runs: TableClient): Promise<IndexState | un
     return {
       complete: e.complete === true,
       ...(typeof e.continuation === 'string' ? { continuation: e.continuation } : {}),
+      ...(typeof e.doneThrough === 'string' ? { doneThrough: e.doneThrough } : {}),
     };
   } catch (e) {
     if (status(e) === 404) return undefined;

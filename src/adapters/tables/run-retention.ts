@@ -47,35 +47,50 @@ export class RunRecordKeeper {
     const state = (await readIndexState(this.runs)) ?? { complete: false };
     if (state.complete) return { complete: true, indexed: 0 };
     let indexed = 0;
+    // The token that reads the current page again, and the runs of it indexed before.
+    let pageStart = state.continuation;
+    let doneThrough = state.doneThrough;
     const pages = this.runs
       .listEntities<Row>({ queryOptions: { filter: odata`RowKey eq ${summaryKey}` } })
-      .byPage({
-        maxPageSize: backfillPage,
-        ...(state.continuation ? { continuationToken: state.continuation } : {}),
-      });
+      .byPage({ maxPageSize: backfillPage, ...(pageStart ? { continuationToken: pageStart } : {}) });
     for await (const page of pages) {
       for (const e of page) {
-        const run = unpackData<RunSummary>(e);
-        const rows = runIndexRows(pointerOfRun(run));
-        // An expired run is marked: the sweep then looks for no users' rows of it (thousands of misses).
-        if (Date.parse(run.startedAt) < recentFromMs) for (const r of rows) r.noUserRows = true;
-        else
-          rows.push(
-            ...mailboxIndexRows(
-              pointerOfRun(run),
-              await listRunTargets(this.runs, run.runId),
-              run.skippedTargets,
-            ),
-          );
-        await upsertRows(this.runs, rows);
+        if (doneThrough !== undefined && e.partitionKey <= doneThrough) continue;
+        await this.indexLegacyRun(unpackData<RunSummary>(e), recentFromMs);
         indexed++;
+        // The budget is looked at after each run: a page of large runs is split across ticks.
+        if (this.clock() >= deadline) {
+          await writeIndexState(this.runs, {
+            complete: false,
+            ...(pageStart ? { continuation: pageStart } : {}),
+            doneThrough: e.partitionKey,
+          });
+          return { complete: false, indexed };
+        }
       }
       if (!page.continuationToken) break;
-      await writeIndexState(this.runs, { complete: false, continuation: page.continuationToken });
-      if (this.clock() >= deadline) return { complete: false, indexed };
+      pageStart = page.continuationToken;
+      doneThrough = undefined;
+      await writeIndexState(this.runs, { complete: false, continuation: pageStart });
     }
     await writeIndexState(this.runs, { complete: true });
     return { complete: true, indexed };
+  }
+
+  /** A run recorded before the index: its pointers, and its users' rows unless it is past retention. */
+  private async indexLegacyRun(run: RunSummary, recentFromMs: number): Promise<void> {
+    const rows = runIndexRows(pointerOfRun(run));
+    // An expired run is marked: the sweep then looks for no users' rows of it (thousands of misses).
+    if (Date.parse(run.startedAt) < recentFromMs) for (const r of rows) r.noUserRows = true;
+    else
+      rows.push(
+        ...mailboxIndexRows(
+          pointerOfRun(run),
+          await listRunTargets(this.runs, run.runId),
+          run.skippedTargets,
+        ),
+      );
+    await upsertRows(this.runs, rows);
   }
 
   /**
