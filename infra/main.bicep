@@ -232,6 +232,8 @@ module functionApp 'modules/function-app.bicep' = {
       CERTIFICATE_CHECK_MINUTES: string(certificateCheckMinutes)
       CERTIFICATE_ROTATION_SCHEDULE: '0 17 3 * * *'
       CERTIFICATE_OVERLAP_DAYS: '7'
+      // Run records older than this are deleted by the scheduler (the runs table stays bounded).
+      RUN_HISTORY_DAYS: '90'
       // The dashboard validates Entra ID tokens itself: Easy Auth is not supported on Flex Consumption.
       // Its local sign-in stand-in (DASHBOARD_LOCAL_SIGN_IN) is never set here and refused in Azure.
       DASHBOARD_TENANT_ID: dashboardTenantId

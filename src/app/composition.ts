@@ -23,6 +23,7 @@ import {
   tableNames,
 } from '../adapters/tables/table-stores';
 import { TableRunStore } from '../adapters/tables/run-store';
+import { markIndexedWhenEmpty } from '../adapters/tables/run-index';
 import { MailboxLocks } from '../adapters/tables/mailbox-locks';
 import { RotationStore } from '../adapters/tables/rotation-store';
 import { chooseSigningCertificate } from './cert-rotation';
@@ -140,6 +141,7 @@ export class App {
   ensureStorage(): Promise<void> {
     this.ready ??= (async () => {
       await Promise.all(Object.values(this.tables).map(ensureTable));
+      await markIndexedWhenEmpty(this.tables.runs);
       await this.transport.ensure();
       if (this.settings.AzureWebJobsStorage) await this.photoContainer?.createIfNotExists();
     })();

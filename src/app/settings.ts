@@ -46,6 +46,13 @@ export const settingsSchema = z
       .min(0)
       .default(7)
       .describe('Days both keys stay on the application after a roll, before the old one is removed'),
+    RUN_HISTORY_DAYS: z.coerce
+      .number()
+      .int('RUN_HISTORY_DAYS must be a whole number of days')
+      .min(1, 'RUN_HISTORY_DAYS must be at least 1 (day)')
+      .max(3650, 'RUN_HISTORY_DAYS must be at most 3650 (days)')
+      .default(90)
+      .describe('Days a run record is kept; older runs and their rows are deleted by the scheduler'),
     DASHBOARD_TENANT_ID: z.string().optional().describe('Entra tenant whose admins sign in to the dashboard'),
     DASHBOARD_CLIENT_ID: z.string().optional().describe("The dashboard's app registration (app roles)"),
     DASHBOARD_AUTHORITY_HOST: z.url().default('https://login.microsoftonline.com'),

@@ -34,6 +34,7 @@ import type { Logger } from './logging';
 import { pathSegment } from '../adapters/graph/path-segment';
 import { cleanDepartedMailboxes, deletedPolicyNotes, sweepDeletedPolicies } from './remove-policy';
 import { fanOutRemoval, removeFromMailbox } from './removal-runs';
+import { keepRunHistory } from './run-retention';
 
 export type StartResult =
   | { started: true; runId: string }
@@ -162,6 +163,13 @@ export async function scheduleDuePolicies(
     await sweepDeletedPolicies(app, log);
   } catch (e) {
     log.error(`deleted policies could not be cleaned up: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  try {
+    await keepRunHistory(app, log);
+  } catch (e) {
+    log.error(
+      `run history upkeep failed (the next tick goes on): ${e instanceof Error ? e.message : String(e)}`,
+    );
   }
   return { started, refused, invalid: loaded.invalidPolicies.length };
 }

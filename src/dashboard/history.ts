@@ -2,10 +2,13 @@
 // with the time each was written, and one mailbox's history across runs. It reads the rows the run
 // store writes (src/adapters/tables/run-store.ts) and never writes.
 //
-// Run summaries are found by RowKey across partitions (a table scan): fine for the dashboard's
-// occasional reads; the results are capped.
+// A policy's runs and a user's are read from the history index (src/adapters/tables/run-index.ts), one
+// partition each, whatever else the table holds. Until runs recorded before the index are back-filled
+// (the scheduler does it, a page at a time), the summaries are found by a scan as they were before.
 import type { TableClient } from '@azure/data-tables';
 import { unpackData } from '../adapters/tables/run-store';
+import { IndexedRunHistory } from '../adapters/tables/run-history';
+import type { MailboxPointer } from '../adapters/tables/run-index';
 import type { MailboxOutcome, RunSummary } from '../sync/runs';
 
 // The run store's row layout: a run's summary row, its targets, and outcome rows keyed by mailbox id.
@@ -35,7 +38,11 @@ export interface MailboxHistoryEntry {
 }
 
 export class RunHistory {
-  constructor(private readonly runs: TableClient) {}
+  private readonly index: IndexedRunHistory;
+
+  constructor(private readonly runs: TableClient) {
+    this.index = new IndexedRunHistory(runs);
+  }
 
   private async summaries(filter: string, limit: number): Promise<RunSummary[]> {
     const out: RunSummary[] = [];
@@ -45,7 +52,8 @@ export class RunHistory {
   }
 
   /** A policy's newest runs first. */
-  recentRuns(policyId: string, limit = 30): Promise<RunSummary[]> {
+  async recentRuns(policyId: string, limit = 30): Promise<RunSummary[]> {
+    if (await this.index.ready()) return this.index.newestRuns(policyId, limit);
     return this.summaries(`RowKey eq '${summaryKey}' and policyId eq ${odata(policyId)}`, limit);
   }
 
@@ -74,6 +82,36 @@ export class RunHistory {
   async mailbox(query: string, limit = 50): Promise<MailboxHistoryEntry[]> {
     const q = query.trim();
     const byId = guid.test(q);
+    if (await this.index.ready())
+      return this.index.userRows(byId ? { mailboxId: q } : { upn: q }, limit, (p) => this.entry(p));
+    return this.scanMailbox(q, byId, limit);
+  }
+
+  /** An index row as a history entry, with the mailbox's outcome in that run. */
+  private async entry(p: MailboxPointer): Promise<MailboxHistoryEntry> {
+    const fields = { runId: p.runId, policyId: p.policyId, startedAt: p.startedAt, dryRun: p.dryRun };
+    if (p.kind === 'left out' || !p.mailboxId)
+      return {
+        ...fields,
+        mailboxId: null,
+        userPrincipalName: p.upn,
+        status: 'left out',
+        reason: p.reason,
+        result: null,
+      };
+    const outcome = await this.index.outcome(p.runId, p.mailboxId);
+    return {
+      ...fields,
+      mailboxId: p.mailboxId,
+      userPrincipalName: outcome?.userPrincipalName ?? p.upn,
+      status: outcome?.status ?? 'pending',
+      reason: outcome?.lastError ?? (outcome?.result?.skipReason ? outcome.result.skipReason : null),
+      result: outcome?.result ?? null,
+    };
+  }
+
+  /** The same, for a table not yet back-filled: the target rows and summaries across the table. */
+  private async scanMailbox(q: string, byId: boolean, limit: number): Promise<MailboxHistoryEntry[]> {
     const targets: { runId: string; mailboxId: string; upn: string }[] = [];
     const filter = byId
       ? `RowKey eq ${odata(`${targetPrefix}${q.toLowerCase()}`)} or RowKey eq ${odata(`${targetPrefix}${q}`)}`

@@ -51,4 +51,16 @@ describe('app settings', () => {
     assert.equal(ok.MAILBOX_TIME_BUDGET_SECONDS, 240);
     assert.equal(ok.SCHEDULER_SCHEDULE, '0 */1 * * * *');
   });
+
+  it('RUN_HISTORY_DAYS: 90 days by default; a bad value is refused naming the setting', () => {
+    const base = { POLICY_FILE: 'p.json', AzureWebJobsStorage: 'x' };
+    assert.equal(parseSettings(base).RUN_HISTORY_DAYS, 90);
+    assert.equal(parseSettings({ ...base, RUN_HISTORY_DAYS: '30' }).RUN_HISTORY_DAYS, 30);
+    for (const bad of ['0', '-5', '1.5', 'forever', '100000'])
+      assert.throws(
+        () => parseSettings({ ...base, RUN_HISTORY_DAYS: bad }),
+        /app settings are invalid: RUN_HISTORY_DAYS: /,
+        bad,
+      );
+  });
 });

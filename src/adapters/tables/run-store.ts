@@ -20,6 +20,7 @@ import {
 } from '../../sync/runs';
 import type { TargetResolution } from '../../sync/directory';
 import { fromTableKey, tableKey } from './table-key';
+import { deleteRows, mailboxIndexRows, pointerOfRun, runIndexRows, upsertRows } from './run-index';
 
 // Outcome rows are keyed by the mailbox's id (tableKey: never a leading `~`); our own rows start with
 // `~`, which sorts after them.
@@ -51,6 +52,15 @@ export function unpackData<T>(e: Record<string, unknown>): T {
   let text = String(e.data);
   for (let i = 1; typeof e[`data${i}`] === 'string'; i++) text += e[`data${i}`] as string;
   return JSON.parse(text) as T;
+}
+
+/** A run's targets, from its rows. */
+export async function listRunTargets(runs: TableClient, runId: string): Promise<RunTarget[]> {
+  const out: RunTarget[] = [];
+  const filter = `PartitionKey eq ${odata(runId)} and RowKey ge ${odata(targetPrefix)} and RowKey lt ${odata(`${targetPrefix}~`)}`;
+  for await (const e of runs.listEntities<{ upn: string }>({ queryOptions: { filter } }))
+    out.push({ mailboxId: fromTableKey(e.rowKey!.slice(targetPrefix.length)), userPrincipalName: e.upn });
+  return out;
 }
 
 export class TableRunStore implements RunStore {
@@ -94,8 +104,10 @@ export class TableRunStore implements RunStore {
   }
 
   async createRun(summary: RunSummary, requestedMailboxes: readonly string[]): Promise<void> {
-    // The request first (at most 1,000 names of at most 320 characters: one entity, in chunks): a run
-    // exists once its summary does.
+    // The history index first (a pointer without its run is skipped and swept; a run without pointers
+    // would be found by nothing), then the request (at most 1,000 names of at most 320 characters: one
+    // entity, in chunks): a run exists once its summary does.
+    await upsertRows(this.runs, runIndexRows(pointerOfRun(summary)));
     await this.runs.createEntity({
       partitionKey: summary.runId,
       rowKey: requestKey,
@@ -114,10 +126,12 @@ export class TableRunStore implements RunStore {
   }
 
   async deleteRun(runId: string): Promise<void> {
+    const run = await this.getRun(runId);
     for (const rowKey of [requestKey, summaryKey])
       await this.runs.deleteEntity(runId, rowKey).catch((err: unknown) => {
         if (status(err) !== 404) throw err;
       });
+    if (run) await deleteRows(this.runs, runIndexRows(pointerOfRun(run)));
   }
 
   async requestedMailboxes(runId: string): Promise<string[]> {
@@ -140,7 +154,7 @@ export class TableRunStore implements RunStore {
     // delivery that another claimed after it (or that finds the run started) writes nothing more.
     const token = randomUUID();
     let current = await this.claimStart(runId, token);
-    if (!current) return { run: (await this.getRun(runId))!, wrote: false };
+    if (!current) return this.indexStarted(runId);
     const mine = new Set(targets.map((t) => t.mailboxId));
     const stale = (await this.listTargets(runId)).filter((t) => !mine.has(t.mailboxId));
     const actions: TransactionAction[] = [
@@ -156,7 +170,7 @@ export class TableRunStore implements RunStore {
     ];
     for (let i = 0; i < actions.length; i += 99) {
       current = await this.withSummary(runId, token, current, actions.slice(i, i + 99));
-      if (!current) return { run: (await this.getRun(runId))!, wrote: false };
+      if (!current) return this.indexStarted(runId);
     }
     const run: RunSummary = {
       ...current.run,
@@ -176,9 +190,24 @@ export class TableRunStore implements RunStore {
       );
     } catch (err) {
       if (status(err) !== 412) throw err;
-      return { run: (await this.getRun(runId))!, wrote: false };
+      return this.indexStarted(runId);
     }
+    await upsertRows(this.runs, mailboxIndexRows(pointerOfRun(run), targets, run.skippedTargets));
     return { run, wrote: true };
+  }
+
+  /**
+   * Another delivery started the run: its targets are final, and (again, harmlessly) indexed by user, so
+   * a delivery that died between storing them and indexing them leaves no user without the run.
+   */
+  private async indexStarted(runId: string): Promise<{ run: RunSummary; wrote: false }> {
+    const run = await this.getRun(runId);
+    if (run?.status === 'running')
+      await upsertRows(
+        this.runs,
+        mailboxIndexRows(pointerOfRun(run), await this.listTargets(runId), run.skippedTargets),
+      );
+    return { run: run!, wrote: false };
   }
 
   /** Marks this delivery as the one writing a starting run's targets; undefined when it is not starting. */
@@ -301,12 +330,8 @@ export class TableRunStore implements RunStore {
     });
   }
 
-  async listTargets(runId: string): Promise<RunTarget[]> {
-    const out: RunTarget[] = [];
-    const filter = `PartitionKey eq ${odata(runId)} and RowKey ge ${odata(targetPrefix)} and RowKey lt ${odata(`${targetPrefix}~`)}`;
-    for await (const e of this.runs.listEntities<{ upn: string }>({ queryOptions: { filter } }))
-      out.push({ mailboxId: fromTableKey(e.rowKey!.slice(targetPrefix.length)), userPrincipalName: e.upn });
-    return out;
+  listTargets(runId: string): Promise<RunTarget[]> {
+    return listRunTargets(this.runs, runId);
   }
 
   failRun(runId: string, error: string): Promise<RunSummary | undefined> {

@@ -1,0 +1,253 @@
+// Index rows beside the run records, so every history read is one partition read newest first with
+// `$top`, whatever else the table holds. They live in the runs table, in partitions starting with `~`
+// (run partitions are run ids, never `~`):
+//   ~runs                  every run               (the CLI's `runs`, the retention sweep)
+//   ~policy~<policy>       a policy's runs         (the dashboard's Policies page, `runs --policy`)
+//   ~upn~<upn, lower case> a user's runs           (the mailbox search, `mailbox UPN`)
+//   ~mailbox~<mailbox id>  a mailbox's runs        (the mailbox search by id)
+// Row keys put the newest first: reversed start time, then the run id. A run's index rows are written
+// before its summary (a crash leaves a pointer the sweep finds, never a run nothing points to) and are
+// deleted with it. Readers skip a pointer whose run is gone.
+import { odata, type TableClient, type TableEntity, type TransactionAction } from '@azure/data-tables';
+import type { RunSummary, RunTarget } from '../../sync/runs';
+import { maxTableKeyChars, tableKey } from './table-key';
+
+export const allRunsPartition = '~runs';
+export const policyPartition = (policyId: string): string => `~policy~${tableKey(policyId)}`;
+export const upnPartition = (upn: string): string => `~upn~${tableKey(upn.toLowerCase())}`;
+export const mailboxIdPartition = (mailboxId: string): string =>
+  `~mailbox~${tableKey(mailboxId.toLowerCase())}`;
+
+/** The marker of a table whose runs are all indexed (new, or back-filled). */
+const markerPartition = '~index';
+const markerRow = 'state';
+
+/** Milliseconds after the epoch, reversed so later sorts first (13 digits last until the year 2286). */
+const latest = 9_999_999_999_999;
+export const newestFirst = (startedAt: string, runId: string): string =>
+  `${String(latest - Date.parse(startedAt)).padStart(13, '0')}_${tableKey(runId)}`;
+/** Row keys from this one on (in key order) are of runs that started before `ms`. */
+const startedBefore = (ms: number): string => String(latest - ms + 1).padStart(13, '0');
+
+const status = (e: unknown): number | undefined => (e as { statusCode?: number }).statusCode;
+
+/** What every index row says about its run (enough to list it without reading the summary). */
+export interface RunPointer {
+  runId: string;
+  policyId: string;
+  startedAt: string;
+  dryRun: boolean;
+}
+
+/** A user's index row: a run covered the mailbox (`target`) or left the user out (with the reason). */
+export interface MailboxPointer extends RunPointer {
+  kind: 'target' | 'left out';
+  mailboxId: string | null;
+  upn: string;
+  reason: string | null;
+}
+
+type Row = TableEntity<Record<string, unknown>>;
+
+/** What the index says of a run. */
+export const pointerOfRun = (run: RunSummary): RunPointer => ({
+  runId: run.runId,
+  policyId: run.policyId,
+  startedAt: run.startedAt,
+  dryRun: run.options.dryRun,
+});
+
+/** The `~runs` and `~policy~` rows of a run. */
+export function runIndexRows(run: RunPointer): Row[] {
+  const rowKey = newestFirst(run.startedAt, run.runId);
+  const fields = { runId: run.runId, policyId: run.policyId, startedAt: run.startedAt, dryRun: run.dryRun };
+  return [
+    { partitionKey: allRunsPartition, rowKey, ...fields },
+    { partitionKey: policyPartition(run.policyId), rowKey, ...fields },
+  ];
+}
+
+/** A user's rows of a run: each target under its UPN and its mailbox id, each listed skipped user. */
+export function mailboxIndexRows(
+  run: RunPointer,
+  targets: readonly RunTarget[],
+  skipped: RunSummary['skippedTargets'],
+): Row[] {
+  const rowKey = newestFirst(run.startedAt, run.runId);
+  const pointer = { runId: run.runId, policyId: run.policyId, startedAt: run.startedAt, dryRun: run.dryRun };
+  const rows: Row[] = [];
+  for (const t of targets) {
+    const fields = { ...pointer, kind: 'target', mailboxId: t.mailboxId, upn: t.userPrincipalName };
+    rows.push({ partitionKey: upnPartition(t.userPrincipalName), rowKey, ...fields });
+    rows.push({ partitionKey: mailboxIdPartition(t.mailboxId), rowKey, ...fields });
+  }
+  // A name someone asked for that no key can hold (over 1 KiB escaped) stays in the summary only.
+  for (const s of skipped.filter((x) => fitsKey(x.user)))
+    rows.push({
+      partitionKey: upnPartition(s.user),
+      rowKey: `${rowKey}_left`,
+      ...pointer,
+      kind: 'left out',
+      upn: s.user,
+      reason: s.reason,
+    });
+  return rows;
+}
+
+const fitsKey = (user: string): boolean => {
+  try {
+    return upnPartition(user).length <= maxTableKeyChars;
+  } catch {
+    return false;
+  }
+};
+
+/** Upserts rows: a transaction per partition and 100 rows, 16 requests at a time. */
+export async function upsertRows(runs: TableClient, rows: readonly Row[]): Promise<void> {
+  await inTransactions(runs, rows, (r) => ['upsert', r, 'Replace']);
+}
+
+/** Deletes rows by key; rows already gone are fine (a sweep that was stopped runs again). */
+export async function deleteRows(
+  runs: TableClient,
+  keys: readonly { partitionKey: string; rowKey: string }[],
+): Promise<void> {
+  await inTransactions(runs, keys, (k) => ['delete', { partitionKey: k.partitionKey, rowKey: k.rowKey }]);
+}
+
+async function inTransactions<T extends { partitionKey?: string; rowKey?: string }>(
+  runs: TableClient,
+  items: readonly T[],
+  action: (item: T) => TransactionAction,
+): Promise<void> {
+  const byPartition = new Map<string, Map<string, TransactionAction>>();
+  for (const item of items) {
+    const rows = byPartition.get(item.partitionKey!) ?? new Map<string, TransactionAction>();
+    rows.set(item.rowKey!, action(item));
+    byPartition.set(item.partitionKey!, rows);
+  }
+  const chunks: TransactionAction[][] = [];
+  for (const rows of byPartition.values()) {
+    const all = [...rows.values()];
+    for (let i = 0; i < all.length; i += 100) chunks.push(all.slice(i, i + 100));
+  }
+  for (let i = 0; i < chunks.length; i += 16)
+    await Promise.all(chunks.slice(i, i + 16).map((c) => submit(runs, c)));
+}
+
+async function submit(runs: TableClient, chunk: TransactionAction[]): Promise<void> {
+  if (chunk.length > 1) {
+    try {
+      await runs.submitTransaction(chunk);
+      return;
+    } catch (e) {
+      // A delete of a row already gone fails the whole transaction: then one by one.
+      if (status(e) !== 404) throw e;
+    }
+  }
+  for (const [kind, entity] of chunk) {
+    if (kind !== 'delete') await runs.upsertEntity(entity, 'Replace');
+    else
+      await runs.deleteEntity(entity.partitionKey, entity.rowKey).catch((e: unknown) => {
+        if (status(e) !== 404) throw e;
+      });
+  }
+}
+
+/**
+ * Index rows of a partition, newest first, a page at a time (`$top` = the page size), until `take`
+ * says it has enough or the partition ends. At most `maxPages` pages are read.
+ */
+export async function readNewest(
+  runs: TableClient,
+  partitionKey: string,
+  pageSize: number,
+  take: (rows: Row[]) => Promise<boolean>,
+  maxPages = 10,
+): Promise<void> {
+  const filter = odata`PartitionKey eq ${partitionKey}`;
+  let pages = 0;
+  for await (const page of runs
+    .listEntities<Row>({ queryOptions: { filter } })
+    .byPage({ maxPageSize: pageSize })) {
+    if ((await take(page)) || ++pages >= maxPages) return;
+  }
+}
+
+export const pointerOf = (e: Row): RunPointer => ({
+  runId: String(e.runId),
+  policyId: String(e.policyId),
+  startedAt: String(e.startedAt),
+  dryRun: e.dryRun === true,
+});
+
+export const mailboxPointerOf = (e: Row): MailboxPointer => ({
+  ...pointerOf(e),
+  kind: e.kind === 'left out' ? 'left out' : 'target',
+  mailboxId: typeof e.mailboxId === 'string' ? e.mailboxId : null,
+  upn: typeof e.upn === 'string' ? e.upn : '',
+  reason: typeof e.reason === 'string' ? e.reason : null,
+});
+
+/** `~runs` rows of runs that started before `beforeMs`, newest of them first. */
+export function expiredFrom(beforeMs: number): string {
+  return startedBefore(beforeMs);
+}
+
+// ---- Whether every run is indexed -------------------------------------------------------------
+
+export interface IndexState {
+  complete: boolean;
+  /** Where the back-fill goes on (the table's continuation token of the page it is in). */
+  continuation?: string;
+  /** The last run of that page already indexed (pages list runs in key order). */
+  doneThrough?: string;
+}
+
+const ready = new WeakSet<TableClient>();
+
+export async function readIndexState(runs: TableClient): Promise<IndexState | undefined> {
+  try {
+    const e = await runs.getEntity<Row>(markerPartition, markerRow);
+    return {
+      complete: e.complete === true,
+      ...(typeof e.continuation === 'string' ? { continuation: e.continuation } : {}),
+      ...(typeof e.doneThrough === 'string' ? { doneThrough: e.doneThrough } : {}),
+    };
+  } catch (e) {
+    if (status(e) === 404) return undefined;
+    throw e;
+  }
+}
+
+export async function writeIndexState(runs: TableClient, state: IndexState): Promise<void> {
+  await runs.upsertEntity({ partitionKey: markerPartition, rowKey: markerRow, ...state }, 'Replace');
+  if (state.complete) ready.add(runs);
+}
+
+/** Whether the index holds every run (else readers fall back to scanning the summaries). */
+export async function indexComplete(runs: TableClient): Promise<boolean> {
+  if (ready.has(runs)) return true;
+  const complete = (await readIndexState(runs))?.complete === true;
+  if (complete) ready.add(runs);
+  return complete;
+}
+
+/**
+ * A table holding no run summary needs no back-fill: it is marked complete at once (a new install,
+ * every test). One that holds runs recorded before the index is back-filled by the scheduler.
+ */
+export async function markIndexedWhenEmpty(runs: TableClient): Promise<void> {
+  if (await readIndexState(runs)) return;
+  const iterator = runs
+    .listEntities<Row>({ queryOptions: { filter: odata`RowKey eq ${'~run'}`, select: ['RowKey'] } })
+    .byPage({ maxPageSize: 1 });
+  // The service may answer an empty page with a continuation: only its end says the table is empty.
+  for await (const page of iterator) if (page.length > 0) return;
+  await runs
+    .createEntity({ partitionKey: markerPartition, rowKey: markerRow, complete: true })
+    .catch((e: unknown) => {
+      if (status(e) !== 409) throw e;
+    });
+  ready.add(runs);
+}

@@ -1,0 +1,205 @@
+// Upkeep of the run records, a bounded step per scheduler tick: the one-time back-fill of the history
+// index for runs recorded before it, and the deletion of runs past their retention with every row they
+// own. Both keep their place in the table, so a tick that is stopped halfway is taken up by the next.
+import { odata, type TableClient, type TableEntity } from '@azure/data-tables';
+import type { RunSummary, RunTarget } from '../../sync/runs';
+import { listRunTargets, unpackData } from './run-store';
+import {
+  allRunsPartition,
+  deleteRows,
+  expiredFrom,
+  mailboxIndexRows,
+  pointerOf,
+  pointerOfRun,
+  readIndexState,
+  runIndexRows,
+  upsertRows,
+  writeIndexState,
+  type RunPointer,
+} from './run-index';
+import { fromTableKey } from './table-key';
+
+type Row = TableEntity<Record<string, unknown>>;
+type Key = { partitionKey: string; rowKey: string };
+
+const summaryKey = '~run';
+const targetPrefix = '~target~';
+/** Run summaries read per back-fill page, and expired runs deleted together. */
+const backfillPage = 50;
+const sweepPage = 10;
+/** Rows deleted together before the time budget is looked at again. */
+const groupRows = 2_000;
+
+export class RunRecordKeeper {
+  constructor(
+    private readonly runs: TableClient,
+    /** Monotonic milliseconds, for the time budget. */
+    private readonly clock: () => number = () => performance.now(),
+  ) {}
+
+  /**
+   * Indexes the runs recorded before the index existed, a page of summaries at a time, until
+   * `deadline`; the place reached is kept in the marker row. Runs that started before `recentFromMs`
+   * get their run pointers only (the sweep deletes them soon; their users' rows would be written for
+   * nothing). Returns whether every run is indexed.
+   */
+  async backfill(deadline: number, recentFromMs: number): Promise<{ complete: boolean; indexed: number }> {
+    const state = (await readIndexState(this.runs)) ?? { complete: false };
+    if (state.complete) return { complete: true, indexed: 0 };
+    let indexed = 0;
+    // The token that reads the current page again, and the runs of it indexed before.
+    let pageStart = state.continuation;
+    let doneThrough = state.doneThrough;
+    const pages = this.runs
+      .listEntities<Row>({ queryOptions: { filter: odata`RowKey eq ${summaryKey}` } })
+      .byPage({ maxPageSize: backfillPage, ...(pageStart ? { continuationToken: pageStart } : {}) });
+    for await (const page of pages) {
+      for (const e of page) {
+        if (doneThrough !== undefined && e.partitionKey <= doneThrough) continue;
+        await this.indexLegacyRun(unpackData<RunSummary>(e), recentFromMs);
+        indexed++;
+        // The budget is looked at after each run: a page of large runs is split across ticks.
+        if (this.clock() >= deadline) {
+          await writeIndexState(this.runs, {
+            complete: false,
+            ...(pageStart ? { continuation: pageStart } : {}),
+            doneThrough: e.partitionKey,
+          });
+          return { complete: false, indexed };
+        }
+      }
+      if (!page.continuationToken) break;
+      pageStart = page.continuationToken;
+      doneThrough = undefined;
+      await writeIndexState(this.runs, { complete: false, continuation: pageStart });
+    }
+    await writeIndexState(this.runs, { complete: true });
+    return { complete: true, indexed };
+  }
+
+  /** A run recorded before the index: its pointers, and its users' rows unless it is past retention. */
+  private async indexLegacyRun(run: RunSummary, recentFromMs: number): Promise<void> {
+    const rows = runIndexRows(pointerOfRun(run));
+    // An expired run is marked: the sweep then looks for no users' rows of it (thousands of misses).
+    if (Date.parse(run.startedAt) < recentFromMs) for (const r of rows) r.noUserRows = true;
+    else
+      rows.push(
+        ...mailboxIndexRows(
+          pointerOfRun(run),
+          await listRunTargets(this.runs, run.runId),
+          run.skippedTargets,
+        ),
+      );
+    await upsertRows(this.runs, rows);
+  }
+
+  /**
+   * Deletes the runs that started before `beforeMs`, oldest pointers last, until `deadline`: every row
+   * of each run and its index rows. A run `isLive` says is still running is left alone.
+   */
+  async sweep(
+    beforeMs: number,
+    deadline: number,
+    isLive: (run: RunPointer) => Promise<boolean>,
+  ): Promise<{ deleted: string[]; kept: string[] }> {
+    const deleted: string[] = [];
+    const kept: string[] = [];
+    let filter = odata`PartitionKey eq ${allRunsPartition} and RowKey ge ${expiredFrom(beforeMs)}`;
+    while (this.clock() < deadline) {
+      const page = await this.firstPage(filter, sweepPage);
+      if (page.length === 0) break;
+      const doomed: { pointer: RunPointer; userRows: boolean }[] = [];
+      for (const e of page) {
+        const pointer = pointerOf(e);
+        if (await isLive(pointer)) kept.push(pointer.runId);
+        else doomed.push({ pointer, userRows: e.noUserRows !== true });
+      }
+      const done = await this.deleteRuns(doomed, deadline);
+      deleted.push(...doomed.slice(0, done).map((d) => d.pointer.runId));
+      if (done < doomed.length) break;
+      // Past the page: kept runs are not read again in this tick.
+      filter = odata`PartitionKey eq ${allRunsPartition} and RowKey gt ${page.at(-1)!.rowKey}`;
+    }
+    return { deleted, kept };
+  }
+
+  private async firstPage(filter: string, size: number): Promise<Row[]> {
+    // A page may come back empty with a continuation (the service's time or partition bounds).
+    for await (const page of this.runs
+      .listEntities<Row>({ queryOptions: { filter } })
+      .byPage({ maxPageSize: size }))
+      if (page.length > 0) return page;
+    return [];
+  }
+
+  /**
+   * Deletes runs a group at a time (about `groupRows` rows: a large run is a group of its own) until
+   * `deadline`; returns how many were deleted. A group goes in an order that a stopped sweep can
+   * resume: the users' index rows (found from the runs' targets and summaries), then each run's own
+   * partition with its summary last, then its pointers, `~runs` last (the sweep finds a run by it).
+   */
+  private async deleteRuns(
+    doomed: { pointer: RunPointer; userRows: boolean }[],
+    deadline: number,
+  ): Promise<number> {
+    let next = 0;
+    while (next < doomed.length) {
+      const group: { pointer: RunPointer; owned: { userRows: Key[]; runRows: Key[] } }[] = [];
+      let rows = 0;
+      while (next < doomed.length && (group.length === 0 || rows < groupRows)) {
+        const d = doomed[next++]!;
+        const owned = await this.ownedRows(d.pointer, d.userRows);
+        group.push({ pointer: d.pointer, owned });
+        rows += owned.userRows.length + owned.runRows.length;
+      }
+      await deleteRows(
+        this.runs,
+        group.flatMap((g) => g.owned.userRows),
+      );
+      for (const { owned } of group) {
+        await deleteRows(
+          this.runs,
+          owned.runRows.filter((k) => k.rowKey !== summaryKey),
+        );
+        await deleteRows(
+          this.runs,
+          owned.runRows.filter((k) => k.rowKey === summaryKey),
+        );
+      }
+      const pointers: Key[] = group.flatMap((g) => runIndexRows(g.pointer) as Key[]);
+      await deleteRows(
+        this.runs,
+        pointers.filter((k) => k.partitionKey !== allRunsPartition),
+      );
+      await deleteRows(
+        this.runs,
+        pointers.filter((k) => k.partitionKey === allRunsPartition),
+      );
+      if (this.clock() >= deadline) break;
+    }
+    return next;
+  }
+
+  private async ownedRows(
+    pointer: RunPointer,
+    withUserRows: boolean,
+  ): Promise<{ userRows: Key[]; runRows: Key[] }> {
+    const runRows: Key[] = [];
+    const targets: RunTarget[] = [];
+    for await (const e of this.runs.listEntities<Row>({
+      queryOptions: { filter: odata`PartitionKey eq ${pointer.runId}`, select: ['RowKey', 'upn'] },
+    })) {
+      runRows.push({ partitionKey: pointer.runId, rowKey: e.rowKey });
+      if (e.rowKey.startsWith(targetPrefix))
+        targets.push({
+          mailboxId: fromTableKey(e.rowKey.slice(targetPrefix.length)),
+          userPrincipalName: String(e.upn),
+        });
+    }
+    if (!withUserRows) return { userRows: [], runRows };
+    const summary = runRows.some((k) => k.rowKey === summaryKey)
+      ? unpackData<RunSummary>(await this.runs.getEntity<Row>(pointer.runId, summaryKey))
+      : undefined;
+    return { userRows: mailboxIndexRows(pointer, targets, summary?.skippedTargets ?? []), runRows };
+  }
+}
