@@ -204,6 +204,11 @@ export interface FolderState {
    * filled, and a named folder left empty is deleted. Null stands for the default Contacts folder.
    */
   retired?: (string | null)[];
+  /**
+   * Under a folder template, the policy's own row holds no contacts: it names the per-value folders
+   * (each with its own state, folder-parts.ts), at most maxFolders.
+   */
+  parts?: string[];
 }
 
 /** A create we are about to send: if the reply is lost, the tag finds it. */

@@ -13,7 +13,9 @@ import {
   type PhotoStore,
   type SourceStore,
 } from './ports';
+import { folderTemplateOf } from './config/schema';
 import { ensureFolder, folderMissingInDryRun } from './mailbox-pass/ensure-folder';
+import { leaveFolderParts, syncFolderParts, type Held } from './mailbox-pass/folder-parts';
 import { adoptFormerIds } from './mailbox-pass/former-ids';
 import { healByTag } from './mailbox-pass/heal';
 import { MapWithout } from './mailbox-pass/map-without';
@@ -54,6 +56,22 @@ export async function syncMailbox(
 ): Promise<MailboxResult> {
   const result = emptyResult(mailbox);
   try {
+    if (folderTemplateOf(policy.folder.name)) {
+      // The policy's own row's pre-read is of no folder now.
+      const partOptions: SyncMailboxOptions = { ...options };
+      delete partOptions.preReadDrift;
+      return await syncFolderParts(
+        policy,
+        mailbox,
+        desiredAll,
+        graph,
+        store,
+        options,
+        result,
+        (p, d, s, r, x) => runPass(p, mailbox, d, graph, s, partOptions, r, photoStore, sources, x),
+      );
+    }
+    await leaveFolderParts(policy, mailbox.userId, store, options.dryRun);
     return await runPass(policy, mailbox, desiredAll, graph, store, options, result, photoStore, sources);
   } catch (e) {
     if (e instanceof GraphRequestError) {
@@ -104,6 +122,7 @@ async function runPass(
   result: MailboxResult,
   photoStore: PhotoStore | undefined,
   sources?: SourceStore,
+  parts?: { held: Held; sourceSize: number },
 ): Promise<MailboxResult> {
   const state = await store.load(policy.id, mailbox.userId);
   const pass: MailboxPass = {
@@ -117,6 +136,7 @@ async function runPass(
     contacts: state.contacts,
     folderState: state.folder,
     result,
+    ...(parts ? { held: parts.held } : {}),
     // Every proxy address of the source objects, only when a take-over needs them.
     ...(sources
       ? { sourceAddresses: async () => addressesOfRows((await sources.load(policy.id)).rows.values()) }
@@ -129,7 +149,7 @@ async function runPass(
   const healed = await healByTag(pass, ref, changes.reconcile, drift, changes.unknownIds);
   // A source that selects nothing is far likelier a broken filter or read than an empty company:
   // a take-over would then remove every contact the old tool left (as the plan's deletes below).
-  const sourceLooksBroken = desiredAll.size === 0 && !options.force;
+  const sourceLooksBroken = (parts?.sourceSize ?? desiredAll.size) === 0 && !options.force;
   if (
     !sourceLooksBroken &&
     !folderMissingInDryRun(pass) &&

@@ -28,7 +28,19 @@ const fields = [
   'displayName',
   'officeLocation',
   'businessPhones',
+  'companyName',
+  'faxNumber',
 ] as const;
+/** Mapping edits (issue 18): file-as modes and templates, private, sources, constants, exclude. */
+const mappings: PolicyInput['mapping'][] = [
+  {},
+  { fileAs: 'firstLast', private: true },
+  {
+    fileAs: '{department}: {surname}',
+    sources: { personalNotes: 'officeLocation', nickName: 'companyName' },
+  },
+  { fileAs: 'company', constants: { profession: 'Engineer' }, exclude: ['mobilePhone'] },
+];
 const faultKinds = [
   'lostCreate',
   'lostPatch',
@@ -59,6 +71,10 @@ export type Step =
   | { t: 'policyFolder'; to: 'default' | 'first' | 'taken'; mailbox: number }
   /** The policy's id renamed (its former ids listed in previousIds). */
   | { t: 'renamePolicyId' }
+  /** folder.name a template over one field (a folder per value), or back to a plain name. */
+  | { t: 'folderTemplate'; field: 'department' | 'companyName' | 'mailDomain' | null }
+  /** The policy's mapping: one of `mappings`. */
+  | { t: 'mapping'; variant: number }
   | { t: 'fault'; kind: (typeof faultKinds)[number] }
   | { t: 'run' };
 
@@ -76,6 +92,8 @@ export interface Alphabet {
   /** folder.name switched to or from null, back to an earlier name, to a name already taken. */
   policyFolderSwitch: boolean;
   policyIdRename: boolean;
+  /** folder.name switched to and from a template (a folder per value), and mapping edits. */
+  folderTemplate: boolean;
   keepSemantics: boolean;
 }
 
@@ -85,6 +103,7 @@ export const fullAlphabet: Alphabet = {
   policyFolderRename: true,
   policyFolderSwitch: true,
   policyIdRename: true,
+  folderTemplate: true,
   keepSemantics: true,
 };
 
@@ -124,6 +143,14 @@ export function sequenceArbitrary(alphabet: Alphabet, maxSteps = 10): fc.Arbitra
     steps.push(fc.record({ t: fc.constant('fault' as const), kind: fc.constantFrom(...alphabet.faults) }));
   if (alphabet.policyFolderRename) steps.push(fc.constant({ t: 'renamePolicyFolder' as const }));
   if (alphabet.policyIdRename) steps.push(fc.constant({ t: 'renamePolicyId' as const }));
+  if (alphabet.folderTemplate)
+    steps.push(
+      fc.record({
+        t: fc.constant('folderTemplate' as const),
+        field: fc.constantFrom('department' as const, 'companyName' as const, 'mailDomain' as const, null),
+      }),
+      fc.record({ t: fc.constant('mapping' as const), variant: fc.nat({ max: mappings.length - 1 }) }),
+    );
   if (alphabet.policyFolderSwitch)
     steps.push(
       fc.record({
@@ -240,9 +267,10 @@ export async function runSequence(world: ModelWorld, seq: Sequence): Promise<voi
   const pick = <T>(list: T[], n: number): T | undefined => (list.length ? list[n % list.length] : undefined);
   const managed = (upn: string) => {
     const mailbox = f.sim.tenant.mailbox(upn)!;
-    const folder = folderOf(mailbox, folderName);
+    // Under a folder template, our contacts are in a folder per value.
+    const folder = folderName?.includes('{') ? undefined : folderOf(mailbox, folderName);
     return [...mailbox.contacts.values()]
-      .filter((c) => c.folderId === folder && tagOfContact(c)?.startsWith(`${id}|`))
+      .filter((c) => (folder === undefined || c.folderId === folder) && tagOfContact(c)?.startsWith(`${id}|`))
       .sort((a, b) => a.id.localeCompare(b.id));
   };
   const allow = (): InvariantAllowances => ({
@@ -277,7 +305,11 @@ export async function runSequence(world: ModelWorld, seq: Sequence): Promise<voi
     if (record.status !== 'completed' || record.mailboxes.failed > 0) {
       // A run may fail under faults; the next one, without them, must put everything right.
       const again = await runThroughQueues(f, id);
-      assert.equal(again.status, 'completed', `run ${n}: the run after a failed one completes`);
+      assert.equal(
+        again.status,
+        'completed',
+        `run ${n}: the run after a failed one completes: ${JSON.stringify(again).slice(0, 1500)}`,
+      );
       assert.equal(again.mailboxes.failed, 0, `run ${n}: no mailbox fails without faults`);
     }
     check(before, `after run ${n}`);
@@ -303,12 +335,16 @@ export async function runSequence(world: ModelWorld, seq: Sequence): Promise<voi
         if (!u) break;
         const value =
           step.field === 'department'
-            ? departments[step.value % departments.length]!
-            : step.field === 'businessPhones'
-              ? [`+1 555 ${1000 + step.value}`]
-              : step.value % 5 === 0 && step.field !== 'displayName'
-                ? null
-                : `${step.field} ${step.value}`;
+            ? step.value % 4 === 3
+              ? null // an empty value: the folder template's emptyValue folder
+              : departments[step.value % departments.length]!
+            : step.field === 'companyName'
+              ? [null, 'Brand A', 'brand a', 'Smith & Sons: B/C'][step.value % 4]!
+              : step.field === 'businessPhones'
+                ? [`+1 555 ${1000 + step.value}`]
+                : step.value % 5 === 0 && step.field !== 'displayName'
+                  ? null
+                  : `${step.field} ${step.value}`;
         t.updateUser(u.id, { [step.field]: value });
         break;
       }
@@ -429,6 +465,17 @@ export async function runSequence(world: ModelWorld, seq: Sequence): Promise<voi
           mailbox.createContact(folder, { displayName: 'Mine' }, [], new Date());
         } else folderName = step.to === 'default' ? null : firstName;
         input = { ...input, folder: { name: folderName } };
+        policy = writePolicy();
+        break;
+      }
+      case 'folderTemplate': {
+        folderName = step.field === null ? firstName : `${firstName} – {${step.field}}`;
+        input = { ...input, folder: { name: folderName } };
+        policy = writePolicy();
+        break;
+      }
+      case 'mapping': {
+        input = { ...input, mapping: mappings[step.variant % mappings.length] };
         policy = writePolicy();
         break;
       }

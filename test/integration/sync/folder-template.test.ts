@@ -1,0 +1,113 @@
+// Issue 18 item 5: a folder per value. `folder.name` as a template over one field fills one folder per
+// value; contacts move when their value changes (no twin, none lost), folders left empty go, the
+// threshold counts per folder. Each sequence runs through the real queue pipeline against the
+// simulator and is checked by the invariant (its own reference of the per-value folders) after every
+// run, and a run with no change writes nothing.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { runSequence, startWorld, type ModelWorld } from '../../model/model';
+
+let world: ModelWorld;
+before(async () => (world = await startWorld()));
+after(() => world.f.close());
+
+const restore = { onUserEdit: 'restore', onUserDelete: 'restore' } as const;
+const folderNames = (upn: string): string[] =>
+  [...world.f.sim.tenant.mailbox(upn)!.folders.values()].map((f) => f.displayName).sort();
+
+describe('a folder per value (issue 18, item 5)', () => {
+  it('a plain folder switched to {department}: one folder per value, the plain folder emptied and gone', async () => {
+    await runSequence(world, {
+      ...restore,
+      steps: [{ t: 'run' }, { t: 'folderTemplate', field: 'department' }],
+    });
+    const id = `m${world.sequences}`;
+    const names = folderNames(world.targets[0]!);
+    for (const d of ['Legal', 'Ops', 'Sales']) assert.ok(names.includes(`Model ${id} – ${d}`), d);
+    assert.ok(!names.includes(`Model ${id}`), 'the plain folder is deleted once emptied');
+  });
+
+  it('values change: contacts move to their new folder (no twin), a value nobody has any more loses its folder', async () => {
+    await runSequence(world, {
+      ...restore,
+      steps: [
+        { t: 'folderTemplate', field: 'department' },
+        { t: 'run' },
+        // Every Legal person becomes Sales or gets no department (the emptyValue folder, "Other").
+        { t: 'updateUser', user: 1, field: 'department', value: 0 },
+        { t: 'updateUser', user: 4, field: 'department', value: 3 },
+        { t: 'run' },
+      ],
+    });
+    const id = `m${world.sequences}`;
+    const names = folderNames(world.targets[0]!);
+    assert.ok(names.includes(`Model ${id} – Other`), 'no department: the emptyValue folder');
+  });
+
+  it('back to a plain name: the per-value folders are emptied into it and removed', async () => {
+    await runSequence(world, {
+      ...restore,
+      steps: [
+        { t: 'folderTemplate', field: 'department' },
+        { t: 'run' },
+        { t: 'folderTemplate', field: null },
+      ],
+    });
+    const id = `m${world.sequences}`;
+    const names = folderNames(world.targets[1]!);
+    assert.ok(names.includes(`Model ${id}`));
+    assert.ok(!names.some((n) => n.startsWith(`Model ${id} – `)), names.join(', '));
+  });
+
+  it('values with characters Outlook refuses and differing only in case share one valid folder', async () => {
+    await runSequence(world, {
+      ...restore,
+      steps: [
+        { t: 'updateUser', user: 0, field: 'companyName', value: 3 }, // "Smith & Sons: B/C"
+        { t: 'updateUser', user: 1, field: 'companyName', value: 1 }, // "Brand A"
+        { t: 'updateUser', user: 2, field: 'companyName', value: 2 }, // "brand a"
+        { t: 'folderTemplate', field: 'companyName' },
+        { t: 'run' },
+      ],
+    });
+    const id = `m${world.sequences}`;
+    const names = folderNames(world.targets[2]!);
+    assert.ok(names.includes(`Model ${id} – Smith - Sons- B-C`), names.join(', '));
+    assert.ok(names.includes(`Model ${id} – Brand A`), names.join(', '));
+    assert.ok(!names.includes(`Model ${id} – brand a`), 'one folder for both spellings');
+  });
+
+  it('a user deletion stays deleted when its value moves it (onUserDelete: keep), with a switch of field', () =>
+    runSequence(world, {
+      onUserEdit: 'keep',
+      onUserDelete: 'keep',
+      steps: [
+        { t: 'folderTemplate', field: 'department' },
+        { t: 'run' },
+        { t: 'deleteContact', mailbox: 0, contact: 2 },
+        { t: 'editContact', mailbox: 1, contact: 1, value: 4 },
+        { t: 'run' },
+        { t: 'updateUser', user: 2, field: 'department', value: 1 },
+        { t: 'updateUser', user: 0, field: 'department', value: 2 },
+        { t: 'run' },
+        { t: 'folderTemplate', field: 'mailDomain' },
+      ],
+    }));
+
+  it('faults while moving between folders: lost replies and a worker killed after a state write', () =>
+    runSequence(world, {
+      ...restore,
+      steps: [
+        { t: 'folderTemplate', field: 'department' },
+        { t: 'run' },
+        { t: 'updateUser', user: 0, field: 'department', value: 1 },
+        { t: 'updateUser', user: 3, field: 'department', value: 2 },
+        { t: 'fault', kind: 'lostCreate' },
+        { t: 'fault', kind: 'lostDelete' },
+        { t: 'run' },
+        { t: 'updateUser', user: 1, field: 'department', value: 0 },
+        { t: 'fault', kind: 'killAfterStateWrite' },
+        { t: 'run' },
+      ],
+    }));
+});
