@@ -408,11 +408,12 @@ export function folderTemplateOf(
 function folderTemplateProblem(name: string): string | undefined {
   if (!/[{}]/.test(name)) return undefined;
   const fields = [...name.matchAll(/\{([^{}]*)\}/g)].map((m) => m[1]!);
+  if (/[{}]/.test(name.replace(/\{[^{}]*\}/g, '')))
+    return 'a folder template has one {field} and no other brace';
   if (fields.length !== 1)
     return `a folder template names exactly one field in braces, e.g. "Partners – {companyName}" (found ${fields.length})`;
   if (!(folderTemplateFields as readonly string[]).includes(fields[0]!))
     return `unknown field "{${fields[0]}}" in the folder template; fields: ${folderTemplateFields.join(', ')}`;
-  if (folderTemplateOf(name) === null) return 'a folder template has one {field} and no other brace';
   return undefined;
 }
 

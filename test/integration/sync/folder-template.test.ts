@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { runSequence, startWorld, type ModelWorld } from '../../model/model';
+import { runThroughQueues } from '../../model/pipeline';
 
 let world: ModelWorld;
 before(async () => (world = await startWorld()));
@@ -110,4 +111,55 @@ describe('a folder per value (issue 18, item 5)', () => {
         { t: 'run' },
       ],
     }));
+});
+
+describe('the deletion threshold counts per folder (issue 18, item 5)', () => {
+  it('two of the two Sales contacts leaving is held back, though 2 of 8 in the mailbox would not be', async () => {
+    const f = world.f;
+    const id = `threshold${++world.sequences}`;
+    f.writePolicies([
+      {
+        id,
+        name: id,
+        connection: 'contoso',
+        source: { type: 'directory' },
+        targets: { type: 'users', users: world.targets },
+        folder: { name: `${id} {department}` },
+        options: { deletionThreshold: { percent: 50, minimum: 1 } },
+      },
+    ]);
+    (f.app as unknown as { policyCache: undefined }).policyCache = undefined;
+    const first = await runThroughQueues(f, id);
+    assert.equal(first.status, 'completed');
+    const sales = [...f.sim.tenant.users.values()].filter((u) => u.department === 'Sales');
+    assert.equal(sales.length, 2);
+    const inSales = (): number => {
+      const mailbox = f.sim.tenant.mailbox(world.targets[0]!)!;
+      const folder = [...mailbox.folders.values()].find((x) => x.displayName === `${id} Sales`);
+      return folder ? mailbox.contactsIn(folder.id).length : 0;
+    };
+    assert.equal(inSales(), 2);
+    const mark = (on: boolean): void => {
+      for (const u of sales)
+        f.sim.tenant.updateUser(u.id, {
+          onPremisesExtensionAttributes: { extensionAttribute5: on ? 'NoContactSync' : null },
+        });
+    };
+    mark(true);
+    try {
+      const held = await runThroughQueues(f, id);
+      assert.equal(held.contacts.deleted, 0, 'held back in the Sales folder (2 > its limit of 1)');
+      assert.equal(inSales(), 2);
+      const forced = await runThroughQueues(f, id, { fullResync: true });
+      assert.equal(forced.contacts.deleted, 2 * world.targets.length, 'a forced run removes them');
+      assert.equal(inSales(), 0);
+      const mailbox = f.sim.tenant.mailbox(world.targets[0]!)!;
+      assert.ok(
+        ![...mailbox.folders.values()].some((x) => x.displayName === `${id} Sales`),
+        'the emptied Sales folder we created is deleted',
+      );
+    } finally {
+      mark(false);
+    }
+  });
 });
