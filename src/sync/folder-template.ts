@@ -48,9 +48,14 @@ export function folderNameOfEntry(folder: Policy['folder'], e: DirectoryEntry): 
 /** Exchange compares folder names without case: "ACME" and "Acme" are one folder. */
 export const folderKey = (name: string): string => name.normalize('NFC').toLowerCase();
 
-/** The state id of one per-value folder: the policy's id, `#`, and a hash of the folder's key. */
+/** A per-value folder's short id: a hash of its key (what the policy's row lists, 16 characters). */
+export const partHash = (name: string): string =>
+  createHash('sha256').update(folderKey(name)).digest('base64url').slice(0, 16);
+
+/** The state id of one per-value folder: the policy's id, `#`, and the folder's hash. */
+export const partStateIdOf = (policyId: string, hash: string): string => `${policyId}#${hash}`;
 export const partStateId = (policyId: string, name: string): string =>
-  `${policyId}#${createHash('sha256').update(folderKey(name)).digest('base64url').slice(0, 16)}`;
+  partStateIdOf(policyId, partHash(name));
 
 export interface FolderGroup {
   name: string;

@@ -205,8 +205,9 @@ export interface FolderState {
    */
   retired?: (string | null)[];
   /**
-   * Under a folder template, the policy's own row holds no contacts: it names the per-value folders
-   * (each with its own state, folder-parts.ts), at most maxFolders.
+   * Under a folder template, the policy's own row holds no contacts: it lists the per-value folders
+   * by hash (each with its own state and folder row, folder-parts.ts): 16 characters each, so the
+   * list of 200 at most (maxFolders old and new while a template changes) fits one property.
    */
   parts?: string[];
 }

@@ -72,6 +72,8 @@ export async function syncMailbox(
       );
     }
     await leaveFolderParts(policy, mailbox.userId, store, options.dryRun);
+    for (const prev of policy.previousIds)
+      await leaveFolderParts({ ...policy, id: prev }, mailbox.userId, store, options.dryRun);
     return await runPass(policy, mailbox, desiredAll, graph, store, options, result, photoStore, sources);
   } catch (e) {
     if (e instanceof GraphRequestError) {

@@ -383,7 +383,7 @@ export class TableMailboxStore implements MailboxStateStore {
         takenOver: folder.takenOver ?? '',
         // A few folder ids at most (ensure-folder bounds the list).
         ...(folder.retired?.length ? { retired: JSON.stringify(folder.retired) } : {}),
-        // At most 100 names of 255 characters (the policy file bounds both).
+        // At most 200 hashes of 16 characters (maxFolders old and new).
         ...(folder.parts ? { parts: JSON.stringify(folder.parts) } : {}),
       },
       'Replace',

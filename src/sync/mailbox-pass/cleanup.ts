@@ -9,7 +9,7 @@ import {
   type TaggedContact,
 } from '../ports';
 import { parseTag } from '../tag';
-import { partStateId } from '../folder-template';
+import { partStateIdOf } from '../folder-template';
 import { partStore } from './folder-parts';
 import type { MailboxError } from './pass';
 
@@ -53,13 +53,18 @@ export async function cleanMailbox(
   };
   const state = await store.loadFolder(policyId, mailboxId);
   // A folder template: each per-value folder is cleaned as a folder of its own, under its state.
-  for (const name of state?.parts ?? []) {
+  for (const hash of state?.parts ?? []) {
+    // Found by the folder's own row: no name to look for.
+    const byState: CleanupOptions = {
+      dryRun: options.dryRun,
+      ...(options.deadline !== undefined ? { deadline: options.deadline } : {}),
+    };
     const part = await cleanMailbox(
       policyId,
       mailboxId,
       graph,
-      partStore(store, policyId, partStateId(policyId, name)),
-      { ...options, folderName: name },
+      partStore(store, policyId, partStateIdOf(policyId, hash)),
+      byState,
     );
     result.contacts += part.contacts;
     result.othersLeft += part.othersLeft;

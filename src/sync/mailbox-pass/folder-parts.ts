@@ -7,7 +7,13 @@
 // replaced.
 import type { Policy } from '../config/schema';
 import type { TargetMailbox } from '../directory';
-import { assignFolders, folderKey, partStateId, type FolderAssignment } from '../folder-template';
+import {
+  assignFolders,
+  partHash,
+  partStateId,
+  partStateIdOf,
+  type FolderAssignment,
+} from '../folder-template';
 import type { DesiredContact } from '../planner';
 import type { FolderState, MailboxGraph, MailboxStateStore, StoredContact, WriteOptions } from '../ports';
 import type { MailboxResult, SyncMailboxOptions } from './pass';
@@ -45,20 +51,30 @@ interface Part {
   desired: ReadonlyMap<string, DesiredContact>;
 }
 
-const partsOf = (policy: Policy, store: MailboxStateStore, a: FolderAssignment, old: string[]): Part[] => {
-  const names = new Map<string, string>();
-  for (const n of old) names.set(folderKey(n), n);
-  for (const [k, g] of a.groups) names.set(k, g.name);
-  return [...names].map(([k, name]) => {
+/** The folders of this run's values, and those of earlier values named by their own folder row. */
+async function partsOf(
+  policy: Policy,
+  mbx: string,
+  store: MailboxStateStore,
+  a: FolderAssignment,
+  old: string[],
+): Promise<Part[]> {
+  const parts = new Map<string, Part>();
+  const part = (name: string, desired: ReadonlyMap<string, DesiredContact>): Part => {
     const stateId = partStateId(policy.id, name);
-    return {
-      name,
-      stateId,
-      store: partStore(store, policy.id, stateId),
-      desired: a.groups.get(k)?.desired ?? new Map<string, DesiredContact>(),
-    };
-  });
-};
+    return { name, stateId, store: partStore(store, policy.id, stateId), desired };
+  };
+  for (const g of a.groups.values()) parts.set(partHash(g.name), part(g.name, g.desired));
+  for (const hash of old) {
+    if (parts.has(hash)) continue;
+    const stateId = partStateIdOf(policy.id, hash);
+    const name = (await store.loadFolder(stateId, mbx))?.folderName;
+    // A folder row never written (a crash before its first pass): nothing of it to empty.
+    if (!name) await store.clear(stateId, mbx);
+    else parts.set(hash, part(name, new Map()));
+  }
+  return [...parts.values()];
+}
 
 /** Adds one folder's counts to the mailbox's. */
 function addResult(to: MailboxResult, r: MailboxResult): void {
@@ -107,9 +123,10 @@ export async function syncFolderParts(
   runPass: RunPass,
 ): Promise<MailboxResult> {
   const mbx = mailbox.userId;
+  if (!options.dryRun) await adoptFormerRoots(policy, mbx, store);
   const root = await store.load(policy.id, mbx);
   const assignment = assignFolders(policy.folder, desiredAll);
-  const parts = partsOf(policy, store, assignment, root.folder?.parts ?? []);
+  const parts = await partsOf(policy, mbx, store, assignment, root.folder?.parts ?? []);
   // The plain folder the template replaced: emptied once every per-value folder is filled.
   const plain = root.folder && !root.folder.parts ? root.folder : null;
   const index: FolderState = {
@@ -117,7 +134,7 @@ export async function syncFolderParts(
     folderName: null,
     deltaLink: null,
     dirtyContactIds: [],
-    parts: parts.map((p) => p.name),
+    parts: parts.map((p) => partHash(p.name)),
     retired: plain ? [...new Set([...(plain.retired ?? []), plain.folderId])] : (root.folder?.retired ?? []),
   };
   // Saved before any folder is written, so a crash forgets neither a folder nor the plain one.
@@ -149,7 +166,7 @@ export async function syncFolderParts(
   const writeOptions: WriteOptions = options.deadline !== undefined ? { deadline: options.deadline } : {};
   const left = await finishMoves(policy, mbx, graph, parts, where, writeOptions);
   // Folders of parts that kept nothing are forgotten; the others stay named in the row.
-  const kept = parts.filter((p) => !left.gone.has(p.stateId)).map((p) => p.name);
+  const kept = parts.filter((p) => !left.gone.has(p.stateId)).map((p) => partHash(p.name));
   let retired = index.retired ?? [];
   if (left.complete) {
     const current = new Set(left.folderIds);
@@ -265,7 +282,7 @@ export async function leaveFolderParts(
   if (!root?.parts || dryRun) return;
   const retired = [...(root.retired ?? [])];
   const carried = new Map<string, StoredContact>();
-  const ids = root.parts.map((name) => partStateId(policy.id, name));
+  const ids = root.parts.map((hash) => partStateIdOf(policy.id, hash));
   for (const id of ids) {
     const s = await store.load(id, mbx);
     if (s.folder?.folderId && !retired.includes(s.folder.folderId)) retired.push(s.folder.folderId);
@@ -281,4 +298,33 @@ export async function leaveFolderParts(
   });
   if (carried.size > 0) await store.apply(policy.id, mbx, [...carried], []);
   for (const id of ids) await store.clear(id, mbx);
+}
+
+/**
+ * A renamed policy (previousIds) under a folder template: each former id's folders (its per-value
+ * folders too) become the policy's retired folders, emptied once every per-value folder is filled,
+ * and deletions its users made are kept (onUserDelete: keep) in the policy's own rows until then.
+ */
+async function adoptFormerRoots(policy: Policy, mbx: string, store: MailboxStateStore): Promise<void> {
+  for (const prev of policy.previousIds) {
+    await leaveFolderParts({ ...policy, id: prev }, mbx, store, false);
+    const old = await store.load(prev, mbx);
+    if (!old.folder) continue;
+    const root = await store.loadFolder(policy.id, mbx);
+    const retired = [...(root?.retired ?? [])];
+    for (const f of [old.folder.folderId, ...(old.folder.retired ?? [])])
+      if (!retired.includes(f)) retired.push(f);
+    // A new row lists no folder yet; a plain one stays plain (its own folder is retired next).
+    await store.saveFolder(
+      policy.id,
+      mbx,
+      root
+        ? { ...root, retired }
+        : { folderId: null, folderName: null, deltaLink: null, dirtyContactIds: [], parts: [], retired },
+    );
+    const deleted = [...old.contacts].filter(([, c]) => !c.pending && c.userDeleted);
+    if (policy.options.onUserDelete === 'keep' && deleted.length > 0)
+      await store.apply(policy.id, mbx, deleted, []);
+    await store.clear(prev, mbx);
+  }
 }

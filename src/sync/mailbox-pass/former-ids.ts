@@ -18,7 +18,9 @@ export async function adoptFormerIds(pass: MailboxPass, firstPass: boolean): Pro
     const old = await store.load(prev, mbx);
     if (!old.folder) continue;
     former.push(prev);
-    if (!retired.includes(old.folder.folderId)) retired.push(old.folder.folderId);
+    // The former id's folder, and those it had not emptied yet (a folder template's, say).
+    for (const f of [old.folder.folderId, ...(old.folder.retired ?? [])])
+      if (!retired.includes(f)) retired.push(f);
     if (policy.options.onUserDelete === 'keep')
       for (const [k, c] of old.contacts)
         if (!c.pending && c.userDeleted && !pass.contacts.has(k)) deleted.push([k, c]);

@@ -7,6 +7,9 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { runSequence, startWorld, type ModelWorld } from '../../model/model';
 import { runThroughQueues } from '../../model/pipeline';
+import { removePolicy } from '../../../src/app/remove-policy';
+import { logger } from '../../../src/app/logging';
+import { tagOfContact } from '../../support/invariant';
 
 let world: ModelWorld;
 before(async () => (world = await startWorld()));
@@ -95,6 +98,33 @@ describe('a folder per value (issue 18, item 5)', () => {
       ],
     }));
 
+  it('a template and a renamed policy at once (model, seed 1): the former id leaves nothing behind', () =>
+    runSequence(world, {
+      ...restore,
+      steps: [
+        { t: 'run' },
+        { t: 'folderTemplate', field: 'department' },
+        { t: 'policy', filter: 2, excludeGroup: false },
+        { t: 'renamePolicyId' },
+      ],
+    }));
+
+  it('a renamed policy leaves its template for a plain name, and a template policy is renamed', () =>
+    runSequence(world, {
+      onUserEdit: 'keep',
+      onUserDelete: 'keep',
+      steps: [
+        { t: 'folderTemplate', field: 'department' },
+        { t: 'run' },
+        { t: 'deleteContact', mailbox: 0, contact: 1 },
+        { t: 'run' },
+        { t: 'renamePolicyId' },
+        { t: 'run' },
+        { t: 'folderTemplate', field: null },
+        { t: 'renamePolicyId' },
+      ],
+    }));
+
   it('faults while moving between folders: lost replies and a worker killed after a state write', () =>
     runSequence(world, {
       ...restore,
@@ -129,10 +159,17 @@ describe('the deletion threshold counts per folder (issue 18, item 5)', () => {
       },
     ]);
     (f.app as unknown as { policyCache: undefined }).policyCache = undefined;
+    // Two people alone in a department of their own (earlier sequences moved the others about).
+    const sales = [...f.sim.tenant.users.values()]
+      .filter((u) => u.userPrincipalName.startsWith('person'))
+      .slice(0, 2);
+    const was = sales.map((u) => u.department);
+    for (const u of sales) f.sim.tenant.updateUser(u.id, { department: 'Sales' });
+    for (const u of f.sim.tenant.users.values())
+      if (u.department === 'Sales' && !sales.includes(u))
+        f.sim.tenant.updateUser(u.id, { department: 'Ops' });
     const first = await runThroughQueues(f, id);
     assert.equal(first.status, 'completed');
-    const sales = [...f.sim.tenant.users.values()].filter((u) => u.department === 'Sales');
-    assert.equal(sales.length, 2);
     const inSales = (): number => {
       const mailbox = f.sim.tenant.mailbox(world.targets[0]!)!;
       const folder = [...mailbox.folders.values()].find((x) => x.displayName === `${id} Sales`);
@@ -160,6 +197,44 @@ describe('the deletion threshold counts per folder (issue 18, item 5)', () => {
       );
     } finally {
       mark(false);
+      sales.forEach((u, n) => f.sim.tenant.updateUser(u.id, { department: was[n] ?? null }));
     }
+  });
+});
+
+describe('removing a policy with a folder template (issue 18, item 5)', () => {
+  it('removes every contact of every per-value folder, the folders we created, and the state', async () => {
+    const f = world.f;
+    const id = `remove${++world.sequences}`;
+    f.writePolicies([
+      {
+        id,
+        name: id,
+        connection: 'contoso',
+        source: { type: 'directory' },
+        targets: { type: 'users', users: world.targets },
+        folder: { name: `${id} – {department}` },
+      },
+    ]);
+    (f.app as unknown as { policyCache: undefined }).policyCache = undefined;
+    assert.equal((await runThroughQueues(f, id)).status, 'completed');
+    const ours = (): number =>
+      world.targets
+        .flatMap((upn) => [...f.sim.tenant.mailbox(upn)!.contacts.values()])
+        .filter((c) => tagOfContact(c)?.startsWith(`${id}|`)).length;
+    const folders = (): string[] =>
+      world.targets.flatMap((upn) =>
+        [...f.sim.tenant.mailbox(upn)!.folders.values()]
+          .map((x) => x.displayName)
+          .filter((n) => n.startsWith(`${id} – `)),
+      );
+    assert.ok(ours() > 0);
+    assert.ok(folders().length >= 3 * world.targets.length, folders().join(', '));
+    const quiet = { log: () => {}, warn: () => {}, error: () => {} };
+    const summary = await removePolicy(f.app, { policyId: id, mailboxes: [], dryRun: false }, logger(quiet));
+    assert.equal(summary.totals.failed, 0, JSON.stringify(summary.mailboxes.map((m) => m.errors)));
+    assert.equal(ours(), 0, 'no contact of the policy is left');
+    assert.deepEqual(folders(), [], 'the per-value folders we created are gone');
+    assert.deepEqual(await f.app.mailboxStore.listMailboxes(id), [], 'no state is left');
   });
 });
