@@ -116,7 +116,7 @@ async function moveOut(
 }
 
 /** Under onUserDelete: keep, the contacts users deleted from the old folder since its last read. */
-async function deletedSince(
+export async function deletedSince(
   pass: MailboxPass,
   known: FolderState,
   from: string | null,

@@ -17,6 +17,7 @@ import {
 import type { DesiredContact } from '../planner';
 import type { FolderState, MailboxGraph, MailboxStateStore, StoredContact, WriteOptions } from '../ports';
 import type { MailboxResult, SyncMailboxOptions } from './pass';
+import { deletedSince } from './ensure-folder';
 import { emptyFolder } from './retire';
 import type { MailboxPass } from './pass';
 
@@ -129,6 +130,17 @@ export async function syncFolderParts(
   const parts = await partsOf(policy, mbx, store, assignment, root.folder?.parts ?? []);
   // The plain folder the template replaced: emptied once every per-value folder is filled.
   const plain = root.folder && !root.folder.parts ? root.folder : null;
+  // Contacts users deleted from the plain folder since its last read stay deleted (onUserDelete:
+  // keep): read before the row forgets the folder's delta link.
+  if (plain && !options.dryRun) {
+    const gone = await deletedSince(rootPass(policy, mbx, graph), plain, plain.folderId);
+    const marked: [string, StoredContact][] = [];
+    for (const [k, c] of root.contacts)
+      if (!c.pending && !c.userDeleted && gone.has(c.contactId))
+        marked.push([k, { ...c, userDeleted: true }]);
+    if (marked.length > 0) await store.apply(policy.id, mbx, marked, []);
+    for (const [k, c] of marked) root.contacts.set(k, c);
+  }
   const index: FolderState = {
     folderId: null,
     folderName: null,

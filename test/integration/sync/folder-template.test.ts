@@ -125,6 +125,18 @@ describe('a folder per value (issue 18, item 5)', () => {
       ],
     }));
 
+  it('a deletion just before the switch to a template stays deleted (model, seed 1, onUserDelete: keep)', () =>
+    runSequence(world, {
+      onUserEdit: 'restore',
+      onUserDelete: 'keep',
+      steps: [
+        { t: 'run' },
+        { t: 'folderTemplate', field: 'companyName' },
+        { t: 'deleteContact', mailbox: 24, contact: 26 },
+        { t: 'run' },
+      ],
+    }));
+
   it('faults while moving between folders: lost replies and a worker killed after a state write', () =>
     runSequence(world, {
       ...restore,
