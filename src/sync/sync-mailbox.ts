@@ -124,7 +124,7 @@ async function runPass(
   result: MailboxResult,
   photoStore: PhotoStore | undefined,
   sources?: SourceStore,
-  parts?: { held: Held; sourceSize: number },
+  parts?: { held: Held; sourceSize: number; holdDeletes: boolean },
 ): Promise<MailboxResult> {
   const state = await store.load(policy.id, mailbox.userId);
   const pass: MailboxPass = {
@@ -159,7 +159,7 @@ async function runPass(
   )
     await takeOver(pass, ref);
   const plan = planPass(pass, drift, changes.lostWithFolder);
-  if (sourceLooksBroken && plan.deletes.length > 0) {
+  if ((sourceLooksBroken || parts?.holdDeletes) && plan.deletes.length > 0) {
     const managed = [...pass.contacts.values()].filter((c) => !c.pending).length;
     result.deletionsBlocked = plan.deletionsBlocked = { wanted: plan.deletes.length, managed, limit: 0 };
     plan.deletes = [];

@@ -42,7 +42,7 @@ export type RunPass = (
   desired: ReadonlyMap<string, DesiredContact>,
   store: MailboxStateStore,
   result: MailboxResult,
-  extra: { held: Held; sourceSize: number },
+  extra: { held: Held; sourceSize: number; holdDeletes: boolean },
 ) => Promise<MailboxResult>;
 
 interface Part {
@@ -158,6 +158,8 @@ export async function syncFolderParts(
     const k = assignment.keyOf.get(key);
     return k === undefined ? undefined : partStateId(policy.id, assignment.groups.get(k)!.name);
   };
+  const mailboxLimit = mailboxThreshold(policy, desiredAll, states.values());
+  const holdDeletes = !options.force && mailboxLimit.wanted > mailboxLimit.limit;
   result.status = options.dryRun ? 'planned' : 'succeeded';
   for (const p of parts) {
     const mine = states.get(p.stateId)!;
@@ -169,10 +171,12 @@ export async function syncFolderParts(
       p.desired,
       p.store,
       freshResult(result),
-      { held, sourceSize: desiredAll.size },
+      { held, sourceSize: desiredAll.size, holdDeletes },
     );
     addResult(result, r);
   }
+  // The mailbox's threshold holds over all its folders, as for one folder; each folder's too.
+  if (holdDeletes) result.deletionsBlocked = mailboxLimit;
   if (options.dryRun || unfinished(result)) return result;
 
   const writeOptions: WriteOptions = options.deadline !== undefined ? { deadline: options.deadline } : {};
@@ -339,4 +343,22 @@ async function adoptFormerRoots(policy: Policy, mbx: string, store: MailboxState
       await store.apply(policy.id, mbx, deleted, []);
     await store.clear(prev, mbx);
   }
+}
+
+/** Deletions the source wants in the whole mailbox, against the threshold over all its folders. */
+function mailboxThreshold(
+  policy: Policy,
+  desired: ReadonlyMap<string, DesiredContact>,
+  states: Iterable<Map<string, StoredContact>>,
+): { wanted: number; managed: number; limit: number } {
+  let managed = 0;
+  let wanted = 0;
+  for (const contacts of states)
+    for (const [k, c] of contacts) {
+      if (c.pending || c.userDeleted) continue;
+      managed++;
+      if (!c.orphaned && policy.options.onSourceRemoval === 'delete' && !desired.has(k)) wanted++;
+    }
+  const { percent, minimum } = policy.options.deletionThreshold;
+  return { wanted, managed, limit: Math.max(minimum, Math.floor((managed * percent) / 100)) };
 }

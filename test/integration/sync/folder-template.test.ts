@@ -214,6 +214,46 @@ describe('the deletion threshold counts per folder (issue 18, item 5)', () => {
   });
 });
 
+describe('the deletion threshold also holds over all folders of a mailbox (review 18, blocker 1)', () => {
+  it('one of two leaving in each of three folders is held back: 3 of 8 in the mailbox is over its limit', async () => {
+    const f = world.f;
+    const id = `spread${++world.sequences}`;
+    f.writePolicies([
+      {
+        id,
+        name: id,
+        connection: 'contoso',
+        source: { type: 'directory' },
+        targets: { type: 'users', users: world.targets },
+        folder: { name: `${id} {department}` },
+        options: { deletionThreshold: { percent: 30, minimum: 1 } },
+      },
+    ]);
+    (f.app as unknown as { policyCache: undefined }).policyCache = undefined;
+    const people = [...f.sim.tenant.users.values()].filter((u) => u.userPrincipalName.startsWith('person'));
+    const was = people.map((u) => u.department);
+    people.forEach((u, n) => f.sim.tenant.updateUser(u.id, { department: `D${Math.floor(n / 2)}` }));
+    const leaving = people.filter((_, n) => n % 2 === 0);
+    const mark = (on: boolean): void => {
+      for (const u of leaving)
+        f.sim.tenant.updateUser(u.id, {
+          onPremisesExtensionAttributes: { extensionAttribute5: on ? 'NoContactSync' : null },
+        });
+    };
+    try {
+      assert.equal((await runThroughQueues(f, id)).status, 'completed');
+      mark(true);
+      const held = await runThroughQueues(f, id);
+      assert.equal(held.contacts.deleted, 0, 'held back: 3 of 8 is over the mailbox limit of 2');
+      const forced = await runThroughQueues(f, id, { fullResync: true });
+      assert.equal(forced.contacts.deleted, leaving.length * world.targets.length);
+    } finally {
+      mark(false);
+      people.forEach((u, n) => f.sim.tenant.updateUser(u.id, { department: was[n] ?? null }));
+    }
+  });
+});
+
 describe('removing a policy with a folder template (issue 18, item 5)', () => {
   it('removes every contact of every per-value folder, the folders we created, and the state', async () => {
     const f = world.f;
