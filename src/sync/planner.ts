@@ -10,6 +10,8 @@ export interface DesiredContact {
   photo?: string | null;
   /** The photo's size in bytes (so writes can pack batches under Graph's request limit). */
   photoSize?: number;
+  /** Under a folder template: the folder this contact belongs in (folder-template.ts). */
+  folder?: string;
 }
 
 /** One managed contact as the state store remembers it. */

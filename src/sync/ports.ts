@@ -236,6 +236,12 @@ export interface FolderState {
    * filled, and a named folder left empty is deleted. Null stands for the default Contacts folder.
    */
   retired?: (string | null)[];
+  /**
+   * Under a folder template, the policy's own row holds no contacts: it lists the per-value folders
+   * by hash (each with its own state and folder row, folder-parts.ts): 16 characters each, so the
+   * list of 200 at most (maxFolders old and new while a template changes) fits one property.
+   */
+  parts?: string[];
 }
 
 /** A create we are about to send: if the reply is lost, the tag finds it. */

@@ -3,7 +3,7 @@
 // source mailbox's contact folder through its contacts delta. Changes merge into the stored snapshot;
 // an expired token leads to a full read and a reconcile, losing nothing.
 import { createHash } from 'node:crypto';
-import type { Policy } from './config/schema';
+import { folderTemplateOf, type Policy } from './config/schema';
 import {
   emptyEntry,
   needsMailboxPurpose,
@@ -14,6 +14,7 @@ import {
   type TargetResolution,
 } from './directory';
 import { contentHash, mapEntry, canonical } from './mapping';
+import { assignFolders, folderNameOfEntry, overflowNote } from './folder-template';
 import type { DesiredContact } from './planner';
 import {
   DeltaExpiredError,
@@ -291,6 +292,8 @@ export async function refreshSource(
       const manager = entry.managerId ? entries.get(`user:${entry.managerId}`) : undefined;
       const fields = mapEntry(entry, policy.mapping, manager?.displayName ?? undefined);
       want = { fields, hash: contentHash(fields) };
+      const folder = folderNameOfEntry(policy.folder, entry);
+      if (folder !== undefined) want.folder = folder;
       // Not looked at yet: leave the contact's photo as it is until we know.
       if (policy.photos.enabled && entry.kind === 'user' && entry.photo) {
         want.photo = entry.photo.hash;
@@ -306,12 +309,17 @@ export async function refreshSource(
       old.exclusion !== exclusion ||
       old.desired?.hash !== want?.hash ||
       old.desired?.photo !== want?.photo ||
+      old.desired?.folder !== want?.folder ||
       canonical(old.entry) !== canonical(entry)
     ) {
       upserts.push({ key, entry, desired: want, exclusion });
     }
   }
   const deletes = [...rows.keys()].filter((k) => !entries.has(k));
+  const overflow = folderTemplateOf(policy.folder.name)
+    ? overflowNote(policy.folder, assignFolders(policy.folder, desired))
+    : undefined;
+  if (overflow) notes.push(overflow);
   await store.save(policy.id, upserts, deletes, {
     userDeltaLink,
     orgContactDeltaLink,

@@ -13,7 +13,9 @@ import {
   type PhotoStore,
   type SourceStore,
 } from './ports';
+import { folderTemplateOf } from './config/schema';
 import { ensureFolder, folderMissingInDryRun } from './mailbox-pass/ensure-folder';
+import { leaveFolderParts, syncFolderParts, type Held } from './mailbox-pass/folder-parts';
 import { adoptFormerIds } from './mailbox-pass/former-ids';
 import { healByTag } from './mailbox-pass/heal';
 import { MapWithout } from './mailbox-pass/map-without';
@@ -54,6 +56,24 @@ export async function syncMailbox(
 ): Promise<MailboxResult> {
   const result = emptyResult(mailbox);
   try {
+    if (folderTemplateOf(policy.folder.name)) {
+      // The policy's own row's pre-read is of no folder now.
+      const partOptions: SyncMailboxOptions = { ...options };
+      delete partOptions.preReadDrift;
+      return await syncFolderParts(
+        policy,
+        mailbox,
+        desiredAll,
+        graph,
+        store,
+        options,
+        result,
+        (p, d, s, r, x) => runPass(p, mailbox, d, graph, s, partOptions, r, photoStore, sources, x),
+      );
+    }
+    await leaveFolderParts(policy, mailbox.userId, store, options.dryRun);
+    for (const prev of policy.previousIds)
+      await leaveFolderParts({ ...policy, id: prev }, mailbox.userId, store, options.dryRun);
     return await runPass(policy, mailbox, desiredAll, graph, store, options, result, photoStore, sources);
   } catch (e) {
     if (e instanceof GraphRequestError) {
@@ -104,6 +124,7 @@ async function runPass(
   result: MailboxResult,
   photoStore: PhotoStore | undefined,
   sources?: SourceStore,
+  parts?: { held: Held; sourceSize: number; holdDeletes: boolean },
 ): Promise<MailboxResult> {
   const state = await store.load(policy.id, mailbox.userId);
   const pass: MailboxPass = {
@@ -117,6 +138,7 @@ async function runPass(
     contacts: state.contacts,
     folderState: state.folder,
     result,
+    ...(parts ? { held: parts.held } : {}),
     // Every proxy address of the source objects, only when a take-over needs them (one copy per process).
     ...(sources
       ? {
@@ -134,7 +156,7 @@ async function runPass(
   const healed = await healByTag(pass, ref, changes.reconcile, drift, changes.unknownIds);
   // A source that selects nothing is far likelier a broken filter or read than an empty company:
   // a take-over would then remove every contact the old tool left (as the plan's deletes below).
-  const sourceLooksBroken = desiredAll.size === 0 && !options.force;
+  const sourceLooksBroken = (parts?.sourceSize ?? desiredAll.size) === 0 && !options.force;
   if (
     !sourceLooksBroken &&
     !folderMissingInDryRun(pass) &&
@@ -142,7 +164,7 @@ async function runPass(
   )
     await takeOver(pass, ref);
   const plan = planPass(pass, drift, changes.lostWithFolder);
-  if (sourceLooksBroken && plan.deletes.length > 0) {
+  if ((sourceLooksBroken || parts?.holdDeletes) && plan.deletes.length > 0) {
     const managed = [...pass.contacts.values()].filter((c) => !c.pending).length;
     result.deletionsBlocked = plan.deletionsBlocked = { wanted: plan.deletes.length, managed, limit: 0 };
     plan.deletes = [];

@@ -28,7 +28,19 @@ const fields = [
   'displayName',
   'officeLocation',
   'businessPhones',
+  'companyName',
+  'faxNumber',
 ] as const;
+/** Mapping edits (issue 18): file-as modes and templates, private, sources, constants, exclude. */
+const mappings: PolicyInput['mapping'][] = [
+  {},
+  { fileAs: 'firstLast', private: true },
+  {
+    fileAs: '{department}: {surname}',
+    sources: { personalNotes: 'officeLocation', nickName: 'companyName' },
+  },
+  { fileAs: 'company', constants: { profession: 'Engineer' }, exclude: ['mobilePhone'] },
+];
 const faultKinds = [
   'lostCreate',
   'lostPatch',
@@ -59,6 +71,10 @@ export type Step =
   | { t: 'policyFolder'; to: 'default' | 'first' | 'taken'; mailbox: number }
   /** The policy's id renamed (its former ids listed in previousIds). */
   | { t: 'renamePolicyId' }
+  /** folder.name a template over one field (a folder per value), or back to a plain name. */
+  | { t: 'folderTemplate'; field: 'department' | 'companyName' | 'mailDomain' | null }
+  /** The policy's mapping: one of `mappings`. */
+  | { t: 'mapping'; variant: number }
   | { t: 'fault'; kind: (typeof faultKinds)[number] }
   /** A user moves a managed contact to a folder of their own (Outlook; Graph has no move). */
   | { t: 'moveContact'; mailbox: number; contact: number }
@@ -86,6 +102,8 @@ export interface Alphabet {
   /** folder.name switched to or from null, back to an earlier name, to a name already taken. */
   policyFolderSwitch: boolean;
   policyIdRename: boolean;
+  /** folder.name switched to and from a template (a folder per value), and mapping edits. */
+  folderTemplate: boolean;
   keepSemantics: boolean;
 }
 
@@ -96,6 +114,7 @@ export const fullAlphabet: Alphabet = {
   policyFolderRename: true,
   policyFolderSwitch: true,
   policyIdRename: true,
+  folderTemplate: true,
   keepSemantics: true,
 };
 
@@ -145,6 +164,14 @@ export function sequenceArbitrary(alphabet: Alphabet, maxSteps = 10): fc.Arbitra
     steps.push(fc.record({ t: fc.constant('fault' as const), kind: fc.constantFrom(...alphabet.faults) }));
   if (alphabet.policyFolderRename) steps.push(fc.constant({ t: 'renamePolicyFolder' as const }));
   if (alphabet.policyIdRename) steps.push(fc.constant({ t: 'renamePolicyId' as const }));
+  if (alphabet.folderTemplate)
+    steps.push(
+      fc.record({
+        t: fc.constant('folderTemplate' as const),
+        field: fc.constantFrom('department' as const, 'companyName' as const, 'mailDomain' as const, null),
+      }),
+      fc.record({ t: fc.constant('mapping' as const), variant: fc.nat({ max: mappings.length - 1 }) }),
+    );
   if (alphabet.policyFolderSwitch)
     steps.push(
       fc.record({
@@ -273,9 +300,10 @@ async function runSteps(world: ModelWorld, seq: Sequence, cleanups: (() => void)
   const pick = <T>(list: T[], n: number): T | undefined => (list.length ? list[n % list.length] : undefined);
   const managed = (upn: string) => {
     const mailbox = f.sim.tenant.mailbox(upn)!;
-    const folder = folderOf(mailbox, folderName);
+    // Under a folder template, our contacts are in a folder per value.
+    const folder = folderName?.includes('{') ? undefined : folderOf(mailbox, folderName);
     return [...mailbox.contacts.values()]
-      .filter((c) => c.folderId === folder && tagOfContact(c)?.startsWith(`${id}|`))
+      .filter((c) => (folder === undefined || c.folderId === folder) && tagOfContact(c)?.startsWith(`${id}|`))
       .sort((a, b) => a.id.localeCompare(b.id));
   };
   // Mailboxes whose last run held deletions back (the policy's deletion threshold): they keep them.
@@ -337,7 +365,11 @@ async function runSteps(world: ModelWorld, seq: Sequence, cleanups: (() => void)
     if (record.status !== 'completed' || record.mailboxes.failed > 0) {
       // A run may fail under faults; the next one, without them, must put everything right.
       record = await runThroughQueues(f, id);
-      assert.equal(record.status, 'completed', `run ${n}: the run after a failed one completes`);
+      assert.equal(
+        record.status,
+        'completed',
+        `run ${n}: the run after a failed one completes: ${JSON.stringify(record).slice(0, 1500)}`,
+      );
       assert.equal(record.mailboxes.failed, 0, `run ${n}: no mailbox fails without faults`);
     }
     await readHeldBack(record.runId);
@@ -364,12 +396,16 @@ async function runSteps(world: ModelWorld, seq: Sequence, cleanups: (() => void)
         if (!u) break;
         const value =
           step.field === 'department'
-            ? departments[step.value % departments.length]!
-            : step.field === 'businessPhones'
-              ? [`+1 555 ${1000 + step.value}`]
-              : step.value % 5 === 0 && step.field !== 'displayName'
-                ? null
-                : `${step.field} ${step.value}`;
+            ? step.value % 4 === 3
+              ? null // an empty value: the folder template's emptyValue folder
+              : departments[step.value % departments.length]!
+            : step.field === 'companyName'
+              ? [null, 'Brand A', 'brand a', 'Smith & Sons: B/C'][step.value % 4]!
+              : step.field === 'businessPhones'
+                ? [`+1 555 ${1000 + step.value}`]
+                : step.value % 5 === 0 && step.field !== 'displayName'
+                  ? null
+                  : `${step.field} ${step.value}`;
         t.updateUser(u.id, { [step.field]: value });
         break;
       }
@@ -515,6 +551,17 @@ async function runSteps(world: ModelWorld, seq: Sequence, cleanups: (() => void)
           mailbox.createContact(folder, { displayName: 'Mine' }, [], new Date());
         } else folderName = step.to === 'default' ? null : firstName;
         input = { ...input, folder: { name: folderName } };
+        policy = writePolicy();
+        break;
+      }
+      case 'folderTemplate': {
+        folderName = step.field === null ? firstName : `${firstName} – {${step.field}}`;
+        input = { ...input, folder: { name: folderName } };
+        policy = writePolicy();
+        break;
+      }
+      case 'mapping': {
+        input = { ...input, mapping: mappings[step.variant % mappings.length] };
         policy = writePolicy();
         break;
       }

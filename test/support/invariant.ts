@@ -18,6 +18,8 @@ export interface ExpectedContact {
   /** The directory user it stands for (for excludeSelf), if any. */
   userId?: string;
   fields: Fields;
+  /** The directory attributes a folder template may name (mail for mailDomain). */
+  attrs?: Record<string, string | null>;
 }
 
 /** What the policy's semantics allow beyond "exactly the source" (onUserEdit: keep, and so on). */
@@ -356,6 +358,7 @@ export function expectedSource(
       out.push({
         key: `user:${u.id}`,
         userId: u.id,
+        attrs,
         fields: referenceFields(
           {
             ...u,
@@ -392,6 +395,7 @@ export function expectedSource(
       if (!filterOk(attrs) || !inGroups(c.id)) continue;
       out.push({
         key: `orgContact:${c.id}`,
+        attrs,
         fields: referenceFields(
           {
             ...c,
@@ -422,6 +426,7 @@ export function expectedSource(
       if (!filterOk(attrs) || !inGroups(g.id)) continue;
       out.push({
         key: `group:${g.id}`,
+        attrs,
         fields: referenceFields(
           {
             displayName: g.displayName,
@@ -509,6 +514,56 @@ export function folderOf(mailbox: Mailbox, name: string | null): string | undefi
   )?.id;
 }
 
+/**
+ * A folder template's folder per source key, apart from the product: the value with each run of the
+ * characters Outlook refuses in folder names (and braces, control characters) as one "-", spaces
+ * collapsed, "-" and spaces trimmed; empty: emptyValue. Names differing only in case are one folder
+ * (named by the first in code-unit order); past maxFolders the least populated (then the later by
+ * name) share the emptyValue folder. Null for a plain folder name.
+ */
+export function expectedFolders(policy: Policy, source: ExpectedContact[]): Map<string, string> | null {
+  const m = policy.folder.name === null ? null : /^([^{}]*)\{(\w+)\}([^{}]*)$/.exec(policy.folder.name);
+  if (!m) return null;
+  const [, before, field, after] = m as unknown as [string, string, string, string];
+  const refused = '[]/\\&~?*|<>";:+{}';
+  const nameOf = (raw: string | null | undefined): string => {
+    let v = '';
+    for (const ch of raw ?? []) {
+      const code = ch.codePointAt(0)!;
+      const bad = refused.includes(ch) || code < 0x20 || (code >= 0x7f && code <= 0x9f);
+      if (!bad) v += ch;
+      else if (!v.endsWith('-')) v += '-';
+    }
+    v = v.split(/\s+/).join(' ');
+    while (v && (v[0] === '-' || v[0] === ' ')) v = v.slice(1);
+    while (v && (v.endsWith('-') || v.endsWith(' '))) v = v.slice(0, -1);
+    const room = 255 - before.length - after.length;
+    const chars = [...(v || policy.folder.emptyValue)];
+    return `${before}${chars.length > room ? chars.slice(0, room).join('').trimEnd() : chars.join('')}${after}`;
+  };
+  const raw = (s: ExpectedContact): string | null => {
+    const a = s.attrs ?? {};
+    if (field === 'mailDomain') return a.mail?.includes('@') ? a.mail.split('@').pop()! : null;
+    return a[field] ?? null;
+  };
+  const fallback = nameOf(null);
+  const named = new Map(source.map((s) => [s.key, nameOf(raw(s))] as const));
+  const groups = new Map<string, string[]>();
+  for (const name of named.values())
+    groups.set(name.toLowerCase(), [...(groups.get(name.toLowerCase()) ?? []), name]);
+  const ranked = [...groups.entries()]
+    .filter(([k]) => k !== fallback.toLowerCase())
+    .sort((a, b) => b[1].length - a[1].length || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+  const room =
+    groups.has(fallback.toLowerCase()) || ranked.length > policy.folder.maxFolders
+      ? policy.folder.maxFolders - 1
+      : ranked.length;
+  const own = new Map(ranked.slice(0, room).map(([k, names]) => [k, [...names].sort()[0]!] as const));
+  const out = new Map<string, string>();
+  for (const [key, name] of named) out.set(key, own.get(name.toLowerCase()) ?? fallback);
+  return out;
+}
+
 /** Every contact without our tag, byte for byte (data, extended properties, folder, change key). */
 export type UntaggedSnapshot = Map<string, string>;
 
@@ -546,10 +601,11 @@ export function invariantViolations(
   const fields = checkedFields(policy);
   const prefix = `${policy.id}|`;
   const targets = expectedTargets(sim, policy);
+  const folders = expectedFolders(policy, source);
   for (const user of targets) {
     const upn = user.userPrincipalName;
     const mailbox = sim.tenant.mailbox(user.id)!;
-    const folderId = folderOf(mailbox, policy.folder.name);
+    const plainFolderId = folders ? undefined : folderOf(mailbox, policy.folder.name);
     const want = new Map(
       source
         .filter((s) => !(policy.targets.excludeSelf && s.userId === user.id))
@@ -560,8 +616,17 @@ export function invariantViolations(
       const tag = tagOfContact(c);
       if (!tag?.startsWith(prefix)) continue;
       const key = tag.slice(prefix.length);
+      const folderName = folders ? folders.get(key) : policy.folder.name;
+      const folderId = folders ? folderName && folderOf(mailbox, folderName) : plainFolderId;
+      if (folders && folderName === undefined) {
+        if (!allow.extra?.(upn, key)) problems.push(`${upn}: ${key} is not in the source but has a contact`);
+        continue;
+      }
       if (c.folderId !== folderId) {
-        problems.push(`${upn}: a contact tagged ${tag} outside the policy's folder`);
+        const where = mailbox.folders.get(c.folderId)?.displayName ?? c.folderId;
+        problems.push(
+          `${upn}: a contact tagged ${tag} in "${where}", outside the policy's folder ${JSON.stringify(folderName)}`,
+        );
         continue;
       }
       seen.set(key, (seen.get(key) ?? 0) + 1);
@@ -580,6 +645,20 @@ export function invariantViolations(
       }
     }
     for (const [key, n] of seen) if (n > 1) problems.push(`${upn}: ${n} contacts for ${key} (twins)`);
+    // A folder template leaves no empty folder of its shape behind (a value no contact has any more).
+    if (folders) {
+      const [before, after] = policy.folder.name!.split(/\{\w+\}/) as [string, string];
+      const wanted = new Set([...folders.values()].map((n) => n.toLowerCase()));
+      for (const f of mailbox.folders.values())
+        if (
+          f.parentFolderId === mailbox.contactsFolderId &&
+          f.displayName.startsWith(before) &&
+          f.displayName.endsWith(after) &&
+          !wanted.has(f.displayName.toLowerCase()) &&
+          mailbox.contactsIn(f.id).length === 0
+        )
+          problems.push(`${upn}: the empty folder "${f.displayName}" of a value no contact has is left`);
+    }
     for (const key of want.keys())
       if (!seen.has(key) && !allow.absent?.(upn, key)) problems.push(`${upn}: no contact for ${key}`);
   }

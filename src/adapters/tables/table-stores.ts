@@ -148,6 +148,7 @@ function folderOf(e: Record<string, unknown>): FolderState {
     ...(e.takenOver === 'adopt' || e.takenOver === 'remove' ? { takenOver: e.takenOver } : {}),
     ...(typeof e.takeOverBefore === 'string' && e.takeOverBefore ? { takeOverBefore: e.takeOverBefore } : {}),
     ...(e.retired ? { retired: json(z.array(z.string().nullable()), e.retired, 'retired') } : {}),
+    ...(e.parts ? { parts: json(z.array(z.string()), e.parts, 'parts') } : {}),
   };
 }
 
@@ -197,6 +198,7 @@ export class TableSourceStore implements SourceStore {
         desiredPhoto:
           r.desired?.photo === undefined ? '' : r.desired.photo === null ? noPhoto : r.desired.photo,
         ...(r.desired?.photoSize !== undefined ? { photoSize: r.desired.photoSize } : {}),
+        ...(r.desired?.folder !== undefined ? { desiredFolder: r.desired.folder } : {}),
         exclusion: r.exclusion ?? '',
       },
       'Replace',
@@ -293,15 +295,25 @@ export class TableSourceStore implements SourceStore {
     const out = new Map<string, DesiredContact>();
     const filter = odata`PartitionKey eq ${policyId} and desiredHash ne ${''}`;
     for await (const e of this.table.listEntities<
-      TableEntity<{ desired?: string; desiredHash?: string; desiredPhoto?: string; photoSize?: number }>
+      TableEntity<{
+        desired?: string;
+        desiredHash?: string;
+        desiredPhoto?: string;
+        photoSize?: number;
+        desiredFolder?: string;
+      }>
     >({
-      queryOptions: { filter, select: ['RowKey', 'desired', 'desiredHash', 'desiredPhoto', 'photoSize'] },
+      queryOptions: {
+        filter,
+        select: ['RowKey', 'desired', 'desiredHash', 'desiredPhoto', 'photoSize', 'desiredFolder'],
+      },
     })) {
       if (e.rowKey === metaKey || !e.desired) continue;
       const want = new StoredDesired(e.desiredHash ?? '', e.desired);
       if (typeof e.desiredPhoto === 'string' && e.desiredPhoto !== '')
         want.photo = e.desiredPhoto === noPhoto ? null : e.desiredPhoto;
       if (typeof e.photoSize === 'number') want.photoSize = e.photoSize;
+      if (typeof e.desiredFolder === 'string' && e.desiredFolder !== '') want.folder = e.desiredFolder;
       out.set(fromTableKey(e.rowKey), want);
     }
     return out;
@@ -328,6 +340,7 @@ const selected = { hash: '', fields: {} } as DesiredContact;
 class StoredDesired implements DesiredContact {
   photo?: string | null;
   photoSize?: number;
+  folder?: string;
   constructor(
     readonly hash: string,
     private readonly text: string,
@@ -415,6 +428,8 @@ export class TableMailboxStore implements MailboxStateStore {
         takeOverBefore: folder.takeOverBefore ?? '',
         // A few folder ids at most (ensure-folder bounds the list).
         ...(folder.retired?.length ? { retired: JSON.stringify(folder.retired) } : {}),
+        // At most 200 hashes of 16 characters (maxFolders old and new).
+        ...(folder.parts ? { parts: JSON.stringify(folder.parts) } : {}),
       },
       'Replace',
     );

@@ -1,7 +1,14 @@
 // Loads a policy file: the file must parse, each policy is validated on its own, and a bad policy is
 // reported (naming the policy and the field) while the others still run.
 import { z } from 'zod';
-import { connectionSchema, policyFileSchema, policySchema, type Connection, type Policy } from './schema';
+import {
+  connectionSchema,
+  folderTemplateOf,
+  policyFileSchema,
+  policySchema,
+  type Connection,
+  type Policy,
+} from './schema';
 
 export interface ConfigIssue {
   /** JSON path, e.g. policies[2].targets.users[0] */
@@ -107,6 +114,13 @@ export function parsePolicyFile(text: string): LoadedPolicyFile {
       problems.push({
         path: `policies[${index}].previousIds`,
         message: `"${p.id}" is this policy's own id`,
+        policyId: p.id,
+      });
+    if (folderTemplateOf(p.folder.name) && p.source.type !== 'directory')
+      problems.push({
+        path: `policies[${index}].folder.name`,
+        message:
+          'a folder template ({field}) needs a directory source: a mailbox source has no directory fields',
         policyId: p.id,
       });
     if (seen.has(p.id))

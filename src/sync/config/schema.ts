@@ -356,6 +356,67 @@ const ncrontab = z.string().refine(
   },
 );
 
+/** Fields a folder template (`"Partners – {companyName}"`) may name: one per template. */
+export const folderTemplateFields = filterAttributes;
+export type FolderTemplateField = (typeof folderTemplateFields)[number];
+/** Folders one template may fill in a mailbox at most (each is a folder row and a pass per run). */
+export const maxFoldersLimit = 100;
+
+const folderSchema = z.strictObject({
+  name: z
+    .string()
+    .min(1)
+    .max(255)
+    .refine((s) => s.trim() === s && !/[\\/]/.test(s), 'no leading or trailing spaces, no / or \\')
+    .superRefine((s, ctx) => {
+      const problem = folderTemplateProblem(s);
+      if (problem) ctx.addIssue({ code: 'custom', message: problem });
+    })
+    .nullable()
+    .describe(
+      `Subfolder of Contacts; null for the default Contacts folder itself. A template over one field (e.g. "Partners – {companyName}", "{mailDomain}") fills one subfolder per value; fields: ${folderTemplateFields.join(', ')}`,
+    ),
+  emptyValue: z
+    .string()
+    .min(1)
+    .max(64)
+    .refine((s) => s.trim() === s && !/[\\/{}]/.test(s), 'no leading or trailing spaces, no / \\ { }')
+    .default('Other')
+    .describe(
+      "A folder template's value for contacts without one (and for values past maxFolders): their folder is the template with this value",
+    ),
+  maxFolders: z
+    .number()
+    .int()
+    .min(2)
+    .max(maxFoldersLimit)
+    .default(50)
+    .describe(
+      'A folder template fills this many folders at most: the values with the most contacts get their own, the rest go to the emptyValue folder (the run says so)',
+    ),
+});
+
+/** The field and the text around it of a folder template; null for a plain folder name. */
+export function folderTemplateOf(
+  name: string | null,
+): { field: FolderTemplateField; before: string; after: string } | null {
+  const m = name === null ? null : /^([^{}]*)\{([A-Za-z0-9]+)\}([^{}]*)$/.exec(name);
+  if (!m || !(folderTemplateFields as readonly string[]).includes(m[2]!)) return null;
+  return { field: m[2] as FolderTemplateField, before: m[1]!, after: m[3]! };
+}
+
+function folderTemplateProblem(name: string): string | undefined {
+  if (!/[{}]/.test(name)) return undefined;
+  const fields = [...name.matchAll(/\{([^{}]*)\}/g)].map((m) => m[1]!);
+  if (/[{}]/.test(name.replace(/\{[^{}]*\}/g, '')))
+    return 'a folder template has one {field} and no other brace';
+  if (fields.length !== 1)
+    return `a folder template names exactly one field in braces, e.g. "Partners – {companyName}" (found ${fields.length})`;
+  if (!(folderTemplateFields as readonly string[]).includes(fields[0]!))
+    return `unknown field "{${fields[0]}}" in the folder template; fields: ${folderTemplateFields.join(', ')}`;
+  return undefined;
+}
+
 export const policySchema = z.strictObject({
   id,
   previousIds: z
@@ -377,15 +438,7 @@ export const policySchema = z.strictObject({
     excludeGroups: z.array(guid).default([]),
     excludeSelf: z.boolean().default(true).describe("Leave a user's own entry out of their folder"),
   }),
-  folder: z.strictObject({
-    name: z
-      .string()
-      .min(1)
-      .max(255)
-      .refine((s) => s.trim() === s && !/[\\/]/.test(s), 'no leading or trailing spaces, no / or \\')
-      .nullable()
-      .describe('Subfolder of Contacts; null for the default Contacts folder itself'),
-  }),
+  folder: folderSchema,
   mapping: mappingSchema,
   photos: z
     .strictObject({

@@ -9,6 +9,8 @@ import {
   type TaggedContact,
 } from '../ports';
 import { parseTag } from '../tag';
+import { partStateIdOf } from '../folder-template';
+import { partStore } from './folder-parts';
 import type { MailboxError } from './pass';
 
 export interface CleanupResult {
@@ -50,7 +52,30 @@ export async function cleanMailbox(
     errors: [],
   };
   const state = await store.loadFolder(policyId, mailboxId);
-  const ref = await folderOf(graph, mailboxId, state, options.folderName);
+  // A folder template: each per-value folder is cleaned as a folder of its own, under its state.
+  for (const hash of state?.parts ?? []) {
+    // Found by the folder's own row: no name to look for.
+    const byState: CleanupOptions = {
+      dryRun: options.dryRun,
+      ...(options.deadline !== undefined ? { deadline: options.deadline } : {}),
+    };
+    const part = await cleanMailbox(
+      policyId,
+      mailboxId,
+      graph,
+      partStore(store, policyId, partStateIdOf(policyId, hash)),
+      byState,
+    );
+    result.contacts += part.contacts;
+    result.othersLeft += part.othersLeft;
+    result.folderRemoved ||= part.folderRemoved;
+    result.errors.push(...part.errors);
+  }
+  if (result.errors.length > 0) {
+    result.status = 'failed';
+    return result;
+  }
+  const ref = state?.parts ? undefined : await folderOf(graph, mailboxId, state, options.folderName);
   let listed: TaggedContact[];
   try {
     listed = ref ? await graph.listContacts(mailboxId, ref) : [];

@@ -19,7 +19,9 @@ export async function adoptFormerIds(pass: MailboxPass, firstPass: boolean): Pro
     const old = await store.load(prev, mbx);
     if (!old.folder) continue;
     former.push(prev);
-    if (!retired.includes(old.folder.folderId)) retired.push(old.folder.folderId);
+    // The former id's folder, and those it had not emptied yet (a folder template's, say).
+    for (const f of [old.folder.folderId, ...(old.folder.retired ?? [])])
+      if (!retired.includes(f)) retired.push(f);
     if (policy.options.onUserDelete === 'keep') {
       // Deletions no pass has read yet are only in the former folder's delta: read it, or they return.
       const gone = await deletedSince(pass, old.folder, old.folder.folderId);

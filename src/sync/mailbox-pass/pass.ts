@@ -67,6 +67,8 @@ export interface MailboxPass {
   contacts: Map<string, StoredContact>;
   folderState: FolderState | null;
   result: MailboxResult;
+  /** Contacts that moved to another per-value folder: left alone until they are there (folder-parts.ts). */
+  held?: { has(key: string): boolean };
   /** The source objects by e-mail address, read when a take-over needs them. */
   sourceAddresses?: () => Promise<SourceAddresses>;
 }

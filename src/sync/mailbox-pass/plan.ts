@@ -4,7 +4,7 @@ import type { MailboxPass, MutableDrift } from './pass';
 
 export function managedContacts(pass: MailboxPass): Map<string, ManagedContact> {
   const managed = new Map<string, ManagedContact>();
-  for (const [k, c] of pass.contacts) if (!c.pending) managed.set(k, c);
+  for (const [k, c] of pass.contacts) if (!c.pending && !pass.held?.has(k)) managed.set(k, c);
   return managed;
 }
 

@@ -21,7 +21,7 @@ export async function retireFolders(pass: MailboxPass, options: WriteOptions): P
 }
 
 /** True when nothing of ours is left in the folder. */
-async function emptyFolder(
+export async function emptyFolder(
   pass: MailboxPass,
   folderId: string | null,
   options: WriteOptions,

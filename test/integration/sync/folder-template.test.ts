@@ -1,0 +1,292 @@
+// Issue 18 item 5: a folder per value. `folder.name` as a template over one field fills one folder per
+// value; contacts move when their value changes (no twin, none lost), folders left empty go, the
+// threshold counts per folder. Each sequence runs through the real queue pipeline against the
+// simulator and is checked by the invariant (its own reference of the per-value folders) after every
+// run, and a run with no change writes nothing.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { runSequence, startWorld, type ModelWorld } from '../../model/model';
+import { runThroughQueues } from '../../model/pipeline';
+import { removePolicy } from '../../../src/app/remove-policy';
+import { logger } from '../../../src/app/logging';
+import { tagOfContact } from '../../support/invariant';
+
+let world: ModelWorld;
+before(async () => (world = await startWorld()));
+after(() => world.f.close());
+
+const restore = { onUserEdit: 'restore', onUserDelete: 'restore' } as const;
+const folderNames = (upn: string): string[] =>
+  [...world.f.sim.tenant.mailbox(upn)!.folders.values()].map((f) => f.displayName).sort();
+
+describe('a folder per value (issue 18, item 5)', () => {
+  it('a plain folder switched to {department}: one folder per value, the plain folder emptied and gone', async () => {
+    await runSequence(world, {
+      ...restore,
+      steps: [{ t: 'run' }, { t: 'folderTemplate', field: 'department' }],
+    });
+    const id = `m${world.sequences}`;
+    const names = folderNames(world.targets[0]!);
+    for (const d of ['Legal', 'Ops', 'Sales']) assert.ok(names.includes(`Model ${id} – ${d}`), d);
+    assert.ok(!names.includes(`Model ${id}`), 'the plain folder is deleted once emptied');
+  });
+
+  it('values change: contacts move to their new folder (no twin), a value nobody has any more loses its folder', async () => {
+    await runSequence(world, {
+      ...restore,
+      steps: [
+        { t: 'folderTemplate', field: 'department' },
+        { t: 'run' },
+        // Every Legal person becomes Sales or gets no department (the emptyValue folder, "Other").
+        { t: 'updateUser', user: 1, field: 'department', value: 0 },
+        { t: 'updateUser', user: 4, field: 'department', value: 3 },
+        { t: 'run' },
+      ],
+    });
+    const id = `m${world.sequences}`;
+    const names = folderNames(world.targets[0]!);
+    assert.ok(names.includes(`Model ${id} – Other`), 'no department: the emptyValue folder');
+  });
+
+  it('back to a plain name: the per-value folders are emptied into it and removed', async () => {
+    await runSequence(world, {
+      ...restore,
+      steps: [
+        { t: 'folderTemplate', field: 'department' },
+        { t: 'run' },
+        { t: 'folderTemplate', field: null },
+      ],
+    });
+    const id = `m${world.sequences}`;
+    const names = folderNames(world.targets[1]!);
+    assert.ok(names.includes(`Model ${id}`));
+    assert.ok(!names.some((n) => n.startsWith(`Model ${id} – `)), names.join(', '));
+  });
+
+  it('values with characters Outlook refuses and differing only in case share one valid folder', async () => {
+    await runSequence(world, {
+      ...restore,
+      steps: [
+        { t: 'updateUser', user: 0, field: 'companyName', value: 3 }, // "Smith & Sons: B/C"
+        { t: 'updateUser', user: 1, field: 'companyName', value: 1 }, // "Brand A"
+        { t: 'updateUser', user: 2, field: 'companyName', value: 2 }, // "brand a"
+        { t: 'folderTemplate', field: 'companyName' },
+        { t: 'run' },
+      ],
+    });
+    const id = `m${world.sequences}`;
+    const names = folderNames(world.targets[2]!);
+    assert.ok(names.includes(`Model ${id} – Smith - Sons- B-C`), names.join(', '));
+    assert.ok(names.includes(`Model ${id} – Brand A`), names.join(', '));
+    assert.ok(!names.includes(`Model ${id} – brand a`), 'one folder for both spellings');
+  });
+
+  it('a user deletion stays deleted when its value moves it (onUserDelete: keep), with a switch of field', () =>
+    runSequence(world, {
+      onUserEdit: 'keep',
+      onUserDelete: 'keep',
+      steps: [
+        { t: 'folderTemplate', field: 'department' },
+        { t: 'run' },
+        { t: 'deleteContact', mailbox: 0, contact: 2 },
+        { t: 'editContact', mailbox: 1, contact: 1, value: 4 },
+        { t: 'run' },
+        { t: 'updateUser', user: 2, field: 'department', value: 1 },
+        { t: 'updateUser', user: 0, field: 'department', value: 2 },
+        { t: 'run' },
+        { t: 'folderTemplate', field: 'mailDomain' },
+      ],
+    }));
+
+  it('a template and a renamed policy at once (model, seed 1): the former id leaves nothing behind', () =>
+    runSequence(world, {
+      ...restore,
+      steps: [
+        { t: 'run' },
+        { t: 'folderTemplate', field: 'department' },
+        { t: 'policy', filter: 2, excludeGroup: false },
+        { t: 'renamePolicyId' },
+      ],
+    }));
+
+  it('a renamed policy leaves its template for a plain name, and a template policy is renamed', () =>
+    runSequence(world, {
+      onUserEdit: 'keep',
+      onUserDelete: 'keep',
+      steps: [
+        { t: 'folderTemplate', field: 'department' },
+        { t: 'run' },
+        { t: 'deleteContact', mailbox: 0, contact: 1 },
+        { t: 'run' },
+        { t: 'renamePolicyId' },
+        { t: 'run' },
+        { t: 'folderTemplate', field: null },
+        { t: 'renamePolicyId' },
+      ],
+    }));
+
+  it('a deletion just before the switch to a template stays deleted (model, seed 1, onUserDelete: keep)', () =>
+    runSequence(world, {
+      onUserEdit: 'restore',
+      onUserDelete: 'keep',
+      steps: [
+        { t: 'run' },
+        { t: 'folderTemplate', field: 'companyName' },
+        { t: 'deleteContact', mailbox: 24, contact: 26 },
+        { t: 'run' },
+      ],
+    }));
+
+  it('faults while moving between folders: lost replies and a worker killed after a state write', () =>
+    runSequence(world, {
+      ...restore,
+      steps: [
+        { t: 'folderTemplate', field: 'department' },
+        { t: 'run' },
+        { t: 'updateUser', user: 0, field: 'department', value: 1 },
+        { t: 'updateUser', user: 3, field: 'department', value: 2 },
+        { t: 'fault', kind: 'lostCreate' },
+        { t: 'fault', kind: 'lostDelete' },
+        { t: 'run' },
+        { t: 'updateUser', user: 1, field: 'department', value: 0 },
+        { t: 'fault', kind: 'killAfterStateWrite' },
+        { t: 'run' },
+      ],
+    }));
+});
+
+describe('the deletion threshold counts per folder (issue 18, item 5)', () => {
+  it('two of the two Sales contacts leaving is held back, though 2 of 8 in the mailbox would not be', async () => {
+    const f = world.f;
+    const id = `threshold${++world.sequences}`;
+    f.writePolicies([
+      {
+        id,
+        name: id,
+        connection: 'contoso',
+        source: { type: 'directory' },
+        targets: { type: 'users', users: world.targets },
+        folder: { name: `${id} {department}` },
+        options: { deletionThreshold: { percent: 50, minimum: 1 } },
+      },
+    ]);
+    (f.app as unknown as { policyCache: undefined }).policyCache = undefined;
+    // Two people alone in a department of their own (earlier sequences moved the others about).
+    const sales = [...f.sim.tenant.users.values()]
+      .filter((u) => u.userPrincipalName.startsWith('person'))
+      .slice(0, 2);
+    const was = sales.map((u) => u.department);
+    for (const u of sales) f.sim.tenant.updateUser(u.id, { department: 'Sales' });
+    for (const u of f.sim.tenant.users.values())
+      if (u.department === 'Sales' && !sales.includes(u))
+        f.sim.tenant.updateUser(u.id, { department: 'Ops' });
+    const first = await runThroughQueues(f, id);
+    assert.equal(first.status, 'completed');
+    const inSales = (): number => {
+      const mailbox = f.sim.tenant.mailbox(world.targets[0]!)!;
+      const folder = [...mailbox.folders.values()].find((x) => x.displayName === `${id} Sales`);
+      return folder ? mailbox.contactsIn(folder.id).length : 0;
+    };
+    assert.equal(inSales(), 2);
+    const mark = (on: boolean): void => {
+      for (const u of sales)
+        f.sim.tenant.updateUser(u.id, {
+          onPremisesExtensionAttributes: { extensionAttribute5: on ? 'NoContactSync' : null },
+        });
+    };
+    mark(true);
+    try {
+      const held = await runThroughQueues(f, id);
+      assert.equal(held.contacts.deleted, 0, 'held back in the Sales folder (2 > its limit of 1)');
+      assert.equal(inSales(), 2);
+      const forced = await runThroughQueues(f, id, { fullResync: true });
+      assert.equal(forced.contacts.deleted, 2 * world.targets.length, 'a forced run removes them');
+      assert.equal(inSales(), 0);
+      const mailbox = f.sim.tenant.mailbox(world.targets[0]!)!;
+      assert.ok(
+        ![...mailbox.folders.values()].some((x) => x.displayName === `${id} Sales`),
+        'the emptied Sales folder we created is deleted',
+      );
+    } finally {
+      mark(false);
+      sales.forEach((u, n) => f.sim.tenant.updateUser(u.id, { department: was[n] ?? null }));
+    }
+  });
+});
+
+describe('the deletion threshold also holds over all folders of a mailbox (review 18, blocker 1)', () => {
+  it('one of two leaving in each of three folders is held back: 3 of 8 in the mailbox is over its limit', async () => {
+    const f = world.f;
+    const id = `spread${++world.sequences}`;
+    f.writePolicies([
+      {
+        id,
+        name: id,
+        connection: 'contoso',
+        source: { type: 'directory' },
+        targets: { type: 'users', users: world.targets },
+        folder: { name: `${id} {department}` },
+        options: { deletionThreshold: { percent: 30, minimum: 1 } },
+      },
+    ]);
+    (f.app as unknown as { policyCache: undefined }).policyCache = undefined;
+    const people = [...f.sim.tenant.users.values()].filter((u) => u.userPrincipalName.startsWith('person'));
+    const was = people.map((u) => u.department);
+    people.forEach((u, n) => f.sim.tenant.updateUser(u.id, { department: `D${Math.floor(n / 2)}` }));
+    const leaving = people.filter((_, n) => n % 2 === 0);
+    const mark = (on: boolean): void => {
+      for (const u of leaving)
+        f.sim.tenant.updateUser(u.id, {
+          onPremisesExtensionAttributes: { extensionAttribute5: on ? 'NoContactSync' : null },
+        });
+    };
+    try {
+      assert.equal((await runThroughQueues(f, id)).status, 'completed');
+      mark(true);
+      const held = await runThroughQueues(f, id);
+      assert.equal(held.contacts.deleted, 0, 'held back: 3 of 8 is over the mailbox limit of 2');
+      const forced = await runThroughQueues(f, id, { fullResync: true });
+      assert.equal(forced.contacts.deleted, leaving.length * world.targets.length);
+    } finally {
+      mark(false);
+      people.forEach((u, n) => f.sim.tenant.updateUser(u.id, { department: was[n] ?? null }));
+    }
+  });
+});
+
+describe('removing a policy with a folder template (issue 18, item 5)', () => {
+  it('removes every contact of every per-value folder, the folders we created, and the state', async () => {
+    const f = world.f;
+    const id = `remove${++world.sequences}`;
+    f.writePolicies([
+      {
+        id,
+        name: id,
+        connection: 'contoso',
+        source: { type: 'directory' },
+        targets: { type: 'users', users: world.targets },
+        folder: { name: `${id} – {department}` },
+      },
+    ]);
+    (f.app as unknown as { policyCache: undefined }).policyCache = undefined;
+    assert.equal((await runThroughQueues(f, id)).status, 'completed');
+    const ours = (): number =>
+      world.targets
+        .flatMap((upn) => [...f.sim.tenant.mailbox(upn)!.contacts.values()])
+        .filter((c) => tagOfContact(c)?.startsWith(`${id}|`)).length;
+    const folders = (): string[] =>
+      world.targets.flatMap((upn) =>
+        [...f.sim.tenant.mailbox(upn)!.folders.values()]
+          .map((x) => x.displayName)
+          .filter((n) => n.startsWith(`${id} – `)),
+      );
+    assert.ok(ours() > 0);
+    assert.ok(folders().length >= 3 * world.targets.length, folders().join(', '));
+    const quiet = { log: () => {}, warn: () => {}, error: () => {} };
+    const summary = await removePolicy(f.app, { policyId: id, mailboxes: [], dryRun: false }, logger(quiet));
+    assert.equal(summary.totals.failed, 0, JSON.stringify(summary.mailboxes.map((m) => m.errors)));
+    assert.equal(ours(), 0, 'no contact of the policy is left');
+    assert.deepEqual(folders(), [], 'the per-value folders we created are gone');
+    assert.deepEqual(await f.app.mailboxStore.listMailboxes(id), [], 'no state is left');
+  });
+});
