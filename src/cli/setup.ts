@@ -5,15 +5,17 @@
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import { DeviceCodeCredential, type TokenCredential } from '@azure/identity';
 import { CertificateClient, type KeyVaultCertificateWithPolicy } from '@azure/keyvault-certificates';
+import { SecretClient } from '@azure/keyvault-secrets';
 import { Client } from '@microsoft/microsoft-graph-client';
 import { TokenCredentialAuthenticationProvider } from '@microsoft/microsoft-graph-client/authProviders/azureTokenCredentials';
 import { decodeJwt } from 'jose';
 import { certificateFacts, clouds } from '../adapters/graph/connection';
+import { signProof } from '../adapters/graph/application-keys';
 import { parsePolicyFile, PolicyFileError } from '../sync/config/policy-file';
 import { policySchema, type Connection, type PolicyInput } from '../sync/config/schema';
 import { neededPermissions } from '../app/diagnostics';
 import { askSetup, confirmOverwrite, firstPolicy, type SetupAnswers, type SetupFlags } from './setup-answers';
-import { AppRegistrar, MissingRoleError, type Registration } from './setup-entra';
+import { AppRegistrar, SetupStoppedError, type HeldKey, type Registration } from './setup-entra';
 import { scopeScript } from './scope-script';
 import { certificatePolicy, type Io } from './commands';
 import { cliCredential, vaultOptions } from './credentials';
@@ -87,13 +89,14 @@ export async function setup(
     const facts = certificateFacts(
       `-----BEGIN CERTIFICATE-----\n${Buffer.from(cert.cer!).toString('base64')}\n-----END CERTIFICATE-----`,
     );
-    const key = await ctx.registrar.uploadKey(await ctx.registrar.reload(app), {
-      derBase64: facts.derBase64,
-      thumbprint: facts.thumbprint,
-      subject: `CN=${answers.appName}`,
-    });
+    const key = await ctx.registrar.uploadKey(
+      await ctx.registrar.reload(app),
+      { derBase64: facts.derBase64, thumbprint: facts.thumbprint, subject: `CN=${answers.appName}` },
+      (held) => proofFromVault(io, answers, app.id, held),
+    );
+    const how = { update: 'uploaded', addKey: 'added (addKey, the other keys kept)', false: 'found' };
     io.out(
-      `  ${key.uploaded ? 'uploaded' : 'found'} the certificate's public key (thumbprint ${facts.thumbprint}, key id ${key.keyId})`,
+      `  ${how[`${key.uploaded}`]} the certificate's public key (thumbprint ${facts.thumbprint}, key id ${key.keyId})`,
     );
     step(7);
     const connection = connectionFor(answers, ctx, app, key.keyId);
@@ -107,7 +110,7 @@ export async function setup(
     step(9);
     return await runDoctor(io, answers.out);
   } catch (e) {
-    if (e instanceof MissingRoleError) {
+    if (e instanceof SetupStoppedError) {
       io.err(`setup stopped at "${setupSteps[current]}": ${e.message}`);
       return 1;
     }
@@ -198,6 +201,32 @@ async function certificate(io: Io, a: SetupAnswers): Promise<KeyVaultCertificate
   }
   await poller.pollUntilDone();
   return client.getCertificate(a.certificate);
+}
+
+/**
+ * addKey's proof, signed by an earlier version of our certificate in Key Vault when the app
+ * registration holds one (Key Vault renewed it, or an earlier setup uploaded it); else undefined.
+ */
+async function proofFromVault(
+  io: Io,
+  a: SetupAnswers,
+  applicationObjectId: string,
+  held: HeldKey[],
+): Promise<string | undefined> {
+  const credential = cliCredential();
+  const certificates = new CertificateClient(a.vault, credential, vaultOptions(a.vault));
+  for await (const v of certificates.listPropertiesOfCertificateVersions(a.certificate)) {
+    const thumbprint = v.x509Thumbprint && Buffer.from(v.x509Thumbprint).toString('hex').toUpperCase();
+    if (!thumbprint || !v.version || !held.some((k) => k.thumbprint === thumbprint)) continue;
+    const secret = await new SecretClient(a.vault, credential, vaultOptions(a.vault)).getSecret(
+      a.certificate,
+      { version: v.version },
+    );
+    if (!secret.value) continue;
+    io.out(`  signing addKey's proof with version ${v.version} of ${a.certificate} (on the registration)`);
+    return signProof(secret.value, applicationObjectId);
+  }
+  return undefined;
 }
 
 function connectionFor(

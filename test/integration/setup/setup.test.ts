@@ -186,6 +186,68 @@ describe('setup: from an empty tenant to a policy that syncs', () => {
     assertOneOfEverything('sync-newcomer', out);
   });
 
+  /** Graph writes since `mark`, as "METHOD path status". */
+  const graphWrites = (mark: number): string[] =>
+    sim.log
+      .since(mark)
+      .filter((e) => e.service !== 'login' && e.service !== 'vault' && e.method !== 'GET')
+      .map((e) => `${e.method} ${e.path} ${e.status}`);
+
+  it('a registration holding an earlier version of the certificate gets the renewed one by addKey, with a proof signed by the old one; its old key stays', async () => {
+    const name = 'sync-renewed';
+    const out = join(dir, `${name}.json`);
+    const first = await cli(setupArgs(name, out), admin);
+    assert.equal(first.code, 0, first.stdout + first.stderr);
+    const [old] = sim.appRegistrations().find((a) => a.displayName === name)!.certificates;
+    await sim.vault.renewCertificate(name);
+    const mark = sim.log.lastSeq;
+    const second = await cli(setupArgs(name, out), admin);
+    assert.equal(second.code, 0, second.stdout + second.stderr);
+    assert.match(second.stdout, /added \(addKey, the other keys kept\)/);
+    const app = sim.appRegistrations().find((a) => a.displayName === name)!;
+    const writes = graphWrites(mark);
+    assert.ok(
+      writes.some((w) => /^POST \S*\/applications\/[^/]+\/addKey 200$/.test(w)),
+      writes.join('\n'),
+    );
+    assert.ok(!writes.some((w) => /^PATCH \S*\/applications/.test(w)), 'keyCredentials never replaced');
+    assert.equal(app.certificates.length, 2, 'the old key and the new one');
+    assert.equal(app.certificates[0]!.keyId, old!.keyId, 'the old key is kept');
+    const connection = [...parsePolicyFile(readFileSync(out, 'utf8')).connections.values()][0]!;
+    assert.ok('keyVaultUrl' in connection.certificate);
+    assert.equal(connection.certificate.keyId, app.certificates[1]!.keyId, 'the file names the new key');
+  });
+
+  it('a registration holding a certificate setup cannot sign for stops, saying why and what to do, and keeps its keys', async () => {
+    const name = 'sync-foreign';
+    const out = join(dir, `${name}.json`);
+    const first = await cli(setupArgs(name, out), admin);
+    assert.equal(first.code, 0, first.stdout + first.stderr);
+    const before = sim
+      .appRegistrations()
+      .find((a) => a.displayName === name)!
+      .certificates.map((c) => c.keyId);
+    const file = readFileSync(out, 'utf8');
+    const mark = sim.log.lastSeq;
+    // Another certificate in Key Vault: none of its versions is the key on the registration.
+    const args = setupArgs(name, out);
+    args[args.indexOf('--certificate') + 1] = `${name}-other`;
+    const r = await cli(args, admin);
+    assert.equal(r.code, 1, r.stdout + r.stderr);
+    assert.match(r.stderr, /setup stopped at "key upload"/);
+    assert.match(r.stderr, /private keys are not versions of this certificate in Key Vault/);
+    assert.match(r.stderr, /addKey needs a proof signed by one of them/);
+    assert.match(r.stderr, /setup does not replace an app registration's keys/);
+    assert.match(r.stderr, /Certificates & secrets/);
+    assert.deepEqual(graphWrites(mark), [], 'nothing written to the registration');
+    const after = sim
+      .appRegistrations()
+      .find((a) => a.displayName === name)!
+      .certificates.map((c) => c.keyId);
+    assert.deepEqual(after, before, 'its keys are as they were');
+    assert.equal(readFileSync(out, 'utf8'), file, 'the policy file is unchanged');
+  });
+
   it('Ctrl-C at each step, then setup again: it finishes, with one of everything', async () => {
     for (const [i, step] of setupSteps.slice(1, 8).entries()) {
       const name = `sync-interrupted-${i}`;

@@ -9,6 +9,7 @@ import { TokenCredentialAuthenticationProvider } from '@microsoft/microsoft-grap
 import { createSelfSignedCertificate } from '../../doubles/graph-tenant-simulator/certificates';
 import type { GraphTenantSimulator } from '../../doubles/graph-tenant-simulator/simulator';
 import { GraphSchemas } from '../../support/graph-schemas';
+import { signProof } from '../../../src/adapters/graph/application-keys';
 import { startSimulator } from '../../support/clients';
 
 describe('the simulator: app registrations for an admin signed in with a device code', () => {
@@ -174,6 +175,32 @@ describe('the simulator: app registrations for an admin signed in with a device 
         .patch({ keyCredentials: [{ type: 'AsymmetricX509Cert', usage: 'Verify' }] }),
     );
     assert.equal(noKey.status, 400, 'keyCredentials entries need their key');
+  });
+
+  it('addKey for a signed-in user: its owner may, with a proof; a user neither owner nor application administrator may not', async () => {
+    const owner = signedIn(plain);
+    const app = (await owner.api('/applications').post({ displayName: 'rolled' })) as { id: string };
+    const der = (pem: string): string => pem.replace(/-----[A-Z ]+-----|\s/g, '');
+    const first = await createSelfSignedCertificate('CN=first');
+    await owner
+      .api(`/applications/${app.id}`)
+      .patch({
+        keyCredentials: [{ type: 'AsymmetricX509Cert', usage: 'Verify', key: der(first.certificatePem) }],
+      });
+    const next = await createSelfSignedCertificate('CN=next');
+    const body = async (): Promise<unknown> => ({
+      keyCredential: { type: 'AsymmetricX509Cert', usage: 'Verify', key: der(next.certificatePem) },
+      passwordCredential: null,
+      proof: await signProof(first.privateKeyPem + first.certificatePem, app.id),
+    });
+    const stranger = await status(
+      signedIn(admin)
+        .api(`/applications/${app.id}/addKey`)
+        .post(await body()),
+    );
+    assert.equal(stranger.status, 403, 'Privileged Role Administrator is not an application administrator');
+    const added = (await owner.api(`/applications/${app.id}/addKey`).post(await body())) as { keyId: string };
+    assert.match(added.keyId, /^[0-9a-f-]{36}$/);
   });
 
   it('an app token cannot manage app registrations, and the device code is redeemed once', async () => {
