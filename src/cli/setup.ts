@@ -14,7 +14,15 @@ import { signProof } from '../adapters/graph/application-keys';
 import { parsePolicyFile, PolicyFileError } from '../sync/config/policy-file';
 import { policySchema, type Connection, type PolicyInput } from '../sync/config/schema';
 import { neededPermissions } from '../app/diagnostics';
-import { askSetup, confirmOverwrite, firstPolicy, type SetupAnswers, type SetupFlags } from './setup-answers';
+import {
+  askSetup,
+  confirmOverwrite,
+  confirmUpload,
+  firstPolicy,
+  type SetupAnswers,
+  type SetupFlags,
+} from './setup-answers';
+import { uploadPolicyFile } from './setup-upload';
 import { AppRegistrar, SetupStoppedError, type HeldKey, type Registration } from './setup-entra';
 import { scopeScript } from './scope-script';
 import { certificatePolicy, type Io } from './commands';
@@ -29,6 +37,7 @@ export const setupSteps = [
   'certificate',
   'key upload',
   'policy file',
+  'policy upload',
   'mailbox scope',
   'doctor',
 ] as const;
@@ -103,11 +112,13 @@ export async function setup(
     const file = await writePolicyFile(io, answers, connection, policy, Boolean(flags.yes));
     if (!file) return 2;
     step(8);
+    await offerUpload(io, answers, flags);
+    step(9);
     const loaded = parsePolicyFile(await readFile(answers.out, 'utf8'));
     const parsed = loaded.policies.find((p) => p.id === answers.policyId)!;
     for (const line of scopeScript(parsed, loaded.connections.get(answers.connectionId)!, loaded.policies))
       io.out(line);
-    step(9);
+    step(10);
     return await runDoctor(io, answers.out);
   } catch (e) {
     if (e instanceof SetupStoppedError) {
@@ -201,6 +212,23 @@ async function certificate(io: Io, a: SetupAnswers): Promise<KeyVaultCertificate
   }
   await poller.pollUntilDone();
   return client.getCertificate(a.certificate);
+}
+
+/** The policy file to the deployment's policy blob, when named and the admin agrees. */
+async function offerUpload(io: Io, a: SetupAnswers, flags: SetupFlags): Promise<void> {
+  const url = a.policyBlobUrl;
+  if (!url) {
+    io.out(
+      `  not uploaded: name the policy blob (--policy-blob-url "$(azd env get-value POLICY_BLOB_URL)") to upload ${a.out}`,
+    );
+    return;
+  }
+  if (!(await confirmUpload(a.out, url, flags, io.isTTY))) {
+    io.out(`  not uploaded (--upload, or --yes, uploads it): the deployed app reads ${url}`);
+    return;
+  }
+  const text = await readFile(a.out, 'utf8');
+  await uploadPolicyFile(io, { blobUrl: url, file: a.out, text, credential: cliCredential() });
 }
 
 /**

@@ -4,7 +4,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { GraphTenantSimulator } from '../../doubles/graph-tenant-simulator/simulator';
@@ -15,6 +15,8 @@ import { folderContacts } from '../../support/engine';
 import { parsePolicyFile } from '../../../src/sync/config/policy-file';
 import { neededPermissions } from '../../../src/app/diagnostics';
 import { setupSteps } from '../../../src/cli/setup';
+import { BlobServiceClient, BlockBlobClient } from '@azure/storage-blob';
+import { startRbacBlobStorage, type RbacBlobStorage } from '../../support/storage-rbac';
 
 const bin = resolve(__dirname, '../../../../bin/m365-contact-sync.js');
 
@@ -28,6 +30,7 @@ interface Result {
 describe('setup: from an empty tenant to a policy that syncs', () => {
   let sim: GraphTenantSimulator;
   let azurite: AzuriteHandle;
+  let storage: RbacBlobStorage;
   let dir: string;
   let env: Record<string, string>;
   let admin: string;
@@ -43,6 +46,11 @@ describe('setup: from an empty tenant to a policy that syncs', () => {
       startAzurite(),
     );
     dir = mkdtempSync(join(tmpdir(), 'setup-'));
+    // The policy blob: Azurite over HTTPS (bearer tokens only over HTTPS) behind Azure RBAC.
+    storage = await startRbacBlobStorage(sim, dir);
+    await new BlobServiceClient(storage.accountUrl, storage.sharedKey).getContainerClient('config').create();
+    const caBundle = join(dir, 'ca-bundle.pem');
+    writeFileSync(caBundle, readFileSync(sim.caCertPath, 'utf8') + storage.caPem);
     const people = [...sim.tenant.users.values()].filter((u) => u.accountEnabled && u.mailbox === 'user');
     admin = people[0]!.userPrincipalName;
     newcomer = people[1]!.userPrincipalName;
@@ -50,7 +58,7 @@ describe('setup: from an empty tenant to a policy that syncs', () => {
     // creating (and, as its owner, updating) an app registration needs no role.
     sim.assignDirectoryRole(admin, 'Privileged Role Administrator');
     env = {
-      NODE_EXTRA_CA_CERTS: sim.caCertPath,
+      NODE_EXTRA_CA_CERTS: caBundle,
       // Key Vault as the admin's workstation reaches it (here: the host identity may create certificates).
       AZURE_TENANT_ID: sim.tenantId,
       AZURE_CLIENT_ID: sim.hostIdentity.clientId,
@@ -61,7 +69,7 @@ describe('setup: from an empty tenant to a policy that syncs', () => {
     };
   });
   after(async () => {
-    await Promise.all([sim.close(), azurite.close()]);
+    await Promise.all([sim.close(), azurite.close(), storage?.close()]);
   });
 
   /** The CLI as a process; `user` signs in with the code it prints; SIGINT once `interruptAt` starts. */
@@ -184,6 +192,72 @@ describe('setup: from an empty tenant to a policy that syncs', () => {
     assert.equal(second.code, 0, second.stdout + second.stderr);
     assert.match(second.stdout, /found app registration "sync-newcomer"/);
     assertOneOfEverything('sync-newcomer', out);
+  });
+
+  const blobText = async (url: string): Promise<string | undefined> => {
+    try {
+      return (await new BlockBlobClient(url, storage.sharedKey).downloadToBuffer()).toString('utf8');
+    } catch (e) {
+      if ((e as { statusCode?: number }).statusCode === 404) return undefined;
+      throw e;
+    }
+  };
+  const uploadStep = `\\[${setupSteps.indexOf('policy upload') + 1}/${setupSteps.length}\\] policy upload\\n`;
+
+  it("--policy-blob-url: the file goes to the policy blob over HTTPS with the admin's Entra token, never a key; a second run leaves the blob alone", async () => {
+    const name = 'sync-upload';
+    const out = join(dir, `${name}.json`);
+    const url = `${storage.accountUrl}/config/${name}.json`;
+    storage.roles.set(sim.hostIdentity.clientId, 'Storage Blob Data Contributor');
+    const mark = storage.requests.length;
+    const r = await cli(setupArgs(name, out, '--policy-blob-url', url), admin);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, new RegExp(`${uploadStep}  uploaded `));
+    const sent = storage.requests.slice(mark);
+    assert.equal(await blobText(url), readFileSync(out, 'utf8'), 'the blob holds the file');
+    assert.ok(
+      sent.some((q) => q.method === 'PUT' && q.status === 201),
+      JSON.stringify(sent),
+    );
+    assert.ok(
+      sent.every((q) => q.auth === 'bearer'),
+      'every request carries the Entra token, none a key',
+    );
+    const again = storage.requests.length;
+    const second = await cli(setupArgs(name, out, '--policy-blob-url', url), admin);
+    assert.equal(second.code, 0, second.stdout + second.stderr);
+    assert.match(second.stdout, /the policy blob already holds/);
+    assert.ok(!storage.requests.slice(again).some((q) => q.method === 'PUT'), 'nothing written');
+  });
+
+  it('without Storage Blob Data Contributor setup stops at the upload naming the role, the file written; once granted, a re-run uploads it', async () => {
+    const name = 'sync-upload-role';
+    const out = join(dir, `${name}.json`);
+    const url = `${storage.accountUrl}/config/${name}.json`;
+    storage.roles.set(sim.hostIdentity.clientId, 'Storage Blob Data Reader');
+    const first = await cli(setupArgs(name, out, '--policy-blob-url', url), admin);
+    assert.equal(first.code, 1, first.stdout + first.stderr);
+    assert.match(first.stderr, /setup stopped at "policy upload".*Storage Blob Data Contributor role/s);
+    assert.match(first.stderr, /AuthorizationPermissionMismatch/);
+    assert.equal(await blobText(url), undefined, 'nothing uploaded');
+    assert.equal(parsePolicyFile(readFileSync(out, 'utf8')).policies.length, 1, 'the policy file is written');
+    storage.roles.set(sim.hostIdentity.clientId, 'Storage Blob Data Contributor');
+    const second = await cli(setupArgs(name, out, '--policy-blob-url', url), admin);
+    assert.equal(second.code, 0, second.stdout + second.stderr);
+    assert.equal(await blobText(url), readFileSync(out, 'utf8'));
+  });
+
+  it('a policy blob holding a policy the file lacks is not overwritten: setup names it and stops', async () => {
+    const name = 'sync-upload-merge';
+    const out = join(dir, `${name}.json`);
+    const url = `${storage.accountUrl}/config/${name}.json`;
+    storage.roles.set(sim.hostIdentity.clientId, 'Storage Blob Data Contributor');
+    const theirs = JSON.stringify({ connections: [], policies: [{ id: 'hand-made' }] });
+    await new BlockBlobClient(url, storage.sharedKey).upload(theirs, theirs.length);
+    const r = await cli(setupArgs(name, out, '--policy-blob-url', url), admin);
+    assert.equal(r.code, 1, r.stdout + r.stderr);
+    assert.match(r.stderr, /holds policy "hand-made", which .* lacks: uploading would delete them/);
+    assert.equal(await blobText(url), theirs, 'the blob is as it was');
   });
 
   /** Graph writes since `mark`, as "METHOD path status". */
