@@ -17,6 +17,8 @@ import { neededPermissions } from '../../../src/app/diagnostics';
 import { setupSteps } from '../../../src/cli/setup';
 import { BlobServiceClient, BlockBlobClient } from '@azure/storage-blob';
 import { startRbacBlobStorage, type RbacBlobStorage } from '../../support/storage-rbac';
+import { watchApplicationConformance } from '../../support/conformance';
+import { GraphSchemas } from '../../support/graph-schemas';
 
 const bin = resolve(__dirname, '../../../../bin/m365-contact-sync.js');
 
@@ -31,6 +33,7 @@ describe('setup: from an empty tenant to a policy that syncs', () => {
   let sim: GraphTenantSimulator;
   let azurite: AzuriteHandle;
   let storage: RbacBlobStorage;
+  let conformance: ReturnType<typeof watchApplicationConformance>;
   let dir: string;
   let env: Record<string, string>;
   let admin: string;
@@ -46,6 +49,7 @@ describe('setup: from an empty tenant to a policy that syncs', () => {
       startAzurite(),
     );
     dir = mkdtempSync(join(tmpdir(), 'setup-'));
+    conformance = watchApplicationConformance(sim, new GraphSchemas());
     // The policy blob: Azurite over HTTPS (bearer tokens only over HTTPS) behind Azure RBAC.
     storage = await startRbacBlobStorage(sim, dir);
     await new BlobServiceClient(storage.accountUrl, storage.sharedKey).getContainerClient('config').create();
@@ -333,5 +337,17 @@ describe('setup: from an empty tenant to a policy that syncs', () => {
       assert.equal(finished.code, 0, `${step}: ${finished.stdout}${finished.stderr}`);
       assertOneOfEverything(name, out);
     }
+  });
+
+  it("every app registration request setup sent, and each answer, matched Microsoft's OpenAPI (Applications.yml)", () => {
+    for (const op of [
+      'applications.create',
+      'applications.update',
+      'servicePrincipals.create',
+      'servicePrincipals.appRoleAssignedTo.create',
+      'applications.addKey',
+    ])
+      assert.ok(conformance.checked.has(op), `${op} was sent and checked`);
+    assert.deepEqual(conformance.violations, []);
   });
 });
