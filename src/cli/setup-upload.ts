@@ -15,6 +15,8 @@ export interface PolicyUpload {
   file: string;
   text: string;
   credential: TokenCredential;
+  /** Setup's own connection and policy, as `connection "main"` / `policy "company-directory"`. */
+  ours: Set<string>;
 }
 
 /** Uploads `text` unless the blob holds it already; returns what it did. */
@@ -26,14 +28,14 @@ export async function uploadPolicyFile(io: Io, u: PolicyUpload): Promise<'upload
     return 'unchanged';
   }
   if (current) {
-    const lost = dropped(current.text, u.text);
+    const lost = lostBy(current.text, u.text, u.ours);
     if (lost === undefined)
       throw new SetupStoppedError(
         `the policy blob ${u.blobUrl} holds something that is not a policy file; setup will not overwrite it: look at it, then upload ${u.file} yourself (az storage blob upload --auth-mode login --overwrite --file ${u.file} --blob-url ${u.blobUrl})`,
       );
     if (lost.length > 0)
       throw new SetupStoppedError(
-        `the policy blob ${u.blobUrl} holds ${lost.join(', ')}, which ${u.file} lacks: uploading would delete them. Download the blob, merge it into ${u.file}, then run setup again`,
+        `the policy blob ${u.blobUrl} holds ${lost.join(', ')}, which ${u.file} lacks or holds otherwise: uploading would lose them. Download the blob, merge it into ${u.file}, then run setup again`,
       );
   }
   await guarded(u, () =>
@@ -63,23 +65,29 @@ async function readBlob(
   }
 }
 
-/** The ids of connections and policies in `before` that `after` lacks; undefined when `before` is no policy file. */
-function dropped(before: string, after: string): string[] | undefined {
-  const ids = (text: string): string[] | undefined => {
+/**
+ * What uploading `after` over `before` would lose: connections and policies of `before` that
+ * `after` lacks, or holds otherwise (edited in the blob since), except setup's own (`ours`, which
+ * setup rewrites as it does in the file). Undefined when `before` is no policy file.
+ */
+function lostBy(before: string, after: string, ours: Set<string>): string[] | undefined {
+  const items = (text: string): Map<string, string> | undefined => {
     try {
       const f = JSON.parse(text) as { connections?: { id?: unknown }[]; policies?: { id?: unknown }[] };
-      if (typeof f !== 'object' || f === null) return undefined;
-      return [
-        ...(f.connections ?? []).map((c) => `connection "${String(c.id)}"`),
-        ...(f.policies ?? []).map((p) => `policy "${String(p.id)}"`),
-      ];
+      if (typeof f !== 'object' || f === null || Array.isArray(f)) return undefined;
+      const entries = (kind: string, list: { id?: unknown }[] = []) =>
+        list.map((x) => [`${kind} "${String(x.id)}"`, JSON.stringify(x)] as const);
+      return new Map([...entries('connection', f.connections), ...entries('policy', f.policies)]);
     } catch {
       return undefined;
     }
   };
-  const had = ids(before);
-  const has = new Set(ids(after) ?? []);
-  return had?.filter((id) => !has.has(id));
+  const had = items(before);
+  const has = items(after) ?? new Map<string, string>();
+  if (!had) return undefined;
+  return [...had]
+    .filter(([id, text]) => !has.has(id) || (has.get(id) !== text && !ours.has(id)))
+    .map(([id]) => (has.has(id) ? `${id} (changed there)` : id));
 }
 
 /** Storage's answers that need the admin to act become a stop that says what to do. */

@@ -228,7 +228,8 @@ async function offerUpload(io: Io, a: SetupAnswers, flags: SetupFlags): Promise<
     return;
   }
   const text = await readFile(a.out, 'utf8');
-  await uploadPolicyFile(io, { blobUrl: url, file: a.out, text, credential: cliCredential() });
+  const ours = new Set([`connection "${a.connectionId}"`, `policy "${a.policyId}"`]);
+  await uploadPolicyFile(io, { blobUrl: url, file: a.out, text, credential: cliCredential(), ours });
 }
 
 /**

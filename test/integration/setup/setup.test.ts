@@ -260,8 +260,33 @@ describe('setup: from an empty tenant to a policy that syncs', () => {
     await new BlockBlobClient(url, storage.sharedKey).upload(theirs, theirs.length);
     const r = await cli(setupArgs(name, out, '--policy-blob-url', url), admin);
     assert.equal(r.code, 1, r.stdout + r.stderr);
-    assert.match(r.stderr, /holds policy "hand-made", which .* lacks: uploading would delete them/);
+    assert.match(
+      r.stderr,
+      /holds policy "hand-made", which .* lacks or holds otherwise: uploading would lose them/,
+    );
     assert.equal(await blobText(url), theirs, 'the blob is as it was');
+  });
+
+  it('a policy edited in the blob since is not overwritten with the older copy in the file', async () => {
+    const name = 'sync-upload-edited';
+    const out = join(dir, `${name}.json`);
+    const url = `${storage.accountUrl}/config/${name}.json`;
+    storage.roles.set(sim.hostIdentity.clientId, 'Storage Blob Data Contributor');
+    const first = await cli(setupArgs(name, out, '--policy-blob-url', url), admin);
+    assert.equal(first.code, 0, first.stdout + first.stderr);
+    // Another policy, in the file and (edited since) in the blob.
+    const file = JSON.parse(readFileSync(out, 'utf8')) as { policies: Record<string, unknown>[] };
+    const other = { ...file.policies[0]!, id: 'other', folder: { name: 'Other' } };
+    writeFileSync(out, JSON.stringify({ ...file, policies: [...file.policies, other] }, null, 2) + '\n');
+    const edited = JSON.stringify({
+      ...file,
+      policies: [...file.policies, { ...other, folder: { name: 'Renamed' } }],
+    });
+    await new BlockBlobClient(url, storage.sharedKey).upload(edited, edited.length);
+    const r = await cli(setupArgs(name, out, '--policy-blob-url', url), admin);
+    assert.equal(r.code, 1, r.stdout + r.stderr);
+    assert.match(r.stderr, /holds policy "other" \(changed there\)/);
+    assert.equal(await blobText(url), edited, 'the blob is as it was');
   });
 
   /** Graph writes since `mark`, as "METHOD path status". */
