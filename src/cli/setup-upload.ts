@@ -1,7 +1,8 @@
 // `setup` puts the policy file where the deployed app reads it: the blob POLICY_BLOB_URL names, with
-// the admin's own Entra token (Azure RBAC; the storage account takes no keys). The blob may hold
-// connections and policies the local file does not (edited in Azure since): those are never
-// overwritten silently, and the write is conditional on the blob read, so a concurrent edit is kept.
+// the admin's own Entra token (Azure RBAC; the storage account takes no keys). A blob that differs
+// from the file in any way (edited in Azure since, setup's own entries included) is replaced only on
+// an explicit --upload, after setup named the differences; the write is conditional on the blob read,
+// so a concurrent edit is kept.
 import { BlockBlobClient, RestError } from '@azure/storage-blob';
 import type { TokenCredential } from '@azure/identity';
 import { SetupStoppedError } from './setup-entra';
@@ -15,8 +16,8 @@ export interface PolicyUpload {
   file: string;
   text: string;
   credential: TokenCredential;
-  /** Setup's own connection and policy, as `connection "main"` / `policy "company-directory"`. */
-  ours: Set<string>;
+  /** --upload given: replace a blob that differs from the file (its differences are printed first). */
+  replace: boolean;
 }
 
 /** Uploads `text` unless the blob holds it already; returns what it did. */
@@ -28,20 +29,22 @@ export async function uploadPolicyFile(io: Io, u: PolicyUpload): Promise<'upload
     return 'unchanged';
   }
   if (current) {
-    const lost = lostBy(current.text, u.text, u.ours);
-    if (lost === undefined)
+    const changes = differences(current.text, u.text);
+    if (changes === undefined && !u.replace)
       throw new SetupStoppedError(
-        `the policy blob ${u.blobUrl} holds something that is not a policy file; setup will not overwrite it: look at it, then upload ${u.file} yourself (az storage blob upload --auth-mode login --overwrite --file ${u.file} --blob-url ${u.blobUrl})`,
+        `the policy blob ${u.blobUrl} holds something that is not a policy file; setup will not overwrite it: look at it, then run setup with --upload to replace it, or upload ${u.file} yourself`,
       );
-    if (lost.length > 0)
+    const listed = changes?.join(', ') ?? 'not a policy file';
+    if (!u.replace)
       throw new SetupStoppedError(
-        `the policy blob ${u.blobUrl} holds ${lost.join(', ')}, which ${u.file} lacks or holds otherwise: uploading would lose them. Download the blob, merge it into ${u.file}, then run setup again`,
+        `the policy blob ${u.blobUrl} differs from ${u.file}: ${listed}. Uploading would lose what the blob holds: merge the blob into ${u.file} (or check the differences), then run setup with --upload to replace it`,
       );
+    io.out(`  replacing the policy blob (--upload); it differed: ${listed}`);
   }
   await guarded(u, () =>
     blob.upload(u.text, Buffer.byteLength(u.text), {
       blobHTTPHeaders: { blobContentType: 'application/json' },
-      conditions: current ? { ifMatch: current.etag } : { ifNoneMatch: '*' },
+      conditions: current?.etag ? { ifMatch: current.etag } : { ifNoneMatch: '*' },
     }),
   );
   io.out(`  uploaded ${u.file} to ${u.blobUrl}`);
@@ -66,28 +69,41 @@ async function readBlob(
 }
 
 /**
- * What uploading `after` over `before` would lose: connections and policies of `before` that
- * `after` lacks, or holds otherwise (edited in the blob since), except setup's own (`ours`, which
- * setup rewrites as it does in the file). Undefined when `before` is no policy file.
+ * How the file `after` differs from the blob `before`: every top-level setting, connection and policy
+ * (by id) that is only in one, or not the same. Undefined when `before` is no policy file.
  */
-function lostBy(before: string, after: string, ours: Set<string>): string[] | undefined {
-  const items = (text: string): Map<string, string> | undefined => {
+function differences(before: string, after: string): string[] | undefined {
+  const entries = (text: string): Map<string, string> | undefined => {
     try {
-      const f = JSON.parse(text) as { connections?: { id?: unknown }[]; policies?: { id?: unknown }[] };
+      const f = JSON.parse(text) as Record<string, unknown>;
       if (typeof f !== 'object' || f === null || Array.isArray(f)) return undefined;
-      const entries = (kind: string, list: { id?: unknown }[] = []) =>
-        list.map((x) => [`${kind} "${String(x.id)}"`, JSON.stringify(x)] as const);
-      return new Map([...entries('connection', f.connections), ...entries('policy', f.policies)]);
+      const out = new Map<string, string>();
+      for (const [key, value] of Object.entries(f)) {
+        if ((key === 'connections' || key === 'policies') && Array.isArray(value))
+          value.forEach((x: unknown, i) => {
+            const id = (x as { id?: unknown } | null)?.id;
+            const kind = key === 'connections' ? 'connection' : 'policy';
+            out.set(
+              typeof id === 'string' ? `${kind} "${id}"` : `${kind} #${i + 1} (no id)`,
+              JSON.stringify(x),
+            );
+          });
+        else out.set(`"${key}"`, JSON.stringify(value));
+      }
+      return out;
     } catch {
       return undefined;
     }
   };
-  const had = items(before);
-  const has = items(after) ?? new Map<string, string>();
+  const had = entries(before);
+  const has = entries(after) ?? new Map<string, string>();
   if (!had) return undefined;
-  return [...had]
-    .filter(([id, text]) => !has.has(id) || (has.get(id) !== text && !ours.has(id)))
-    .map(([id]) => (has.has(id) ? `${id} (changed there)` : id));
+  const names = new Set([...had.keys(), ...has.keys()]);
+  return [...names].flatMap((name) => {
+    if (!has.has(name)) return [`${name} only in the blob`];
+    if (!had.has(name)) return [`${name} not in the blob`];
+    return had.get(name) === has.get(name) ? [] : [`${name} differs`];
+  });
 }
 
 /** Storage's answers that need the admin to act become a stop that says what to do. */

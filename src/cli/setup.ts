@@ -228,8 +228,13 @@ async function offerUpload(io: Io, a: SetupAnswers, flags: SetupFlags): Promise<
     return;
   }
   const text = await readFile(a.out, 'utf8');
-  const ours = new Set([`connection "${a.connectionId}"`, `policy "${a.policyId}"`]);
-  await uploadPolicyFile(io, { blobUrl: url, file: a.out, text, credential: cliCredential(), ours });
+  await uploadPolicyFile(io, {
+    blobUrl: url,
+    file: a.out,
+    text,
+    credential: cliCredential(),
+    replace: flags.upload === true,
+  });
 }
 
 /**

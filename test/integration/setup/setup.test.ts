@@ -260,11 +260,36 @@ describe('setup: from an empty tenant to a policy that syncs', () => {
     await new BlockBlobClient(url, storage.sharedKey).upload(theirs, theirs.length);
     const r = await cli(setupArgs(name, out, '--policy-blob-url', url), admin);
     assert.equal(r.code, 1, r.stdout + r.stderr);
-    assert.match(
-      r.stderr,
-      /holds policy "hand-made", which .* lacks or holds otherwise: uploading would lose them/,
-    );
+    assert.match(r.stderr, /differs from .*policy "hand-made" only in the blob.*run setup with --upload/s);
     assert.equal(await blobText(url), theirs, 'the blob is as it was');
+  });
+
+  it("--yes never overwrites edits made in the blob, setup's own policy and top-level settings included; --upload replaces it after naming them", async () => {
+    const name = 'sync-upload-own';
+    const out = join(dir, `${name}.json`);
+    const url = `${storage.accountUrl}/config/${name}.json`;
+    storage.roles.set(sim.hostIdentity.clientId, 'Storage Blob Data Contributor');
+    const first = await cli(setupArgs(name, out, '--policy-blob-url', url), admin);
+    assert.equal(first.code, 0, first.stdout + first.stderr);
+    const file = JSON.parse(readFileSync(out, 'utf8')) as { policies: Record<string, unknown>[] };
+    const edited = JSON.stringify({
+      ...file,
+      deletedPolicyGraceDays: 365,
+      policies: [{ ...file.policies[0]!, folder: { name: 'Edited in Azure' } }],
+    });
+    await new BlockBlobClient(url, storage.sharedKey).upload(edited, edited.length);
+    const r = await cli(setupArgs(name, out, '--policy-blob-url', url), admin);
+    assert.equal(r.code, 1, r.stdout + r.stderr);
+    assert.match(r.stderr, /"deletedPolicyGraceDays" only in the blob/);
+    assert.match(r.stderr, /policy "company-directory" differs/);
+    assert.equal(await blobText(url), edited, 'the blob is as it was');
+    const forced = await cli(setupArgs(name, out, '--policy-blob-url', url, '--upload'), admin);
+    assert.equal(forced.code, 0, forced.stdout + forced.stderr);
+    assert.match(
+      forced.stdout,
+      /replacing the policy blob \(--upload\); it differed: .*deletedPolicyGraceDays/,
+    );
+    assert.equal(await blobText(url), readFileSync(out, 'utf8'));
   });
 
   it('a policy edited in the blob since is not overwritten with the older copy in the file', async () => {
@@ -285,7 +310,7 @@ describe('setup: from an empty tenant to a policy that syncs', () => {
     await new BlockBlobClient(url, storage.sharedKey).upload(edited, edited.length);
     const r = await cli(setupArgs(name, out, '--policy-blob-url', url), admin);
     assert.equal(r.code, 1, r.stdout + r.stderr);
-    assert.match(r.stderr, /holds policy "other" \(changed there\)/);
+    assert.match(r.stderr, /policy "other" differs/);
     assert.equal(await blobText(url), edited, 'the blob is as it was');
   });
 
