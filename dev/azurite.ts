@@ -30,7 +30,9 @@ function listeningPort(output: string, service: 'Blob' | 'Queue' | 'Table'): num
  * Azurite binds port 0 (the OS picks a free port, so parallel suites cannot clash) and prints
  * where each service listens; we wait for all three lines.
  */
-async function spawnAzurite(): Promise<{ child: ChildProcess; blob: number; queue: number; table: number }> {
+async function spawnAzurite(
+  extraArgs: string[] = [],
+): Promise<{ child: ChildProcess; blob: number; queue: number; table: number }> {
   const bin = resolve(__dirname, '../../node_modules/azurite/dist/src/azurite.js');
   const child: ChildProcess = spawn(
     process.execPath,
@@ -43,6 +45,7 @@ async function spawnAzurite(): Promise<{ child: ChildProcess; blob: number; queu
       ...['--blobHost', '127.0.0.1', '--blobPort', '0'],
       ...['--queueHost', '127.0.0.1', '--queuePort', '0'],
       ...['--tableHost', '127.0.0.1', '--tablePort', '0'],
+      ...extraArgs,
     ],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
@@ -90,6 +93,32 @@ export async function startAzurite(): Promise<AzuriteHandle> {
     tableClient: (name) =>
       TableClient.fromConnectionString(connectionString, name, { allowInsecureConnection: true }),
     queueClient: (name) => new QueueClient(connectionString, name),
+    close: () =>
+      new Promise<void>((r) => {
+        if (child.exitCode !== null || child.signalCode !== null) return r();
+        child.once('exit', () => r());
+        child.kill('SIGTERM');
+      }),
+  };
+}
+
+export interface HttpsBlobHandle {
+  /** https://127.0.0.1:<port>/devstoreaccount1 */
+  accountUrl: string;
+  port: number;
+  close(): Promise<void>;
+}
+
+/**
+ * Azurite over HTTPS with OAuth (`--oauth basic`), for its blob service: it takes bearer tokens only
+ * over HTTPS, and checks their issuer, audience and lifetime but neither their signature nor Azure
+ * RBAC (Azurite's BlobTokenAuthenticator). `cert`/`key` are PEM files; the caller trusts their CA.
+ */
+export async function startAzuriteBlobHttps(tls: { cert: string; key: string }): Promise<HttpsBlobHandle> {
+  const { child, blob } = await spawnAzurite(['--cert', tls.cert, '--key', tls.key, '--oauth', 'basic']);
+  return {
+    accountUrl: `https://127.0.0.1:${blob}/${account}`,
+    port: blob,
     close: () =>
       new Promise<void>((r) => {
         if (child.exitCode !== null || child.signalCode !== null) return r();

@@ -263,6 +263,12 @@ export async function main(
       '--sign-in-client-id <id>',
       'public client to sign in through (default: Microsoft Graph Command Line Tools)',
     )
+    .option(
+      '--policy-blob-url <url>',
+      'where the deployed app reads the policy file (default: POLICY_BLOB_URL)',
+    )
+    .option('--upload', 'upload the policy file to the policy blob without asking')
+    .option('--no-upload', 'do not upload the policy file')
     .action(async (o: SetupFlags) => {
       try {
         code = await setup(io, o, commands.doctor);

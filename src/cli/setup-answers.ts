@@ -22,6 +22,9 @@ export interface SetupFlags {
   authorityHost?: string;
   graphEndpoint?: string;
   signInClientId?: string;
+  policyBlobUrl?: string;
+  /** --upload / --no-upload: upload the policy file to the policy blob without asking, or never. */
+  upload?: boolean;
   yes?: boolean;
 }
 
@@ -40,6 +43,8 @@ export interface SetupAnswers {
   graphEndpoint?: string;
   /** The public client the admin signs in through (default: Microsoft Graph Command Line Tools). */
   signInClientId: string;
+  /** Where the deployed app reads the policy file (POLICY_BLOB_URL); setup offers to upload it there. */
+  policyBlobUrl?: string;
 }
 
 export class MissingAnswerError extends Error {}
@@ -160,7 +165,27 @@ export async function askSetup(
     ...(flags.authorityHost ? { authorityHost: flags.authorityHost } : {}),
     ...(flags.graphEndpoint ? { graphEndpoint: flags.graphEndpoint } : {}),
     signInClientId: flags.signInClientId ?? defaultSignInClientId,
+    ...policyBlob(flags.policyBlobUrl ?? env.POLICY_BLOB_URL),
   };
+}
+
+function policyBlob(url: string | undefined): { policyBlobUrl?: string } {
+  if (!url) return {};
+  const ok = isHttps(url);
+  if (ok !== true) throw new MissingAnswerError(`--policy-blob-url: ${ok}`);
+  return { policyBlobUrl: url };
+}
+
+/** Upload the policy file? --upload / --no-upload, else yes with --yes, else asked on a terminal. */
+export async function confirmUpload(
+  file: string,
+  url: string,
+  flags: SetupFlags,
+  interactive: boolean,
+): Promise<boolean> {
+  if (flags.upload !== undefined) return flags.upload;
+  if (flags.yes || !interactive) return Boolean(flags.yes);
+  return confirm({ message: `Upload ${file} to ${url}, where the deployed app reads it?`, default: true });
 }
 
 /** The first policy, from the answers. */

@@ -17,8 +17,24 @@ export interface Registration {
   keyCredentials: { keyId: string; customKeyIdentifier: string | null; endDateTime: string }[];
 }
 
+/** Setup cannot go on without the admin doing something first; the message says what. */
+export class SetupStoppedError extends Error {}
+
 /** The signed-in user lacks the Entra role an operation needs; the message names it. */
-export class MissingRoleError extends Error {}
+export class MissingRoleError extends SetupStoppedError {}
+
+/** A key on the app registration, as Graph lists it (thumbprint = customKeyIdentifier). */
+export interface HeldKey {
+  keyId: string;
+  thumbprint: string;
+  endDateTime: string;
+}
+
+/**
+ * Signs addKey's proof of possession with the private part of one of `held` (the registration's
+ * valid keys); undefined when none of them is at hand.
+ */
+export type ProofSigner = (held: HeldKey[]) => Promise<string | undefined>;
 
 const appFields = 'id,appId,displayName,requiredResourceAccess,keyCredentials';
 const odataString = (s: string): string => `'${s.replace(/'/g, "''")}'`;
@@ -132,30 +148,65 @@ export class AppRegistrar {
 
   /**
    * Puts the certificate's public key on the app registration unless it is there (matched by
-   * thumbprint). The first key goes by update; later keys are the rotation's (addKey), not setup's.
+   * thumbprint). A registration without keys gets it by update. One that holds other keys gets it by
+   * addKey, whose proof is signed by a key already there: an update of keyCredentials would replace
+   * the collection and cut off whatever signs in with those keys, so setup never does that.
    */
   async uploadKey(
     app: Registration,
     cert: { derBase64: string; thumbprint: string; subject: string },
-  ): Promise<{ keyId: string; uploaded: boolean }> {
-    const mine = (r: Registration) =>
-      r.keyCredentials.find((k) => (k.customKeyIdentifier ?? '').toUpperCase() === cert.thumbprint);
-    const present = mine(app);
+    signProof: ProofSigner,
+  ): Promise<{ keyId: string; uploaded: 'update' | 'addKey' | false }> {
+    const present = findKey(app, cert.thumbprint);
     if (present) return { keyId: present.keyId, uploaded: false };
-    const live = app.keyCredentials.filter((k) => new Date(k.endDateTime).getTime() > Date.now());
-    if (live.length > 0)
-      throw new Error(
-        `the app registration holds ${live.length} other certificate(s) but not this one (thumbprint ${cert.thumbprint}): upload the .cer by hand (Certificates & secrets), or remove the other keys, then run \`setup\` again`,
+    const keyCredential = {
+      type: 'AsymmetricX509Cert',
+      usage: 'Verify',
+      key: cert.derBase64,
+      displayName: cert.subject,
+    };
+    if (app.keyCredentials.length === 0) {
+      await asOwner(() =>
+        this.graph.api(`/applications/${app.id}`).patch({ keyCredentials: [keyCredential] }),
       );
-    await asOwner(() =>
-      this.graph.api(`/applications/${app.id}`).patch({
-        keyCredentials: [
-          { type: 'AsymmetricX509Cert', usage: 'Verify', key: cert.derBase64, displayName: cert.subject },
-        ],
-      }),
-    );
-    const after = mine(await this.reload(app));
-    if (!after) throw new Error('the key was uploaded but the app registration does not list it');
-    return { keyId: after.keyId, uploaded: true };
+      const after = findKey(await this.reload(app), cert.thumbprint);
+      if (!after) throw new Error('the key was uploaded but the app registration does not list it');
+      return { keyId: after.keyId, uploaded: 'update' };
+    }
+    const held = app.keyCredentials.map((k) => ({
+      keyId: k.keyId,
+      thumbprint: (k.customKeyIdentifier ?? '').toUpperCase(),
+      endDateTime: k.endDateTime,
+    }));
+    const valid = held.filter((k) => new Date(k.endDateTime).getTime() > Date.now());
+    const proof = valid.length > 0 ? await signProof(valid) : undefined;
+    if (!proof) throw new SetupStoppedError(cannotAddKey(held, valid, cert.thumbprint));
+    let added: { keyId?: unknown } | undefined;
+    await asOwner(async () => {
+      added = (await this.graph
+        .api(`/applications/${app.id}/addKey`)
+        .post({ keyCredential, passwordCredential: null, proof })) as { keyId?: unknown };
+    });
+    if (typeof added?.keyId !== 'string') throw new Error('addKey answered without a keyId');
+    return { keyId: added.keyId, uploaded: 'addKey' };
   }
+}
+
+function findKey(app: Registration, thumbprint: string): Registration['keyCredentials'][number] | undefined {
+  return app.keyCredentials.find((k) => (k.customKeyIdentifier ?? '').toUpperCase() === thumbprint);
+}
+
+/** Why the key cannot be added, and what the admin can do about it. */
+function cannotAddKey(held: HeldKey[], valid: HeldKey[], thumbprint: string): string {
+  const list = (keys: HeldKey[]): string =>
+    keys.map((k) => `${k.thumbprint || k.keyId} (until ${k.endDateTime})`).join(', ');
+  const why =
+    valid.length === 0
+      ? `the app registration holds only expired certificates (${list(held)}); Graph's addKey needs a valid one to sign its proof of possession`
+      : `the app registration holds other certificates (${list(valid)}) whose private keys are not versions of this certificate in Key Vault; Graph's addKey needs a proof signed by one of them`;
+  return (
+    `${why}, and setup does not replace an app registration's keys (that would cut off whatever signs in with them). ` +
+    `Either upload this certificate's public part (thumbprint ${thumbprint}; Key Vault gives it as a .cer) under Certificates & secrets yourself, ` +
+    'or remove the certificates nothing uses any more, then run `setup` again'
+  );
 }

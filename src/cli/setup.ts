@@ -5,15 +5,25 @@
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import { DeviceCodeCredential, type TokenCredential } from '@azure/identity';
 import { CertificateClient, type KeyVaultCertificateWithPolicy } from '@azure/keyvault-certificates';
+import { SecretClient } from '@azure/keyvault-secrets';
 import { Client } from '@microsoft/microsoft-graph-client';
 import { TokenCredentialAuthenticationProvider } from '@microsoft/microsoft-graph-client/authProviders/azureTokenCredentials';
 import { decodeJwt } from 'jose';
 import { certificateFacts, clouds } from '../adapters/graph/connection';
+import { signProof } from '../adapters/graph/application-keys';
 import { parsePolicyFile, PolicyFileError } from '../sync/config/policy-file';
 import { policySchema, type Connection, type PolicyInput } from '../sync/config/schema';
 import { neededPermissions } from '../app/diagnostics';
-import { askSetup, confirmOverwrite, firstPolicy, type SetupAnswers, type SetupFlags } from './setup-answers';
-import { AppRegistrar, MissingRoleError, type Registration } from './setup-entra';
+import {
+  askSetup,
+  confirmOverwrite,
+  confirmUpload,
+  firstPolicy,
+  type SetupAnswers,
+  type SetupFlags,
+} from './setup-answers';
+import { uploadPolicyFile } from './setup-upload';
+import { AppRegistrar, SetupStoppedError, type HeldKey, type Registration } from './setup-entra';
 import { scopeScript } from './scope-script';
 import { certificatePolicy, type Io } from './commands';
 import { cliCredential, vaultOptions } from './credentials';
@@ -27,6 +37,7 @@ export const setupSteps = [
   'certificate',
   'key upload',
   'policy file',
+  'policy upload',
   'mailbox scope',
   'doctor',
 ] as const;
@@ -87,27 +98,30 @@ export async function setup(
     const facts = certificateFacts(
       `-----BEGIN CERTIFICATE-----\n${Buffer.from(cert.cer!).toString('base64')}\n-----END CERTIFICATE-----`,
     );
-    const key = await ctx.registrar.uploadKey(await ctx.registrar.reload(app), {
-      derBase64: facts.derBase64,
-      thumbprint: facts.thumbprint,
-      subject: `CN=${answers.appName}`,
-    });
+    const key = await ctx.registrar.uploadKey(
+      await ctx.registrar.reload(app),
+      { derBase64: facts.derBase64, thumbprint: facts.thumbprint, subject: `CN=${answers.appName}` },
+      (held) => proofFromVault(io, answers, app.id, held),
+    );
+    const how = { update: 'uploaded', addKey: 'added (addKey, the other keys kept)', false: 'found' };
     io.out(
-      `  ${key.uploaded ? 'uploaded' : 'found'} the certificate's public key (thumbprint ${facts.thumbprint}, key id ${key.keyId})`,
+      `  ${how[`${key.uploaded}`]} the certificate's public key (thumbprint ${facts.thumbprint}, key id ${key.keyId})`,
     );
     step(7);
     const connection = connectionFor(answers, ctx, app, key.keyId);
     const file = await writePolicyFile(io, answers, connection, policy, Boolean(flags.yes));
     if (!file) return 2;
     step(8);
+    await offerUpload(io, answers, flags);
+    step(9);
     const loaded = parsePolicyFile(await readFile(answers.out, 'utf8'));
     const parsed = loaded.policies.find((p) => p.id === answers.policyId)!;
     for (const line of scopeScript(parsed, loaded.connections.get(answers.connectionId)!, loaded.policies))
       io.out(line);
-    step(9);
+    step(10);
     return await runDoctor(io, answers.out);
   } catch (e) {
-    if (e instanceof MissingRoleError) {
+    if (e instanceof SetupStoppedError) {
       io.err(`setup stopped at "${setupSteps[current]}": ${e.message}`);
       return 1;
     }
@@ -198,6 +212,55 @@ async function certificate(io: Io, a: SetupAnswers): Promise<KeyVaultCertificate
   }
   await poller.pollUntilDone();
   return client.getCertificate(a.certificate);
+}
+
+/** The policy file to the deployment's policy blob, when named and the admin agrees. */
+async function offerUpload(io: Io, a: SetupAnswers, flags: SetupFlags): Promise<void> {
+  const url = a.policyBlobUrl;
+  if (!url) {
+    io.out(
+      `  not uploaded: name the policy blob (--policy-blob-url "$(azd env get-value POLICY_BLOB_URL)") to upload ${a.out}`,
+    );
+    return;
+  }
+  if (!(await confirmUpload(a.out, url, flags, io.isTTY))) {
+    io.out(`  not uploaded (--upload, or --yes, uploads it): the deployed app reads ${url}`);
+    return;
+  }
+  const text = await readFile(a.out, 'utf8');
+  await uploadPolicyFile(io, {
+    blobUrl: url,
+    file: a.out,
+    text,
+    credential: cliCredential(),
+    replace: flags.upload === true,
+  });
+}
+
+/**
+ * addKey's proof, signed by an earlier version of our certificate in Key Vault when the app
+ * registration holds one (Key Vault renewed it, or an earlier setup uploaded it); else undefined.
+ */
+async function proofFromVault(
+  io: Io,
+  a: SetupAnswers,
+  applicationObjectId: string,
+  held: HeldKey[],
+): Promise<string | undefined> {
+  const credential = cliCredential();
+  const certificates = new CertificateClient(a.vault, credential, vaultOptions(a.vault));
+  for await (const v of certificates.listPropertiesOfCertificateVersions(a.certificate)) {
+    const thumbprint = v.x509Thumbprint && Buffer.from(v.x509Thumbprint).toString('hex').toUpperCase();
+    if (!thumbprint || !v.version || !held.some((k) => k.thumbprint === thumbprint)) continue;
+    const secret = await new SecretClient(a.vault, credential, vaultOptions(a.vault)).getSecret(
+      a.certificate,
+      { version: v.version },
+    );
+    if (!secret.value) continue;
+    io.out(`  signing addKey's proof with version ${v.version} of ${a.certificate} (on the registration)`);
+    return signProof(secret.value, applicationObjectId);
+  }
+  return undefined;
 }
 
 function connectionFor(

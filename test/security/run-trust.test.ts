@@ -6,7 +6,6 @@ import assert from 'node:assert/strict';
 import { HttpRequest, InvocationContext } from '@azure/functions';
 import { runPolicyNow } from '../../src/functions/http-api';
 import { mailboxSyncHandler } from '../../src/functions/mailbox-syncs';
-import { policyRunHandler } from '../../src/functions/policy-runs';
 import { processPolicyRun } from '../../src/app/use-cases';
 import { logger } from '../../src/app/logging';
 import { randomUUID } from 'node:crypto';
@@ -63,18 +62,6 @@ describe('security review of issue 16: trust in messages, policy changes mid-run
   });
   after(() => f.close());
 
-  /** Starts a run of `policyId` over HTTP and fans it out; returns its run id (mailbox messages queued). */
-  async function startedRun(policyId: string, body: unknown = {}): Promise<string> {
-    const res = await runPolicyNow(post(policyId, body), ctx());
-    assert.equal(res.status, 202, JSON.stringify(res.jsonBody));
-    const q = f.app.queues.policyRuns;
-    const got = await q.receiveMessages({ numberOfMessages: 1, visibilityTimeout: 60 });
-    const m = got.receivedMessageItems[0]!;
-    await policyRunHandler(JSON.parse(Buffer.from(m.messageText, 'base64').toString('utf8')), ctx());
-    await q.deleteMessage(m.messageId, m.popReceipt);
-    return (res.jsonBody as { runId: string }).runId;
-  }
-
   /** Takes the queued mailbox-sync messages off the queue (the test delivers them itself). */
   async function takeMailboxMessages(): Promise<Record<string, unknown>[]> {
     const q = f.app.queues.mailboxSyncs;
@@ -98,7 +85,7 @@ describe('security review of issue 16: trust in messages, policy changes mid-run
     const contacts = folderContacts(f.sim, target.upn, 'Directory');
     assert.ok(contacts.length >= 2, `${contacts.length} contacts`);
     const victim = contacts[0]!;
-    const runId = await startedRun('gal');
+    const runId = await f.startedRun('gal');
     const queued = await takeMailboxMessages();
     assert.equal(queued.length, 1);
     assert.equal('drift' in queued[0]!, false, 'the fan-out message carries ids only');
@@ -147,7 +134,7 @@ describe('security review of issue 16: trust in messages, policy changes mid-run
       .map((e) => `${e.method} ${e.operation}`);
 
   it('finding 2: a mailbox job re-checks its policy: disabled mid-run writes nothing and says so; dryRun switched on only plans', async () => {
-    const runId = await startedRun('two');
+    const runId = await f.startedRun('two');
     changePolicy('two', { enabled: false });
     let since = f.sim.log.lastSeq;
     await f.runner.drain();
@@ -161,7 +148,7 @@ describe('security review of issue 16: trust in messages, policy changes mid-run
       assert.match(o.lastError ?? '', /disabled/, 'the outcome says why');
 
     changePolicy('two', { enabled: true });
-    const dryRunId = await startedRun('two');
+    const dryRunId = await f.startedRun('two');
     changePolicy('two', { enabled: true, options: { dryRun: true } });
     since = f.sim.log.lastSeq;
     await f.runner.drain();
@@ -193,7 +180,7 @@ describe('security review of issue 16: trust in messages, policy changes mid-run
     ];
     for (const [change, reason] of cases) {
       assert.equal(folderContacts(f.sim, dropped.upn, 'Directory').length, 0, 'a mailbox a run would fill');
-      const runId = await startedRun('two');
+      const runId = await f.startedRun('two');
       changePolicy('two', change);
       const since = f.sim.log.lastSeq;
       await f.runner.drain();
@@ -211,7 +198,7 @@ describe('security review of issue 16: trust in messages, policy changes mid-run
     }
   });
   it('review C: a pre-read drift row is deleted once the first pass has read it', async () => {
-    const runId = await startedRun('gal');
+    const runId = await f.startedRun('gal');
     const driftRows = async (): Promise<number> => {
       let n = 0;
       const filter = `PartitionKey eq '${runId}' and RowKey ge '~drift~' and RowKey lt '~drift~~'`;
@@ -226,7 +213,7 @@ describe('security review of issue 16: trust in messages, policy changes mid-run
   it('finding 3: a run that makes progress keeps its lease; a run that lost it writes nothing', async () => {
     const leaseMs = f.app.settings.POLICY_LEASE_MINUTES * 60_000;
     // Progress near the end of the lease renews it: no second run starts beside this one.
-    const runId = await startedRun('two');
+    const runId = await f.startedRun('two');
     const queued = await takeMailboxMessages();
     assert.equal(queued.length, 2);
     f.advanceClock(leaseMs - 60_000);
@@ -238,7 +225,7 @@ describe('security review of issue 16: trust in messages, policy changes mid-run
     assert.equal((await f.app.runStore.getRun(runId))!.status, 'completed');
 
     // A run stalled past its lease loses it to the next run, and its late messages write nothing.
-    const stalled = await startedRun('late');
+    const stalled = await f.startedRun('late');
     const [late] = await takeMailboxMessages();
     f.advanceClock(leaseMs + 60_000);
     const next = await runPolicyNow(post('late', {}), ctx());
@@ -260,7 +247,7 @@ describe('security review of issue 16: trust in messages, policy changes mid-run
   });
   it('finding 5: continuation and carried counts in a mailbox-sync message are not trusted', async () => {
     const target = mailboxes[0]!;
-    const runId = await startedRun('gal');
+    const runId = await f.startedRun('gal');
     const [queued] = await takeMailboxMessages();
     const inflated = { created: 1_000_000, updated: 7, deleted: 7, restored: 7, failed: 7 };
     await mailboxSyncHandler({ ...queued, continuation: 999, carried: inflated }, ctx());

@@ -1,6 +1,13 @@
 // Watches every operation the simulator answers and checks the bodies against Microsoft's schemas.
+import { join } from 'node:path';
 import type { GraphTenantSimulator } from '../doubles/graph-tenant-simulator/simulator';
 import type { GraphSchemas } from './graph-schemas';
+
+/** Microsoft's Applications.yml has no extract in ../shared; the simulator carries one (its openapi/README.md). */
+export const applicationsExtract = join(
+  __dirname,
+  '../../../test/doubles/graph-tenant-simulator/openapi/applications.openapi.json',
+);
 
 const itemSchema: Record<string, string> = {
   '#microsoft.graph.user': 'microsoft.graph.user.with-csdl-additions',
@@ -84,4 +91,56 @@ export function watchConformance(sim: GraphTenantSimulator, schemas: GraphSchema
     }
   };
   return report;
+}
+
+/**
+ * Checks every successful app registration exchange (applications, service principals, app role
+ * assignments, addKey/removeKey), request and response, against the Applications.yml extract.
+ */
+export function watchApplicationConformance(
+  sim: GraphTenantSimulator,
+  schemas: GraphSchemas,
+): { violations: string[]; checked: Set<string> } {
+  const violations: string[] = [];
+  const checked = new Set<string>();
+  const application = 'microsoft.graph.application';
+  const principal = 'microsoft.graph.servicePrincipal';
+  const assignment = 'microsoft.graph.appRoleAssignment';
+  sim.graph.observer = (operation, req, res) => {
+    if (res.status >= 300) return;
+    const label = `${req.method} ${req.path} → ${res.status}`;
+    const check = (schema: string, what: string, value: unknown): void => {
+      const validate = schemas.component(schema, true, applicationsExtract);
+      if (!validate(value))
+        violations.push(`${label} ${what} ${schema}: ${JSON.stringify(validate.errors?.slice(0, 3))}`);
+    };
+    const items = (): unknown[] => (res.body as { value: unknown[] }).value;
+    const requestAndResponse: Record<string, string> = {
+      'applications.create': application,
+      'servicePrincipals.create': principal,
+      'servicePrincipals.appRoleAssignedTo.create': assignment,
+      'servicePrincipals.appRoleAssignments.create': assignment,
+    };
+    const listed: Record<string, string> = {
+      'applications.list': application,
+      'servicePrincipals.list': principal,
+      'servicePrincipals.appRoleAssignments.list': assignment,
+    };
+    const created = requestAndResponse[operation];
+    if (created) {
+      check(created, 'request', req.body);
+      check(created, 'response', res.body);
+    }
+    const item = listed[operation];
+    if (item) for (const value of items()) check(item, 'item', value);
+    if (operation === 'applications.get') check(application, 'response', res.body);
+    if (operation === 'applications.update') check(application, 'request', req.body);
+    if (operation === 'applications.addKey') {
+      check('action.addKey.request', 'request', req.body);
+      check('microsoft.graph.keyCredential', 'response', res.body);
+    }
+    if (operation === 'applications.removeKey') check('action.removeKey.request', 'request', req.body);
+    checked.add(operation);
+  };
+  return { violations, checked };
 }

@@ -2,7 +2,10 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { HttpRequest, InvocationContext } from '@azure/functions';
 import { App, setApp } from '../../src/app/composition';
+import { runPolicyNow } from '../../src/functions/http-api';
+import { policyRunHandler } from '../../src/functions/policy-runs';
 import { parseSettings } from '../../src/app/settings';
 import type { PolicyInput } from '../../src/sync/config/schema';
 import { LocalRunner, defaultRunnerOptions } from '../../dev/local-runner';
@@ -20,6 +23,11 @@ export interface FunctionsFixture {
   writePolicies(policies: PolicyInput[]): void;
   /** Moves the app's clock forward (past the one-minute answers of preview and health, say). */
   advanceClock(ms: number): void;
+  /**
+   * Starts a run of `policyId` over the HTTP API (`body` as its POST body) and fans it out through the
+   * policy-run handler, leaving its mailbox messages queued; returns the run id.
+   */
+  startedRun(policyId: string, body?: unknown): Promise<string>;
   close(): Promise<void>;
 }
 
@@ -77,10 +85,34 @@ export async function functionsFixture(options: {
       logs,
       writePolicies,
       advanceClock: (ms) => (offsetMs += ms),
+      startedRun: (policyId, body = {}) => startedRun(app, policyId, body),
       close: async () => {
         setApp(undefined);
         await Promise.all([sim.close(), azurite.close()]);
       },
     };
   });
+}
+
+const invocation = (): InvocationContext =>
+  new InvocationContext({ invocationId: `t-${Math.random()}`, functionName: 'test' });
+
+async function startedRun(app: App, policyId: string, body: unknown): Promise<string> {
+  const res = await runPolicyNow(
+    new HttpRequest({
+      url: `http://127.0.0.1:7071/api/policies/${policyId}/runs`,
+      method: 'POST',
+      params: { policyId },
+      body: { string: JSON.stringify(body) },
+    }),
+    invocation(),
+  );
+  if (res.status !== 202)
+    throw new Error(`run of ${policyId}: ${res.status} ${JSON.stringify(res.jsonBody)}`);
+  const q = app.queues.policyRuns;
+  const got = await q.receiveMessages({ numberOfMessages: 1, visibilityTimeout: 60 });
+  const m = got.receivedMessageItems[0]!;
+  await policyRunHandler(JSON.parse(Buffer.from(m.messageText, 'base64').toString('utf8')), invocation());
+  await q.deleteMessage(m.messageId, m.popReceipt);
+  return (res.jsonBody as { runId: string }).runId;
 }

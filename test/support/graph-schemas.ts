@@ -50,20 +50,18 @@ export class GraphSchemas {
   }
 
   /**
-   * A validator for a component of `directory.openapi.json` that has no `jsonschema/` file yet
-   * (e.g. microsoft.graph.appRoleAssignment), built and normalised the way those files are.
+   * A validator for a component of an OpenAPI document (`directory.openapi.json` unless `file` names
+   * another, e.g. the simulator's extract of Applications.yml) that has no `jsonschema/` file (e.g.
+   * microsoft.graph.appRoleAssignment), built and normalised the way those files are.
    */
-  component(name: string, closed = true): ValidateFunction {
-    const key = `component:${name}|${closed}`;
+  component(name: string, closed = true, file = join(this.dir, 'directory.openapi.json')): ValidateFunction {
+    const key = `component:${file}:${name}|${closed}`;
     let v = this.cache.get(key);
     if (!v) {
-      const doc = readFileSync(join(this.dir, 'directory.openapi.json'), 'utf8').replaceAll(
-        '#/components/schemas/',
-        '#/$defs/',
-      );
+      const doc = readFileSync(file, 'utf8').replaceAll('#/components/schemas/', '#/$defs/');
       const defs = (JSON.parse(doc) as { components: { schemas: Record<string, unknown> } }).components
         .schemas;
-      if (!defs[name]) throw new Error(`directory.openapi.json has no component ${name}`);
+      if (!defs[name]) throw new Error(`${file} has no component ${name}`);
       v = this.ajv.compile(this.tools.normalise({ $ref: `#/$defs/${name}`, $defs: defs }, { closed }));
       this.cache.set(key, v);
     }

@@ -327,7 +327,7 @@ export class AppRegistrations {
       accountEnabled: true,
       appRoleAssignmentRequired: false,
       appRoles: p.appRoles,
-      createdDateTime: p.createdDateTime,
+      // No createdDateTime: v1.0's servicePrincipal has none (Applications.yml; openapi/README.md).
       deletedDateTime: null,
     };
   }

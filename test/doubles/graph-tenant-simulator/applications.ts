@@ -7,12 +7,25 @@ import { createHash, X509Certificate } from 'node:crypto';
 import { decodeProtectedHeader, jwtVerify, errors as joseErrors } from 'jose';
 import type { IdentityProvider, RegisteredCertificate, SimApp } from './identity';
 import { GraphFault } from './protocol';
+import { directoryRoles, type DirectoryCaller } from './app-registrations';
 
 /** The proof's audience: the (legacy) Azure AD Graph resource id, as the docs require. */
 export const proofAudience = '00000002-0000-0000-c000-000000000000';
 const maxProofLifetimeSeconds = 600;
 /** Application permissions that may roll ANY application's keys; an app rolling its own needs none. */
 const manageAnyApplication = ['Application.ReadWrite.All', 'Directory.ReadWrite.All'];
+/**
+ * A signed-in user: the scope Application.ReadWrite.All (or Directory.ReadWrite.All), and either an
+ * owner of the application or one of these roles (application-addkey, "Permissions": Cloud
+ * Application Administrator, Application Administrator; an owner needs no role).
+ */
+const delegatedScopes = ['Application.ReadWrite.All', 'Directory.ReadWrite.All'];
+// A function, not a constant: app-registrations.ts imports this module too (no load-order trap).
+const anyApplicationRoles = (): string[] => [
+  directoryRoles['Global Administrator'],
+  directoryRoles['Application Administrator'],
+  directoryRoles['Cloud Application Administrator'],
+];
 
 const malformed = (): GraphFault =>
   // What Graph answers to a proof it cannot accept (microsoft-graph-docs-contrib #1076, #2862).
@@ -64,10 +77,19 @@ export class ApplicationKeys {
     return app;
   }
 
-  /** Only the application itself (or a caller allowed to manage every application) may roll its keys. */
-  authorize(app: SimApp, caller: { appId: string; roles: string[] }): void {
-    if (caller.appId === app.clientId) return;
-    if (caller.roles.some((r) => manageAnyApplication.includes(r))) return;
+  /**
+   * The application itself, an app allowed to manage every application, or a signed-in owner or
+   * application administrator (with the delegated scope) may roll its keys.
+   */
+  authorize(app: SimApp, caller: DirectoryCaller): void {
+    if (caller.user) {
+      const scoped = caller.scopes?.some((s) => delegatedScopes.includes(s)) ?? false;
+      const allowed =
+        app.owners.includes(caller.user.id) ||
+        caller.user.wids.some((w) => anyApplicationRoles().includes(w));
+      if (scoped && allowed) return;
+    } else if (caller.appId === app.clientId) return;
+    else if (caller.roles.some((r) => manageAnyApplication.includes(r))) return;
     throw new GraphFault(
       403,
       'Authorization_RequestDenied',

@@ -23,6 +23,8 @@ export const graphResource = 'https://graph.microsoft.com';
 export const vaultResource = 'https://vault.azure.net';
 /** Azure Resource Manager: Entra issues its tokens to any service principal (ARM authorizes by Azure RBAC). */
 export const armResource = 'https://management.azure.com';
+/** Azure Storage: Entra issues its tokens to any principal; the storage service authorizes by Azure RBAC. */
+export const storageResource = 'https://storage.azure.com';
 /** Office 365 Exchange Online: the audience of tokens for its admin endpoint, whatever host serves it. */
 export const exchangeResource = 'https://outlook.office365.com';
 
@@ -284,9 +286,11 @@ export class IdentityProvider {
       ? vaultResource
       : resource.replace(/\/$/, '') === armResource
         ? `${armResource}/`
-        : resource.replace(/\/$/, '') === exchangeResource
-          ? exchangeResource
-          : graphAudience(resource, this.graphUrl);
+        : resource.replace(/\/$/, '') === storageResource
+          ? storageResource
+          : resource.replace(/\/$/, '') === exchangeResource
+            ? exchangeResource
+            : graphAudience(resource, this.graphUrl);
     if (!audience) {
       return aadError(
         400,

@@ -99,18 +99,6 @@ describe('trust boundaries and size limits of the Functions app', () => {
   });
   after(() => f.close());
 
-  /** Starts a run of `policyId` and fans it out, leaving its mailbox messages queued. */
-  async function startedRun(policyId: string, body: unknown = {}): Promise<string> {
-    const res = await runPolicyNow(post(policyId, body), ctx());
-    assert.equal(res.status, 202, JSON.stringify(res.jsonBody));
-    const q = f.app.queues.policyRuns;
-    const got = await q.receiveMessages({ numberOfMessages: 1, visibilityTimeout: 60 });
-    const m = got.receivedMessageItems[0]!;
-    await policyRunHandler(JSON.parse(Buffer.from(m.messageText, 'base64').toString('utf8')), ctx());
-    await q.deleteMessage(m.messageId, m.popReceipt);
-    return (res.jsonBody as { runId: string }).runId;
-  }
-
   it('item 3: a forged policy-run message (unknown run, its own options) writes nothing and reads no Graph', async () => {
     const before = await Promise.all([snapshot(f.app.tables.runs), snapshot(f.app.tables.policies)]);
     const sources = await snapshot(f.app.tables.sources);
@@ -143,7 +131,7 @@ describe('trust boundaries and size limits of the Functions app', () => {
   });
 
   it('item 3: a forged mailbox-sync message for a mailbox outside a live run, or with hostile ids, writes nothing', async () => {
-    const runId = await startedRun('gal');
+    const runId = await f.startedRun('gal');
     const outsider = mailboxes[3]!;
     const runs = await snapshot(f.app.tables.runs);
     const state = await snapshot(f.app.tables.mailboxes);
@@ -284,7 +272,7 @@ describe('trust boundaries and size limits of the Functions app', () => {
   });
 
   it('item 6: a mailbox outcome with 1,500 per-contact errors is stored, capped, and the report counts the rest', async () => {
-    const runId = await startedRun('gal');
+    const runId = await f.startedRun('gal');
     const errors = Array.from({ length: 1_500 }, (_, i) => ({
       sourceKey: `user:${i}`,
       status: 400,

@@ -5,20 +5,26 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { HttpRequest, InvocationContext } from '@azure/functions';
-import { healthCheck, runPolicyNow } from '../../../src/functions/http-api';
+import { runPolicyNow } from '../../../src/functions/http-api';
 import { rotateCertificates } from '../../../src/app/cert-rotation';
 import { doctor } from '../../../src/cli/commands';
 import { createSelfSignedCertificate } from '../../doubles/graph-tenant-simulator/certificates';
-import { functionsFixture, type FunctionsFixture } from '../../support/functions-app';
+import type { FunctionsFixture } from '../../support/functions-app';
+import {
+  certificateExpiryCheck,
+  quietLogger,
+  rotationFixture,
+  rotationState,
+  type ExpiryCheck,
+} from '../../support/rotation';
 
-const quiet = { info: () => {}, warn: () => {}, error: () => {}, debug: () => {} } as never;
 const ctx = (): InvocationContext => new InvocationContext({ invocationId: 't', functionName: 'x' });
 
 describe('certificate rotation: the connection certificate changes', () => {
   let f: FunctionsFixture;
   let clockOffset = 0;
-  const state = async () => (await f.app.rotationStore.get('contoso'))!.state;
-  const rotate = async () => (await rotateCertificates(f.app, quiet))[0]!;
+  const state = () => rotationState(f);
+  const rotate = async () => (await rotateCertificates(f.app, quietLogger))[0]!;
   /** Edits the connection in the policy file; the clock passes the 30 s policy cache. */
   const editConnection = (edit: (c: Record<string, unknown>) => void): void => {
     const file = (f.app.settings as { POLICY_FILE: string }).POLICY_FILE;
@@ -43,18 +49,9 @@ describe('certificate rotation: the connection certificate changes', () => {
     const r = (await f.app.runStore.getRun((started.jsonBody as { runId: string }).runId))!;
     return `${r.status} failed=${r.mailboxes.failed} ${r.error ?? ''}`.trim();
   };
-  const expiryCheck = async (): Promise<{ ok: boolean; warning?: boolean; detail: string; fix?: string }> => {
+  const expiryCheck = (): Promise<ExpiryCheck> => {
     clockOffset += 2 * 60_000; // past the health check's one-minute cache
-    const health = await healthCheck(
-      new HttpRequest({ url: 'http://127.0.0.1/api/health', method: 'GET' }),
-      ctx(),
-    );
-    const body = health.jsonBody as {
-      connections: {
-        checks: { name: string; ok: boolean; warning?: boolean; detail: string; fix?: string }[];
-      }[];
-    };
-    return body.connections[0]!.checks.find((c) => c.name === 'certificate expiry')!;
+    return certificateExpiryCheck();
   };
   /** What `doctor` prints, run as the admin against the app's storage. */
   const doctorText = async (): Promise<string> => {
@@ -89,25 +86,7 @@ describe('certificate rotation: the connection certificate changes', () => {
   };
 
   before(async () => {
-    f = await functionsFixture({
-      sim: { seed: { generate: { users: 4, mailboxes: 1, awkward: false } } },
-      connection: (sim) => ({
-        applicationObjectId: sim.applicationObjectId,
-        certificate: { keyVaultUrl: sim.keyVaultUrl, name: sim.certificateName, keyId: sim.initialKeyId },
-      }),
-      now: () => new Date(Date.now() + clockOffset),
-      policies: () => [
-        {
-          id: 'gal',
-          name: 'Directory',
-          connection: 'contoso',
-          source: { type: 'directory' },
-          targets: { type: 'allMailboxes' },
-          folder: { name: 'Company Directory' },
-          schedule: '0 0 */4 * * *',
-        },
-      ],
-    });
+    f = await rotationFixture({ users: 4, mailboxes: 1, now: () => new Date(Date.now() + clockOffset) });
   });
   after(() => f.close());
 

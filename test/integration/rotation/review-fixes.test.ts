@@ -8,17 +8,17 @@ import { doctor } from '../../../src/cli/commands';
 import { rotateCertificates } from '../../../src/app/cert-rotation';
 import { createCredential, loadCertificate, certificateFacts } from '../../../src/adapters/graph/connection';
 import type { Connection } from '../../../src/sync/config/schema';
-import { functionsFixture, type FunctionsFixture } from '../../support/functions-app';
+import type { FunctionsFixture } from '../../support/functions-app';
+import { quietLogger, rotationFixture, rotationState } from '../../support/rotation';
 
 const day = 86_400_000;
-const quiet = { info: () => {}, warn: () => {}, error: () => {}, debug: () => {} } as never;
 
 describe('certificate rotation: review findings', () => {
   let f: FunctionsFixture;
   let clockOffset = 0;
   let connection: Connection;
-  const state = async () => (await f.app.rotationStore.get('contoso'))!.state;
-  const rotate = () => rotateCertificates(f.app, quiet);
+  const state = () => rotationState(f);
+  const rotate = () => rotateCertificates(f.app, quietLogger);
   /** A fresh token (no cache) with the version workers sign with. */
   const activeGetsToken = async (): Promise<boolean> => {
     const cert = await loadCertificate(
@@ -38,25 +38,7 @@ describe('certificate rotation: review findings', () => {
     f.sim.identity.requireApp(f.sim.clientId).certificates.map((c) => c.thumbprint);
 
   before(async () => {
-    f = await functionsFixture({
-      sim: { seed: { generate: { users: 4, mailboxes: 1, awkward: false } } },
-      connection: (sim) => ({
-        applicationObjectId: sim.applicationObjectId,
-        certificate: { keyVaultUrl: sim.keyVaultUrl, name: sim.certificateName, keyId: sim.initialKeyId },
-      }),
-      now: () => new Date(Date.now() + clockOffset),
-      policies: () => [
-        {
-          id: 'gal',
-          name: 'Directory',
-          connection: 'contoso',
-          source: { type: 'directory' },
-          targets: { type: 'allMailboxes' },
-          folder: { name: 'Company Directory' },
-          schedule: '0 0 */4 * * *',
-        },
-      ],
-    });
+    f = await rotationFixture({ users: 4, mailboxes: 1, now: () => new Date(Date.now() + clockOffset) });
     connection = (await f.app.policies()).connections.get('contoso')!;
   });
   after(() => f.close());

@@ -7,7 +7,8 @@ import { certificateRotationTick } from '../../../src/functions/cert-rotation';
 import { certificateStatus } from '../../../src/app/cert-rotation';
 import { createCredential, loadCertificate } from '../../../src/adapters/graph/connection';
 import type { Connection } from '../../../src/sync/config/schema';
-import { functionsFixture, type FunctionsFixture } from '../../support/functions-app';
+import type { FunctionsFixture } from '../../support/functions-app';
+import { certificateExpiryCheck, rotationFixture, rotationState } from '../../support/rotation';
 import { decodeParts } from '../../support/mime';
 
 const day = 86_400_000;
@@ -69,34 +70,20 @@ describe('zero-touch certificate rotation through the Functions handlers', () =>
       return e as Error;
     }
   };
-  const state = async () => (await f.app.rotationStore.get('contoso'))!.state;
+  const state = () => rotationState(f);
   const addKeyCalls = (): number =>
     f.sim.log.since(0).filter((e) => e.operation === 'applications.addKey').length;
 
   before(async () => {
-    f = await functionsFixture({
-      sim: { seed: { generate: { users: 12, mailboxes: 3, awkward: false } } },
-      connection: (sim) => ({
-        applicationObjectId: sim.applicationObjectId,
-        certificate: { keyVaultUrl: sim.keyVaultUrl, name: sim.certificateName, keyId: sim.initialKeyId },
-      }),
+    f = await rotationFixture({
+      users: 12,
+      mailboxes: 3,
       now: () => new Date(Date.now() + clockOffset),
-      policies: (sim) => {
+      policy: (sim) => {
         admin = [...sim.tenant.users.values()].find(
           (u) => u.mailbox === 'user' && u.accountEnabled,
         )!.userPrincipalName;
-        return [
-          {
-            id: 'gal',
-            name: 'Directory',
-            connection: 'contoso',
-            source: { type: 'directory' },
-            targets: { type: 'allMailboxes' },
-            folder: { name: 'Company Directory' },
-            schedule: '0 0 */4 * * *',
-            notify: { recipients: ['it-admins@contoso.example'], sender: admin, when: 'always' },
-          },
-        ];
+        return { notify: { recipients: ['it-admins@contoso.example'], sender: admin, when: 'always' } };
       },
     });
     connection = (await f.app.policies()).connections.get('contoso')!;
@@ -238,18 +225,7 @@ describe('zero-touch certificate rotation through the Functions handlers', () =>
   });
 
   it('expiry: a warning within 30 days, an error within 7, and what to do when Key Vault does not renew', async () => {
-    const expiry = async (): Promise<{ ok: boolean; warning?: boolean; detail: string; fix?: string }> => {
-      const health = await healthCheck(
-        new HttpRequest({ url: 'http://127.0.0.1/api/health', method: 'GET' }),
-        ctx(),
-      );
-      const body = health.jsonBody as {
-        connections: {
-          checks: { name: string; ok: boolean; warning?: boolean; detail: string; fix?: string }[];
-        }[];
-      };
-      return body.connections[0]!.checks.find((c) => c.name === 'certificate expiry')!;
-    };
+    const expiry = certificateExpiryCheck;
     const status = await certificateStatus(f.app, connection);
     const notAfter = new Date(status.notAfter).getTime();
     const at = (daysLeft: number): void => {

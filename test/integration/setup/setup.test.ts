@@ -4,7 +4,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { GraphTenantSimulator } from '../../doubles/graph-tenant-simulator/simulator';
@@ -15,6 +15,10 @@ import { folderContacts } from '../../support/engine';
 import { parsePolicyFile } from '../../../src/sync/config/policy-file';
 import { neededPermissions } from '../../../src/app/diagnostics';
 import { setupSteps } from '../../../src/cli/setup';
+import { BlobServiceClient, BlockBlobClient } from '@azure/storage-blob';
+import { startRbacBlobStorage, type RbacBlobStorage } from '../../support/storage-rbac';
+import { watchApplicationConformance } from '../../support/conformance';
+import { GraphSchemas } from '../../support/graph-schemas';
 
 const bin = resolve(__dirname, '../../../../bin/m365-contact-sync.js');
 
@@ -28,6 +32,8 @@ interface Result {
 describe('setup: from an empty tenant to a policy that syncs', () => {
   let sim: GraphTenantSimulator;
   let azurite: AzuriteHandle;
+  let storage: RbacBlobStorage;
+  let conformance: ReturnType<typeof watchApplicationConformance>;
   let dir: string;
   let env: Record<string, string>;
   let admin: string;
@@ -43,6 +49,12 @@ describe('setup: from an empty tenant to a policy that syncs', () => {
       startAzurite(),
     );
     dir = mkdtempSync(join(tmpdir(), 'setup-'));
+    conformance = watchApplicationConformance(sim, new GraphSchemas());
+    // The policy blob: Azurite over HTTPS (bearer tokens only over HTTPS) behind Azure RBAC.
+    storage = await startRbacBlobStorage(sim, dir);
+    await new BlobServiceClient(storage.accountUrl, storage.sharedKey).getContainerClient('config').create();
+    const caBundle = join(dir, 'ca-bundle.pem');
+    writeFileSync(caBundle, readFileSync(sim.caCertPath, 'utf8') + storage.caPem);
     const people = [...sim.tenant.users.values()].filter((u) => u.accountEnabled && u.mailbox === 'user');
     admin = people[0]!.userPrincipalName;
     newcomer = people[1]!.userPrincipalName;
@@ -50,7 +62,7 @@ describe('setup: from an empty tenant to a policy that syncs', () => {
     // creating (and, as its owner, updating) an app registration needs no role.
     sim.assignDirectoryRole(admin, 'Privileged Role Administrator');
     env = {
-      NODE_EXTRA_CA_CERTS: sim.caCertPath,
+      NODE_EXTRA_CA_CERTS: caBundle,
       // Key Vault as the admin's workstation reaches it (here: the host identity may create certificates).
       AZURE_TENANT_ID: sim.tenantId,
       AZURE_CLIENT_ID: sim.hostIdentity.clientId,
@@ -61,7 +73,7 @@ describe('setup: from an empty tenant to a policy that syncs', () => {
     };
   });
   after(async () => {
-    await Promise.all([sim.close(), azurite.close()]);
+    await Promise.all([sim.close(), azurite.close(), storage?.close()]);
   });
 
   /** The CLI as a process; `user` signs in with the code it prints; SIGINT once `interruptAt` starts. */
@@ -186,6 +198,184 @@ describe('setup: from an empty tenant to a policy that syncs', () => {
     assertOneOfEverything('sync-newcomer', out);
   });
 
+  const blobText = async (url: string): Promise<string | undefined> => {
+    try {
+      return (await new BlockBlobClient(url, storage.sharedKey).downloadToBuffer()).toString('utf8');
+    } catch (e) {
+      if ((e as { statusCode?: number }).statusCode === 404) return undefined;
+      throw e;
+    }
+  };
+  const uploadStep = `\\[${setupSteps.indexOf('policy upload') + 1}/${setupSteps.length}\\] policy upload\\n`;
+
+  it("--policy-blob-url: the file goes to the policy blob over HTTPS with the admin's Entra token, never a key; a second run leaves the blob alone", async () => {
+    const name = 'sync-upload';
+    const out = join(dir, `${name}.json`);
+    const url = `${storage.accountUrl}/config/${name}.json`;
+    storage.roles.set(sim.hostIdentity.clientId, 'Storage Blob Data Contributor');
+    const mark = storage.requests.length;
+    const r = await cli(setupArgs(name, out, '--policy-blob-url', url), admin);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, new RegExp(`${uploadStep}  uploaded `));
+    const sent = storage.requests.slice(mark);
+    assert.equal(await blobText(url), readFileSync(out, 'utf8'), 'the blob holds the file');
+    assert.ok(
+      sent.some((q) => q.method === 'PUT' && q.status === 201),
+      JSON.stringify(sent),
+    );
+    assert.ok(
+      sent.every((q) => q.auth === 'bearer'),
+      'every request carries the Entra token, none a key',
+    );
+    const again = storage.requests.length;
+    const second = await cli(setupArgs(name, out, '--policy-blob-url', url), admin);
+    assert.equal(second.code, 0, second.stdout + second.stderr);
+    assert.match(second.stdout, /the policy blob already holds/);
+    assert.ok(!storage.requests.slice(again).some((q) => q.method === 'PUT'), 'nothing written');
+  });
+
+  it('without Storage Blob Data Contributor setup stops at the upload naming the role, the file written; once granted, a re-run uploads it', async () => {
+    const name = 'sync-upload-role';
+    const out = join(dir, `${name}.json`);
+    const url = `${storage.accountUrl}/config/${name}.json`;
+    storage.roles.set(sim.hostIdentity.clientId, 'Storage Blob Data Reader');
+    const first = await cli(setupArgs(name, out, '--policy-blob-url', url), admin);
+    assert.equal(first.code, 1, first.stdout + first.stderr);
+    assert.match(first.stderr, /setup stopped at "policy upload".*Storage Blob Data Contributor role/s);
+    assert.match(first.stderr, /AuthorizationPermissionMismatch/);
+    assert.equal(await blobText(url), undefined, 'nothing uploaded');
+    assert.equal(parsePolicyFile(readFileSync(out, 'utf8')).policies.length, 1, 'the policy file is written');
+    storage.roles.set(sim.hostIdentity.clientId, 'Storage Blob Data Contributor');
+    const second = await cli(setupArgs(name, out, '--policy-blob-url', url), admin);
+    assert.equal(second.code, 0, second.stdout + second.stderr);
+    assert.equal(await blobText(url), readFileSync(out, 'utf8'));
+  });
+
+  it('a policy blob holding a policy the file lacks is not overwritten: setup names it and stops', async () => {
+    const name = 'sync-upload-merge';
+    const out = join(dir, `${name}.json`);
+    const url = `${storage.accountUrl}/config/${name}.json`;
+    storage.roles.set(sim.hostIdentity.clientId, 'Storage Blob Data Contributor');
+    const theirs = JSON.stringify({ connections: [], policies: [{ id: 'hand-made' }] });
+    await new BlockBlobClient(url, storage.sharedKey).upload(theirs, theirs.length);
+    const r = await cli(setupArgs(name, out, '--policy-blob-url', url), admin);
+    assert.equal(r.code, 1, r.stdout + r.stderr);
+    assert.match(r.stderr, /differs from .*policy "hand-made" only in the blob.*run setup with --upload/s);
+    assert.equal(await blobText(url), theirs, 'the blob is as it was');
+  });
+
+  it("--yes never overwrites edits made in the blob, setup's own policy and top-level settings included; --upload replaces it after naming them", async () => {
+    const name = 'sync-upload-own';
+    const out = join(dir, `${name}.json`);
+    const url = `${storage.accountUrl}/config/${name}.json`;
+    storage.roles.set(sim.hostIdentity.clientId, 'Storage Blob Data Contributor');
+    const first = await cli(setupArgs(name, out, '--policy-blob-url', url), admin);
+    assert.equal(first.code, 0, first.stdout + first.stderr);
+    const file = JSON.parse(readFileSync(out, 'utf8')) as { policies: Record<string, unknown>[] };
+    const edited = JSON.stringify({
+      ...file,
+      deletedPolicyGraceDays: 365,
+      policies: [{ ...file.policies[0]!, folder: { name: 'Edited in Azure' } }],
+    });
+    await new BlockBlobClient(url, storage.sharedKey).upload(edited, edited.length);
+    const r = await cli(setupArgs(name, out, '--policy-blob-url', url), admin);
+    assert.equal(r.code, 1, r.stdout + r.stderr);
+    assert.match(r.stderr, /"deletedPolicyGraceDays" only in the blob/);
+    assert.match(r.stderr, /policy "company-directory" differs/);
+    assert.equal(await blobText(url), edited, 'the blob is as it was');
+    const forced = await cli(setupArgs(name, out, '--policy-blob-url', url, '--upload'), admin);
+    assert.equal(forced.code, 0, forced.stdout + forced.stderr);
+    assert.match(
+      forced.stdout,
+      /replacing the policy blob \(--upload\); it differed: .*deletedPolicyGraceDays/,
+    );
+    assert.equal(await blobText(url), readFileSync(out, 'utf8'));
+  });
+
+  it('a policy edited in the blob since is not overwritten with the older copy in the file', async () => {
+    const name = 'sync-upload-edited';
+    const out = join(dir, `${name}.json`);
+    const url = `${storage.accountUrl}/config/${name}.json`;
+    storage.roles.set(sim.hostIdentity.clientId, 'Storage Blob Data Contributor');
+    const first = await cli(setupArgs(name, out, '--policy-blob-url', url), admin);
+    assert.equal(first.code, 0, first.stdout + first.stderr);
+    // Another policy, in the file and (edited since) in the blob.
+    const file = JSON.parse(readFileSync(out, 'utf8')) as { policies: Record<string, unknown>[] };
+    const other = { ...file.policies[0]!, id: 'other', folder: { name: 'Other' } };
+    writeFileSync(out, JSON.stringify({ ...file, policies: [...file.policies, other] }, null, 2) + '\n');
+    const edited = JSON.stringify({
+      ...file,
+      policies: [...file.policies, { ...other, folder: { name: 'Renamed' } }],
+    });
+    await new BlockBlobClient(url, storage.sharedKey).upload(edited, edited.length);
+    const r = await cli(setupArgs(name, out, '--policy-blob-url', url), admin);
+    assert.equal(r.code, 1, r.stdout + r.stderr);
+    assert.match(r.stderr, /policy "other" differs/);
+    assert.equal(await blobText(url), edited, 'the blob is as it was');
+  });
+
+  /** Graph writes since `mark`, as "METHOD path status". */
+  const graphWrites = (mark: number): string[] =>
+    sim.log
+      .since(mark)
+      .filter((e) => e.service !== 'login' && e.service !== 'vault' && e.method !== 'GET')
+      .map((e) => `${e.method} ${e.path} ${e.status}`);
+
+  it('a registration holding an earlier version of the certificate gets the renewed one by addKey, with a proof signed by the old one; its old key stays', async () => {
+    const name = 'sync-renewed';
+    const out = join(dir, `${name}.json`);
+    const first = await cli(setupArgs(name, out), admin);
+    assert.equal(first.code, 0, first.stdout + first.stderr);
+    const [old] = sim.appRegistrations().find((a) => a.displayName === name)!.certificates;
+    await sim.vault.renewCertificate(name);
+    const mark = sim.log.lastSeq;
+    const second = await cli(setupArgs(name, out), admin);
+    assert.equal(second.code, 0, second.stdout + second.stderr);
+    assert.match(second.stdout, /added \(addKey, the other keys kept\)/);
+    const app = sim.appRegistrations().find((a) => a.displayName === name)!;
+    const writes = graphWrites(mark);
+    assert.ok(
+      writes.some((w) => /^POST \S*\/applications\/[^/]+\/addKey 200$/.test(w)),
+      writes.join('\n'),
+    );
+    assert.ok(!writes.some((w) => /^PATCH \S*\/applications/.test(w)), 'keyCredentials never replaced');
+    assert.equal(app.certificates.length, 2, 'the old key and the new one');
+    assert.equal(app.certificates[0]!.keyId, old!.keyId, 'the old key is kept');
+    const connection = [...parsePolicyFile(readFileSync(out, 'utf8')).connections.values()][0]!;
+    assert.ok('keyVaultUrl' in connection.certificate);
+    assert.equal(connection.certificate.keyId, app.certificates[1]!.keyId, 'the file names the new key');
+  });
+
+  it('a registration holding a certificate setup cannot sign for stops, saying why and what to do, and keeps its keys', async () => {
+    const name = 'sync-foreign';
+    const out = join(dir, `${name}.json`);
+    const first = await cli(setupArgs(name, out), admin);
+    assert.equal(first.code, 0, first.stdout + first.stderr);
+    const before = sim
+      .appRegistrations()
+      .find((a) => a.displayName === name)!
+      .certificates.map((c) => c.keyId);
+    const file = readFileSync(out, 'utf8');
+    const mark = sim.log.lastSeq;
+    // Another certificate in Key Vault: none of its versions is the key on the registration.
+    const args = setupArgs(name, out);
+    args[args.indexOf('--certificate') + 1] = `${name}-other`;
+    const r = await cli(args, admin);
+    assert.equal(r.code, 1, r.stdout + r.stderr);
+    assert.match(r.stderr, /setup stopped at "key upload"/);
+    assert.match(r.stderr, /private keys are not versions of this certificate in Key Vault/);
+    assert.match(r.stderr, /addKey needs a proof signed by one of them/);
+    assert.match(r.stderr, /setup does not replace an app registration's keys/);
+    assert.match(r.stderr, /Certificates & secrets/);
+    assert.deepEqual(graphWrites(mark), [], 'nothing written to the registration');
+    const after = sim
+      .appRegistrations()
+      .find((a) => a.displayName === name)!
+      .certificates.map((c) => c.keyId);
+    assert.deepEqual(after, before, 'its keys are as they were');
+    assert.equal(readFileSync(out, 'utf8'), file, 'the policy file is unchanged');
+  });
+
   it('Ctrl-C at each step, then setup again: it finishes, with one of everything', async () => {
     for (const [i, step] of setupSteps.slice(1, 8).entries()) {
       const name = `sync-interrupted-${i}`;
@@ -197,5 +387,17 @@ describe('setup: from an empty tenant to a policy that syncs', () => {
       assert.equal(finished.code, 0, `${step}: ${finished.stdout}${finished.stderr}`);
       assertOneOfEverything(name, out);
     }
+  });
+
+  it("every app registration request setup sent, and each answer, matched Microsoft's OpenAPI (Applications.yml)", () => {
+    for (const op of [
+      'applications.create',
+      'applications.update',
+      'servicePrincipals.create',
+      'servicePrincipals.appRoleAssignedTo.create',
+      'applications.addKey',
+    ])
+      assert.ok(conformance.checked.has(op), `${op} was sent and checked`);
+    assert.deepEqual(conformance.violations, []);
   });
 });

@@ -1,6 +1,6 @@
 // The simulator's app registrations and device code sign-in, as an admin's client meets them:
-// app role assignments checked against Microsoft's OpenAPI (../shared/graph-openapi), and the
-// rules that setup depends on (owners, the consent role, duplicates, the service principal).
+// every application, service principal, app role assignment and addKey body checked against
+// Microsoft's OpenAPI (the simulator's extract of Applications.yml), and the rules setup depends on (owners, the consent role, duplicates, the service principal).
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { ClientCertificateCredential, ClientSecretCredential, DeviceCodeCredential } from '@azure/identity';
@@ -9,12 +9,18 @@ import { TokenCredentialAuthenticationProvider } from '@microsoft/microsoft-grap
 import { createSelfSignedCertificate } from '../../doubles/graph-tenant-simulator/certificates';
 import type { GraphTenantSimulator } from '../../doubles/graph-tenant-simulator/simulator';
 import { GraphSchemas } from '../../support/graph-schemas';
+import { applicationsExtract, watchApplicationConformance } from '../../support/conformance';
+import { signProof } from '../../../src/adapters/graph/application-keys';
 import { startSimulator } from '../../support/clients';
+
+const application = 'microsoft.graph.application';
+const principal = 'microsoft.graph.servicePrincipal';
 
 describe('the simulator: app registrations for an admin signed in with a device code', () => {
   let sim: GraphTenantSimulator;
   const schemas = new GraphSchemas();
-  const violations: string[] = [];
+  let violations: string[] = [];
+  let checked = new Set<string>();
   let admin: string;
   let plain: string;
 
@@ -60,21 +66,7 @@ describe('the simulator: app registrations for an admin signed in with a device 
     admin = users[0]!.userPrincipalName;
     plain = users[1]!.userPrincipalName;
     sim.assignDirectoryRole(admin, 'Privileged Role Administrator');
-    sim.graph.observer = (operation, req, res) => {
-      if (res.status >= 300) return;
-      const label = `${req.method} ${req.path} → ${res.status}`;
-      const assignment = schemas.component('microsoft.graph.appRoleAssignment');
-      const check = (what: string, value: unknown): void => {
-        if (!assignment(value))
-          violations.push(`${label} ${what}: ${JSON.stringify(assignment.errors?.slice(0, 3))}`);
-      };
-      if (operation.endsWith('appRoleAssignedTo.create') || operation.endsWith('appRoleAssignments.create')) {
-        check('request', req.body);
-        check('response', res.body);
-      }
-      if (operation === 'servicePrincipals.appRoleAssignments.list')
-        for (const item of (res.body as { value: unknown[] }).value) check('item', item);
-    };
+    ({ violations, checked } = watchApplicationConformance(sim, schemas));
   });
   after(() => sim.close());
 
@@ -91,6 +83,14 @@ describe('the simulator: app registrations for an admin signed in with a device 
     await graph
       .api(`/applications/${app.id}`)
       .patch({ keyCredentials: [{ type: 'AsymmetricX509Cert', usage: 'Verify', key }] });
+    const listed = (await graph.api('/applications').query({ $filter: "displayName eq 'probe'" }).get()) as {
+      value: { id: string }[];
+    };
+    assert.deepEqual(
+      listed.value.map((a) => a.id),
+      [app.id],
+    );
+    await graph.api(`/applications/${app.id}`).get();
     const appCredential = new ClientCertificateCredential(
       sim.tenantId,
       app.appId,
@@ -138,7 +138,6 @@ describe('the simulator: app registrations for an admin signed in with a device 
       roles: string[];
     };
     assert.deepEqual(roles.roles, ['User.Read.All']);
-    assert.deepEqual(violations, [], "appRoleAssignment bodies match Microsoft's OpenAPI");
   });
 
   it('a user without Privileged Role Administrator may create an app (and, as its owner, update it) but not grant Graph roles; a non-owner may not update it', async () => {
@@ -174,6 +173,30 @@ describe('the simulator: app registrations for an admin signed in with a device 
         .patch({ keyCredentials: [{ type: 'AsymmetricX509Cert', usage: 'Verify' }] }),
     );
     assert.equal(noKey.status, 400, 'keyCredentials entries need their key');
+  });
+
+  it('addKey for a signed-in user: its owner may, with a proof; a user neither owner nor application administrator may not', async () => {
+    const owner = signedIn(plain);
+    const app = (await owner.api('/applications').post({ displayName: 'rolled' })) as { id: string };
+    const der = (pem: string): string => pem.replace(/-----[A-Z ]+-----|\s/g, '');
+    const first = await createSelfSignedCertificate('CN=first');
+    await owner.api(`/applications/${app.id}`).patch({
+      keyCredentials: [{ type: 'AsymmetricX509Cert', usage: 'Verify', key: der(first.certificatePem) }],
+    });
+    const next = await createSelfSignedCertificate('CN=next');
+    const body = async (): Promise<unknown> => ({
+      keyCredential: { type: 'AsymmetricX509Cert', usage: 'Verify', key: der(next.certificatePem) },
+      passwordCredential: null,
+      proof: await signProof(first.privateKeyPem + first.certificatePem, app.id),
+    });
+    const stranger = await status(
+      signedIn(admin)
+        .api(`/applications/${app.id}/addKey`)
+        .post(await body()),
+    );
+    assert.equal(stranger.status, 403, 'Privileged Role Administrator is not an application administrator');
+    const added = (await owner.api(`/applications/${app.id}/addKey`).post(await body())) as { keyId: string };
+    assert.match(added.keyId, /^[0-9a-f-]{36}$/);
   });
 
   it('an app token cannot manage app registrations, and the device code is redeemed once', async () => {
@@ -225,5 +248,36 @@ describe('the simulator: app registrations for an admin signed in with a device 
       }),
     });
     assert.equal(stranger.status, 400, 'only known public clients');
+  });
+  it('the schemas reject what Graph would not send', () => {
+    const bad: [string, unknown][] = [
+      [application, { id: 'x', appId: 'y', displayName: 'z', createdAt: '2026-01-01T00:00:00Z' }],
+      [application, { id: 'x', keyCredentials: [{ keyId: 'not-a-guid' }] }],
+      [principal, { id: 'x', appId: 'y', createdDateTime: '2026-01-01T00:00:00Z' }],
+      [principal, { id: 'x', appRoles: [{ id: 'x', value: 'User.Read.All' }] }],
+      ['action.addKey.request', { keyCredential: { type: 'AsymmetricX509Cert', key: 42 }, proof: 'p' }],
+      ['microsoft.graph.keyCredential', { keyId: 'x', thumbprint: 'y' }],
+    ];
+    for (const [schema, value] of bad)
+      assert.equal(
+        schemas.component(schema, true, applicationsExtract)(value),
+        false,
+        `${schema}: ${JSON.stringify(value)}`,
+      );
+  });
+
+  it("every application, service principal, app role assignment and addKey body matched Microsoft's OpenAPI", () => {
+    for (const op of [
+      'applications.create',
+      'applications.list',
+      'applications.update',
+      'servicePrincipals.create',
+      'servicePrincipals.list',
+      'servicePrincipals.appRoleAssignedTo.create',
+      'servicePrincipals.appRoleAssignments.list',
+      'applications.addKey',
+    ])
+      assert.ok(checked.has(op), `${op} was exercised and checked`);
+    assert.deepEqual(violations, []);
   });
 });
