@@ -1,9 +1,8 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { X509Certificate } from 'node:crypto';
 import type { GraphTenantSimulator } from '../../doubles/graph-tenant-simulator/simulator';
 import { simulatorConnection, startSimulator } from '../../support/clients';
@@ -14,28 +13,7 @@ import { hostCredential } from '../../support/clients';
 import { App } from '../../../src/app/composition';
 import { parseSettings } from '../../../src/app/settings';
 import { startRun } from '../../../src/app/use-cases';
-
-const bin = resolve(__dirname, '../../../../bin/m365-contact-sync.js');
-
-interface Result {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function cli(args: string[], env: Record<string, string> = {}): Promise<Result> {
-  return new Promise((resolveRun) => {
-    const child = spawn(process.execPath, [bin, ...args], {
-      env: { ...process.env, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('exit', (code) => resolveRun({ code, stdout, stderr }));
-  });
-}
+import { runCli as cli } from '../../support/cli';
 
 describe('the admin CLI', () => {
   let sim: GraphTenantSimulator;

@@ -3,35 +3,14 @@
 // the report sender's mailbox, names an unknown group id by its JSON path, and calls a TLS failure TLS.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import type { GraphTenantSimulator } from '../../doubles/graph-tenant-simulator/simulator';
 import type { SimUser } from '../../doubles/graph-tenant-simulator/tenant';
 import { simulatorConnection, startSimulator } from '../../support/clients';
 import { productPermissions } from '../../doubles/graph-tenant-simulator/simulator';
-
-const bin = resolve(__dirname, '../../../../bin/m365-contact-sync.js');
-
-function cli(
-  args: string[],
-  env: Record<string, string | undefined>,
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((done) => {
-    const child = spawn(process.execPath, [bin, ...args], {
-      env: Object.fromEntries<string>(
-        Object.entries({ ...process.env, ...env }).filter((e): e is [string, string] => e[1] !== undefined),
-      ),
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('exit', (code) => done({ code, stdout, stderr }));
-  });
-}
+import { runCli as cli } from '../../support/cli';
 
 describe('doctor tells what is really wrong (issue 17 item 5)', () => {
   let sim: GraphTenantSimulator;

@@ -2,33 +2,14 @@
 // mailbox says so, and an unknown group id fails the run naming its JSON path in the policy file.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import type { GraphTenantSimulator } from '../../doubles/graph-tenant-simulator/simulator';
 import { simulatorConnection, startSimulator } from '../../support/clients';
 import { startAzurite, type AzuriteHandle } from '../../../dev/azurite';
 import { startAll } from '../../support/start-all';
-
-const bin = resolve(__dirname, '../../../../bin/m365-contact-sync.js');
-
-function cli(
-  args: string[],
-  env: Record<string, string>,
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((done) => {
-    const child = spawn(process.execPath, [bin, ...args], {
-      env: { ...process.env, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('exit', (code) => done({ code, stdout, stderr }));
-  });
-}
+import { runCli as cli } from '../../support/cli';
 
 describe('run says what it could not do (issue 17 item 5)', () => {
   let sim: GraphTenantSimulator;

@@ -3,10 +3,9 @@
 // threshold held back says so first, exits 1 and names `run --force` (item 3).
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import type { GraphTenantSimulator } from '../../doubles/graph-tenant-simulator/simulator';
 import type { SimUser } from '../../doubles/graph-tenant-simulator/tenant';
 import { simulatorConnection, startSimulator } from '../../support/clients';
@@ -14,25 +13,7 @@ import { startAzurite, type AzuriteHandle } from '../../../dev/azurite';
 import { startAll } from '../../support/start-all';
 import { folderContacts, tagOf } from '../../support/engine';
 import { writesSince } from '../../support/invariant';
-
-const bin = resolve(__dirname, '../../../../bin/m365-contact-sync.js');
-
-function cli(
-  args: string[],
-  env: Record<string, string>,
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((done) => {
-    const child = spawn(process.execPath, [bin, ...args], {
-      env: { ...process.env, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('exit', (code) => done({ code, stdout, stderr }));
-  });
-}
+import { runCli as cli } from '../../support/cli';
 
 const lastJson = (stdout: string): Record<string, any> =>
   JSON.parse(stdout.trim().split('\n').at(-1)!) as Record<string, any>;
