@@ -19,7 +19,12 @@ import { leaveFolderParts, syncFolderParts, type Held } from './mailbox-pass/fol
 import { adoptFormerIds } from './mailbox-pass/former-ids';
 import { healByTag } from './mailbox-pass/heal';
 import { MapWithout } from './mailbox-pass/map-without';
-import type { MailboxPass, MailboxResult, SyncMailboxOptions } from './mailbox-pass/pass';
+import {
+  freshCounts,
+  type MailboxPass,
+  type MailboxResult,
+  type SyncMailboxOptions,
+} from './mailbox-pass/pass';
 import { planPass, reportPlanned } from './mailbox-pass/plan';
 import { writePhotos } from './mailbox-pass/photos';
 import { readChanges } from './mailbox-pass/read-changes';
@@ -33,15 +38,7 @@ export type { MailboxError, MailboxResult, SyncMailboxOptions } from './mailbox-
 const emptyResult = (m: TargetMailbox): MailboxResult => ({
   mailbox: m.userPrincipalName,
   userId: m.userId,
-  status: 'succeeded',
-  created: 0,
-  updated: 0,
-  deleted: 0,
-  unchanged: 0,
-  restored: 0,
-  failed: 0,
-  errors: [],
-  duplicatesRemoved: 0,
+  ...freshCounts(),
 });
 
 export async function syncMailbox(

@@ -16,7 +16,7 @@ import {
 } from '../folder-template';
 import type { DesiredContact } from '../planner';
 import type { FolderState, MailboxGraph, MailboxStateStore, StoredContact, WriteOptions } from '../ports';
-import type { MailboxResult, SyncMailboxOptions } from './pass';
+import { freshCounts, type MailboxResult, type SyncMailboxOptions } from './pass';
 import { deletedSince } from './ensure-folder';
 import { emptyFolder } from './retire';
 import type { MailboxPass } from './pass';
@@ -100,18 +100,7 @@ function addResult(to: MailboxResult, r: MailboxResult): void {
 /** Read through a function: TypeScript would narrow the status to what was last assigned. */
 const unfinished = (r: MailboxResult): boolean => r.status === 'partial';
 
-const freshResult = (m: MailboxResult): MailboxResult => ({
-  ...m,
-  status: 'succeeded',
-  created: 0,
-  updated: 0,
-  deleted: 0,
-  unchanged: 0,
-  restored: 0,
-  failed: 0,
-  errors: [],
-  duplicatesRemoved: 0,
-});
+const freshResult = (m: MailboxResult): MailboxResult => ({ ...m, ...freshCounts() });
 
 export async function syncFolderParts(
   policy: Policy,

@@ -39,6 +39,30 @@ export interface MailboxResult {
   removal?: { folderRemoved: boolean; othersLeft: number };
 }
 
+/** A mailbox result's outcome and counters before any work: succeeded, every count 0, no error. */
+export const freshCounts = (): Pick<
+  MailboxResult,
+  | 'status'
+  | 'created'
+  | 'updated'
+  | 'deleted'
+  | 'unchanged'
+  | 'restored'
+  | 'failed'
+  | 'errors'
+  | 'duplicatesRemoved'
+> => ({
+  status: 'succeeded',
+  created: 0,
+  updated: 0,
+  deleted: 0,
+  unchanged: 0,
+  restored: 0,
+  failed: 0,
+  errors: [],
+  duplicatesRemoved: 0,
+});
+
 export interface SyncMailboxOptions {
   dryRun: boolean;
   force: boolean;
