@@ -8,6 +8,7 @@ import { runPolicyNow } from '../../src/functions/http-api';
 import { policyRunHandler } from '../../src/functions/policy-runs';
 import { parseSettings } from '../../src/app/settings';
 import type { PolicyInput } from '../../src/sync/config/schema';
+import type { SimUser } from '../doubles/graph-tenant-simulator/tenant';
 import { LocalRunner, defaultRunnerOptions } from '../../dev/local-runner';
 import type { GraphTenantSimulator, SimulatorOptions } from '../doubles/graph-tenant-simulator/simulator';
 import { hostCredential, simulatorConnection, startSimulator } from './clients';
@@ -116,3 +117,18 @@ async function startedRun(app: App, policyId: string, body: unknown): Promise<st
   await q.deleteMessage(m.messageId, m.popReceipt);
   return (res.jsonBody as { runId: string }).runId;
 }
+
+/** A directory policy on the fixture's `contoso` connection that targets `targets`, in "Folder <id>". */
+export const usersPolicy = (
+  id: string,
+  targets: SimUser[],
+  extra: Partial<PolicyInput> = {},
+): PolicyInput => ({
+  id,
+  name: id,
+  connection: 'contoso',
+  source: { type: 'directory' },
+  targets: { type: 'users', users: targets.map((u) => u.userPrincipalName) },
+  folder: { name: `Folder ${id}` },
+  ...extra,
+});

@@ -12,7 +12,7 @@ import { queueNames } from '../../../src/app/composition';
 import { removePolicyContacts } from '../../../src/functions/http-remove';
 import type { MailboxOutcome, RunSummary } from '../../../src/sync/runs';
 import type { SimUser } from '../../doubles/graph-tenant-simulator/tenant';
-import { functionsFixture, type FunctionsFixture } from '../../support/functions-app';
+import { functionsFixture, usersPolicy as policy, type FunctionsFixture } from '../../support/functions-app';
 import { folderContacts, tagOf } from '../../support/engine';
 
 const ctx = (): InvocationContext => new InvocationContext({ invocationId: 'test', functionName: 'http' });
@@ -27,15 +27,6 @@ const removal = (policyId: string, body: unknown): HttpRequest =>
 describe('cleanup: remove a policy, mailboxes leaving its targets, deleted policies (issue 17 item 2)', () => {
   let f: FunctionsFixture;
   let users: SimUser[];
-  const policy = (id: string, targets: SimUser[], extra: Partial<PolicyInput> = {}): PolicyInput => ({
-    id,
-    name: id,
-    connection: 'contoso',
-    source: { type: 'directory' },
-    targets: { type: 'users', users: targets.map((u) => u.userPrincipalName) },
-    folder: { name: `Folder ${id}` },
-    ...extra,
-  });
   let policies: PolicyInput[] = [];
   const setPolicies = (next: PolicyInput[]): void => {
     policies = next;

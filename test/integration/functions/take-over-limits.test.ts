@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import type { PolicyInput } from '../../../src/sync/config/schema';
 import { startRun } from '../../../src/app/use-cases';
 import type { SimContact, SimUser } from '../../doubles/graph-tenant-simulator/tenant';
-import { functionsFixture, type FunctionsFixture } from '../../support/functions-app';
+import { functionsFixture, usersPolicy as policy, type FunctionsFixture } from '../../support/functions-app';
 import { folderContacts, tagOf } from '../../support/engine';
 import { decodeParts } from '../../support/mime';
 
@@ -16,15 +16,6 @@ const oldToolTime = new Date('2026-01-01T00:00:00Z');
 describe('take-over and cleanup limits (review of issue 17)', () => {
   let f: FunctionsFixture;
   let users: SimUser[];
-  const policy = (id: string, targets: SimUser[], extra: Partial<PolicyInput> = {}): PolicyInput => ({
-    id,
-    name: id,
-    connection: 'contoso',
-    source: { type: 'directory' },
-    targets: { type: 'users', users: targets.map((u) => u.userPrincipalName) },
-    folder: { name: `Folder ${id}` },
-    ...extra,
-  });
   let policies: PolicyInput[] = [];
   const setPolicies = (next: PolicyInput[]): void => {
     policies = next;
