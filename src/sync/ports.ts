@@ -1,5 +1,6 @@
 // The I/O the sync core needs, as small interfaces. Real implementations live in adapters/;
 // in-memory ones serve unit tests.
+import type { ContactFieldName } from './config/schema';
 import type { DirectoryEntry } from './directory';
 import type { CompiledFilter } from './filters';
 import type { ContactFields } from './mapping';
@@ -249,6 +250,8 @@ export interface PendingContact {
   pending: true;
   hash: string;
   fields: ContactFields;
+  /** Fields the user owns, carried from the folder it leaves (`fields` holds their values). */
+  keep?: ContactFieldName[];
 }
 
 export type StoredContact = (ManagedContact & { pending?: false }) | PendingContact;

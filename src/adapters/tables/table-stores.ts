@@ -373,7 +373,13 @@ export class TableMailboxStore implements MailboxStateStore {
       }
       if (e.pending === true) {
         const fields = json(anyObject, e.fields, 'fields') as ContactFields;
-        contacts.set(fromTableKey(e.rowKey), { pending: true, hash: text(e.hash), fields });
+        const keep = e.keep ? (json(z.array(z.string()), e.keep, 'keep') as never) : undefined;
+        contacts.set(fromTableKey(e.rowKey), {
+          pending: true,
+          hash: text(e.hash),
+          fields,
+          ...(keep ? { keep } : {}),
+        });
       } else {
         if (typeof e.fields !== 'string') throw new Error('state row: fields is missing');
         const base = {
@@ -453,7 +459,14 @@ export class TableMailboxStore implements MailboxStateStore {
       return [
         'upsert',
         c.pending
-          ? { partitionKey: pk, rowKey: key, pending: true, hash: c.hash, fields: JSON.stringify(c.fields) }
+          ? {
+              partitionKey: pk,
+              rowKey: key,
+              pending: true,
+              hash: c.hash,
+              fields: JSON.stringify(c.fields),
+              ...(c.keep ? { keep: JSON.stringify(c.keep) } : {}),
+            }
           : {
               partitionKey: pk,
               rowKey: key,

@@ -14,10 +14,28 @@ import {
   partStateIdOf,
   type FolderAssignment,
 } from '../folder-template';
-import type { DesiredContact } from '../planner';
-import type { FolderState, MailboxGraph, MailboxStateStore, StoredContact, WriteOptions } from '../ports';
-import { freshCounts, type MailboxResult, type SyncMailboxOptions } from './pass';
-import { deletedSince } from './ensure-folder';
+import type { ContactFields } from '../mapping';
+import { managedFields } from '../mapping';
+import { absorbUserChange, type DesiredContact, type ManagedContact } from '../planner';
+import {
+  DeltaExpiredError,
+  FolderGoneError,
+  type FolderRef,
+  type FolderState,
+  type MailboxGraph,
+  type MailboxStateStore,
+  type StoredContact,
+  type WriteOptions,
+} from '../ports';
+import {
+  freshCounts,
+  type CarriedEdit,
+  type MailboxResult,
+  type MutableDrift,
+  type SyncMailboxOptions,
+} from './pass';
+import { MapWithout } from './map-without';
+import { takeDrift } from './read-changes';
 import { emptyFolder } from './retire';
 import type { MailboxPass } from './pass';
 
@@ -42,7 +60,12 @@ export type RunPass = (
   desired: ReadonlyMap<string, DesiredContact>,
   store: MailboxStateStore,
   result: MailboxResult,
-  extra: { held: Held; sourceSize: number; holdDeletes: boolean },
+  extra: {
+    held: Held;
+    sourceSize: number;
+    holdDeletes: boolean;
+    carried?: ReadonlyMap<string, CarriedEdit> | undefined;
+  },
 ) => Promise<MailboxResult>;
 
 interface Part {
@@ -119,17 +142,9 @@ export async function syncFolderParts(
   const parts = await partsOf(policy, mbx, store, assignment, root.folder?.parts ?? []);
   // The plain folder the template replaced: emptied once every per-value folder is filled.
   const plain = root.folder && !root.folder.parts ? root.folder : null;
-  // Contacts users deleted from the plain folder since its last read stay deleted (onUserDelete:
-  // keep): read before the row forgets the folder's delta link.
-  if (plain && !options.dryRun) {
-    const gone = await deletedSince(rootPass(policy, mbx, graph), plain, plain.folderId);
-    const marked: [string, StoredContact][] = [];
-    for (const [k, c] of root.contacts)
-      if (!c.pending && !c.userDeleted && gone.has(c.contactId))
-        marked.push([k, { ...c, userDeleted: true }]);
-    if (marked.length > 0) await store.apply(policy.id, mbx, marked, []);
-    for (const [k, c] of marked) root.contacts.set(k, c);
-  }
+  // What users did in the plain folder since its last read goes with its contacts (a deletion kept,
+  // an edit they own): read before the row forgets the folder's delta link.
+  if (plain && !options.dryRun) await rememberPlainChanges(policy, mbx, graph, store, root.contacts, plain);
   const index: FolderState = {
     folderId: null,
     folderName: null,
@@ -150,20 +165,38 @@ export async function syncFolderParts(
   const mailboxLimit = mailboxThreshold(policy, desiredAll, states.values());
   const holdDeletes = !options.force && mailboxLimit.wanted > mailboxLimit.limit;
   result.status = options.dryRun ? 'planned' : 'succeeded';
-  for (const p of parts) {
-    const mine = states.get(p.stateId)!;
+  const moves = movesOf(parts, states, root.contacts, where);
+  const pass = async (p: Part, desired: ReadonlyMap<string, DesiredContact>): Promise<MailboxResult> => {
     // Also those adopted by tag in a folder found by name (the pass reconciles it).
     const held: Held = { has: (k) => where(k) !== undefined && where(k) !== p.stateId };
-    if (!options.dryRun) await carryUserDeletions(policy, mbx, p, mine, [...states.values(), root.contacts]);
-    const r = await runPass(
+    const others = [...states.values(), root.contacts];
+    const mine = states.get(p.stateId)!;
+    if (!options.dryRun) await carryUserDeletions(policy, mbx, p, mine, others);
+    return runPass(
       { ...policy, folder: { ...policy.folder, name: p.name } },
-      p.desired,
+      desired,
       p.store,
       freshResult(result),
-      { held, sourceSize: desiredAll.size, holdDeletes },
+      {
+        held,
+        sourceSize: desiredAll.size,
+        holdDeletes,
+        carried: carriedEdits(moves.ins.get(p.stateId), mine, others),
+      },
     );
+  };
+  // Folders contacts leave are read first (without the contacts moving in), so what users did to a
+  // leaving contact since the last read is in its row when its new folder writes it.
+  const first = options.dryRun ? [] : parts.filter((p) => moves.out.has(p.stateId));
+  for (const p of first) {
+    const ins = moves.ins.get(p.stateId);
+    const r = await pass(p, ins ? new MapWithout(p.desired, ins) : p.desired);
+    if (ins) r.unchanged = 0; // counted by its second pass
     addResult(result, r);
+    states.set(p.stateId, (await p.store.load(policy.id, mbx)).contacts);
   }
+  for (const p of parts)
+    if (!first.includes(p) || moves.ins.has(p.stateId)) addResult(result, await pass(p, p.desired));
   // The mailbox's threshold holds over all its folders, as for one folder; each folder's too.
   if (holdDeletes) result.deletionsBlocked = mailboxLimit;
   if (options.dryRun || unfinished(result)) return result;
@@ -188,6 +221,97 @@ export async function syncFolderParts(
   if (!left.complete) result.status = 'partial';
   else if (result.failed > 0) result.status = 'failed';
   return result;
+}
+
+/**
+ * Contacts a value change moves: by state id, the source keys moving into a folder (their row is
+ * in another folder's state, or the plain folder's the template replaced) and the folders they leave.
+ */
+function movesOf(
+  parts: Part[],
+  states: ReadonlyMap<string, ReadonlyMap<string, StoredContact>>,
+  rootContacts: ReadonlyMap<string, StoredContact>,
+  where: (key: string) => string | undefined,
+): { ins: Map<string, Set<string>>; out: Set<string> } {
+  const rowAt = new Set<string>();
+  const out = new Set<string>();
+  for (const [stateId, contacts] of states)
+    for (const [k, c] of contacts) {
+      if (c.pending) continue;
+      rowAt.add(k);
+      const to = where(k);
+      if (to !== undefined && to !== stateId) out.add(stateId);
+    }
+  for (const [k, c] of rootContacts) if (!c.pending) rowAt.add(k);
+  const ins = new Map<string, Set<string>>();
+  for (const p of parts) {
+    const mine = states.get(p.stateId)!;
+    for (const k of p.desired.keys())
+      if (rowAt.has(k) && !mine.has(k)) {
+        let set = ins.get(p.stateId);
+        if (!set) ins.set(p.stateId, (set = new Set()));
+        set.add(k);
+      }
+  }
+  return { ins, out };
+}
+
+/** The fields users own in contacts moving into a folder, with their values, from the rows they leave. */
+function carriedEdits(
+  ins: ReadonlySet<string> | undefined,
+  mine: ReadonlyMap<string, StoredContact>,
+  others: ReadonlyMap<string, StoredContact>[],
+): Map<string, CarriedEdit> | undefined {
+  if (!ins) return undefined;
+  const carried = new Map<string, CarriedEdit>();
+  for (const k of ins) {
+    if (mine.has(k)) continue;
+    for (const other of others) {
+      const c = other.get(k);
+      if (!c || c.pending || c.userDeleted || c.keep.length === 0) continue;
+      const written = c.written;
+      const values: ContactFields = {};
+      for (const f of c.keep)
+        if (written[f] !== undefined) (values as Record<string, unknown>)[f] = written[f];
+      carried.set(k, { keep: [...c.keep], values });
+      break;
+    }
+  }
+  return carried.size > 0 ? carried : undefined;
+}
+
+/**
+ * The plain folder a template replaced: what users did there since its last read (a deletion kept,
+ * fields they own now) is remembered in its rows, which the per-value folders carry on.
+ */
+async function rememberPlainChanges(
+  policy: Policy,
+  mbx: string,
+  graph: MailboxGraph,
+  store: MailboxStateStore,
+  contacts: Map<string, StoredContact>,
+  plain: FolderState,
+): Promise<void> {
+  if (!plain.deltaLink) return;
+  const byId = new Map<string, [string, ManagedContact]>();
+  for (const [k, c] of contacts) if (!c.pending) byId.set(c.contactId, [k, c]);
+  const drift: MutableDrift = { changed: new Map(), deleted: new Set() };
+  const ref: FolderRef =
+    plain.folderId === null ? { kind: 'default' } : { kind: 'named', id: plain.folderId };
+  try {
+    await graph.readDrift(mbx, ref, plain.deltaLink, (items) => takeDrift(drift, byId, items));
+  } catch (e) {
+    // An expired token or a deleted folder: nothing is known; the source is written in full.
+    if (!(e instanceof DeltaExpiredError || e instanceof FolderGoneError)) throw e;
+  }
+  const o = { ...policy.options, fields: managedFields(policy.mapping), rules: policy.mapping.rules };
+  const remembered: [string, StoredContact][] = [];
+  for (const [k, c] of contacts) {
+    const now = c.pending ? undefined : absorbUserChange(c, drift, o);
+    if (now) remembered.push([k, now]);
+  }
+  if (remembered.length > 0) await store.apply(policy.id, mbx, remembered, []);
+  for (const [k, c] of remembered) contacts.set(k, c);
 }
 
 /** A contact its user deleted (onUserDelete: keep) stays deleted when its value moves it. */

@@ -9,7 +9,7 @@ import { runSequence, startWorld, type ModelWorld } from '../../model/model';
 import { runThroughQueues } from '../../model/pipeline';
 import { removePolicy } from '../../../src/app/remove-policy';
 import { logger } from '../../../src/app/logging';
-import { tagOfContact } from '../../support/invariant';
+import { tagOfContact, writesSince } from '../../support/invariant';
 
 let world: ModelWorld;
 before(async () => (world = await startWorld()));
@@ -93,6 +93,23 @@ describe('a folder per value (issue 18, item 5)', () => {
         { t: 'run' },
         { t: 'updateUser', user: 2, field: 'department', value: 1 },
         { t: 'updateUser', user: 0, field: 'department', value: 2 },
+        { t: 'run' },
+        { t: 'folderTemplate', field: 'mailDomain' },
+      ],
+    }));
+
+  it("a user's edit (onUserEdit: keep) survives the switch to another field, which moves every contact", () =>
+    runSequence(world, {
+      onUserEdit: 'keep',
+      onUserDelete: 'keep',
+      steps: [
+        { t: 'folderTemplate', field: 'department' },
+        { t: 'run' },
+        { t: 'editContact', mailbox: 0, contact: 0, value: 5 },
+        { t: 'editContact', mailbox: 1, contact: 3, value: 6 },
+        { t: 'run' },
+        { t: 'editContact', mailbox: 2, contact: 1, value: 7 },
+        { t: 'folderTemplate', field: 'companyName' },
         { t: 'run' },
         { t: 'folderTemplate', field: 'mailDomain' },
       ],
@@ -288,5 +305,98 @@ describe('removing a policy with a folder template (issue 18, item 5)', () => {
     assert.equal(ours(), 0, 'no contact of the policy is left');
     assert.deepEqual(folders(), [], 'the per-value folders we created are gone');
     assert.deepEqual(await f.app.mailboxStore.listMailboxes(id), [], 'no state is left');
+  });
+});
+
+describe("users' edits and deletions follow a contact to its new folder (review 18, findings 1 and 5)", () => {
+  it('a kept edit survives a value change (onUserEdit: keep); a deletion stays deleted (onUserDelete: keep)', async () => {
+    const f = world.f;
+    const id = `carry${++world.sequences}`;
+    f.writePolicies([
+      {
+        id,
+        name: id,
+        connection: 'contoso',
+        source: { type: 'directory' },
+        targets: { type: 'users', users: world.targets },
+        folder: { name: `${id} {department}` },
+        options: { onUserEdit: 'keep', onUserDelete: 'keep' },
+      },
+    ]);
+    (f.app as unknown as { policyCache: undefined }).policyCache = undefined;
+    const people = [...f.sim.tenant.users.values()].filter((u) => u.userPrincipalName.startsWith('person'));
+    const [edited, deleted] = [people[0]!, people[1]!];
+    const was = [edited.department, deleted.department];
+    f.sim.tenant.updateUser(edited.id, { department: 'Sales' });
+    f.sim.tenant.updateUser(deleted.id, { department: 'Sales' });
+    const mailbox = f.sim.tenant.mailbox(world.targets[0]!)!;
+    const contactOf = (userId: string) =>
+      [...mailbox.contacts.values()].filter((c) => tagOfContact(c) === `${id}|user:${userId}`);
+    const folderName = (c: { folderId: string }): string | undefined =>
+      mailbox.folders.get(c.folderId)?.displayName;
+    try {
+      assert.equal((await runThroughQueues(f, id)).status, 'completed');
+      const [mine] = contactOf(edited.id);
+      assert.ok(mine, 'the contact to edit');
+      mailbox.updateContact(mine, { jobTitle: 'MY OWN NOTE', mobilePhone: '+1 555 0100' }, [], new Date());
+      // Read by a run first (the edit becomes the user's), then the value changes.
+      assert.equal((await runThroughQueues(f, id)).status, 'completed');
+      f.sim.tenant.updateUser(edited.id, { department: 'Legal' });
+      // A deletion no run has read yet, and a value change in the same run.
+      mailbox.deleteContact(contactOf(deleted.id)[0]!);
+      f.sim.tenant.updateUser(deleted.id, { department: 'Ops' });
+      assert.equal((await runThroughQueues(f, id)).status, 'completed');
+      const moved = contactOf(edited.id);
+      assert.equal(moved.length, 1, 'one contact, in its new folder');
+      assert.equal(folderName(moved[0]!), `${id} Legal`);
+      assert.deepEqual(contactOf(deleted.id), [], 'the contact its user deleted stays deleted');
+      assert.equal(moved[0]!.data.jobTitle, 'MY OWN NOTE', "the user's edit is kept in the new folder");
+      assert.equal(moved[0]!.data.mobilePhone, '+1 555 0100');
+      // Still theirs after the source changes the field, and a run with no change writes nothing.
+      f.sim.tenant.updateUser(edited.id, { jobTitle: 'Director' });
+      assert.equal((await runThroughQueues(f, id)).status, 'completed');
+      assert.equal(contactOf(edited.id)[0]!.data.jobTitle, 'MY OWN NOTE');
+      const mark = f.sim.log.lastSeq;
+      assert.equal((await runThroughQueues(f, id)).status, 'completed');
+      assert.deepEqual(writesSince(f.sim, mark), []);
+    } finally {
+      f.sim.tenant.updateUser(edited.id, { department: was[0] ?? null, jobTitle: 'Engineer' });
+      f.sim.tenant.updateUser(deleted.id, { department: was[1] ?? null });
+    }
+  });
+
+  it('an edit no run has read yet, made just before the value changes, is kept too', async () => {
+    const f = world.f;
+    const id = `carry${++world.sequences}`;
+    f.writePolicies([
+      {
+        id,
+        name: id,
+        connection: 'contoso',
+        source: { type: 'directory' },
+        targets: { type: 'users', users: world.targets },
+        folder: { name: `${id} {department}` },
+        options: { onUserEdit: 'keep' },
+      },
+    ]);
+    (f.app as unknown as { policyCache: undefined }).policyCache = undefined;
+    const person = [...f.sim.tenant.users.values()].find((u) => u.userPrincipalName.startsWith('person'))!;
+    const was = person.department;
+    const mailbox = f.sim.tenant.mailbox(world.targets[1]!)!;
+    const contactOf = () =>
+      [...mailbox.contacts.values()].filter((c) => tagOfContact(c) === `${id}|user:${person.id}`);
+    try {
+      f.sim.tenant.updateUser(person.id, { department: 'Sales' });
+      assert.equal((await runThroughQueues(f, id)).status, 'completed');
+      mailbox.updateContact(contactOf()[0]!, { jobTitle: 'MINE' }, [], new Date());
+      f.sim.tenant.updateUser(person.id, { department: 'Ops' });
+      assert.equal((await runThroughQueues(f, id)).status, 'completed');
+      const now = contactOf();
+      assert.equal(now.length, 1);
+      assert.equal(mailbox.folders.get(now[0]!.folderId)?.displayName, `${id} Ops`);
+      assert.equal(now[0]!.data.jobTitle, 'MINE');
+    } finally {
+      f.sim.tenant.updateUser(person.id, { department: was ?? null });
+    }
   });
 });
