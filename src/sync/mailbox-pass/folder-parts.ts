@@ -82,6 +82,7 @@ async function partsOf(
   store: MailboxStateStore,
   a: FolderAssignment,
   old: string[],
+  dryRun: boolean,
 ): Promise<Part[]> {
   const parts = new Map<string, Part>();
   const part = (name: string, desired: ReadonlyMap<string, DesiredContact>): Part => {
@@ -94,8 +95,8 @@ async function partsOf(
     const stateId = partStateIdOf(policy.id, hash);
     const name = (await store.loadFolder(stateId, mbx))?.folderName;
     // A folder row never written (a crash before its first pass): nothing of it to empty.
-    if (!name) await store.clear(stateId, mbx);
-    else parts.set(hash, part(name, new Map()));
+    if (name) parts.set(hash, part(name, new Map()));
+    else if (!dryRun) await store.clear(stateId, mbx);
   }
   return [...parts.values()];
 }
@@ -139,7 +140,7 @@ export async function syncFolderParts(
   if (!options.dryRun) await adoptFormerRoots(policy, mbx, store);
   const root = await store.load(policy.id, mbx);
   const assignment = assignFolders(policy.folder, desiredAll);
-  const parts = await partsOf(policy, mbx, store, assignment, root.folder?.parts ?? []);
+  const parts = await partsOf(policy, mbx, store, assignment, root.folder?.parts ?? [], options.dryRun);
   // The plain folder the template replaced: emptied once every per-value folder is filled.
   const plain = root.folder && !root.folder.parts ? root.folder : null;
   // What users did in the plain folder since its last read goes with its contacts (a deletion kept,
@@ -418,6 +419,12 @@ export async function leaveFolderParts(
     if (policy.options.onUserDelete === 'keep')
       for (const [k, c] of s.contacts) if (!c.pending && c.userDeleted) carried.set(k, c);
   }
+  // In this order, so a worker killed at any step leaves rows that still say what is left to do: the
+  // deletions first, then the row keeps the per-value folders as retired (still listing them), their
+  // state goes, and only then does the row forget them.
+  if (carried.size > 0) await store.apply(policy.id, mbx, [...carried], []);
+  await store.saveFolder(policy.id, mbx, { ...root, retired });
+  for (const id of ids) await store.clear(id, mbx);
   await store.saveFolder(policy.id, mbx, {
     folderId: null,
     folderName: policy.folder.name,
@@ -425,8 +432,6 @@ export async function leaveFolderParts(
     dirtyContactIds: [],
     retired,
   });
-  if (carried.size > 0) await store.apply(policy.id, mbx, [...carried], []);
-  for (const id of ids) await store.clear(id, mbx);
 }
 
 /**
