@@ -234,7 +234,8 @@ export interface FolderState {
   /**
    * Folders this policy wrote into before its folder changed (folder.name edited, switched to or from
    * null, or a name already taken): our tagged contacts there are removed once the new folder is
-   * filled, and a named folder left empty is deleted. Null stands for the default Contacts folder.
+   * filled, and a named folder left empty is deleted. Null stands for the default Contacts folder. At
+   * most maxRetiredFolders (folder-parts.ts): a template leaves up to 200 per-value folders here.
    */
   retired?: (string | null)[];
   /**

@@ -39,6 +39,14 @@ import { takeDrift } from './read-changes';
 import { emptyFolder } from './retire';
 import type { MailboxPass } from './pass';
 
+/**
+ * Folders a row remembers to empty at most: a template's per-value folders, old and new (2 ×
+ * maxFolders), a few plain ones and former ids' (the Table store keeps them in pieces). Past it the
+ * oldest are forgotten (their contacts stay, with the policy's tag, for a removal to find).
+ */
+export const maxRetiredFolders = 500;
+const bounded = (ids: (string | null)[]): (string | null)[] => [...new Set(ids)].slice(-maxRetiredFolders);
+
 /** The store seen by one folder's pass: the policy's own id stands for the folder's state id. */
 export function partStore(store: MailboxStateStore, policyId: string, stateId: string): MailboxStateStore {
   const to = (id: string): string => (id === policyId ? stateId : id);
@@ -152,7 +160,7 @@ export async function syncFolderParts(
     deltaLink: null,
     dirtyContactIds: [],
     parts: parts.map((p) => partHash(p.name)),
-    retired: plain ? [...new Set([...(plain.retired ?? []), plain.folderId])] : (root.folder?.retired ?? []),
+    retired: plain ? bounded([...(plain.retired ?? []), plain.folderId]) : (root.folder?.retired ?? []),
   };
   // Saved before any folder is written, so a crash forgets neither a folder nor the plain one.
   if (!options.dryRun) await store.saveFolder(policy.id, mbx, index);
@@ -423,14 +431,14 @@ export async function leaveFolderParts(
   // deletions first, then the row keeps the per-value folders as retired (still listing them), their
   // state goes, and only then does the row forget them.
   if (carried.size > 0) await store.apply(policy.id, mbx, [...carried], []);
-  await store.saveFolder(policy.id, mbx, { ...root, retired });
+  await store.saveFolder(policy.id, mbx, { ...root, retired: bounded(retired) });
   for (const id of ids) await store.clear(id, mbx);
   await store.saveFolder(policy.id, mbx, {
     folderId: null,
     folderName: policy.folder.name,
     deltaLink: null,
     dirtyContactIds: [],
-    retired,
+    retired: bounded(retired),
   });
 }
 
@@ -453,8 +461,15 @@ async function adoptFormerRoots(policy: Policy, mbx: string, store: MailboxState
       policy.id,
       mbx,
       root
-        ? { ...root, retired }
-        : { folderId: null, folderName: null, deltaLink: null, dirtyContactIds: [], parts: [], retired },
+        ? { ...root, retired: bounded(retired) }
+        : {
+            folderId: null,
+            folderName: null,
+            deltaLink: null,
+            dirtyContactIds: [],
+            parts: [],
+            retired: bounded(retired),
+          },
     );
     const deleted = [...old.contacts].filter(([, c]) => !c.pending && c.userDeleted);
     if (policy.options.onUserDelete === 'keep' && deleted.length > 0)
