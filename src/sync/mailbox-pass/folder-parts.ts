@@ -190,7 +190,7 @@ export async function syncFolderParts(
         held,
         sourceSize: desiredAll.size,
         holdDeletes,
-        carried: carriedEdits(moves.ins.get(p.stateId), mine, others),
+        carried: carriedEdits(moves.carry.get(p.stateId), mine, others),
       },
     );
   };
@@ -234,14 +234,15 @@ export async function syncFolderParts(
 
 /**
  * Contacts a value change moves: by state id, the source keys moving into a folder (their row is
- * in another folder's state, or the plain folder's the template replaced) and the folders they leave.
+ * in another folder's state, or the plain folder's the template replaced), those whose user's edits
+ * go with them (also when an earlier create left only a pending row), and the folders they leave.
  */
 function movesOf(
   parts: Part[],
   states: ReadonlyMap<string, ReadonlyMap<string, StoredContact>>,
   rootContacts: ReadonlyMap<string, StoredContact>,
   where: (key: string) => string | undefined,
-): { ins: Map<string, Set<string>>; out: Set<string> } {
+): { ins: Map<string, Set<string>>; carry: Map<string, Set<string>>; out: Set<string> } {
   const rowAt = new Set<string>();
   const out = new Set<string>();
   for (const [stateId, contacts] of states)
@@ -253,16 +254,23 @@ function movesOf(
     }
   for (const [k, c] of rootContacts) if (!c.pending) rowAt.add(k);
   const ins = new Map<string, Set<string>>();
+  const carry = new Map<string, Set<string>>();
+  const add = (to: Map<string, Set<string>>, stateId: string, k: string): void => {
+    let set = to.get(stateId);
+    if (!set) to.set(stateId, (set = new Set()));
+    set.add(k);
+  };
   for (const p of parts) {
     const mine = states.get(p.stateId)!;
-    for (const k of p.desired.keys())
-      if (rowAt.has(k) && !mine.has(k)) {
-        let set = ins.get(p.stateId);
-        if (!set) ins.set(p.stateId, (set = new Set()));
-        set.add(k);
-      }
+    for (const k of p.desired.keys()) {
+      if (!rowAt.has(k)) continue;
+      const here = mine.get(k);
+      if (!here) add(ins, p.stateId, k);
+      // A create that failed (or whose reply was lost) left a pending row: the next one carries too.
+      if (!here || here.pending) add(carry, p.stateId, k);
+    }
   }
-  return { ins, out };
+  return { ins, carry, out };
 }
 
 /** The fields users own in contacts moving into a folder, with their values, from the rows they leave. */
@@ -274,7 +282,8 @@ function carriedEdits(
   if (!ins) return undefined;
   const carried = new Map<string, CarriedEdit>();
   for (const k of ins) {
-    if (mine.has(k)) continue;
+    const here = mine.get(k);
+    if (here && !here.pending) continue;
     for (const other of others) {
       const c = other.get(k);
       if (!c || c.pending || c.userDeleted || c.keep.length === 0) continue;

@@ -367,6 +367,54 @@ describe("users' edits and deletions follow a contact to its new folder (review 
     }
   });
 
+  it('a kept edit survives a create in the new folder that failed once (review 4-18, finding 1)', async () => {
+    const f = world.f;
+    const id = `carry${++world.sequences}`;
+    f.writePolicies([
+      {
+        id,
+        name: id,
+        connection: 'contoso',
+        source: { type: 'directory' },
+        targets: { type: 'users', users: [world.targets[2]!] },
+        folder: { name: `${id} {department}` },
+        options: { onUserEdit: 'keep' },
+      },
+    ]);
+    (f.app as unknown as { policyCache: undefined }).policyCache = undefined;
+    const person = [...f.sim.tenant.users.values()].find((u) => u.userPrincipalName.startsWith('person'))!;
+    const was = person.department;
+    const mailbox = f.sim.tenant.mailbox(world.targets[2]!)!;
+    const contactOf = () =>
+      [...mailbox.contacts.values()].filter((c) => tagOfContact(c) === `${id}|user:${person.id}`);
+    try {
+      f.sim.tenant.updateUser(person.id, { department: 'Sales' });
+      assert.equal((await runThroughQueues(f, id)).status, 'completed');
+      mailbox.updateContact(contactOf()[0]!, { jobTitle: 'KEEP-ME' }, [], new Date());
+      assert.equal((await runThroughQueues(f, id)).status, 'completed');
+      f.sim.tenant.updateUser(person.id, { department: 'Ops' });
+      // The new folder's create fails once, before it was made (a 500 in the $batch).
+      f.sim.faults.add({
+        kind: 'status',
+        status: 500,
+        times: 1,
+        match: { operation: 'contacts.create', inBatch: true },
+      });
+      try {
+        await runThroughQueues(f, id);
+      } finally {
+        f.sim.faults.clear();
+      }
+      assert.equal((await runThroughQueues(f, id)).status, 'completed');
+      const now = contactOf();
+      assert.equal(now.length, 1);
+      assert.equal(mailbox.folders.get(now[0]!.folderId)?.displayName, `${id} Ops`);
+      assert.equal(now[0]!.data.jobTitle, 'KEEP-ME');
+    } finally {
+      f.sim.tenant.updateUser(person.id, { department: was ?? null });
+    }
+  });
+
   it('an edit no run has read yet, made just before the value changes, is kept too', async () => {
     const f = world.f;
     const id = `carry${++world.sequences}`;
