@@ -11,6 +11,7 @@ import { policySchema, type Policy, type PolicyInput } from '../../src/sync/conf
 import type { FunctionsFixture } from '../support/functions-app';
 import { functionsFixture } from '../support/functions-app';
 import {
+  expectedSource,
   folderOf,
   invariantViolations,
   snapshotUntagged,
@@ -346,12 +347,14 @@ async function runSteps(world: ModelWorld, seq: Sequence, cleanups: (() => void)
         if (targets.includes(upn) && managed(upn).some((c) => tagOfContact(c) === `${id}|${key}`))
           problems.push(`${upn}: ${key} was deleted by its user and came back (onUserDelete: keep)`);
       }
-    // A kept edit survives as long as its contact does (one gone with its source object is forgotten).
+    // A kept edit survives as long as its source object is in the policy's source (one that left
+    // takes its contact, and the edit, along); a contact missing meanwhile is the invariant's to flag.
+    const sourceKeys = new Set(expectedSource(f.sim, policy).map((s) => s.key));
     if (seq.onUserEdit === 'keep')
       for (const [k, jobTitle] of ref.keptEdits) {
         const [upn, key] = k.split('/') as [string, string];
         const now = managed(upn).filter((c) => tagOfContact(c) === `${id}|${key}`);
-        if (now.length === 0) ref.keptEdits.delete(k);
+        if (!sourceKeys.has(key) && now.length === 0) ref.keptEdits.delete(k);
         else if (now.some((c) => c.data.jobTitle !== jobTitle))
           problems.push(
             `${upn}: ${key}'s job title "${jobTitle}", its user's edit, is lost (onUserEdit: keep): ${now.map((c) => JSON.stringify(c.data.jobTitle)).join(', ')}`,
