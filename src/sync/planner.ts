@@ -68,6 +68,11 @@ export interface PlannedCreate {
   desired: DesiredContact;
   /** Recreating a contact the user deleted (or that vanished with its folder). */
   restore: boolean;
+  /**
+   * Fields the user owns, carried from the folder the contact leaves (a folder per value): `desired`
+   * already holds their values, and the created contact keeps them as the user's.
+   */
+  keep?: ContactFieldName[];
 }
 
 export interface PlannedUpdate {
@@ -110,7 +115,7 @@ export interface MailboxPlan {
   deletionsBlocked?: { wanted: number; managed: number; limit: number };
 }
 
-const ruleOf = (o: PlanOptions, f: ContactFieldName): 'overwrite' | 'setIfEmpty' | 'never' =>
+const ruleOf = (o: Pick<PlanOptions, 'rules'>, f: ContactFieldName): 'overwrite' | 'setIfEmpty' | 'never' =>
   o.rules[f] ?? 'overwrite';
 
 /**
@@ -186,6 +191,52 @@ function withoutRemovalMark(
     : undefined;
 }
 
+/**
+ * The fields the user owns after an edit (`current`, against what we wrote): under onUserEdit keep,
+ * every field they changed; under restore only a setIfEmpty field they filled (the rest is restored).
+ */
+function keptAfterEdit(
+  o: Pick<PlanOptions, 'fields' | 'rules' | 'onUserEdit'>,
+  current: ContactFields,
+  written: ContactFields,
+  keep: ContactFieldName[],
+): { keep: ContactFieldName[]; restore: boolean } {
+  const userChanged = o.fields.filter((f) => !sameValue(current[f], written[f]));
+  if (o.onUserEdit === 'keep') return { keep: [...new Set([...keep, ...userChanged])], restore: false };
+  const filled = userChanged.filter((f) => ruleOf(o, f) === 'setIfEmpty' && !isEmptyValue(current[f]));
+  return { keep: [...new Set([...keep, ...filled])], restore: userChanged.length > 0 };
+}
+
+/**
+ * What a user did to a contact that is leaving for another folder (a folder per value), as its row
+ * should remember it so the move carries it: a deletion the policy keeps, or the fields they own
+ * now with their values. Undefined when there is nothing to remember.
+ */
+export function absorbUserChange(
+  have: ManagedContact,
+  drift: Drift,
+  o: Pick<PlanOptions, 'fields' | 'rules' | 'onUserEdit' | 'onUserDelete'>,
+): ManagedContact | undefined {
+  if (have.userDeleted) return undefined;
+  if (drift.deleted.has(have.contactId))
+    return o.onUserDelete === 'keep' ? { ...have, userDeleted: true } : undefined;
+  const edited = drift.changed.get(have.contactId);
+  if (!edited || edited.changeKey === have.changeKey) return undefined;
+  const written = have.written;
+  const current = withUnreadExtendedFields(edited.fields, written);
+  const { keep } = keptAfterEdit(o, current, written, have.keep);
+  return { ...have, written: current, keep, changeKey: edited.changeKey };
+}
+
+/** The fields a create writes when the user owns some (`keep`, with their values): theirs over the source's. */
+export function withKept(
+  want: ContactFields,
+  keep: readonly ContactFieldName[],
+  values: ContactFields,
+): ContactFields {
+  return merge(want, values, keep);
+}
+
 export function planMailbox(
   desired: ReadonlyMap<string, DesiredContact>,
   managed: ReadonlyMap<string, ManagedContact>,
@@ -237,19 +288,7 @@ export function planMailbox(
     let restore = false;
     if (edited && edited.changeKey !== have.changeKey) {
       current = withUnreadExtendedFields(edited.fields, haveWritten);
-      const userChanged = o.fields.filter((f) => !sameValue(current[f], haveWritten[f]));
-      if (o.onUserEdit === 'keep') {
-        keep = [...new Set([...keep, ...userChanged])];
-      } else {
-        restore = userChanged.length > 0;
-        // A setIfEmpty field the user filled in stays theirs even when restoring.
-        keep = [
-          ...new Set([
-            ...keep,
-            ...userChanged.filter((f) => ruleOf(o, f) === 'setIfEmpty' && !isEmptyValue(edited.fields[f])),
-          ]),
-        ];
-      }
+      ({ keep, restore } = keptAfterEdit(o, current, haveWritten, keep));
     }
     const names = fieldsToWrite(wantFields, current, o, keep, haveWritten);
     withDisplayName(names, wantFields, o, keep);

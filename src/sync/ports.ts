@@ -1,5 +1,6 @@
 // The I/O the sync core needs, as small interfaces. Real implementations live in adapters/;
 // in-memory ones serve unit tests.
+import type { ContactFieldName } from './config/schema';
 import type { DirectoryEntry } from './directory';
 import type { CompiledFilter } from './filters';
 import type { ContactFields } from './mapping';
@@ -233,7 +234,8 @@ export interface FolderState {
   /**
    * Folders this policy wrote into before its folder changed (folder.name edited, switched to or from
    * null, or a name already taken): our tagged contacts there are removed once the new folder is
-   * filled, and a named folder left empty is deleted. Null stands for the default Contacts folder.
+   * filled, and a named folder left empty is deleted. Null stands for the default Contacts folder. At
+   * most maxRetiredFolders (folder-parts.ts): a template leaves up to 200 per-value folders here.
    */
   retired?: (string | null)[];
   /**
@@ -249,6 +251,8 @@ export interface PendingContact {
   pending: true;
   hash: string;
   fields: ContactFields;
+  /** Fields the user owns, carried from the folder it leaves (`fields` holds their values). */
+  keep?: ContactFieldName[];
 }
 
 export type StoredContact = (ManagedContact & { pending?: false }) | PendingContact;

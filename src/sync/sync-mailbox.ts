@@ -15,7 +15,7 @@ import {
 } from './ports';
 import { folderTemplateOf } from './config/schema';
 import { ensureFolder, folderMissingInDryRun } from './mailbox-pass/ensure-folder';
-import { leaveFolderParts, syncFolderParts, type Held } from './mailbox-pass/folder-parts';
+import { leaveFolderParts, syncFolderParts, type RunPass } from './mailbox-pass/folder-parts';
 import { adoptFormerIds } from './mailbox-pass/former-ids';
 import { healByTag } from './mailbox-pass/heal';
 import { MapWithout } from './mailbox-pass/map-without';
@@ -121,7 +121,7 @@ async function runPass(
   result: MailboxResult,
   photoStore: PhotoStore | undefined,
   sources?: SourceStore,
-  parts?: { held: Held; sourceSize: number; holdDeletes: boolean },
+  parts?: Parameters<RunPass>[4],
 ): Promise<MailboxResult> {
   const state = await store.load(policy.id, mailbox.userId);
   const pass: MailboxPass = {
@@ -136,6 +136,7 @@ async function runPass(
     folderState: state.folder,
     result,
     ...(parts ? { held: parts.held } : {}),
+    ...(parts?.carried ? { carried: parts.carried } : {}),
     // Every proxy address of the source objects, only when a take-over needs them (one copy per process).
     ...(sources
       ? {

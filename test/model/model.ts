@@ -11,6 +11,7 @@ import { policySchema, type Policy, type PolicyInput } from '../../src/sync/conf
 import type { FunctionsFixture } from '../support/functions-app';
 import { functionsFixture } from '../support/functions-app';
 import {
+  expectedSource,
   folderOf,
   invariantViolations,
   snapshotUntagged,
@@ -235,6 +236,11 @@ interface Reference {
   unseen: Set<string>;
   /** Contacts users moved out of the policy's folder (mailbox/immutable id): theirs, never deleted by us. */
   moved: Set<string>;
+  /**
+   * Under onUserEdit: keep, the job title each user gave a contact (mailbox/source key): it stays
+   * while the contact does, through value changes that move it to another per-value folder.
+   */
+  keptEdits: Map<string, string>;
 }
 
 /** A Table Storage fault: fail matching requests before they are sent, or after they took effect. */
@@ -292,7 +298,13 @@ async function runSteps(world: ModelWorld, seq: Sequence, cleanups: (() => void)
     return policySchema.parse(input);
   };
   let policy = writePolicy();
-  const ref: Reference = { edited: new Set(), deleted: new Set(), unseen: new Set(), moved: new Set() };
+  const ref: Reference = {
+    edited: new Set(),
+    deleted: new Set(),
+    unseen: new Set(),
+    moved: new Set(),
+    keptEdits: new Map(),
+  };
   const sourceUsers = () =>
     [...f.sim.tenant.users.values()]
       .filter((u) => !targets.includes(u.userPrincipalName))
@@ -334,6 +346,19 @@ async function runSteps(world: ModelWorld, seq: Sequence, cleanups: (() => void)
         const [upn, key] = k.split('/') as [string, string];
         if (targets.includes(upn) && managed(upn).some((c) => tagOfContact(c) === `${id}|${key}`))
           problems.push(`${upn}: ${key} was deleted by its user and came back (onUserDelete: keep)`);
+      }
+    // A kept edit survives as long as its source object is in the policy's source (one that left
+    // takes its contact, and the edit, along); a contact missing meanwhile is the invariant's to flag.
+    const sourceKeys = new Set(expectedSource(f.sim, policy).map((s) => s.key));
+    if (seq.onUserEdit === 'keep')
+      for (const [k, jobTitle] of ref.keptEdits) {
+        const [upn, key] = k.split('/') as [string, string];
+        const now = managed(upn).filter((c) => tagOfContact(c) === `${id}|${key}`);
+        if (!sourceKeys.has(key) && now.length === 0) ref.keptEdits.delete(k);
+        else if (now.some((c) => c.data.jobTitle !== jobTitle))
+          problems.push(
+            `${upn}: ${key}'s job title "${jobTitle}", its user's edit, is lost (onUserEdit: keep): ${now.map((c) => JSON.stringify(c.data.jobTitle)).join(', ')}`,
+          );
       }
     // A renamed policy leaves no contact of a former id behind.
     for (const prev of policy.previousIds)
@@ -439,6 +464,7 @@ async function runSteps(world: ModelWorld, seq: Sequence, cleanups: (() => void)
         if (!c) break;
         t.mailbox(upn)!.updateContact(c, { jobTitle: `edited ${step.value}` }, [], new Date());
         ref.edited.add(`${upn}/${tagOfContact(c)!.slice(id.length + 1)}`);
+        ref.keptEdits.set(`${upn}/${tagOfContact(c)!.slice(id.length + 1)}`, `edited ${step.value}`);
         break;
       }
       case 'deleteContact': {
@@ -447,6 +473,7 @@ async function runSteps(world: ModelWorld, seq: Sequence, cleanups: (() => void)
         if (!c) break;
         t.mailbox(upn)!.deleteContact(c);
         ref.deleted.add(`${upn}/${tagOfContact(c)!.slice(id.length + 1)}`);
+        ref.keptEdits.delete(`${upn}/${tagOfContact(c)!.slice(id.length + 1)}`);
         ref.unseen.add(`${upn}/${tagOfContact(c)!.slice(id.length + 1)}`);
         break;
       }
@@ -467,6 +494,7 @@ async function runSteps(world: ModelWorld, seq: Sequence, cleanups: (() => void)
         ref.deleted.add(key);
         ref.unseen.add(key);
         ref.moved.add(`${upn}/${c.immutableId}`);
+        ref.keptEdits.delete(key);
         break;
       }
       case 'duplicateDelivery':
@@ -497,6 +525,8 @@ async function runSteps(world: ModelWorld, seq: Sequence, cleanups: (() => void)
         const folder = folderName === null ? undefined : folderOf(mailbox, folderName);
         if (!folder) break;
         mailbox.deleteFolder(folder);
+        // The folder's contacts come back from the source: edits in them went with the folder.
+        for (const k of ref.keptEdits.keys()) if (k.startsWith(`${upn}/`)) ref.keptEdits.delete(k);
         // Graph tells nothing of a deleted folder's past (its delta is gone with it): a deletion no
         // run read is indistinguishable from the folder's, and the folder comes back whole.
         for (const k of ref.unseen)
@@ -536,12 +566,15 @@ async function runSteps(world: ModelWorld, seq: Sequence, cleanups: (() => void)
         break;
       }
       case 'renamePolicyId': {
+        // The new id's contacts are written from the source (see README, "A folder per value").
+        ref.keptEdits.clear();
         id = `${id}r`;
         input = { ...input, id, previousIds: [...(input.previousIds ?? []), input.id].slice(-5) };
         policy = writePolicy();
         break;
       }
       case 'policyFolder': {
+        ref.keptEdits.clear(); // contacts are written anew in the new folder
         if (step.to === 'taken') {
           // A user already has a folder of that name, with a contact of their own in it.
           folderName = `${folderName ?? firstName} taken`;
@@ -555,6 +588,8 @@ async function runSteps(world: ModelWorld, seq: Sequence, cleanups: (() => void)
         break;
       }
       case 'folderTemplate': {
+        // Back to a plain name: the plain folder is filled from the source; a template carries edits.
+        if (step.field === null && folderName?.includes('{')) ref.keptEdits.clear();
         folderName = step.field === null ? firstName : `${firstName} – {${step.field}}`;
         input = { ...input, folder: { name: folderName } };
         policy = writePolicy();

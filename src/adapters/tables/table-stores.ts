@@ -147,9 +147,30 @@ function folderOf(e: Record<string, unknown>): FolderState {
     ...(e.created === true ? { created: true } : {}),
     ...(e.takenOver === 'adopt' || e.takenOver === 'remove' ? { takenOver: e.takenOver } : {}),
     ...(typeof e.takeOverBefore === 'string' && e.takeOverBefore ? { takeOverBefore: e.takeOverBefore } : {}),
-    ...(e.retired ? { retired: json(z.array(z.string().nullable()), e.retired, 'retired') } : {}),
+    ...(e.retired ? { retired: json(z.array(z.string().nullable()), joined(e, 'retired'), 'retired') } : {}),
     ...(e.parts ? { parts: json(z.array(z.string()), e.parts, 'parts') } : {}),
   };
+}
+
+/** Characters one string property takes here: Table Storage's limit is 32K UTF-16 units (64 KiB). */
+const pieceChars = 30_000;
+
+/**
+ * A long text as properties of at most pieceChars each: `name`, `name2`, `name3`… (a folder row's
+ * retired folder ids: a template's hundreds of ~150-character ids). The row is written whole
+ * (Replace), so no piece of a longer text is left behind.
+ */
+function inPieces(name: string, text: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (let i = 0; i * pieceChars < text.length; i++)
+    out[i === 0 ? name : `${name}${i + 1}`] = text.slice(i * pieceChars, (i + 1) * pieceChars);
+  return out;
+}
+
+function joined(e: Record<string, unknown>, name: string): string {
+  let text = typeof e[name] === 'string' ? e[name] : '';
+  for (let i = 2; typeof e[`${name}${i}`] === 'string'; i++) text += e[`${name}${i}`] as string;
+  return text;
 }
 
 /** Characters of dirty ids a folder row holds: a string property takes at most 32K UTF-16 units. */
@@ -373,7 +394,13 @@ export class TableMailboxStore implements MailboxStateStore {
       }
       if (e.pending === true) {
         const fields = json(anyObject, e.fields, 'fields') as ContactFields;
-        contacts.set(fromTableKey(e.rowKey), { pending: true, hash: text(e.hash), fields });
+        const keep = e.keep ? (json(z.array(z.string()), e.keep, 'keep') as never) : undefined;
+        contacts.set(fromTableKey(e.rowKey), {
+          pending: true,
+          hash: text(e.hash),
+          fields,
+          ...(keep ? { keep } : {}),
+        });
       } else {
         if (typeof e.fields !== 'string') throw new Error('state row: fields is missing');
         const base = {
@@ -426,8 +453,8 @@ export class TableMailboxStore implements MailboxStateStore {
         created: folder.created === true,
         takenOver: folder.takenOver ?? '',
         takeOverBefore: folder.takeOverBefore ?? '',
-        // A few folder ids at most (ensure-folder bounds the list).
-        ...(folder.retired?.length ? { retired: JSON.stringify(folder.retired) } : {}),
+        // Up to maxRetiredFolders ids of ~150 characters: in pieces, as one property holds 32K.
+        ...(folder.retired?.length ? inPieces('retired', JSON.stringify(folder.retired)) : {}),
         // At most 200 hashes of 16 characters (maxFolders old and new).
         ...(folder.parts ? { parts: JSON.stringify(folder.parts) } : {}),
       },
@@ -453,7 +480,14 @@ export class TableMailboxStore implements MailboxStateStore {
       return [
         'upsert',
         c.pending
-          ? { partitionKey: pk, rowKey: key, pending: true, hash: c.hash, fields: JSON.stringify(c.fields) }
+          ? {
+              partitionKey: pk,
+              rowKey: key,
+              pending: true,
+              hash: c.hash,
+              fields: JSON.stringify(c.fields),
+              ...(c.keep ? { keep: JSON.stringify(c.keep) } : {}),
+            }
           : {
               partitionKey: pk,
               rowKey: key,

@@ -362,6 +362,16 @@ export type FolderTemplateField = (typeof folderTemplateFields)[number];
 /** Folders one template may fill in a mailbox at most (each is a folder row and a pass per run). */
 export const maxFoldersLimit = 100;
 
+/**
+ * Characters Outlook refuses in the names of folders it shows as address books
+ * (PidTagContactAddressBookFolderName): a value's become `-` (folder-template.ts); the text an admin
+ * writes around the field, or as emptyValue, is refused instead.
+ */
+export const outlookRefusedChars = '[]/\\&~?*|<>";:+';
+const refusedIn = (s: string): string | undefined => [...s].find((c) => outlookRefusedChars.includes(c));
+const refusedMessage = (c: string): string =>
+  `"${c}" is one of the characters Outlook refuses in address-book folder names (${outlookRefusedChars.split('').join(' ')})`;
+
 const folderSchema = z.strictObject({
   name: z
     .string()
@@ -381,6 +391,10 @@ const folderSchema = z.strictObject({
     .min(1)
     .max(64)
     .refine((s) => s.trim() === s && !/[\\/{}]/.test(s), 'no leading or trailing spaces, no / \\ { }')
+    .superRefine((s, ctx) => {
+      const c = refusedIn(s);
+      if (c) ctx.addIssue({ code: 'custom', message: refusedMessage(c) });
+    })
     .default('Other')
     .describe(
       "A folder template's value for contacts without one (and for values past maxFolders): their folder is the template with this value",
@@ -414,7 +428,8 @@ function folderTemplateProblem(name: string): string | undefined {
     return `a folder template names exactly one field in braces, e.g. "Partners – {companyName}" (found ${fields.length})`;
   if (!(folderTemplateFields as readonly string[]).includes(fields[0]!))
     return `unknown field "{${fields[0]}}" in the folder template; fields: ${folderTemplateFields.join(', ')}`;
-  return undefined;
+  const c = refusedIn(name.replace(/\{[^{}]*\}/, ''));
+  return c ? `the folder template's own text: ${refusedMessage(c)}` : undefined;
 }
 
 export const policySchema = z.strictObject({

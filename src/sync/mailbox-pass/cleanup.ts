@@ -76,45 +76,83 @@ export async function cleanMailbox(
     return result;
   }
   const ref = state?.parts ? undefined : await folderOf(graph, mailboxId, state, options.folderName);
+  const own = await emptyOf(policyId, mailboxId, graph, ref, state?.created === true, options, result);
+  // Folders the policy left and had not emptied yet (a folder changed, a template switched on or off):
+  // ours there go too, and a named one left with nothing of the user's, as the sync would do.
+  for (const id of new Set(state?.retired ?? []))
+    if (id !== (state?.folderId ?? undefined) && !(id === null && ref?.kind === 'default'))
+      await emptyOf(
+        policyId,
+        mailboxId,
+        graph,
+        id === null ? { kind: 'default' } : { kind: 'named', id },
+        true,
+        options,
+        result,
+      );
+  if (options.dryRun) {
+    result.folderRemoved ||= own;
+    return result;
+  }
+  if (result.errors.length > 0) {
+    result.status = 'failed'; // the state stays, so running the removal again finds the rest
+    return result;
+  }
+  result.folderRemoved ||= own;
+  await store.clear(policyId, mailboxId);
+  return result;
+}
+
+/**
+ * Deletes the policy's contacts in one folder (counted in `result`), then the folder when it is
+ * `ours` to delete and nothing else is in it. True when the folder went (in a dry run: would go).
+ */
+async function emptyOf(
+  policyId: string,
+  mailboxId: string,
+  graph: MailboxGraph,
+  ref: FolderRef | undefined,
+  ours: boolean,
+  options: CleanupOptions,
+  result: CleanupResult,
+): Promise<boolean> {
   let listed: TaggedContact[];
   try {
     listed = ref ? await graph.listContacts(mailboxId, ref) : [];
   } catch (e) {
     if (!isGone(e)) throw e;
-    listed = []; // the folder (or the mailbox) is gone: nothing of ours is left there
+    return false; // the folder (or the mailbox) is gone: nothing of ours is left there
   }
-  const ours = listed.filter((c) => c.tag !== null && parseTag(c.tag, policyId) !== undefined);
-  result.othersLeft = listed.length - ours.length;
-  const ownEmptyFolder = ref?.kind === 'named' && state?.created === true && result.othersLeft === 0;
+  const tagged = listed.filter((c) => c.tag !== null && parseTag(c.tag, policyId) !== undefined);
+  const othersLeft = listed.length - tagged.length;
+  result.othersLeft += othersLeft;
+  const removable = ref?.kind === 'named' && ours && othersLeft === 0;
   if (options.dryRun) {
-    result.contacts = ours.length;
-    result.folderRemoved = ownEmptyFolder;
-    return result;
+    result.contacts += tagged.length;
+    return removable;
   }
   const results = await graph.write(
     mailboxId,
-    ours.map((c, i) => ({ id: String(i), kind: 'delete', contactId: c.contactId })),
+    tagged.map((c, i) => ({ id: String(i), kind: 'delete', contactId: c.contactId })),
     options.deadline !== undefined ? { deadline: options.deadline } : {},
   );
+  let failed = false;
   for (const r of results) {
     if (r.outcome === 'ok' || r.outcome === 'notFound') result.contacts++;
-    else
+    else {
+      failed = true;
       result.errors.push({
         status: r.outcome === 'failed' ? r.status : 0,
         code: r.outcome === 'failed' ? r.code : r.outcome,
         message:
           r.outcome === 'failed' || r.outcome === 'unknown' ? r.message : 'not sent before the deadline',
       });
+    }
   }
-  if (result.errors.length > 0) {
-    result.status = 'failed'; // the state stays, so running the removal again finds the rest
-    return result;
-  }
+  if (failed || !removable || ref.kind !== 'named') return false;
   // Looked at again just before: a contact a user put there meanwhile keeps the folder.
-  if (ownEmptyFolder && ref.kind === 'named' && (await graph.listContacts(mailboxId, ref)).length === 0)
-    result.folderRemoved = await graph.deleteFolder(mailboxId, ref.id);
-  await store.clear(policyId, mailboxId);
-  return result;
+  if ((await graph.listContacts(mailboxId, ref)).length > 0) return false;
+  return graph.deleteFolder(mailboxId, ref.id);
 }
 
 async function folderOf(

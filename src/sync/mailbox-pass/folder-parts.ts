@@ -14,12 +14,38 @@ import {
   partStateIdOf,
   type FolderAssignment,
 } from '../folder-template';
-import type { DesiredContact } from '../planner';
-import type { FolderState, MailboxGraph, MailboxStateStore, StoredContact, WriteOptions } from '../ports';
-import { freshCounts, type MailboxResult, type SyncMailboxOptions } from './pass';
-import { deletedSince } from './ensure-folder';
+import type { ContactFields } from '../mapping';
+import { managedFields } from '../mapping';
+import { absorbUserChange, type DesiredContact, type ManagedContact } from '../planner';
+import {
+  DeltaExpiredError,
+  FolderGoneError,
+  type FolderRef,
+  type FolderState,
+  type MailboxGraph,
+  type MailboxStateStore,
+  type StoredContact,
+  type WriteOptions,
+} from '../ports';
+import {
+  freshCounts,
+  type CarriedEdit,
+  type MailboxResult,
+  type MutableDrift,
+  type SyncMailboxOptions,
+} from './pass';
+import { MapWithout } from './map-without';
+import { takeDrift } from './read-changes';
 import { emptyFolder } from './retire';
 import type { MailboxPass } from './pass';
+
+/**
+ * Folders a row remembers to empty at most: a template's per-value folders, old and new (2 ×
+ * maxFolders), a few plain ones and former ids' (the Table store keeps them in pieces). Past it the
+ * oldest are forgotten (their contacts stay, with the policy's tag, for a removal to find).
+ */
+export const maxRetiredFolders = 500;
+const bounded = (ids: (string | null)[]): (string | null)[] => [...new Set(ids)].slice(-maxRetiredFolders);
 
 /** The store seen by one folder's pass: the policy's own id stands for the folder's state id. */
 export function partStore(store: MailboxStateStore, policyId: string, stateId: string): MailboxStateStore {
@@ -42,7 +68,12 @@ export type RunPass = (
   desired: ReadonlyMap<string, DesiredContact>,
   store: MailboxStateStore,
   result: MailboxResult,
-  extra: { held: Held; sourceSize: number; holdDeletes: boolean },
+  extra: {
+    held: Held;
+    sourceSize: number;
+    holdDeletes: boolean;
+    carried?: ReadonlyMap<string, CarriedEdit> | undefined;
+  },
 ) => Promise<MailboxResult>;
 
 interface Part {
@@ -59,6 +90,7 @@ async function partsOf(
   store: MailboxStateStore,
   a: FolderAssignment,
   old: string[],
+  dryRun: boolean,
 ): Promise<Part[]> {
   const parts = new Map<string, Part>();
   const part = (name: string, desired: ReadonlyMap<string, DesiredContact>): Part => {
@@ -71,8 +103,8 @@ async function partsOf(
     const stateId = partStateIdOf(policy.id, hash);
     const name = (await store.loadFolder(stateId, mbx))?.folderName;
     // A folder row never written (a crash before its first pass): nothing of it to empty.
-    if (!name) await store.clear(stateId, mbx);
-    else parts.set(hash, part(name, new Map()));
+    if (name) parts.set(hash, part(name, new Map()));
+    else if (!dryRun) await store.clear(stateId, mbx);
   }
   return [...parts.values()];
 }
@@ -116,27 +148,19 @@ export async function syncFolderParts(
   if (!options.dryRun) await adoptFormerRoots(policy, mbx, store);
   const root = await store.load(policy.id, mbx);
   const assignment = assignFolders(policy.folder, desiredAll);
-  const parts = await partsOf(policy, mbx, store, assignment, root.folder?.parts ?? []);
+  const parts = await partsOf(policy, mbx, store, assignment, root.folder?.parts ?? [], options.dryRun);
   // The plain folder the template replaced: emptied once every per-value folder is filled.
   const plain = root.folder && !root.folder.parts ? root.folder : null;
-  // Contacts users deleted from the plain folder since its last read stay deleted (onUserDelete:
-  // keep): read before the row forgets the folder's delta link.
-  if (plain && !options.dryRun) {
-    const gone = await deletedSince(rootPass(policy, mbx, graph), plain, plain.folderId);
-    const marked: [string, StoredContact][] = [];
-    for (const [k, c] of root.contacts)
-      if (!c.pending && !c.userDeleted && gone.has(c.contactId))
-        marked.push([k, { ...c, userDeleted: true }]);
-    if (marked.length > 0) await store.apply(policy.id, mbx, marked, []);
-    for (const [k, c] of marked) root.contacts.set(k, c);
-  }
+  // What users did in the plain folder since its last read goes with its contacts (a deletion kept,
+  // an edit they own): read before the row forgets the folder's delta link.
+  if (plain && !options.dryRun) await rememberPlainChanges(policy, mbx, graph, store, root.contacts, plain);
   const index: FolderState = {
     folderId: null,
     folderName: null,
     deltaLink: null,
     dirtyContactIds: [],
     parts: parts.map((p) => partHash(p.name)),
-    retired: plain ? [...new Set([...(plain.retired ?? []), plain.folderId])] : (root.folder?.retired ?? []),
+    retired: plain ? bounded([...(plain.retired ?? []), plain.folderId]) : (root.folder?.retired ?? []),
   };
   // Saved before any folder is written, so a crash forgets neither a folder nor the plain one.
   if (!options.dryRun) await store.saveFolder(policy.id, mbx, index);
@@ -150,20 +174,38 @@ export async function syncFolderParts(
   const mailboxLimit = mailboxThreshold(policy, desiredAll, states.values());
   const holdDeletes = !options.force && mailboxLimit.wanted > mailboxLimit.limit;
   result.status = options.dryRun ? 'planned' : 'succeeded';
-  for (const p of parts) {
-    const mine = states.get(p.stateId)!;
+  const moves = movesOf(parts, states, root.contacts, where);
+  const pass = async (p: Part, desired: ReadonlyMap<string, DesiredContact>): Promise<MailboxResult> => {
     // Also those adopted by tag in a folder found by name (the pass reconciles it).
     const held: Held = { has: (k) => where(k) !== undefined && where(k) !== p.stateId };
-    if (!options.dryRun) await carryUserDeletions(policy, mbx, p, mine, [...states.values(), root.contacts]);
-    const r = await runPass(
+    const others = [...states.values(), root.contacts];
+    const mine = states.get(p.stateId)!;
+    if (!options.dryRun) await carryUserDeletions(policy, mbx, p, mine, others);
+    return runPass(
       { ...policy, folder: { ...policy.folder, name: p.name } },
-      p.desired,
+      desired,
       p.store,
       freshResult(result),
-      { held, sourceSize: desiredAll.size, holdDeletes },
+      {
+        held,
+        sourceSize: desiredAll.size,
+        holdDeletes,
+        carried: carriedEdits(moves.carry.get(p.stateId), mine, others),
+      },
     );
+  };
+  // Folders contacts leave are read first (without the contacts moving in), so what users did to a
+  // leaving contact since the last read is in its row when its new folder writes it.
+  const first = options.dryRun ? [] : parts.filter((p) => moves.out.has(p.stateId));
+  for (const p of first) {
+    const ins = moves.ins.get(p.stateId);
+    const r = await pass(p, ins ? new MapWithout(p.desired, ins) : p.desired);
+    if (ins) r.unchanged = 0; // counted by its second pass
     addResult(result, r);
+    states.set(p.stateId, (await p.store.load(policy.id, mbx)).contacts);
   }
+  for (const p of parts)
+    if (!first.includes(p) || moves.ins.has(p.stateId)) addResult(result, await pass(p, p.desired));
   // The mailbox's threshold holds over all its folders, as for one folder; each folder's too.
   if (holdDeletes) result.deletionsBlocked = mailboxLimit;
   if (options.dryRun || unfinished(result)) return result;
@@ -188,6 +230,106 @@ export async function syncFolderParts(
   if (!left.complete) result.status = 'partial';
   else if (result.failed > 0) result.status = 'failed';
   return result;
+}
+
+/**
+ * Contacts a value change moves: by state id, the source keys moving into a folder (their row is
+ * in another folder's state, or the plain folder's the template replaced), those whose user's edits
+ * go with them (also when an earlier create left only a pending row), and the folders they leave.
+ */
+function movesOf(
+  parts: Part[],
+  states: ReadonlyMap<string, ReadonlyMap<string, StoredContact>>,
+  rootContacts: ReadonlyMap<string, StoredContact>,
+  where: (key: string) => string | undefined,
+): { ins: Map<string, Set<string>>; carry: Map<string, Set<string>>; out: Set<string> } {
+  const rowAt = new Set<string>();
+  const out = new Set<string>();
+  for (const [stateId, contacts] of states)
+    for (const [k, c] of contacts) {
+      if (c.pending) continue;
+      rowAt.add(k);
+      const to = where(k);
+      if (to !== undefined && to !== stateId) out.add(stateId);
+    }
+  for (const [k, c] of rootContacts) if (!c.pending) rowAt.add(k);
+  const ins = new Map<string, Set<string>>();
+  const carry = new Map<string, Set<string>>();
+  const add = (to: Map<string, Set<string>>, stateId: string, k: string): void => {
+    let set = to.get(stateId);
+    if (!set) to.set(stateId, (set = new Set()));
+    set.add(k);
+  };
+  for (const p of parts) {
+    const mine = states.get(p.stateId)!;
+    for (const k of p.desired.keys()) {
+      if (!rowAt.has(k)) continue;
+      const here = mine.get(k);
+      if (!here) add(ins, p.stateId, k);
+      // A create that failed (or whose reply was lost) left a pending row: the next one carries too.
+      if (!here || here.pending) add(carry, p.stateId, k);
+    }
+  }
+  return { ins, carry, out };
+}
+
+/** The fields users own in contacts moving into a folder, with their values, from the rows they leave. */
+function carriedEdits(
+  ins: ReadonlySet<string> | undefined,
+  mine: ReadonlyMap<string, StoredContact>,
+  others: ReadonlyMap<string, StoredContact>[],
+): Map<string, CarriedEdit> | undefined {
+  if (!ins) return undefined;
+  const carried = new Map<string, CarriedEdit>();
+  for (const k of ins) {
+    const here = mine.get(k);
+    if (here && !here.pending) continue;
+    for (const other of others) {
+      const c = other.get(k);
+      if (!c || c.pending || c.userDeleted || c.keep.length === 0) continue;
+      const written = c.written;
+      const values: ContactFields = {};
+      for (const f of c.keep)
+        if (written[f] !== undefined) (values as Record<string, unknown>)[f] = written[f];
+      carried.set(k, { keep: [...c.keep], values });
+      break;
+    }
+  }
+  return carried.size > 0 ? carried : undefined;
+}
+
+/**
+ * The plain folder a template replaced: what users did there since its last read (a deletion kept,
+ * fields they own now) is remembered in its rows, which the per-value folders carry on.
+ */
+async function rememberPlainChanges(
+  policy: Policy,
+  mbx: string,
+  graph: MailboxGraph,
+  store: MailboxStateStore,
+  contacts: Map<string, StoredContact>,
+  plain: FolderState,
+): Promise<void> {
+  if (!plain.deltaLink) return;
+  const byId = new Map<string, [string, ManagedContact]>();
+  for (const [k, c] of contacts) if (!c.pending) byId.set(c.contactId, [k, c]);
+  const drift: MutableDrift = { changed: new Map(), deleted: new Set() };
+  const ref: FolderRef =
+    plain.folderId === null ? { kind: 'default' } : { kind: 'named', id: plain.folderId };
+  try {
+    await graph.readDrift(mbx, ref, plain.deltaLink, (items) => takeDrift(drift, byId, items));
+  } catch (e) {
+    // An expired token or a deleted folder: nothing is known; the source is written in full.
+    if (!(e instanceof DeltaExpiredError || e instanceof FolderGoneError)) throw e;
+  }
+  const o = { ...policy.options, fields: managedFields(policy.mapping), rules: policy.mapping.rules };
+  const remembered: [string, StoredContact][] = [];
+  for (const [k, c] of contacts) {
+    const now = c.pending ? undefined : absorbUserChange(c, drift, o);
+    if (now) remembered.push([k, now]);
+  }
+  if (remembered.length > 0) await store.apply(policy.id, mbx, remembered, []);
+  for (const [k, c] of remembered) contacts.set(k, c);
 }
 
 /** A contact its user deleted (onUserDelete: keep) stays deleted when its value moves it. */
@@ -294,15 +436,19 @@ export async function leaveFolderParts(
     if (policy.options.onUserDelete === 'keep')
       for (const [k, c] of s.contacts) if (!c.pending && c.userDeleted) carried.set(k, c);
   }
+  // In this order, so a worker killed at any step leaves rows that still say what is left to do: the
+  // deletions first, then the row keeps the per-value folders as retired (still listing them), their
+  // state goes, and only then does the row forget them.
+  if (carried.size > 0) await store.apply(policy.id, mbx, [...carried], []);
+  await store.saveFolder(policy.id, mbx, { ...root, retired: bounded(retired) });
+  for (const id of ids) await store.clear(id, mbx);
   await store.saveFolder(policy.id, mbx, {
     folderId: null,
     folderName: policy.folder.name,
     deltaLink: null,
     dirtyContactIds: [],
-    retired,
+    retired: bounded(retired),
   });
-  if (carried.size > 0) await store.apply(policy.id, mbx, [...carried], []);
-  for (const id of ids) await store.clear(id, mbx);
 }
 
 /**
@@ -324,8 +470,15 @@ async function adoptFormerRoots(policy: Policy, mbx: string, store: MailboxState
       policy.id,
       mbx,
       root
-        ? { ...root, retired }
-        : { folderId: null, folderName: null, deltaLink: null, dirtyContactIds: [], parts: [], retired },
+        ? { ...root, retired: bounded(retired) }
+        : {
+            folderId: null,
+            folderName: null,
+            deltaLink: null,
+            dirtyContactIds: [],
+            parts: [],
+            retired: bounded(retired),
+          },
     );
     const deleted = [...old.contacts].filter(([, c]) => !c.pending && c.userDeleted);
     if (policy.options.onUserDelete === 'keep' && deleted.length > 0)

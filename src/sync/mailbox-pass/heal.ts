@@ -1,5 +1,6 @@
 // Step 3: heal by our tag. Pending creates (lost replies) are looked up one by one; a reconcile
 // (adopted folder, expired token) or many pending creates list the folder once instead.
+import type { ContactFieldName } from '../config/schema';
 import type { ManagedContact } from '../planner';
 import type { FolderRef, StoredContact, TaggedContact } from '../ports';
 import { parseTag, tagValue } from '../tag';
@@ -86,12 +87,13 @@ async function lookUpUnknown(
   }
 }
 
-const managedFrom = (found: TaggedContact, hash: string): ManagedContact => ({
+/** A contact found by tag; `keep`: the fields its pending create wrote as the user's. */
+const managedFrom = (found: TaggedContact, hash: string, keep: ContactFieldName[] = []): ManagedContact => ({
   contactId: found.contactId,
   hash,
   written: found.fields,
   changeKey: found.changeKey,
-  keep: [],
+  keep,
   userDeleted: false,
   orphaned: false,
 });
@@ -127,7 +129,7 @@ async function reconcileFolder(
       continue;
     }
     // Adopt: what is there is what we wrote (best knowledge), so only differences get written.
-    const adopted = managedFrom(keepOne, '');
+    const adopted = managedFrom(keepOne, '', stored?.pending ? stored.keep : undefined);
     contacts.set(key, adopted);
     healed.upserts.push([key, adopted]);
   }
@@ -151,7 +153,7 @@ async function lookUpPending(pass: MailboxPass, ref: FolderRef, healed: Healed):
     }
     const { keep: keepOne, twins } = splitTwins(found, undefined);
     healed.removeDuplicates.push(...twins.map((t) => t.contactId));
-    const contact = managedFrom(keepOne, p.hash);
+    const contact = managedFrom(keepOne, p.hash, p.keep);
     contacts.set(key, contact);
     healed.upserts.push([key, contact]);
   }

@@ -77,6 +77,12 @@ export interface MutableDrift {
   deleted: Set<string>;
 }
 
+/** The fields a user owns in a contact, with their values (carried to the contact's new folder). */
+export interface CarriedEdit {
+  keep: ContactFieldName[];
+  values: ContactFields;
+}
+
 export interface MailboxPass {
   policy: Policy;
   /** The mailbox's user id. */
@@ -93,6 +99,8 @@ export interface MailboxPass {
   result: MailboxResult;
   /** Contacts that moved to another per-value folder: left alone until they are there (folder-parts.ts). */
   held?: { has(key: string): boolean };
+  /** Contacts moving in from another per-value folder whose user owns some fields: written as theirs. */
+  carried?: ReadonlyMap<string, CarriedEdit>;
   /** The source objects by e-mail address, read when a take-over needs them. */
   sourceAddresses?: () => Promise<SourceAddresses>;
 }

@@ -1,5 +1,12 @@
 // Step 4: the plan (pure), and what a dry run reports from it.
-import { planMailbox, planPhotos, type MailboxPlan, type ManagedContact } from '../planner';
+import {
+  absorbUserChange,
+  planMailbox,
+  planPhotos,
+  withKept,
+  type MailboxPlan,
+  type ManagedContact,
+} from '../planner';
 import type { MailboxPass, MutableDrift } from './pass';
 
 export function managedContacts(pass: MailboxPass): Map<string, ManagedContact> {
@@ -28,9 +35,37 @@ export function planPass(
   });
   // Contacts that vanished with a deleted folder come back as restores.
   for (const c of plan.creates) if (lostWithFolder.has(c.sourceKey)) c.restore = true;
+  carryEdits(pass, plan);
+  rememberHeld(pass, drift, plan);
   if (plan.deletionsBlocked) pass.result.deletionsBlocked = plan.deletionsBlocked;
   pass.result.unchanged = plan.unchanged;
   return plan;
+}
+
+/** A contact moving in whose user owns some fields is created with their values, still theirs. */
+function carryEdits(pass: MailboxPass, plan: MailboxPlan): void {
+  if (!pass.carried) return;
+  for (const c of plan.creates) {
+    const carried = pass.carried.get(c.sourceKey);
+    if (!carried) continue;
+    const fields = withKept(c.desired.fields, carried.keep, carried.values);
+    c.desired = { ...c.desired, fields };
+    c.keep = carried.keep;
+  }
+}
+
+/**
+ * Contacts leaving this folder for another value's (held): what their users did since the last read
+ * is remembered in their rows, so the move carries it (an edit they own, a deletion kept).
+ */
+function rememberHeld(pass: MailboxPass, drift: MutableDrift, plan: MailboxPlan): void {
+  if (!pass.held) return;
+  const o = { ...pass.policy.options, fields: pass.fields, rules: pass.policy.mapping.rules };
+  for (const [k, c] of pass.contacts) {
+    if (c.pending || !pass.held.has(k)) continue;
+    const now = absorbUserChange(c, drift, o);
+    if (now) plan.stateChanges.push({ sourceKey: k, change: { kind: 'set', contact: now } });
+  }
 }
 
 /** A dry run's counts: what the plan would write. */

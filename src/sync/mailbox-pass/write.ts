@@ -182,7 +182,15 @@ class PlanWriter {
       if (m?.kind !== 'create' || this.pendingWritten.has(m.c.sourceKey) || keys.includes(m.c.sourceKey))
         return;
       keys.push(m.c.sourceKey);
-      rows.push([m.c.sourceKey, { pending: true, hash: m.c.desired.hash, fields: m.c.desired.fields }]);
+      rows.push([
+        m.c.sourceKey,
+        {
+          pending: true,
+          hash: m.c.desired.hash,
+          fields: m.c.desired.fields,
+          ...(m.c.keep ? { keep: m.c.keep } : {}),
+        },
+      ]);
     };
     batch.forEach(add);
     // Updates: the row carries what the PATCH will have written, so a lost reply is known as ours.
@@ -289,7 +297,7 @@ class PlanWriter {
               contactId: r.contactId,
               hash: m.c.desired.hash,
               changeKey: r.changeKey ?? '',
-              keep: [],
+              keep: m.c.keep ?? [],
               userDeleted: false,
               orphaned: false,
             }),

@@ -9,7 +9,9 @@ import { runSequence, startWorld, type ModelWorld } from '../../model/model';
 import { runThroughQueues } from '../../model/pipeline';
 import { removePolicy } from '../../../src/app/remove-policy';
 import { logger } from '../../../src/app/logging';
-import { tagOfContact } from '../../support/invariant';
+import { tagOfContact, writesSince } from '../../support/invariant';
+import { startRun } from '../../../src/app/use-cases';
+import { partHash, partStateIdOf } from '../../../src/sync/folder-template';
 
 let world: ModelWorld;
 before(async () => (world = await startWorld()));
@@ -93,6 +95,23 @@ describe('a folder per value (issue 18, item 5)', () => {
         { t: 'run' },
         { t: 'updateUser', user: 2, field: 'department', value: 1 },
         { t: 'updateUser', user: 0, field: 'department', value: 2 },
+        { t: 'run' },
+        { t: 'folderTemplate', field: 'mailDomain' },
+      ],
+    }));
+
+  it("a user's edit (onUserEdit: keep) survives the switch to another field, which moves every contact", () =>
+    runSequence(world, {
+      onUserEdit: 'keep',
+      onUserDelete: 'keep',
+      steps: [
+        { t: 'folderTemplate', field: 'department' },
+        { t: 'run' },
+        { t: 'editContact', mailbox: 0, contact: 0, value: 5 },
+        { t: 'editContact', mailbox: 1, contact: 3, value: 6 },
+        { t: 'run' },
+        { t: 'editContact', mailbox: 2, contact: 1, value: 7 },
+        { t: 'folderTemplate', field: 'companyName' },
         { t: 'run' },
         { t: 'folderTemplate', field: 'mailDomain' },
       ],
@@ -288,5 +307,328 @@ describe('removing a policy with a folder template (issue 18, item 5)', () => {
     assert.equal(ours(), 0, 'no contact of the policy is left');
     assert.deepEqual(folders(), [], 'the per-value folders we created are gone');
     assert.deepEqual(await f.app.mailboxStore.listMailboxes(id), [], 'no state is left');
+  });
+});
+
+describe("users' edits and deletions follow a contact to its new folder (review 18, findings 1 and 5)", () => {
+  it('a kept edit survives a value change (onUserEdit: keep); a deletion stays deleted (onUserDelete: keep)', async () => {
+    const f = world.f;
+    const id = `carry${++world.sequences}`;
+    f.writePolicies([
+      {
+        id,
+        name: id,
+        connection: 'contoso',
+        source: { type: 'directory' },
+        targets: { type: 'users', users: world.targets },
+        folder: { name: `${id} {department}` },
+        options: { onUserEdit: 'keep', onUserDelete: 'keep' },
+      },
+    ]);
+    (f.app as unknown as { policyCache: undefined }).policyCache = undefined;
+    const people = [...f.sim.tenant.users.values()].filter((u) => u.userPrincipalName.startsWith('person'));
+    const [edited, deleted] = [people[0]!, people[1]!];
+    const was = [edited.department, deleted.department];
+    f.sim.tenant.updateUser(edited.id, { department: 'Sales' });
+    f.sim.tenant.updateUser(deleted.id, { department: 'Sales' });
+    const mailbox = f.sim.tenant.mailbox(world.targets[0]!)!;
+    const contactOf = (userId: string) =>
+      [...mailbox.contacts.values()].filter((c) => tagOfContact(c) === `${id}|user:${userId}`);
+    const folderName = (c: { folderId: string }): string | undefined =>
+      mailbox.folders.get(c.folderId)?.displayName;
+    try {
+      assert.equal((await runThroughQueues(f, id)).status, 'completed');
+      const [mine] = contactOf(edited.id);
+      assert.ok(mine, 'the contact to edit');
+      mailbox.updateContact(mine, { jobTitle: 'MY OWN NOTE', mobilePhone: '+1 555 0100' }, [], new Date());
+      // Read by a run first (the edit becomes the user's), then the value changes.
+      assert.equal((await runThroughQueues(f, id)).status, 'completed');
+      f.sim.tenant.updateUser(edited.id, { department: 'Legal' });
+      // A deletion no run has read yet, and a value change in the same run.
+      mailbox.deleteContact(contactOf(deleted.id)[0]!);
+      f.sim.tenant.updateUser(deleted.id, { department: 'Ops' });
+      assert.equal((await runThroughQueues(f, id)).status, 'completed');
+      const moved = contactOf(edited.id);
+      assert.equal(moved.length, 1, 'one contact, in its new folder');
+      assert.equal(folderName(moved[0]!), `${id} Legal`);
+      assert.deepEqual(contactOf(deleted.id), [], 'the contact its user deleted stays deleted');
+      assert.equal(moved[0]!.data.jobTitle, 'MY OWN NOTE', "the user's edit is kept in the new folder");
+      assert.equal(moved[0]!.data.mobilePhone, '+1 555 0100');
+      // Still theirs after the source changes the field, and a run with no change writes nothing.
+      f.sim.tenant.updateUser(edited.id, { jobTitle: 'Director' });
+      assert.equal((await runThroughQueues(f, id)).status, 'completed');
+      assert.equal(contactOf(edited.id)[0]!.data.jobTitle, 'MY OWN NOTE');
+      const mark = f.sim.log.lastSeq;
+      assert.equal((await runThroughQueues(f, id)).status, 'completed');
+      assert.deepEqual(writesSince(f.sim, mark), []);
+    } finally {
+      f.sim.tenant.updateUser(edited.id, { department: was[0] ?? null, jobTitle: 'Engineer' });
+      f.sim.tenant.updateUser(deleted.id, { department: was[1] ?? null });
+    }
+  });
+
+  it('a kept edit survives a create in the new folder that failed once (review 4-18, finding 1)', async () => {
+    const f = world.f;
+    const id = `carry${++world.sequences}`;
+    f.writePolicies([
+      {
+        id,
+        name: id,
+        connection: 'contoso',
+        source: { type: 'directory' },
+        targets: { type: 'users', users: [world.targets[2]!] },
+        folder: { name: `${id} {department}` },
+        options: { onUserEdit: 'keep' },
+      },
+    ]);
+    (f.app as unknown as { policyCache: undefined }).policyCache = undefined;
+    const person = [...f.sim.tenant.users.values()].find((u) => u.userPrincipalName.startsWith('person'))!;
+    const was = person.department;
+    const mailbox = f.sim.tenant.mailbox(world.targets[2]!)!;
+    const contactOf = () =>
+      [...mailbox.contacts.values()].filter((c) => tagOfContact(c) === `${id}|user:${person.id}`);
+    try {
+      f.sim.tenant.updateUser(person.id, { department: 'Sales' });
+      assert.equal((await runThroughQueues(f, id)).status, 'completed');
+      mailbox.updateContact(contactOf()[0]!, { jobTitle: 'KEEP-ME' }, [], new Date());
+      assert.equal((await runThroughQueues(f, id)).status, 'completed');
+      f.sim.tenant.updateUser(person.id, { department: 'Ops' });
+      // The new folder's create fails once, before it was made (a 500 in the $batch).
+      f.sim.faults.add({
+        kind: 'status',
+        status: 500,
+        times: 1,
+        match: { operation: 'contacts.create', inBatch: true },
+      });
+      try {
+        await runThroughQueues(f, id);
+      } finally {
+        f.sim.faults.clear();
+      }
+      assert.equal((await runThroughQueues(f, id)).status, 'completed');
+      const now = contactOf();
+      assert.equal(now.length, 1);
+      assert.equal(mailbox.folders.get(now[0]!.folderId)?.displayName, `${id} Ops`);
+      assert.equal(now[0]!.data.jobTitle, 'KEEP-ME');
+    } finally {
+      f.sim.tenant.updateUser(person.id, { department: was ?? null });
+    }
+  });
+
+  it('an edit no run has read yet, made just before the value changes, is kept too', async () => {
+    const f = world.f;
+    const id = `carry${++world.sequences}`;
+    f.writePolicies([
+      {
+        id,
+        name: id,
+        connection: 'contoso',
+        source: { type: 'directory' },
+        targets: { type: 'users', users: world.targets },
+        folder: { name: `${id} {department}` },
+        options: { onUserEdit: 'keep' },
+      },
+    ]);
+    (f.app as unknown as { policyCache: undefined }).policyCache = undefined;
+    const person = [...f.sim.tenant.users.values()].find((u) => u.userPrincipalName.startsWith('person'))!;
+    const was = person.department;
+    const mailbox = f.sim.tenant.mailbox(world.targets[1]!)!;
+    const contactOf = () =>
+      [...mailbox.contacts.values()].filter((c) => tagOfContact(c) === `${id}|user:${person.id}`);
+    try {
+      f.sim.tenant.updateUser(person.id, { department: 'Sales' });
+      assert.equal((await runThroughQueues(f, id)).status, 'completed');
+      mailbox.updateContact(contactOf()[0]!, { jobTitle: 'MINE' }, [], new Date());
+      f.sim.tenant.updateUser(person.id, { department: 'Ops' });
+      assert.equal((await runThroughQueues(f, id)).status, 'completed');
+      const now = contactOf();
+      assert.equal(now.length, 1);
+      assert.equal(mailbox.folders.get(now[0]!.folderId)?.displayName, `${id} Ops`);
+      assert.equal(now[0]!.data.jobTitle, 'MINE');
+    } finally {
+      f.sim.tenant.updateUser(person.id, { department: was ?? null });
+    }
+  });
+});
+
+describe('removing a policy whose former folders are not emptied yet (review 18, finding 3)', () => {
+  for (const [from, to] of [
+    ['a plain name', 'a template'],
+    ['a template', 'a plain name'],
+  ] as const)
+    it(`switched from ${from} to ${to}: the contacts left in the former folders go too`, async () => {
+      const f = world.f;
+      const id = `retired${++world.sequences}`;
+      const [plain, template] = [`${id} plain`, `${id} {department}`];
+      const use = (name: string): void => {
+        f.writePolicies([
+          {
+            id,
+            name: id,
+            connection: 'contoso',
+            source: { type: 'directory' },
+            targets: { type: 'users', users: world.targets },
+            folder: { name },
+          },
+        ]);
+        (f.app as unknown as { policyCache: undefined }).policyCache = undefined;
+      };
+      use(from === 'a plain name' ? plain : template);
+      assert.equal((await runThroughQueues(f, id)).status, 'completed');
+      use(from === 'a plain name' ? template : plain);
+      // Deletes fail: the new folders are filled, the former ones stay retired, not emptied.
+      f.sim.faults.add({
+        kind: 'status',
+        status: 500,
+        match: { operation: 'contacts.delete', inBatch: true },
+      });
+      try {
+        await runThroughQueues(f, id);
+      } finally {
+        f.sim.faults.clear();
+      }
+      const ours = (): number =>
+        world.targets
+          .flatMap((upn) => [...f.sim.tenant.mailbox(upn)!.contacts.values()])
+          .filter((c) => tagOfContact(c)?.startsWith(`${id}|`)).length;
+      const folders = (): string[] =>
+        world.targets.flatMap((upn) =>
+          [...f.sim.tenant.mailbox(upn)!.folders.values()]
+            .map((x) => x.displayName)
+            .filter((n) => n.startsWith(`${id} `)),
+        );
+      const anyRow = (await f.app.mailboxStore.loadFolder(
+        id,
+        f.sim.tenant.mailbox(world.targets[0]!)!.userId,
+      ))!;
+      assert.ok(anyRow.retired?.length, 'the former folders are still to be emptied');
+      const quiet = { log: () => {}, warn: () => {}, error: () => {} };
+      const planned = await removePolicy(f.app, { policyId: id, mailboxes: [], dryRun: true }, logger(quiet));
+      assert.equal(
+        planned.totals.contacts,
+        ours(),
+        'a dry run counts the contacts of the former folders too',
+      );
+      const summary = await removePolicy(
+        f.app,
+        { policyId: id, mailboxes: [], dryRun: false },
+        logger(quiet),
+      );
+      assert.equal(summary.totals.failed, 0, JSON.stringify(summary.mailboxes.map((m) => m.errors)));
+      assert.equal(ours(), 0, 'no contact of the policy is left');
+      assert.deepEqual(folders(), [], 'the folders it created, former ones too, are gone');
+      assert.deepEqual(await f.app.mailboxStore.listMailboxes(id), [], 'no state is left');
+    });
+});
+
+describe('a dry run of a folder template writes nothing (review 18, nit 7)', () => {
+  it("a per-value folder's state without its folder row (a crash before its first pass) is left as it is", async () => {
+    const f = world.f;
+    const id = `dry${++world.sequences}`;
+    f.writePolicies([
+      {
+        id,
+        name: id,
+        connection: 'contoso',
+        source: { type: 'directory' },
+        targets: { type: 'users', users: world.targets },
+        folder: { name: `${id} {department}` },
+      },
+    ]);
+    (f.app as unknown as { policyCache: undefined }).policyCache = undefined;
+    assert.equal((await runThroughQueues(f, id)).status, 'completed');
+    const mbx = f.sim.tenant.mailbox(world.targets[0]!)!.userId;
+    const store = f.app.mailboxStore;
+    const root = (await store.loadFolder(id, mbx))!;
+    const hash = partHash(`${id} Gone`);
+    await store.saveFolder(id, mbx, { ...root, parts: [...(root.parts ?? []), hash] });
+    await store.apply(
+      partStateIdOf(id, hash),
+      mbx,
+      [['user:x', { pending: true, hash: 'h', fields: {} }]],
+      [],
+    );
+    const found = (await f.app.policy(id))!;
+    const started = await startRun(f.app, found.policy, 'cli', {
+      dryRun: true,
+      fullResync: false,
+      mailboxes: [],
+    });
+    assert.ok(started.started);
+    await f.runner.drain(120_000);
+    assert.equal((await f.app.runStore.getRun(started.runId))!.status, 'completed');
+    assert.equal(
+      (await store.load(partStateIdOf(id, hash), mbx)).contacts.size,
+      1,
+      'the dry run cleared nothing',
+    );
+    assert.deepEqual((await store.loadFolder(id, mbx))!.parts, [...(root.parts ?? []), hash]);
+  });
+});
+
+describe('a worker killed while a template gives way to a plain name (review 18, finding 2)', () => {
+  it('killed right after the policy row forgets its per-value folders: a deletion its user made stays', async () => {
+    const f = world.f;
+    const id = `leave${++world.sequences}`;
+    const policy = (name: string) => ({
+      id,
+      name: id,
+      connection: 'contoso',
+      source: { type: 'directory' as const },
+      targets: { type: 'users' as const, users: world.targets },
+      folder: { name },
+      options: { onUserDelete: 'keep' as const },
+    });
+    const use = (name: string): void => {
+      f.writePolicies([policy(name)]);
+      (f.app as unknown as { policyCache: undefined }).policyCache = undefined;
+    };
+    use(`${id} {department}`);
+    assert.equal((await runThroughQueues(f, id)).status, 'completed');
+    const ann = [...f.sim.tenant.users.values()].find((u) => u.userPrincipalName === world.targets[0])!;
+    const mailbox = f.sim.tenant.mailbox(ann.id)!;
+    const ours = () => [...mailbox.contacts.values()].filter((c) => tagOfContact(c)?.startsWith(`${id}|`));
+    const victim = ours()[0]!;
+    const key = tagOfContact(victim)!;
+    mailbox.deleteContact(victim);
+    assert.equal((await runThroughQueues(f, id)).status, 'completed', 'the deletion is read');
+    use(`${id} plain`);
+    // The worker dies right after the policy's row in ann's mailbox is stored without its per-value
+    // folders (the crash point of the review): the queue delivers the message again.
+    let armed = true;
+    const name = `kill-leaving-${id}`;
+    f.app.tables.mailboxes.pipeline.addPolicy({
+      name,
+      sendRequest: async (req, next) => {
+        const res = await next(req);
+        const url = decodeURIComponent(req.url);
+        if (
+          armed &&
+          req.method === 'PUT' &&
+          url.includes(`PartitionKey='${id}|${ann.id}'`) &&
+          url.includes(`RowKey='~folder'`) &&
+          typeof req.body === 'string' &&
+          !req.body.includes('"parts"')
+        ) {
+          armed = false;
+          throw new Error('worker killed right after the row forgot its per-value folders');
+        }
+        return res;
+      },
+    });
+    try {
+      await runThroughQueues(f, id, { drainMs: 420_000 });
+    } finally {
+      f.app.tables.mailboxes.pipeline.removePolicy({ name });
+    }
+    assert.equal(armed, false, 'the crash point was reached');
+    assert.equal((await runThroughQueues(f, id)).status, 'completed');
+    assert.deepEqual(
+      ours().filter((c) => tagOfContact(c) === key),
+      [],
+      'the contact its user deleted did not come back',
+    );
+    const folders = [...mailbox.folders.values()].map((x) => x.displayName).filter((n) => n.startsWith(id));
+    assert.deepEqual(folders, [`${id} plain`], 'the per-value folders are emptied and gone');
   });
 });

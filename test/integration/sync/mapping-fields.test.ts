@@ -57,7 +57,15 @@ describe('mapping: every useful field, file-as and private contacts (issue 18)',
       source: { type: 'directory', includeOrgContacts: true },
       mapping: {
         sources: { personalNotes: 'extensionAttribute5', nickName: 'extensionAttribute6' },
-        constants: { profession: 'Staff', businessHomePage: 'https://contoso.example' },
+        constants: {
+          profession: 'Staff',
+          businessHomePage: 'https://contoso.example',
+          initials: 'A.v.d.B.',
+          middleName: 'Maria',
+          title: 'Dr.',
+          generation: 'Jr.',
+          assistantName: 'Frans Hals',
+        },
       },
     });
     const before = snapshotUntagged(f.sim);
@@ -75,6 +83,14 @@ describe('mapping: every useful field, file-as and private contacts (issue 18)',
     assert.equal(a.data.nickName, 'Ali');
     assert.equal(a.data.profession, 'Staff');
     assert.equal(a.data.businessHomePage, 'https://contoso.example');
+    for (const [field, value] of Object.entries({
+      initials: 'A.v.d.B.',
+      middleName: 'Maria',
+      title: 'Dr.',
+      generation: 'Jr.',
+      assistantName: 'Frans Hals',
+    }))
+      assert.equal(a.data[field], value, field);
     const o = contactOf('Fields', `orgContact:${org.id}`)!;
     assert.deepEqual(o.data.homePhones, ['+1 555 0101', '+1 555 0102'], "Graph's limit: 2 home phones");
     assert.equal(o.extendedProperties.get(faxId)?.value, '+1 555 0199');

@@ -44,6 +44,17 @@ describe('folder templates (issue 18, item 5)', () => {
       [{ name: '{}' }, /policies\[0\]\.folder\.name: unknown field "\{\}"/],
       [{ name: '{department}', maxFolders: 500 }, /policies\[0\]\.folder\.maxFolders/],
       [{ name: '{department}', emptyValue: 'a/b' }, /policies\[0\]\.folder\.emptyValue/],
+      // Characters Outlook refuses in address-book folder names (review 18, nit 8): a value's are
+      // replaced, but the admin's own text is refused, naming the field and the character.
+      ...['&', ':', ';', '+', '*', '?', '|', '<', '>', '"', '~', '[', ']'].flatMap(
+        (c): [unknown, RegExp][] => [
+          [
+            { name: '{department}', emptyValue: `A${c}B` },
+            /policies\[0\]\.folder\.emptyValue: .*Outlook refuses/,
+          ],
+          [{ name: `R${c}D {department}` }, /policies\[0\]\.folder\.name: .*Outlook refuses/],
+        ],
+      ),
     ];
     for (const [folder, want] of cases) {
       const got = issues(folder);
