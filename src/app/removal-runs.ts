@@ -141,7 +141,17 @@ export async function removeFromMailbox(
     { id: msg.mailboxId, upn },
     where.folderName,
     run.options.dryRun,
-  );
+  ).catch(async (e: unknown) => {
+    // The queue retries it; the poison handler reports this error if every attempt fails.
+    const error = e instanceof Error ? e.message : String(e);
+    await app.runStore.noteAttempt(run.runId, msg.mailboxId, upn, error).catch(() => undefined);
+    log.error(`removal failed (the queue retries it): ${error}`, {
+      policy: run.policyId,
+      run: run.runId,
+      mailbox: upn,
+    });
+    throw e;
+  });
   if (!r) {
     await app.send(queueNames.mailboxSyncs, msg, 30);
     log.info('mailbox is being synced; removal deferred', { policy: run.policyId, run: run.runId });

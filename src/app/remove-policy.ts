@@ -9,6 +9,7 @@ import { GraphRequestError } from '../sync/ports';
 import { pathSegment } from '../adapters/graph/path-segment';
 import type { App } from './composition';
 import { startRemoval } from './removal-runs';
+import type { KnownPolicy, RemovalAttempts } from '../adapters/tables/policy-registry';
 import type { Logger } from './logging';
 
 export interface RemoveRequest {
@@ -273,6 +274,11 @@ export async function sweepDeletedPolicies(app: App, log: Logger): Promise<strin
       continue;
     }
     if (now.getTime() - new Date(known.missingSince).getTime() < graceDays * dayMs) continue;
+    if (known.removal) {
+      // An earlier removal left something behind (a mailbox that keeps failing): say so, and wait.
+      if ((await lookAtLastRemoval(app, known, log)) === 'done') continue;
+      if (now.getTime() < nextRemovalAt(known.removal)) continue;
+    }
     // Queued (a timer run is short); the lease refuses a second while one is running.
     let started;
     try {
@@ -287,12 +293,63 @@ export async function sweepDeletedPolicies(app: App, log: Logger): Promise<strin
       continue; // one policy whose connection is gone holds none of the others up
     }
     if (!started.started) continue;
+    await app.policyRegistry.removalStarted(
+      known.policyId,
+      started.runId,
+      now,
+      (known.removal?.attempts ?? 0) + 1,
+    );
     log.info(`deleted policy: removal of its contacts queued (run ${started.runId})`, {
       policy: known.policyId,
     });
     cleaned.push(known.policyId);
   }
   return cleaned;
+}
+
+const hourMs = 3_600_000;
+
+/**
+ * How long the sweep waits after the n-th removal of a deleted policy before the next: an hour,
+ * doubling, at most a day. A mailbox that keeps failing costs one removal run a day, not one a tick.
+ */
+export const removalRetryDelayMs = (attempts: number): number =>
+  Math.min(dayMs, hourMs * 2 ** Math.max(0, attempts - 1));
+
+const nextRemovalAt = (r: RemovalAttempts): number =>
+  new Date(r.startedAt).getTime() + removalRetryDelayMs(r.attempts);
+
+/**
+ * Reads the outcome of a deleted policy's last removal run once it is over: a clean one means the
+ * policy is forgotten ('done'); what one left behind is kept on the policy's row and logged as an error.
+ */
+async function lookAtLastRemoval(app: App, known: KnownPolicy, log: Logger): Promise<'done' | 'wait'> {
+  const r = known.removal!;
+  if (r.failure?.runId === r.runId) return 'wait';
+  const run = await app.runStore.getRun(r.runId);
+  if (!run || (run.status !== 'completed' && run.status !== 'failed')) return 'wait';
+  if (run.status === 'completed' && run.mailboxes.failed === 0) {
+    await app.policyRegistry.forget(known.policyId);
+    return 'done';
+  }
+  const text =
+    run.status === 'failed'
+      ? `run ${run.runId} failed: ${run.error ?? 'no error was recorded'}`
+      : `${run.mailboxes.failed} of ${run.expected} mailboxes failed in run ${run.runId}${await firstFailure(app, run.runId)}`;
+  await app.policyRegistry.removalFailed(known.policyId, r.runId, text);
+  log.error(
+    `deleted policy: removing its contacts keeps failing (attempt ${r.attempts}): ${text}; the next attempt is after ${new Date(nextRemovalAt(r)).toISOString()}`,
+    { policy: known.policyId, run: run.runId },
+  );
+  return 'wait';
+}
+
+/** The first failed mailbox of a run and its error, as ", e.g. UPN: error". */
+async function firstFailure(app: App, runId: string): Promise<string> {
+  const failed = (await app.runStore.listOutcomes(runId)).find((o) => o.status === 'failed');
+  return failed
+    ? `, e.g. mailbox ${failed.userPrincipalName}: ${failed.lastError ?? 'no error was recorded'}`
+    : '';
 }
 
 /** The policy ids the file holds, an invalid policy's too (an invalid policy is not a deleted one). */
@@ -308,10 +365,14 @@ export async function deletedPolicyNotes(app: App): Promise<string[]> {
   const loaded = await app.policies();
   const graceDays = loaded.deletedPolicyGraceDays ?? 7;
   const present = presentIds(loaded);
+  const now = app.now().getTime();
   return (await app.policyRegistry.list())
     .filter((k) => k.missingSince && !present.has(k.policyId))
-    .map(
-      (k) =>
-        `policy "${k.policyId}" was deleted from the policy file (noticed ${k.missingSince}); its contacts are removed after ${new Date(new Date(k.missingSince!).getTime() + graceDays * dayMs).toISOString()} unless it comes back`,
-    );
+    .map((k) => {
+      const deleted = `policy "${k.policyId}" was deleted from the policy file (noticed ${k.missingSince})`;
+      const r = k.removal;
+      if (r?.failure)
+        return `${deleted}; removing its contacts has failed ${r.attempts} times (last: ${r.failure.text}); the next attempt is after ${new Date(Math.max(now, nextRemovalAt(r))).toISOString()}`;
+      return `${deleted}; its contacts are removed after ${new Date(new Date(k.missingSince!).getTime() + graceDays * dayMs).toISOString()} unless it comes back`;
+    });
 }

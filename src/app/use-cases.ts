@@ -642,10 +642,12 @@ export async function processPoison(
     if (last && isFinal(last.status)) return;
     const error = `gave up after repeated failures: ${last?.lastError ?? 'no error was recorded'}`;
     log.error(error, { policy: msg.policyId, run: msg.runId, mailbox: admitted.target.userPrincipalName });
+    // A removal's target may be named by id; its attempts recorded the UPN the worker looked up.
+    const upn = last?.userPrincipalName || admitted.target.userPrincipalName;
     await recordAndMaybeFinish(
       app,
       msg.runId,
-      failedOutcome(admitted.target, error, last?.attempts ?? 0),
+      failedOutcome({ ...admitted.target, userPrincipalName: upn }, error, last?.attempts ?? 0),
       log,
     );
     return;

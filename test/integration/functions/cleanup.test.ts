@@ -8,6 +8,7 @@ import type { PolicyInput } from '../../../src/sync/config/schema';
 import { randomUUID } from 'node:crypto';
 import { startRun } from '../../../src/app/use-cases';
 import { startRemoval } from '../../../src/app/removal-runs';
+import { listRuns } from '../../../src/app/history';
 import { queueNames } from '../../../src/app/composition';
 import { removePolicyContacts } from '../../../src/functions/http-remove';
 import type { MailboxOutcome, RunSummary } from '../../../src/sync/runs';
@@ -15,6 +16,7 @@ import type { SimUser } from '../../doubles/graph-tenant-simulator/tenant';
 import { functionsFixture, usersPolicy as policy, type FunctionsFixture } from '../../support/functions-app';
 import { folderContacts, tagOf } from '../../support/engine';
 
+const hourMs = 3_600_000;
 const ctx = (): InvocationContext => new InvocationContext({ invocationId: 'test', functionName: 'http' });
 const removal = (policyId: string, body: unknown): HttpRequest =>
   new HttpRequest({
@@ -183,6 +185,55 @@ describe('cleanup: remove a policy, mailboxes leaving its targets, deleted polic
     assert.equal(ours(a!, 'deleted'), 0, 'cleaned after the grace period');
     assert.equal(hasFolder(a!, 'deleted'), false);
     assert.equal(await f.app.policyRegistry.get('deleted'), undefined, 'and forgotten');
+  });
+
+  it('a deleted policy whose removal keeps failing for a mailbox backs off (an hour, doubling, at most a day) and says which mailbox fails and why', async () => {
+    const e = users[5]!;
+    setPolicies([...policies, policy('stuck', [e]), policy('witness', [users[4]!])]);
+    await runNow('stuck');
+    const before = ours(e, 'stuck');
+    assert.ok(before > 0);
+    setPolicies(policies.filter((p) => p.id !== 'stuck'));
+    await f.runner.tick(); // noticed missing
+    f.advanceClock(8 * 24 * hourMs);
+    // Listing the mailbox's folder fails every time: the queue retries, then the poison queue records it.
+    f.sim.faults.add({ kind: 'status', status: 500, match: { operation: 'contacts.list', mailbox: e.id } });
+    const removals = async (): Promise<number> =>
+      (await listRuns(f.app.tables.runs, 'stuck', 1000)).filter((r) => r.options.removal).length;
+    const tickFor = async (hours: number, everyMs: number): Promise<void> => {
+      for (let t = 0; t < (hours * hourMs) / everyMs; t++) {
+        await f.runner.tick();
+        await f.runner.drain();
+        f.advanceClock(everyMs);
+      }
+    };
+    try {
+      // A tick every 10 minutes for 6 hours: removals at 0 h, 1 h and 3 h, not one a tick.
+      await tickFor(6, 10 * 60_000);
+      assert.equal(await removals(), 3);
+      assert.ok(ours(e, 'stuck') > 0, 'the fault kept the contacts');
+      const error = f.logs.filter((l) => /removing its contacts keeps failing/.test(l)).at(-1) ?? '';
+      assert.match(error, /^error: /);
+      assert.match(error, new RegExp(`1 of 1 mailboxes failed in run .*mailbox ${e.userPrincipalName}: .+`));
+      // Then 7 h, 15 h, 31 h, and 55 h (a day after 31 h, not 32 hours): at most one a day.
+      await tickFor(50, hourMs);
+      assert.equal(await removals(), 7);
+      const runId = await runNow('witness');
+      const notes = (await f.app.runStore.getRun(runId))!.notes?.join('\n') ?? '';
+      assert.match(
+        notes,
+        new RegExp(
+          `policy "stuck" was deleted .*; removing its contacts has failed 7 times \\(last: .*mailbox ${e.userPrincipalName}: .+\\); the next attempt is after`,
+        ),
+      );
+    } finally {
+      f.sim.faults.clear();
+    }
+    f.advanceClock(25 * hourMs);
+    await f.runner.tick();
+    await f.runner.drain();
+    assert.equal(ours(e, 'stuck'), 0, 'cleaned once the mailbox answers again');
+    assert.equal(await f.app.policyRegistry.get('stuck'), undefined, 'and forgotten');
   });
 
   it('a deleted policy put back (even disabled, so it never runs) starts a new grace period when deleted again', async () => {
