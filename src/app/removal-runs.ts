@@ -120,6 +120,12 @@ export async function removeFromMailbox(
     await record(app, run.runId, outcome({ ...failed(target, e.message) }), log);
     return 'done';
   }
+  if (!run.options.removal && !where.policy?.enabled) {
+    // A sync run's departed mailbox: a policy disabled (or deleted) since the run started removes nothing.
+    const why = `policy "${run.policyId}" was disabled or deleted during the run; nothing was removed from this mailbox`;
+    await record(app, run.runId, outcome({ ...failed(target, why) }), log);
+    return 'done';
+  }
   const lost = await keepLease(app, run);
   if (lost) {
     await record(app, run.runId, outcome({ ...failed(target, lost) }), log);
@@ -223,7 +229,13 @@ async function finish(app: App, runId: string, log: Logger): Promise<void> {
 /** A completed removal of every mailbox of a policy no longer in the file: nothing is left to notice. */
 async function forgetIfGone(app: App, runId: string): Promise<void> {
   const run = await app.runStore.getRun(runId);
-  if (!run || run.status !== 'completed' || run.options.dryRun || run.options.mailboxCount > 0) return;
+  if (
+    !run?.options.removal ||
+    run.status !== 'completed' ||
+    run.options.dryRun ||
+    run.options.mailboxCount > 0
+  )
+    return;
   if (run.mailboxes.failed > 0 || (await app.policy(run.policyId))) return;
   await app.policyRegistry.forget(run.policyId);
 }

@@ -200,49 +200,35 @@ export const departedMailboxLimit = (known: number, percent: number): number =>
 
 /**
  * Mailboxes holding the policy's state that are no longer among its targets (options.onTargetRemoval):
- * cleaned before the run fans out, unless more left than `departedMailboxLimit` (a forced run cleans
- * them) or no target is left at all (never cleaned by a run, forced or not: `remove --policy` does).
- * Returns the run's notes about it, and what was held back.
+ * the run takes them as targets marked `departed`, and each one's worker removes the policy's contacts
+ * (one mailbox-syncs message each, retried and poisoned like any mailbox). None are taken when more
+ * left than `departedMailboxLimit` (a forced run takes them) or no target is left at all (never taken
+ * by a run, forced or not: `remove --policy` does). Returns them, the run's notes, and what was held back.
  */
-export async function cleanDepartedMailboxes(
+export async function departedMailboxes(
   app: App,
   policy: Policy,
-  connection: Connection,
   targetIds: ReadonlySet<string>,
   run: { dryRun: boolean; fullResync: boolean },
-  log: Logger,
-): Promise<{ notes: string[]; heldBack?: DepartedHeldBack }> {
-  if (policy.options.onTargetRemoval === 'keep') return { notes: [] };
+): Promise<{ departed: string[]; notes: string[]; heldBack?: DepartedHeldBack }> {
+  if (policy.options.onTargetRemoval === 'keep') return { departed: [], notes: [] };
   const known = await app.mailboxStore.listMailboxes(policy.id);
   const departed = known.filter((id) => !targetIds.has(id));
-  if (departed.length === 0) return { notes: [] };
+  if (departed.length === 0) return { departed: [], notes: [] };
   const limit = departedMailboxLimit(known.length, policy.options.deletionThreshold.percent);
   const noTarget = targetIds.size === 0;
   if (noTarget || (!run.fullResync && departed.length > limit))
     return {
+      departed: [],
       heldBack: { mailboxes: departed.length, known: known.length, limit, noTarget },
       notes: [
         `held back: ${departed.length} of ${known.length} mailboxes left the policy's targets${noTarget ? ` and no target is left; their contacts stay, even in a forced run (to remove them: remove --policy ${policy.id})` : ` (more than ${limit} at once); their contacts stay until a forced run (run --force, or a full resync) removes them`}`,
       ],
     };
-  let contacts = 0;
-  let failed = 0;
-  for (const id of departed) {
-    const upn = await userOf(app, connection, id).then(
-      (u) => u.upn,
-      () => id,
-    );
-    const r = await cleanUnderLock(app, connection, policy.id, { id, upn }, policy.folder.name, run.dryRun);
-    contacts += r.contacts;
-    if (r.status === 'failed') failed++;
-    log.info(`left the targets: ${run.dryRun ? 'would remove' : 'removed'} ${r.contacts} contacts`, {
-      policy: policy.id,
-      mailbox: upn,
-    });
-  }
   return {
+    departed,
     notes: [
-      `${departed.length} mailboxes left the policy's targets: ${contacts} contacts ${run.dryRun ? 'would be' : 'were'} removed from them${failed ? `; ${failed} failed and are tried again next run` : ''}`,
+      `${departed.length} mailboxes left the policy's targets: their contacts ${run.dryRun ? 'would be' : 'are'} removed in this run, one mailbox at a time (listed with the run's mailboxes; a failed one is tried again next run)`,
     ],
   };
 }

@@ -77,6 +77,8 @@ export interface RunRecordOptions {
 export interface RunTarget {
   mailboxId: string;
   userPrincipalName: string;
+  /** A mailbox that left the policy's targets: its worker removes the policy's contacts (onTargetRemoval). */
+  departed?: boolean;
 }
 
 /**

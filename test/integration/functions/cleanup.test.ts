@@ -162,8 +162,53 @@ describe('cleanup: remove a policy, mailboxes leaving its targets, deleted polic
     const run = (await f.app.runStore.getRun(runId))!;
     assert.match(
       run.notes?.join('\n') ?? '',
-      /1 mailboxes left the policy's targets: \d+ contacts were removed/,
+      /1 mailboxes left the policy's targets: their contacts are removed/,
     );
+    const outcome = (await f.app.runStore.listOutcomes(runId)).find((o) => o.mailboxId === c!.id);
+    assert.equal(outcome?.status, 'succeeded');
+    assert.ok((outcome?.result?.deleted ?? 0) > 0 && outcome?.result?.removal?.folderRemoved);
+  });
+
+  it('mailboxes that left the targets are cleaned one mailbox-syncs message each (retried, then poisoned, like any mailbox), never inside the policy run', async () => {
+    const [a, b, c, d] = users;
+    const all = { options: { deletionThreshold: { percent: 100, minimum: 10 } } };
+    const others = policies.filter((p) => p.id !== 'departing');
+    setPolicies([...others, policy('departing', [a!, b!, c!, d!], all)]);
+    await runNow('departing');
+    assert.ok(ours(b!, 'departing') > 0 && ours(c!, 'departing') > 0 && ours(d!, 'departing') > 0);
+    setPolicies([...others, policy('departing', [a!], all)]);
+    f.sim.faults.add({ kind: 'status', status: 500, match: { operation: 'contacts.list', mailbox: d!.id } });
+    let runId;
+    try {
+      runId = await f.startedRun('departing'); // the policy-run handler alone; mailbox messages stay queued
+      assert.ok(
+        ours(b!, 'departing') > 0 && ours(c!, 'departing') > 0,
+        'a departed mailbox was cleaned inside the policy run',
+      );
+      const departed = (await f.app.runStore.listTargets(runId)).filter((t) => t.departed);
+      assert.deepEqual(departed.map((t) => t.mailboxId).sort(), [b!.id, c!.id, d!.id].sort());
+      await f.runner.drain();
+    } finally {
+      f.sim.faults.clear();
+    }
+    const run = (await f.app.runStore.getRun(runId))!;
+    assert.equal(run.status, 'completed');
+    assert.deepEqual(run.mailboxes, { succeeded: 3, failed: 1, skipped: 0 });
+    const outcomes = await f.app.runStore.listOutcomes(runId);
+    for (const u of [b!, c!]) {
+      const o = outcomes.find((x) => x.mailboxId === u.id)!;
+      assert.equal(o.userPrincipalName, u.userPrincipalName, 'named by UPN once cleaned');
+      assert.equal(o.status, 'succeeded');
+      assert.ok(o.result!.deleted > 0 && o.result!.removal);
+      assert.equal(ours(u, 'departing'), 0);
+    }
+    const failed = outcomes.find((o) => o.mailboxId === d!.id)!;
+    assert.equal(failed.status, 'failed');
+    assert.equal(failed.userPrincipalName, d!.userPrincipalName);
+    assert.match(failed.lastError ?? '', /gave up after repeated failures: .*InternalServerError/);
+    assert.ok(ours(d!, 'departing') > 0, 'kept while failing');
+    await runNow('departing');
+    assert.equal(ours(d!, 'departing'), 0, 'the next run tries the failed one again');
   });
 
   it('a policy deleted from the file is noticed, reported in every run, and cleaned after the grace period', async () => {
