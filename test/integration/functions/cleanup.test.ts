@@ -82,8 +82,13 @@ describe('cleanup: remove a policy, mailboxes leaving its targets, deleted polic
 
     const dry = await removePolicyContacts(removal('gone', {}), ctx());
     assert.equal(dry.status, 202, 'queued: answered before any mailbox is looked at');
-    const queued = dry.jsonBody as { runId: string; dryRun: boolean; statusUrl: string };
+    const queued = dry.jsonBody as { runId: string; dryRun: boolean; statusUrl: string; warnings?: string[] };
     assert.equal(queued.dryRun, true, 'a dry run unless asked otherwise');
+    assert.match(
+      queued.warnings?.join(' ') ?? '',
+      /policy "gone" is still enabled/,
+      'said in the answer too',
+    );
     assert.match(queued.statusUrl, new RegExp(`/api/runs/${queued.runId}$`));
     const plan = await removalRun(queued.runId);
     assert.equal(plan.run.options.removal, true);
