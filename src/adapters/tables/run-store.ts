@@ -292,6 +292,11 @@ export class TableRunStore implements RunStore {
     }
   }
 
+  async indexTarget(runId: string, target: RunTarget): Promise<void> {
+    const run = await this.getRun(runId);
+    if (run) await upsertRows(this.runs, mailboxIndexRows(pointerOfRun(run), [target], []));
+  }
+
   async mailboxProgress(runId: string, mailboxId: string): Promise<MailboxProgress | undefined> {
     try {
       return unpackData<MailboxProgress>(

@@ -8,7 +8,7 @@ import type { PolicyInput } from '../../../src/sync/config/schema';
 import { randomUUID } from 'node:crypto';
 import { startRun } from '../../../src/app/use-cases';
 import { startRemoval } from '../../../src/app/removal-runs';
-import { listRuns } from '../../../src/app/history';
+import { listRuns, mailboxHistory } from '../../../src/app/history';
 import { queueNames } from '../../../src/app/composition';
 import { removePolicyContacts } from '../../../src/functions/http-remove';
 import type { MailboxOutcome, RunSummary } from '../../../src/sync/runs';
@@ -207,6 +207,16 @@ describe('cleanup: remove a policy, mailboxes leaving its targets, deleted polic
       assert.ok(o.result!.deleted > 0 && o.result!.removal);
       assert.equal(ours(u, 'departing'), 0);
     }
+    // `mailbox UPN` finds the run that emptied it (its target was named by id at the fan-out).
+    const history = await mailboxHistory(
+      f.app.tables.runs,
+      b!.userPrincipalName,
+      (r, m) => f.app.runStore.getOutcome(r, m),
+      (r) => f.app.runStore.getRun(r),
+    );
+    const found = history.find((h) => h.run.policyId === 'departing');
+    assert.equal(found?.run.runId, runId, '`mailbox UPN` shows an older run');
+    assert.ok(found?.outcome?.result?.removal);
     const failed = outcomes.find((o) => o.mailboxId === d!.id)!;
     assert.equal(failed.status, 'failed');
     assert.equal(failed.userPrincipalName, d!.userPrincipalName);
@@ -214,6 +224,31 @@ describe('cleanup: remove a policy, mailboxes leaving its targets, deleted polic
     assert.ok(ours(d!, 'departing') > 0, 'kept while failing');
     await runNow('departing');
     assert.equal(ours(d!, 'departing'), 0, 'the next run tries the failed one again');
+  });
+
+  it("a departed mailbox's worker follows the policy as it is now: keep, a dry run, or back in the targets removes nothing", async () => {
+    const [a, b, c, d] = users;
+    const others = policies.filter((p) => !['now-keep', 'now-dry', 'now-back'].includes(p.id));
+    const all = { options: { deletionThreshold: { percent: 100, minimum: 10 } } };
+    const cases: [string, SimUser, (p: PolicyInput) => PolicyInput, string][] = [
+      ['now-keep', b!, (p) => ({ ...p, options: { ...p.options, onTargetRemoval: 'keep' } }), 'skipped'],
+      ['now-dry', c!, (p) => ({ ...p, options: { ...p.options, dryRun: true } }), 'planned'],
+      ['now-back', d!, (p) => policy(p.id, [a!, d!], all), 'skipped'],
+    ];
+    for (const [id, leaving, edit, status] of cases) {
+      setPolicies([...others, policy(id, [a!, leaving], all)]);
+      await runNow(id);
+      const before = ours(leaving, id);
+      assert.ok(before > 0);
+      const left = policy(id, [a!], all);
+      setPolicies([...others, left]);
+      const runId = await f.startedRun(id); // fanned out: the departed mailbox's message is queued
+      setPolicies([...others, edit(left)]); // then the operator reacts to the run's note
+      await f.runner.drain();
+      assert.equal(ours(leaving, id), before, `${id}: the contacts were removed`);
+      const outcome = await f.app.runStore.getOutcome(runId, leaving.id);
+      assert.equal(outcome?.status, status, `${id}: ${JSON.stringify(outcome)}`);
+    }
   });
 
   it('a policy deleted from the file is noticed, reported in every run, and cleaned after the grace period', async () => {
