@@ -80,29 +80,36 @@ export class PolicyRegistry {
 
   /** Notes a removal run started for a missing policy (counted, so the next one can wait longer). */
   async removalStarted(policyId: string, runId: string, at: Date, attempts: number): Promise<void> {
-    await this.table.updateEntity(
-      {
-        partitionKey: tableKey(policyId),
-        rowKey,
-        removalAttempts: attempts,
-        removalRunId: runId,
-        removalStartedAt: at.toISOString(),
-      },
-      'Merge',
-    );
+    await this.mergeIfKnown({
+      partitionKey: tableKey(policyId),
+      rowKey,
+      removalAttempts: attempts,
+      removalRunId: runId,
+      removalStartedAt: at.toISOString(),
+    });
   }
 
   /** Notes why a removal run left something behind (clipped: one Table property). */
   async removalFailed(policyId: string, runId: string, text: string): Promise<void> {
-    await this.table.updateEntity(
-      {
-        partitionKey: tableKey(policyId),
-        rowKey,
-        removalFailureRunId: runId,
-        removalFailure: text.length > 2000 ? `${text.slice(0, 2000)}…` : text,
-      },
-      'Merge',
-    );
+    await this.mergeIfKnown({
+      partitionKey: tableKey(policyId),
+      rowKey,
+      removalFailureRunId: runId,
+      removalFailure: text.length > 2000 ? `${text.slice(0, 2000)}…` : text,
+    });
+  }
+
+  /** A merge into a row that a finished removal may have deleted meanwhile (then nothing is left to note). */
+  private async mergeIfKnown(entity: {
+    partitionKey: string;
+    rowKey: string;
+    [k: string]: unknown;
+  }): Promise<void> {
+    try {
+      await this.table.updateEntity(entity, 'Merge');
+    } catch (e) {
+      if ((e as { statusCode?: number }).statusCode !== 404) throw e;
+    }
   }
 
   async forget(policyId: string): Promise<void> {

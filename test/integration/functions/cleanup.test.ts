@@ -321,6 +321,13 @@ describe('cleanup: remove a policy, mailboxes leaving its targets, deleted polic
     assert.equal(await f.app.policyRegistry.get('stuck'), undefined, 'and forgotten');
   });
 
+  it('a removal that finished (and forgot the policy) before the sweep noted it started does not stop the sweep', async () => {
+    await f.app.policyRegistry.forget('raced');
+    await f.app.policyRegistry.removalStarted('raced', randomUUID(), f.app.now(), 1);
+    await f.app.policyRegistry.removalFailed('raced', randomUUID(), 'x');
+    assert.equal(await f.app.policyRegistry.get('raced'), undefined, 'no row is made up');
+  });
+
   it('a deleted policy put back (even disabled, so it never runs) starts a new grace period when deleted again', async () => {
     const a = users[3]!;
     setPolicies([...policies, policy('back', [a])]);
