@@ -264,8 +264,17 @@ export async function senderChecks(
         });
         continue;
       }
-      // 403: Exchange found the mailbox and keeps its contacts from us (as the scope should).
       if (status(e) !== 403) throw e;
+      // 403 comes before the mailbox is looked at when the app may not read this mailbox's contacts
+      // (no Contacts grant, or a scope that leaves the sender out, as it should): it proves nothing.
+      checks.push({
+        name,
+        ok: true,
+        warning: true,
+        detail: `${where}: whether ${sender} has an Exchange Online mailbox could not be checked (reading its contact folders was refused: ${e instanceof Error ? e.message : String(e)}); without one no report can be sent`,
+        fix: `check in the Microsoft 365 admin center that ${sender} has a mailbox (a licensed user or a shared mailbox); Mail.Send: ${mailSendFix(clientId, sender)}`,
+      });
+      continue;
     }
     checks.push(
       roles.includes('Mail.Send')
@@ -275,12 +284,15 @@ export async function senderChecks(
             ok: true,
             warning: true,
             detail: `${sender} has a mailbox; Mail.Send is not in the token: granted by RBAC for Applications, or missing (it cannot be tested without sending mail)`,
-            fix: `in Exchange Online PowerShell: Test-ServicePrincipalAuthorization -Identity '${clientId}' -Resource '${sender.replace(/['\u2018-\u201B]/g, '$&$&')}' must list "Application Mail.Send" InScope True; else run what \`m365-contact-sync scope\` prints`,
+            fix: mailSendFix(clientId, sender),
           },
     );
   }
   return checks;
 }
+
+const mailSendFix = (clientId: string, sender: string): string =>
+  `in Exchange Online PowerShell: Test-ServicePrincipalAuthorization -Identity '${clientId}' -Resource '${sender.replace(/['\u2018-\u201B]/g, '$&$&')}' must list "Application Mail.Send" InScope True; else run what \`m365-contact-sync scope\` prints`;
 
 /** Every group id the policies name exists; an unknown one is named by its JSON path. */
 export async function groupChecks(

@@ -7,6 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import { maxContinuations, type MailboxSyncMessage } from '../sync/messages';
 import type { MailboxResult } from '../sync/mailbox-pass/pass';
+import type { Policy } from '../sync/config/schema';
 import { emptySummary, isFinal, type MailboxOutcome, type RunSummary, type RunTarget } from '../sync/runs';
 import { queueNames, type App } from './composition';
 import type { Logger } from './logging';
@@ -120,6 +121,12 @@ export async function removeFromMailbox(
     await record(app, run.runId, outcome({ ...failed(target, e.message) }), log);
     return 'done';
   }
+  if (!run.options.removal && !where.policy?.enabled) {
+    // A sync run's departed mailbox: a policy disabled (or deleted) since the run started removes nothing.
+    const why = `policy "${run.policyId}" was disabled or deleted during the run; nothing was removed from this mailbox`;
+    await record(app, run.runId, outcome({ ...failed(target, why) }), log);
+    return 'done';
+  }
   const lost = await keepLease(app, run);
   if (lost) {
     await record(app, run.runId, outcome({ ...failed(target, lost) }), log);
@@ -132,6 +139,25 @@ export async function removeFromMailbox(
           (u) => u.upn,
           () => target.mailboxId, // a deleted user: named by id
         );
+  if (upn !== target.userPrincipalName)
+    // Named by id at the fan-out: indexed by its UPN too, so `mailbox UPN` finds this run.
+    await app.runStore
+      .indexTarget(run.runId, { mailboxId: msg.mailboxId, userPrincipalName: upn })
+      .catch((e: unknown) =>
+        log.warn(`run not indexed by UPN: ${String(e)}`, { run: run.runId, mailbox: upn }),
+      );
+  // A sync run's departed mailbox follows the policy as it is now (minutes or hours after the fan-out).
+  const stays = run.options.removal ? null : departedStays(where.policy!, upn);
+  if (stays) {
+    await record(
+      app,
+      run.runId,
+      outcome({ userPrincipalName: upn, status: 'skipped', result: null, lastError: stays }),
+      log,
+    );
+    return 'done';
+  }
+  const dryRun = run.options.dryRun || (where.policy?.options.dryRun ?? false);
   const progress = await app.runStore.mailboxProgress(run.runId, msg.mailboxId);
   const carried = progress?.carried.deleted ?? 0;
   const r = await tryCleanUnderLock(
@@ -140,8 +166,18 @@ export async function removeFromMailbox(
     run.policyId,
     { id: msg.mailboxId, upn },
     where.folderName,
-    run.options.dryRun,
-  );
+    dryRun,
+  ).catch(async (e: unknown) => {
+    // The queue retries it; the poison handler reports this error if every attempt fails.
+    const error = e instanceof Error ? e.message : String(e);
+    await app.runStore.noteAttempt(run.runId, msg.mailboxId, upn, error).catch(() => undefined);
+    log.error(`removal failed (the queue retries it): ${error}`, {
+      policy: run.policyId,
+      run: run.runId,
+      mailbox: upn,
+    });
+    throw e;
+  });
   if (!r) {
     await app.send(queueNames.mailboxSyncs, msg, 30);
     log.info('mailbox is being synced; removal deferred', { policy: run.policyId, run: run.runId });
@@ -187,10 +223,21 @@ export async function removeFromMailbox(
     log,
   );
   log.info(
-    `${run.options.dryRun ? 'would remove' : 'removed'} ${result.deleted} contacts${r.folderRemoved ? ' and the folder' : ''}`,
+    `${dryRun ? 'would remove' : 'removed'} ${result.deleted} contacts${r.folderRemoved ? ' and the folder' : ''}`,
     { policy: run.policyId, run: run.runId, mailbox: upn },
   );
   return 'done';
+}
+
+/** Why a mailbox that left the targets keeps its contacts after all, by the policy file as it is now. */
+function departedStays(policy: Policy, upn: string): string | null {
+  if (policy.options.onTargetRemoval === 'keep')
+    return 'the policy\'s options.onTargetRemoval is "keep" now: nothing was removed from this mailbox';
+  const t = policy.targets;
+  const named = (list: readonly string[]): boolean => list.some((u) => u.toLowerCase() === upn.toLowerCase());
+  if (t.type === 'users' && named(t.users) && !named(t.excludeUsers))
+    return `${upn} is in the policy's targets.users again: nothing was removed from this mailbox (the next run syncs it)`;
+  return null;
 }
 
 const failed = (target: RunTarget, error: string): Omit<MailboxOutcome, 'mailboxId' | 'attempts'> => ({
@@ -213,7 +260,13 @@ async function finish(app: App, runId: string, log: Logger): Promise<void> {
 /** A completed removal of every mailbox of a policy no longer in the file: nothing is left to notice. */
 async function forgetIfGone(app: App, runId: string): Promise<void> {
   const run = await app.runStore.getRun(runId);
-  if (!run || run.status !== 'completed' || run.options.dryRun || run.options.mailboxCount > 0) return;
+  if (
+    !run?.options.removal ||
+    run.status !== 'completed' ||
+    run.options.dryRun ||
+    run.options.mailboxCount > 0
+  )
+    return;
   if (run.mailboxes.failed > 0 || (await app.policy(run.policyId))) return;
   await app.policyRegistry.forget(run.policyId);
 }

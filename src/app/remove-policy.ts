@@ -9,6 +9,7 @@ import { GraphRequestError } from '../sync/ports';
 import { pathSegment } from '../adapters/graph/path-segment';
 import type { App } from './composition';
 import { startRemoval } from './removal-runs';
+import type { KnownPolicy, RemovalAttempts } from '../adapters/tables/policy-registry';
 import type { Logger } from './logging';
 
 export interface RemoveRequest {
@@ -199,49 +200,35 @@ export const departedMailboxLimit = (known: number, percent: number): number =>
 
 /**
  * Mailboxes holding the policy's state that are no longer among its targets (options.onTargetRemoval):
- * cleaned before the run fans out, unless more left than `departedMailboxLimit` (a forced run cleans
- * them) or no target is left at all (never cleaned by a run, forced or not: `remove --policy` does).
- * Returns the run's notes about it, and what was held back.
+ * the run takes them as targets marked `departed`, and each one's worker removes the policy's contacts
+ * (one mailbox-syncs message each, retried and poisoned like any mailbox). None are taken when more
+ * left than `departedMailboxLimit` (a forced run takes them) or no target is left at all (never taken
+ * by a run, forced or not: `remove --policy` does). Returns them, the run's notes, and what was held back.
  */
-export async function cleanDepartedMailboxes(
+export async function departedMailboxes(
   app: App,
   policy: Policy,
-  connection: Connection,
   targetIds: ReadonlySet<string>,
   run: { dryRun: boolean; fullResync: boolean },
-  log: Logger,
-): Promise<{ notes: string[]; heldBack?: DepartedHeldBack }> {
-  if (policy.options.onTargetRemoval === 'keep') return { notes: [] };
+): Promise<{ departed: string[]; notes: string[]; heldBack?: DepartedHeldBack }> {
+  if (policy.options.onTargetRemoval === 'keep') return { departed: [], notes: [] };
   const known = await app.mailboxStore.listMailboxes(policy.id);
   const departed = known.filter((id) => !targetIds.has(id));
-  if (departed.length === 0) return { notes: [] };
+  if (departed.length === 0) return { departed: [], notes: [] };
   const limit = departedMailboxLimit(known.length, policy.options.deletionThreshold.percent);
   const noTarget = targetIds.size === 0;
   if (noTarget || (!run.fullResync && departed.length > limit))
     return {
+      departed: [],
       heldBack: { mailboxes: departed.length, known: known.length, limit, noTarget },
       notes: [
         `held back: ${departed.length} of ${known.length} mailboxes left the policy's targets${noTarget ? ` and no target is left; their contacts stay, even in a forced run (to remove them: remove --policy ${policy.id})` : ` (more than ${limit} at once); their contacts stay until a forced run (run --force, or a full resync) removes them`}`,
       ],
     };
-  let contacts = 0;
-  let failed = 0;
-  for (const id of departed) {
-    const upn = await userOf(app, connection, id).then(
-      (u) => u.upn,
-      () => id,
-    );
-    const r = await cleanUnderLock(app, connection, policy.id, { id, upn }, policy.folder.name, run.dryRun);
-    contacts += r.contacts;
-    if (r.status === 'failed') failed++;
-    log.info(`left the targets: ${run.dryRun ? 'would remove' : 'removed'} ${r.contacts} contacts`, {
-      policy: policy.id,
-      mailbox: upn,
-    });
-  }
   return {
+    departed,
     notes: [
-      `${departed.length} mailboxes left the policy's targets: ${contacts} contacts ${run.dryRun ? 'would be' : 'were'} removed from them${failed ? `; ${failed} failed and are tried again next run` : ''}`,
+      `${departed.length} mailboxes left the policy's targets: their contacts ${run.dryRun ? 'would be' : 'are'} removed in this run, one mailbox at a time (listed with the run's mailboxes; a failed one is tried again next run)`,
     ],
   };
 }
@@ -273,6 +260,11 @@ export async function sweepDeletedPolicies(app: App, log: Logger): Promise<strin
       continue;
     }
     if (now.getTime() - new Date(known.missingSince).getTime() < graceDays * dayMs) continue;
+    if (known.removal) {
+      // An earlier removal left something behind (a mailbox that keeps failing): say so, and wait.
+      if ((await lookAtLastRemoval(app, known, log)) === 'done') continue;
+      if (now.getTime() < nextRemovalAt(known.removal)) continue;
+    }
     // Queued (a timer run is short); the lease refuses a second while one is running.
     let started;
     try {
@@ -287,12 +279,63 @@ export async function sweepDeletedPolicies(app: App, log: Logger): Promise<strin
       continue; // one policy whose connection is gone holds none of the others up
     }
     if (!started.started) continue;
+    await app.policyRegistry.removalStarted(
+      known.policyId,
+      started.runId,
+      now,
+      (known.removal?.attempts ?? 0) + 1,
+    );
     log.info(`deleted policy: removal of its contacts queued (run ${started.runId})`, {
       policy: known.policyId,
     });
     cleaned.push(known.policyId);
   }
   return cleaned;
+}
+
+const hourMs = 3_600_000;
+
+/**
+ * How long the sweep waits after the n-th removal of a deleted policy before the next: an hour,
+ * doubling, at most a day. A mailbox that keeps failing costs one removal run a day, not one a tick.
+ */
+export const removalRetryDelayMs = (attempts: number): number =>
+  Math.min(dayMs, hourMs * 2 ** Math.max(0, attempts - 1));
+
+const nextRemovalAt = (r: RemovalAttempts): number =>
+  new Date(r.startedAt).getTime() + removalRetryDelayMs(r.attempts);
+
+/**
+ * Reads the outcome of a deleted policy's last removal run once it is over: a clean one means the
+ * policy is forgotten ('done'); what one left behind is kept on the policy's row and logged as an error.
+ */
+async function lookAtLastRemoval(app: App, known: KnownPolicy, log: Logger): Promise<'done' | 'wait'> {
+  const r = known.removal!;
+  if (r.failure?.runId === r.runId) return 'wait';
+  const run = await app.runStore.getRun(r.runId);
+  if (!run || (run.status !== 'completed' && run.status !== 'failed')) return 'wait';
+  if (run.status === 'completed' && run.mailboxes.failed === 0) {
+    await app.policyRegistry.forget(known.policyId);
+    return 'done';
+  }
+  const text =
+    run.status === 'failed'
+      ? `run ${run.runId} failed: ${run.error ?? 'no error was recorded'}`
+      : `${run.mailboxes.failed} of ${run.expected} mailboxes failed in run ${run.runId}${await firstFailure(app, run.runId)}`;
+  await app.policyRegistry.removalFailed(known.policyId, r.runId, text);
+  log.error(
+    `deleted policy: removing its contacts keeps failing (attempt ${r.attempts}): ${text}; the next attempt is after ${new Date(nextRemovalAt(r)).toISOString()}`,
+    { policy: known.policyId, run: run.runId },
+  );
+  return 'wait';
+}
+
+/** The first failed mailbox of a run and its error, as ", e.g. UPN: error". */
+async function firstFailure(app: App, runId: string): Promise<string> {
+  const failed = (await app.runStore.listOutcomes(runId)).find((o) => o.status === 'failed');
+  return failed
+    ? `, e.g. mailbox ${failed.userPrincipalName}: ${failed.lastError ?? 'no error was recorded'}`
+    : '';
 }
 
 /** The policy ids the file holds, an invalid policy's too (an invalid policy is not a deleted one). */
@@ -308,10 +351,14 @@ export async function deletedPolicyNotes(app: App): Promise<string[]> {
   const loaded = await app.policies();
   const graceDays = loaded.deletedPolicyGraceDays ?? 7;
   const present = presentIds(loaded);
+  const now = app.now().getTime();
   return (await app.policyRegistry.list())
     .filter((k) => k.missingSince && !present.has(k.policyId))
-    .map(
-      (k) =>
-        `policy "${k.policyId}" was deleted from the policy file (noticed ${k.missingSince}); its contacts are removed after ${new Date(new Date(k.missingSince!).getTime() + graceDays * dayMs).toISOString()} unless it comes back`,
-    );
+    .map((k) => {
+      const deleted = `policy "${k.policyId}" was deleted from the policy file (noticed ${k.missingSince})`;
+      const r = k.removal;
+      if (r?.failure)
+        return `${deleted}; removing its contacts has failed ${r.attempts} times (last: ${r.failure.text}); the next attempt is after ${new Date(Math.max(now, nextRemovalAt(r))).toISOString()}`;
+      return `${deleted}; its contacts are removed after ${new Date(new Date(k.missingSince!).getTime() + graceDays * dayMs).toISOString()} unless it comes back`;
+    });
 }

@@ -32,7 +32,7 @@ import type { TargetMailbox } from '../sync/directory';
 import { queueNames, type App } from './composition';
 import type { Logger } from './logging';
 import { pathSegment } from '../adapters/graph/path-segment';
-import { cleanDepartedMailboxes, deletedPolicyNotes, sweepDeletedPolicies } from './remove-policy';
+import { departedMailboxes, deletedPolicyNotes, sweepDeletedPolicies } from './remove-policy';
 import { fanOutRemoval, removeFromMailbox } from './removal-runs';
 import { keepRunHistory } from './run-retention';
 
@@ -295,32 +295,34 @@ export async function processPolicyRun(app: App, raw: unknown, log: Logger): Pro
   }
   const notes = [...refreshed.stats.notes];
   let departedHeldBack: RunSummary['departedHeldBack'];
+  let departed: RunTarget[] = [];
   if (run.status === 'starting') {
     notes.push(...(await deletedPolicyNotes(app).catch(() => [])));
     if (refreshed.desired.size === 0)
       notes.push('the policy selects no source objects: no contact is deleted unless a run is forced');
     if (targets.length === 0) notes.push('the policy selects no target mailboxes');
     if (requested.length === 0) {
-      const departed = await cleanDepartedMailboxes(
+      const left = await departedMailboxes(
         app,
         policy,
-        connection,
         new Set(targets.map((t) => t.userId)),
         run.options,
-        log,
       ).catch((e: unknown) => ({
+        departed: [],
         notes: [
-          `mailboxes that left the targets could not be cleaned this run (the next run tries again): ${e instanceof Error ? e.message : String(e)}`,
+          `mailboxes that left the targets could not be looked up this run (the next run tries again): ${e instanceof Error ? e.message : String(e)}`,
         ],
         heldBack: undefined,
       }));
-      notes.push(...departed.notes);
-      departedHeldBack = departed.heldBack;
+      notes.push(...left.notes);
+      departedHeldBack = left.heldBack;
+      // Named by id (a look-up each would hold the fan-out up); each worker finds its UPN.
+      departed = left.departed.map((id) => ({ mailboxId: id, userPrincipalName: id, departed: true }));
     }
   }
   const started = await app.runStore.startRun(
     msg.runId,
-    targets.map((t) => ({ mailboxId: t.userId, userPrincipalName: t.userPrincipalName })),
+    [...targets.map((t) => ({ mailboxId: t.userId, userPrincipalName: t.userPrincipalName })), ...departed],
     skipped,
     notes,
     departedHeldBack,
@@ -329,8 +331,10 @@ export async function processPolicyRun(app: App, raw: unknown, log: Logger): Pro
   if (!started.wrote) {
     // Another delivery of this message stored the run's targets (or is storing them: retry later).
     if (run.status === 'starting') throw new Error('another delivery is storing the run targets');
-    const stored = new Set((await app.runStore.listTargets(msg.runId)).map((t) => t.mailboxId));
+    const storedTargets = await app.runStore.listTargets(msg.runId);
+    const stored = new Set(storedTargets.map((t) => t.mailboxId));
     targets = targets.filter((t) => stored.has(t.userId));
+    departed = storedTargets.filter((t) => t.departed);
   }
   for (const note of refreshed.stats.notes) log.warn(note, fields);
   log.info(
@@ -342,6 +346,10 @@ export async function processPolicyRun(app: App, raw: unknown, log: Logger): Pro
     (await app.runStore.listOutcomes(msg.runId)).filter((o) => isFinal(o.status)).map((o) => o.mailboxId),
   );
   const pending = targets.filter((t) => !done.has(t.userId));
+  const pendingIds = [
+    ...pending.map((t) => t.userId),
+    ...departed.filter((t) => !done.has(t.mailboxId)).map((t) => t.mailboxId),
+  ];
   if (!run.options.dryRun && !run.options.fullResync)
     await app.runStore.savePreReadDrifts(
       msg.runId,
@@ -349,30 +357,30 @@ export async function processPolicyRun(app: App, raw: unknown, log: Logger): Pro
     );
   const renewEveryMs = (app.settings.POLICY_LEASE_MINUTES * 60_000) / 3;
   let renewedAt = app.now().getTime();
-  for (let i = 0; i < pending.length; i += 32) {
+  for (let i = 0; i < pendingIds.length; i += 32) {
     if (app.now().getTime() - renewedAt >= renewEveryMs) {
       // A long fan-out is progress too; one that lost its lease queues no more (the rest would be refused).
       const lost = await keepLease(app, run);
       if (lost) {
-        log.warn(`fan-out stopped after ${i} of ${pending.length} mailboxes: ${lost}`, fields);
+        log.warn(`fan-out stopped after ${i} of ${pendingIds.length} mailboxes: ${lost}`, fields);
         await failRun(app, msg.runId, policy.id, lost, log);
         return;
       }
       renewedAt = app.now().getTime();
     }
     await Promise.all(
-      pending.slice(i, i + 32).map((t) => {
+      pendingIds.slice(i, i + 32).map((mailboxId) => {
         const m: MailboxSyncMessage = {
           kind: 'mailbox-sync',
           policyId: policy.id,
           runId: msg.runId,
-          mailboxId: t.userId,
+          mailboxId,
         };
         return app.send(queueNames.mailboxSyncs, m);
       }),
     );
   }
-  if (targets.length === 0) await finishRun(app, msg.runId, log);
+  if (targets.length + departed.length === 0) await finishRun(app, msg.runId, log);
 }
 
 /**
@@ -414,7 +422,8 @@ export async function processMailboxSync(
   const fields = { policy: msg.policyId, run: msg.runId, mailbox: target.userPrincipalName };
   const existing = await app.runStore.getOutcome(msg.runId, msg.mailboxId);
   if (existing && isFinal(existing.status)) return 'duplicate';
-  if (run.options.removal) return removeFromMailbox(app, msg, run, target, log);
+  // A removal run's mailbox, or one that left a sync run's targets: the policy's contacts are removed.
+  if (run.options.removal || target.departed) return removeFromMailbox(app, msg, run, target, log);
   const now = app.now();
   const budgetMs = app.settings.MAILBOX_TIME_BUDGET_SECONDS * 1000;
   const owner = invocationId;
@@ -642,10 +651,12 @@ export async function processPoison(
     if (last && isFinal(last.status)) return;
     const error = `gave up after repeated failures: ${last?.lastError ?? 'no error was recorded'}`;
     log.error(error, { policy: msg.policyId, run: msg.runId, mailbox: admitted.target.userPrincipalName });
+    // A removal's target may be named by id; its attempts recorded the UPN the worker looked up.
+    const upn = last?.userPrincipalName || admitted.target.userPrincipalName;
     await recordAndMaybeFinish(
       app,
       msg.runId,
-      failedOutcome(admitted.target, error, last?.attempts ?? 0),
+      failedOutcome({ ...admitted.target, userPrincipalName: upn }, error, last?.attempts ?? 0),
       log,
     );
     return;

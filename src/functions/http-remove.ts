@@ -7,7 +7,7 @@ import { app, type HttpRequest, type HttpResponseInit, type InvocationContext } 
 import { z } from 'zod';
 import { getApp } from '../app/composition';
 import { startRemoval } from '../app/removal-runs';
-import { RemoveError } from '../app/remove-policy';
+import { removalWarnings, RemoveError } from '../app/remove-policy';
 import { runOptionsSchema } from '../sync/messages';
 import { json, problem, validationProblem } from './http-problem';
 
@@ -44,8 +44,9 @@ export async function removePolicyContacts(
     );
   try {
     // Queued, as a run is: a policy with many mailboxes takes longer than the front end waits (230 s).
+    const contactSync = getApp();
     const started = await startRemoval(
-      getApp(),
+      contactSync,
       { policyId: id.data, mailboxes: body.data.mailboxes, dryRun: body.data.dryRun },
       'http',
     );
@@ -58,7 +59,13 @@ export async function removePolicyContacts(
           )
         : problem(409, 'Not started', `the removal of policy "${id.data}" was not started`);
     const statusUrl = `${new URL(request.url).origin}/api/runs/${started.runId}`;
-    return json(202, { runId: started.runId, dryRun: body.data.dryRun, statusUrl }, { location: statusUrl });
+    // What the run record's notes say too, told at once: a policy still enabled writes its contacts again.
+    const warnings = removalWarnings(id.data, (await contactSync.policy(id.data))?.policy);
+    return json(
+      202,
+      { runId: started.runId, dryRun: body.data.dryRun, statusUrl, warnings },
+      { location: statusUrl },
+    );
   } catch (e) {
     if (e instanceof RemoveError)
       return problem(404, 'Policy not found', e.message, [{ field: 'policyId', message: e.message }]);

@@ -77,6 +77,8 @@ export interface RunRecordOptions {
 export interface RunTarget {
   mailboxId: string;
   userPrincipalName: string;
+  /** A mailbox that left the policy's targets: its worker removes the policy's contacts (onTargetRemoval). */
+  departed?: boolean;
 }
 
 /**
@@ -162,6 +164,8 @@ export interface RunStore {
     departedHeldBack?: DepartedHeldBack,
   ): Promise<{ run: RunSummary; wrote: boolean }>;
   getTarget(runId: string, mailboxId: string): Promise<RunTarget | undefined>;
+  /** Indexes a target under the UPN its worker looked up (it was named by id when the run started). */
+  indexTarget(runId: string, target: RunTarget): Promise<void>;
   /** Continuations of a mailbox so far (none: its first pass). */
   mailboxProgress(runId: string, mailboxId: string): Promise<MailboxProgress | undefined>;
   saveMailboxProgress(runId: string, mailboxId: string, progress: MailboxProgress): Promise<void>;

@@ -4,7 +4,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { parsePolicyFile, PolicyFileError } from '../../src/sync/config/policy-file';
+import { parsePolicyFile, PolicyFileError, policyPath } from '../../src/sync/config/policy-file';
 
 export const validFile = {
   connections: [
@@ -179,5 +179,28 @@ describe('bad input: policy files', () => {
       ),
       { numRuns: 300, seed: 7 },
     );
+  });
+
+  it('errors name the JSON path of the policy they are about, when an earlier (invalid) policy has the same id', () => {
+    const base = validFile.policies[0]!;
+    const file = {
+      ...validFile,
+      policies: [
+        { ...base, id: 'dup', targets: { type: 'users', users: [] } }, // invalid: no target user
+        { ...base, id: 'dup', previousIds: ['other'] }, // valid itself; its former id is taken
+        { ...base, id: 'keep', targets: { type: 'users', users: [] } },
+        { ...base, id: 'keep' },
+        { ...base, id: 'other' },
+      ],
+    };
+    const loaded = parsePolicyFile(JSON.stringify(file));
+    const paths = loaded.invalidPolicies.flatMap((b) => b.issues.map((i) => i.path)).sort();
+    assert.deepEqual(paths, [
+      'policies[0].targets.users',
+      'policies[1].previousIds',
+      'policies[2].targets.users',
+    ]);
+    assert.equal(policyPath(loaded, 'keep', 'notify.sender'), 'policies[3].notify.sender');
+    assert.equal(policyPath(loaded, 'other', 'folder'), 'policies[4].folder');
   });
 });

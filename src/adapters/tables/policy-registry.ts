@@ -11,6 +11,17 @@ export interface KnownPolicy {
   folderName: string | null;
   /** When the policy was first found missing from the file (ISO 8601); null while it is there. */
   missingSince: string | null;
+  /** The removals started for it since it went missing (the sweep backs off between them). */
+  removal?: RemovalAttempts;
+}
+
+export interface RemovalAttempts {
+  attempts: number;
+  /** The last removal run and when it was started (ISO 8601). */
+  runId: string;
+  startedAt: string;
+  /** What went wrong in the last looked-at removal run, and that run's id. */
+  failure?: { runId: string; text: string };
 }
 
 const rowKey = '~known';
@@ -54,14 +65,51 @@ export class PolicyRegistry {
 
   async markMissing(policyId: string, since: Date): Promise<void> {
     await this.table.updateEntity(
-      { partitionKey: tableKey(policyId), rowKey, missingSince: since.toISOString() },
+      { partitionKey: tableKey(policyId), rowKey, missingSince: since.toISOString(), ...noRemoval },
       'Merge',
     );
   }
 
   /** Lifts the missing mark of a policy the file holds again: a later deletion starts a new grace period. */
   async markPresent(policyId: string): Promise<void> {
-    await this.table.updateEntity({ partitionKey: tableKey(policyId), rowKey, missingSince: '' }, 'Merge');
+    await this.table.updateEntity(
+      { partitionKey: tableKey(policyId), rowKey, missingSince: '', ...noRemoval },
+      'Merge',
+    );
+  }
+
+  /** Notes a removal run started for a missing policy (counted, so the next one can wait longer). */
+  async removalStarted(policyId: string, runId: string, at: Date, attempts: number): Promise<void> {
+    await this.mergeIfKnown({
+      partitionKey: tableKey(policyId),
+      rowKey,
+      removalAttempts: attempts,
+      removalRunId: runId,
+      removalStartedAt: at.toISOString(),
+    });
+  }
+
+  /** Notes why a removal run left something behind (clipped: one Table property). */
+  async removalFailed(policyId: string, runId: string, text: string): Promise<void> {
+    await this.mergeIfKnown({
+      partitionKey: tableKey(policyId),
+      rowKey,
+      removalFailureRunId: runId,
+      removalFailure: text.length > 2000 ? `${text.slice(0, 2000)}…` : text,
+    });
+  }
+
+  /** A merge into a row that a finished removal may have deleted meanwhile (then nothing is left to note). */
+  private async mergeIfKnown(entity: {
+    partitionKey: string;
+    rowKey: string;
+    [k: string]: unknown;
+  }): Promise<void> {
+    try {
+      await this.table.updateEntity(entity, 'Merge');
+    } catch (e) {
+      if ((e as { statusCode?: number }).statusCode !== 404) throw e;
+    }
   }
 
   async forget(policyId: string): Promise<void> {
@@ -73,12 +121,34 @@ export class PolicyRegistry {
   }
 }
 
+const noRemoval = {
+  removalAttempts: 0,
+  removalRunId: '',
+  removalStartedAt: '',
+  removalFailureRunId: '',
+  removalFailure: '',
+};
+
 function known(e: Record<string, unknown>): KnownPolicy {
   const text = (v: unknown): string => (typeof v === 'string' ? v : '');
+  const attempts = typeof e.removalAttempts === 'number' ? e.removalAttempts : 0;
+  const failure = text(e.removalFailureRunId)
+    ? { failure: { runId: text(e.removalFailureRunId), text: text(e.removalFailure) } }
+    : {};
   return {
     policyId: text(e.policyId),
     connectionId: text(e.connectionId),
     folderName: text(e.folderName) || null,
     missingSince: text(e.missingSince) || null,
+    ...(attempts > 0 && text(e.removalRunId)
+      ? {
+          removal: {
+            attempts,
+            runId: text(e.removalRunId),
+            startedAt: text(e.removalStartedAt),
+            ...failure,
+          },
+        }
+      : {}),
   };
 }

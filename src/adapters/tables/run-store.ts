@@ -58,10 +58,16 @@ export function unpackData<T>(e: Record<string, unknown>): T {
 export async function listRunTargets(runs: TableClient, runId: string): Promise<RunTarget[]> {
   const out: RunTarget[] = [];
   const filter = `PartitionKey eq ${odata(runId)} and RowKey ge ${odata(targetPrefix)} and RowKey lt ${odata(`${targetPrefix}~`)}`;
-  for await (const e of runs.listEntities<{ upn: string }>({ queryOptions: { filter } }))
-    out.push({ mailboxId: fromTableKey(e.rowKey!.slice(targetPrefix.length)), userPrincipalName: e.upn });
+  for await (const e of runs.listEntities<{ upn: string; departed?: boolean }>({ queryOptions: { filter } }))
+    out.push(runTarget(fromTableKey(e.rowKey!.slice(targetPrefix.length)), e));
   return out;
 }
+
+const runTarget = (mailboxId: string, e: { upn: string; departed?: boolean }): RunTarget => ({
+  mailboxId,
+  userPrincipalName: e.upn,
+  ...(e.departed === true ? { departed: true } : {}),
+});
 
 export class TableRunStore implements RunStore {
   constructor(
@@ -164,7 +170,12 @@ export class TableRunStore implements RunStore {
       ]),
       ...targets.map((t): TransactionAction => [
         'upsert',
-        { partitionKey: runId, rowKey: targetRow(t.mailboxId), upn: t.userPrincipalName },
+        {
+          partitionKey: runId,
+          rowKey: targetRow(t.mailboxId),
+          upn: t.userPrincipalName,
+          ...(t.departed ? { departed: true } : {}),
+        },
         'Replace',
       ]),
     ];
@@ -271,12 +282,19 @@ export class TableRunStore implements RunStore {
 
   async getTarget(runId: string, mailboxId: string): Promise<RunTarget | undefined> {
     try {
-      const e = await this.runs.getEntity<{ upn: string }>(runId, targetRow(mailboxId));
-      return { mailboxId, userPrincipalName: e.upn };
+      return runTarget(
+        mailboxId,
+        await this.runs.getEntity<{ upn: string; departed?: boolean }>(runId, targetRow(mailboxId)),
+      );
     } catch (err) {
       if (status(err) === 404) return undefined;
       throw err;
     }
+  }
+
+  async indexTarget(runId: string, target: RunTarget): Promise<void> {
+    const run = await this.getRun(runId);
+    if (run) await upsertRows(this.runs, mailboxIndexRows(pointerOfRun(run), [target], []));
   }
 
   async mailboxProgress(runId: string, mailboxId: string): Promise<MailboxProgress | undefined> {

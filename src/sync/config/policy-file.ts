@@ -91,6 +91,7 @@ export function parsePolicyFile(text: string): LoadedPolicyFile {
   const policies: Policy[] = [];
   const invalidPolicies: LoadedPolicyFile['invalidPolicies'] = [];
   const seen = new Set<string>();
+  const indexOf = new Map<Policy, number>();
   file.data.policies.forEach((raw, index) => {
     const rawId = typeof (raw as { id?: unknown })?.id === 'string' ? (raw as { id: string }).id : undefined;
     const parsed = policySchema.safeParse(raw);
@@ -147,12 +148,14 @@ export function parsePolicyFile(text: string): LoadedPolicyFile {
     }
     seen.add(p.id);
     policies.push(p);
+    // Its own index: an earlier, invalid policy may carry the same id.
+    indexOf.set(p, index);
   });
   // A former id that another policy has now would hand that policy's contacts over: refused.
   for (const p of [...policies]) {
     const taken = p.previousIds.filter((x) => seen.has(x));
     if (taken.length === 0) continue;
-    const index = file.data.policies.findIndex((r) => (r as { id?: unknown } | null)?.id === p.id);
+    const index = indexOf.get(p)!;
     policies.splice(policies.indexOf(p), 1);
     invalidPolicies.push({
       index,
@@ -164,12 +167,7 @@ export function parsePolicyFile(text: string): LoadedPolicyFile {
       })),
     });
   }
-  const policyIndex = new Map(
-    policies.map((p) => [
-      p.id,
-      file.data.policies.findIndex((r) => (r as { id?: unknown } | null)?.id === p.id),
-    ]),
-  );
+  const policyIndex = new Map(policies.map((p) => [p.id, indexOf.get(p)!]));
   return {
     connections,
     policies,

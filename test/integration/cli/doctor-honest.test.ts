@@ -186,6 +186,21 @@ describe('doctor tells what is really wrong (issue 17 item 5)', () => {
     } finally {
       sim.setPermissions([...productPermissions]);
     }
+    // Without any Contacts grant a 403 says nothing about the sender's mailbox: not "has a mailbox".
+    sim.setPermissions(productPermissions.filter((p) => p !== 'Contacts.ReadWrite'));
+    try {
+      const blind = await cli(
+        ['doctor', '--config', file([policy('p', notify(noMailbox.userPrincipalName))])],
+        env,
+      );
+      assert.doesNotMatch(blind.stdout, /report sender .* has a mailbox/);
+      assert.match(
+        blind.stdout,
+        /WARN contoso: report sender .*: policies\[0\]\.notify\.sender: whether .* has an Exchange Online mailbox could not be checked/,
+      );
+    } finally {
+      sim.setPermissions([...productPermissions]);
+    }
     const ghost = await cli(
       ['doctor', '--config', file([policy('p0'), policy('p1', notify('ghost@contoso.example'))])],
       env,

@@ -8,6 +8,7 @@ import type { PolicyInput } from '../../../src/sync/config/schema';
 import { randomUUID } from 'node:crypto';
 import { startRun } from '../../../src/app/use-cases';
 import { startRemoval } from '../../../src/app/removal-runs';
+import { listRuns, mailboxHistory } from '../../../src/app/history';
 import { queueNames } from '../../../src/app/composition';
 import { removePolicyContacts } from '../../../src/functions/http-remove';
 import type { MailboxOutcome, RunSummary } from '../../../src/sync/runs';
@@ -15,6 +16,7 @@ import type { SimUser } from '../../doubles/graph-tenant-simulator/tenant';
 import { functionsFixture, usersPolicy as policy, type FunctionsFixture } from '../../support/functions-app';
 import { folderContacts, tagOf } from '../../support/engine';
 
+const hourMs = 3_600_000;
 const ctx = (): InvocationContext => new InvocationContext({ invocationId: 'test', functionName: 'http' });
 const removal = (policyId: string, body: unknown): HttpRequest =>
   new HttpRequest({
@@ -80,8 +82,13 @@ describe('cleanup: remove a policy, mailboxes leaving its targets, deleted polic
 
     const dry = await removePolicyContacts(removal('gone', {}), ctx());
     assert.equal(dry.status, 202, 'queued: answered before any mailbox is looked at');
-    const queued = dry.jsonBody as { runId: string; dryRun: boolean; statusUrl: string };
+    const queued = dry.jsonBody as { runId: string; dryRun: boolean; statusUrl: string; warnings?: string[] };
     assert.equal(queued.dryRun, true, 'a dry run unless asked otherwise');
+    assert.match(
+      queued.warnings?.join(' ') ?? '',
+      /policy "gone" is still enabled/,
+      'said in the answer too',
+    );
     assert.match(queued.statusUrl, new RegExp(`/api/runs/${queued.runId}$`));
     const plan = await removalRun(queued.runId);
     assert.equal(plan.run.options.removal, true);
@@ -160,8 +167,88 @@ describe('cleanup: remove a policy, mailboxes leaving its targets, deleted polic
     const run = (await f.app.runStore.getRun(runId))!;
     assert.match(
       run.notes?.join('\n') ?? '',
-      /1 mailboxes left the policy's targets: \d+ contacts were removed/,
+      /1 mailboxes left the policy's targets: their contacts are removed/,
     );
+    const outcome = (await f.app.runStore.listOutcomes(runId)).find((o) => o.mailboxId === c!.id);
+    assert.equal(outcome?.status, 'succeeded');
+    assert.ok((outcome?.result?.deleted ?? 0) > 0 && outcome?.result?.removal?.folderRemoved);
+  });
+
+  it('mailboxes that left the targets are cleaned one mailbox-syncs message each (retried, then poisoned, like any mailbox), never inside the policy run', async () => {
+    const [a, b, c, d] = users;
+    const all = { options: { deletionThreshold: { percent: 100, minimum: 10 } } };
+    const others = policies.filter((p) => p.id !== 'departing');
+    setPolicies([...others, policy('departing', [a!, b!, c!, d!], all)]);
+    await runNow('departing');
+    assert.ok(ours(b!, 'departing') > 0 && ours(c!, 'departing') > 0 && ours(d!, 'departing') > 0);
+    setPolicies([...others, policy('departing', [a!], all)]);
+    f.sim.faults.add({ kind: 'status', status: 500, match: { operation: 'contacts.list', mailbox: d!.id } });
+    let runId;
+    try {
+      runId = await f.startedRun('departing'); // the policy-run handler alone; mailbox messages stay queued
+      assert.ok(
+        ours(b!, 'departing') > 0 && ours(c!, 'departing') > 0,
+        'a departed mailbox was cleaned inside the policy run',
+      );
+      const departed = (await f.app.runStore.listTargets(runId)).filter((t) => t.departed);
+      assert.deepEqual(departed.map((t) => t.mailboxId).sort(), [b!.id, c!.id, d!.id].sort());
+      await f.runner.drain();
+    } finally {
+      f.sim.faults.clear();
+    }
+    const run = (await f.app.runStore.getRun(runId))!;
+    assert.equal(run.status, 'completed');
+    assert.deepEqual(run.mailboxes, { succeeded: 3, failed: 1, skipped: 0 });
+    const outcomes = await f.app.runStore.listOutcomes(runId);
+    for (const u of [b!, c!]) {
+      const o = outcomes.find((x) => x.mailboxId === u.id)!;
+      assert.equal(o.userPrincipalName, u.userPrincipalName, 'named by UPN once cleaned');
+      assert.equal(o.status, 'succeeded');
+      assert.ok(o.result!.deleted > 0 && o.result!.removal);
+      assert.equal(ours(u, 'departing'), 0);
+    }
+    // `mailbox UPN` finds the run that emptied it (its target was named by id at the fan-out).
+    const history = await mailboxHistory(
+      f.app.tables.runs,
+      b!.userPrincipalName,
+      (r, m) => f.app.runStore.getOutcome(r, m),
+      (r) => f.app.runStore.getRun(r),
+    );
+    const found = history.find((h) => h.run.policyId === 'departing');
+    assert.equal(found?.run.runId, runId, '`mailbox UPN` shows an older run');
+    assert.ok(found?.outcome?.result?.removal);
+    const failed = outcomes.find((o) => o.mailboxId === d!.id)!;
+    assert.equal(failed.status, 'failed');
+    assert.equal(failed.userPrincipalName, d!.userPrincipalName);
+    assert.match(failed.lastError ?? '', /gave up after repeated failures: .*InternalServerError/);
+    assert.ok(ours(d!, 'departing') > 0, 'kept while failing');
+    await runNow('departing');
+    assert.equal(ours(d!, 'departing'), 0, 'the next run tries the failed one again');
+  });
+
+  it("a departed mailbox's worker follows the policy as it is now: keep, a dry run, or back in the targets removes nothing", async () => {
+    const [a, b, c, d] = users;
+    const others = policies.filter((p) => !['now-keep', 'now-dry', 'now-back'].includes(p.id));
+    const all = { options: { deletionThreshold: { percent: 100, minimum: 10 } } };
+    const cases: [string, SimUser, (p: PolicyInput) => PolicyInput, string][] = [
+      ['now-keep', b!, (p) => ({ ...p, options: { ...p.options, onTargetRemoval: 'keep' } }), 'skipped'],
+      ['now-dry', c!, (p) => ({ ...p, options: { ...p.options, dryRun: true } }), 'planned'],
+      ['now-back', d!, (p) => policy(p.id, [a!, d!], all), 'skipped'],
+    ];
+    for (const [id, leaving, edit, status] of cases) {
+      setPolicies([...others, policy(id, [a!, leaving], all)]);
+      await runNow(id);
+      const before = ours(leaving, id);
+      assert.ok(before > 0);
+      const left = policy(id, [a!], all);
+      setPolicies([...others, left]);
+      const runId = await f.startedRun(id); // fanned out: the departed mailbox's message is queued
+      setPolicies([...others, edit(left)]); // then the operator reacts to the run's note
+      await f.runner.drain();
+      assert.equal(ours(leaving, id), before, `${id}: the contacts were removed`);
+      const outcome = await f.app.runStore.getOutcome(runId, leaving.id);
+      assert.equal(outcome?.status, status, `${id}: ${JSON.stringify(outcome)}`);
+    }
   });
 
   it('a policy deleted from the file is noticed, reported in every run, and cleaned after the grace period', async () => {
@@ -183,6 +270,62 @@ describe('cleanup: remove a policy, mailboxes leaving its targets, deleted polic
     assert.equal(ours(a!, 'deleted'), 0, 'cleaned after the grace period');
     assert.equal(hasFolder(a!, 'deleted'), false);
     assert.equal(await f.app.policyRegistry.get('deleted'), undefined, 'and forgotten');
+  });
+
+  it('a deleted policy whose removal keeps failing for a mailbox backs off (an hour, doubling, at most a day) and says which mailbox fails and why', async () => {
+    const e = users[5]!;
+    setPolicies([...policies, policy('stuck', [e]), policy('witness', [users[4]!])]);
+    await runNow('stuck');
+    const before = ours(e, 'stuck');
+    assert.ok(before > 0);
+    setPolicies(policies.filter((p) => p.id !== 'stuck'));
+    await f.runner.tick(); // noticed missing
+    f.advanceClock(8 * 24 * hourMs);
+    // Listing the mailbox's folder fails every time: the queue retries, then the poison queue records it.
+    f.sim.faults.add({ kind: 'status', status: 500, match: { operation: 'contacts.list', mailbox: e.id } });
+    const removals = async (): Promise<number> =>
+      (await listRuns(f.app.tables.runs, 'stuck', 1000)).filter((r) => r.options.removal).length;
+    const tickFor = async (hours: number, everyMs: number): Promise<void> => {
+      for (let t = 0; t < (hours * hourMs) / everyMs; t++) {
+        await f.runner.tick();
+        await f.runner.drain();
+        f.advanceClock(everyMs);
+      }
+    };
+    try {
+      // A tick every 10 minutes for 6 hours: removals at 0 h, 1 h and 3 h, not one a tick.
+      await tickFor(6, 10 * 60_000);
+      assert.equal(await removals(), 3);
+      assert.ok(ours(e, 'stuck') > 0, 'the fault kept the contacts');
+      const error = f.logs.filter((l) => /removing its contacts keeps failing/.test(l)).at(-1) ?? '';
+      assert.match(error, /^error: /);
+      assert.match(error, new RegExp(`1 of 1 mailboxes failed in run .*mailbox ${e.userPrincipalName}: .+`));
+      // Then 7 h, 15 h, 31 h, and 55 h (a day after 31 h, not 32 hours): at most one a day.
+      await tickFor(50, hourMs);
+      assert.equal(await removals(), 7);
+      const runId = await runNow('witness');
+      const notes = (await f.app.runStore.getRun(runId))!.notes?.join('\n') ?? '';
+      assert.match(
+        notes,
+        new RegExp(
+          `policy "stuck" was deleted .*; removing its contacts has failed 7 times \\(last: .*mailbox ${e.userPrincipalName}: .+\\); the next attempt is after`,
+        ),
+      );
+    } finally {
+      f.sim.faults.clear();
+    }
+    f.advanceClock(25 * hourMs);
+    await f.runner.tick();
+    await f.runner.drain();
+    assert.equal(ours(e, 'stuck'), 0, 'cleaned once the mailbox answers again');
+    assert.equal(await f.app.policyRegistry.get('stuck'), undefined, 'and forgotten');
+  });
+
+  it('a removal that finished (and forgot the policy) before the sweep noted it started does not stop the sweep', async () => {
+    await f.app.policyRegistry.forget('raced');
+    await f.app.policyRegistry.removalStarted('raced', randomUUID(), f.app.now(), 1);
+    await f.app.policyRegistry.removalFailed('raced', randomUUID(), 'x');
+    assert.equal(await f.app.policyRegistry.get('raced'), undefined, 'no row is made up');
   });
 
   it('a deleted policy put back (even disabled, so it never runs) starts a new grace period when deleted again', async () => {

@@ -6,6 +6,8 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import type { PolicyInput } from '../../../src/sync/config/schema';
 import { startRun } from '../../../src/app/use-cases';
+import { removePolicy } from '../../../src/app/remove-policy';
+import { logger } from '../../../src/app/logging';
 import type { SimContact, SimUser } from '../../doubles/graph-tenant-simulator/tenant';
 import { functionsFixture, usersPolicy as policy, type FunctionsFixture } from '../../support/functions-app';
 import { folderContacts, tagOf } from '../../support/engine';
@@ -177,6 +179,45 @@ describe('take-over and cleanup limits (review of issue 17)', () => {
     );
     await runNow('later', true);
     assert.ok(mailbox.contact(another.id), 'kept after an upgrade');
+  });
+
+  it('the old tool writing after the take-over leaves a twin, even through a forced run; remove --mailbox and a run take the folder over again (docs/migrate.md)', async () => {
+    const [owner, colleague] = [users[4]!, users[7]!];
+    seedOldTool(owner, 'Folder still', [colleague]);
+    setPolicies([...policies, policy('still', [owner], { options: { unmanagedContacts: 'remove' } })]);
+    await runNow('still');
+    const inFolder = (): SimContact[] =>
+      withAddress(folderContacts(f.sim, owner.userPrincipalName, 'Folder still'), colleague.mail!);
+    assert.equal(inFolder().length, 1);
+    // The old tool was left running: it writes the colleague again after the take-over.
+    const mailbox = f.sim.tenant.mailbox(owner.id)!;
+    const folderId = mailbox.folderByName('Folder still', mailbox.contactsFolderId)!.id;
+    const late = mailbox.createContact(
+      folderId,
+      {
+        displayName: colleague.displayName,
+        emailAddresses: [{ address: colleague.mail!, name: colleague.displayName }],
+      },
+      [],
+      new Date(f.app.now().getTime() + 60_000),
+    );
+    await runNow('still');
+    await runNow('still', true);
+    assert.equal(inFolder().length, 2, "a contact written after the take-over may be a user's own: it stays");
+    // What docs/migrate.md says to do once the old tool is stopped: remove ours there, then run.
+    const removed = await removePolicy(
+      f.app,
+      { policyId: 'still', mailboxes: [owner.userPrincipalName], dryRun: false },
+      logger({ log: () => undefined, warn: () => undefined, error: () => undefined }),
+    );
+    assert.equal(removed.totals.failed, 0);
+    await runNow('still');
+    assert.deepEqual(
+      inFolder().map((c) => c.id),
+      [late.id],
+      'the colleague is there once: the late contact, taken over',
+    );
+    assert.match(tagOf(inFolder()[0]!) ?? '', /^still\|/);
   });
 
   it('mailboxes leaving the targets: a share of them per run (at least one); more is HELD BACK in the run and the report mail; no target left is never cleaned by a run', async () => {
