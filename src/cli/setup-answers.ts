@@ -41,7 +41,11 @@ export interface SetupAnswers {
   connectionId: string;
   authorityHost?: string;
   graphEndpoint?: string;
-  /** The public client the admin signs in through (default: Microsoft Graph Command Line Tools). */
+  /**
+   * The public client the admin signs in through. Default: Microsoft Azure CLI's (also
+   * @azure/identity's default), preauthorized for the Graph scopes setup needs and for Azure Storage,
+   * so one sign-in serves both; Microsoft Graph Command Line Tools (14d82eec-…) reaches Graph only.
+   */
   signInClientId: string;
   /** Where the deployed app reads the policy file (POLICY_BLOB_URL); setup offers to upload it there. */
   policyBlobUrl?: string;
@@ -49,7 +53,7 @@ export interface SetupAnswers {
 
 export class MissingAnswerError extends Error {}
 
-export const defaultSignInClientId = '14d82eec-204b-4c2f-b7e8-296a70dab67e';
+export const defaultSignInClientId = '04b07795-8ddb-461a-bbee-02f9e1bf7b46';
 
 const guid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
