@@ -421,6 +421,22 @@ describe('setup: from an empty tenant to a policy that syncs', () => {
     assert.deepEqual(graphWrites(mark), [], 'nothing written to the registration');
   });
 
+  it('a registration whose only key has not started yet: setup does not sign addKey with it, and stops saying why', async () => {
+    const name = 'sync-not-started';
+    const out = join(dir, `${name}.json`);
+    const first = await cli(setupArgs(name, out), admin);
+    assert.equal(first.code, 0, first.stdout + first.stderr);
+    const app = sim.appRegistrations().find((a) => a.displayName === name)!;
+    app.certificates[0]!.startDateTime = new Date(Date.now() + 86_400_000);
+    await sim.vault.renewCertificate(name);
+    const mark = sim.log.lastSeq;
+    const r = await cli(setupArgs(name, out), admin);
+    assert.equal(r.code, 1, r.stdout + r.stderr);
+    assert.match(r.stderr, /setup stopped at "key upload"/);
+    assert.match(r.stderr, /no certificate valid now, only expired or not yet started ones/);
+    assert.deepEqual(graphWrites(mark), [], 'no addKey with a key Graph would refuse');
+  });
+
   it('a registration holding a certificate setup cannot sign for stops, saying why and what to do, and keeps its keys', async () => {
     const name = 'sync-foreign';
     const out = join(dir, `${name}.json`);
