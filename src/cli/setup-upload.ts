@@ -7,6 +7,7 @@ import { BlockBlobClient, RestError } from '@azure/storage-blob';
 import { AuthenticationError, AuthenticationRequiredError, type TokenCredential } from '@azure/identity';
 import { SetupStoppedError } from './setup-entra';
 import type { Io } from './commands';
+import { defaultSignInClientId } from './setup-answers';
 
 const role = 'Storage Blob Data Contributor';
 
@@ -113,6 +114,21 @@ function differences(before: string, after: string): string[] | undefined {
   });
 }
 
+/**
+ * Why the admin's sign-in got no Azure Storage token, and what to do. A first-party client other than
+ * Azure CLI's is refused by Entra (AADSTS65002: not preauthorized for Azure Storage); with Azure CLI's,
+ * Storage wants the admin again (Conditional Access for Storage, withdrawn consent, an expired session).
+ */
+export function noStorageToken(signInClientId: string, blobUrl: string, e: unknown): string {
+  const aadsts = /AADSTS\d+/.exec(
+    [e, (e as { cause?: unknown })?.cause].map((x) => (x instanceof Error ? x.message : '')).join(' '),
+  )?.[0];
+  const skip = 'or leave out --policy-blob-url (or give --no-upload) and upload the file yourself';
+  return signInClientId === defaultSignInClientId
+    ? `your sign-in got no Azure Storage token for ${blobUrl} without signing in again${aadsts ? ` (${aadsts})` : ''}: a Conditional Access policy for Azure Storage, withdrawn consent or an expired session. Run setup again to sign in anew, ${skip}`
+    : `the sign-in client ${signInClientId} (--sign-in-client-id) gets no Azure Storage token: Entra gives a Microsoft client tokens only for the resources it is preauthorized for (${aadsts ?? 'AADSTS65002'}). Run setup without --sign-in-client-id (Azure CLI's client reaches Graph and Storage), ${skip}`;
+}
+
 /** The storage account and container a blob URL names (https://{account}.blob.core.windows.net/{container}/{blob}). */
 function blobScope(url: string): { account: string; container: string } {
   const { hostname, pathname } = new URL(url);
@@ -130,9 +146,7 @@ async function guarded<T>(u: PolicyUpload, call: () => Promise<T>): Promise<T> {
     return await call();
   } catch (e) {
     if (e instanceof AuthenticationError || e instanceof AuthenticationRequiredError)
-      throw new SetupStoppedError(
-        `your sign-in (client ${u.signInClientId}) got no Azure Storage token for ${u.blobUrl}: ${e.message.split('\n')[0]!.replace(/\.$/, '')}. Sign in through a client preauthorized for Azure Storage (the default, without --sign-in-client-id), or upload ${u.file} yourself`,
-      );
+      throw new SetupStoppedError(noStorageToken(u.signInClientId, u.blobUrl, e));
     if (!(e instanceof RestError)) throw e;
     if (e.statusCode === 403) {
       const { account, container } = blobScope(u.blobUrl);

@@ -22,7 +22,7 @@ import {
   type SetupAnswers,
   type SetupFlags,
 } from './setup-answers';
-import { uploadPolicyFile } from './setup-upload';
+import { noStorageToken, uploadPolicyFile } from './setup-upload';
 import { AppRegistrar, SetupStoppedError, type HeldKey, type Registration } from './setup-entra';
 import { scopeScript } from './scope-script';
 import { certificatePolicy, type Io } from './commands';
@@ -44,6 +44,9 @@ export const setupSteps = [
 
 /** Delegated Microsoft Graph scopes setup asks for, and nothing else. */
 const adminScopes = ['Application.ReadWrite.All', 'AppRoleAssignment.ReadWrite.All'];
+
+/** Azure Storage's audience, the same in every cloud. */
+const storageScope = 'https://storage.azure.com/.default';
 
 const knownAuthorities = new Set(Object.values(clouds).map((c) => new URL(c.authorityHost).host));
 
@@ -79,7 +82,7 @@ export async function setup(
   process.once('SIGINT', onInterrupt);
   try {
     step(0);
-    const ctx = await signIn(io, answers);
+    const ctx = await signIn(io, answers, flags.upload !== false);
     step(1);
     const { app, created } = await ctx.registrar.application(answers.appName);
     io.out(
@@ -135,7 +138,7 @@ export async function setup(
   }
 }
 
-async function signIn(io: Io, answers: SetupAnswers): Promise<Context> {
+async function signIn(io: Io, answers: SetupAnswers, mayUpload: boolean): Promise<Context> {
   const authorityHost = (answers.authorityHost ?? clouds.global.authorityHost).replace(/\/$/, '');
   const graphEndpoint = (answers.graphEndpoint ?? clouds.global.graphEndpoint).replace(/\/$/, '');
   const credential = new DeviceCodeCredential({
@@ -158,6 +161,11 @@ async function signIn(io: Io, answers: SetupAnswers): Promise<Context> {
   const claims = decodeJwt(token.token);
   const user = String(claims.upn ?? claims.unique_name ?? claims.oid);
   io.out(`  signed in as ${user} (tenant ${String(claims.tid)})`);
+  // The policy upload needs a Storage token from this sign-in: learn now, before anything is created.
+  if (answers.policyBlobUrl && mayUpload)
+    await signedIn.getToken(storageScope).catch((e: unknown) => {
+      throw new SetupStoppedError(noStorageToken(answers.signInClientId, answers.policyBlobUrl!, e));
+    });
   return {
     io,
     answers,
@@ -200,8 +208,24 @@ async function permissions(
   return { ids, names: (list) => list.map((id) => byId.get(id) ?? id) };
 }
 
+/** Key Vault's 403 (Azure RBAC on the vault) becomes a stop naming the role and the vault. */
+async function vaultCall<T>(a: SetupAnswers, what: string, call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (e) {
+    if ((e as { statusCode?: number }).statusCode !== 403) throw e;
+    throw new SetupStoppedError(
+      `Key Vault ${a.vault} refused to ${what} (${(e as { code?: string }).code ?? 'Forbidden'}): your Azure sign-in needs Key Vault Certificates Officer and Key Vault Secrets User on the vault (\`azd up\` grants both to its user; az role assignment create --role "Key Vault Certificates Officer" --assignee <you> --scope <the vault's resource id>). Ask for them, then run setup again`,
+    );
+  }
+}
+
 /** The certificate in Key Vault: found, a creation still running awaited, else created (PEM, auto-renew). */
 async function certificate(io: Io, a: SetupAnswers): Promise<KeyVaultCertificateWithPolicy> {
+  return vaultCall(a, `read or create the certificate ${a.certificate}`, () => findOrCreate(io, a));
+}
+
+async function findOrCreate(io: Io, a: SetupAnswers): Promise<KeyVaultCertificateWithPolicy> {
   const client = new CertificateClient(a.vault, cliCredential(), vaultOptions(a.vault));
   try {
     const found = await client.getCertificate(a.certificate);
@@ -273,7 +297,12 @@ async function proofFromVault(
   const certificates = new CertificateClient(a.vault, credential, vaultOptions(a.vault));
   const secrets = new SecretClient(a.vault, credential, vaultOptions(a.vault));
   const refused: string[] = [];
-  for await (const v of certificates.listPropertiesOfCertificateVersions(a.certificate)) {
+  const versions = await vaultCall(a, `list the versions of ${a.certificate}`, async () => {
+    const all = [];
+    for await (const v of certificates.listPropertiesOfCertificateVersions(a.certificate)) all.push(v);
+    return all;
+  });
+  for (const v of versions) {
     const thumbprint = v.x509Thumbprint && Buffer.from(v.x509Thumbprint).toString('hex').toUpperCase();
     if (!thumbprint || !v.version || !held.some((k) => k.thumbprint === thumbprint)) continue;
     const signed = await signWith(secrets, a.certificate, v.version, applicationObjectId);

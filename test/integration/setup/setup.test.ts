@@ -272,6 +272,41 @@ describe('setup: from an empty tenant to a policy that syncs', () => {
     assert.equal(await blobText(url), readFileSync(out, 'utf8'));
   });
 
+  it('a sign-in client that cannot reach Azure Storage stops at sign in, before anything is created, saying which client to use', async () => {
+    const name = 'sync-graph-tools';
+    const out = join(dir, `${name}.json`);
+    const url = `${storage.accountUrl}/config/${name}.json`;
+    const graphTools = '14d82eec-204b-4c2f-b7e8-296a70dab67e';
+    const r = await cli(
+      setupArgs(name, out, '--policy-blob-url', url, '--sign-in-client-id', graphTools),
+      admin,
+    );
+    assert.equal(r.code, 1, r.stdout + r.stderr);
+    assert.match(r.stderr, /setup stopped at "sign in"/);
+    assert.match(r.stderr, new RegExp(`client ${graphTools}.*preauthorized.*AADSTS65002`, 's'));
+    assert.match(r.stderr, /without --sign-in-client-id/);
+    assert.doesNotMatch(r.stderr, /authentication\(\) method/, 'no SDK advice the admin cannot follow');
+    assert.equal(sim.appRegistrations().filter((a) => a.displayName === name).length, 0, 'nothing created');
+  });
+
+  it('without Key Vault rights setup stops at the certificate naming the role and the vault; once granted, a re-run finishes', async () => {
+    const name = 'sync-no-vault';
+    const out = join(dir, `${name}.json`);
+    const host = sim.identity.apps.get(sim.hostIdentity.clientId)!;
+    const granted = new Set(host.vaultRoles);
+    host.vaultRoles.clear();
+    const r = await cli(setupArgs(name, out), admin);
+    for (const role of granted) host.vaultRoles.add(role);
+    assert.equal(r.code, 1, r.stdout + r.stderr);
+    assert.match(r.stderr, /setup stopped at "certificate"/);
+    assert.match(r.stderr, /Key Vault Certificates Officer/);
+    assert.match(r.stderr, new RegExp(sim.keyVaultUrl.replace(/[.]/g, '\\.')));
+    assert.match(r.stderr, /run setup again/);
+    const again = await cli(setupArgs(name, out), admin);
+    assert.equal(again.code, 0, again.stdout + again.stderr);
+    assertOneOfEverything(name, out);
+  });
+
   it('a policy blob holding a policy the file lacks is not overwritten: setup names it and stops', async () => {
     const name = 'sync-upload-merge';
     const out = join(dir, `${name}.json`);
