@@ -4,6 +4,7 @@
 // error naming its flag. The answers then give the first policy and the permissions it needs.
 import { confirm, input, select } from '@inquirer/prompts';
 import type { PolicyInput } from '../sync/config/schema';
+import { isLoopbackUrl } from '../adapters/local-address';
 
 export interface SetupFlags {
   tenant?: string;
@@ -169,14 +170,26 @@ export async function askSetup(
     ...(flags.authorityHost ? { authorityHost: flags.authorityHost } : {}),
     ...(flags.graphEndpoint ? { graphEndpoint: flags.graphEndpoint } : {}),
     signInClientId: flags.signInClientId ?? defaultSignInClientId,
-    ...policyBlob(flags.policyBlobUrl ?? env.POLICY_BLOB_URL),
+    ...policyBlob(flags.policyBlobUrl ?? env.POLICY_BLOB_URL, env),
   };
 }
 
-function policyBlob(url: string | undefined): { policyBlobUrl?: string } {
+/** Azure Storage's blob endpoints in each cloud: the admin's Storage token goes to no other host. */
+const azureBlobHost = /\.blob\.core\.(windows\.net|usgovcloudapi\.net|chinacloudapi\.cn)$/i;
+
+function policyBlob(
+  url: string | undefined,
+  env: Record<string, string | undefined>,
+): { policyBlobUrl?: string } {
   if (!url) return {};
   const ok = isHttps(url);
   if (ok !== true) throw new MissingAnswerError(`--policy-blob-url: ${ok}`);
+  // Tests and the demo use a local storage front; like the local Key Vault, only loopback and only then.
+  const local = env.CONTACTSYNC_LOCAL_KEY_VAULT === 'allow' && isLoopbackUrl(url);
+  if (!azureBlobHost.test(new URL(url).hostname) && !local)
+    throw new MissingAnswerError(
+      `--policy-blob-url: ${new URL(url).hostname} is not an Azure Storage blob endpoint (<account>.blob.core.windows.net): setup sends your sign-in's Storage token only there`,
+    );
   return { policyBlobUrl: url };
 }
 

@@ -3,7 +3,12 @@
 // writes, in an order where every object names the one before it: a run stopped anywhere (Ctrl-C, a
 // lost reply, a missing role) leaves objects a re-run finds and finishes, never a duplicate.
 import { readFile, rename, writeFile } from 'node:fs/promises';
-import { DeviceCodeCredential, type TokenCredential } from '@azure/identity';
+import {
+  AggregateAuthenticationError,
+  CredentialUnavailableError,
+  DeviceCodeCredential,
+  type TokenCredential,
+} from '@azure/identity';
 import { CertificateClient, type KeyVaultCertificateWithPolicy } from '@azure/keyvault-certificates';
 import { SecretClient } from '@azure/keyvault-secrets';
 import { Client } from '@microsoft/microsoft-graph-client';
@@ -213,6 +218,10 @@ async function vaultCall<T>(a: SetupAnswers, what: string, call: () => Promise<T
   try {
     return await call();
   } catch (e) {
+    if (e instanceof CredentialUnavailableError || e instanceof AggregateAuthenticationError)
+      throw new SetupStoppedError(
+        `Key Vault is reached with your Azure sign-in (Azure CLI or azd), and there is none on this computer: run \`az login\` (or \`azd auth login\`) as a user with Key Vault Certificates Officer and Key Vault Secrets User on ${a.vault}, then run setup again`,
+      );
     if ((e as { statusCode?: number }).statusCode !== 403) throw e;
     throw new SetupStoppedError(
       `Key Vault ${a.vault} refused to ${what} (${(e as { code?: string }).code ?? 'Forbidden'}): your Azure sign-in needs Key Vault Certificates Officer and Key Vault Secrets User on the vault (\`azd up\` grants both to its user; az role assignment create --role "Key Vault Certificates Officer" --assignee <you> --scope <the vault's resource id>). Ask for them, then run setup again`,

@@ -79,10 +79,12 @@ describe('setup: from an empty tenant to a policy that syncs', () => {
   });
 
   /** The CLI as a process; `user` signs in with the code it prints; SIGINT once `interruptAt` starts. */
-  function cli(args: string[], user?: string, interruptAt?: string): Promise<Result> {
+  function cli(args: string[], user?: string, interruptAt?: string, without: string[] = []): Promise<Result> {
     return new Promise((done) => {
+      const childEnv: Record<string, string | undefined> = { ...process.env, ...env };
+      for (const name of without) delete childEnv[name];
       const child = spawn(process.execPath, [bin, ...args], {
-        env: { ...process.env, ...env },
+        env: childEnv,
         stdio: ['ignore', 'pipe', 'pipe'],
       });
       let stdout = '';
@@ -287,6 +289,21 @@ describe('setup: from an empty tenant to a policy that syncs', () => {
     assert.match(r.stderr, /without --sign-in-client-id/);
     assert.doesNotMatch(r.stderr, /authentication\(\) method/, 'no SDK advice the admin cannot follow');
     assert.equal(sim.appRegistrations().filter((a) => a.displayName === name).length, 0, 'nothing created');
+  });
+
+  it('with no Azure sign-in on the computer setup stops at the certificate saying to sign in, not with the credential chain', async () => {
+    const name = 'sync-no-azure-login';
+    const out = join(dir, `${name}.json`);
+    const r = await cli(setupArgs(name, out), admin, undefined, [
+      'AZURE_CLIENT_ID',
+      'AZURE_CLIENT_SECRET',
+      'AZURE_TENANT_ID',
+      'PATH',
+    ]);
+    assert.equal(r.code, 1, r.stdout + r.stderr);
+    assert.match(r.stderr, /setup stopped at "certificate"/);
+    assert.match(r.stderr, /az login/);
+    assert.doesNotMatch(r.stderr, /ChainedTokenCredential/);
   });
 
   it('without Key Vault rights setup stops at the certificate naming the role and the vault; once granted, a re-run finishes', async () => {

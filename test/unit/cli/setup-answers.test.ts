@@ -67,6 +67,27 @@ describe('setup answers: flags, --yes and the first policy', () => {
     );
   });
 
+  it("the admin's Storage token goes only to an Azure blob endpoint (loopback only for the local test front)", async () => {
+    await assert.rejects(
+      askSetup({ vault, yes: true, policyBlobUrl: 'https://evil.example/config/policies.json' }, false, {}),
+      /--policy-blob-url: evil\.example is not an Azure Storage blob endpoint/,
+    );
+    await assert.rejects(
+      askSetup(
+        { vault, yes: true, policyBlobUrl: 'https://127.0.0.1:8443/devstoreaccount1/config/p.json' },
+        false,
+        {},
+      ),
+      /not an Azure Storage blob endpoint/,
+    );
+    const local = await askSetup(
+      { vault, yes: true, policyBlobUrl: 'https://127.0.0.1:8443/devstoreaccount1/config/p.json' },
+      false,
+      { CONTACTSYNC_LOCAL_KEY_VAULT: 'allow' },
+    );
+    assert.ok(local.policyBlobUrl);
+  });
+
   it("the vault and the policy blob default to azd's environment", async () => {
     const a = await askSetup({ yes: true }, false, {
       AZURE_KEY_VAULT_URL: vault,
