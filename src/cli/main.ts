@@ -261,7 +261,7 @@ export async function main(
     .option('--graph-endpoint <url>', 'Microsoft Graph root (sovereign clouds, tests)')
     .option(
       '--sign-in-client-id <id>',
-      'public client to sign in through (default: Microsoft Graph Command Line Tools)',
+      'public client to sign in through (default: Microsoft Azure CLI, for Graph and Azure Storage)',
     )
     .option(
       '--policy-blob-url <url>',

@@ -4,6 +4,7 @@
 // error naming its flag. The answers then give the first policy and the permissions it needs.
 import { confirm, input, select } from '@inquirer/prompts';
 import type { PolicyInput } from '../sync/config/schema';
+import { isLoopbackUrl } from '../adapters/local-address';
 
 export interface SetupFlags {
   tenant?: string;
@@ -41,7 +42,11 @@ export interface SetupAnswers {
   connectionId: string;
   authorityHost?: string;
   graphEndpoint?: string;
-  /** The public client the admin signs in through (default: Microsoft Graph Command Line Tools). */
+  /**
+   * The public client the admin signs in through. Default: Microsoft Azure CLI's (also
+   * @azure/identity's default), preauthorized for the Graph scopes setup needs and for Azure Storage,
+   * so one sign-in serves both; Microsoft Graph Command Line Tools (14d82eec-…) reaches Graph only.
+   */
   signInClientId: string;
   /** Where the deployed app reads the policy file (POLICY_BLOB_URL); setup offers to upload it there. */
   policyBlobUrl?: string;
@@ -49,7 +54,7 @@ export interface SetupAnswers {
 
 export class MissingAnswerError extends Error {}
 
-export const defaultSignInClientId = '14d82eec-204b-4c2f-b7e8-296a70dab67e';
+export const defaultSignInClientId = '04b07795-8ddb-461a-bbee-02f9e1bf7b46';
 
 const guid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -165,14 +170,26 @@ export async function askSetup(
     ...(flags.authorityHost ? { authorityHost: flags.authorityHost } : {}),
     ...(flags.graphEndpoint ? { graphEndpoint: flags.graphEndpoint } : {}),
     signInClientId: flags.signInClientId ?? defaultSignInClientId,
-    ...policyBlob(flags.policyBlobUrl ?? env.POLICY_BLOB_URL),
+    ...policyBlob(flags.policyBlobUrl ?? env.POLICY_BLOB_URL, env),
   };
 }
 
-function policyBlob(url: string | undefined): { policyBlobUrl?: string } {
+/** Azure Storage's blob endpoints in each cloud: the admin's Storage token goes to no other host. */
+const azureBlobHost = /\.blob\.core\.(windows\.net|usgovcloudapi\.net|chinacloudapi\.cn)$/i;
+
+function policyBlob(
+  url: string | undefined,
+  env: Record<string, string | undefined>,
+): { policyBlobUrl?: string } {
   if (!url) return {};
   const ok = isHttps(url);
   if (ok !== true) throw new MissingAnswerError(`--policy-blob-url: ${ok}`);
+  // Tests and the demo use a local storage front; like the local Key Vault, only loopback and only then.
+  const local = env.CONTACTSYNC_LOCAL_KEY_VAULT === 'allow' && isLoopbackUrl(url);
+  if (!azureBlobHost.test(new URL(url).hostname) && !local)
+    throw new MissingAnswerError(
+      `--policy-blob-url: ${new URL(url).hostname} is not an Azure Storage blob endpoint (<account>.blob.core.windows.net): setup sends your sign-in's Storage token only there`,
+    );
   return { policyBlobUrl: url };
 }
 

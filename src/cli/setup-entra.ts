@@ -14,7 +14,12 @@ export interface Registration {
   appId: string;
   displayName: string;
   requiredResourceAccess: { resourceAppId: string; resourceAccess: { id: string; type: string }[] }[];
-  keyCredentials: { keyId: string; customKeyIdentifier: string | null; endDateTime: string }[];
+  keyCredentials: {
+    keyId: string;
+    customKeyIdentifier: string | null;
+    startDateTime: string;
+    endDateTime: string;
+  }[];
 }
 
 /** Setup cannot go on without the admin doing something first; the message says what. */
@@ -27,6 +32,7 @@ export class MissingRoleError extends SetupStoppedError {}
 export interface HeldKey {
   keyId: string;
   thumbprint: string;
+  startDateTime: string;
   endDateTime: string;
 }
 
@@ -176,9 +182,14 @@ export class AppRegistrar {
     const held = app.keyCredentials.map((k) => ({
       keyId: k.keyId,
       thumbprint: (k.customKeyIdentifier ?? '').toUpperCase(),
+      startDateTime: k.startDateTime,
       endDateTime: k.endDateTime,
     }));
-    const valid = held.filter((k) => new Date(k.endDateTime).getTime() > Date.now());
+    // Graph takes a proof only from a key valid now: started, and not expired.
+    const now = Date.now();
+    const valid = held.filter(
+      (k) => new Date(k.startDateTime).getTime() <= now && now < new Date(k.endDateTime).getTime(),
+    );
     const proof = valid.length > 0 ? await signProof(valid) : undefined;
     if (!proof) throw new SetupStoppedError(cannotAddKey(held, valid, cert.thumbprint));
     let added: { keyId?: unknown } | undefined;
@@ -199,10 +210,10 @@ function findKey(app: Registration, thumbprint: string): Registration['keyCreden
 /** Why the key cannot be added, and what the admin can do about it. */
 function cannotAddKey(held: HeldKey[], valid: HeldKey[], thumbprint: string): string {
   const list = (keys: HeldKey[]): string =>
-    keys.map((k) => `${k.thumbprint || k.keyId} (until ${k.endDateTime})`).join(', ');
+    keys.map((k) => `${k.thumbprint || k.keyId} (${k.startDateTime} to ${k.endDateTime})`).join(', ');
   const why =
     valid.length === 0
-      ? `the app registration holds only expired certificates (${list(held)}); Graph's addKey needs a valid one to sign its proof of possession`
+      ? `the app registration holds no certificate valid now, only expired or not yet started ones (${list(held)}); Graph's addKey needs a valid one to sign its proof of possession`
       : `the app registration holds other certificates (${list(valid)}) whose private keys are not versions of this certificate in Key Vault; Graph's addKey needs a proof signed by one of them`;
   return (
     `${why}, and setup does not replace an app registration's keys (that would cut off whatever signs in with them). ` +

@@ -1,12 +1,13 @@
 // `setup` puts the policy file where the deployed app reads it: the blob POLICY_BLOB_URL names, with
-// the admin's own Entra token (Azure RBAC; the storage account takes no keys). A blob that differs
+// the signed-in admin's own Entra token (Azure RBAC on the user; the storage account takes no keys). A blob that differs
 // from the file in any way (edited in Azure since, setup's own entries included) is replaced only on
 // an explicit --upload, after setup named the differences; the write is conditional on the blob read,
 // so a concurrent edit is kept.
 import { BlockBlobClient, RestError } from '@azure/storage-blob';
-import type { TokenCredential } from '@azure/identity';
+import { AuthenticationError, AuthenticationRequiredError, type TokenCredential } from '@azure/identity';
 import { SetupStoppedError } from './setup-entra';
 import type { Io } from './commands';
+import { defaultSignInClientId } from './setup-answers';
 
 const role = 'Storage Blob Data Contributor';
 
@@ -15,7 +16,12 @@ export interface PolicyUpload {
   /** The local file's name, for messages. */
   file: string;
   text: string;
+  /** The signed-in admin's credential (device code): the blob is written as that user. */
   credential: TokenCredential;
+  /** Who signed in (UPN), named in the role assignment a missing role needs. */
+  user: string;
+  /** The public client the admin signed in through, named when it cannot reach Azure Storage. */
+  signInClientId: string;
   /** --upload given: replace a blob that differs from the file (its differences are printed first). */
   replace: boolean;
 }
@@ -44,7 +50,7 @@ export async function uploadPolicyFile(io: Io, u: PolicyUpload): Promise<'upload
   await guarded(u, () =>
     blob.upload(u.text, Buffer.byteLength(u.text), {
       blobHTTPHeaders: { blobContentType: 'application/json' },
-      conditions: current?.etag ? { ifMatch: current.etag } : { ifNoneMatch: '*' },
+      conditions: current ? { ifMatch: current.etag } : { ifNoneMatch: '*' },
     }),
   );
   io.out(`  uploaded ${u.file} to ${u.blobUrl}`);
@@ -61,7 +67,9 @@ async function readBlob(
     const chunks: Buffer[] = [];
     for await (const chunk of r.readableStreamBody ?? [])
       chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk));
-    return { text: Buffer.concat(chunks).toString('utf8'), etag: r.etag ?? '' };
+    // Storage always sends an ETag; without one there is nothing to make the write conditional on.
+    if (!r.etag) throw new Error(`${u.blobUrl}: the storage service answered without an ETag`);
+    return { text: Buffer.concat(chunks).toString('utf8'), etag: r.etag };
   } catch (e) {
     if (e instanceof RestError && e.statusCode === 404 && e.code === 'BlobNotFound') return undefined;
     throw e;
@@ -106,16 +114,54 @@ function differences(before: string, after: string): string[] | undefined {
   });
 }
 
+/**
+ * Why the admin's sign-in got no Azure Storage token, and what to do. A first-party client other than
+ * Azure CLI's is refused by Entra (AADSTS65002: not preauthorized for Azure Storage); with Azure CLI's,
+ * Storage wants the admin again (Conditional Access for Storage, withdrawn consent, an expired session).
+ */
+export function noStorageToken(signInClientId: string, blobUrl: string, e: unknown): string {
+  const aadsts = /AADSTS\d+/.exec(
+    [e, (e as { cause?: unknown })?.cause].map((x) => (x instanceof Error ? x.message : '')).join(' '),
+  )?.[0];
+  const skip = 'or leave out --policy-blob-url (or give --no-upload) and upload the file yourself';
+  return signInClientId === defaultSignInClientId
+    ? `your sign-in got no Azure Storage token for ${blobUrl} without signing in again${aadsts ? ` (${aadsts})` : ''}: a Conditional Access policy for Azure Storage, withdrawn consent or an expired session. Run setup again to sign in anew, ${skip}`
+    : `the sign-in client ${signInClientId} (--sign-in-client-id) gets no Azure Storage token: Entra gives a Microsoft client tokens only for the resources it is preauthorized for (${aadsts ?? 'AADSTS65002'}). Run setup without --sign-in-client-id (Azure CLI's client reaches Graph and Storage), ${skip}`;
+}
+
+/** The storage account and container a blob URL names (https://{account}.blob.core.windows.net/{container}/{blob}). */
+function blobScope(url: string): { account: string; container: string } {
+  const { hostname, pathname } = new URL(url);
+  const parts = pathname.split('/').filter(Boolean);
+  // Path-style URLs (Azurite, https://127.0.0.1:port/{account}/{container}/…) carry the account first.
+  const pathStyle = !hostname.includes('.') || /^[\d.]+$/.test(hostname);
+  return pathStyle
+    ? { account: parts[0] ?? '', container: parts[1] ?? '' }
+    : { account: hostname.split('.')[0]!, container: parts[0] ?? '' };
+}
+
 /** Storage's answers that need the admin to act become a stop that says what to do. */
 async function guarded<T>(u: PolicyUpload, call: () => Promise<T>): Promise<T> {
   try {
     return await call();
   } catch (e) {
+    if (e instanceof AuthenticationError || e instanceof AuthenticationRequiredError)
+      throw new SetupStoppedError(noStorageToken(u.signInClientId, u.blobUrl, e));
     if (!(e instanceof RestError)) throw e;
-    if (e.statusCode === 403)
+    if (e.statusCode === 403) {
+      const { account, container } = blobScope(u.blobUrl);
+      // Only names Azure allows go into the printed shell command (the URL is the admin's input).
+      const command =
+        /^[a-z0-9]{3,24}$/.test(account) &&
+        /^[a-z0-9-]{3,63}$/.test(container) &&
+        /^[^\s'"$`\\]+$/.test(u.user)
+          ? `  az role assignment create --role "${role}" --assignee ${u.user} --scope "$(az storage account show --name ${account} --query id -o tsv)/blobServices/default/containers/${container}"\n`
+          : '';
       throw new SetupStoppedError(
-        `reading and writing ${u.blobUrl} needs the ${role} role for your account on the storage account or its container (${e.code ?? 'forbidden'}); ask for it (az role assignment create --role "${role}" --assignee <you> --scope <the container's resource id>), then run setup again, or upload ${u.file} yourself`,
+        `${u.user} may not write ${u.blobUrl} (${e.code ?? 'forbidden'}): that needs the ${role} role on the container "${container}" of the storage account "${account}" (or on the account). Ask an owner to grant it${command ? ':\n' + command : ', '}` +
+          `then run setup again (role assignments can take a few minutes to apply), or upload ${u.file} yourself`,
       );
+    }
     if (e.statusCode === 404 && e.code === 'ContainerNotFound')
       throw new SetupStoppedError(
         `${u.blobUrl}: its container does not exist; check the URL (azd env get-value POLICY_BLOB_URL)`,

@@ -3,7 +3,12 @@
 // writes, in an order where every object names the one before it: a run stopped anywhere (Ctrl-C, a
 // lost reply, a missing role) leaves objects a re-run finds and finishes, never a duplicate.
 import { readFile, rename, writeFile } from 'node:fs/promises';
-import { DeviceCodeCredential, type TokenCredential } from '@azure/identity';
+import {
+  AggregateAuthenticationError,
+  CredentialUnavailableError,
+  DeviceCodeCredential,
+  type TokenCredential,
+} from '@azure/identity';
 import { CertificateClient, type KeyVaultCertificateWithPolicy } from '@azure/keyvault-certificates';
 import { SecretClient } from '@azure/keyvault-secrets';
 import { Client } from '@microsoft/microsoft-graph-client';
@@ -22,7 +27,7 @@ import {
   type SetupAnswers,
   type SetupFlags,
 } from './setup-answers';
-import { uploadPolicyFile } from './setup-upload';
+import { noStorageToken, uploadPolicyFile } from './setup-upload';
 import { AppRegistrar, SetupStoppedError, type HeldKey, type Registration } from './setup-entra';
 import { scopeScript } from './scope-script';
 import { certificatePolicy, type Io } from './commands';
@@ -45,6 +50,9 @@ export const setupSteps = [
 /** Delegated Microsoft Graph scopes setup asks for, and nothing else. */
 const adminScopes = ['Application.ReadWrite.All', 'AppRoleAssignment.ReadWrite.All'];
 
+/** Azure Storage's audience, the same in every cloud. */
+const storageScope = 'https://storage.azure.com/.default';
+
 const knownAuthorities = new Set(Object.values(clouds).map((c) => new URL(c.authorityHost).host));
 
 interface Context {
@@ -53,6 +61,10 @@ interface Context {
   graphEndpoint: string;
   registrar: AppRegistrar;
   tenantId: string;
+  /** The admin's device-code sign-in; it also writes the policy blob (as that user, by Azure RBAC). */
+  credential: TokenCredential;
+  /** Who signed in, for messages. */
+  user: string;
 }
 
 export async function setup(
@@ -75,7 +87,7 @@ export async function setup(
   process.once('SIGINT', onInterrupt);
   try {
     step(0);
-    const ctx = await signIn(io, answers);
+    const ctx = await signIn(io, answers, flags.upload !== false);
     step(1);
     const { app, created } = await ctx.registrar.application(answers.appName);
     io.out(
@@ -112,7 +124,7 @@ export async function setup(
     const file = await writePolicyFile(io, answers, connection, policy, Boolean(flags.yes));
     if (!file) return 2;
     step(8);
-    await offerUpload(io, answers, flags);
+    await offerUpload(io, ctx, flags);
     step(9);
     const loaded = parsePolicyFile(await readFile(answers.out, 'utf8'));
     const parsed = loaded.policies.find((p) => p.id === answers.policyId)!;
@@ -131,7 +143,7 @@ export async function setup(
   }
 }
 
-async function signIn(io: Io, answers: SetupAnswers): Promise<Context> {
+async function signIn(io: Io, answers: SetupAnswers, mayUpload: boolean): Promise<Context> {
   const authorityHost = (answers.authorityHost ?? clouds.global.authorityHost).replace(/\/$/, '');
   const graphEndpoint = (answers.graphEndpoint ?? clouds.global.graphEndpoint).replace(/\/$/, '');
   const credential = new DeviceCodeCredential({
@@ -140,19 +152,33 @@ async function signIn(io: Io, answers: SetupAnswers): Promise<Context> {
     authorityHost,
     disableInstanceDiscovery: !knownAuthorities.has(new URL(authorityHost).host),
     userPromptCallback: (info) => io.out(`  ${info.message}`),
+    // One sign-in: after it, a token that needs the admin again fails instead of asking for a new code.
+    disableAutomaticAuthentication: true,
   });
   const scopes = adminScopes.map((s) => `${graphEndpoint}/${s}`);
-  const token = await credential.getToken(scopes);
+  // The Azure SDKs ask for CAE tokens and the Graph client does not; MSAL keeps each kind in its own
+  // cache, so every request asks for the one kind the sign-in filled.
+  const signedIn: TokenCredential = {
+    getToken: (s, options) => credential.getToken(s, { ...options, enableCae: true }),
+  };
+  await credential.authenticate(scopes, { enableCae: true });
+  const token = (await signedIn.getToken(scopes))!;
   const claims = decodeJwt(token.token);
-  io.out(
-    `  signed in as ${String(claims.upn ?? claims.unique_name ?? claims.oid)} (tenant ${String(claims.tid)})`,
-  );
+  const user = String(claims.upn ?? claims.unique_name ?? claims.oid);
+  io.out(`  signed in as ${user} (tenant ${String(claims.tid)})`);
+  // The policy upload needs a Storage token from this sign-in: learn now, before anything is created.
+  if (answers.policyBlobUrl && mayUpload)
+    await signedIn.getToken(storageScope).catch((e: unknown) => {
+      throw new SetupStoppedError(noStorageToken(answers.signInClientId, answers.policyBlobUrl!, e));
+    });
   return {
     io,
     answers,
     graphEndpoint,
+    credential: signedIn,
+    user,
     tenantId: String(claims.tid),
-    registrar: new AppRegistrar(adminGraph(credential, graphEndpoint, scopes)),
+    registrar: new AppRegistrar(adminGraph(signedIn, graphEndpoint, scopes)),
   };
 }
 
@@ -187,11 +213,35 @@ async function permissions(
   return { ids, names: (list) => list.map((id) => byId.get(id) ?? id) };
 }
 
+/** Key Vault's 403 (Azure RBAC on the vault) becomes a stop naming the role and the vault. */
+async function vaultCall<T>(a: SetupAnswers, what: string, call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (e) {
+    if (e instanceof CredentialUnavailableError || e instanceof AggregateAuthenticationError)
+      throw new SetupStoppedError(
+        `Key Vault is reached with your Azure sign-in (Azure CLI or azd), and there is none on this computer: run \`az login\` (or \`azd auth login\`) as a user with Key Vault Certificates Officer and Key Vault Secrets User on ${a.vault}, then run setup again`,
+      );
+    if ((e as { statusCode?: number }).statusCode !== 403) throw e;
+    throw new SetupStoppedError(
+      `Key Vault ${a.vault} refused to ${what} (${(e as { code?: string }).code ?? 'Forbidden'}): your Azure sign-in needs Key Vault Certificates Officer and Key Vault Secrets User on the vault (\`azd up\` grants both to its user; az role assignment create --role "Key Vault Certificates Officer" --assignee <you> --scope <the vault's resource id>). Ask for them, then run setup again`,
+    );
+  }
+}
+
 /** The certificate in Key Vault: found, a creation still running awaited, else created (PEM, auto-renew). */
 async function certificate(io: Io, a: SetupAnswers): Promise<KeyVaultCertificateWithPolicy> {
+  return vaultCall(a, `read or create the certificate ${a.certificate}`, () => findOrCreate(io, a));
+}
+
+async function findOrCreate(io: Io, a: SetupAnswers): Promise<KeyVaultCertificateWithPolicy> {
   const client = new CertificateClient(a.vault, cliCredential(), vaultOptions(a.vault));
   try {
     const found = await client.getCertificate(a.certificate);
+    if (found.policy?.exportable === false)
+      throw new SetupStoppedError(
+        `${a.certificate} in ${a.vault} has a non-exportable key: the deployed app reads its private key as a secret to sign in, so it cannot use it. Choose another name (--certificate), and setup creates an exportable one`,
+      );
     if (found.cer) {
       io.out(`  found ${a.certificate} in ${a.vault} (version ${found.properties.version ?? ''})`);
       return found;
@@ -214,8 +264,9 @@ async function certificate(io: Io, a: SetupAnswers): Promise<KeyVaultCertificate
   return client.getCertificate(a.certificate);
 }
 
-/** The policy file to the deployment's policy blob, when named and the admin agrees. */
-async function offerUpload(io: Io, a: SetupAnswers, flags: SetupFlags): Promise<void> {
+/** The policy file to the deployment's policy blob, when named and the admin agrees; as the signed-in admin. */
+async function offerUpload(io: Io, ctx: Context, flags: SetupFlags): Promise<void> {
+  const a = ctx.answers;
   const url = a.policyBlobUrl;
   if (!url) {
     io.out(
@@ -232,7 +283,9 @@ async function offerUpload(io: Io, a: SetupAnswers, flags: SetupFlags): Promise<
     blobUrl: url,
     file: a.out,
     text,
-    credential: cliCredential(),
+    credential: ctx.credential,
+    user: ctx.user,
+    signInClientId: a.signInClientId,
     replace: flags.upload === true,
   });
 }
@@ -240,6 +293,8 @@ async function offerUpload(io: Io, a: SetupAnswers, flags: SetupFlags): Promise<
 /**
  * addKey's proof, signed by an earlier version of our certificate in Key Vault when the app
  * registration holds one (Key Vault renewed it, or an earlier setup uploaded it); else undefined.
+ * A version on the registration whose private key Key Vault will not give (disabled, not exportable,
+ * no read right) stops setup, saying which and what to do.
  */
 async function proofFromVault(
   io: Io,
@@ -249,18 +304,59 @@ async function proofFromVault(
 ): Promise<string | undefined> {
   const credential = cliCredential();
   const certificates = new CertificateClient(a.vault, credential, vaultOptions(a.vault));
-  for await (const v of certificates.listPropertiesOfCertificateVersions(a.certificate)) {
+  const secrets = new SecretClient(a.vault, credential, vaultOptions(a.vault));
+  const refused: string[] = [];
+  const versions = await vaultCall(a, `list the versions of ${a.certificate}`, async () => {
+    const all = [];
+    for await (const v of certificates.listPropertiesOfCertificateVersions(a.certificate)) all.push(v);
+    return all;
+  });
+  for (const v of versions) {
     const thumbprint = v.x509Thumbprint && Buffer.from(v.x509Thumbprint).toString('hex').toUpperCase();
     if (!thumbprint || !v.version || !held.some((k) => k.thumbprint === thumbprint)) continue;
-    const secret = await new SecretClient(a.vault, credential, vaultOptions(a.vault)).getSecret(
-      a.certificate,
-      { version: v.version },
-    );
-    if (!secret.value) continue;
-    io.out(`  signing addKey's proof with version ${v.version} of ${a.certificate} (on the registration)`);
-    return signProof(secret.value, applicationObjectId);
+    const signed = await signWith(secrets, a.certificate, v.version, applicationObjectId);
+    if ('proof' in signed) {
+      io.out(`  signing addKey's proof with version ${v.version} of ${a.certificate} (on the registration)`);
+      return signed.proof;
+    }
+    refused.push(`version ${v.version} (thumbprint ${thumbprint}) ${signed.refused}`);
   }
+  if (refused.length)
+    throw new SetupStoppedError(
+      `the app registration holds earlier versions of ${a.certificate}, but Key Vault gives none of their private keys to sign addKey's proof: ${refused.join('; ')}. ` +
+        `Enable that version again (az keyvault certificate set-attributes --vault-name <vault> --name ${a.certificate} --version <version> --enabled true) or grant the read right, then run setup again; ` +
+        `or upload the new public part under Certificates & secrets yourself`,
+    );
   return undefined;
+}
+
+/** The proof signed with one version's private key, or why Key Vault will not give that key. */
+async function signWith(
+  secrets: SecretClient,
+  name: string,
+  version: string,
+  applicationObjectId: string,
+): Promise<{ proof: string } | { refused: string }> {
+  let pem: string | undefined;
+  try {
+    pem = (await secrets.getSecret(name, { version })).value;
+  } catch (e) {
+    const { statusCode, code, message } = e as { statusCode?: number; code?: string; message?: string };
+    if (statusCode !== 403) throw e;
+    return {
+      refused:
+        /disabled/i.test(message ?? '') || code === 'SecretDisabled'
+          ? 'is disabled in Key Vault'
+          : `cannot be read: reading a private key needs Key Vault Secrets User on the vault (${code ?? 'Forbidden'})`,
+    };
+  }
+  if (!pem || !/-----BEGIN (RSA |EC )?PRIVATE KEY-----/.test(pem))
+    return {
+      refused: pem?.includes('-----BEGIN')
+        ? 'has no exportable private key (its policy says exportable: false)'
+        : 'is not PEM (the certificate policy must use content type application/x-pem-file)',
+    };
+  return { proof: await signProof(pem, applicationObjectId) };
 }
 
 function connectionFor(

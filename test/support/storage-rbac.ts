@@ -25,12 +25,17 @@ export interface StorageRequest {
   method: string;
   path: string;
   auth: 'bearer' | 'shared-key' | 'none';
+  /** A bearer token's principal: the user's object id, else the application's client id. */
+  principal?: string;
   status: number;
 }
 
 export interface StorageRbacFront {
   accountUrl: string;
-  /** Role assignments by the principal's application (client) id. */
+  /**
+   * Role assignments by principal: a signed-in user's object id (a user token's oid, as Azure RBAC
+   * assigns roles to a user), else an application's client id.
+   */
   roles: Map<string, BlobDataRole>;
   requests: StorageRequest[];
   close(): Promise<void>;
@@ -74,7 +79,8 @@ export async function startStorageRbacFront(
               `Server failed to authenticate the request. ${claims.error}`,
             ),
           );
-        const role = roles.get(claims.appId);
+        entry.principal = claims.user?.id ?? claims.appId;
+        const role = roles.get(entry.principal);
         const allowed = role === 'Storage Blob Data Contributor' || (role && readMethods.has(entry.method));
         if (!allowed)
           return answer(

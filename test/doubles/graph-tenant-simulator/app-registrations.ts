@@ -155,11 +155,16 @@ export class AppRegistrations {
     );
   }
 
-  getApplication(caller: DirectoryCaller, id: string): unknown {
+  getApplication(caller: DirectoryCaller, id: string, query?: URLSearchParams): unknown {
     if (!this.can(caller, readScopes)) throw denied();
+    const selected = (query?.get('$select') ?? '').split(',').map((s) => s.trim());
+    const app = this.app(id);
     return {
       '@odata.context': `${this.graphUrl()}/v1.0/$metadata#applications/$entity`,
-      ...this.applicationView(this.app(id)),
+      ...this.applicationView(app),
+      ...(selected.includes('keyCredentials')
+        ? { keyCredentials: app.certificates.map((c) => keyCredentialView(c, true)) }
+        : {}),
     };
   }
 
@@ -283,7 +288,7 @@ export class AppRegistrations {
       identifierUris: [],
       tags: [],
       requiredResourceAccess: app.requiredResourceAccess,
-      keyCredentials: app.certificates.map(keyCredentialView),
+      keyCredentials: app.certificates.map((c) => keyCredentialView(c)),
       passwordCredentials: [],
     };
   }

@@ -36,19 +36,25 @@ export interface KeyCredentialView {
   customKeyIdentifier: string;
   displayName: string;
   endDateTime: string;
-  key: null;
+  /** Base64 DER: only for one application read with $select=keyCredentials, else null. */
+  key: string | null;
   keyId: string;
   startDateTime: string;
   type: 'AsymmetricX509Cert';
   usage: 'Verify';
 }
 
-export function keyCredentialView(c: RegisteredCertificate): KeyCredentialView {
+/**
+ * A key as Graph shows it. `key` is "returned only on $select for a single object, that is, GET
+ * applications/{applicationId}?$select=keyCredentials …; otherwise, it's always null" (keyCredential's
+ * description in Microsoft's Graph metadata, as the SDKs generated from it carry it).
+ */
+export function keyCredentialView(c: RegisteredCertificate, withKey = false): KeyCredentialView {
   return {
     customKeyIdentifier: c.thumbprint,
     displayName: c.displayName,
     endDateTime: c.endDateTime.toISOString(),
-    key: null,
+    key: withKey ? Buffer.from(new X509Certificate(c.certificatePem).raw).toString('base64') : null,
     keyId: c.keyId,
     startDateTime: c.startDateTime.toISOString(),
     type: 'AsymmetricX509Cert',

@@ -5,11 +5,63 @@
 // directory role template ids); a refresh token gets tokens for other scopes silently.
 import { randomBytes } from 'node:crypto';
 
-/** Microsoft's first-party public clients an admin signs in with (Graph PowerShell, Azure CLI). */
-export const publicClients = new Map([
-  ['14d82eec-204b-4c2f-b7e8-296a70dab67e', 'Microsoft Graph Command Line Tools'],
-  ['04b07795-8ddb-461a-bbee-02f9e1d5b46e', 'Microsoft Azure CLI'],
+/**
+ * Microsoft's first-party public clients an admin signs in with, and what each is preauthorized for.
+ * A first-party client gets tokens only for first-party resources it is preauthorized for; anything
+ * else is AADSTS65002 ("Consent between first party application … must be configured via
+ * preauthorization"; AzureAD/microsoft-authentication-library-for-dotnet#668,
+ * microsoftgraph/msgraph-training-java#33). Graph Command Line Tools may ask Graph for any scope
+ * (dynamic consent) and nothing else; Azure CLI gets a fixed set of Graph scopes (its tokens' scp, as
+ * users report them) and user_impersonation of Azure Storage, Key Vault and Resource Manager.
+ */
+export const azureCliClientId = '04b07795-8ddb-461a-bbee-02f9e1bf7b46';
+const graphHost = 'https://graph.microsoft.com';
+export const publicClients = new Map<string, { name: string; resources: Map<string, string[] | 'any'> }>([
+  [
+    '14d82eec-204b-4c2f-b7e8-296a70dab67e',
+    { name: 'Microsoft Graph Command Line Tools', resources: new Map([[graphHost, 'any']]) },
+  ],
+  [
+    azureCliClientId,
+    {
+      name: 'Microsoft Azure CLI',
+      resources: new Map<string, string[] | 'any'>([
+        [
+          graphHost,
+          [
+            'Application.ReadWrite.All',
+            'AppRoleAssignment.ReadWrite.All',
+            'AuditLog.Read.All',
+            'DelegatedPermissionGrant.ReadWrite.All',
+            'Directory.AccessAsUser.All',
+            'Group.ReadWrite.All',
+            'User.Read.All',
+            'User.ReadWrite.All',
+          ],
+        ],
+        ['https://storage.azure.com', ['user_impersonation']],
+        ['https://vault.azure.net', ['user_impersonation']],
+        ['https://management.azure.com', ['user_impersonation']],
+      ]),
+    },
+  ],
 ]);
+
+/**
+ * The scopes a token for `resource` carries when `clientId` asks for `names` (`.default`: all it
+ * is preauthorized for), or the first scope it may not have.
+ */
+export function preauthorizedScopes(
+  clientId: string,
+  resource: string,
+  names: string[],
+): { ok: true; scopes: string[] } | { ok: false; scope: string } {
+  const allowed = publicClients.get(clientId)?.resources.get(resource);
+  if (!allowed) return { ok: false, scope: `${resource}/${names[0] ?? '.default'}` };
+  if (allowed === 'any') return { ok: true, scopes: names.filter((n) => n !== '.default') };
+  const refused = names.find((n) => n !== '.default' && !allowed.includes(n));
+  return refused ? { ok: false, scope: `${resource}/${refused}` } : { ok: true, scopes: allowed };
+}
 
 /** Scopes OpenID Connect adds; they name no resource. */
 const oidcScopes = new Set(['openid', 'profile', 'offline_access', 'email']);

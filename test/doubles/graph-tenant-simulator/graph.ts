@@ -569,7 +569,7 @@ export class GraphService {
       ok(201, r.createApplication(c.caller, c.req.body)),
     );
     this.add('GET', '/applications/:app', 'applications.get', [], (c) =>
-      ok(200, r.getApplication(c.caller, c.params.app!)),
+      ok(200, r.getApplication(c.caller, c.params.app!, c.req.query)),
     );
     this.add('PATCH', '/applications/:app', 'applications.update', [], (c) => {
       r.updateApplication(c.caller, c.params.app!, c.req.body);

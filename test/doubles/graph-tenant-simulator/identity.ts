@@ -13,6 +13,7 @@ import { decodeProtectedHeader, jwtVerify, SignJWT, errors as joseErrors } from 
 import type { SimRequest, SimResponse } from './protocol';
 import {
   DeviceCodeFlow,
+  preauthorizedScopes,
   publicClients,
   resourceScopes,
   type SignedInUser,
@@ -377,14 +378,27 @@ export class IdentityProvider {
     if (!grant.ok) return grantError(grant);
     const scopes = resourceScopes(grant.scope);
     const resources = new Set(scopes.map((s) => s.resource.replace(/\/$/, '')));
-    const audience = resources.size === 1 ? graphAudience([...resources][0]!, this.graphUrl) : undefined;
-    if (!audience)
+    const resource = resources.size === 1 ? userResource([...resources][0]!, this.graphUrl) : undefined;
+    if (!resource)
       return aadError(
         400,
         'invalid_scope',
         70011,
-        `The provided value for the input parameter 'scope' is not valid. The scope ${grant.scope} is not valid: one resource (Microsoft Graph) is expected.`,
+        `The provided value for the input parameter 'scope' is not valid. The scope ${grant.scope} is not valid: one resource (Microsoft Graph, Azure Storage, Key Vault or Resource Manager) is expected.`,
       );
+    const granted = preauthorizedScopes(
+      grant.clientId,
+      resource.scopeRoot,
+      scopes.map((s) => s.name),
+    );
+    if (!granted.ok)
+      return aadError(
+        400,
+        'invalid_request',
+        65002,
+        `Consent between first party application '${grant.clientId}' and first party resource '${resource.appId}' must be configured via preauthorization - applications owned and operated by Microsoft must get approval from the API owner before requesting tokens for that API.`,
+      );
+    const audience = resource.audience;
     const now = Math.floor(Date.now() / 1000);
     const { user, clientId } = grant;
     const wids = [...(this.directoryRoles.get(user.id) ?? [])];
@@ -406,7 +420,7 @@ export class IdentityProvider {
         name: user.displayName,
         appid: clientId,
         azp: clientId,
-        scp: scopes.map((s) => s.name).join(' '),
+        scp: granted.scopes.join(' '),
         wids,
         idtyp: 'user',
         ver: '1.0',
@@ -566,6 +580,38 @@ function graphAudience(resource: string, graphUrl: string): string | undefined {
     r === '00000003-0000-0000-c000-000000000000'
   )
     return graphResource;
+  return undefined;
+}
+
+/** A resource a signed-in user's token may name: its audience, scope root and application id. */
+function userResource(
+  resource: string,
+  graphUrl: string,
+): { audience: string; scopeRoot: string; appId: string } | undefined {
+  if (graphAudience(resource, graphUrl))
+    return {
+      audience: graphResource,
+      scopeRoot: graphResource,
+      appId: '00000003-0000-0000-c000-000000000000',
+    };
+  if (resource === storageResource)
+    return {
+      audience: storageResource,
+      scopeRoot: storageResource,
+      appId: 'e406a681-f3d4-42a8-90b6-c2b029497af1',
+    };
+  if (resource === vaultResource)
+    return {
+      audience: vaultResource,
+      scopeRoot: vaultResource,
+      appId: 'cfa8b339-82a2-471a-a3c9-0fc0be7a4093',
+    };
+  if (resource === armResource)
+    return {
+      audience: `${armResource}/`,
+      scopeRoot: armResource,
+      appId: '797f4846-ba00-4fd7-ba43-dac1f8f63013',
+    };
   return undefined;
 }
 

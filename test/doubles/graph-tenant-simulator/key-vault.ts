@@ -67,7 +67,9 @@ export class KeyVaultFake {
     const secrets = this.secrets.get(name) ?? [];
     secrets.push({
       version,
-      value: cert.privateKeyPem + cert.certificatePem,
+      // A non-exportable key stays in the vault: its secret holds the certificate only (Key Vault docs,
+      // MicrosoftDocs/azure-docs key-vault/certificates/how-to-export-certificate.md).
+      value: fullPolicy.exportable ? cert.privateKeyPem + cert.certificatePem : cert.certificatePem,
       contentType: fullPolicy.contentType,
       created: now,
       enabled: true,
@@ -75,6 +77,15 @@ export class KeyVaultFake {
     });
     this.secrets.set(name, secrets);
     return version;
+  }
+
+  /** Disables (or enables) one version of a certificate and its secret, as the portal's toggle does. */
+  setCertificateVersionEnabled(name: string, version: string, enabled: boolean): void {
+    const cert = this.certificates.get(name)?.find((v) => v.version === version);
+    const secret = this.secrets.get(name)?.find((v) => v.version === version);
+    if (!cert || !secret) throw new Error(`no version ${version} of ${name}`);
+    cert.enabled = enabled;
+    secret.enabled = enabled;
   }
 
   /** A new version of an existing certificate (what auto-renew or a manual renewal does). */
@@ -133,6 +144,13 @@ export class KeyVaultFake {
             404,
             'SecretNotFound',
             `A secret with (name/id) ${name}${third ? `/${third}` : ''} was not found in this key vault. If you recently deleted this secret you may be able to recover it using the correct recovery command. For help resolving this issue, please see https://go.microsoft.com/fwlink/?linkid=2125182`,
+          );
+        if (!version.enabled)
+          return kvError(
+            403,
+            'Forbidden',
+            'Operation get is not allowed on a disabled secret.',
+            'SecretDisabled',
           );
         this.stats.secretReads++;
         const isCert = this.certificates.has(name);
@@ -362,6 +380,6 @@ function attributes(created: number, enabled: boolean, cert?: IssuedCertificate)
   };
 }
 
-function kvError(status: number, code: string, message: string): SimResponse {
-  return { status, body: { error: { code, message } } };
+function kvError(status: number, code: string, message: string, inner?: string): SimResponse {
+  return { status, body: { error: { code, message, ...(inner ? { innererror: { code: inner } } : {}) } } };
 }

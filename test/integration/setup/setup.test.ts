@@ -37,6 +37,7 @@ describe('setup: from an empty tenant to a policy that syncs', () => {
   let dir: string;
   let env: Record<string, string>;
   let admin: string;
+  let adminId: string;
   let newcomer: string;
 
   before(async () => {
@@ -57,6 +58,7 @@ describe('setup: from an empty tenant to a policy that syncs', () => {
     writeFileSync(caBundle, readFileSync(sim.caCertPath, 'utf8') + storage.caPem);
     const people = [...sim.tenant.users.values()].filter((u) => u.accountEnabled && u.mailbox === 'user');
     admin = people[0]!.userPrincipalName;
+    adminId = people[0]!.id;
     newcomer = people[1]!.userPrincipalName;
     // Least privilege: consent to Graph's application permissions needs Privileged Role Administrator;
     // creating (and, as its owner, updating) an app registration needs no role.
@@ -77,10 +79,12 @@ describe('setup: from an empty tenant to a policy that syncs', () => {
   });
 
   /** The CLI as a process; `user` signs in with the code it prints; SIGINT once `interruptAt` starts. */
-  function cli(args: string[], user?: string, interruptAt?: string): Promise<Result> {
+  function cli(args: string[], user?: string, interruptAt?: string, without: string[] = []): Promise<Result> {
     return new Promise((done) => {
+      const childEnv: Record<string, string | undefined> = { ...process.env, ...env };
+      for (const name of without) delete childEnv[name];
       const child = spawn(process.execPath, [bin, ...args], {
-        env: { ...process.env, ...env },
+        env: childEnv,
         stdio: ['ignore', 'pipe', 'pipe'],
       });
       let stdout = '';
@@ -208,11 +212,11 @@ describe('setup: from an empty tenant to a policy that syncs', () => {
   };
   const uploadStep = `\\[${setupSteps.indexOf('policy upload') + 1}/${setupSteps.length}\\] policy upload\\n`;
 
-  it("--policy-blob-url: the file goes to the policy blob over HTTPS with the admin's Entra token, never a key; a second run leaves the blob alone", async () => {
+  it("--policy-blob-url: the file goes to the policy blob over HTTPS with the signed-in admin's own token (RBAC on the user), never a key; a second run leaves the blob alone", async () => {
     const name = 'sync-upload';
     const out = join(dir, `${name}.json`);
     const url = `${storage.accountUrl}/config/${name}.json`;
-    storage.roles.set(sim.hostIdentity.clientId, 'Storage Blob Data Contributor');
+    storage.roles.set(adminId, 'Storage Blob Data Contributor');
     const mark = storage.requests.length;
     const r = await cli(setupArgs(name, out, '--policy-blob-url', url), admin);
     assert.equal(r.code, 0, r.stdout + r.stderr);
@@ -227,6 +231,11 @@ describe('setup: from an empty tenant to a policy that syncs', () => {
       sent.every((q) => q.auth === 'bearer'),
       'every request carries the Entra token, none a key',
     );
+    assert.deepEqual(
+      [...new Set(sent.map((q) => q.principal))],
+      [adminId],
+      'every request is made as the user who signed in with the device code',
+    );
     const again = storage.requests.length;
     const second = await cli(setupArgs(name, out, '--policy-blob-url', url), admin);
     assert.equal(second.code, 0, second.stdout + second.stderr);
@@ -234,28 +243,92 @@ describe('setup: from an empty tenant to a policy that syncs', () => {
     assert.ok(!storage.requests.slice(again).some((q) => q.method === 'PUT'), 'nothing written');
   });
 
-  it('without Storage Blob Data Contributor setup stops at the upload naming the role, the file written; once granted, a re-run uploads it', async () => {
+  it('a signed-in admin without Storage Blob Data Contributor stops at the upload naming the role, the container and the account, the file written; once granted, a re-run uploads it', async () => {
     const name = 'sync-upload-role';
     const out = join(dir, `${name}.json`);
     const url = `${storage.accountUrl}/config/${name}.json`;
-    storage.roles.set(sim.hostIdentity.clientId, 'Storage Blob Data Reader');
+    storage.roles.set(adminId, 'Storage Blob Data Reader');
+    // Another principal on the workstation (an Azure CLI or service principal sign-in) may write: not who uploads.
+    storage.roles.set(sim.hostIdentity.clientId, 'Storage Blob Data Contributor');
     const first = await cli(setupArgs(name, out, '--policy-blob-url', url), admin);
+    storage.roles.delete(sim.hostIdentity.clientId);
     assert.equal(first.code, 1, first.stdout + first.stderr);
-    assert.match(first.stderr, /setup stopped at "policy upload".*Storage Blob Data Contributor role/s);
+    assert.match(first.stderr, /setup stopped at "policy upload"/);
+    assert.match(first.stderr, new RegExp(`${admin.replace(/[.]/g, '\\.')} may not write`));
+    assert.match(
+      first.stderr,
+      /Storage Blob Data Contributor role on the container "config" of the storage account "devstoreaccount1"/,
+    );
+    assert.match(
+      first.stderr,
+      new RegExp(
+        `az role assignment create --role "Storage Blob Data Contributor" --assignee ${admin.replace(/[.]/g, '\\.')} --scope .*/blobServices/default/containers/config"`,
+      ),
+    );
     assert.match(first.stderr, /AuthorizationPermissionMismatch/);
     assert.equal(await blobText(url), undefined, 'nothing uploaded');
     assert.equal(parsePolicyFile(readFileSync(out, 'utf8')).policies.length, 1, 'the policy file is written');
-    storage.roles.set(sim.hostIdentity.clientId, 'Storage Blob Data Contributor');
+    storage.roles.set(adminId, 'Storage Blob Data Contributor');
     const second = await cli(setupArgs(name, out, '--policy-blob-url', url), admin);
     assert.equal(second.code, 0, second.stdout + second.stderr);
     assert.equal(await blobText(url), readFileSync(out, 'utf8'));
+  });
+
+  it('a sign-in client that cannot reach Azure Storage stops at sign in, before anything is created, saying which client to use', async () => {
+    const name = 'sync-graph-tools';
+    const out = join(dir, `${name}.json`);
+    const url = `${storage.accountUrl}/config/${name}.json`;
+    const graphTools = '14d82eec-204b-4c2f-b7e8-296a70dab67e';
+    const r = await cli(
+      setupArgs(name, out, '--policy-blob-url', url, '--sign-in-client-id', graphTools),
+      admin,
+    );
+    assert.equal(r.code, 1, r.stdout + r.stderr);
+    assert.match(r.stderr, /setup stopped at "sign in"/);
+    assert.match(r.stderr, new RegExp(`client ${graphTools}.*preauthorized.*AADSTS65002`, 's'));
+    assert.match(r.stderr, /without --sign-in-client-id/);
+    assert.doesNotMatch(r.stderr, /authentication\(\) method/, 'no SDK advice the admin cannot follow');
+    assert.equal(sim.appRegistrations().filter((a) => a.displayName === name).length, 0, 'nothing created');
+  });
+
+  it('with no Azure sign-in on the computer setup stops at the certificate saying to sign in, not with the credential chain', async () => {
+    const name = 'sync-no-azure-login';
+    const out = join(dir, `${name}.json`);
+    const r = await cli(setupArgs(name, out), admin, undefined, [
+      'AZURE_CLIENT_ID',
+      'AZURE_CLIENT_SECRET',
+      'AZURE_TENANT_ID',
+      'PATH',
+    ]);
+    assert.equal(r.code, 1, r.stdout + r.stderr);
+    assert.match(r.stderr, /setup stopped at "certificate"/);
+    assert.match(r.stderr, /az login/);
+    assert.doesNotMatch(r.stderr, /ChainedTokenCredential/);
+  });
+
+  it('without Key Vault rights setup stops at the certificate naming the role and the vault; once granted, a re-run finishes', async () => {
+    const name = 'sync-no-vault';
+    const out = join(dir, `${name}.json`);
+    const host = sim.identity.apps.get(sim.hostIdentity.clientId)!;
+    const granted = new Set(host.vaultRoles);
+    host.vaultRoles.clear();
+    const r = await cli(setupArgs(name, out), admin);
+    for (const role of granted) host.vaultRoles.add(role);
+    assert.equal(r.code, 1, r.stdout + r.stderr);
+    assert.match(r.stderr, /setup stopped at "certificate"/);
+    assert.match(r.stderr, /Key Vault Certificates Officer/);
+    assert.match(r.stderr, new RegExp(sim.keyVaultUrl.replace(/[.]/g, '\\.')));
+    assert.match(r.stderr, /run setup again/);
+    const again = await cli(setupArgs(name, out), admin);
+    assert.equal(again.code, 0, again.stdout + again.stderr);
+    assertOneOfEverything(name, out);
   });
 
   it('a policy blob holding a policy the file lacks is not overwritten: setup names it and stops', async () => {
     const name = 'sync-upload-merge';
     const out = join(dir, `${name}.json`);
     const url = `${storage.accountUrl}/config/${name}.json`;
-    storage.roles.set(sim.hostIdentity.clientId, 'Storage Blob Data Contributor');
+    storage.roles.set(adminId, 'Storage Blob Data Contributor');
     const theirs = JSON.stringify({ connections: [], policies: [{ id: 'hand-made' }] });
     await new BlockBlobClient(url, storage.sharedKey).upload(theirs, theirs.length);
     const r = await cli(setupArgs(name, out, '--policy-blob-url', url), admin);
@@ -268,7 +341,7 @@ describe('setup: from an empty tenant to a policy that syncs', () => {
     const name = 'sync-upload-own';
     const out = join(dir, `${name}.json`);
     const url = `${storage.accountUrl}/config/${name}.json`;
-    storage.roles.set(sim.hostIdentity.clientId, 'Storage Blob Data Contributor');
+    storage.roles.set(adminId, 'Storage Blob Data Contributor');
     const first = await cli(setupArgs(name, out, '--policy-blob-url', url), admin);
     assert.equal(first.code, 0, first.stdout + first.stderr);
     const file = JSON.parse(readFileSync(out, 'utf8')) as { policies: Record<string, unknown>[] };
@@ -296,7 +369,7 @@ describe('setup: from an empty tenant to a policy that syncs', () => {
     const name = 'sync-upload-edited';
     const out = join(dir, `${name}.json`);
     const url = `${storage.accountUrl}/config/${name}.json`;
-    storage.roles.set(sim.hostIdentity.clientId, 'Storage Blob Data Contributor');
+    storage.roles.set(adminId, 'Storage Blob Data Contributor');
     const first = await cli(setupArgs(name, out, '--policy-blob-url', url), admin);
     assert.equal(first.code, 0, first.stdout + first.stderr);
     // Another policy, in the file and (edited since) in the blob.
@@ -344,6 +417,76 @@ describe('setup: from an empty tenant to a policy that syncs', () => {
     const connection = [...parsePolicyFile(readFileSync(out, 'utf8')).connections.values()][0]!;
     assert.ok('keyVaultUrl' in connection.certificate);
     assert.equal(connection.certificate.keyId, app.certificates[1]!.keyId, 'the file names the new key');
+  });
+
+  it('a registration whose key is a disabled version of the certificate: setup stops at the key upload saying to enable it, writes nothing; enabled again, a re-run adds the key', async () => {
+    const name = 'sync-disabled';
+    const out = join(dir, `${name}.json`);
+    const first = await cli(setupArgs(name, out), admin);
+    assert.equal(first.code, 0, first.stdout + first.stderr);
+    const oldVersion = sim.vault.certificates.get(name)!.at(-1)!.version;
+    await sim.vault.renewCertificate(name);
+    sim.vault.setCertificateVersionEnabled(name, oldVersion, false);
+    const file = readFileSync(out, 'utf8');
+    const mark = sim.log.lastSeq;
+    const r = await cli(setupArgs(name, out), admin);
+    assert.equal(r.code, 1, r.stdout + r.stderr);
+    assert.match(r.stderr, /setup stopped at "key upload"/);
+    assert.match(
+      r.stderr,
+      new RegExp(`version ${oldVersion} \\(thumbprint [0-9A-F]+\\) is disabled in Key Vault`),
+    );
+    assert.match(r.stderr, /az keyvault certificate set-attributes .*--enabled true/);
+    assert.deepEqual(graphWrites(mark), [], 'nothing written to the registration');
+    assert.equal(readFileSync(out, 'utf8'), file, 'the policy file is unchanged');
+    sim.vault.setCertificateVersionEnabled(name, oldVersion, true);
+    const again = await cli(setupArgs(name, out), admin);
+    assert.equal(again.code, 0, again.stdout + again.stderr);
+    assert.match(again.stdout, /added \(addKey, the other keys kept\)/);
+  });
+
+  it('a registration whose key is a version without an exportable private key: setup stops at the key upload saying so; a non-exportable certificate is refused before anything is uploaded', async () => {
+    const name = 'sync-non-exportable';
+    const out = join(dir, `${name}.json`);
+    const first = await cli(setupArgs(name, out), admin);
+    assert.equal(first.code, 0, first.stdout + first.stderr);
+    // The version on the registration kept its key in the vault (it was created non-exportable).
+    const [v1] = sim.vault.secrets.get(name)!;
+    v1!.value = v1!.value.replace(/-----BEGIN PRIVATE KEY-----[\s\S]*?-----END PRIVATE KEY-----\n/, '');
+    await sim.vault.renewCertificate(name);
+    const file = readFileSync(out, 'utf8');
+    const mark = sim.log.lastSeq;
+    const stopped = await cli(setupArgs(name, out), admin);
+    assert.equal(stopped.code, 1, stopped.stdout + stopped.stderr);
+    assert.match(stopped.stderr, /setup stopped at "key upload"/);
+    assert.match(stopped.stderr, /has no exportable private key/);
+    assert.deepEqual(graphWrites(mark), [], 'nothing written to the registration');
+    assert.equal(readFileSync(out, 'utf8'), file, 'the policy file is unchanged');
+    // The certificate itself non-exportable: refused at its step.
+    const latest = sim.vault.certificates.get(name)!.at(-1)!;
+    latest.policy = { ...latest.policy, exportable: false };
+    const r = await cli(setupArgs(name, out), admin);
+    assert.equal(r.code, 1, r.stdout + r.stderr);
+    assert.match(r.stderr, /setup stopped at "certificate"/);
+    assert.match(r.stderr, /non-exportable key: the deployed app reads its private key/);
+    assert.match(r.stderr, /--certificate/);
+    assert.deepEqual(graphWrites(mark), [], 'nothing written to the registration');
+  });
+
+  it('a registration whose only key has not started yet: setup does not sign addKey with it, and stops saying why', async () => {
+    const name = 'sync-not-started';
+    const out = join(dir, `${name}.json`);
+    const first = await cli(setupArgs(name, out), admin);
+    assert.equal(first.code, 0, first.stdout + first.stderr);
+    const app = sim.appRegistrations().find((a) => a.displayName === name)!;
+    app.certificates[0]!.startDateTime = new Date(Date.now() + 86_400_000);
+    await sim.vault.renewCertificate(name);
+    const mark = sim.log.lastSeq;
+    const r = await cli(setupArgs(name, out), admin);
+    assert.equal(r.code, 1, r.stdout + r.stderr);
+    assert.match(r.stderr, /setup stopped at "key upload"/);
+    assert.match(r.stderr, /no certificate valid now, only expired or not yet started ones/);
+    assert.deepEqual(graphWrites(mark), [], 'no addKey with a key Graph would refuse');
   });
 
   it('a registration holding a certificate setup cannot sign for stops, saying why and what to do, and keeps its keys', async () => {

@@ -183,6 +183,18 @@ describe('the simulator: app registrations for an admin signed in with a device 
     await owner.api(`/applications/${app.id}`).patch({
       keyCredentials: [{ type: 'AsymmetricX509Cert', usage: 'Verify', key: der(first.certificatePem) }],
     });
+    // keyCredential.key: only for one application read with $select=keyCredentials, else null.
+    type Keys = { keyCredentials: { key: string | null }[] };
+    const selected = (await owner.api(`/applications/${app.id}`).select('keyCredentials').get()) as Keys;
+    assert.equal(selected.keyCredentials[0]!.key, der(first.certificatePem));
+    const whole = (await owner.api(`/applications/${app.id}`).get()) as Keys;
+    assert.equal(whole.keyCredentials[0]!.key, null);
+    const listed = (await owner
+      .api('/applications')
+      .filter(`id eq '${app.id}'`)
+      .select('keyCredentials')
+      .get()) as { value: Keys[] };
+    assert.equal(listed.value[0]!.keyCredentials[0]!.key, null, 'never in a list');
     const next = await createSelfSignedCertificate('CN=next');
     const body = async (): Promise<unknown> => ({
       keyCredential: { type: 'AsymmetricX509Cert', usage: 'Verify', key: der(next.certificatePem) },
@@ -249,6 +261,45 @@ describe('the simulator: app registrations for an admin signed in with a device 
     });
     assert.equal(stranger.status, 400, 'only known public clients');
   });
+  it('a first-party public client gets tokens only for what it is preauthorized for (AADSTS65002 otherwise)', async () => {
+    const token = async (clientId: string, scope: string) => {
+      const started = (await (
+        await fetch(`${sim.authorityHost}/${sim.tenantId}/oauth2/v2.0/devicecode`, {
+          method: 'POST',
+          body: new URLSearchParams({ client_id: clientId, scope }),
+        })
+      ).json()) as { device_code: string; user_code: string };
+      sim.approveDeviceCode(started.user_code, admin);
+      const r = await fetch(`${sim.authorityHost}/${sim.tenantId}/oauth2/v2.0/token`, {
+        method: 'POST',
+        body: new URLSearchParams({
+          grant_type: 'device_code',
+          client_id: clientId,
+          device_code: started.device_code,
+        }),
+      });
+      const body = (await r.json()) as { access_token?: string; error_codes?: number[] };
+      const claims = body.access_token
+        ? (JSON.parse(Buffer.from(body.access_token.split('.')[1]!, 'base64url').toString()) as {
+            aud: string;
+            scp: string;
+          })
+        : undefined;
+      return { status: r.status, codes: body.error_codes ?? [], claims };
+    };
+    const graphTools = '14d82eec-204b-4c2f-b7e8-296a70dab67e';
+    const azureCli = '04b07795-8ddb-461a-bbee-02f9e1bf7b46';
+    const refused = await token(graphTools, 'https://storage.azure.com/.default');
+    assert.deepEqual([refused.status, refused.codes], [400, [65002]], 'Graph Command Line Tools: Graph only');
+    const storage = await token(azureCli, 'https://storage.azure.com/.default');
+    assert.equal(storage.claims?.aud, 'https://storage.azure.com');
+    assert.equal(storage.claims?.scp, 'user_impersonation');
+    const graph = await token(azureCli, `${sim.graphUrl}/Application.ReadWrite.All`);
+    assert.match(graph.claims!.scp, /\bApplication\.ReadWrite\.All\b.*\bAppRoleAssignment\.ReadWrite\.All\b/);
+    const outside = await token(azureCli, `${sim.graphUrl}/Sites.Read.All`);
+    assert.deepEqual(outside.codes, [65002], "a Graph scope outside Azure CLI's preauthorized set");
+  });
+
   it('the schemas reject what Graph would not send', () => {
     const bad: [string, unknown][] = [
       [application, { id: 'x', appId: 'y', displayName: 'z', createdAt: '2026-01-01T00:00:00Z' }],
