@@ -1,10 +1,12 @@
 // History reads through the index (src/adapters/tables/run-index.ts): one partition read newest first
-// with `$top`, then the few rows it points to read by key. Shared by the dashboard and the CLI.
+// with `$top` (finished runs' summaries ride on their rows), then the few rows it points to read by
+// key. Shared by the dashboard and the CLI.
 import type { TableClient, TableEntity } from '@azure/data-tables';
 import type { MailboxOutcome, RunSummary } from '../../sync/runs';
-import { unpackData } from './run-store';
+import { unpackData } from './pack';
 import {
   allRunsPartition,
+  finishedRunOf,
   indexComplete,
   mailboxIdPartition,
   mailboxPointerOf,
@@ -30,8 +32,11 @@ export class IndexedRunHistory {
   /** The newest `limit` runs of a policy, or of all policies, newest first. */
   newestRuns(policyId: string | undefined, limit: number): Promise<RunSummary[]> {
     const partition = policyId === undefined ? allRunsPartition : policyPartition(policyId);
-    // A pointer whose run is gone (a start that died, a sweep under way) is passed over.
-    return this.collect(partition, limit, (row) => this.summary(String(row.runId)));
+    // A finished run's row carries its summary; the others (running, or a copy a crash left out) are
+    // read by key, and a pointer whose run is gone (a start that died, a sweep under way) is passed over.
+    return this.collect(partition, limit, (row) =>
+      Promise.resolve(finishedRunOf(row) ?? this.summary(String(row.runId))),
+    );
   }
 
   /**

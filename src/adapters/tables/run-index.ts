@@ -10,6 +10,7 @@
 // deleted with it. Readers skip a pointer whose run is gone.
 import { odata, type TableClient, type TableEntity, type TransactionAction } from '@azure/data-tables';
 import type { RunSummary, RunTarget } from '../../sync/runs';
+import { packData, unpackData } from './pack';
 import { maxTableKeyChars, tableKey } from './table-key';
 
 export const allRunsPartition = '~runs';
@@ -57,15 +58,43 @@ export const pointerOfRun = (run: RunSummary): RunPointer => ({
   dryRun: run.options.dryRun,
 });
 
-/** The `~runs` and `~policy~` rows of a run. */
-export function runIndexRows(run: RunPointer): Row[] {
+/**
+ * The `~runs` and `~policy~` rows of a run. A finished run's rows carry a copy of its summary, so a
+ * list of runs is the partition read alone (a summary is about 1 KB: at most 50 listed left-out users
+ * and 50 notes); a run not finished yet is read from its own partition.
+ */
+export function runIndexRows(run: RunPointer, finished?: RunSummary): Row[] {
   const rowKey = newestFirst(run.startedAt, run.runId);
-  const fields = { runId: run.runId, policyId: run.policyId, startedAt: run.startedAt, dryRun: run.dryRun };
+  const fields = {
+    runId: run.runId,
+    policyId: run.policyId,
+    startedAt: run.startedAt,
+    dryRun: run.dryRun,
+    ...(finished && isFinished(finished) ? { finished: true, ...packData(finished) } : {}),
+  };
   return [
     { partitionKey: allRunsPartition, rowKey, ...fields },
     { partitionKey: policyPartition(run.policyId), rowKey, ...fields },
   ];
 }
+
+const isFinished = (run: RunSummary): boolean => run.status === 'completed' || run.status === 'failed';
+
+/** The copy of its finished run's summary a `~runs` or `~policy~` row carries, if any. */
+export function finishedRunOf(row: Row): RunSummary | undefined {
+  return row.finished === true && typeof row.data === 'string' ? unpackData<RunSummary>(row) : undefined;
+}
+
+/** The properties of a pointer row without the summary copy (what the sweep reads). */
+export const pointerColumns = [
+  'PartitionKey',
+  'RowKey',
+  'runId',
+  'policyId',
+  'startedAt',
+  'dryRun',
+  'noUserRows',
+];
 
 /** A user's rows of a run: each target under its UPN and its mailbox id, each listed skipped user. */
 export function mailboxIndexRows(

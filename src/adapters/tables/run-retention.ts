@@ -10,6 +10,7 @@ import {
   expiredFrom,
   mailboxIndexRows,
   pointerOf,
+  pointerColumns,
   pointerOfRun,
   readIndexState,
   runIndexRows,
@@ -79,7 +80,7 @@ export class RunRecordKeeper {
 
   /** A run recorded before the index: its pointers, and its users' rows unless it is past retention. */
   private async indexLegacyRun(run: RunSummary, recentFromMs: number): Promise<void> {
-    const rows = runIndexRows(pointerOfRun(run));
+    const rows = runIndexRows(pointerOfRun(run), run);
     // An expired run is marked: the sweep then looks for no users' rows of it (thousands of misses).
     if (Date.parse(run.startedAt) < recentFromMs) for (const r of rows) r.noUserRows = true;
     else
@@ -126,7 +127,7 @@ export class RunRecordKeeper {
   private async firstPage(filter: string, size: number): Promise<Row[]> {
     // A page may come back empty with a continuation (the service's time or partition bounds).
     for await (const page of this.runs
-      .listEntities<Row>({ queryOptions: { filter } })
+      .listEntities<Row>({ queryOptions: { filter, select: pointerColumns } })
       .byPage({ maxPageSize: size }))
       if (page.length > 0) return page;
     return [];

@@ -19,6 +19,7 @@ import {
   type RunTarget,
 } from '../../sync/runs';
 import type { TargetResolution } from '../../sync/directory';
+import { packData, unpackData } from './pack';
 import { fromTableKey, tableKey } from './table-key';
 import { deleteRows, mailboxIndexRows, pointerOfRun, runIndexRows, upsertRows } from './run-index';
 
@@ -36,23 +37,7 @@ const odata = (s: string): string => `'${s.replace(/'/g, "''")}'`;
 
 type DataEntity = TableEntity<Record<string, unknown>>;
 
-/** Characters per `data` property: a string property holds 32K UTF-16 characters. */
-const chunkChars = 30_000;
-
-/** JSON spread over `data`, `data1`, `data2`, ... so no one property outgrows its limit. */
-export function packData(value: unknown): Record<string, string> {
-  const text = JSON.stringify(value);
-  const out: Record<string, string> = { data: text.slice(0, chunkChars) };
-  for (let i = 1; i * chunkChars < text.length; i++)
-    out[`data${i}`] = text.slice(i * chunkChars, (i + 1) * chunkChars);
-  return out;
-}
-
-export function unpackData<T>(e: Record<string, unknown>): T {
-  let text = String(e.data);
-  for (let i = 1; typeof e[`data${i}`] === 'string'; i++) text += e[`data${i}`] as string;
-  return JSON.parse(text) as T;
-}
+export { packData, unpackData };
 
 /** A run's targets, from its rows. */
 export async function listRunTargets(runs: TableClient, runId: string): Promise<RunTarget[]> {
@@ -352,12 +337,25 @@ export class TableRunStore implements RunStore {
     return listRunTargets(this.runs, runId);
   }
 
-  failRun(runId: string, error: string): Promise<RunSummary | undefined> {
-    return this.updateSummary(runId, (r) =>
-      r.status === 'completed' || r.status === 'failed'
-        ? undefined
-        : { ...r, status: 'failed', error, finishedAt: new Date().toISOString() },
+  async failRun(runId: string, error: string): Promise<RunSummary | undefined> {
+    return this.copyToIndex(
+      await this.updateSummary(runId, (r) =>
+        r.status === 'completed' || r.status === 'failed'
+          ? undefined
+          : { ...r, status: 'failed', error, finishedAt: new Date().toISOString() },
+      ),
     );
+  }
+
+  /**
+   * A finished run's summary, copied onto its `~runs` and `~policy~` rows after each change: lists read
+   * them without a read per run. A copy that a crash left out or behind is read around (see
+   * IndexedRunHistory.newestRuns).
+   */
+  private async copyToIndex(run: RunSummary | undefined): Promise<RunSummary | undefined> {
+    if (run && (run.status === 'completed' || run.status === 'failed'))
+      await upsertRows(this.runs, runIndexRows(pointerOfRun(run), run));
+    return run;
   }
 
   async getOutcome(runId: string, mailboxId: string): Promise<MailboxOutcome | undefined> {
@@ -438,16 +436,17 @@ export class TableRunStore implements RunStore {
 
   async completeRun(runId: string, finishedAt: string): Promise<boolean> {
     let won = false;
-    await this.updateSummary(runId, (r) => {
+    const run = await this.updateSummary(runId, (r) => {
       if (r.status === 'completed' || r.done < r.expected) return undefined;
       won = true;
       return { ...r, status: 'completed', finishedAt };
     });
+    if (won) await this.copyToIndex(run);
     return won;
   }
 
   async markReportSent(runId: string): Promise<void> {
-    await this.updateSummary(runId, (r) => ({ ...r, reportSent: true }));
+    await this.copyToIndex(await this.updateSummary(runId, (r) => ({ ...r, reportSent: true })));
   }
 
   private async readState(policyId: string): Promise<{ state: PolicyState; etag: string | null }> {

@@ -322,6 +322,90 @@ describe('history reads are one partition each: their cost does not grow with ot
   });
 });
 
+describe("lists of runs are one partition read: a finished run's summary rides on its index rows", () => {
+  let azurite: AzuriteHandle;
+  let app: App;
+  const base = Date.UTC(2026, 10, 1);
+
+  before(async () => {
+    azurite = await startAzurite();
+    app = historyApp(azurite, () => new Date(base + 40 * day));
+    await app.ensureStorage();
+  });
+  after(() => azurite.close());
+
+  /** The requests a read makes, and what it returned. */
+  async function cost<T>(read: () => Promise<T>): Promise<{ requests: string[]; result: T }> {
+    const rec = recorder(app.tables.runs);
+    try {
+      const result = await read();
+      return { requests: rec.requests.map((r) => `${r.method} ${r.url}`), result };
+    } finally {
+      rec.stop();
+    }
+  }
+
+  it('30 finished runs: the Policies page and runs --policy read one page and show what the runs hold', async () => {
+    const ids: string[] = [];
+    for (let i = 0; i < 30; i++)
+      ids.push(
+        await recordRun(
+          app,
+          'gamma',
+          new Date(base + i * day),
+          [{ ...anna, status: i % 3 ? 'succeeded' : 'failed', error: i % 3 ? undefined : 'boom' }, bob],
+          { skipped: [{ user: 'zoe@contoso.example', reason: 'noMail' }], finish: false },
+        ),
+      );
+    // Runs end as the pipeline ends them: completed with every mailbox done, or failed.
+    for (const [i, id] of ids.entries())
+      if (i % 2) await app.runStore.failRun(id, `the directory could not be read (${i})`);
+      else {
+        await app.runStore.recordOutcome(id, {
+          mailboxId: bob.mailboxId,
+          userPrincipalName: bob.upn,
+          status: 'skipped',
+          result: null,
+          lastError: null,
+          attempts: 1,
+        });
+        assert.ok(await app.runStore.completeRun(id, new Date(base + i * day + 60_000).toISOString()));
+        await app.runStore.markReportSent(id);
+      }
+    const stored = await Promise.all(ids.map((id) => app.runStore.getRun(id)));
+    const newestFirst = stored.reverse();
+    const page = await cost(() => new RunHistory(app.tables.runs).recentRuns('gamma'));
+    assert.deepEqual(page.result, newestFirst, 'the summaries as the run records hold them');
+    assert.equal(page.requests.length, 1, page.requests.join('\n'));
+    const cli = await cost(() => listRuns(app.tables.runs, 'gamma', 5));
+    assert.deepEqual(cli.result, newestFirst.slice(0, 5));
+    assert.equal(cli.requests.length, 1, cli.requests.join('\n'));
+    const all = await cost(() => listRuns(app.tables.runs, undefined, 30));
+    assert.deepEqual(all.result, newestFirst);
+    assert.equal(all.requests.length, 1, all.requests.join('\n'));
+  });
+
+  it('a run still running is read by key, and shows its latest totals', async () => {
+    const live = await recordRun(app, 'gamma', new Date(base + 35 * day), [anna, bob], { finish: false });
+    await app.runStore.recordOutcome(live, {
+      mailboxId: anna.mailboxId,
+      userPrincipalName: anna.upn,
+      status: 'succeeded',
+      result: null,
+      lastError: null,
+      attempts: 1,
+    });
+    const page = await cost(() => new RunHistory(app.tables.runs).recentRuns('gamma'));
+    assert.equal(page.result[0]!.runId, live);
+    assert.deepEqual([page.result[0]!.status, page.result[0]!.done], ['running', 1]);
+    assert.equal(page.requests.length, 2, 'the page and the running run');
+    await app.runStore.failRun(live, 'stopped');
+    const after = await cost(() => new RunHistory(app.tables.runs).recentRuns('gamma'));
+    assert.deepEqual([after.result[0]!.status, after.result[0]!.error], ['failed', 'stopped']);
+    assert.equal(after.requests.length, 1);
+  });
+});
+
 describe("a redelivered policy-run message indexes the run's users again", () => {
   let azurite: AzuriteHandle;
   let app: App;
