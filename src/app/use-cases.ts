@@ -19,6 +19,7 @@ import {
   isFinal,
   maxPreReadDriftChars,
   maxPreReadDriftItems,
+  RunGoneError,
   type MailboxOutcome,
   type PreReadDrift,
   type RunSummary,
@@ -622,7 +623,18 @@ export async function recordAndMaybeFinish(
   outcome: MailboxOutcome,
   log: Logger,
 ): Promise<void> {
-  const { run } = await app.runStore.recordOutcome(runId, outcome);
+  let run: RunSummary;
+  try {
+    ({ run } = await app.runStore.recordOutcome(runId, outcome));
+  } catch (e) {
+    if (!(e instanceof RunGoneError)) throw e;
+    // Retrying could never record it (the queue would end in poison, and poison drops it anyway).
+    log.warn(
+      `run ${runId} was deleted (older than RUN_HISTORY_DAYS) before this mailbox's ${outcome.status} outcome was recorded; outcome dropped`,
+      { run: runId, mailbox: outcome.userPrincipalName },
+    );
+    return;
+  }
   if (run.status !== 'starting' && run.done >= run.expected) await finishRun(app, runId, log);
 }
 
@@ -699,7 +711,13 @@ export async function failRun(
 export async function finishRun(app: App, runId: string, log: Logger): Promise<void> {
   const won = await app.runStore.completeRun(runId, app.now().toISOString());
   if (!won) return;
-  const run = (await app.runStore.getRun(runId))!;
+  const run = await app.runStore.getRun(runId);
+  if (!run) {
+    log.warn(`run ${runId} was deleted (older than RUN_HISTORY_DAYS) as it completed; no report`, {
+      run: runId,
+    });
+    return;
+  }
   await app.runStore.releaseLease(run.policyId, runId);
   log.info(
     `run completed: ${run.mailboxes.succeeded} succeeded, ${run.mailboxes.failed} failed, ${run.mailboxes.skipped} skipped`,

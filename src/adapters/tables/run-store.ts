@@ -8,6 +8,7 @@ import {
   addOutcome,
   boundOutcome,
   isFinal,
+  RunGoneError,
   maxListedSkipped,
   type DepartedHeldBack,
   type MailboxOutcome,
@@ -386,6 +387,8 @@ export class TableRunStore implements RunStore {
   ): Promise<void> {
     const existing = await this.getOutcome(runId, mailboxId);
     if (existing && isFinal(existing.status)) return;
+    // A run deleted meanwhile gets no row: nothing would ever find or delete it.
+    if (!(await this.readSummary(runId))) return;
     const outcome = boundOutcome({
       mailboxId,
       userPrincipalName,
@@ -406,7 +409,7 @@ export class TableRunStore implements RunStore {
   ): Promise<{ run: RunSummary; recorded: boolean }> {
     for (let attempt = 0; attempt < 50; attempt++) {
       const current = await this.readSummary(runId);
-      if (!current) throw new Error(`run ${runId} does not exist`);
+      if (!current) throw new RunGoneError(runId);
       const existing = await this.getOutcome(runId, outcome.mailboxId);
       if (existing && isFinal(existing.status)) return { run: current.run, recorded: false };
       const stored = boundOutcome({ ...outcome, attempts: (existing?.attempts ?? 0) + 1 });

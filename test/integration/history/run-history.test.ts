@@ -16,6 +16,7 @@ import { App, setApp } from '../../../src/app/composition';
 import { parseSettings } from '../../../src/app/settings';
 import { listRuns, mailboxHistory } from '../../../src/app/history';
 import { keepRunHistory } from '../../../src/app/run-retention';
+import { finishRun, recordAndMaybeFinish } from '../../../src/app/use-cases';
 import { mailboxIndexRows, upsertRows } from '../../../src/adapters/tables/run-index';
 import { schedulerTick } from '../../../src/functions/scheduler';
 import { RunHistory } from '../../../src/dashboard/history';
@@ -663,5 +664,48 @@ describe('RUN_HISTORY_DAYS: expired runs are deleted with every row they own, re
     const upkeep = await keepRunHistory(app, log);
     assert.deepEqual(upkeep.deleted.sort(), [recent, stillRunning].sort());
     assert.deepEqual(await keys(app.tables.runs), ['~index | state']);
+  });
+});
+
+describe('a late mailbox result for a run the sweep deleted (RUN_HISTORY_DAYS=1) is dropped with a log line', () => {
+  let azurite: AzuriteHandle;
+  let app: App;
+  const nowMs = Date.UTC(2026, 11, 1, 12);
+
+  before(async () => {
+    azurite = await startAzurite();
+    app = historyApp(azurite, () => new Date(nowMs), { RUN_HISTORY_DAYS: '1' });
+    await app.ensureStorage();
+  });
+  after(() => azurite.close());
+
+  it('records nothing into the deleted run, does not throw (no poison loop), and says why', async () => {
+    // A run whose workers outlived its lease: still "running" two days on, so the sweep takes it.
+    const runId = await recordRun(app, 'alpha', new Date(nowMs - 2 * day), [anna, bob], { finish: false });
+    const upkeep = await keepRunHistory(app, log);
+    assert.deepEqual(upkeep.deleted, [runId]);
+    const left = await keys(app.tables.runs);
+    logs.length = 0;
+    // The mailbox that was being synced meanwhile ends: its error is noted, then its result recorded.
+    await app.runStore.noteAttempt(runId, anna.mailboxId, anna.upn, 'throttled');
+    await recordAndMaybeFinish(
+      app,
+      runId,
+      {
+        mailboxId: anna.mailboxId,
+        userPrincipalName: anna.upn,
+        status: 'succeeded',
+        result: null,
+        lastError: null,
+        attempts: 1,
+      },
+      log,
+    );
+    await finishRun(app, runId, log);
+    assert.deepEqual(await keys(app.tables.runs), left, 'no row written for the deleted run');
+    assert.ok(
+      logs.some((l) => l.startsWith('warn') && l.includes(runId) && /deleted|no longer/.test(l)),
+      logs.join('\n'),
+    );
   });
 });
