@@ -321,12 +321,15 @@ export async function processPolicyRun(app: App, raw: unknown, log: Logger): Pro
       departed = left.departed.map((id) => ({ mailboxId: id, userPrincipalName: id, departed: true }));
     }
   }
+  const leaseHolder = run;
   const started = await app.runStore.startRun(
     msg.runId,
     [...targets.map((t) => ({ mailboxId: t.userId, userPrincipalName: t.userPrincipalName })), ...departed],
     skipped,
     notes,
     departedHeldBack,
+    // Storing 20,000 targets takes a while: it is progress, and keeps the lease (the fan-out checks it).
+    () => keepLease(app, leaseHolder).then(() => undefined),
   );
   run = started.run;
   if (!started.wrote) {

@@ -170,6 +170,8 @@ export interface RunStore {
     skippedTargets: TargetResolution['skipped'],
     notes?: string[],
     departedHeldBack?: DepartedHeldBack,
+    /** Called every thousand or so rows written (the caller renews the policy's lease). */
+    progress?: () => Promise<void>,
   ): Promise<{ run: RunSummary; wrote: boolean }>;
   getTarget(runId: string, mailboxId: string): Promise<RunTarget | undefined>;
   /** Indexes a target under the UPN its worker looked up (it was named by id when the run started). */

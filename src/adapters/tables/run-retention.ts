@@ -6,6 +6,7 @@ import type { RunSummary, RunTarget } from '../../sync/runs';
 import { listRunTargets, unpackData } from './run-store';
 import {
   allRunsPartition,
+  deleteFormerUserRows,
   deleteRows,
   expiredFrom,
   mailboxIndexRows,
@@ -16,6 +17,7 @@ import {
   runIndexRows,
   upsertRows,
   writeIndexState,
+  type IndexState,
   type RunPointer,
 } from './run-index';
 import { fromTableKey } from './table-key';
@@ -48,6 +50,27 @@ export class RunRecordKeeper {
     const state = (await readIndexState(this.runs)) ?? { complete: false };
     if (state.complete) return { complete: true, indexed: 0 };
     let indexed = 0;
+    if (!state.runsDone) {
+      const reached = await this.indexPages(state, deadline, recentFromMs);
+      indexed = reached.indexed;
+      if (!reached.done) return { complete: false, indexed };
+    }
+    // Then the users' rows of the layout before (a partition per user) go, as much as time allows.
+    if (!(await deleteFormerUserRows(this.runs, () => this.clock() < deadline))) {
+      await writeIndexState(this.runs, { complete: false, runsDone: true });
+      return { complete: false, indexed };
+    }
+    await writeIndexState(this.runs, { complete: true });
+    return { complete: true, indexed };
+  }
+
+  /** The back-fill's pages of summaries from where it stopped; whether it reached their end. */
+  private async indexPages(
+    state: IndexState,
+    deadline: number,
+    recentFromMs: number,
+  ): Promise<{ done: boolean; indexed: number }> {
+    let indexed = 0;
     // The token that reads the current page again, and the runs of it indexed before.
     let pageStart = state.continuation;
     let doneThrough = state.doneThrough;
@@ -66,7 +89,7 @@ export class RunRecordKeeper {
             ...(pageStart ? { continuation: pageStart } : {}),
             doneThrough: e.partitionKey,
           });
-          return { complete: false, indexed };
+          return { done: false, indexed };
         }
       }
       if (!page.continuationToken) break;
@@ -74,8 +97,8 @@ export class RunRecordKeeper {
       doneThrough = undefined;
       await writeIndexState(this.runs, { complete: false, continuation: pageStart });
     }
-    await writeIndexState(this.runs, { complete: true });
-    return { complete: true, indexed };
+    await writeIndexState(this.runs, { complete: false, runsDone: true });
+    return { done: true, indexed };
   }
 
   /** A run recorded before the index: its pointers, and its users' rows unless it is past retention. */

@@ -28,6 +28,8 @@ import { deleteRows, mailboxIndexRows, pointerOfRun, runIndexRows, upsertRows } 
 // `~`, which sorts after them.
 const summaryKey = '~run';
 const requestKey = '~request';
+/** Present once the run's users' history rows are written. */
+const usersIndexedKey = '~indexed';
 const targetPrefix = '~target~';
 const driftPrefix = '~drift~';
 const targetRow = (mailboxId: string): string => `${targetPrefix}${tableKey(mailboxId)}`;
@@ -141,6 +143,7 @@ export class TableRunStore implements RunStore {
     skippedTargets: TargetResolution['skipped'],
     notes: string[] = [],
     departedHeldBack?: DepartedHeldBack,
+    progress: () => Promise<void> = () => Promise.resolve(),
   ): Promise<{ run: RunSummary; wrote: boolean }> {
     // Claim the start: every later step is one transaction with the summary under its ETag, so a
     // delivery that another claimed after it (or that finds the run started) writes nothing more.
@@ -168,6 +171,7 @@ export class TableRunStore implements RunStore {
     for (let i = 0; i < actions.length; i += 99) {
       current = await this.withSummary(runId, token, current, actions.slice(i, i + 99));
       if (!current) return this.indexStarted(runId);
+      if ((i / 99) % 10 === 9) await progress();
     }
     const run: RunSummary = {
       ...current.run,
@@ -189,22 +193,37 @@ export class TableRunStore implements RunStore {
       if (status(err) !== 412) throw err;
       return this.indexStarted(runId);
     }
-    await upsertRows(this.runs, mailboxIndexRows(pointerOfRun(run), targets, run.skippedTargets));
+    await progress();
+    await this.indexUsers(run, targets);
     return { run, wrote: true };
   }
 
+  /** The run's rows in its users' history (in transactions of 100), then a row saying they are there. */
+  private async indexUsers(run: RunSummary, targets: readonly RunTarget[]): Promise<void> {
+    await upsertRows(this.runs, mailboxIndexRows(pointerOfRun(run), targets, run.skippedTargets));
+    await this.runs.upsertEntity({ partitionKey: run.runId, rowKey: usersIndexedKey }, 'Replace');
+  }
+
   /**
-   * Another delivery started the run: its targets are final, and (again, harmlessly) indexed by user, so
-   * a delivery that died between storing them and indexing them leaves no user without the run.
+   * Another delivery started the run: its targets are final. A delivery that died between storing them
+   * and indexing them left no row saying the users are indexed: then they are indexed here.
    */
   private async indexStarted(runId: string): Promise<{ run: RunSummary; wrote: false }> {
     const run = await this.getRun(runId);
-    if (run?.status === 'running')
-      await upsertRows(
-        this.runs,
-        mailboxIndexRows(pointerOfRun(run), await this.listTargets(runId), run.skippedTargets),
-      );
-    return { run: run!, wrote: false };
+    if (!run) throw new RunGoneError(runId);
+    if (run.status === 'running' && !(await this.exists(runId, usersIndexedKey)))
+      await this.indexUsers(run, await this.listTargets(runId));
+    return { run, wrote: false };
+  }
+
+  private async exists(partitionKey: string, rowKey: string): Promise<boolean> {
+    try {
+      await this.runs.getEntity(partitionKey, rowKey, { queryOptions: { select: ['RowKey'] } });
+      return true;
+    } catch (err) {
+      if (status(err) === 404) return false;
+      throw err;
+    }
   }
 
   /** Marks this delivery as the one writing a starting run's targets; undefined when it is not starting. */

@@ -218,7 +218,7 @@ describe('history reads are one partition each: their cost does not grow with ot
         if (filter !== undefined) {
           assert.match(
             filter,
-            /^PartitionKey eq '[^']+'( and RowKey (ge|gt) '[^']+')?$/,
+            /^PartitionKey eq '[^']+'( and RowKey (ge|gt) '[^']+'( and RowKey lt '[^']+')?)?$/,
             `${name}: ${filter}`,
           );
           assert.ok(new URL(r.url).searchParams.get('$top'), `${name}: a query without $top: ${r.url}`);
@@ -432,13 +432,13 @@ describe("a redelivered policy-run message indexes the run's users again", () =>
     const userRows: { partitionKey: string; rowKey: string }[] = [];
     for await (const e of app.tables.runs.listEntities({
       queryOptions: {
-        filter:
-          "(PartitionKey ge '~mailbox~' and PartitionKey lt '~mailbox~~') or (PartitionKey ge '~upn~' and PartitionKey lt '~upn~~')",
+        filter: "PartitionKey ge '~users~' and PartitionKey lt '~users~~'",
       },
     }))
       userRows.push({ partitionKey: e.partitionKey!, rowKey: e.rowKey! });
     assert.equal(userRows.length, 4, 'UPN and mailbox id of each target');
     for (const k of userRows) await app.tables.runs.deleteEntity(k.partitionKey, k.rowKey);
+    await app.tables.runs.deleteEntity(runId, '~indexed');
     const history = new RunHistory(app.tables.runs);
     assert.deepEqual(await history.mailbox(bob.upn), []);
 
@@ -452,6 +452,70 @@ describe("a redelivered policy-run message indexes the run's users again", () =>
       (await history.mailbox(anna.mailboxId)).map((e) => e.runId),
       [runId],
     );
+  });
+});
+
+describe("a run start writes its users' index rows in transactions, once", () => {
+  let azurite: AzuriteHandle;
+  let app: App;
+
+  before(async () => {
+    azurite = await startAzurite();
+    app = historyApp(azurite, () => new Date());
+    await app.ensureStorage();
+  });
+  after(() => azurite.close());
+
+  const people = (n: number) =>
+    Array.from({ length: n }, (_, i) => ({
+      mailboxId: `00000000-0000-4000-8000-${i.toString(16).padStart(12, '0')}`,
+      userPrincipalName: `user${i}@contoso.example`,
+    }));
+
+  it('300 targets: a few dozen requests (not 2 a target), none again on redelivery; every user findable', async () => {
+    const runId = randomUUID();
+    const options = { dryRun: false, fullResync: false, mailboxes: [] };
+    await app.runStore.createRun(emptySummary(runId, 'alpha', 'schedule', options, new Date()), []);
+    const targets = people(300);
+    const skipped = people(320)
+      .slice(300)
+      .map((p) => ({ user: p.userPrincipalName, reason: 'noMail' as const }));
+    const rec = recorder(app.tables.runs);
+    const started = await app.runStore.startRun(runId, targets, skipped);
+    rec.stop();
+    assert.equal(started.wrote, true);
+    const writes = rec.requests.filter((r) => r.method !== 'GET');
+    // Claim, 4 transactions of 99 target rows, the summary; the users' rows by the 100 per partition.
+    assert.ok(
+      rec.requests.length <= 40,
+      `${rec.requests.length} requests: ${writes.map((r) => r.url).join('\n')}`,
+    );
+    const again = recorder(app.tables.runs);
+    const redelivered = await app.runStore.startRun(runId, targets, skipped);
+    again.stop();
+    assert.equal(redelivered.wrote, false);
+    assert.deepEqual(
+      again.requests.filter((r) => r.method !== 'GET'),
+      [],
+      'a redelivery finds the rows written and writes none',
+    );
+    const history = new RunHistory(app.tables.runs);
+    for (const t of [targets[0]!, targets[150]!, targets[299]!]) {
+      assert.deepEqual(
+        (await history.mailbox(t.userPrincipalName.toUpperCase())).map((e) => [e.runId, e.status]),
+        [[runId, 'pending']],
+      );
+      assert.deepEqual(
+        (await history.mailbox(t.mailboxId)).map((e) => e.userPrincipalName),
+        [t.userPrincipalName],
+      );
+    }
+    assert.deepEqual(
+      (await history.mailbox('user310@contoso.example')).map((e) => [e.status, e.reason]),
+      [['left out', 'noMail']],
+    );
+    // A user whose name begins another's is not shown the other's runs.
+    assert.deepEqual(await history.mailbox('user1@contoso.exampl'), []);
   });
 });
 
@@ -553,6 +617,59 @@ describe('runs recorded before the index still show, and are back-filled a page 
         (r) => queryFilter(r.url) === undefined || /^PartitionKey eq /.test(queryFilter(r.url)!),
       ),
       'read from the index',
+    );
+  });
+});
+
+describe('a table indexed in the layout before (a partition per user) is indexed again and its rows go', () => {
+  let azurite: AzuriteHandle;
+  let app: App;
+  const now = Date.UTC(2026, 11, 1);
+
+  before(async () => {
+    azurite = await startAzurite();
+    const writer = historyApp(azurite, () => new Date(now));
+    await writer.ensureStorage();
+    const runId = await recordRun(writer, 'alpha', new Date(now - day), [{ ...anna, status: 'succeeded' }]);
+    // What the release before left: its users' rows and its marker, none of this layout's users' rows.
+    const runs = azurite.tableClient('syncruns');
+    for await (const e of runs.listEntities({ queryOptions: { filter: "PartitionKey ge '~'" } }))
+      if (e.partitionKey!.startsWith('~users~') || e.partitionKey === '~index')
+        await runs.deleteEntity(e.partitionKey!, e.rowKey!);
+    const row = { runId, policyId: 'alpha', startedAt: new Date(now - day).toISOString(), dryRun: false };
+    const key = `${String(9_999_999_999_999 - (now - day)).padStart(13, '0')}_${runId}`;
+    for (const partitionKey of ['~upn~anna@contoso.example', `~mailbox~${anna.mailboxId}`])
+      await runs.createEntity({
+        partitionKey,
+        rowKey: key,
+        ...row,
+        kind: 'target',
+        mailboxId: anna.mailboxId,
+      });
+    await runs.createEntity({ partitionKey: '~index', rowKey: 'state', complete: true });
+    app = historyApp(azurite, () => new Date(now));
+    await app.ensureStorage();
+  });
+  after(() => azurite.close());
+
+  it('the next ticks index the runs in this layout, delete the former rows and marker, and Anna is found', async () => {
+    let upkeep = await keepRunHistory(app, log);
+    for (let ticks = 1; !upkeep.indexed && ticks < 5; ticks++) upkeep = await keepRunHistory(app, log);
+    assert.equal(upkeep.indexed, true);
+    const all = await keys(app.tables.runs);
+    assert.deepEqual(
+      all.filter((k) => /^~(upn|mailbox)~|^~index \| state$/.test(k)),
+      [],
+      'no row of the layout before is left',
+    );
+    const history = new RunHistory(app.tables.runs);
+    assert.deepEqual(
+      (await history.mailbox(anna.upn)).map((e) => e.status),
+      ['succeeded'],
+    );
+    assert.deepEqual(
+      (await history.mailbox(anna.mailboxId)).map((e) => e.status),
+      ['succeeded'],
     );
   });
 });
@@ -663,7 +780,7 @@ describe('RUN_HISTORY_DAYS: expired runs are deleted with every row they own, re
     nowMs += 2 * day; // `recent` passes its 30 days too
     const upkeep = await keepRunHistory(app, log);
     assert.deepEqual(upkeep.deleted.sort(), [recent, stillRunning].sort());
-    assert.deepEqual(await keys(app.tables.runs), ['~index | state']);
+    assert.deepEqual(await keys(app.tables.runs), ['~index | users-by-bucket']);
   });
 });
 
