@@ -784,6 +784,51 @@ describe('RUN_HISTORY_DAYS: expired runs are deleted with every row they own, re
   });
 });
 
+describe('one large expired run is deleted over several ticks, a page of its rows at a time', () => {
+  let azurite: AzuriteHandle;
+  let app: App;
+  const nowMs = Date.UTC(2026, 11, 1, 12);
+
+  before(async () => {
+    azurite = await startAzurite();
+    app = historyApp(azurite, () => new Date(nowMs), { RUN_HISTORY_DAYS: '30' });
+    await app.ensureStorage();
+  });
+  after(() => azurite.close());
+
+  it("1,200 targets: a tick out of time stops after 1,000 of its rows (and their users' rows); the next ends it", async () => {
+    const baseline = await keys(app.tables.runs);
+    const targets = Array.from({ length: 1200 }, (_, i) => ({
+      mailboxId: `00000000-0000-4000-8000-${i.toString(16).padStart(12, '0')}`,
+      upn: `user${i}@contoso.example`,
+    }));
+    const runId = await recordRun(app, 'alpha', new Date(nowMs - 40 * day), targets, {
+      skipped: [{ user: 'zoe@contoso.example', reason: 'noMail' }],
+      finish: false,
+    });
+    await app.runStore.failRun(runId, 'stopped');
+    const full = await keys(app.tables.runs);
+    assert.ok(full.length - baseline.length > 3600, `${full.length - baseline.length} rows`);
+    const first = await keepRunHistory(app, log, 50);
+    assert.deepEqual(first.deleted, [], 'the run is not gone after one tick');
+    const afterFirst = await keys(app.tables.runs);
+    const gone = full.length - afterFirst.length;
+    assert.ok(
+      gone > 0 && gone <= 3000,
+      `${gone} rows deleted in one tick (at most 1,000 and 2 users' rows each)`,
+    );
+    assert.ok(await app.runStore.getRun(runId), 'its summary stays until the rest is gone');
+    assert.equal(
+      (await new RunHistory(app.tables.runs).mailbox('zoe@contoso.example')).length,
+      1,
+      'the left-out user keeps the run until its summary goes',
+    );
+    const second = await keepRunHistory(app, log, 1);
+    assert.deepEqual(second.deleted, [runId]);
+    assert.deepEqual(await keys(app.tables.runs), baseline);
+  });
+});
+
 describe('a late mailbox result for a run the sweep deleted (RUN_HISTORY_DAYS=1) is dropped with a log line', () => {
   let azurite: AzuriteHandle;
   let app: App;
