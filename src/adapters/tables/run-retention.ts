@@ -10,6 +10,7 @@ import {
   deleteRows,
   expiredFrom,
   mailboxIndexRows,
+  newestFirst,
   pointerOf,
   pointerColumns,
   pointerOfRun,
@@ -30,6 +31,10 @@ const targetPrefix = '~target~';
 /** Run summaries read per back-fill page, and expired runs deleted together. */
 const backfillPage = 50;
 const sweepPage = 10;
+/** The row (beside the index marker) where the daily look for runs without pointers keeps its place. */
+const markerPartition = '~index';
+const strayScanRow = 'stray-scan';
+const dayMs = 86_400_000;
 /** A run's rows deleted together (with the users' rows they point to) before the budget is looked at. */
 const pageRows = 1_000;
 
@@ -99,6 +104,52 @@ export class RunRecordKeeper {
     }
     await writeIndexState(this.runs, { complete: false, runsDone: true });
     return { done: true, indexed };
+  }
+
+  /**
+   * Finds run summaries that no pointer leads to (recorded by a CLI or an instance of a release before
+   * the index, during a deployment) and indexes them, so they show and expire like the rest: a page
+   * of 50 summaries at a time until `deadline`, a whole pass of the table once a day. Returns how many
+   * it indexed.
+   */
+  async indexStrays(deadline: number, nowMs: number, recentFromMs: number): Promise<number> {
+    const scan = await this.runs.getEntity<Row>(markerPartition, strayScanRow).catch((e: unknown) => {
+      if (status(e) === 404) return undefined;
+      throw e;
+    });
+    const token = typeof scan?.continuation === 'string' ? scan.continuation : undefined;
+    if (!token && typeof scan?.nextPassAt === 'number' && nowMs < scan.nextPassAt) return 0;
+    const save = (fields: Record<string, unknown>) =>
+      this.runs.upsertEntity({ partitionKey: markerPartition, rowKey: strayScanRow, ...fields }, 'Replace');
+    let indexed = 0;
+    for await (const page of this.runs
+      .listEntities<Row>({ queryOptions: { filter: odata`RowKey eq ${summaryKey}` } })
+      .byPage({ maxPageSize: backfillPage, ...(token ? { continuationToken: token } : {}) })) {
+      const summaries = page.map((e) => unpackData<RunSummary>(e));
+      const pointed = await Promise.all(
+        summaries.map((r) => this.exists(allRunsPartition, newestFirst(r.startedAt, r.runId))),
+      );
+      for (const [i, run] of summaries.entries())
+        if (!pointed[i]) {
+          await this.indexLegacyRun(run, recentFromMs);
+          indexed++;
+        }
+      if (!page.continuationToken) break;
+      await save({ continuation: page.continuationToken });
+      if (this.clock() >= deadline) return indexed;
+    }
+    await save({ nextPassAt: nowMs + dayMs });
+    return indexed;
+  }
+
+  private async exists(partitionKey: string, rowKey: string): Promise<boolean> {
+    try {
+      await this.runs.getEntity(partitionKey, rowKey, { queryOptions: { select: ['RowKey'] } });
+      return true;
+    } catch (e) {
+      if (status(e) === 404) return false;
+      throw e;
+    }
   }
 
   /** A run recorded before the index: its pointers, and its users' rows unless it is past retention. */

@@ -113,7 +113,9 @@ async function recordRun(
 async function keys(runs: TableClient): Promise<string[]> {
   const out: string[] = [];
   for await (const e of runs.listEntities({ queryOptions: { select: ['PartitionKey', 'RowKey'] } }))
-    out.push(`${e.partitionKey} | ${e.rowKey}`);
+    // The daily look for runs without pointers keeps its place in a row of its own.
+    if (`${e.partitionKey} | ${e.rowKey}` !== '~index | stray-scan')
+      out.push(`${e.partitionKey} | ${e.rowKey}`);
   return out.sort();
 }
 
@@ -826,6 +828,50 @@ describe('one large expired run is deleted over several ticks, a page of its row
     const second = await keepRunHistory(app, log, 1);
     assert.deepEqual(second.deleted, [runId]);
     assert.deepEqual(await keys(app.tables.runs), baseline);
+  });
+});
+
+describe('runs recorded without index rows (an older CLI or app) are found by a daily pass, shown and expired', () => {
+  let azurite: AzuriteHandle;
+  let app: App;
+  const nowMs = Date.UTC(2026, 11, 1, 12);
+
+  before(async () => {
+    azurite = await startAzurite();
+    app = historyApp(azurite, () => new Date(nowMs), { RUN_HISTORY_DAYS: '30' });
+    await app.ensureStorage();
+  });
+  after(() => azurite.close());
+
+  it('a recent one shows in runs and the mailbox search; one past the retention is deleted', async () => {
+    const recent = await recordRun(app, 'alpha', new Date(nowMs - day), [{ ...anna, status: 'succeeded' }]);
+    const old = await recordRun(app, 'alpha', new Date(nowMs - 40 * day), [{ ...anna, status: 'succeeded' }]);
+    // What a CLI of the release before writes: the run's own rows, no pointer, no users' rows.
+    for (const k of await keys(app.tables.runs)) {
+      const [partitionKey, rowKey] = k.split(' | ') as [string, string];
+      if ((partitionKey.startsWith('~') && partitionKey !== '~index') || rowKey === '~indexed')
+        await app.tables.runs.deleteEntity(partitionKey, rowKey);
+    }
+    assert.deepEqual(await listRuns(app.tables.runs, 'alpha', 10), [], 'invisible before');
+    logs.length = 0;
+    const first = await keepRunHistory(app, log);
+    assert.equal(first.strays, 2);
+    assert.ok(
+      logs.some((l) => l.startsWith('warn') && l.includes('upgrade')),
+      logs.join('\n'),
+    );
+    assert.deepEqual(
+      (await listRuns(app.tables.runs, 'alpha', 10)).map((r) => r.runId),
+      [recent, old],
+    );
+    assert.deepEqual(
+      (await new RunHistory(app.tables.runs).mailbox(anna.upn)).map((e) => e.runId),
+      [recent],
+    );
+    const second = await keepRunHistory(app, log);
+    assert.deepEqual(second.deleted, [old]);
+    assert.equal(second.strays, 0, 'one pass a day');
+    assert.ok(!(await keys(app.tables.runs)).some((k) => k.includes(old)));
   });
 });
 
