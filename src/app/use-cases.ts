@@ -209,6 +209,9 @@ export async function keepLease(app: App, run: RunSummary): Promise<string | nul
     : `the run lost the policy's lease${held.heldBy ? ` to run ${held.heldBy}` : ''} (no progress for ${app.settings.POLICY_LEASE_MINUTES} minutes); nothing more was written`;
 }
 
+/** The run's policy lease went to another run: it must write no more. */
+class LeaseLostError extends Error {}
+
 const isPermanent = (e: unknown): boolean =>
   e instanceof GraphRequestError && e.status >= 400 && e.status < 500 && e.status !== 429 && e.status !== 408;
 
@@ -322,15 +325,26 @@ export async function processPolicyRun(app: App, raw: unknown, log: Logger): Pro
     }
   }
   const leaseHolder = run;
-  const started = await app.runStore.startRun(
-    msg.runId,
-    [...targets.map((t) => ({ mailboxId: t.userId, userPrincipalName: t.userPrincipalName })), ...departed],
-    skipped,
-    notes,
-    departedHeldBack,
-    // Storing 20,000 targets takes a while: it is progress, and keeps the lease (the fan-out checks it).
-    () => keepLease(app, leaseHolder).then(() => undefined),
-  );
+  let started: Awaited<ReturnType<typeof app.runStore.startRun>>;
+  try {
+    started = await app.runStore.startRun(
+      msg.runId,
+      [...targets.map((t) => ({ mailboxId: t.userId, userPrincipalName: t.userPrincipalName })), ...departed],
+      skipped,
+      notes,
+      departedHeldBack,
+      // Storing 20,000 targets takes a while: it is progress and renews the lease; a run that lost the
+      // lease (to a run started after it lapsed) stops storing, and queues nothing.
+      async () => {
+        const lost = await keepLease(app, leaseHolder);
+        if (lost) throw new LeaseLostError(lost);
+      },
+    );
+  } catch (e) {
+    if (!(e instanceof LeaseLostError)) throw e;
+    await failRun(app, msg.runId, policy.id, e.message, log);
+    return;
+  }
   run = started.run;
   if (!started.wrote) {
     // Another delivery of this message stored the run's targets (or is storing them: retry later).
@@ -360,7 +374,8 @@ export async function processPolicyRun(app: App, raw: unknown, log: Logger): Pro
       await preReadDrifts(app, connection, policy.id, pending, log, fields),
     );
   const renewEveryMs = (app.settings.POLICY_LEASE_MINUTES * 60_000) / 3;
-  let renewedAt = app.now().getTime();
+  // The first chunk checks the lease too: the source read and the pre-read may have outlasted it.
+  let renewedAt = Number.NEGATIVE_INFINITY;
   for (let i = 0; i < pendingIds.length; i += 32) {
     if (app.now().getTime() - renewedAt >= renewEveryMs) {
       // A long fan-out is progress too; one that lost its lease queues no more (the rest would be refused).
