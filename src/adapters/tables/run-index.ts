@@ -54,8 +54,9 @@ const markerRow = 'users-by-bucket';
 /** The marker of the layout before (a partition per user), whose rows the back-fill deletes. */
 const formerMarkerRow = 'state';
 const formerUserPartitions = [
-  ['~mailbox~', '~mailbox~~'],
-  ['~upn~', '~upn~~'],
+  // Up to the next prefix: a name may begin with a character that sorts after `~` (no other partition starts so).
+  ['~mailbox~', '~mailboy'],
+  ['~upn~', '~upo'],
 ] as const;
 
 /** Milliseconds after the epoch, reversed so later sorts first (13 digits last until the year 2286). */

@@ -369,8 +369,8 @@ export class TableRunStore implements RunStore {
 
   /**
    * A finished run's summary, copied onto its `~runs` and `~policy~` rows after each change: lists read
-   * them without a read per run. A copy that a crash left out or behind is read around (see
-   * IndexedRunHistory.newestRuns).
+   * them without a read per run. A copy that a crash left out is read around (see
+   * IndexedRunHistory.newestRuns); one a crash left behind stays behind until the next change.
    */
   private async copyToIndex(run: RunSummary | undefined): Promise<RunSummary | undefined> {
     if (run && (run.status === 'completed' || run.status === 'failed'))
@@ -448,6 +448,8 @@ export class TableRunStore implements RunStore {
       ];
       try {
         await this.runs.submitTransaction(actions);
+        // A mailbox that ends after its run failed changes a finished run: its copy follows.
+        if (next.status === 'completed' || next.status === 'failed') await this.copyToIndex(next);
         return { run: next, recorded: true };
       } catch (err) {
         if (status(err) !== 412) throw err;

@@ -406,6 +406,18 @@ describe("lists of runs are one partition read: a finished run's summary rides o
     const after = await cost(() => new RunHistory(app.tables.runs).recentRuns('gamma'));
     assert.deepEqual([after.result[0]!.status, after.result[0]!.error], ['failed', 'stopped']);
     assert.equal(after.requests.length, 1);
+    // A mailbox queued before the run failed ends afterwards: the lists show it as the run does.
+    await app.runStore.recordOutcome(live, {
+      mailboxId: bob.mailboxId,
+      userPrincipalName: bob.upn,
+      status: 'succeeded',
+      result: null,
+      lastError: null,
+      attempts: 1,
+    });
+    const late = await new RunHistory(app.tables.runs).recentRuns('gamma');
+    assert.deepEqual(late[0], await app.runStore.getRun(live));
+    assert.equal(late[0]!.done, 2);
   });
 });
 
