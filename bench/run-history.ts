@@ -75,7 +75,7 @@ async function fill(runs: TableClient, count: number): Promise<Parameters<typeof
       ]),
     ]);
     index.push(
-      ...runIndexRows(pointerOfRun(summary)),
+      ...runIndexRows(pointerOfRun(summary), summary),
       ...mailboxIndexRows(pointerOfRun(summary), targets, summary.skippedTargets),
     );
   }
@@ -170,6 +170,20 @@ async function main(): Promise<void> {
     tableEntities.after = await countEntities();
     await writeIndexState(runs, { complete: true });
     const after = await run();
+    // A run start with 300 targets (claim, target rows, summary, the users' history rows).
+    const startId = 'ffffffff-0000-4000-8000-000000000000';
+    const options = { dryRun: false, fullResync: false, mailboxes: [] };
+    await app.runStore.createRun(emptySummary(startId, 'policy-0', 'schedule', options, new Date()), []);
+    const runStart300Targets = await measure(runs, () =>
+      app.runStore.startRun(
+        startId,
+        Array.from({ length: 300 }, (_, u) => ({
+          mailboxId: idOf(1000 + u),
+          userPrincipalName: upnOf(1000 + u),
+        })),
+        [],
+      ),
+    );
     const result = {
       date: new Date().toISOString().slice(0, 10),
       node: process.version,
@@ -182,9 +196,10 @@ async function main(): Promise<void> {
       tableEntities,
       fillSeconds,
       indexSeconds,
-      note: 'entities = entities in the answers the client read; a scan (before) also makes the service examine every entity of the table (tableEntities.before; the index rows make tableEntities.after). policiesPage = the last 30 runs of each of the 10 policies (the dashboard Policies page); mailboxSearch = the dashboard mailbox search by UPN (newest 50 entries); cliRunsPolicy = runs --policy --last 30; cliMailbox = mailbox UPN.',
+      note: 'entities = entities in the answers the client read; a scan (before) also makes the service examine every entity of the table (tableEntities.before; the index rows make tableEntities.after). policiesPage = the last 30 runs of each of the 10 policies (the dashboard Policies page); mailboxSearch = the dashboard mailbox search by UPN (newest 50 entries); cliRunsPolicy = runs --policy --last 30; cliMailbox = mailbox UPN; runStart300Targets = the run store startRun for 300 targets (claim, target rows, summary, users history rows).',
       before,
       after,
+      runStart300Targets,
     };
     const text = JSON.stringify(result, null, 2);
     writeFileSync(resolve(__dirname, '../../bench/results-run-history.json'), `${text}\n`);

@@ -15,6 +15,8 @@ export interface HistoryUpkeep {
   deleted: string[];
   /** Expired runs left alone because they are still running. */
   kept: string[];
+  /** Runs found without index rows (recorded by an older release) and indexed. */
+  strays?: number;
 }
 
 export async function keepRunHistory(app: App, log: Logger, budgetMs = 20_000): Promise<HistoryUpkeep> {
@@ -35,7 +37,12 @@ export async function keepRunHistory(app: App, log: Logger, budgetMs = 20_000): 
     );
   for (const runId of swept.kept)
     log.warn(`run history: run ${runId} is past its retention but still running; kept`, { run: runId });
-  return { indexed: true, backfilled: fill.indexed, ...swept };
+  const strays = performance.now() < deadline ? await keeper.indexStrays(deadline, now.getTime(), cutoff) : 0;
+  if (strays > 0)
+    log.warn(
+      `run history: ${strays} runs recorded without index rows (by a CLI or app older than this one: upgrade it) indexed`,
+    );
+  return { indexed: true, backfilled: fill.indexed, ...swept, strays };
 }
 
 /** A run not finished whose policy lease it still holds (a run that lost its lease is over). */

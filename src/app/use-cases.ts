@@ -19,6 +19,7 @@ import {
   isFinal,
   maxPreReadDriftChars,
   maxPreReadDriftItems,
+  RunGoneError,
   type MailboxOutcome,
   type PreReadDrift,
   type RunSummary,
@@ -208,6 +209,9 @@ export async function keepLease(app: App, run: RunSummary): Promise<string | nul
     : `the run lost the policy's lease${held.heldBy ? ` to run ${held.heldBy}` : ''} (no progress for ${app.settings.POLICY_LEASE_MINUTES} minutes); nothing more was written`;
 }
 
+/** The run's policy lease went to another run: it must write no more. */
+class LeaseLostError extends Error {}
+
 const isPermanent = (e: unknown): boolean =>
   e instanceof GraphRequestError && e.status >= 400 && e.status < 500 && e.status !== 429 && e.status !== 408;
 
@@ -320,13 +324,27 @@ export async function processPolicyRun(app: App, raw: unknown, log: Logger): Pro
       departed = left.departed.map((id) => ({ mailboxId: id, userPrincipalName: id, departed: true }));
     }
   }
-  const started = await app.runStore.startRun(
-    msg.runId,
-    [...targets.map((t) => ({ mailboxId: t.userId, userPrincipalName: t.userPrincipalName })), ...departed],
-    skipped,
-    notes,
-    departedHeldBack,
-  );
+  const leaseHolder = run;
+  let started: Awaited<ReturnType<typeof app.runStore.startRun>>;
+  try {
+    started = await app.runStore.startRun(
+      msg.runId,
+      [...targets.map((t) => ({ mailboxId: t.userId, userPrincipalName: t.userPrincipalName })), ...departed],
+      skipped,
+      notes,
+      departedHeldBack,
+      // Storing 20,000 targets takes a while: it is progress and renews the lease; a run that lost the
+      // lease (to a run started after it lapsed) stops storing, and queues nothing.
+      async () => {
+        const lost = await keepLease(app, leaseHolder);
+        if (lost) throw new LeaseLostError(lost);
+      },
+    );
+  } catch (e) {
+    if (!(e instanceof LeaseLostError)) throw e;
+    await failRun(app, msg.runId, policy.id, e.message, log);
+    return;
+  }
   run = started.run;
   if (!started.wrote) {
     // Another delivery of this message stored the run's targets (or is storing them: retry later).
@@ -356,7 +374,8 @@ export async function processPolicyRun(app: App, raw: unknown, log: Logger): Pro
       await preReadDrifts(app, connection, policy.id, pending, log, fields),
     );
   const renewEveryMs = (app.settings.POLICY_LEASE_MINUTES * 60_000) / 3;
-  let renewedAt = app.now().getTime();
+  // The first chunk checks the lease too: the source read and the pre-read may have outlasted it.
+  let renewedAt = Number.NEGATIVE_INFINITY;
   for (let i = 0; i < pendingIds.length; i += 32) {
     if (app.now().getTime() - renewedAt >= renewEveryMs) {
       // A long fan-out is progress too; one that lost its lease queues no more (the rest would be refused).
@@ -622,7 +641,18 @@ export async function recordAndMaybeFinish(
   outcome: MailboxOutcome,
   log: Logger,
 ): Promise<void> {
-  const { run } = await app.runStore.recordOutcome(runId, outcome);
+  let run: RunSummary;
+  try {
+    ({ run } = await app.runStore.recordOutcome(runId, outcome));
+  } catch (e) {
+    if (!(e instanceof RunGoneError)) throw e;
+    // Retrying could never record it (the queue would end in poison, and poison drops it anyway).
+    log.warn(
+      `run ${runId} was deleted (older than RUN_HISTORY_DAYS) before this mailbox's ${outcome.status} outcome was recorded; outcome dropped`,
+      { run: runId, mailbox: outcome.userPrincipalName },
+    );
+    return;
+  }
   if (run.status !== 'starting' && run.done >= run.expected) await finishRun(app, runId, log);
 }
 
@@ -699,7 +729,13 @@ export async function failRun(
 export async function finishRun(app: App, runId: string, log: Logger): Promise<void> {
   const won = await app.runStore.completeRun(runId, app.now().toISOString());
   if (!won) return;
-  const run = (await app.runStore.getRun(runId))!;
+  const run = await app.runStore.getRun(runId);
+  if (!run) {
+    log.warn(`run ${runId} was deleted (older than RUN_HISTORY_DAYS) as it completed; no report`, {
+      run: runId,
+    });
+    return;
+  }
   await app.runStore.releaseLease(run.policyId, runId);
   log.info(
     `run completed: ${run.mailboxes.succeeded} succeeded, ${run.mailboxes.failed} failed, ${run.mailboxes.skipped} skipped`,

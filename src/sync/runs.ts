@@ -116,6 +116,14 @@ export const maxErrorChars = 1000;
 const clip = (s: string, n = maxErrorChars): string => (s.length > n ? `${s.slice(0, n)}…` : s);
 
 /** An outcome cut to what a row holds: the first errors, each message clipped, the rest counted. */
+/** A run's record is gone: the retention sweep deleted it (its lease had lapsed) while work went on. */
+export class RunGoneError extends Error {
+  constructor(readonly runId: string) {
+    super(`run ${runId} does not exist (deleted past RUN_HISTORY_DAYS, or never recorded)`);
+    this.name = 'RunGoneError';
+  }
+}
+
 export function boundOutcome(o: MailboxOutcome): MailboxOutcome {
   const lastError = o.lastError === null ? null : clip(o.lastError);
   if (!o.result) return { ...o, lastError };
@@ -162,6 +170,8 @@ export interface RunStore {
     skippedTargets: TargetResolution['skipped'],
     notes?: string[],
     departedHeldBack?: DepartedHeldBack,
+    /** Called every thousand or so rows written (the caller renews the policy's lease). */
+    progress?: () => Promise<void>,
   ): Promise<{ run: RunSummary; wrote: boolean }>;
   getTarget(runId: string, mailboxId: string): Promise<RunTarget | undefined>;
   /** Indexes a target under the UPN its worker looked up (it was named by id when the run started). */
@@ -182,7 +192,8 @@ export interface RunStore {
   noteAttempt(runId: string, mailboxId: string, userPrincipalName: string, error: string): Promise<void>;
   /**
    * Records a final outcome and counts it on the run, atomically and once: a repeated delivery of the
-   * same mailbox returns the run unchanged with recorded=false.
+   * same mailbox returns the run unchanged with recorded=false. Throws RunGoneError when the run's
+   * record is gone (deleted past RUN_HISTORY_DAYS while the mailbox was synced).
    */
   recordOutcome(runId: string, outcome: MailboxOutcome): Promise<{ run: RunSummary; recorded: boolean }>;
   /** Marks the run completed; only one caller wins (true). */

@@ -520,4 +520,50 @@ describe('review E: a fan-out that lost its lease queues no more mailboxes', () 
     assert.match(run.error ?? '', /lease/);
     assert.equal((await f.app.runStore.getPolicyState('wide')).leaseRunId, rival);
   });
+
+  it('a run whose lease went to another run before its targets were stored queues no mailbox and fails', async () => {
+    // The test before left a rival holding the lease and its message queued: both are let go.
+    const q = f.app.queues.policyRuns;
+    for (const left of (await q.receiveMessages({ numberOfMessages: 32 })).receivedMessageItems)
+      await q.deleteMessage(left.messageId, left.popReceipt);
+    f.advanceClock(f.app.settings.POLICY_LEASE_MINUTES * 60_000 + 60_000);
+    const started = await runPolicyNow(post('wide', {}), ctx());
+    assert.equal(started.status, 202, JSON.stringify(started.jsonBody));
+    const runId = (started.jsonBody as { runId: string }).runId;
+    const [m] = (await q.receiveMessages({ numberOfMessages: 1 })).receivedMessageItems;
+    await q.deleteMessage(m!.messageId, m!.popReceipt);
+    // The directory read took longer than the lease, and a new run took the policy meanwhile.
+    let rival: string | undefined;
+    const store = f.app.runStore;
+    const slowStore = Object.create(store) as typeof store;
+    slowStore.startRun = async (...args: Parameters<typeof store.startRun>) => {
+      f.advanceClock(f.app.settings.POLICY_LEASE_MINUTES * 60_000 + 60_000);
+      const next = await runPolicyNow(post('wide', {}), ctx());
+      assert.equal(next.status, 202, 'the expired lease is free');
+      rival = (next.jsonBody as { runId: string }).runId;
+      return store.startRun(...args);
+    };
+    let sent = 0;
+    const app = Object.create(f.app) as App;
+    Object.defineProperty(app, 'runStore', { value: slowStore });
+    app.send = async (queue, message, delay) => {
+      if (queue === queueNames.mailboxSyncs) sent++;
+      await f.app.send(queue, message, delay);
+    };
+    const lines: string[] = [];
+    await processPolicyRun(
+      app,
+      JSON.parse(Buffer.from(m!.messageText, 'base64').toString('utf8')),
+      logger({
+        log: (l) => lines.push(String(l)),
+        warn: (l) => lines.push(String(l)),
+        error: (l) => lines.push(String(l)),
+      }),
+    );
+    assert.equal(sent, 0, 'no mailbox of a run that lost its policy');
+    const run = (await f.app.runStore.getRun(runId))!;
+    assert.equal(run.status, 'failed', lines.join('\n'));
+    assert.match(run.error ?? '', /lease/);
+    assert.equal((await f.app.runStore.getPolicyState('wide')).leaseRunId, rival);
+  });
 });

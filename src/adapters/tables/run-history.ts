@@ -1,19 +1,21 @@
 // History reads through the index (src/adapters/tables/run-index.ts): one partition read newest first
-// with `$top`, then the few rows it points to read by key. Shared by the dashboard and the CLI.
-import type { TableClient, TableEntity } from '@azure/data-tables';
+// with `$top` (finished runs' summaries ride on their rows), then the few rows it points to read by
+// key. Shared by the dashboard and the CLI.
+import { odata, type TableClient, type TableEntity } from '@azure/data-tables';
 import type { MailboxOutcome, RunSummary } from '../../sync/runs';
-import { unpackData } from './run-store';
+import { unpackData } from './pack';
 import {
   allRunsPartition,
+  finishedRunOf,
   indexComplete,
-  mailboxIdPartition,
   mailboxPointerOf,
   policyPartition,
   readNewest,
-  upnPartition,
+  userRowsFilter,
   type MailboxPointer,
+  type UserQuery,
 } from './run-index';
-import { maxTableKeyChars, tableKey } from './table-key';
+import { tableKey } from './table-key';
 
 type Row = TableEntity<Record<string, unknown>>;
 
@@ -29,9 +31,12 @@ export class IndexedRunHistory {
 
   /** The newest `limit` runs of a policy, or of all policies, newest first. */
   newestRuns(policyId: string | undefined, limit: number): Promise<RunSummary[]> {
-    const partition = policyId === undefined ? allRunsPartition : policyPartition(policyId);
-    // A pointer whose run is gone (a start that died, a sweep under way) is passed over.
-    return this.collect(partition, limit, (row) => this.summary(String(row.runId)));
+    const partition = odata`PartitionKey eq ${policyId === undefined ? allRunsPartition : policyPartition(policyId)}`;
+    // A finished run's row carries its summary; the others (running, or a copy a crash left out) are
+    // read by key, and a pointer whose run is gone (a start that died, a sweep under way) is passed over.
+    return this.collect(partition, limit, (row) =>
+      Promise.resolve(finishedRunOf(row) ?? this.summary(String(row.runId))),
+    );
   }
 
   /**
@@ -39,23 +44,22 @@ export class IndexedRunHistory {
    * (undefined: passed over). `pageSize` rows are read at a time, at most `maxRows` in all.
    */
   userRows<T>(
-    query: { upn: string } | { mailboxId: string },
+    query: UserQuery,
     limit: number,
     resolve: (p: MailboxPointer) => Promise<T | undefined>,
     maxRows = 1000,
   ): Promise<T[]> {
-    let partition: string;
+    let filter: string;
     try {
-      partition = 'upn' in query ? upnPartition(query.upn) : mailboxIdPartition(query.mailboxId);
+      filter = userRowsFilter(query);
     } catch {
       return Promise.resolve([]); // longer than any key: no user has it
     }
-    if (partition.length > maxTableKeyChars) return Promise.resolve([]);
-    return this.collect(partition, limit, (row) => resolve(mailboxPointerOf(row)), maxRows);
+    return this.collect(filter, limit, (row) => resolve(mailboxPointerOf(row)), maxRows);
   }
 
   private async collect<T>(
-    partition: string,
+    filter: string,
     limit: number,
     resolve: (row: Row) => Promise<T | undefined>,
     maxRows = 1000,
@@ -64,7 +68,7 @@ export class IndexedRunHistory {
     const pageSize = Math.max(1, Math.min(limit, 1000));
     await readNewest(
       this.runs,
-      partition,
+      filter,
       pageSize,
       async (rows) => {
         const resolved = await Promise.all(rows.map(resolve));

@@ -8,6 +8,7 @@ import {
   addOutcome,
   boundOutcome,
   isFinal,
+  RunGoneError,
   maxListedSkipped,
   type DepartedHeldBack,
   type MailboxOutcome,
@@ -19,6 +20,7 @@ import {
   type RunTarget,
 } from '../../sync/runs';
 import type { TargetResolution } from '../../sync/directory';
+import { packData, unpackData } from './pack';
 import { fromTableKey, tableKey } from './table-key';
 import { deleteRows, mailboxIndexRows, pointerOfRun, runIndexRows, upsertRows } from './run-index';
 
@@ -26,6 +28,8 @@ import { deleteRows, mailboxIndexRows, pointerOfRun, runIndexRows, upsertRows } 
 // `~`, which sorts after them.
 const summaryKey = '~run';
 const requestKey = '~request';
+/** Present once the run's users' history rows are written. */
+const usersIndexedKey = '~indexed';
 const targetPrefix = '~target~';
 const driftPrefix = '~drift~';
 const targetRow = (mailboxId: string): string => `${targetPrefix}${tableKey(mailboxId)}`;
@@ -36,23 +40,7 @@ const odata = (s: string): string => `'${s.replace(/'/g, "''")}'`;
 
 type DataEntity = TableEntity<Record<string, unknown>>;
 
-/** Characters per `data` property: a string property holds 32K UTF-16 characters. */
-const chunkChars = 30_000;
-
-/** JSON spread over `data`, `data1`, `data2`, ... so no one property outgrows its limit. */
-export function packData(value: unknown): Record<string, string> {
-  const text = JSON.stringify(value);
-  const out: Record<string, string> = { data: text.slice(0, chunkChars) };
-  for (let i = 1; i * chunkChars < text.length; i++)
-    out[`data${i}`] = text.slice(i * chunkChars, (i + 1) * chunkChars);
-  return out;
-}
-
-export function unpackData<T>(e: Record<string, unknown>): T {
-  let text = String(e.data);
-  for (let i = 1; typeof e[`data${i}`] === 'string'; i++) text += e[`data${i}`] as string;
-  return JSON.parse(text) as T;
-}
+export { packData, unpackData };
 
 /** A run's targets, from its rows. */
 export async function listRunTargets(runs: TableClient, runId: string): Promise<RunTarget[]> {
@@ -155,6 +143,7 @@ export class TableRunStore implements RunStore {
     skippedTargets: TargetResolution['skipped'],
     notes: string[] = [],
     departedHeldBack?: DepartedHeldBack,
+    progress: () => Promise<void> = () => Promise.resolve(),
   ): Promise<{ run: RunSummary; wrote: boolean }> {
     // Claim the start: every later step is one transaction with the summary under its ETag, so a
     // delivery that another claimed after it (or that finds the run started) writes nothing more.
@@ -182,6 +171,7 @@ export class TableRunStore implements RunStore {
     for (let i = 0; i < actions.length; i += 99) {
       current = await this.withSummary(runId, token, current, actions.slice(i, i + 99));
       if (!current) return this.indexStarted(runId);
+      if ((i / 99) % 10 === 9) await progress();
     }
     const run: RunSummary = {
       ...current.run,
@@ -203,22 +193,37 @@ export class TableRunStore implements RunStore {
       if (status(err) !== 412) throw err;
       return this.indexStarted(runId);
     }
-    await upsertRows(this.runs, mailboxIndexRows(pointerOfRun(run), targets, run.skippedTargets));
+    await progress();
+    await this.indexUsers(run, targets);
     return { run, wrote: true };
   }
 
+  /** The run's rows in its users' history (in transactions of 100), then a row saying they are there. */
+  private async indexUsers(run: RunSummary, targets: readonly RunTarget[]): Promise<void> {
+    await upsertRows(this.runs, mailboxIndexRows(pointerOfRun(run), targets, run.skippedTargets));
+    await this.runs.upsertEntity({ partitionKey: run.runId, rowKey: usersIndexedKey }, 'Replace');
+  }
+
   /**
-   * Another delivery started the run: its targets are final, and (again, harmlessly) indexed by user, so
-   * a delivery that died between storing them and indexing them leaves no user without the run.
+   * Another delivery started the run: its targets are final. A delivery that died between storing them
+   * and indexing them left no row saying the users are indexed: then they are indexed here.
    */
   private async indexStarted(runId: string): Promise<{ run: RunSummary; wrote: false }> {
     const run = await this.getRun(runId);
-    if (run?.status === 'running')
-      await upsertRows(
-        this.runs,
-        mailboxIndexRows(pointerOfRun(run), await this.listTargets(runId), run.skippedTargets),
-      );
-    return { run: run!, wrote: false };
+    if (!run) throw new RunGoneError(runId);
+    if (run.status === 'running' && !(await this.exists(runId, usersIndexedKey)))
+      await this.indexUsers(run, await this.listTargets(runId));
+    return { run, wrote: false };
+  }
+
+  private async exists(partitionKey: string, rowKey: string): Promise<boolean> {
+    try {
+      await this.runs.getEntity(partitionKey, rowKey, { queryOptions: { select: ['RowKey'] } });
+      return true;
+    } catch (err) {
+      if (status(err) === 404) return false;
+      throw err;
+    }
   }
 
   /** Marks this delivery as the one writing a starting run's targets; undefined when it is not starting. */
@@ -352,12 +357,25 @@ export class TableRunStore implements RunStore {
     return listRunTargets(this.runs, runId);
   }
 
-  failRun(runId: string, error: string): Promise<RunSummary | undefined> {
-    return this.updateSummary(runId, (r) =>
-      r.status === 'completed' || r.status === 'failed'
-        ? undefined
-        : { ...r, status: 'failed', error, finishedAt: new Date().toISOString() },
+  async failRun(runId: string, error: string): Promise<RunSummary | undefined> {
+    return this.copyToIndex(
+      await this.updateSummary(runId, (r) =>
+        r.status === 'completed' || r.status === 'failed'
+          ? undefined
+          : { ...r, status: 'failed', error, finishedAt: new Date().toISOString() },
+      ),
     );
+  }
+
+  /**
+   * A finished run's summary, copied onto its `~runs` and `~policy~` rows after each change: lists read
+   * them without a read per run. A copy that a crash left out is read around (see
+   * IndexedRunHistory.newestRuns); one a crash left behind stays behind until the next change.
+   */
+  private async copyToIndex(run: RunSummary | undefined): Promise<RunSummary | undefined> {
+    if (run && (run.status === 'completed' || run.status === 'failed'))
+      await upsertRows(this.runs, runIndexRows(pointerOfRun(run), run));
+    return run;
   }
 
   async getOutcome(runId: string, mailboxId: string): Promise<MailboxOutcome | undefined> {
@@ -388,6 +406,8 @@ export class TableRunStore implements RunStore {
   ): Promise<void> {
     const existing = await this.getOutcome(runId, mailboxId);
     if (existing && isFinal(existing.status)) return;
+    // A run deleted meanwhile gets no row: nothing would ever find or delete it.
+    if (!(await this.readSummary(runId))) return;
     const outcome = boundOutcome({
       mailboxId,
       userPrincipalName,
@@ -408,7 +428,7 @@ export class TableRunStore implements RunStore {
   ): Promise<{ run: RunSummary; recorded: boolean }> {
     for (let attempt = 0; attempt < 50; attempt++) {
       const current = await this.readSummary(runId);
-      if (!current) throw new Error(`run ${runId} does not exist`);
+      if (!current) throw new RunGoneError(runId);
       const existing = await this.getOutcome(runId, outcome.mailboxId);
       if (existing && isFinal(existing.status)) return { run: current.run, recorded: false };
       const stored = boundOutcome({ ...outcome, attempts: (existing?.attempts ?? 0) + 1 });
@@ -428,6 +448,8 @@ export class TableRunStore implements RunStore {
       ];
       try {
         await this.runs.submitTransaction(actions);
+        // A mailbox that ends after its run failed changes a finished run: its copy follows.
+        if (next.status === 'completed' || next.status === 'failed') await this.copyToIndex(next);
         return { run: next, recorded: true };
       } catch (err) {
         if (status(err) !== 412) throw err;
@@ -438,16 +460,17 @@ export class TableRunStore implements RunStore {
 
   async completeRun(runId: string, finishedAt: string): Promise<boolean> {
     let won = false;
-    await this.updateSummary(runId, (r) => {
+    const run = await this.updateSummary(runId, (r) => {
       if (r.status === 'completed' || r.done < r.expected) return undefined;
       won = true;
       return { ...r, status: 'completed', finishedAt };
     });
+    if (won) await this.copyToIndex(run);
     return won;
   }
 
   async markReportSent(runId: string): Promise<void> {
-    await this.updateSummary(runId, (r) => ({ ...r, reportSent: true }));
+    await this.copyToIndex(await this.updateSummary(runId, (r) => ({ ...r, reportSent: true })));
   }
 
   private async readState(policyId: string): Promise<{ state: PolicyState; etag: string | null }> {

@@ -16,6 +16,7 @@ import { App, setApp } from '../../../src/app/composition';
 import { parseSettings } from '../../../src/app/settings';
 import { listRuns, mailboxHistory } from '../../../src/app/history';
 import { keepRunHistory } from '../../../src/app/run-retention';
+import { finishRun, recordAndMaybeFinish } from '../../../src/app/use-cases';
 import { mailboxIndexRows, upsertRows } from '../../../src/adapters/tables/run-index';
 import { schedulerTick } from '../../../src/functions/scheduler';
 import { RunHistory } from '../../../src/dashboard/history';
@@ -112,7 +113,9 @@ async function recordRun(
 async function keys(runs: TableClient): Promise<string[]> {
   const out: string[] = [];
   for await (const e of runs.listEntities({ queryOptions: { select: ['PartitionKey', 'RowKey'] } }))
-    out.push(`${e.partitionKey} | ${e.rowKey}`);
+    // The daily look for runs without pointers keeps its place in a row of its own.
+    if (`${e.partitionKey} | ${e.rowKey}` !== '~index | stray-scan')
+      out.push(`${e.partitionKey} | ${e.rowKey}`);
   return out.sort();
 }
 
@@ -217,7 +220,7 @@ describe('history reads are one partition each: their cost does not grow with ot
         if (filter !== undefined) {
           assert.match(
             filter,
-            /^PartitionKey eq '[^']+'( and RowKey (ge|gt) '[^']+')?$/,
+            /^PartitionKey eq '[^']+'( and RowKey (ge|gt) '[^']+'( and RowKey lt '[^']+')?)?$/,
             `${name}: ${filter}`,
           );
           assert.ok(new URL(r.url).searchParams.get('$top'), `${name}: a query without $top: ${r.url}`);
@@ -322,6 +325,102 @@ describe('history reads are one partition each: their cost does not grow with ot
   });
 });
 
+describe("lists of runs are one partition read: a finished run's summary rides on its index rows", () => {
+  let azurite: AzuriteHandle;
+  let app: App;
+  const base = Date.UTC(2026, 10, 1);
+
+  before(async () => {
+    azurite = await startAzurite();
+    app = historyApp(azurite, () => new Date(base + 40 * day));
+    await app.ensureStorage();
+  });
+  after(() => azurite.close());
+
+  /** The requests a read makes, and what it returned. */
+  async function cost<T>(read: () => Promise<T>): Promise<{ requests: string[]; result: T }> {
+    const rec = recorder(app.tables.runs);
+    try {
+      const result = await read();
+      return { requests: rec.requests.map((r) => `${r.method} ${r.url}`), result };
+    } finally {
+      rec.stop();
+    }
+  }
+
+  it('30 finished runs: the Policies page and runs --policy read one page and show what the runs hold', async () => {
+    const ids: string[] = [];
+    for (let i = 0; i < 30; i++)
+      ids.push(
+        await recordRun(
+          app,
+          'gamma',
+          new Date(base + i * day),
+          [{ ...anna, status: i % 3 ? 'succeeded' : 'failed', error: i % 3 ? undefined : 'boom' }, bob],
+          { skipped: [{ user: 'zoe@contoso.example', reason: 'noMail' }], finish: false },
+        ),
+      );
+    // Runs end as the pipeline ends them: completed with every mailbox done, or failed.
+    for (const [i, id] of ids.entries())
+      if (i % 2) await app.runStore.failRun(id, `the directory could not be read (${i})`);
+      else {
+        await app.runStore.recordOutcome(id, {
+          mailboxId: bob.mailboxId,
+          userPrincipalName: bob.upn,
+          status: 'skipped',
+          result: null,
+          lastError: null,
+          attempts: 1,
+        });
+        assert.ok(await app.runStore.completeRun(id, new Date(base + i * day + 60_000).toISOString()));
+        await app.runStore.markReportSent(id);
+      }
+    const stored = await Promise.all(ids.map((id) => app.runStore.getRun(id)));
+    const newestFirst = stored.reverse();
+    const page = await cost(() => new RunHistory(app.tables.runs).recentRuns('gamma'));
+    assert.deepEqual(page.result, newestFirst, 'the summaries as the run records hold them');
+    assert.equal(page.requests.length, 1, page.requests.join('\n'));
+    const cli = await cost(() => listRuns(app.tables.runs, 'gamma', 5));
+    assert.deepEqual(cli.result, newestFirst.slice(0, 5));
+    assert.equal(cli.requests.length, 1, cli.requests.join('\n'));
+    const all = await cost(() => listRuns(app.tables.runs, undefined, 30));
+    assert.deepEqual(all.result, newestFirst);
+    assert.equal(all.requests.length, 1, all.requests.join('\n'));
+  });
+
+  it('a run still running is read by key, and shows its latest totals', async () => {
+    const live = await recordRun(app, 'gamma', new Date(base + 35 * day), [anna, bob], { finish: false });
+    await app.runStore.recordOutcome(live, {
+      mailboxId: anna.mailboxId,
+      userPrincipalName: anna.upn,
+      status: 'succeeded',
+      result: null,
+      lastError: null,
+      attempts: 1,
+    });
+    const page = await cost(() => new RunHistory(app.tables.runs).recentRuns('gamma'));
+    assert.equal(page.result[0]!.runId, live);
+    assert.deepEqual([page.result[0]!.status, page.result[0]!.done], ['running', 1]);
+    assert.equal(page.requests.length, 2, 'the page and the running run');
+    await app.runStore.failRun(live, 'stopped');
+    const after = await cost(() => new RunHistory(app.tables.runs).recentRuns('gamma'));
+    assert.deepEqual([after.result[0]!.status, after.result[0]!.error], ['failed', 'stopped']);
+    assert.equal(after.requests.length, 1);
+    // A mailbox queued before the run failed ends afterwards: the lists show it as the run does.
+    await app.runStore.recordOutcome(live, {
+      mailboxId: bob.mailboxId,
+      userPrincipalName: bob.upn,
+      status: 'succeeded',
+      result: null,
+      lastError: null,
+      attempts: 1,
+    });
+    const late = await new RunHistory(app.tables.runs).recentRuns('gamma');
+    assert.deepEqual(late[0], await app.runStore.getRun(live));
+    assert.equal(late[0]!.done, 2);
+  });
+});
+
 describe("a redelivered policy-run message indexes the run's users again", () => {
   let azurite: AzuriteHandle;
   let app: App;
@@ -347,13 +446,13 @@ describe("a redelivered policy-run message indexes the run's users again", () =>
     const userRows: { partitionKey: string; rowKey: string }[] = [];
     for await (const e of app.tables.runs.listEntities({
       queryOptions: {
-        filter:
-          "(PartitionKey ge '~mailbox~' and PartitionKey lt '~mailbox~~') or (PartitionKey ge '~upn~' and PartitionKey lt '~upn~~')",
+        filter: "PartitionKey ge '~users~' and PartitionKey lt '~users~~'",
       },
     }))
       userRows.push({ partitionKey: e.partitionKey!, rowKey: e.rowKey! });
     assert.equal(userRows.length, 4, 'UPN and mailbox id of each target');
     for (const k of userRows) await app.tables.runs.deleteEntity(k.partitionKey, k.rowKey);
+    await app.tables.runs.deleteEntity(runId, '~indexed');
     const history = new RunHistory(app.tables.runs);
     assert.deepEqual(await history.mailbox(bob.upn), []);
 
@@ -367,6 +466,70 @@ describe("a redelivered policy-run message indexes the run's users again", () =>
       (await history.mailbox(anna.mailboxId)).map((e) => e.runId),
       [runId],
     );
+  });
+});
+
+describe("a run start writes its users' index rows in transactions, once", () => {
+  let azurite: AzuriteHandle;
+  let app: App;
+
+  before(async () => {
+    azurite = await startAzurite();
+    app = historyApp(azurite, () => new Date());
+    await app.ensureStorage();
+  });
+  after(() => azurite.close());
+
+  const people = (n: number) =>
+    Array.from({ length: n }, (_, i) => ({
+      mailboxId: `00000000-0000-4000-8000-${i.toString(16).padStart(12, '0')}`,
+      userPrincipalName: `user${i}@contoso.example`,
+    }));
+
+  it('300 targets: a few dozen requests (not 2 a target), none again on redelivery; every user findable', async () => {
+    const runId = randomUUID();
+    const options = { dryRun: false, fullResync: false, mailboxes: [] };
+    await app.runStore.createRun(emptySummary(runId, 'alpha', 'schedule', options, new Date()), []);
+    const targets = people(300);
+    const skipped = people(320)
+      .slice(300)
+      .map((p) => ({ user: p.userPrincipalName, reason: 'noMail' as const }));
+    const rec = recorder(app.tables.runs);
+    const started = await app.runStore.startRun(runId, targets, skipped);
+    rec.stop();
+    assert.equal(started.wrote, true);
+    const writes = rec.requests.filter((r) => r.method !== 'GET');
+    // Claim, 4 transactions of 99 target rows, the summary; the users' rows by the 100 per partition.
+    assert.ok(
+      rec.requests.length <= 40,
+      `${rec.requests.length} requests: ${writes.map((r) => r.url).join('\n')}`,
+    );
+    const again = recorder(app.tables.runs);
+    const redelivered = await app.runStore.startRun(runId, targets, skipped);
+    again.stop();
+    assert.equal(redelivered.wrote, false);
+    assert.deepEqual(
+      again.requests.filter((r) => r.method !== 'GET'),
+      [],
+      'a redelivery finds the rows written and writes none',
+    );
+    const history = new RunHistory(app.tables.runs);
+    for (const t of [targets[0]!, targets[150]!, targets[299]!]) {
+      assert.deepEqual(
+        (await history.mailbox(t.userPrincipalName.toUpperCase())).map((e) => [e.runId, e.status]),
+        [[runId, 'pending']],
+      );
+      assert.deepEqual(
+        (await history.mailbox(t.mailboxId)).map((e) => e.userPrincipalName),
+        [t.userPrincipalName],
+      );
+    }
+    assert.deepEqual(
+      (await history.mailbox('user310@contoso.example')).map((e) => [e.status, e.reason]),
+      [['left out', 'noMail']],
+    );
+    // A user whose name begins another's is not shown the other's runs.
+    assert.deepEqual(await history.mailbox('user1@contoso.exampl'), []);
   });
 });
 
@@ -468,6 +631,59 @@ describe('runs recorded before the index still show, and are back-filled a page 
         (r) => queryFilter(r.url) === undefined || /^PartitionKey eq /.test(queryFilter(r.url)!),
       ),
       'read from the index',
+    );
+  });
+});
+
+describe('a table indexed in the layout before (a partition per user) is indexed again and its rows go', () => {
+  let azurite: AzuriteHandle;
+  let app: App;
+  const now = Date.UTC(2026, 11, 1);
+
+  before(async () => {
+    azurite = await startAzurite();
+    const writer = historyApp(azurite, () => new Date(now));
+    await writer.ensureStorage();
+    const runId = await recordRun(writer, 'alpha', new Date(now - day), [{ ...anna, status: 'succeeded' }]);
+    // What the release before left: its users' rows and its marker, none of this layout's users' rows.
+    const runs = azurite.tableClient('syncruns');
+    for await (const e of runs.listEntities({ queryOptions: { filter: "PartitionKey ge '~'" } }))
+      if (e.partitionKey!.startsWith('~users~') || e.partitionKey === '~index')
+        await runs.deleteEntity(e.partitionKey!, e.rowKey!);
+    const row = { runId, policyId: 'alpha', startedAt: new Date(now - day).toISOString(), dryRun: false };
+    const key = `${String(9_999_999_999_999 - (now - day)).padStart(13, '0')}_${runId}`;
+    for (const partitionKey of ['~upn~anna@contoso.example', `~mailbox~${anna.mailboxId}`])
+      await runs.createEntity({
+        partitionKey,
+        rowKey: key,
+        ...row,
+        kind: 'target',
+        mailboxId: anna.mailboxId,
+      });
+    await runs.createEntity({ partitionKey: '~index', rowKey: 'state', complete: true });
+    app = historyApp(azurite, () => new Date(now));
+    await app.ensureStorage();
+  });
+  after(() => azurite.close());
+
+  it('the next ticks index the runs in this layout, delete the former rows and marker, and Anna is found', async () => {
+    let upkeep = await keepRunHistory(app, log);
+    for (let ticks = 1; !upkeep.indexed && ticks < 5; ticks++) upkeep = await keepRunHistory(app, log);
+    assert.equal(upkeep.indexed, true);
+    const all = await keys(app.tables.runs);
+    assert.deepEqual(
+      all.filter((k) => /^~(upn|mailbox)~|^~index \| state$/.test(k)),
+      [],
+      'no row of the layout before is left',
+    );
+    const history = new RunHistory(app.tables.runs);
+    assert.deepEqual(
+      (await history.mailbox(anna.upn)).map((e) => e.status),
+      ['succeeded'],
+    );
+    assert.deepEqual(
+      (await history.mailbox(anna.mailboxId)).map((e) => e.status),
+      ['succeeded'],
     );
   });
 });
@@ -578,6 +794,138 @@ describe('RUN_HISTORY_DAYS: expired runs are deleted with every row they own, re
     nowMs += 2 * day; // `recent` passes its 30 days too
     const upkeep = await keepRunHistory(app, log);
     assert.deepEqual(upkeep.deleted.sort(), [recent, stillRunning].sort());
-    assert.deepEqual(await keys(app.tables.runs), ['~index | state']);
+    assert.deepEqual(await keys(app.tables.runs), ['~index | users-by-bucket']);
+  });
+});
+
+describe('one large expired run is deleted over several ticks, a page of its rows at a time', () => {
+  let azurite: AzuriteHandle;
+  let app: App;
+  const nowMs = Date.UTC(2026, 11, 1, 12);
+
+  before(async () => {
+    azurite = await startAzurite();
+    app = historyApp(azurite, () => new Date(nowMs), { RUN_HISTORY_DAYS: '30' });
+    await app.ensureStorage();
+  });
+  after(() => azurite.close());
+
+  it("1,200 targets: a tick out of time stops after 1,000 of its rows (and their users' rows); the next ends it", async () => {
+    const baseline = await keys(app.tables.runs);
+    const targets = Array.from({ length: 1200 }, (_, i) => ({
+      mailboxId: `00000000-0000-4000-8000-${i.toString(16).padStart(12, '0')}`,
+      upn: `user${i}@contoso.example`,
+    }));
+    const runId = await recordRun(app, 'alpha', new Date(nowMs - 40 * day), targets, {
+      skipped: [{ user: 'zoe@contoso.example', reason: 'noMail' }],
+      finish: false,
+    });
+    await app.runStore.failRun(runId, 'stopped');
+    const full = await keys(app.tables.runs);
+    assert.ok(full.length - baseline.length > 3600, `${full.length - baseline.length} rows`);
+    const first = await keepRunHistory(app, log, 50);
+    assert.deepEqual(first.deleted, [], 'the run is not gone after one tick');
+    const afterFirst = await keys(app.tables.runs);
+    const gone = full.length - afterFirst.length;
+    assert.ok(
+      gone > 0 && gone <= 3000,
+      `${gone} rows deleted in one tick (at most 1,000 and 2 users' rows each)`,
+    );
+    assert.ok(await app.runStore.getRun(runId), 'its summary stays until the rest is gone');
+    assert.equal(
+      (await new RunHistory(app.tables.runs).mailbox('zoe@contoso.example')).length,
+      1,
+      'the left-out user keeps the run until its summary goes',
+    );
+    const second = await keepRunHistory(app, log, 1);
+    assert.deepEqual(second.deleted, [runId]);
+    assert.deepEqual(await keys(app.tables.runs), baseline);
+  });
+});
+
+describe('runs recorded without index rows (an older CLI or app) are found by a daily pass, shown and expired', () => {
+  let azurite: AzuriteHandle;
+  let app: App;
+  const nowMs = Date.UTC(2026, 11, 1, 12);
+
+  before(async () => {
+    azurite = await startAzurite();
+    app = historyApp(azurite, () => new Date(nowMs), { RUN_HISTORY_DAYS: '30' });
+    await app.ensureStorage();
+  });
+  after(() => azurite.close());
+
+  it('a recent one shows in runs and the mailbox search; one past the retention is deleted', async () => {
+    const recent = await recordRun(app, 'alpha', new Date(nowMs - day), [{ ...anna, status: 'succeeded' }]);
+    const old = await recordRun(app, 'alpha', new Date(nowMs - 40 * day), [{ ...anna, status: 'succeeded' }]);
+    // What a CLI of the release before writes: the run's own rows, no pointer, no users' rows.
+    for (const k of await keys(app.tables.runs)) {
+      const [partitionKey, rowKey] = k.split(' | ') as [string, string];
+      if ((partitionKey.startsWith('~') && partitionKey !== '~index') || rowKey === '~indexed')
+        await app.tables.runs.deleteEntity(partitionKey, rowKey);
+    }
+    assert.deepEqual(await listRuns(app.tables.runs, 'alpha', 10), [], 'invisible before');
+    logs.length = 0;
+    const first = await keepRunHistory(app, log);
+    assert.equal(first.strays, 2);
+    assert.ok(
+      logs.some((l) => l.startsWith('warn') && l.includes('upgrade')),
+      logs.join('\n'),
+    );
+    assert.deepEqual(
+      (await listRuns(app.tables.runs, 'alpha', 10)).map((r) => r.runId),
+      [recent, old],
+    );
+    assert.deepEqual(
+      (await new RunHistory(app.tables.runs).mailbox(anna.upn)).map((e) => e.runId),
+      [recent],
+    );
+    const second = await keepRunHistory(app, log);
+    assert.deepEqual(second.deleted, [old]);
+    assert.equal(second.strays, 0, 'one pass a day');
+    assert.ok(!(await keys(app.tables.runs)).some((k) => k.includes(old)));
+  });
+});
+
+describe('a late mailbox result for a run the sweep deleted (RUN_HISTORY_DAYS=1) is dropped with a log line', () => {
+  let azurite: AzuriteHandle;
+  let app: App;
+  const nowMs = Date.UTC(2026, 11, 1, 12);
+
+  before(async () => {
+    azurite = await startAzurite();
+    app = historyApp(azurite, () => new Date(nowMs), { RUN_HISTORY_DAYS: '1' });
+    await app.ensureStorage();
+  });
+  after(() => azurite.close());
+
+  it('records nothing into the deleted run, does not throw (no poison loop), and says why', async () => {
+    // A run whose workers outlived its lease: still "running" two days on, so the sweep takes it.
+    const runId = await recordRun(app, 'alpha', new Date(nowMs - 2 * day), [anna, bob], { finish: false });
+    const upkeep = await keepRunHistory(app, log);
+    assert.deepEqual(upkeep.deleted, [runId]);
+    const left = await keys(app.tables.runs);
+    logs.length = 0;
+    // The mailbox that was being synced meanwhile ends: its error is noted, then its result recorded.
+    await app.runStore.noteAttempt(runId, anna.mailboxId, anna.upn, 'throttled');
+    await recordAndMaybeFinish(
+      app,
+      runId,
+      {
+        mailboxId: anna.mailboxId,
+        userPrincipalName: anna.upn,
+        status: 'succeeded',
+        result: null,
+        lastError: null,
+        attempts: 1,
+      },
+      log,
+    );
+    await finishRun(app, runId, log);
+    assert.deepEqual(await keys(app.tables.runs), left, 'no row written for the deleted run');
+    assert.ok(
+      logs.some((l) => l.startsWith('warn') && l.includes(runId) && /deleted|no longer/.test(l)),
+      logs.join('\n'),
+    );
   });
 });
