@@ -3,7 +3,7 @@
 // own. Both keep their place in the table, so a tick that is stopped halfway is taken up by the next.
 import { odata, type TableClient, type TableEntity } from '@azure/data-tables';
 import type { RunSummary, RunTarget } from '../../sync/runs';
-import { listRunTargets, unpackData } from './run-store';
+import { listRunTargets, rowExists, unpackData } from './run-store';
 import {
   allRunsPartition,
   deleteFormerUserRows,
@@ -127,7 +127,7 @@ export class RunRecordKeeper {
       .byPage({ maxPageSize: backfillPage, ...(token ? { continuationToken: token } : {}) })) {
       const summaries = page.map((e) => unpackData<RunSummary>(e));
       const pointed = await Promise.all(
-        summaries.map((r) => this.exists(allRunsPartition, newestFirst(r.startedAt, r.runId))),
+        summaries.map((r) => rowExists(this.runs, allRunsPartition, newestFirst(r.startedAt, r.runId))),
       );
       for (const [i, run] of summaries.entries())
         if (!pointed[i]) {
@@ -140,16 +140,6 @@ export class RunRecordKeeper {
     }
     await save({ nextPassAt: nowMs + dayMs });
     return indexed;
-  }
-
-  private async exists(partitionKey: string, rowKey: string): Promise<boolean> {
-    try {
-      await this.runs.getEntity(partitionKey, rowKey, { queryOptions: { select: ['RowKey'] } });
-      return true;
-    } catch (e) {
-      if (status(e) === 404) return false;
-      throw e;
-    }
   }
 
   /** A run recorded before the index: its pointers, and its users' rows unless it is past retention. */

@@ -36,6 +36,17 @@ const targetRow = (mailboxId: string): string => `${targetPrefix}${tableKey(mail
 const progressPrefix = '~progress~';
 const stateKey = 'state';
 const status = (e: unknown): number | undefined => (e as { statusCode?: number }).statusCode;
+
+/** Whether a row is there, reading its key only. */
+export async function rowExists(table: TableClient, partitionKey: string, rowKey: string): Promise<boolean> {
+  try {
+    await table.getEntity(partitionKey, rowKey, { queryOptions: { select: ['RowKey'] } });
+    return true;
+  } catch (err) {
+    if (status(err) === 404) return false;
+    throw err;
+  }
+}
 const odata = (s: string): string => `'${s.replace(/'/g, "''")}'`;
 
 type DataEntity = TableEntity<Record<string, unknown>>;
@@ -211,19 +222,9 @@ export class TableRunStore implements RunStore {
   private async indexStarted(runId: string): Promise<{ run: RunSummary; wrote: false }> {
     const run = await this.getRun(runId);
     if (!run) throw new RunGoneError(runId);
-    if (run.status === 'running' && !(await this.exists(runId, usersIndexedKey)))
+    if (run.status === 'running' && !(await rowExists(this.runs, runId, usersIndexedKey)))
       await this.indexUsers(run, await this.listTargets(runId));
     return { run, wrote: false };
-  }
-
-  private async exists(partitionKey: string, rowKey: string): Promise<boolean> {
-    try {
-      await this.runs.getEntity(partitionKey, rowKey, { queryOptions: { select: ['RowKey'] } });
-      return true;
-    } catch (err) {
-      if (status(err) === 404) return false;
-      throw err;
-    }
   }
 
   /** Marks this delivery as the one writing a starting run's targets; undefined when it is not starting. */
