@@ -179,7 +179,7 @@ async function runPass(
   await store.apply(policy.id, pass.mbx, healed.upserts, healed.deletesState);
   const written = await writePlan(pass, ref, plan, healed.removeDuplicates, drift);
   // Re-checks the time budget cut short are read by the continuation before the mailbox is done.
-  let incomplete = written.incomplete || changes.recheckCut;
+  let incomplete = written.incomplete || changes.recheckCut || healed.unresolved.length > 0;
   let photoWrites = 0;
   if (policy.photos.enabled && !incomplete) {
     const photos = await writePhotos(pass, photoStore, written.writeOptions);
@@ -194,7 +194,7 @@ async function runPass(
     newDeltaLink: changes.newDeltaLink,
     writes: written.ops + photoWrites,
     createdIds: written.createdIds,
-    stillDirty: [...changes.stillDirty, ...written.conflicts],
+    stillDirty: [...changes.stillDirty, ...healed.unresolved, ...written.conflicts],
     ...(incomplete ? { unsettled: drift } : {}),
   });
   if (incomplete) {

@@ -121,11 +121,17 @@ export async function syncFolderParts(
   const plain = root.folder && !root.folder.parts ? root.folder : null;
   // Contacts users deleted from the plain folder since its last read stay deleted (onUserDelete:
   // keep): read before the row forgets the folder's delta link.
+  // Contacts users moved out of it are released (nothing reads the plain folder again).
   if (plain && !options.dryRun) {
-    const gone = await deletedSince(rootPass(policy, mbx, graph), plain, plain.folderId);
+    const gone = await deletedSince(
+      rootPass(policy, mbx, graph),
+      plain,
+      plain.folderId,
+      root.contacts.values(),
+    );
     const marked: [string, StoredContact][] = [];
     for (const [k, c] of root.contacts)
-      if (!c.pending && !c.userDeleted && gone.has(c.contactId))
+      if (policy.options.onUserDelete === 'keep' && !c.pending && !c.userDeleted && gone.has(c.contactId))
         marked.push([k, { ...c, userDeleted: true }]);
     if (marked.length > 0) await store.apply(policy.id, mbx, marked, []);
     for (const [k, c] of marked) root.contacts.set(k, c);
@@ -270,7 +276,7 @@ async function finishMoves(
 
 /** Enough of a pass for emptying the folders the policy's own row retired. */
 const rootPass = (policy: Policy, mbx: string, graph: MailboxGraph): MailboxPass =>
-  ({ policy, mbx, graph }) as MailboxPass;
+  ({ policy, mbx, graph, options: { dryRun: false, force: false } }) as MailboxPass;
 
 /**
  * The template was replaced by a plain name: the per-value folders become the policy's retired

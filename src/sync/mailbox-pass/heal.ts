@@ -3,6 +3,7 @@
 import type { ManagedContact } from '../planner';
 import type { FolderRef, StoredContact, TaggedContact } from '../ports';
 import { parseTag, tagValue } from '../tag';
+import { releaseMoved } from './moved';
 import type { MailboxPass, MutableDrift } from './pass';
 
 export interface Healed {
@@ -12,6 +13,8 @@ export interface Healed {
   deletesState: string[];
   /** Contact ids of twins to delete (a second contact with the same tag). */
   removeDuplicates: string[];
+  /** Managed contacts missing from the folder whose look-up did not happen: re-checked next pass. */
+  unresolved: string[];
 }
 
 /** Pending creates above which listing the folder once beats one tag look-up each. */
@@ -30,7 +33,7 @@ export async function healByTag(
   unknownIds: ReadonlySet<string> = new Set(),
 ): Promise<Healed> {
   const pending = [...pass.contacts.entries()].filter(([, c]) => c.pending);
-  const healed: Healed = { upserts: [], deletesState: [], removeDuplicates: [] };
+  const healed: Healed = { upserts: [], deletesState: [], removeDuplicates: [], unresolved: [] };
   if (reconcile || pending.length + unknownIds.size > lookUpsBeforeListing)
     await reconcileFolder(pass, ref, drift, healed);
   else {
@@ -110,10 +113,17 @@ async function reconcileFolder(
     if (key) byKey.set(key, [...(byKey.get(key) ?? []), c]);
   }
   const present = new Set(listed.map((c) => c.contactId));
+  const missing: MutableDrift = { changed: new Map(), deleted: new Set() };
   for (const [key, stored] of [...contacts]) {
-    if (!stored.pending && !byKey.has(key) && !present.has(stored.contactId))
-      drift.deleted.add(stored.contactId);
+    if (stored.pending || byKey.has(key) || present.has(stored.contactId)) continue;
+    if (stored.userDeleted || drift.deleted.has(stored.contactId)) drift.deleted.add(stored.contactId);
+    else missing.deleted.add(stored.contactId);
   }
+  // Missing, and not seen removed by a delta (more re-checks than a row lists, a lost token): each
+  // is looked up, as a removal the delta shows, so one its user moved elsewhere is released.
+  const { unresolved } = await releaseMoved(pass, ref, missing);
+  healed.unresolved.push(...unresolved);
+  for (const id of missing.deleted) drift.deleted.add(id);
   for (const [key, found] of byKey) {
     const stored = contacts.get(key);
     const { keep: keepOne, twins } = splitTwins(

@@ -2,7 +2,7 @@
 // to another folder (Outlook gives it a new id there; its immutable id, which we use, stays). Such a
 // contact is the user's now: our tag on it is overwritten (Graph cannot delete an extended property),
 // and for the policy's folder it counts as removed by its user (onUserDelete decides).
-import type { FolderRef, TaggedContact, WriteOp } from '../ports';
+import { GraphRequestError, type FolderRef, type TaggedContact, type WriteOp } from '../ports';
 import { tagPropertyId } from '../tag';
 import type { MailboxPass, MutableDrift } from './pass';
 
@@ -15,7 +15,7 @@ export interface Moved {
 }
 
 /**
- * Looks up (20 to a $batch, within the time budget) each managed contact the delta showed removed.
+ * Looks up (in $batch reads, within the time budget) each managed contact the delta showed removed.
  * Gone: a deletion. Still in our folder: not removed after all. Elsewhere: moved; released, it stays
  * a removal. An id not settled this pass leaves `drift.deleted` and is returned to be re-checked.
  */
@@ -24,10 +24,10 @@ export async function releaseMoved(
   ref: FolderRef,
   drift: MutableDrift,
   alreadyRead: ReadonlyMap<string, TaggedContact | null> = new Map(),
+  deadline: number | undefined = pass.options.deadline,
 ): Promise<Moved> {
   const ids = [...drift.deleted];
   if (ids.length === 0) return { unresolved: [] };
-  const { deadline } = pass.options;
   const toRead = ids.filter((id) => !alreadyRead.has(id));
   const found = new Map(alreadyRead);
   if (toRead.length > 0)
@@ -62,4 +62,28 @@ export async function releaseMoved(
   }
   for (const id of [...unresolved, ...stillHere]) drift.deleted.delete(id);
   return { unresolved };
+}
+
+/**
+ * Managed contacts missing from a folder the pass is leaving (the user deleted it, the policy moved
+ * to another folder): each is looked up, and one its user moved elsewhere is released, whatever the
+ * time budget (a rare event, and nothing would look at them again). Returns the ids gone from the
+ * folder; throws (503, so the pass is tried again) before anything is forgotten when a look-up or a
+ * release did not complete.
+ */
+export async function releaseLeft(
+  pass: MailboxPass,
+  ref: FolderRef,
+  ids: Iterable<string>,
+): Promise<Set<string>> {
+  const drift: MutableDrift = { changed: new Map(), deleted: new Set(ids) };
+  const { unresolved } = await releaseMoved(pass, ref, drift, new Map(), undefined);
+  if (unresolved.length > 0)
+    throw new GraphRequestError(
+      `${unresolved.length} contact(s) missing from a folder the policy leaves could not be looked up or released (throttled); the next pass tries again.`,
+      503,
+      'MovedContactsUnsettled',
+      undefined,
+    );
+  return drift.deleted;
 }
