@@ -15,7 +15,12 @@ export interface Healed {
   removeDuplicates: string[];
   /** Managed contacts missing from the folder whose look-up did not happen: re-checked next pass. */
   unresolved: string[];
+  /** Look-ups by tag the time budget (or throttling) left undone: nothing may be planned this pass. */
+  cut: boolean;
 }
+
+const pastDeadline = (pass: MailboxPass): boolean =>
+  pass.options.deadline !== undefined && Date.now() >= pass.options.deadline;
 
 /** Pending creates above which listing the folder once beats one tag look-up each. */
 const lookUpsBeforeListing = 20;
@@ -33,7 +38,7 @@ export async function healByTag(
   unknownIds: ReadonlySet<string> = new Set(),
 ): Promise<Healed> {
   const pending = [...pass.contacts.entries()].filter(([, c]) => c.pending);
-  const healed: Healed = { upserts: [], deletesState: [], removeDuplicates: [], unresolved: [] };
+  const healed: Healed = { upserts: [], deletesState: [], removeDuplicates: [], unresolved: [], cut: false };
   if (reconcile || pending.length + unknownIds.size > lookUpsBeforeListing)
     await reconcileFolder(pass, ref, drift, healed);
   else {
@@ -70,12 +75,22 @@ async function lookUpUnknown(
   const { contacts, policy } = pass;
   const keys = new Set<string>();
   if (unknownIds.size === 0) return;
-  const read = await pass.graph.getContacts(pass.mbx, [...unknownIds]);
+  const { deadline } = pass.options;
+  const read = await pass.graph.getContacts(
+    pass.mbx,
+    [...unknownIds],
+    deadline !== undefined ? { deadline } : {},
+  );
+  if (read.size < unknownIds.size) healed.cut = true;
   for (const c of read.values()) {
     const key = c?.tag ? parseTag(c.tag, policy.id) : undefined;
     if (key && !contacts.get(key)?.pending) keys.add(key);
   }
   for (const key of keys) {
+    if (pastDeadline(pass)) {
+      healed.cut = true;
+      return;
+    }
     const found = await pass.graph.findByTag(pass.mbx, ref, tagValue(policy.id, key));
     if (found.length === 0) continue;
     const stored = contacts.get(key);
@@ -153,6 +168,11 @@ async function lookUpPending(pass: MailboxPass, ref: FolderRef, healed: Healed):
   const { contacts, policy } = pass;
   for (const [key, p] of [...contacts]) {
     if (!p.pending) continue;
+    // A pending create left unlooked-up stays pending: planned again only once it is looked up.
+    if (pastDeadline(pass)) {
+      healed.cut = true;
+      return;
+    }
     const found = await pass.graph.findByTag(pass.mbx, ref, tagValue(policy.id, key));
     if (found.length === 0) {
       contacts.delete(key);
