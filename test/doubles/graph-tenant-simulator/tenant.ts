@@ -139,8 +139,14 @@ export class Mailbox {
   readonly contacts = new Map<string, SimContact>();
   readonly changes: FolderChange[] = [];
   readonly sentMail: SentMail[] = [];
+  /**
+   * Contacts in Deleted Items (a mail folder, not a contact folder): where a deleted contact goes,
+   * tagged as it was, its immutable id kept. Deleting one from here removes it for good.
+   */
+  readonly deletedItems = new Map<string, SimContact>();
   readonly rootFolderId: string;
   readonly contactsFolderId: string;
+  readonly deletedItemsFolderId: string;
   private changeSeq = 0;
 
   constructor(
@@ -148,6 +154,7 @@ export class Mailbox {
     private readonly ids: OutlookIds,
   ) {
     this.rootFolderId = ids.folder().id;
+    this.deletedItemsFolderId = ids.folder().immutableId;
     const contacts = ids.folder();
     this.contactsFolderId = contacts.id;
     this.folders.set(contacts.id, {
@@ -186,6 +193,9 @@ export class Mailbox {
     const direct = this.contacts.get(id);
     if (direct) return direct;
     for (const c of this.contacts.values()) if (c.immutableId === id) return c;
+    const deleted = this.deletedItems.get(id);
+    if (deleted) return deleted;
+    for (const c of this.deletedItems.values()) if (c.immutableId === id) return c;
     return undefined;
   }
 
@@ -206,8 +216,10 @@ export class Mailbox {
     for (const child of [...this.folders.values()].filter((f) => f.parentFolderId === folderId)) {
       this.deleteFolder(child.id);
     }
+    // Its contacts go with it (not one by one to Deleted Items): nothing finds them by id again.
     for (const c of [...this.contacts.values()].filter((x) => x.folderId === folderId)) {
-      this.deleteContact(c);
+      this.contacts.delete(c.id);
+      this.recordChange(c, 'delete');
     }
     this.folders.delete(folderId);
   }
@@ -266,9 +278,19 @@ export class Mailbox {
     this.recordChange(contact, 'upsert');
   }
 
+  /**
+   * Deletes a contact as Outlook and Graph's DELETE do: it moves to Deleted Items (a new regular id,
+   * the same immutable id, our tag and fields as they were); its folder's delta reports it removed.
+   * One deleted from Deleted Items is gone for good.
+   */
   deleteContact(contact: SimContact): void {
-    this.contacts.delete(contact.id);
+    if (this.deletedItems.delete(contact.id)) return;
     this.recordChange(contact, 'delete');
+    this.contacts.delete(contact.id);
+    contact.id = this.ids.item().id;
+    contact.folderId = this.deletedItemsFolderId;
+    contact.changeKey = this.ids.changeKey();
+    this.deletedItems.set(contact.id, contact);
   }
 
   contactsIn(folderId: string): SimContact[] {
