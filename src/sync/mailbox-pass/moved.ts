@@ -9,6 +9,17 @@ import type { MailboxPass, MutableDrift } from './pass';
 /** A released contact's tag value: no policy id starts with "~", so no policy takes it for its own. */
 export const releasedTag = (tag: string): string => `~released|${tag}`;
 
+/**
+ * Look-ups stop at half of what is left of the pass's budget: the writes they lead to (restores, a
+ * user's deletion kept) get the other half, so each pass settles some for good and none starts over.
+ */
+export function lookUpDeadline(pass: MailboxPass): number | undefined {
+  const { deadline } = pass.options;
+  if (deadline === undefined) return undefined;
+  const now = Date.now();
+  return deadline <= now ? deadline : now + Math.floor((deadline - now) / 2);
+}
+
 export interface Moved {
   /** Removed ids whose look-up did not happen (throttled, time budget) or whose release failed. */
   unresolved: string[];
@@ -24,10 +35,11 @@ export async function releaseMoved(
   ref: FolderRef,
   drift: MutableDrift,
   alreadyRead: ReadonlyMap<string, TaggedContact | null> = new Map(),
-  deadline: number | undefined = pass.options.deadline,
+  budget: 'half' | 'none' = 'half',
 ): Promise<Moved> {
   const ids = [...drift.deleted];
   if (ids.length === 0) return { unresolved: [] };
+  const deadline = budget === 'none' ? undefined : lookUpDeadline(pass);
   const toRead = ids.filter((id) => !alreadyRead.has(id));
   const found = new Map(alreadyRead);
   if (toRead.length > 0)
@@ -56,7 +68,12 @@ export async function releaseMoved(
       });
   }
   if (releases.length > 0 && !pass.options.dryRun) {
-    const results = await pass.graph.write(pass.mbx, releases, deadline !== undefined ? { deadline } : {});
+    const until = budget === 'none' ? undefined : pass.options.deadline;
+    const results = await pass.graph.write(
+      pass.mbx,
+      releases,
+      until !== undefined ? { deadline: until } : {},
+    );
     const ok = new Set(results.filter((r) => r.outcome === 'ok').map((r) => r.id));
     for (const op of releases) if (!ok.has(op.id)) unresolved.push((op as { contactId: string }).contactId);
   }
@@ -77,7 +94,7 @@ export async function releaseLeft(
   ids: Iterable<string>,
 ): Promise<Set<string>> {
   const drift: MutableDrift = { changed: new Map(), deleted: new Set(ids) };
-  const { unresolved } = await releaseMoved(pass, ref, drift, new Map(), undefined);
+  const { unresolved } = await releaseMoved(pass, ref, drift, new Map(), 'none');
   if (unresolved.length > 0)
     throw new GraphRequestError(
       `${unresolved.length} contact(s) missing from a folder the policy leaves could not be looked up or released (throttled); the next pass tries again.`,

@@ -287,10 +287,16 @@ export class Mailbox {
     if (this.deletedItems.delete(contact.id)) return;
     this.recordChange(contact, 'delete');
     this.contacts.delete(contact.id);
-    contact.id = this.ids.item().id;
-    contact.folderId = this.deletedItemsFolderId;
-    contact.changeKey = this.ids.changeKey();
-    this.deletedItems.set(contact.id, contact);
+    // A copy: what a caller holds is the item it deleted (its old id finds nothing any more).
+    const trashed: SimContact = {
+      ...contact,
+      id: this.ids.item().id,
+      folderId: this.deletedItemsFolderId,
+      changeKey: this.ids.changeKey(),
+      data: { ...contact.data },
+      extendedProperties: new Map(contact.extendedProperties),
+    };
+    this.deletedItems.set(trashed.id, trashed);
   }
 
   contactsIn(folderId: string): SimContact[] {

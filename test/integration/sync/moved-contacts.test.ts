@@ -122,3 +122,60 @@ describe('a contact its user deletes goes to Deleted Items (issue 15 review)', (
       assert.equal(again.contacts.created + again.contacts.updated + again.contacts.restored, 0);
     });
 });
+
+describe('look-ups of removed contacts under a time budget (issue 15 review, blockers 0 and 1)', () => {
+  let f: EngineFixture;
+  let targets: SimUser[];
+  before(async () => {
+    f = await engineFixture({ seed: { generate: { users: 160, mailboxes: 160, awkward: false } } });
+    targets = [...f.sim.tenant.users.values()].filter((u) => u.mailbox === 'user' && u.accountEnabled);
+  });
+  after(() => f.close());
+
+  const latency = (meanMs: number): void => {
+    (f.sim.graph.options as { latency: { meanMs: number; jitterMs: number } }).latency = {
+      meanMs,
+      jitterMs: 0,
+    };
+  };
+
+  it('a user deletes every contact; look-ups longer than the budget still let each run restore some', async () => {
+    const t = targets[0]!;
+    const policy = f.policy({ id: 'del-all', folder: { name: 'Del All' } });
+    await f.run(policy, { mailboxes: [t.userPrincipalName] });
+    const mailbox = f.sim.tenant.mailbox(t.userPrincipalName)!;
+    const all = folderContacts(f.sim, t.userPrincipalName, 'Del All');
+    for (const c of all) mailbox.deleteContact(c);
+    latency(30);
+    try {
+      let restored = 0;
+      for (let i = 0; i < 8 && restored < all.length; i++) {
+        await runPolicy(policy, f.deps, { mailboxes: [t.userPrincipalName], maxPasses: 3, budgetMs: 1500 });
+        const now = folderContacts(f.sim, t.userPrincipalName, 'Del All').length;
+        assert.ok(now > restored, `run ${i + 1} restored more (${now} of ${all.length})`);
+        restored = now;
+      }
+      assert.equal(restored, all.length);
+    } finally {
+      latency(0);
+    }
+  });
+
+  it('the policy folder deleted; look-ups longer than the budget: the folder and its contacts come back', async () => {
+    const t = targets[1]!;
+    const policy = f.policy({ id: 'gone-slow', folder: { name: 'Gone Slow' } });
+    await f.run(policy, { mailboxes: [t.userPrincipalName] });
+    const mailbox = f.sim.tenant.mailbox(t.userPrincipalName)!;
+    const count = folderContacts(f.sim, t.userPrincipalName, 'Gone Slow').length;
+    mailbox.deleteFolder(mailbox.folderByName('Gone Slow')!.id);
+    latency(30);
+    try {
+      for (let i = 0; i < 8 && folderContacts(f.sim, t.userPrincipalName, 'Gone Slow').length < count; i++)
+        await runPolicy(policy, f.deps, { mailboxes: [t.userPrincipalName], maxPasses: 3, budgetMs: 1500 });
+    } finally {
+      latency(0);
+    }
+    assert.ok(mailbox.folderByName('Gone Slow'), 'the folder is back');
+    assert.equal(folderContacts(f.sim, t.userPrincipalName, 'Gone Slow').length, count);
+  });
+});
