@@ -676,9 +676,7 @@ export function invariantViolations(
       if (mailbox === undefined) continue;
       const inPolicyFolder =
         (JSON.parse(image) as { folderId: string }).folderId === folderOf(mailbox, policy.folder.name);
-      // One in Deleted Items (where a delete puts it) is gone from the user's folders.
-      const found = mailbox.contact(immutableId);
-      const current = found?.folderId === mailbox.deletedItemsFolderId ? undefined : found;
+      const current = mailbox.contact(immutableId);
       const adopted =
         takeOver !== 'leave' &&
         inPolicyFolder &&

@@ -376,14 +376,7 @@ export function contactView(c: SimContact, mailbox: Mailbox, immutable: boolean)
     createdDateTime: c.createdDateTime,
     lastModifiedDateTime: c.lastModifiedDateTime,
     changeKey: c.changeKey,
-    // Deleted Items is a mail folder: its id, whichever form was asked for (the simulator keeps one).
-    parentFolderId: folder
-      ? immutable
-        ? folder.immutableId
-        : folder.id
-      : c.folderId === mailbox.deletedItemsFolderId
-        ? c.folderId
-        : null,
+    parentFolderId: folder ? (immutable ? folder.immutableId : folder.id) : null,
   };
   for (const p of contactStringProps) view[p] = c.data[p] ?? null;
   // Exchange keeps the file-as it is given and computes none: a contact created without one reads

@@ -139,14 +139,8 @@ export class Mailbox {
   readonly contacts = new Map<string, SimContact>();
   readonly changes: FolderChange[] = [];
   readonly sentMail: SentMail[] = [];
-  /**
-   * Contacts in Deleted Items (a mail folder, not a contact folder): where a deleted contact goes,
-   * tagged as it was, its immutable id kept. Deleting one from here removes it for good.
-   */
-  readonly deletedItems = new Map<string, SimContact>();
   readonly rootFolderId: string;
   readonly contactsFolderId: string;
-  readonly deletedItemsFolderId: string;
   private changeSeq = 0;
 
   constructor(
@@ -154,7 +148,6 @@ export class Mailbox {
     private readonly ids: OutlookIds,
   ) {
     this.rootFolderId = ids.folder().id;
-    this.deletedItemsFolderId = ids.folder().immutableId;
     const contacts = ids.folder();
     this.contactsFolderId = contacts.id;
     this.folders.set(contacts.id, {
@@ -193,9 +186,6 @@ export class Mailbox {
     const direct = this.contacts.get(id);
     if (direct) return direct;
     for (const c of this.contacts.values()) if (c.immutableId === id) return c;
-    const deleted = this.deletedItems.get(id);
-    if (deleted) return deleted;
-    for (const c of this.deletedItems.values()) if (c.immutableId === id) return c;
     return undefined;
   }
 
@@ -216,10 +206,8 @@ export class Mailbox {
     for (const child of [...this.folders.values()].filter((f) => f.parentFolderId === folderId)) {
       this.deleteFolder(child.id);
     }
-    // Its contacts go with it (not one by one to Deleted Items): nothing finds them by id again.
     for (const c of [...this.contacts.values()].filter((x) => x.folderId === folderId)) {
-      this.contacts.delete(c.id);
-      this.recordChange(c, 'delete');
+      this.deleteContact(c);
     }
     this.folders.delete(folderId);
   }
@@ -278,25 +266,9 @@ export class Mailbox {
     this.recordChange(contact, 'upsert');
   }
 
-  /**
-   * Deletes a contact as Outlook and Graph's DELETE do: it moves to Deleted Items (a new regular id,
-   * the same immutable id, our tag and fields as they were); its folder's delta reports it removed.
-   * One deleted from Deleted Items is gone for good.
-   */
   deleteContact(contact: SimContact): void {
-    if (this.deletedItems.delete(contact.id)) return;
-    this.recordChange(contact, 'delete');
     this.contacts.delete(contact.id);
-    // A copy: what a caller holds is the item it deleted (its old id finds nothing any more).
-    const trashed: SimContact = {
-      ...contact,
-      id: this.ids.item().id,
-      folderId: this.deletedItemsFolderId,
-      changeKey: this.ids.changeKey(),
-      data: { ...contact.data },
-      extendedProperties: new Map(contact.extendedProperties),
-    };
-    this.deletedItems.set(trashed.id, trashed);
+    this.recordChange(contact, 'delete');
   }
 
   contactsIn(folderId: string): SimContact[] {

@@ -86,43 +86,6 @@ describe('contacts moved out of the policy folder (issue 15 review)', () => {
   });
 });
 
-describe('a contact its user deletes goes to Deleted Items (issue 15 review)', () => {
-  let f: EngineFixture;
-  before(async () => {
-    f = await engineFixture({ seed: { generate: { users: 6, mailboxes: 6, awkward: false } } });
-  });
-  after(() => f.close());
-
-  for (const onUserDelete of ['keep', 'restore'] as const)
-    it(`counts as its user's deletion and leaves no copy tagged ours there (onUserDelete: ${onUserDelete})`, async () => {
-      const target = [...f.sim.tenant.users.values()].find((u) => u.mailbox === 'user' && u.accountEnabled)!;
-      const upn = target.userPrincipalName;
-      const name = `Deleted ${onUserDelete}`;
-      const policy = f.policy({
-        id: `deleted-${onUserDelete}`,
-        folder: { name },
-        options: { onUserDelete },
-      });
-      await f.run(policy, { mailboxes: [upn] });
-      const mailbox = f.sim.tenant.mailbox(upn)!;
-      const [gone] = folderContacts(f.sim, upn, name);
-      const tag = tagOf(gone!);
-      mailbox.deleteContact(gone!);
-      // The simulator does as Exchange does: the contact is in Deleted Items, tagged, same immutable id.
-      const trashed = mailbox.contact(gone!.immutableId);
-      assert.equal(trashed?.folderId, mailbox.deletedItemsFolderId);
-      assert.equal(tagOf(trashed), tag);
-      const run = await f.run(policy, { mailboxes: [upn] });
-      assert.equal(run.mailboxes.failed, 0, JSON.stringify(run.results));
-      const inFolder = folderContacts(f.sim, upn, name).filter((c) => tagOf(c) === tag);
-      assert.equal(inFolder.length, onUserDelete === 'restore' ? 1 : 0);
-      assert.equal(run.contacts.restored, onUserDelete === 'restore' ? 1 : 0);
-      assert.ok(!tagOf(mailbox.contact(gone!.immutableId)!)?.startsWith(`${policy.id}|`), 'released');
-      const again = await f.run(policy, { mailboxes: [upn] });
-      assert.equal(again.contacts.created + again.contacts.updated + again.contacts.restored, 0);
-    });
-});
-
 describe('look-ups of removed contacts under a time budget (issue 15 review, blockers 0 and 1)', () => {
   let f: EngineFixture;
   let targets: SimUser[];
