@@ -197,7 +197,7 @@ export interface MailboxGraph extends MailboxSourceReader {
   findByTag(mailboxId: string, folder: FolderRef, tag: string): Promise<TaggedContact[]>;
   getContact(mailboxId: string, contactId: string): Promise<TaggedContact | undefined>;
   /**
-   * Contacts by id, 20 to a $batch: null for one that is gone. An id whose read failed (throttled)
+   * Contacts by id, in $batch reads (retried when throttled): null for one that is gone. An id whose read failed (throttled)
    * or was not sent before `deadline` is left out of the answer.
    */
   getContacts(

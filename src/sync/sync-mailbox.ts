@@ -152,6 +152,13 @@ async function runPass(
   const changes = await readChanges(pass, folder.ref, folder.adopted);
   const { ref, drift } = changes;
   const healed = await healByTag(pass, ref, changes.reconcile, drift, changes.unknownIds);
+  if (healed.cut && !options.dryRun) {
+    // Look-ups by tag the budget cut short: what they found is kept; nothing is planned before the
+    // rest are done, and the folder row keeps its token, so the next pass reads this round again.
+    await store.apply(policy.id, pass.mbx, healed.upserts, healed.deletesState);
+    result.status = 'partial';
+    return result;
+  }
   // A source that selects nothing is far likelier a broken filter or read than an empty company:
   // a take-over would then remove every contact the old tool left (as the plan's deletes below).
   const sourceLooksBroken = (parts?.sourceSize ?? desiredAll.size) === 0 && !options.force;
@@ -180,7 +187,7 @@ async function runPass(
   await store.apply(policy.id, pass.mbx, healed.upserts, healed.deletesState);
   const written = await writePlan(pass, ref, plan, healed.removeDuplicates, drift);
   // Re-checks the time budget cut short are read by the continuation before the mailbox is done.
-  let incomplete = written.incomplete || changes.recheckCut;
+  let incomplete = written.incomplete || changes.recheckCut || healed.unresolved.length > 0;
   let photoWrites = 0;
   if (policy.photos.enabled && !incomplete) {
     const photos = await writePhotos(pass, photoStore, written.writeOptions);
@@ -195,7 +202,7 @@ async function runPass(
     newDeltaLink: changes.newDeltaLink,
     writes: written.ops + photoWrites,
     createdIds: written.createdIds,
-    stillDirty: [...changes.stillDirty, ...written.conflicts],
+    stillDirty: [...changes.stillDirty, ...healed.unresolved, ...written.conflicts],
     ...(incomplete ? { unsettled: drift } : {}),
   });
   if (incomplete) {

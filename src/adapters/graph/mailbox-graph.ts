@@ -484,36 +484,63 @@ export class GraphMailboxes implements MailboxGraph {
     options: { deadline?: number } = {},
   ): Promise<Map<string, TaggedContact | null>> {
     const out = new Map<string, TaggedContact | null>();
-    const chunks: string[][] = [];
-    for (let i = 0; i < ids.length; i += 20) chunks.push(ids.slice(i, i + 20));
-    const user = `/users/${encodeURIComponent(mailboxId)}`;
-    for (let i = 0; i < chunks.length; i += this.tuning.lanes) {
-      // Past the pass's time budget no read starts: the ids left out are the caller's to keep.
-      if (options.deadline !== undefined && Date.now() >= options.deadline) break;
-      await Promise.all(
-        chunks.slice(i, i + this.tuning.lanes).map(async (chunk) => {
-          this.stats.httpCalls++;
-          const response = await graphCall(
-            () =>
-              this.client.api('/$batch').post({
-                requests: chunk.map((id, n) => ({
-                  id: String(n),
-                  method: 'GET',
-                  url: `${user}/contacts/${encodeURIComponent(id)}?$select=${contactSelect}&$expand=${encodeURIComponent(expandTag)}`,
-                  headers: { Prefer: immutable },
-                })),
-              }) as Promise<{ responses?: Json[] }>,
-          );
-          for (const r of response.responses ?? []) {
-            const id = chunk[Number(r.id)];
-            if (id === undefined) continue;
-            if (r.status === 200) out.set(id, this.tagged((r.body ?? {}) as Json));
-            else if (r.status === 404) out.set(id, null);
-          }
-        }),
-      );
+    let left = [...ids];
+    // Reads a $batch answered 429/5xx are sent again, paced by Retry-After, within the time budget.
+    for (let attempt = 1; left.length > 0; attempt++) {
+      const retry = await this.readContacts(mailboxId, left, out, options.deadline);
+      left = retry.ids;
+      if (left.length === 0 || attempt >= this.tuning.maxAttempts) break;
+      const waitMs = retry.retryAfter > 0 ? retry.retryAfter * 1000 : this.tuning.fallbackDelayMs * attempt;
+      if (options.deadline !== undefined && Date.now() + waitMs >= options.deadline) break;
+      await sleep(waitMs);
     }
     return out;
+  }
+
+  /**
+   * One round of contact reads: the ids to read again (throttled, failed) and how soon. Graph runs a
+   * $batch's independent sub-requests at once and admits 4 per mailbox, so a $batch carries 4 reads
+   * (the write lanes' share) and the next starts when it is answered: none is throttled by our own.
+   */
+  private async readContacts(
+    mailboxId: string,
+    ids: readonly string[],
+    out: Map<string, TaggedContact | null>,
+    deadline: number | undefined,
+  ): Promise<{ ids: string[]; retryAfter: number }> {
+    const again: string[] = [];
+    let retryAfter = 0;
+    const chunks: string[][] = [];
+    for (let i = 0; i < ids.length; i += this.tuning.lanes) chunks.push(ids.slice(i, i + this.tuning.lanes));
+    const user = `/users/${encodeURIComponent(mailboxId)}`;
+    for (const chunk of chunks) {
+      // Past the pass's time budget no read starts: the ids left out are the caller's to keep.
+      if (deadline !== undefined && Date.now() >= deadline) break;
+      this.stats.httpCalls++;
+      const response = await graphCall(
+        () =>
+          this.client.api('/$batch').post({
+            requests: chunk.map((id, n) => ({
+              id: String(n),
+              method: 'GET',
+              url: `${user}/contacts/${encodeURIComponent(id)}?$select=${contactSelect}&$expand=${encodeURIComponent(expandTag)}`,
+              headers: { Prefer: immutable },
+            })),
+          }) as Promise<{ responses?: Json[] }>,
+      );
+      for (const r of response.responses ?? []) {
+        const id = chunk[Number(r.id)];
+        if (id === undefined) continue;
+        if (r.status === 200) out.set(id, this.tagged((r.body ?? {}) as Json));
+        else if (r.status === 404) out.set(id, null);
+        else if (r.status === 429 || (typeof r.status === 'number' && r.status >= 500)) {
+          if (r.status === 429) this.stats.throttled++;
+          again.push(id);
+          retryAfter = Math.max(retryAfter, retryAfterOf(r));
+        }
+      }
+    }
+    return { ids: again, retryAfter };
   }
 
   private async subRequest(mailboxId: string, op: WriteOp): Promise<Json> {

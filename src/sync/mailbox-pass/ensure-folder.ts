@@ -10,6 +10,7 @@ import {
   type FolderState,
   type StoredContact,
 } from '../ports';
+import { releaseLeft } from './moved';
 import type { MailboxPass } from './pass';
 
 export interface EnsuredFolder {
@@ -98,16 +99,18 @@ async function moveOut(
   from: string | null,
   to: Pick<FolderState, 'folderId' | 'folderName' | 'created'> = { folderId: null, folderName: null },
 ): Promise<void> {
+  // Read (moved contacts released) before the row forgets the old folder's delta link.
+  const gone = await deletedSince(pass, known, from, pass.contacts.values());
   const retired = [...(known.retired ?? []).filter((r) => r !== from), from].slice(-maxRetired);
   pass.folderState = { ...to, deltaLink: null, dirtyContactIds: [], retired };
   await pass.store.saveFolder(pass.policy.id, pass.mbx, pass.folderState);
   // A contact its user deleted stays deleted (onUserDelete: keep) in the new folder too.
-  const gone = await deletedSince(pass, known, from);
+  const keep = pass.policy.options.onUserDelete === 'keep';
   const kept: [string, StoredContact][] = [];
   const keys: string[] = [];
   for (const [k, c] of pass.contacts) {
     if (!c.pending && c.userDeleted) continue;
-    if (!c.pending && gone.has(c.contactId)) kept.push([k, { ...c, userDeleted: true }]);
+    if (keep && !c.pending && gone.has(c.contactId)) kept.push([k, { ...c, userDeleted: true }]);
     else keys.push(k);
   }
   if (keys.length + kept.length > 0) await pass.store.apply(pass.policy.id, pass.mbx, kept, keys);
@@ -115,24 +118,32 @@ async function moveOut(
   for (const [k, c] of kept) pass.contacts.set(k, c);
 }
 
-/** Under onUserDelete: keep, the contacts users deleted from the old folder since its last read. */
+/**
+ * The managed contacts (of `contacts`) users deleted from, or moved out of, a folder the policy
+ * leaves, since its last read. Moved ones are released: they are their users' now, and nothing
+ * reads the old folder again. Under onUserDelete: keep, each stays deleted from the new folder.
+ */
 export async function deletedSince(
   pass: MailboxPass,
   known: FolderState,
   from: string | null,
+  contacts: Iterable<StoredContact>,
 ): Promise<Set<string>> {
-  const gone = new Set<string>();
-  if (pass.policy.options.onUserDelete !== 'keep' || !known.deltaLink) return gone;
+  const removed = new Set<string>();
+  if (!known.deltaLink) return removed;
   const ref: FolderRef = from === null ? { kind: 'default' } : { kind: 'named', id: from };
   try {
     await pass.graph.readDrift(pass.mbx, ref, known.deltaLink, (items) => {
-      for (const i of items) if (i.removed) gone.add(i.contactId);
+      for (const i of items) if (i.removed) removed.add(i.contactId);
     });
   } catch (e) {
     // An expired token or a deleted folder: nothing is known; the source is written in full.
     if (!(e instanceof DeltaExpiredError || e instanceof FolderGoneError)) throw e;
   }
-  return gone;
+  const ours: string[] = [];
+  for (const c of contacts)
+    if (!c.pending && !c.userDeleted && removed.has(c.contactId)) ours.push(c.contactId);
+  return ours.length > 0 ? releaseLeft(pass, ref, ours) : new Set();
 }
 
 /** A dry run against a mailbox whose folder does not exist yet: nothing to read there. */

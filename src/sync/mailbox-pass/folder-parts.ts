@@ -35,6 +35,7 @@ import {
   type SyncMailboxOptions,
 } from './pass';
 import { MapWithout } from './map-without';
+import { releaseLeft } from './moved';
 import { takeDrift } from './read-changes';
 import { emptyFolder } from './retire';
 import type { MailboxPass } from './pass';
@@ -152,7 +153,7 @@ export async function syncFolderParts(
   // The plain folder the template replaced: emptied once every per-value folder is filled.
   const plain = root.folder && !root.folder.parts ? root.folder : null;
   // What users did in the plain folder since its last read goes with its contacts (a deletion kept,
-  // an edit they own): read before the row forgets the folder's delta link.
+  // an edit they own; one they moved elsewhere is released): read before the row forgets the folder's delta link.
   if (plain && !options.dryRun) await rememberPlainChanges(policy, mbx, graph, store, root.contacts, plain);
   const index: FolderState = {
     folderId: null,
@@ -322,6 +323,9 @@ async function rememberPlainChanges(
     // An expired token or a deleted folder: nothing is known; the source is written in full.
     if (!(e instanceof DeltaExpiredError || e instanceof FolderGoneError)) throw e;
   }
+  // Missing ones are looked up: those moved elsewhere are released, the rest were deleted.
+  if (drift.deleted.size > 0)
+    drift.deleted = await releaseLeft(rootPass(policy, mbx, graph), ref, drift.deleted);
   const o = { ...policy.options, fields: managedFields(policy.mapping), rules: policy.mapping.rules };
   const remembered: [string, StoredContact][] = [];
   for (const [k, c] of contacts) {
@@ -412,7 +416,7 @@ async function finishMoves(
 
 /** Enough of a pass for emptying the folders the policy's own row retired. */
 const rootPass = (policy: Policy, mbx: string, graph: MailboxGraph): MailboxPass =>
-  ({ policy, mbx, graph }) as MailboxPass;
+  ({ policy, mbx, graph, options: { dryRun: false, force: false } }) as MailboxPass;
 
 /**
  * The template was replaced by a plain name: the per-value folders become the policy's retired

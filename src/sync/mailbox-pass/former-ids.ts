@@ -22,13 +22,13 @@ export async function adoptFormerIds(pass: MailboxPass, firstPass: boolean): Pro
     // The former id's folder, and those it had not emptied yet (a folder template's, say).
     for (const f of [old.folder.folderId, ...(old.folder.retired ?? [])])
       if (!retired.includes(f)) retired.push(f);
-    if (policy.options.onUserDelete === 'keep') {
-      // Deletions no pass has read yet are only in the former folder's delta: read it, or they return.
-      const gone = await deletedSince(pass, old.folder, old.folder.folderId);
+    // Deletions and moves no pass has read yet are only in the former folder's delta: read it, or
+    // deleted contacts return (onUserDelete: keep) and moved ones keep the former id's tag.
+    const gone = await deletedSince(pass, old.folder, old.folder.folderId, old.contacts.values());
+    if (policy.options.onUserDelete === 'keep')
       for (const [k, c] of old.contacts)
         if (!c.pending && (c.userDeleted || gone.has(c.contactId)) && !pass.contacts.has(k))
           deleted.push([k, { ...c, userDeleted: true }]);
-    }
   }
   if (former.length === 0) return;
   pass.folderState = { ...pass.folderState, retired: retired.slice(-maxRetired) };

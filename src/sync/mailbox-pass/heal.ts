@@ -4,6 +4,7 @@ import type { ContactFieldName } from '../config/schema';
 import type { ManagedContact } from '../planner';
 import type { FolderRef, StoredContact, TaggedContact } from '../ports';
 import { parseTag, tagValue } from '../tag';
+import { releaseMoved } from './moved';
 import type { MailboxPass, MutableDrift } from './pass';
 
 export interface Healed {
@@ -13,7 +14,14 @@ export interface Healed {
   deletesState: string[];
   /** Contact ids of twins to delete (a second contact with the same tag). */
   removeDuplicates: string[];
+  /** Managed contacts missing from the folder whose look-up did not happen: re-checked next pass. */
+  unresolved: string[];
+  /** Look-ups by tag the time budget (or throttling) left undone: nothing may be planned this pass. */
+  cut: boolean;
 }
+
+const pastDeadline = (pass: MailboxPass): boolean =>
+  pass.options.deadline !== undefined && Date.now() >= pass.options.deadline;
 
 /** Pending creates above which listing the folder once beats one tag look-up each. */
 const lookUpsBeforeListing = 20;
@@ -31,7 +39,7 @@ export async function healByTag(
   unknownIds: ReadonlySet<string> = new Set(),
 ): Promise<Healed> {
   const pending = [...pass.contacts.entries()].filter(([, c]) => c.pending);
-  const healed: Healed = { upserts: [], deletesState: [], removeDuplicates: [] };
+  const healed: Healed = { upserts: [], deletesState: [], removeDuplicates: [], unresolved: [], cut: false };
   if (reconcile || pending.length + unknownIds.size > lookUpsBeforeListing)
     await reconcileFolder(pass, ref, drift, healed);
   else {
@@ -68,12 +76,22 @@ async function lookUpUnknown(
   const { contacts, policy } = pass;
   const keys = new Set<string>();
   if (unknownIds.size === 0) return;
-  const read = await pass.graph.getContacts(pass.mbx, [...unknownIds]);
+  const { deadline } = pass.options;
+  const read = await pass.graph.getContacts(
+    pass.mbx,
+    [...unknownIds],
+    deadline !== undefined ? { deadline } : {},
+  );
+  if (read.size < unknownIds.size) healed.cut = true;
   for (const c of read.values()) {
     const key = c?.tag ? parseTag(c.tag, policy.id) : undefined;
     if (key && !contacts.get(key)?.pending) keys.add(key);
   }
   for (const key of keys) {
+    if (pastDeadline(pass)) {
+      healed.cut = true;
+      return;
+    }
     const found = await pass.graph.findByTag(pass.mbx, ref, tagValue(policy.id, key));
     if (found.length === 0) continue;
     const stored = contacts.get(key);
@@ -112,10 +130,17 @@ async function reconcileFolder(
     if (key) byKey.set(key, [...(byKey.get(key) ?? []), c]);
   }
   const present = new Set(listed.map((c) => c.contactId));
+  const missing: MutableDrift = { changed: new Map(), deleted: new Set() };
   for (const [key, stored] of [...contacts]) {
-    if (!stored.pending && !byKey.has(key) && !present.has(stored.contactId))
-      drift.deleted.add(stored.contactId);
+    if (stored.pending || byKey.has(key) || present.has(stored.contactId)) continue;
+    if (stored.userDeleted || drift.deleted.has(stored.contactId)) drift.deleted.add(stored.contactId);
+    else missing.deleted.add(stored.contactId);
   }
+  // Missing, and not seen removed by a delta (more re-checks than a row lists, a lost token): each
+  // is looked up, as a removal the delta shows, so one its user moved elsewhere is released.
+  const { unresolved } = await releaseMoved(pass, ref, missing);
+  healed.unresolved.push(...unresolved);
+  for (const id of missing.deleted) drift.deleted.add(id);
   for (const [key, found] of byKey) {
     const stored = contacts.get(key);
     const { keep: keepOne, twins } = splitTwins(
@@ -145,6 +170,11 @@ async function lookUpPending(pass: MailboxPass, ref: FolderRef, healed: Healed):
   const { contacts, policy } = pass;
   for (const [key, p] of [...contacts]) {
     if (!p.pending) continue;
+    // A pending create left unlooked-up stays pending: planned again only once it is looked up.
+    if (pastDeadline(pass)) {
+      healed.cut = true;
+      return;
+    }
     const found = await pass.graph.findByTag(pass.mbx, ref, tagValue(policy.id, key));
     if (found.length === 0) {
       contacts.delete(key);

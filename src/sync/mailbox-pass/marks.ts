@@ -15,9 +15,12 @@ export async function withCurrentCategories(
   const marked = updates.filter((u) => u.mark);
   if (marked.length === 0) return { updates, unread: false };
   const mark = pass.policy.options.removalCategory;
+  const { deadline } = pass.options;
+  // Within the time budget: an update left unread waits for the next pass.
   const read = await pass.graph.getContacts(
     pass.mbx,
     marked.map((u) => u.contactId),
+    deadline !== undefined ? { deadline } : {},
   );
   const skipped = new Set<PlannedUpdate>();
   for (const u of marked) {

@@ -13,7 +13,7 @@ import {
   type TaggedContact,
 } from '../ports';
 import { ensureFolder, folderMissingInDryRun } from './ensure-folder';
-import { releaseMoved } from './moved';
+import { releaseLeft, releaseMoved } from './moved';
 import type { MailboxPass, MutableDrift } from './pass';
 
 export interface Changes {
@@ -95,6 +95,13 @@ export async function readChanges(pass: MailboxPass, ref: FolderRef, adopted: bo
       // The user deleted the folder: everything in it is gone; recreate it and its contacts. Those
       // the user deleted before (seen by an earlier pass) stay as the policy says: their rows stay.
       const deletedBefore = [...pass.contacts].filter(([, c]) => !c.pending && c.userDeleted);
+      // Contacts moved out before the folder went still carry our tag elsewhere: released first.
+      if (!options.dryRun)
+        await releaseLeft(
+          pass,
+          ref,
+          [...pass.contacts.values()].flatMap((c) => (c.pending || c.userDeleted ? [] : [c.contactId])),
+        );
       for (const k of pass.contacts.keys()) out.lostWithFolder.add(k);
       for (const [k] of deletedBefore) out.lostWithFolder.delete(k);
       if (!options.dryRun) {

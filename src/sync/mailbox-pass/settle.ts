@@ -19,7 +19,7 @@ export interface Settle {
   stillDirty: readonly string[];
 }
 
-/** Contacts re-checked by id at most (5 $batch reads); past it the next pass lists the folder once. */
+/** Contacts re-checked by id at most (25 $batch reads of 4); past it the next pass lists the folder once. */
 export const maxDirtyIds = 100;
 
 /** Writes from which reading them back now beats reading them back next run (half a page). */
