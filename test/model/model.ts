@@ -560,7 +560,8 @@ async function runSteps(world: ModelWorld, seq: Sequence, cleanups: (() => void)
         break;
       }
       case 'renamePolicyFolder': {
-        folderName = `${folderName ?? firstName}+`;
+        // "+" is fine in a plain name but refused in a template's own text (Outlook's address-book names).
+        folderName = folderName?.includes('{') ? `${folderName} b` : `${folderName ?? firstName}+`;
         input = { ...input, folder: { name: folderName } };
         policy = writePolicy();
         break;
