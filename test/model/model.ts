@@ -541,6 +541,9 @@ async function runSteps(world: ModelWorld, seq: Sequence, cleanups: (() => void)
         const mailbox = t.mailbox(upn)!;
         const folder = folderName === null ? undefined : folderOf(mailbox, folderName);
         if (folder) mailbox.folders.get(folder)!.displayName = `${folderName} (mine)`;
+        // The app reads a folder's name once per FOLDER_NAME_CHECK_HOURS (24): the next run is a day
+        // later, so it is the run that undoes the rename. Runs between other steps stay in the window.
+        f.advanceClock(25 * 3_600_000);
         break;
       }
       case 'policy': {
