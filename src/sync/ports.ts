@@ -224,6 +224,11 @@ export interface FolderState {
   recheckAll?: boolean;
   /** We created the folder (not found by name): cleanup deletes it once it is empty. */
   created?: boolean;
+  /**
+   * When the folder's name was last read (ISO 8601): read again only past FOLDER_NAME_CHECK_HOURS,
+   * as the delta read alone notices a deleted folder (folder-name-check.ts).
+   */
+  nameCheckedAt?: string;
   /** The `unmanagedContacts` option last carried out here (take-over): a changed option looks again. */
   takenOver?: 'adopt' | 'remove';
   /**

@@ -69,6 +69,16 @@ export interface SyncMailboxOptions {
   deadline?: number;
   /** The folder's next delta round, read at the run's start with other mailboxes' in one $batch. */
   preReadDrift?: PreReadDrift;
+  /**
+   * Read the folder's name (a user's rename undone) at most this often; without it, every pass reads
+   * it. `now` is the pass's clock (epoch ms).
+   */
+  folderNameCheck?: FolderNameCheck;
+}
+
+export interface FolderNameCheck {
+  everyMs: number;
+  now: number;
 }
 
 /** What users changed in managed contacts: by contact id. */
