@@ -15,6 +15,7 @@ import {
   askSetup,
   confirmOverwrite,
   confirmUpload,
+  defaultSignInClientId,
   firstPolicy,
   type SetupAnswers,
   type SetupFlags,
@@ -39,8 +40,18 @@ export const setupSteps = [
   'doctor',
 ] as const;
 
-/** Delegated Microsoft Graph scopes setup asks for, and nothing else. */
+/** Delegated Microsoft Graph scopes setup needs, and nothing else. */
 const adminScopes = ['Application.ReadWrite.All', 'AppRoleAssignment.ReadWrite.All'];
+
+/**
+ * What the sign-in asks Graph for. Azure CLI's client takes `.default` only (Entra refuses its named
+ * scopes with AADSTS65002; its preauthorized set includes `adminScopes`); another client, by name.
+ */
+export function graphScopes(graphEndpoint: string, signInClientId: string): string[] {
+  return signInClientId === defaultSignInClientId
+    ? [`${graphEndpoint}/.default`]
+    : adminScopes.map((s) => `${graphEndpoint}/${s}`);
+}
 
 /** Azure Storage's audience, the same in every cloud. */
 const storageScope = 'https://storage.azure.com/.default';
@@ -149,7 +160,7 @@ async function signIn(io: Io, answers: SetupAnswers, mayUpload: boolean): Promis
     // One sign-in: after it, a token that needs the admin again fails instead of asking for a new code.
     disableAutomaticAuthentication: true,
   });
-  const scopes = adminScopes.map((s) => `${graphEndpoint}/${s}`);
+  const scopes = graphScopes(graphEndpoint, answers.signInClientId);
   // The Azure SDKs ask for CAE tokens and the Graph client does not; MSAL keeps each kind in its own
   // cache, so every request asks for the one kind the sign-in filled.
   const signedInTenant: { id?: string } = {};
