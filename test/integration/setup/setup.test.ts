@@ -534,16 +534,21 @@ describe('setup: from an empty tenant to a policy that syncs', () => {
     assert.equal(readFileSync(out, 'utf8'), file, 'the policy file is unchanged');
   });
 
-  it('Ctrl-C at each step, then setup again: it finishes, with one of everything', async () => {
-    for (const [i, step] of setupSteps.slice(1, 8).entries()) {
+  it('Ctrl-C at each step, the policy upload, mailbox scope and doctor included, then setup again: it finishes, with one of everything and the file in the blob', async () => {
+    storage.roles.set(adminId, 'Storage Blob Data Contributor');
+    for (const [i, step] of setupSteps.slice(1).entries()) {
       const name = `sync-interrupted-${i}`;
       const out = join(dir, `${name}.json`);
-      const stopped = await cli(setupArgs(name, out), admin, step);
+      const url = `${storage.accountUrl}/config/${name}.json`;
+      const args = setupArgs(name, out, '--policy-blob-url', url);
+      const stopped = await cli(args, admin, step);
       assert.notEqual(stopped.code, 0, `${step}: the first run was stopped\n${stopped.stdout}`);
       assert.match(stopped.stderr, new RegExp(`stopped during "${step}"`));
-      const finished = await cli(setupArgs(name, out), admin);
+      const finished = await cli(args, admin);
       assert.equal(finished.code, 0, `${step}: ${finished.stdout}${finished.stderr}`);
       assertOneOfEverything(name, out);
+      const blob = (await new BlockBlobClient(url, storage.sharedKey).downloadToBuffer()).toString('utf8');
+      assert.equal(blob, readFileSync(out, 'utf8'), `${step}: the blob holds the file`);
     }
   });
 
