@@ -35,6 +35,7 @@ import { processMailboxSync, processPolicyRun, processPoison, startRun } from '.
 import { hiddenUsersCheck, mailSendWarning, permissionChecks } from '../app/diagnostics';
 import { tlsCause, tlsDetail, tlsFix } from '../app/access-checks';
 import { expiryErrorDays, expiryWarningDays } from '../app/cert-rotation';
+import type { TokenCredential } from '@azure/identity';
 import { cliCredential, vaultOptions } from './credentials';
 import { scopeScript } from './scope-script';
 
@@ -87,10 +88,16 @@ async function findPolicy(
   return { loaded, policy, connection: loaded.connections.get(policy.connection)! };
 }
 
-async function graphFor(connection: Connection, counter?: RequestCounter, version?: string) {
+/** `vaultCredential`: who reads the certificate from Key Vault (setup's sign-in); else the workstation's. */
+async function graphFor(
+  connection: Connection,
+  counter?: RequestCounter,
+  version?: string,
+  vaultCredential?: TokenCredential,
+) {
   const vault =
     'keyVaultUrl' in connection.certificate ? vaultOptions(connection.certificate.keyVaultUrl) : {};
-  const cert = await loadCertificate(connection, () => cliCredential(), vault, version);
+  const cert = await loadCertificate(connection, () => vaultCredential ?? cliCredential(), vault, version);
   const credential = createCredential(connection, cert);
   const client = createGraphClient(connection, credential, counter);
   return {
@@ -363,7 +370,8 @@ function mailboxProgress(io: Io, json: boolean, app: App, runId: string) {
   };
 }
 
-export async function doctor(io: Io, file: string): Promise<number> {
+/** `vaultCredential`: Key Vault as `setup`'s signed-in admin; without it, the workstation's sign-in. */
+export async function doctor(io: Io, file: string, vaultCredential?: TokenCredential): Promise<number> {
   const loaded = await loadConfig(io, file);
   if (!loaded) return 2;
   let ok = true;
@@ -388,19 +396,19 @@ export async function doctor(io: Io, file: string): Promise<number> {
       const rotation = await pinnedVersion(connection);
       let pinned = rotation.version;
       if (rotation.notice) io.out(`WARN ${connection.id}: ${rotation.notice}`);
-      graph = await graphFor(connection, undefined, pinned).catch((e: unknown) => {
+      graph = await graphFor(connection, undefined, pinned, vaultCredential).catch((e: unknown) => {
         if (!pinned || (e as { statusCode?: number }).statusCode !== 404) throw e;
         io.out(
           `WARN ${connection.id}: the rotation's version ${pinned} is not in Key Vault; workers sign with the newest version and the rotation starts over at its next check`,
         );
         pinned = undefined;
-        return graphFor(connection);
+        return graphFor(connection, undefined, undefined, vaultCredential);
       });
       line(true, `${connection.id}: certificate read from ${where}`);
       if (pinned) {
         const newest = await loadCertificate(
           connection,
-          () => cliCredential(),
+          () => vaultCredential ?? cliCredential(),
           'keyVaultUrl' in connection.certificate ? vaultOptions(connection.certificate.keyVaultUrl) : {},
         );
         if (newest.version !== pinned)
