@@ -168,6 +168,11 @@ export interface MailboxGraph extends MailboxSourceReader {
   createFolder(mailboxId: string, name: string): Promise<string>;
   /** The folder's display name; undefined when it no longer exists. */
   folderName(mailboxId: string, folderId: string): Promise<string | undefined>;
+  /**
+   * Whether `contactFolders/{id}` finds the folder: false for a mail folder such as Deleted Items (Graph
+   * answers 404 or 400 there), where a contact its user deleted in Outlook is kept.
+   */
+  isContactFolder(mailboxId: string, folderId: string): Promise<boolean>;
   /** Renames the folder; false when another folder already has that name (Graph: 409). */
   renameFolder(mailboxId: string, folderId: string, name: string): Promise<boolean>;
   /**

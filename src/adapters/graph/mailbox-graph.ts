@@ -194,6 +194,16 @@ export class GraphMailboxes implements MailboxGraph {
     }
   }
 
+  async isContactFolder(mailboxId: string, folderId: string): Promise<boolean> {
+    try {
+      await this.get(`/users/${pathSegment(mailboxId)}/contactFolders/${pathSegment(folderId)}?$select=id`);
+      return true;
+    } catch (e) {
+      if (e instanceof GraphRequestError && (e.status === 404 || e.status === 400)) return false;
+      throw e;
+    }
+  }
+
   async renameFolder(mailboxId: string, folderId: string, name: string): Promise<boolean> {
     this.stats.httpCalls++;
     try {
