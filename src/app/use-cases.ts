@@ -632,6 +632,7 @@ function failedOutcome(target: RunTarget, error: string, attempts: number): Mail
     result: null,
     lastError: error,
     attempts,
+    ...(target.departed ? { departed: true } : {}),
   };
 }
 

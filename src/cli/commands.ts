@@ -25,7 +25,8 @@ import { GraphMailboxes } from '../adapters/graph/mailbox-graph';
 import { MemorySourceStore } from '../adapters/memory/stores';
 import { refreshSource } from '../sync/refresh-source';
 import { isFinal, type MailboxOutcome } from '../sync/runs';
-import { heldBack, heldBackLine, isHeldBack } from '../sync/report';
+import { departedLine, heldBack, heldBackLine, isHeldBack, targetedMailboxes } from '../sync/report';
+import { count } from '../sync/plural';
 import { runOptionsSchema } from '../sync/messages';
 import { App, queueNames } from '../app/composition';
 import { InProcessQueues } from '../app/in-process-queues';
@@ -247,7 +248,7 @@ export async function run(
     runId,
     dryRun: record.options.dryRun,
     mailboxes: {
-      total: record.expected,
+      total: targetedMailboxes(record),
       succeeded: record.mailboxes.succeeded,
       failed: record.mailboxes.failed,
       skipped: record.mailboxes.skipped,
@@ -261,6 +262,8 @@ export async function run(
     },
     graphRequests: counter.graphRequests,
     heldBack: heldBack(outcomes, record),
+    // Mailboxes that left the targets and were emptied: not among `mailboxes` or `contacts`.
+    ...(record.departed ? { departed: record.departed } : {}),
     ...takeOverOf(outcomes),
     notes: record.notes ?? [],
   };
@@ -273,8 +276,9 @@ export async function run(
   }
   if (!flags.json) {
     io.out(
-      `${summary.dryRun ? 'Dry run' : 'Run'} ${runId}: ${summary.mailboxes.total} mailboxes (${summary.mailboxes.succeeded} ok, ${summary.mailboxes.failed} failed, ${summary.mailboxes.skipped} skipped)`,
+      `${summary.dryRun ? 'Dry run' : 'Run'} ${runId}: ${count(summary.mailboxes.total, 'mailbox')} (${summary.mailboxes.succeeded} ok, ${summary.mailboxes.failed} failed, ${summary.mailboxes.skipped} skipped)`,
     );
+    if (record.departed) io.out(`departed: ${departedLine(record.departed, record.options.dryRun)}`);
     io.out(
       `contacts: ${summary.contacts.created} created, ${summary.contacts.updated} updated, ${summary.contacts.deleted} deleted, ${summary.contacts.restored} restored, ${summary.contacts.unchanged} unchanged; ${counter.graphRequests} Graph requests`,
     );
