@@ -33,7 +33,7 @@ import { InProcessQueues } from '../app/in-process-queues';
 import { logger } from '../app/logging';
 import { parseSettings } from '../app/settings';
 import { processMailboxSync, processPolicyRun, processPoison, startRun } from '../app/use-cases';
-import { hiddenUsersCheck, mailSendWarning, permissionChecks } from '../app/diagnostics';
+import { hiddenUsersCheck, mailSendWarning, namingMissing, permissionChecks } from '../app/diagnostics';
 import { tlsCause, tlsDetail, tlsFix } from '../app/access-checks';
 import { expiryErrorDays, expiryWarningDays } from '../app/cert-rotation';
 import { cliCredential, vaultOptions } from './credentials';
@@ -464,11 +464,17 @@ export async function doctor(io: Io, file: string): Promise<number> {
       line(true, `${connection.id}: Microsoft Graph answered`);
     } catch (e) {
       const tls = await tlsCause(e, endpointsOf(connection).graphEndpoint);
-      line(
-        false,
-        `${connection.id}: Microsoft Graph: ${tlsDetail(e, (e as Error).message.split('\n')[0]!, tls)}`,
-        tls ? tlsFix : 'check network access to Graph and the User.Read.All permission',
+      const check = namingMissing(
+        {
+          name: 'graph',
+          ok: false,
+          detail: tlsDetail(e, (e as Error).message.split('\n')[0]!, tls),
+          fix: tls ? tlsFix : 'check network access to Graph and the User.Read.All permission',
+        },
+        e,
+        roles,
       );
+      line(false, `${connection.id}: Microsoft Graph: ${check.detail}`, check.fix);
     }
   }
   return ok ? 0 : 1;
