@@ -635,6 +635,7 @@ function failedOutcome(target: RunTarget, error: string, attempts: number): Mail
     result: null,
     lastError: error,
     attempts,
+    ...(target.departed ? { departed: true } : {}),
   };
 }
 

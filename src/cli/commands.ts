@@ -25,14 +25,15 @@ import { GraphMailboxes } from '../adapters/graph/mailbox-graph';
 import { MemorySourceStore } from '../adapters/memory/stores';
 import { refreshSource } from '../sync/refresh-source';
 import { isFinal, type MailboxOutcome } from '../sync/runs';
-import { heldBack, heldBackLine, isHeldBack } from '../sync/report';
+import { departedLine, heldBack, heldBackLine, isHeldBack, targetedMailboxes } from '../sync/report';
+import { count } from '../sync/plural';
 import { runOptionsSchema } from '../sync/messages';
 import { App, queueNames } from '../app/composition';
 import { InProcessQueues } from '../app/in-process-queues';
 import { logger } from '../app/logging';
 import { parseSettings } from '../app/settings';
 import { processMailboxSync, processPolicyRun, processPoison, startRun } from '../app/use-cases';
-import { hiddenUsersCheck, mailSendWarning, permissionChecks } from '../app/diagnostics';
+import { hiddenUsersCheck, mailSendWarning, namingMissing, permissionChecks } from '../app/diagnostics';
 import { tlsCause, tlsDetail, tlsFix } from '../app/access-checks';
 import { expiryErrorDays, expiryWarningDays } from '../app/cert-rotation';
 import type { TokenCredential } from '@azure/identity';
@@ -254,7 +255,7 @@ export async function run(
     runId,
     dryRun: record.options.dryRun,
     mailboxes: {
-      total: record.expected,
+      total: targetedMailboxes(record),
       succeeded: record.mailboxes.succeeded,
       failed: record.mailboxes.failed,
       skipped: record.mailboxes.skipped,
@@ -268,6 +269,8 @@ export async function run(
     },
     graphRequests: counter.graphRequests,
     heldBack: heldBack(outcomes, record),
+    // Mailboxes that left the targets and were emptied: not among `mailboxes` or `contacts`.
+    ...(record.departed ? { departed: record.departed } : {}),
     ...takeOverOf(outcomes),
     notes: record.notes ?? [],
   };
@@ -280,8 +283,9 @@ export async function run(
   }
   if (!flags.json) {
     io.out(
-      `${summary.dryRun ? 'Dry run' : 'Run'} ${runId}: ${summary.mailboxes.total} mailboxes (${summary.mailboxes.succeeded} ok, ${summary.mailboxes.failed} failed, ${summary.mailboxes.skipped} skipped)`,
+      `${summary.dryRun ? 'Dry run' : 'Run'} ${runId}: ${count(summary.mailboxes.total, 'mailbox')} (${summary.mailboxes.succeeded} ok, ${summary.mailboxes.failed} failed, ${summary.mailboxes.skipped} skipped)`,
     );
+    if (record.departed) io.out(`departed: ${departedLine(record.departed, record.options.dryRun)}`);
     io.out(
       `contacts: ${summary.contacts.created} created, ${summary.contacts.updated} updated, ${summary.contacts.deleted} deleted, ${summary.contacts.restored} restored, ${summary.contacts.unchanged} unchanged; ${counter.graphRequests} Graph requests`,
     );
@@ -468,11 +472,17 @@ export async function doctor(io: Io, file: string, vaultCredential?: TokenCreden
       line(true, `${connection.id}: Microsoft Graph answered`);
     } catch (e) {
       const tls = await tlsCause(e, endpointsOf(connection).graphEndpoint);
-      line(
-        false,
-        `${connection.id}: Microsoft Graph: ${tlsDetail(e, (e as Error).message.split('\n')[0]!, tls)}`,
-        tls ? tlsFix : 'check network access to Graph and the User.Read.All permission',
+      const check = namingMissing(
+        {
+          name: 'graph',
+          ok: false,
+          detail: tlsDetail(e, (e as Error).message.split('\n')[0]!, tls),
+          fix: tls ? tlsFix : 'check network access to Graph and the User.Read.All permission',
+        },
+        e,
+        roles,
       );
+      line(false, `${connection.id}: Microsoft Graph: ${check.detail}`, check.fix);
     }
   }
   return ok ? 0 : 1;

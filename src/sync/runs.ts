@@ -35,6 +35,11 @@ export interface RunSummary {
   notes?: string[];
   /** Mailboxes that left the targets and were not cleaned: too many at once, or no target is left. */
   departedHeldBack?: DepartedHeldBack;
+  /**
+   * Mailboxes that left the targets and were emptied by this run (absent when none): counted here, not
+   * among `mailboxes` or `contacts` (its targets and their sync). `expected` counts them too.
+   */
+  departed?: DepartedCounts;
   reportSent: boolean;
   /** The delivery writing the target list while the run starts (the last to claim it wins). */
   targetWriter?: string;
@@ -51,6 +56,36 @@ export interface DepartedHeldBack {
   noTarget: boolean;
 }
 
+export interface DepartedCounts {
+  /** Departed mailboxes the run took (each one's worker removes the policy's contacts). */
+  mailboxes: number;
+  succeeded: number;
+  failed: number;
+  skipped: number;
+  /** Contacts removed from them (in a dry run: that would be). */
+  removed: number;
+  /** The first `maxNamedDeparted` to finish, by UPN; the rest are counted ("and N more"). */
+  named: string[];
+}
+
+/** Departed mailboxes a run names; a summary row stays small however many leave at once. */
+export const maxNamedDeparted = 5;
+
+export const emptyDeparted = (mailboxes: number): DepartedCounts => ({
+  mailboxes,
+  succeeded: 0,
+  failed: 0,
+  skipped: 0,
+  removed: 0,
+  named: [],
+});
+
+/** "a@x, b@x and 3 more": the departed mailboxes named so far, the rest counted. */
+export function departedNames(d: DepartedCounts): string {
+  const rest = d.mailboxes - d.named.length;
+  return `${d.named.join(', ')}${rest > 0 ? `${d.named.length ? ' and ' : ''}${rest} more` : ''}`;
+}
+
 export type MailboxOutcomeStatus = 'succeeded' | 'failed' | 'skipped' | 'planned' | 'retrying';
 
 export interface MailboxOutcome {
@@ -62,6 +97,8 @@ export interface MailboxOutcome {
   attempts: number;
   /** Per-contact errors left out of `result.errors` (only the first `maxStoredErrors` are kept). */
   errorsLeftOut?: number;
+  /** The mailbox left the policy's targets: this outcome is its clean-up, counted in `RunSummary.departed`. */
+  departed?: boolean;
 }
 
 export interface RunRecordOptions {
@@ -265,11 +302,27 @@ export function addOutcome(run: RunSummary, outcome: MailboxOutcome): RunSummary
     contacts: { ...run.contacts },
     status: run.status === 'starting' ? 'running' : run.status,
   };
+  if (outcome.departed) {
+    next.departed = addDeparted(run.departed ?? emptyDeparted(0), outcome);
+    return next;
+  }
   if (outcome.status === 'skipped') next.mailboxes.skipped++;
   else if (outcome.status === 'failed') next.mailboxes.failed++;
   else next.mailboxes.succeeded++;
   const r = outcome.result;
   if (r)
     for (const k of Object.keys(next.contacts) as (keyof RunSummary['contacts'])[]) next.contacts[k] += r[k];
+  return next;
+}
+
+function addDeparted(d: DepartedCounts, outcome: MailboxOutcome): DepartedCounts {
+  const next = { ...d, named: [...d.named] };
+  if (outcome.status === 'skipped') next.skipped++;
+  else if (outcome.status === 'failed') next.failed++;
+  else next.succeeded++;
+  next.removed += outcome.result?.deleted ?? 0;
+  if (next.named.length < maxNamedDeparted) next.named.push(outcome.userPrincipalName);
+  // A run recorded before departed mailboxes were counted apart knows no total: it is at least those seen.
+  next.mailboxes = Math.max(next.mailboxes, next.succeeded + next.failed + next.skipped);
   return next;
 }
