@@ -163,21 +163,6 @@ export interface PreReadPage {
   folderName?: string | null;
 }
 
-/** A contact read Graph refused (400: an id it will not take, 403): never retried, reported. */
-export interface RefusedRead {
-  contactId: string;
-  status: number;
-  code: string;
-  message: string;
-  requestId?: string;
-}
-
-export interface ContactLookUpOptions {
-  deadline?: number;
-  /** A refused read is answered as gone (null); this hears of it, to report it. */
-  onRefused?: (read: RefusedRead) => void;
-}
-
 export interface MailboxGraph extends MailboxSourceReader {
   findFolder(mailboxId: string, name: string): Promise<string | undefined>;
   createFolder(mailboxId: string, name: string): Promise<string>;
@@ -217,14 +202,13 @@ export interface MailboxGraph extends MailboxSourceReader {
   findByTag(mailboxId: string, folder: FolderRef, tag: string): Promise<TaggedContact[]>;
   getContact(mailboxId: string, contactId: string): Promise<TaggedContact | undefined>;
   /**
-   * Contacts by id, in $batch reads (retried when throttled): null for one that is gone, or whose read
-   * Graph refused (400, 403: `onRefused` hears of it). An id whose read failed (throttled)
+   * Contacts by id, in $batch reads (retried when throttled): null for one that is gone. An id whose read failed (throttled)
    * or was not sent before `deadline` is left out of the answer.
    */
   getContacts(
     mailboxId: string,
     contactIds: readonly string[],
-    options?: ContactLookUpOptions,
+    options?: { deadline?: number },
   ): Promise<Map<string, TaggedContact | null>>;
   write(mailboxId: string, ops: WriteOp[], options?: WriteOptions): Promise<WriteResult[]>;
   /** Deletes a contact folder (cleanup of a folder we created, once empty); false when already gone. */

@@ -10,12 +10,10 @@ import {
   DeltaExpiredError,
   FolderGoneError,
   GraphRequestError,
-  type ContactLookUpOptions,
   type DriftItem,
   type FolderRef,
   type MailboxGraph,
   type PreReadPage,
-  type RefusedRead,
   type TaggedContact,
   type WriteOp,
   type WriteOptions,
@@ -102,23 +100,6 @@ const errorCode = (body: Json): string => {
 function retryAfterOf(r: Json | undefined): number {
   const v = Number(header(r?.headers, 'retry-after'));
   return Number.isFinite(v) && v > 0 ? v : 0;
-}
-
-/** A refused read's sub-response as a report line: its error and Graph's request id. */
-function refusedRead(contactId: string, r: Json): RefusedRead {
-  const err = ((r.body as Json | undefined)?.error ?? {}) as {
-    code?: string;
-    message?: string;
-    innerError?: { 'request-id'?: string };
-  };
-  const requestId = err.innerError?.['request-id'] ?? header(r.headers, 'request-id');
-  return {
-    contactId,
-    status: r.status as number,
-    code: err.code ?? 'Unknown',
-    message: err.message ?? `HTTP ${String(r.status)}`,
-    ...(requestId ? { requestId } : {}),
-  };
 }
 
 /** Photo bytes per batch: base64 adds a third, and Graph refuses any request over 4 MB. */
@@ -510,13 +491,13 @@ export class GraphMailboxes implements MailboxGraph {
   async getContacts(
     mailboxId: string,
     ids: readonly string[],
-    options: ContactLookUpOptions = {},
+    options: { deadline?: number } = {},
   ): Promise<Map<string, TaggedContact | null>> {
     const out = new Map<string, TaggedContact | null>();
     let left = [...ids];
     // Reads a $batch answered 429/5xx are sent again, paced by Retry-After, within the time budget.
     for (let attempt = 1; left.length > 0; attempt++) {
-      const retry = await this.readContacts(mailboxId, left, out, options);
+      const retry = await this.readContacts(mailboxId, left, out, options.deadline);
       left = retry.ids;
       if (left.length === 0 || attempt >= this.tuning.maxAttempts) break;
       const waitMs = retry.retryAfter > 0 ? retry.retryAfter * 1000 : this.tuning.fallbackDelayMs * attempt;
@@ -535,7 +516,7 @@ export class GraphMailboxes implements MailboxGraph {
     mailboxId: string,
     ids: readonly string[],
     out: Map<string, TaggedContact | null>,
-    { deadline, onRefused }: ContactLookUpOptions,
+    deadline: number | undefined,
   ): Promise<{ ids: string[]; retryAfter: number }> {
     const again: string[] = [];
     let retryAfter = 0;
@@ -562,11 +543,7 @@ export class GraphMailboxes implements MailboxGraph {
         if (id === undefined) continue;
         if (r.status === 200) out.set(id, this.tagged((r.body ?? {}) as Json));
         else if (r.status === 404) out.set(id, null);
-        else if (r.status === 400 || r.status === 403) {
-          // Asking again gets the same answer: the id is settled as gone, and the caller reports it.
-          out.set(id, null);
-          onRefused?.(refusedRead(id, r));
-        } else if (r.status === 429 || (typeof r.status === 'number' && r.status >= 500)) {
+        else if (r.status === 429 || (typeof r.status === 'number' && r.status >= 500)) {
           if (r.status === 429) this.stats.throttled++;
           again.push(id);
           retryAfter = Math.max(retryAfter, retryAfterOf(r));
