@@ -272,7 +272,7 @@ async function main(): Promise<number> {
       say(`\n${count(reports, 'report mail')} sent from ${admin}, written to ${reportDir}.`);
       say(`Policy file: ${policyFile}.${values.serve ? '' : ' Everything started has been stopped.'}`);
     }
-    const failed = passes.reduce((n, p) => n + p.mailboxes.failed, 0);
+    const failed = passes.reduce((n, p) => n + p.mailboxes.failed + (p.departed?.failed ?? 0), 0);
     if (json)
       process.stdout.write(
         JSON.stringify({

@@ -8,7 +8,14 @@ import { randomUUID } from 'node:crypto';
 import { maxContinuations, type MailboxSyncMessage } from '../sync/messages';
 import type { MailboxResult } from '../sync/mailbox-pass/pass';
 import type { Policy } from '../sync/config/schema';
-import { emptySummary, isFinal, type MailboxOutcome, type RunSummary, type RunTarget } from '../sync/runs';
+import {
+  emptySummary,
+  failedMailboxes,
+  isFinal,
+  type MailboxOutcome,
+  type RunSummary,
+  type RunTarget,
+} from '../sync/runs';
 import { queueNames, type App } from './composition';
 import type { Logger } from './logging';
 import {
@@ -269,6 +276,6 @@ async function forgetIfGone(app: App, runId: string): Promise<void> {
     run.options.mailboxCount > 0
   )
     return;
-  if (run.mailboxes.failed > 0 || (await app.policy(run.policyId))) return;
+  if (failedMailboxes(run) > 0 || (await app.policy(run.policyId))) return;
   await app.policyRegistry.forget(run.policyId);
 }

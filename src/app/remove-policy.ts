@@ -3,7 +3,7 @@
 // file once its grace period is over. Each mailbox is cleaned under its lock, so never beside a sync.
 import { randomUUID } from 'node:crypto';
 import type { Connection, Policy } from '../sync/config/schema';
-import type { DepartedHeldBack, RunSummary } from '../sync/runs';
+import { failedMailboxes, type DepartedHeldBack, type RunSummary } from '../sync/runs';
 import { count } from '../sync/plural';
 import { cleanMailbox, type CleanupResult } from '../sync/mailbox-pass/cleanup';
 import { GraphRequestError } from '../sync/ports';
@@ -318,7 +318,7 @@ async function lookAtLastRemoval(app: App, known: KnownPolicy, log: Logger): Pro
   if (run && (run.status === 'running' || run.status === 'starting'))
     run = await failIfLeaseLapsed(app, run, log);
   if (!run || (run.status !== 'completed' && run.status !== 'failed')) return 'wait';
-  if (run.status === 'completed' && run.mailboxes.failed === 0) {
+  if (run.status === 'completed' && failedMailboxes(run) === 0) {
     await app.policyRegistry.forget(known.policyId);
     return 'done';
   }
@@ -393,7 +393,7 @@ async function removalAttemptsText(app: App, r: RemovalAttempts, now: number): P
   const before = r.failure ? `; the one before failed (${r.failure.text})` : '';
   if (!last || last.status === 'running' || last.status === 'starting')
     return `${attempts} running (run ${r.runId}, started ${r.startedAt})${before}`;
-  if (last.status === 'completed' && last.mailboxes.failed === 0)
+  if (last.status === 'completed' && failedMailboxes(last) === 0)
     return `${attempts} completed (run ${r.runId}); the policy is forgotten on the next check`;
   return `${attempts} failed (${await removalFailureText(app, last)}); ${next}`;
 }

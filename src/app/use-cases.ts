@@ -742,7 +742,7 @@ export async function finishRun(app: App, runId: string, log: Logger): Promise<v
   }
   await app.runStore.releaseLease(run.policyId, runId);
   log.info(
-    `run completed: ${run.mailboxes.succeeded} succeeded, ${run.mailboxes.failed} failed, ${run.mailboxes.skipped} skipped`,
+    `run completed: ${run.mailboxes.succeeded} succeeded, ${run.mailboxes.failed} failed, ${run.mailboxes.skipped} skipped${run.departed ? `; departed ${run.departed.succeeded} emptied, ${run.departed.failed} failed` : ''}`,
     { policy: run.policyId, run: runId },
   );
   await sendReportIfWanted(app, run, log);

@@ -24,7 +24,7 @@ import { exchangeRecipients } from '../adapters/exchange/recipient-reader';
 import { GraphMailboxes } from '../adapters/graph/mailbox-graph';
 import { MemorySourceStore } from '../adapters/memory/stores';
 import { refreshSource } from '../sync/refresh-source';
-import { isFinal, type MailboxOutcome } from '../sync/runs';
+import { failedMailboxes, isFinal, type MailboxOutcome } from '../sync/runs';
 import { departedLine, heldBack, heldBackLine, isHeldBack, targetedMailboxes } from '../sync/report';
 import { count } from '../sync/plural';
 import { runOptionsSchema } from '../sync/messages';
@@ -310,7 +310,7 @@ export async function run(
     io.err(`--mailbox ${m}: not a target of policy "${flags.policy}"; nothing was done there`);
   if (flags.json) io.out(JSON.stringify(summary));
   return record.status === 'failed' ||
-    record.mailboxes.failed > 0 ||
+    failedMailboxes(record) > 0 ||
     isHeldBack(summary.heldBack) ||
     notRun.length > 0
     ? 1

@@ -13,7 +13,7 @@ export interface HistoryFlags {
 }
 
 const runLine = (r: RunSummary): string =>
-  `${r.runId}  ${r.policyId}  ${r.trigger}${r.options.removal ? ' removal' : ''}${r.options.dryRun ? ' (dry run)' : ''}  ${r.status}  ${r.startedAt}  mailboxes ${r.mailboxes.succeeded} ok / ${r.mailboxes.failed} failed / ${r.mailboxes.skipped} skipped  contacts +${r.contacts.created} ~${r.contacts.updated} -${r.contacts.deleted}${r.departed ? `  departed ${r.departed.mailboxes} (-${r.departed.removed})` : ''}${r.error ? `  error: ${r.error}` : ''}`;
+  `${r.runId}  ${r.policyId}  ${r.trigger}${r.options.removal ? ' removal' : ''}${r.options.dryRun ? ' (dry run)' : ''}  ${r.status}  ${r.startedAt}  mailboxes ${r.mailboxes.succeeded} ok / ${r.mailboxes.failed} failed / ${r.mailboxes.skipped} skipped  contacts +${r.contacts.created} ~${r.contacts.updated} -${r.contacts.deleted}${r.departed ? `  departed ${r.departed.mailboxes} (-${r.departed.removed}${r.departed.failed ? `, ${r.departed.failed} failed` : ''})` : ''}${r.error ? `  error: ${r.error}` : ''}`;
 
 const outcomeLine = (o: MailboxOutcome): string => {
   const r = o.result;

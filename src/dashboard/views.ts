@@ -1,7 +1,7 @@
 // The JSON each dashboard page shows, built from the policy file and the run records.
 import type { App } from '../app/composition';
 import type { Policy } from '../sync/config/schema';
-import type { RunSummary } from '../sync/runs';
+import { failedMailboxes, type RunSummary } from '../sync/runs';
 import { nextOccurrence } from '../sync/schedule';
 import type { RunHistory } from './history';
 
@@ -18,7 +18,7 @@ const bar = (r: RunSummary) => ({
   created: r.contacts.created,
   updated: r.contacts.updated,
   deleted: r.contacts.deleted,
-  failed: r.contacts.failed + r.mailboxes.failed,
+  failed: r.contacts.failed + failedMailboxes(r),
 });
 
 function nextRun(policy: Policy, now: Date): string | null {

@@ -4,7 +4,13 @@ import escapeHtml from 'escape-html';
 import { createTransport } from 'nodemailer';
 import type { Policy } from './config/schema';
 import { count } from './plural';
-import { departedNames, type DepartedCounts, type MailboxOutcome, type RunSummary } from './runs';
+import {
+  departedNames,
+  failedMailboxes,
+  type DepartedCounts,
+  type MailboxOutcome,
+  type RunSummary,
+} from './runs';
 
 export interface Report {
   subject: string;
@@ -21,7 +27,7 @@ function duration(run: RunSummary): string {
 export function hasErrors(run: RunSummary, outcomes: readonly MailboxOutcome[]): boolean {
   return (
     run.status === 'failed' ||
-    run.mailboxes.failed > 0 ||
+    failedMailboxes(run) > 0 ||
     isHeldBack(heldBack(outcomes, run)) ||
     outcomes.some((o) => (o.result?.errors.length ?? 0) > 0)
   );

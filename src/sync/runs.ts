@@ -80,6 +80,14 @@ export const emptyDeparted = (mailboxes: number): DepartedCounts => ({
   named: [],
 });
 
+/**
+ * Mailboxes that failed, departed ones included: their contacts stay behind, so a failed clean-up is
+ * a failure of the run (exit code, report mail, dashboard) even though it is counted apart.
+ */
+export function failedMailboxes(run: Pick<RunSummary, 'mailboxes' | 'departed'>): number {
+  return run.mailboxes.failed + (run.departed?.failed ?? 0);
+}
+
 /** "a@x, b@x and 3 more": the departed mailboxes named so far, the rest counted. */
 export function departedNames(d: DepartedCounts): string {
   const rest = d.mailboxes - d.named.length;
