@@ -208,15 +208,16 @@ function keptAfterEdit(
 }
 
 /**
- * The fields a user still owns under the policy's rules now: under onUserEdit restore only a field
- * whose rule is still setIfEmpty (switched back to overwrite, the source's value comes back).
+ * The fields a user still owns under the policy's rules now: under onUserEdit restore a field whose
+ * rule is now overwrite is the source's again; any other rule (setIfEmpty, never, a detour through
+ * never) leaves the user's value theirs, as README promises of setIfEmpty.
  */
 function ownedUnderRules(
   o: Pick<PlanOptions, 'rules' | 'onUserEdit'>,
   keep: ContactFieldName[],
 ): ContactFieldName[] {
   if (o.onUserEdit === 'keep') return keep;
-  const still = keep.filter((f) => ruleOf(o, f) === 'setIfEmpty');
+  const still = keep.filter((f) => ruleOf(o, f) !== 'overwrite');
   return still.length === keep.length ? keep : still;
 }
 
