@@ -68,9 +68,9 @@ export async function syncMailbox(
         (p, d, s, r, x) => runPass(p, mailbox, d, graph, s, partOptions, r, photoStore, sources, x),
       );
     }
-    await leaveFolderParts(policy, mailbox.userId, store, options.dryRun);
+    await leaveFolderParts(policy, mailbox.userId, graph, store, options.dryRun);
     for (const prev of policy.previousIds)
-      await leaveFolderParts({ ...policy, id: prev }, mailbox.userId, store, options.dryRun);
+      await leaveFolderParts({ ...policy, id: prev }, mailbox.userId, graph, store, options.dryRun);
     return await runPass(policy, mailbox, desiredAll, graph, store, options, result, photoStore, sources);
   } catch (e) {
     if (e instanceof GraphRequestError) {

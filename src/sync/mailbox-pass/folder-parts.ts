@@ -37,6 +37,7 @@ import {
 import { MapWithout } from './map-without';
 import { releaseLeft } from './moved';
 import { takeDrift } from './read-changes';
+import { deletedSince } from './ensure-folder';
 import { emptyFolder } from './retire';
 import type { MailboxPass } from './pass';
 
@@ -146,7 +147,7 @@ export async function syncFolderParts(
   runPass: RunPass,
 ): Promise<MailboxResult> {
   const mbx = mailbox.userId;
-  if (!options.dryRun) await adoptFormerRoots(policy, mbx, store);
+  if (!options.dryRun) await adoptFormerRoots(policy, mbx, graph, store);
   const root = await store.load(policy.id, mbx);
   const assignment = assignFolders(policy.folder, desiredAll);
   const parts = await partsOf(policy, mbx, store, assignment, root.folder?.parts ?? [], options.dryRun);
@@ -421,11 +422,14 @@ const rootPass = (policy: Policy, mbx: string, graph: MailboxGraph): MailboxPass
 /**
  * The template was replaced by a plain name: the per-value folders become the policy's retired
  * folders (emptied once the plain folder is filled, as for any folder change), deletions users made
- * stay (onUserDelete: keep), and the folders' own state goes. The row is saved first.
+ * stay (onUserDelete: keep), and the folders' own state goes. Each folder's delta is read first (one
+ * read per folder), so a contact its user moved out since the last read is released and one deleted
+ * there counts as deleted. The row is saved first.
  */
 export async function leaveFolderParts(
   policy: Policy,
   mbx: string,
+  graph: MailboxGraph,
   store: MailboxStateStore,
   dryRun: boolean,
 ): Promise<void> {
@@ -436,9 +440,17 @@ export async function leaveFolderParts(
   const ids = root.parts.map((hash) => partStateIdOf(policy.id, hash));
   for (const id of ids) {
     const s = await store.load(id, mbx);
-    if (s.folder?.folderId && !retired.includes(s.folder.folderId)) retired.push(s.folder.folderId);
+    const folderId = s.folder?.folderId;
+    if (folderId && !retired.includes(folderId)) retired.push(folderId);
+    // Throws (the pass is retried) before anything is forgotten when a moved one is not released.
+    const gone =
+      s.folder && folderId
+        ? await deletedSince(rootPass(policy, mbx, graph), s.folder, folderId, s.contacts.values())
+        : new Set<string>();
     if (policy.options.onUserDelete === 'keep')
-      for (const [k, c] of s.contacts) if (!c.pending && c.userDeleted) carried.set(k, c);
+      for (const [k, c] of s.contacts)
+        if (!c.pending && (c.userDeleted || gone.has(c.contactId)))
+          carried.set(k, { ...c, userDeleted: true });
   }
   // In this order, so a worker killed at any step leaves rows that still say what is left to do: the
   // deletions first, then the row keeps the per-value folders as retired (still listing them), their
@@ -460,9 +472,14 @@ export async function leaveFolderParts(
  * folders too) become the policy's retired folders, emptied once every per-value folder is filled,
  * and deletions its users made are kept (onUserDelete: keep) in the policy's own rows until then.
  */
-async function adoptFormerRoots(policy: Policy, mbx: string, store: MailboxStateStore): Promise<void> {
+async function adoptFormerRoots(
+  policy: Policy,
+  mbx: string,
+  graph: MailboxGraph,
+  store: MailboxStateStore,
+): Promise<void> {
   for (const prev of policy.previousIds) {
-    await leaveFolderParts({ ...policy, id: prev }, mbx, store, false);
+    await leaveFolderParts({ ...policy, id: prev }, mbx, graph, store, false);
     const old = await store.load(prev, mbx);
     if (!old.folder) continue;
     const root = await store.loadFolder(policy.id, mbx);

@@ -632,3 +632,56 @@ describe('a worker killed while a template gives way to a plain name (review 18,
     assert.deepEqual(folders, [`${id} plain`], 'the per-value folders are emptied and gone');
   });
 });
+
+describe('a template back to a plain name reads each per-value folder first (issue 15, item 7)', () => {
+  for (const onUserDelete of ['keep', 'restore'] as const)
+    it(`a contact moved out of a per-value folder is released; one deleted there stays deleted unless restored (onUserDelete: ${onUserDelete})`, async () => {
+      const f = world.f;
+      const id = `unpart${++world.sequences}`;
+      const use = (name: string): void => {
+        f.writePolicies([
+          {
+            id,
+            name: id,
+            connection: 'contoso',
+            source: { type: 'directory' },
+            targets: { type: 'users', users: world.targets },
+            folder: { name },
+            options: { onUserDelete },
+          },
+        ]);
+        (f.app as unknown as { policyCache: undefined }).policyCache = undefined;
+      };
+      use(`${id} {department}`);
+      assert.equal((await runThroughQueues(f, id)).status, 'completed');
+      const mailbox = f.sim.tenant.mailbox(world.targets[0]!)!;
+      const tagged = (key: string) => [...mailbox.contacts.values()].filter((c) => tagOfContact(c) === key);
+      const ours = [...mailbox.contacts.values()].filter((c) => tagOfContact(c)?.startsWith(`${id}|`));
+      const [moved, deleted] = [ours[0]!, ours[1]!];
+      const [movedKey, deletedKey] = [tagOfContact(moved)!, tagOfContact(deleted)!];
+      const own = mailbox.createFolder(`${id} mine`, mailbox.contactsFolderId).id;
+      // Just before the switch, with no run in between to read either.
+      mailbox.moveContact(moved, own, new Date());
+      mailbox.deleteContact(deleted);
+      use(`${id} plain`);
+      assert.equal((await runThroughQueues(f, id)).status, 'completed');
+
+      const plain = mailbox.folderByName(`${id} plain`, mailbox.contactsFolderId)!.id;
+      const inOwn = [...mailbox.contacts.values()].filter((c) => c.folderId === own);
+      assert.equal(inOwn.length, 1, 'the moved contact stays in its user folder');
+      assert.ok(tagOfContact(inOwn[0]!)?.startsWith('~released|'), 'and our tag on it is released');
+      const expected = onUserDelete === 'keep' ? 0 : 1;
+      for (const key of [movedKey, deletedKey])
+        assert.deepEqual(
+          tagged(key).map((c) => c.folderId),
+          Array<string>(expected).fill(plain),
+          `${key}: ${expected} in the plain folder, none elsewhere`,
+        );
+      const folders = [...mailbox.folders.values()].map((x) => x.displayName).filter((n) => n.startsWith(id));
+      assert.deepEqual(folders.sort(), [`${id} mine`, `${id} plain`], 'the per-value folders are gone');
+      // Settled: a run with no change writes nothing, and the user's folder is not touched.
+      const mark = f.sim.log.lastSeq;
+      assert.equal((await runThroughQueues(f, id)).status, 'completed');
+      assert.deepEqual(writesSince(f.sim, mark), []);
+    });
+});
