@@ -163,6 +163,21 @@ export interface PreReadPage {
   folderName?: string | null;
 }
 
+/** A contact read Graph refused (400: an id it will not take, 403): not retried in the pass, reported. */
+export interface RefusedRead {
+  contactId: string;
+  status: number;
+  code: string;
+  message: string;
+  requestId?: string;
+}
+
+export interface ContactLookUpOptions {
+  deadline?: number;
+  /** A refused read is left out of the answer (unsettled); this hears of it, to report it. */
+  onRefused?: (read: RefusedRead) => void;
+}
+
 export interface MailboxGraph extends MailboxSourceReader {
   findFolder(mailboxId: string, name: string): Promise<string | undefined>;
   createFolder(mailboxId: string, name: string): Promise<string>;
@@ -202,13 +217,14 @@ export interface MailboxGraph extends MailboxSourceReader {
   findByTag(mailboxId: string, folder: FolderRef, tag: string): Promise<TaggedContact[]>;
   getContact(mailboxId: string, contactId: string): Promise<TaggedContact | undefined>;
   /**
-   * Contacts by id, in $batch reads (retried when throttled): null for one that is gone. An id whose read failed (throttled)
-   * or was not sent before `deadline` is left out of the answer.
+   * Contacts by id, in $batch reads (retried when throttled): null for one that is gone. An id whose
+   * read failed (throttled), Graph refused (400, 403: `onRefused` hears of it, never retried here) or
+   * was not sent before `deadline` is left out of the answer.
    */
   getContacts(
     mailboxId: string,
     contactIds: readonly string[],
-    options?: { deadline?: number },
+    options?: ContactLookUpOptions,
   ): Promise<Map<string, TaggedContact | null>>;
   write(mailboxId: string, ops: WriteOp[], options?: WriteOptions): Promise<WriteResult[]>;
   /** Deletes a contact folder (cleanup of a folder we created, once empty); false when already gone. */

@@ -5,7 +5,7 @@
 // deleted in Outlook sits in Deleted Items (not a contact folder): a deletion, and never written to.
 import { GraphRequestError, type FolderRef, type TaggedContact, type WriteOp } from '../ports';
 import { tagPropertyId } from '../tag';
-import type { MailboxPass, MutableDrift } from './pass';
+import { lookUpOptions, type MailboxPass, type MutableDrift } from './pass';
 
 /** A released contact's tag value: no policy id starts with "~", so no policy takes it for its own. */
 export const releasedTag = (tag: string): string => `~released|${tag}`;
@@ -44,11 +44,7 @@ export async function releaseMoved(
   const toRead = ids.filter((id) => !alreadyRead.has(id));
   const found = new Map(alreadyRead);
   if (toRead.length > 0)
-    for (const [id, c] of await pass.graph.getContacts(
-      pass.mbx,
-      toRead,
-      deadline !== undefined ? { deadline } : {},
-    ))
+    for (const [id, c] of await pass.graph.getContacts(pass.mbx, toRead, lookUpOptions(pass, deadline)))
       found.set(id, c);
   const unresolved: string[] = [];
   const releases: WriteOp[] = [];

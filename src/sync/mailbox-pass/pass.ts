@@ -4,7 +4,13 @@ import type { ContactFieldName, Policy } from '../config/schema';
 import type { ContactFields } from '../mapping';
 import type { DesiredContact, MailboxPlan } from '../planner';
 import type { SourceAddresses, TakeOverSummary } from './take-over';
-import type { FolderState, MailboxGraph, MailboxStateStore, StoredContact } from '../ports';
+import type {
+  ContactLookUpOptions,
+  FolderState,
+  MailboxGraph,
+  MailboxStateStore,
+  StoredContact,
+} from '../ports';
 import type { PreReadDrift } from '../runs';
 
 export interface MailboxError {
@@ -113,4 +119,24 @@ export interface MailboxPass {
   carried?: ReadonlyMap<string, CarriedEdit>;
   /** The source objects by e-mail address, read when a take-over needs them. */
   sourceAddresses?: () => Promise<SourceAddresses>;
+}
+
+/**
+ * Options for a pass's contact look-ups: within `deadline`, and a read Graph refused (400, 403; left
+ * unsettled, asked again by the next pass) reported once in the mailbox's errors with Graph's request id.
+ */
+export function lookUpOptions(pass: MailboxPass, deadline: number | undefined): ContactLookUpOptions {
+  return {
+    ...(deadline !== undefined ? { deadline } : {}),
+    onRefused: (r) => {
+      const message = `contact ${r.contactId} could not be read (asked again next pass): ${r.message}`;
+      if (pass.result.errors.some((e) => e.message === message)) return;
+      pass.result.errors.push({
+        status: r.status,
+        code: r.code,
+        message,
+        ...(r.requestId ? { requestId: r.requestId } : {}),
+      });
+    },
+  };
 }

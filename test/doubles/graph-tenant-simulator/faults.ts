@@ -25,6 +25,12 @@ export type FaultKind =
       /** The request ran before the error came back (a gateway timeout after the write took effect). */
       executed?: boolean;
     }
+  /**
+   * The service will not read or write this item: 400 ErrorInvalidIdMalformed (an id it no longer
+   * takes) or 403 ErrorAccessDenied. Says nothing about whether the item exists: with `times`, the
+   * same item is answered again later (a 403 comes in bursts on items that exist).
+   */
+  | { kind: 'refused'; status: 400 | 403 }
   | { kind: 'reset' }
   | { kind: 'lostReply' };
 
