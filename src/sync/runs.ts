@@ -38,6 +38,14 @@ export interface RunSummary {
   reportSent: boolean;
   /** The delivery writing the target list while the run starts (the last to claim it wins). */
   targetWriter?: string;
+  /** Graph requests and 429s of the run's start and recorded mailbox passes; absent before counting. */
+  graph?: GraphTraffic;
+}
+
+/** Graph traffic of one invocation: requests ($batch sub-requests each count) and 429 answers. */
+export interface GraphTraffic {
+  requests: number;
+  throttled: number;
 }
 
 export interface DepartedHeldBack {
@@ -62,6 +70,8 @@ export interface MailboxOutcome {
   attempts: number;
   /** Per-contact errors left out of `result.errors` (only the first `maxStoredErrors` are kept). */
   errorsLeftOut?: number;
+  /** The Graph traffic of the mailbox's passes (all continuations and retries counted). */
+  graph?: GraphTraffic;
 }
 
 export interface RunRecordOptions {
@@ -271,5 +281,14 @@ export function addOutcome(run: RunSummary, outcome: MailboxOutcome): RunSummary
   const r = outcome.result;
   if (r)
     for (const k of Object.keys(next.contacts) as (keyof RunSummary['contacts'])[]) next.contacts[k] += r[k];
-  return next;
+  return outcome.graph ? addRunStartTraffic(next, outcome.graph) : next;
+}
+
+/** Adds Graph traffic (the run start's, or a mailbox's) to the run's totals (pure). */
+export function addRunStartTraffic(run: RunSummary, traffic: GraphTraffic): RunSummary {
+  const sum = run.graph ?? { requests: 0, throttled: 0 };
+  return {
+    ...run,
+    graph: { requests: sum.requests + traffic.requests, throttled: sum.throttled + traffic.throttled },
+  };
 }

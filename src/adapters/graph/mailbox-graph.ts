@@ -20,6 +20,7 @@ import {
   type WriteResult,
 } from '../../sync/ports';
 import { tagPropertyId } from '../../sync/tag';
+import { countThrottledInBatch } from './connection';
 import { graphCall } from './errors';
 import { pathSegment } from './path-segment';
 
@@ -426,6 +427,12 @@ export class GraphMailboxes implements MailboxGraph {
     }
   }
 
+  /** A 429 inside a $batch answer: kept in the pass stats and in the invocation's Graph traffic. */
+  private countThrottled(): void {
+    this.stats.throttled++;
+    countThrottledInBatch();
+  }
+
   private tagged(c: Json): TaggedContact {
     const props = (c.singleValueExtendedProperties as Json[] | undefined) ?? [];
     const tag = props.find(
@@ -534,7 +541,7 @@ export class GraphMailboxes implements MailboxGraph {
         if (r.status === 200) out.set(id, this.tagged((r.body ?? {}) as Json));
         else if (r.status === 404) out.set(id, null);
         else if (r.status === 429 || (typeof r.status === 'number' && r.status >= 500)) {
-          if (r.status === 429) this.stats.throttled++;
+          if (r.status === 429) this.countThrottled();
           again.push(id);
           retryAfter = Math.max(retryAfter, retryAfterOf(r));
         }
@@ -708,7 +715,7 @@ export class GraphMailboxes implements MailboxGraph {
                 : (status === 429 || status === 503 || status === 504 || status === 500) &&
                   ++q.attempts < this.tuning.maxAttempts
             ) {
-              if (status === 429) this.stats.throttled++;
+              if (status === 429) this.countThrottled();
               const retryAfter = retryAfterOf(r);
               waitMs = Math.max(
                 waitMs,
