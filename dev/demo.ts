@@ -15,6 +15,8 @@ import { SingleBar, Presets } from 'cli-progress';
 import { InvocationContext, type Timer } from '@azure/functions';
 import { certificateRotationTick } from '../src/functions/cert-rotation';
 import type { RunSummary } from '../src/sync/runs';
+import { departedLine, targetedMailboxes } from '../src/sync/report';
+import { count } from '../src/sync/plural';
 import { serve, startDemoEnvironment } from './demo-env';
 import type { GraphTenantSimulator } from '../test/doubles/graph-tenant-simulator/simulator';
 
@@ -22,6 +24,8 @@ interface PassSummary {
   pass: string;
   trigger: string;
   mailboxes: { total: number; succeeded: number; failed: number; skipped: number };
+  /** Mailboxes that left the targets and were emptied in this pass (counted apart from `mailboxes`). */
+  departed: RunSummary['departed'] | null;
   contacts: { created: number; updated: number; deleted: number; unchanged: number; restored: number };
   graphRequests: number;
   throttled: number;
@@ -111,7 +115,8 @@ async function main(): Promise<number> {
       passes.push({
         pass: label,
         trigger,
-        mailboxes: { total: run.expected, ...run.mailboxes },
+        mailboxes: { total: targetedMailboxes(run), ...run.mailboxes },
+        departed: run.departed ?? null,
         contacts: {
           created: run.contacts.created,
           updated: run.contacts.updated,
@@ -258,10 +263,13 @@ async function main(): Promise<number> {
       say(
         `\nCertificate rotation before pass 2: ${rotationLog.map((l) => l.replace(/^\[[^\]]*\] certificate demo-tenant: /, '')).join('; ')}.`,
       );
+      for (const p of passes)
+        if (p.departed)
+          say(`\n${p.pass}: ${departedLine(p.departed, false)} (not among its mailboxes above).`);
       say(
-        `\nremove --dry-run (POST /api/policies/company-directory/removal): would remove ${removal.totals.contacts} contacts from ${removal.totals.mailboxes} mailboxes and ${removal.totals.folders} folders we created; the old tool's folders stay (not ours), users' own contacts are never touched.`,
+        `\nremove --dry-run (POST /api/policies/company-directory/removal): would remove ${count(removal.totals.contacts, 'contact')} from ${count(removal.totals.mailboxes, 'mailbox')} and ${count(removal.totals.folders, 'folder')} we created; the old tool's folders stay (not ours), users' own contacts are never touched.`,
       );
-      say(`\n${reports} report mail(s) sent from ${admin}, written to ${reportDir}.`);
+      say(`\n${count(reports, 'report mail')} sent from ${admin}, written to ${reportDir}.`);
       say(`Policy file: ${policyFile}.${values.serve ? '' : ' Everything started has been stopped.'}`);
     }
     const failed = passes.reduce((n, p) => n + p.mailboxes.failed, 0);

@@ -234,6 +234,8 @@ module functionApp 'modules/function-app.bicep' = {
       CERTIFICATE_OVERLAP_DAYS: '7'
       // Run records older than this are deleted by the scheduler (the runs table stays bounded).
       RUN_HISTORY_DAYS: '90'
+      // Each mailbox's folder name is read (a user's rename undone) at most this often: 1 request per mailbox otherwise.
+      FOLDER_NAME_CHECK_HOURS: '24'
       // The dashboard validates Entra ID tokens itself: Easy Auth is not supported on Flex Consumption.
       // Its local sign-in stand-in (DASHBOARD_LOCAL_SIGN_IN) is never set here and refused in Azure.
       DASHBOARD_TENANT_ID: dashboardTenantId

@@ -90,7 +90,7 @@ export function tlsDetail(e: unknown, line: string, tls = tlsFailure(e)): string
   return tls ? `TLS: the server certificate is not trusted (${tls}): ${line}` : line;
 }
 
-const status = (e: unknown): number | undefined =>
+export const status = (e: unknown): number | undefined =>
   e instanceof GraphRequestError ? e.status : (e as { statusCode?: number }).statusCode;
 const code = (e: unknown): string | undefined =>
   e instanceof GraphRequestError ? e.code : (e as { code?: string }).code;

@@ -14,6 +14,7 @@ import {
   contactsAccessCheck,
   groupChecks,
   senderChecks,
+  status,
   tlsCause,
   tlsDetail,
   tlsFailure,
@@ -119,6 +120,35 @@ async function failed(
   return { name, ok: false, detail: tlsDetail(e, prefix + explain(e), tls), fix: tls ? tlsFix : fix };
 }
 
+/** Directory permissions a check reads with: a 403 while one is missing from the token names it. */
+const readsWith: Record<string, string[]> = {
+  'permission Contacts.ReadWrite': ['User.Read.All'],
+  'report sender': ['User.Read.All'],
+  group: ['GroupMember.Read.All'],
+  graph: ['User.Read.All'],
+};
+
+/** Broader roles that include a directory permission (Directory.Read.All reads users and groups). */
+const includedBy: Record<string, string[]> = {
+  'User.Read.All': ['Directory.Read.All'],
+  'GroupMember.Read.All': ['Group.Read.All', 'Directory.Read.All'],
+};
+
+/** A check refused (403) while a permission it reads with is missing from the token says which. */
+export function namingMissing(check: Check, e: unknown, roles: readonly string[]): Check {
+  if (check.ok || status(e) !== 403) return check;
+  const missing = (readsWith[check.name] ?? []).filter(
+    (p) => !roles.includes(p) && !(includedBy[p] ?? []).some((r) => roles.includes(r)),
+  );
+  if (missing.length === 0) return check;
+  const list = missing.join(', ');
+  return {
+    ...check,
+    detail: `${check.detail}: refused because the application permission ${list} is missing from the token`,
+    fix: `add the application permission ${list} to the app registration and grant admin consent`,
+  };
+}
+
 /**
  * Each permission the connection's policies need, by name: the token's roles, except what Exchange RBAC
  * for Applications may grant without the token showing it (Contacts.ReadWrite: tested on a target
@@ -137,12 +167,13 @@ export async function permissionChecks(
     try {
       checks.push(...(await run()));
     } catch (e) {
-      checks.push({
+      const check: Check = {
         name,
         ok: false,
         detail: tlsDetail(e, explain(e)),
         ...(tlsFailure(e) ? { fix: tlsFix } : {}),
-      });
+      };
+      checks.push(namingMissing(check, e, roles));
     }
   };
   for (const need of neededPermissions(policies)) {
@@ -238,15 +269,14 @@ export async function checkConnection(
     await clients.client.api('/users?$top=1&$select=id').get();
     add({ name: 'graph', ok: true, detail: `${graphEndpoint} answered` });
   } catch (e) {
-    add(
-      await failed(
-        'graph',
-        e,
-        '',
-        graphEndpoint,
-        'check the network path to Microsoft Graph and the User.Read.All permission',
-      ),
+    const check = await failed(
+      'graph',
+      e,
+      '',
+      graphEndpoint,
+      'check the network path to Microsoft Graph and the User.Read.All permission',
     );
+    add(namingMissing(check, e, roles));
   }
   return { connection: connection.id, ok: checks.every((c) => c.ok), checks };
 }

@@ -112,6 +112,8 @@ export async function removeFromMailbox(
     mailboxId: msg.mailboxId,
     attempts: 1,
     ...o,
+    // A sync run's mailbox that left its targets: counted apart from the targets it synced.
+    ...(target.departed ? { departed: true } : {}),
   });
   let where;
   try {

@@ -3,12 +3,14 @@
 // file once its grace period is over. Each mailbox is cleaned under its lock, so never beside a sync.
 import { randomUUID } from 'node:crypto';
 import type { Connection, Policy } from '../sync/config/schema';
-import type { DepartedHeldBack } from '../sync/runs';
+import type { DepartedHeldBack, RunSummary } from '../sync/runs';
+import { count } from '../sync/plural';
 import { cleanMailbox, type CleanupResult } from '../sync/mailbox-pass/cleanup';
 import { GraphRequestError } from '../sync/ports';
 import { pathSegment } from '../adapters/graph/path-segment';
 import type { App } from './composition';
 import { startRemoval } from './removal-runs';
+import { failRun } from './use-cases';
 import type { KnownPolicy, RemovalAttempts } from '../adapters/tables/policy-registry';
 import type { Logger } from './logging';
 
@@ -222,13 +224,13 @@ export async function departedMailboxes(
       departed: [],
       heldBack: { mailboxes: departed.length, known: known.length, limit, noTarget },
       notes: [
-        `held back: ${departed.length} of ${known.length} mailboxes left the policy's targets${noTarget ? ` and no target is left; their contacts stay, even in a forced run (to remove them: remove --policy ${policy.id})` : ` (more than ${limit} at once); their contacts stay until a forced run (run --force, or a full resync) removes them`}`,
+        `held back: ${departed.length} of ${count(known.length, 'mailbox')} left the policy's targets${noTarget ? ` and no target is left; their contacts stay, even in a forced run (to remove them: remove --policy ${policy.id})` : ` (more than ${limit} at once); their contacts stay until a forced run (run --force, or a full resync) removes them`}`,
       ],
     };
   return {
     departed,
     notes: [
-      `${departed.length} mailboxes left the policy's targets: their contacts ${run.dryRun ? 'would be' : 'are'} removed in this run, one mailbox at a time (listed with the run's mailboxes; a failed one is tried again next run)`,
+      `${count(departed.length, 'mailbox')} left the policy's targets: their contacts ${run.dryRun ? 'would be' : 'are'} removed in this run, one mailbox at a time (counted apart from its targets; a failed one is tried again next run)`,
     ],
   };
 }
@@ -312,22 +314,38 @@ const nextRemovalAt = (r: RemovalAttempts): number =>
 async function lookAtLastRemoval(app: App, known: KnownPolicy, log: Logger): Promise<'done' | 'wait'> {
   const r = known.removal!;
   if (r.failure?.runId === r.runId) return 'wait';
-  const run = await app.runStore.getRun(r.runId);
+  let run = await app.runStore.getRun(r.runId);
+  if (run && (run.status === 'running' || run.status === 'starting'))
+    run = await failIfLeaseLapsed(app, run, log);
   if (!run || (run.status !== 'completed' && run.status !== 'failed')) return 'wait';
   if (run.status === 'completed' && run.mailboxes.failed === 0) {
     await app.policyRegistry.forget(known.policyId);
     return 'done';
   }
-  const text =
-    run.status === 'failed'
-      ? `run ${run.runId} failed: ${run.error ?? 'no error was recorded'}`
-      : `${run.mailboxes.failed} of ${run.expected} mailboxes failed in run ${run.runId}${await firstFailure(app, run.runId)}`;
+  const text = await removalFailureText(app, run);
   await app.policyRegistry.removalFailed(known.policyId, r.runId, text);
   log.error(
     `deleted policy: removing its contacts keeps failing (attempt ${r.attempts}): ${text}; the next attempt is after ${new Date(nextRemovalAt(r)).toISOString()}`,
     { policy: known.policyId, run: run.runId },
   );
   return 'wait';
+}
+
+/**
+ * A removal run still "running" whose lease lapsed (or went to another run) makes no progress: its
+ * workers stopped (a host recycled, messages lost). It is failed, so the back-off starts the next.
+ */
+async function failIfLeaseLapsed(app: App, run: RunSummary, log: Logger): Promise<RunSummary> {
+  const lease = await app.runStore.getPolicyState(run.policyId);
+  const now = app.now().getTime();
+  const held =
+    lease.leaseRunId === run.runId &&
+    lease.leaseExpiresAt !== null &&
+    new Date(lease.leaseExpiresAt).getTime() > now;
+  if (held) return run;
+  const error = `it stopped while ${run.status}: its policy lease ${lease.leaseRunId === run.runId ? `lapsed at ${lease.leaseExpiresAt}` : 'went to another run'} after ${run.done} of ${count(run.expected, 'mailbox')}`;
+  await failRun(app, run.runId, run.policyId, error, log);
+  return (await app.runStore.getRun(run.runId)) ?? run;
 }
 
 /** The first failed mailbox of a run and its error, as ", e.g. UPN: error". */
@@ -352,13 +370,37 @@ export async function deletedPolicyNotes(app: App): Promise<string[]> {
   const graceDays = loaded.deletedPolicyGraceDays ?? 7;
   const present = presentIds(loaded);
   const now = app.now().getTime();
-  return (await app.policyRegistry.list())
-    .filter((k) => k.missingSince && !present.has(k.policyId))
-    .map((k) => {
+  const missing = (await app.policyRegistry.list()).filter((k) => k.missingSince && !present.has(k.policyId));
+  return Promise.all(
+    missing.map(async (k) => {
       const deleted = `policy "${k.policyId}" was deleted from the policy file (noticed ${k.missingSince})`;
       const r = k.removal;
-      if (r?.failure)
-        return `${deleted}; removing its contacts has failed ${r.attempts} times (last: ${r.failure.text}); the next attempt is after ${new Date(Math.max(now, nextRemovalAt(r))).toISOString()}`;
+      if (r) return `${deleted}; removing its contacts: ${await removalAttemptsText(app, r, now)}`;
       return `${deleted}; its contacts are removed after ${new Date(new Date(k.missingSince!).getTime() + graceDays * dayMs).toISOString()} unless it comes back`;
-    });
+    }),
+  );
+}
+
+/**
+ * "2 attempts, the last one failed (...)" or "..., the last one running (...)": the last removal run as
+ * it is now (the sweep looks at a finished one on its next tick), and the failure before it.
+ */
+async function removalAttemptsText(app: App, r: RemovalAttempts, now: number): Promise<string> {
+  const attempts = `${count(r.attempts, 'attempt')}, the last one`;
+  const next = `the next attempt is after ${new Date(Math.max(now, nextRemovalAt(r))).toISOString()}`;
+  if (r.failure?.runId === r.runId) return `${attempts} failed (${r.failure.text}); ${next}`;
+  const last = await app.runStore.getRun(r.runId);
+  const before = r.failure ? `; the one before failed (${r.failure.text})` : '';
+  if (!last || last.status === 'running' || last.status === 'starting')
+    return `${attempts} running (run ${r.runId}, started ${r.startedAt})${before}`;
+  if (last.status === 'completed' && last.mailboxes.failed === 0)
+    return `${attempts} completed (run ${r.runId}); the policy is forgotten on the next check`;
+  return `${attempts} failed (${await removalFailureText(app, last)}); ${next}`;
+}
+
+/** What went wrong in a finished removal run: its error, or its failed mailboxes and the first one. */
+async function removalFailureText(app: App, run: RunSummary): Promise<string> {
+  return run.status === 'failed'
+    ? `run ${run.runId} failed: ${run.error ?? 'no error was recorded'}`
+    : `${run.mailboxes.failed} of ${count(run.expected, 'mailbox')} failed in run ${run.runId}${await firstFailure(app, run.runId)}`;
 }

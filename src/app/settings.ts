@@ -53,6 +53,12 @@ export const settingsSchema = z
       .max(3650, 'RUN_HISTORY_DAYS must be at most 3650 (days)')
       .default(90)
       .describe('Days a run record is kept; older runs and their rows are deleted by the scheduler'),
+    FOLDER_NAME_CHECK_HOURS: z.coerce
+      .number()
+      .min(0, 'FOLDER_NAME_CHECK_HOURS must be 0 (every run) or more hours')
+      .max(8760, 'FOLDER_NAME_CHECK_HOURS must be at most 8760 (hours, a year)')
+      .default(24)
+      .describe("How often each mailbox's folder name is read, so a user's rename is undone (0: every run)"),
     DASHBOARD_TENANT_ID: z.string().optional().describe('Entra tenant whose admins sign in to the dashboard'),
     DASHBOARD_CLIENT_ID: z.string().optional().describe("The dashboard's app registration (app roles)"),
     DASHBOARD_AUTHORITY_HOST: z.url().default('https://login.microsoftonline.com'),

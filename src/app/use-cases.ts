@@ -27,6 +27,8 @@ import {
 } from '../sync/runs';
 import { isDue } from '../sync/schedule';
 import { syncMailbox } from '../sync/sync-mailbox';
+import { folderNameCheckDue } from '../sync/mailbox-pass/folder-name-check';
+import type { FolderNameCheck } from '../sync/mailbox-pass/pass';
 import { GraphRequestError, UnknownGroupError } from '../sync/ports';
 import { policyPath } from '../sync/config/policy-file';
 import type { TargetMailbox } from '../sync/directory';
@@ -371,7 +373,7 @@ export async function processPolicyRun(app: App, raw: unknown, log: Logger): Pro
   if (!run.options.dryRun && !run.options.fullResync)
     await app.runStore.savePreReadDrifts(
       msg.runId,
-      await preReadDrifts(app, connection, policy.id, pending, log, fields),
+      await preReadDrifts(app, connection, policy, pending, log, fields),
     );
   const renewEveryMs = (app.settings.POLICY_LEASE_MINUTES * 60_000) / 3;
   // The first chunk checks the lease too: the source read and the pre-read may have outlasted it.
@@ -533,6 +535,7 @@ export async function processMailboxSync(
           force: run.options.fullResync,
           deadline: now.getTime() + budgetMs,
           ...(preReadDrift ? { preReadDrift } : {}),
+          folderNameCheck: folderNameCheck(app),
         },
         app.photoStore,
         app.sourceStore,
@@ -632,6 +635,7 @@ function failedOutcome(target: RunTarget, error: string, attempts: number): Mail
     result: null,
     lastError: error,
     attempts,
+    ...(target.departed ? { departed: true } : {}),
   };
 }
 
@@ -772,6 +776,12 @@ async function sendReportIfWanted(app: App, run: RunSummary, log: Logger): Promi
   }
 }
 
+/** How often a pass reads its folder's name (FOLDER_NAME_CHECK_HOURS), on the app's clock. */
+const folderNameCheck = (app: App): FolderNameCheck => ({
+  everyMs: app.settings.FOLDER_NAME_CHECK_HOURS * 3_600_000,
+  now: app.now().getTime(),
+});
+
 /**
  * Reads the next contacts-delta round of every target mailbox that has synced before, 20 mailboxes to
  * a $batch, so a run where users changed little costs one HTTP call per 20 mailboxes for drift
@@ -780,7 +790,7 @@ async function sendReportIfWanted(app: App, run: RunSummary, log: Logger): Promi
 async function preReadDrifts(
   app: App,
   connection: Connection,
-  policyId: string,
+  { id: policyId, folder }: Policy,
   targets: readonly TargetMailbox[],
   log: Logger,
   fields: Record<string, string>,
@@ -788,6 +798,7 @@ async function preReadDrifts(
   const out = new Map<string, PreReadDrift>();
   try {
     const reads: { mailboxId: string; deltaLink: string; folderId?: string }[] = [];
+    const check = folderNameCheck(app);
     for (let i = 0; i < targets.length; i += 32) {
       const folders = await Promise.all(
         targets.slice(i, i + 32).map((t) => app.mailboxStore.loadFolder(policyId, t.userId)),
@@ -797,7 +808,10 @@ async function preReadDrifts(
           reads.push({
             mailboxId: targets[i + n]!.userId,
             deltaLink: f.deltaLink,
-            ...(f.folderId ? { folderId: f.folderId } : {}),
+            // The folder's name only when its pass is to check it (FOLDER_NAME_CHECK_HOURS).
+            ...(f.folderId && folder.name !== null && folderNameCheckDue(f, folder.name, check)
+              ? { folderId: f.folderId }
+              : {}),
           });
       });
     }

@@ -25,16 +25,18 @@ import { GraphMailboxes } from '../adapters/graph/mailbox-graph';
 import { MemorySourceStore } from '../adapters/memory/stores';
 import { refreshSource } from '../sync/refresh-source';
 import { isFinal, type MailboxOutcome } from '../sync/runs';
-import { heldBack, heldBackLine, isHeldBack } from '../sync/report';
+import { departedLine, heldBack, heldBackLine, isHeldBack, targetedMailboxes } from '../sync/report';
+import { count } from '../sync/plural';
 import { runOptionsSchema } from '../sync/messages';
 import { App, queueNames } from '../app/composition';
 import { InProcessQueues } from '../app/in-process-queues';
 import { logger } from '../app/logging';
 import { parseSettings } from '../app/settings';
 import { processMailboxSync, processPolicyRun, processPoison, startRun } from '../app/use-cases';
-import { hiddenUsersCheck, mailSendWarning, permissionChecks } from '../app/diagnostics';
+import { hiddenUsersCheck, mailSendWarning, namingMissing, permissionChecks } from '../app/diagnostics';
 import { tlsCause, tlsDetail, tlsFix } from '../app/access-checks';
 import { expiryErrorDays, expiryWarningDays } from '../app/cert-rotation';
+import type { TokenCredential } from '@azure/identity';
 import { cliCredential, vaultOptions } from './credentials';
 import { scopeScript } from './scope-script';
 
@@ -87,10 +89,16 @@ async function findPolicy(
   return { loaded, policy, connection: loaded.connections.get(policy.connection)! };
 }
 
-async function graphFor(connection: Connection, counter?: RequestCounter, version?: string) {
+/** `vaultCredential`: who reads the certificate from Key Vault (setup's sign-in); else the workstation's. */
+async function graphFor(
+  connection: Connection,
+  counter?: RequestCounter,
+  version?: string,
+  vaultCredential?: TokenCredential,
+) {
   const vault =
     'keyVaultUrl' in connection.certificate ? vaultOptions(connection.certificate.keyVaultUrl) : {};
-  const cert = await loadCertificate(connection, () => cliCredential(), vault, version);
+  const cert = await loadCertificate(connection, () => vaultCredential ?? cliCredential(), vault, version);
   const credential = createCredential(connection, cert);
   const client = createGraphClient(connection, credential, counter);
   return {
@@ -247,7 +255,7 @@ export async function run(
     runId,
     dryRun: record.options.dryRun,
     mailboxes: {
-      total: record.expected,
+      total: targetedMailboxes(record),
       succeeded: record.mailboxes.succeeded,
       failed: record.mailboxes.failed,
       skipped: record.mailboxes.skipped,
@@ -261,6 +269,8 @@ export async function run(
     },
     graphRequests: counter.graphRequests,
     heldBack: heldBack(outcomes, record),
+    // Mailboxes that left the targets and were emptied: not among `mailboxes` or `contacts`.
+    ...(record.departed ? { departed: record.departed } : {}),
     ...takeOverOf(outcomes),
     notes: record.notes ?? [],
   };
@@ -273,8 +283,9 @@ export async function run(
   }
   if (!flags.json) {
     io.out(
-      `${summary.dryRun ? 'Dry run' : 'Run'} ${runId}: ${summary.mailboxes.total} mailboxes (${summary.mailboxes.succeeded} ok, ${summary.mailboxes.failed} failed, ${summary.mailboxes.skipped} skipped)`,
+      `${summary.dryRun ? 'Dry run' : 'Run'} ${runId}: ${count(summary.mailboxes.total, 'mailbox')} (${summary.mailboxes.succeeded} ok, ${summary.mailboxes.failed} failed, ${summary.mailboxes.skipped} skipped)`,
     );
+    if (record.departed) io.out(`departed: ${departedLine(record.departed, record.options.dryRun)}`);
     io.out(
       `contacts: ${summary.contacts.created} created, ${summary.contacts.updated} updated, ${summary.contacts.deleted} deleted, ${summary.contacts.restored} restored, ${summary.contacts.unchanged} unchanged; ${counter.graphRequests} Graph requests`,
     );
@@ -363,7 +374,8 @@ function mailboxProgress(io: Io, json: boolean, app: App, runId: string) {
   };
 }
 
-export async function doctor(io: Io, file: string): Promise<number> {
+/** `vaultCredential`: Key Vault as `setup`'s signed-in admin; without it, the workstation's sign-in. */
+export async function doctor(io: Io, file: string, vaultCredential?: TokenCredential): Promise<number> {
   const loaded = await loadConfig(io, file);
   if (!loaded) return 2;
   let ok = true;
@@ -388,19 +400,19 @@ export async function doctor(io: Io, file: string): Promise<number> {
       const rotation = await pinnedVersion(connection);
       let pinned = rotation.version;
       if (rotation.notice) io.out(`WARN ${connection.id}: ${rotation.notice}`);
-      graph = await graphFor(connection, undefined, pinned).catch((e: unknown) => {
+      graph = await graphFor(connection, undefined, pinned, vaultCredential).catch((e: unknown) => {
         if (!pinned || (e as { statusCode?: number }).statusCode !== 404) throw e;
         io.out(
           `WARN ${connection.id}: the rotation's version ${pinned} is not in Key Vault; workers sign with the newest version and the rotation starts over at its next check`,
         );
         pinned = undefined;
-        return graphFor(connection);
+        return graphFor(connection, undefined, undefined, vaultCredential);
       });
       line(true, `${connection.id}: certificate read from ${where}`);
       if (pinned) {
         const newest = await loadCertificate(
           connection,
-          () => cliCredential(),
+          () => vaultCredential ?? cliCredential(),
           'keyVaultUrl' in connection.certificate ? vaultOptions(connection.certificate.keyVaultUrl) : {},
         );
         if (newest.version !== pinned)
@@ -460,11 +472,17 @@ export async function doctor(io: Io, file: string): Promise<number> {
       line(true, `${connection.id}: Microsoft Graph answered`);
     } catch (e) {
       const tls = await tlsCause(e, endpointsOf(connection).graphEndpoint);
-      line(
-        false,
-        `${connection.id}: Microsoft Graph: ${tlsDetail(e, (e as Error).message.split('\n')[0]!, tls)}`,
-        tls ? tlsFix : 'check network access to Graph and the User.Read.All permission',
+      const check = namingMissing(
+        {
+          name: 'graph',
+          ok: false,
+          detail: tlsDetail(e, (e as Error).message.split('\n')[0]!, tls),
+          fix: tls ? tlsFix : 'check network access to Graph and the User.Read.All permission',
+        },
+        e,
+        roles,
       );
+      line(false, `${connection.id}: Microsoft Graph: ${check.detail}`, check.fix);
     }
   }
   return ok ? 0 : 1;

@@ -1,6 +1,7 @@
 // `runs`, `run-status` and `mailbox`: what happened, read from the run records the Functions app and
 // the CLI's `run` write.
 import { listRuns, mailboxHistory } from '../app/history';
+import { departedLine } from '../sync/report';
 import type { MailboxOutcome, RunSummary } from '../sync/runs';
 import type { Io } from './commands';
 import { workstationApp } from './remove';
@@ -12,7 +13,7 @@ export interface HistoryFlags {
 }
 
 const runLine = (r: RunSummary): string =>
-  `${r.runId}  ${r.policyId}  ${r.trigger}${r.options.removal ? ' removal' : ''}${r.options.dryRun ? ' (dry run)' : ''}  ${r.status}  ${r.startedAt}  mailboxes ${r.mailboxes.succeeded} ok / ${r.mailboxes.failed} failed / ${r.mailboxes.skipped} skipped  contacts +${r.contacts.created} ~${r.contacts.updated} -${r.contacts.deleted}${r.error ? `  error: ${r.error}` : ''}`;
+  `${r.runId}  ${r.policyId}  ${r.trigger}${r.options.removal ? ' removal' : ''}${r.options.dryRun ? ' (dry run)' : ''}  ${r.status}  ${r.startedAt}  mailboxes ${r.mailboxes.succeeded} ok / ${r.mailboxes.failed} failed / ${r.mailboxes.skipped} skipped  contacts +${r.contacts.created} ~${r.contacts.updated} -${r.contacts.deleted}${r.departed ? `  departed ${r.departed.mailboxes} (-${r.departed.removed})` : ''}${r.error ? `  error: ${r.error}` : ''}`;
 
 const outcomeLine = (o: MailboxOutcome): string => {
   const r = o.result;
@@ -21,7 +22,7 @@ const outcomeLine = (o: MailboxOutcome): string => {
     : '';
   const held = r?.deletionsBlocked ? `, ${r.deletionsBlocked.wanted} deletions held back` : '';
   const folder = r?.removal?.folderRemoved ? ', folder removed' : '';
-  return `${o.userPrincipalName}: ${o.status}${counts}${held}${folder}${o.lastError ? `; ${o.lastError}` : ''}`;
+  return `${o.userPrincipalName}${o.departed ? ' (left the targets)' : ''}: ${o.status}${counts}${held}${folder}${o.lastError ? `; ${o.lastError}` : ''}`;
 };
 
 async function open(io: Io, flags: HistoryFlags, env: Record<string, string | undefined>) {
@@ -61,6 +62,7 @@ export async function runStatus(
     return 0;
   }
   io.out(runLine(run));
+  if (run.departed) io.out(`departed: ${departedLine(run.departed, run.options.dryRun)}`);
   for (const n of run.notes ?? []) io.out(`note: ${n}`);
   for (const o of outcomes) io.out(`  ${outcomeLine(o)}`);
   return 0;

@@ -10,6 +10,7 @@ import { parseSettings } from '../app/settings';
 import { parsePolicyFile } from '../sync/config/policy-file';
 import { cliCredential, vaultOptions } from './credentials';
 import type { Io } from './commands';
+import { count } from '../sync/plural';
 
 export interface RemoveFlags {
   config: string;
@@ -112,10 +113,10 @@ function print(io: Io, s: RemoveSummary, json: boolean): void {
   }
   for (const m of s.mailboxes)
     io.out(
-      `${m.userPrincipalName}: ${m.contacts} contacts${m.folderRemoved ? ' and the folder' : ''}${m.othersLeft ? ` (${m.othersLeft} contacts without the policy's tag left)` : ''}${m.status === 'failed' ? `; FAILED: ${m.errors.map((x) => `${x.code} ${x.message}`).join('; ')}` : ''}`,
+      `${m.userPrincipalName}: ${count(m.contacts, 'contact')}${m.folderRemoved ? ' and the folder' : ''}${m.othersLeft ? ` (${count(m.othersLeft, 'contact')} without the policy's tag left)` : ''}${m.status === 'failed' ? `; FAILED: ${m.errors.map((x) => `${x.code} ${x.message}`).join('; ')}` : ''}`,
     );
   const t = s.totals;
   io.out(
-    `${s.dryRun ? 'Dry run: would remove' : 'Removed'} ${t.contacts} contacts of policy "${s.policyId}" from ${t.mailboxes} mailboxes (${t.folders} folders)${t.failed ? `; ${t.failed} mailboxes failed` : ''}`,
+    `${s.dryRun ? 'Dry run: would remove' : 'Removed'} ${count(t.contacts, 'contact')} of policy "${s.policyId}" from ${count(t.mailboxes, 'mailbox')} (${count(t.folders, 'folder')})${t.failed ? `; ${count(t.failed, 'mailbox')} failed` : ''}`,
   );
 }

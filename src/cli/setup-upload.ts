@@ -36,6 +36,11 @@ export async function uploadPolicyFile(io: Io, u: PolicyUpload): Promise<'upload
   }
   if (current) {
     const changes = differences(current.text, u.text);
+    // The same connections, policies and settings, only ordered or spaced otherwise: nothing to do.
+    if (changes?.length === 0) {
+      io.out(`  the policy blob already holds ${u.file} (formatted differently)`);
+      return 'unchanged';
+    }
     if (changes === undefined && !u.replace)
       throw new SetupStoppedError(
         `the policy blob ${u.blobUrl} holds something that is not a policy file; setup will not overwrite it: look at it, then run setup with --upload to replace it, or upload ${u.file} yourself`,
@@ -78,31 +83,10 @@ async function readBlob(
 
 /**
  * How the file `after` differs from the blob `before`: every top-level setting, connection and policy
- * (by id) that is only in one, or not the same. Undefined when `before` is no policy file.
+ * (by id; an id's second listing counted apart) that is only in one, or not the same. Compared as
+ * canonical JSON, so order and spacing are no difference. Undefined when `before` is no policy file.
  */
-function differences(before: string, after: string): string[] | undefined {
-  const entries = (text: string): Map<string, string> | undefined => {
-    try {
-      const f = JSON.parse(text) as Record<string, unknown>;
-      if (typeof f !== 'object' || f === null || Array.isArray(f)) return undefined;
-      const out = new Map<string, string>();
-      for (const [key, value] of Object.entries(f)) {
-        if ((key === 'connections' || key === 'policies') && Array.isArray(value))
-          value.forEach((x: unknown, i) => {
-            const id = (x as { id?: unknown } | null)?.id;
-            const kind = key === 'connections' ? 'connection' : 'policy';
-            out.set(
-              typeof id === 'string' ? `${kind} "${id}"` : `${kind} #${i + 1} (no id)`,
-              JSON.stringify(x),
-            );
-          });
-        else out.set(`"${key}"`, JSON.stringify(value));
-      }
-      return out;
-    } catch {
-      return undefined;
-    }
-  };
+export function differences(before: string, after: string): string[] | undefined {
   const had = entries(before);
   const has = entries(after) ?? new Map<string, string>();
   if (!had) return undefined;
@@ -112,6 +96,46 @@ function differences(before: string, after: string): string[] | undefined {
     if (!had.has(name)) return [`${name} not in the blob`];
     return had.get(name) === has.get(name) ? [] : [`${name} differs`];
   });
+}
+
+/** A policy file's entries by name, each as canonical JSON; undefined when it is no JSON object. */
+function entries(text: string): Map<string, string> | undefined {
+  let f: unknown;
+  try {
+    f = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (typeof f !== 'object' || f === null || Array.isArray(f)) return undefined;
+  const out = new Map<string, string>();
+  for (const [key, value] of Object.entries(f)) {
+    if ((key === 'connections' || key === 'policies') && Array.isArray(value)) {
+      const kind = key === 'connections' ? 'connection' : 'policy';
+      const seen = new Map<string, number>();
+      value.forEach((x: unknown, i) => {
+        const id = (x as { id?: unknown } | null)?.id;
+        const base = typeof id === 'string' ? `${kind} "${id}"` : `${kind} #${i + 1} (no id)`;
+        const n = (seen.get(base) ?? 0) + 1;
+        seen.set(base, n);
+        out.set(n === 1 ? base : `${base} (${ordinal(n)})`, canonicalJson(x));
+      });
+    } else out.set(`"${key}"`, canonicalJson(value));
+  }
+  return out;
+}
+
+/** JSON with every object's keys sorted: equal values give equal text. */
+function canonicalJson(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) =>
+    v && typeof v === 'object' && !Array.isArray(v)
+      ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+      : v,
+  );
+}
+
+function ordinal(n: number): string {
+  const suffix = n % 100 >= 11 && n % 100 <= 13 ? 'th' : (['th', 'st', 'nd', 'rd'][n % 10] ?? 'th');
+  return `${n}${suffix}`;
 }
 
 /**

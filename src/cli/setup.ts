@@ -3,19 +3,11 @@
 // writes, in an order where every object names the one before it: a run stopped anywhere (Ctrl-C, a
 // lost reply, a missing role) leaves objects a re-run finds and finishes, never a duplicate.
 import { readFile, rename, writeFile } from 'node:fs/promises';
-import {
-  AggregateAuthenticationError,
-  CredentialUnavailableError,
-  DeviceCodeCredential,
-  type TokenCredential,
-} from '@azure/identity';
-import { CertificateClient, type KeyVaultCertificateWithPolicy } from '@azure/keyvault-certificates';
-import { SecretClient } from '@azure/keyvault-secrets';
+import { DeviceCodeCredential, type TokenCredential } from '@azure/identity';
 import { Client } from '@microsoft/microsoft-graph-client';
 import { TokenCredentialAuthenticationProvider } from '@microsoft/microsoft-graph-client/authProviders/azureTokenCredentials';
 import { decodeJwt } from 'jose';
 import { certificateFacts, clouds } from '../adapters/graph/connection';
-import { signProof } from '../adapters/graph/application-keys';
 import { parsePolicyFile, PolicyFileError } from '../sync/config/policy-file';
 import { policySchema, type Connection, type PolicyInput } from '../sync/config/schema';
 import { neededPermissions } from '../app/diagnostics';
@@ -23,15 +15,16 @@ import {
   askSetup,
   confirmOverwrite,
   confirmUpload,
+  defaultSignInClientId,
   firstPolicy,
   type SetupAnswers,
   type SetupFlags,
 } from './setup-answers';
 import { noStorageToken, uploadPolicyFile } from './setup-upload';
-import { AppRegistrar, SetupStoppedError, type HeldKey, type Registration } from './setup-entra';
+import { AppRegistrar, SetupStoppedError, type Registration } from './setup-entra';
+import { proofFromVault, vaultCertificate, type VaultAccess } from './setup-vault';
 import { scopeScript } from './scope-script';
-import { certificatePolicy, type Io } from './commands';
-import { cliCredential, vaultOptions } from './credentials';
+import type { Io } from './commands';
 
 export const setupSteps = [
   'sign in',
@@ -47,8 +40,18 @@ export const setupSteps = [
   'doctor',
 ] as const;
 
-/** Delegated Microsoft Graph scopes setup asks for, and nothing else. */
+/** Delegated Microsoft Graph scopes setup needs, and nothing else. */
 const adminScopes = ['Application.ReadWrite.All', 'AppRoleAssignment.ReadWrite.All'];
+
+/**
+ * What the sign-in asks Graph for. Azure CLI's client takes `.default` only (Entra refuses its named
+ * scopes with AADSTS65002; its preauthorized set includes `adminScopes`); another client, by name.
+ */
+export function graphScopes(graphEndpoint: string, signInClientId: string): string[] {
+  return signInClientId === defaultSignInClientId
+    ? [`${graphEndpoint}/.default`]
+    : adminScopes.map((s) => `${graphEndpoint}/${s}`);
+}
 
 /** Azure Storage's audience, the same in every cloud. */
 const storageScope = 'https://storage.azure.com/.default';
@@ -65,12 +68,14 @@ interface Context {
   credential: TokenCredential;
   /** Who signed in, for messages. */
   user: string;
+  /** Key Vault as the signed-in admin (Azure RBAC on the user's object id). */
+  vault: VaultAccess;
 }
 
 export async function setup(
   io: Io,
   flags: SetupFlags,
-  runDoctor: (io: Io, file: string) => Promise<number>,
+  runDoctor: (io: Io, file: string, vaultCredential?: TokenCredential) => Promise<number>,
   env: Record<string, string | undefined> = process.env,
 ): Promise<number> {
   const answers = await askSetup(flags, io.isTTY, env);
@@ -105,7 +110,7 @@ export async function setup(
       `  ${granted.length ? `granted ${roleIds.names(granted).join(', ')}` : 'every permission already granted'}`,
     );
     step(5);
-    const cert = await certificate(io, answers);
+    const cert = await vaultCertificate(io, ctx.vault);
     step(6);
     const facts = certificateFacts(
       `-----BEGIN CERTIFICATE-----\n${Buffer.from(cert.cer!).toString('base64')}\n-----END CERTIFICATE-----`,
@@ -113,7 +118,7 @@ export async function setup(
     const key = await ctx.registrar.uploadKey(
       await ctx.registrar.reload(app),
       { derBase64: facts.derBase64, thumbprint: facts.thumbprint, subject: `CN=${answers.appName}` },
-      (held) => proofFromVault(io, answers, app.id, held),
+      (held) => proofFromVault(io, ctx.vault, app.id, held),
     );
     const how = { update: 'uploaded', addKey: 'added (addKey, the other keys kept)', false: 'found' };
     io.out(
@@ -131,7 +136,7 @@ export async function setup(
     for (const line of scopeScript(parsed, loaded.connections.get(answers.connectionId)!, loaded.policies))
       io.out(line);
     step(10);
-    return await runDoctor(io, answers.out);
+    return await runDoctor(io, answers.out, ctx.credential);
   } catch (e) {
     if (e instanceof SetupStoppedError) {
       io.err(`setup stopped at "${setupSteps[current]}": ${e.message}`);
@@ -155,15 +160,23 @@ async function signIn(io: Io, answers: SetupAnswers, mayUpload: boolean): Promis
     // One sign-in: after it, a token that needs the admin again fails instead of asking for a new code.
     disableAutomaticAuthentication: true,
   });
-  const scopes = adminScopes.map((s) => `${graphEndpoint}/${s}`);
+  const scopes = graphScopes(graphEndpoint, answers.signInClientId);
   // The Azure SDKs ask for CAE tokens and the Graph client does not; MSAL keeps each kind in its own
   // cache, so every request asks for the one kind the sign-in filled.
+  const signedInTenant: { id?: string } = {};
   const signedIn: TokenCredential = {
-    getToken: (s, options) => credential.getToken(s, { ...options, enableCae: true }),
+    // Key Vault's challenge names the vault's tenant; the sign-in's own needs no other authority.
+    getToken: (s, { tenantId: asked, ...options } = {}) =>
+      credential.getToken(s, {
+        ...options,
+        ...(asked && asked !== signedInTenant.id ? { tenantId: asked } : {}),
+        enableCae: true,
+      }),
   };
   await credential.authenticate(scopes, { enableCae: true });
   const token = (await signedIn.getToken(scopes))!;
   const claims = decodeJwt(token.token);
+  signedInTenant.id = String(claims.tid);
   const user = String(claims.upn ?? claims.unique_name ?? claims.oid);
   io.out(`  signed in as ${user} (tenant ${String(claims.tid)})`);
   // The policy upload needs a Storage token from this sign-in: learn now, before anything is created.
@@ -177,7 +190,8 @@ async function signIn(io: Io, answers: SetupAnswers, mayUpload: boolean): Promis
     graphEndpoint,
     credential: signedIn,
     user,
-    tenantId: String(claims.tid),
+    tenantId: signedInTenant.id,
+    vault: { answers, credential: signedIn, user, userObjectId: String(claims.oid) },
     registrar: new AppRegistrar(adminGraph(signedIn, graphEndpoint, scopes)),
   };
 }
@@ -213,57 +227,6 @@ async function permissions(
   return { ids, names: (list) => list.map((id) => byId.get(id) ?? id) };
 }
 
-/** Key Vault's 403 (Azure RBAC on the vault) becomes a stop naming the role and the vault. */
-async function vaultCall<T>(a: SetupAnswers, what: string, call: () => Promise<T>): Promise<T> {
-  try {
-    return await call();
-  } catch (e) {
-    if (e instanceof CredentialUnavailableError || e instanceof AggregateAuthenticationError)
-      throw new SetupStoppedError(
-        `Key Vault is reached with your Azure sign-in (Azure CLI or azd), and there is none on this computer: run \`az login\` (or \`azd auth login\`) as a user with Key Vault Certificates Officer and Key Vault Secrets User on ${a.vault}, then run setup again`,
-      );
-    if ((e as { statusCode?: number }).statusCode !== 403) throw e;
-    throw new SetupStoppedError(
-      `Key Vault ${a.vault} refused to ${what} (${(e as { code?: string }).code ?? 'Forbidden'}): your Azure sign-in needs Key Vault Certificates Officer and Key Vault Secrets User on the vault (\`azd up\` grants both to its user; az role assignment create --role "Key Vault Certificates Officer" --assignee <you> --scope <the vault's resource id>). Ask for them, then run setup again`,
-    );
-  }
-}
-
-/** The certificate in Key Vault: found, a creation still running awaited, else created (PEM, auto-renew). */
-async function certificate(io: Io, a: SetupAnswers): Promise<KeyVaultCertificateWithPolicy> {
-  return vaultCall(a, `read or create the certificate ${a.certificate}`, () => findOrCreate(io, a));
-}
-
-async function findOrCreate(io: Io, a: SetupAnswers): Promise<KeyVaultCertificateWithPolicy> {
-  const client = new CertificateClient(a.vault, cliCredential(), vaultOptions(a.vault));
-  try {
-    const found = await client.getCertificate(a.certificate);
-    if (found.policy?.exportable === false)
-      throw new SetupStoppedError(
-        `${a.certificate} in ${a.vault} has a non-exportable key: the deployed app reads its private key as a secret to sign in, so it cannot use it. Choose another name (--certificate), and setup creates an exportable one`,
-      );
-    if (found.cer) {
-      io.out(`  found ${a.certificate} in ${a.vault} (version ${found.properties.version ?? ''})`);
-      return found;
-    }
-  } catch (e) {
-    if ((e as { statusCode?: number }).statusCode !== 404) throw e;
-  }
-  let poller;
-  try {
-    poller = await client.getCertificateOperation(a.certificate, { intervalInMs: 1000 });
-    io.out(`  a creation of ${a.certificate} is still running; waiting for it`);
-  } catch (e) {
-    if ((e as { statusCode?: number }).statusCode !== 404) throw e;
-    poller = await client.beginCreateCertificate(a.certificate, certificatePolicy(`CN=${a.appName}`, 12), {
-      intervalInMs: 1000,
-    });
-    io.out(`  creating ${a.certificate} in ${a.vault} (PEM, exportable, auto-renews at 80 % of 12 months)`);
-  }
-  await poller.pollUntilDone();
-  return client.getCertificate(a.certificate);
-}
-
 /** The policy file to the deployment's policy blob, when named and the admin agrees; as the signed-in admin. */
 async function offerUpload(io: Io, ctx: Context, flags: SetupFlags): Promise<void> {
   const a = ctx.answers;
@@ -288,75 +251,6 @@ async function offerUpload(io: Io, ctx: Context, flags: SetupFlags): Promise<voi
     signInClientId: a.signInClientId,
     replace: flags.upload === true,
   });
-}
-
-/**
- * addKey's proof, signed by an earlier version of our certificate in Key Vault when the app
- * registration holds one (Key Vault renewed it, or an earlier setup uploaded it); else undefined.
- * A version on the registration whose private key Key Vault will not give (disabled, not exportable,
- * no read right) stops setup, saying which and what to do.
- */
-async function proofFromVault(
-  io: Io,
-  a: SetupAnswers,
-  applicationObjectId: string,
-  held: HeldKey[],
-): Promise<string | undefined> {
-  const credential = cliCredential();
-  const certificates = new CertificateClient(a.vault, credential, vaultOptions(a.vault));
-  const secrets = new SecretClient(a.vault, credential, vaultOptions(a.vault));
-  const refused: string[] = [];
-  const versions = await vaultCall(a, `list the versions of ${a.certificate}`, async () => {
-    const all = [];
-    for await (const v of certificates.listPropertiesOfCertificateVersions(a.certificate)) all.push(v);
-    return all;
-  });
-  for (const v of versions) {
-    const thumbprint = v.x509Thumbprint && Buffer.from(v.x509Thumbprint).toString('hex').toUpperCase();
-    if (!thumbprint || !v.version || !held.some((k) => k.thumbprint === thumbprint)) continue;
-    const signed = await signWith(secrets, a.certificate, v.version, applicationObjectId);
-    if ('proof' in signed) {
-      io.out(`  signing addKey's proof with version ${v.version} of ${a.certificate} (on the registration)`);
-      return signed.proof;
-    }
-    refused.push(`version ${v.version} (thumbprint ${thumbprint}) ${signed.refused}`);
-  }
-  if (refused.length)
-    throw new SetupStoppedError(
-      `the app registration holds earlier versions of ${a.certificate}, but Key Vault gives none of their private keys to sign addKey's proof: ${refused.join('; ')}. ` +
-        `Enable that version again (az keyvault certificate set-attributes --vault-name <vault> --name ${a.certificate} --version <version> --enabled true) or grant the read right, then run setup again; ` +
-        `or upload the new public part under Certificates & secrets yourself`,
-    );
-  return undefined;
-}
-
-/** The proof signed with one version's private key, or why Key Vault will not give that key. */
-async function signWith(
-  secrets: SecretClient,
-  name: string,
-  version: string,
-  applicationObjectId: string,
-): Promise<{ proof: string } | { refused: string }> {
-  let pem: string | undefined;
-  try {
-    pem = (await secrets.getSecret(name, { version })).value;
-  } catch (e) {
-    const { statusCode, code, message } = e as { statusCode?: number; code?: string; message?: string };
-    if (statusCode !== 403) throw e;
-    return {
-      refused:
-        /disabled/i.test(message ?? '') || code === 'SecretDisabled'
-          ? 'is disabled in Key Vault'
-          : `cannot be read: reading a private key needs Key Vault Secrets User on the vault (${code ?? 'Forbidden'})`,
-    };
-  }
-  if (!pem || !/-----BEGIN (RSA |EC )?PRIVATE KEY-----/.test(pem))
-    return {
-      refused: pem?.includes('-----BEGIN')
-        ? 'has no exportable private key (its policy says exportable: false)'
-        : 'is not PEM (the certificate policy must use content type application/x-pem-file)',
-    };
-  return { proof: await signProof(pem, applicationObjectId) };
 }
 
 function connectionFor(

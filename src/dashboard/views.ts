@@ -97,6 +97,7 @@ export async function runView(app: App, history: RunHistory, runId: string) {
       mailboxId: o.mailboxId,
       userPrincipalName: o.userPrincipalName,
       status: o.status,
+      departed: o.departed === true,
       attempts: o.attempts,
       recordedAt: o.recordedAt,
       lastError: o.lastError,

@@ -208,6 +208,19 @@ function keptAfterEdit(
 }
 
 /**
+ * The fields a user still owns under the policy's rules now: under onUserEdit restore only a field
+ * whose rule is still setIfEmpty (switched back to overwrite, the source's value comes back).
+ */
+function ownedUnderRules(
+  o: Pick<PlanOptions, 'rules' | 'onUserEdit'>,
+  keep: ContactFieldName[],
+): ContactFieldName[] {
+  if (o.onUserEdit === 'keep') return keep;
+  const still = keep.filter((f) => ruleOf(o, f) === 'setIfEmpty');
+  return still.length === keep.length ? keep : still;
+}
+
+/**
  * What a user did to a contact that is leaving for another folder (a folder per value), as its row
  * should remember it so the move carries it: a deletion the policy keeps, or the fields they own
  * now with their values. Undefined when there is nothing to remember.
@@ -284,7 +297,7 @@ export function planMailbox(
     const haveWritten = have.written;
     const wantFields = want.fields;
     let current = haveWritten;
-    let keep = have.keep;
+    let keep = ownedUnderRules(o, have.keep);
     let restore = false;
     if (edited && edited.changeKey !== have.changeKey) {
       current = withUnreadExtendedFields(edited.fields, haveWritten);

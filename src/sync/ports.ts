@@ -163,11 +163,31 @@ export interface PreReadPage {
   folderName?: string | null;
 }
 
+/** A contact read Graph refused (400: an id it will not take, 403): never retried, reported. */
+export interface RefusedRead {
+  contactId: string;
+  status: number;
+  code: string;
+  message: string;
+  requestId?: string;
+}
+
+export interface ContactLookUpOptions {
+  deadline?: number;
+  /** A refused read is answered as gone (null); this hears of it, to report it. */
+  onRefused?: (read: RefusedRead) => void;
+}
+
 export interface MailboxGraph extends MailboxSourceReader {
   findFolder(mailboxId: string, name: string): Promise<string | undefined>;
   createFolder(mailboxId: string, name: string): Promise<string>;
   /** The folder's display name; undefined when it no longer exists. */
   folderName(mailboxId: string, folderId: string): Promise<string | undefined>;
+  /**
+   * Whether `contactFolders/{id}` finds the folder: false for a mail folder such as Deleted Items (Graph
+   * answers 404 or 400 there), where a contact its user deleted in Outlook is kept.
+   */
+  isContactFolder(mailboxId: string, folderId: string): Promise<boolean>;
   /** Renames the folder; false when another folder already has that name (Graph: 409). */
   renameFolder(mailboxId: string, folderId: string, name: string): Promise<boolean>;
   /**
@@ -197,13 +217,14 @@ export interface MailboxGraph extends MailboxSourceReader {
   findByTag(mailboxId: string, folder: FolderRef, tag: string): Promise<TaggedContact[]>;
   getContact(mailboxId: string, contactId: string): Promise<TaggedContact | undefined>;
   /**
-   * Contacts by id, in $batch reads (retried when throttled): null for one that is gone. An id whose read failed (throttled)
+   * Contacts by id, in $batch reads (retried when throttled): null for one that is gone, or whose read
+   * Graph refused (400, 403: `onRefused` hears of it). An id whose read failed (throttled)
    * or was not sent before `deadline` is left out of the answer.
    */
   getContacts(
     mailboxId: string,
     contactIds: readonly string[],
-    options?: { deadline?: number },
+    options?: ContactLookUpOptions,
   ): Promise<Map<string, TaggedContact | null>>;
   write(mailboxId: string, ops: WriteOp[], options?: WriteOptions): Promise<WriteResult[]>;
   /** Deletes a contact folder (cleanup of a folder we created, once empty); false when already gone. */
@@ -224,6 +245,11 @@ export interface FolderState {
   recheckAll?: boolean;
   /** We created the folder (not found by name): cleanup deletes it once it is empty. */
   created?: boolean;
+  /**
+   * When the folder's name was last read (ISO 8601): read again only past FOLDER_NAME_CHECK_HOURS,
+   * as the delta read alone notices a deleted folder (folder-name-check.ts).
+   */
+  nameCheckedAt?: string;
   /** The `unmanagedContacts` option last carried out here (take-over): a changed option looks again. */
   takenOver?: 'adopt' | 'remove';
   /**

@@ -3,7 +3,8 @@
 import escapeHtml from 'escape-html';
 import { createTransport } from 'nodemailer';
 import type { Policy } from './config/schema';
-import type { MailboxOutcome, RunSummary } from './runs';
+import { count } from './plural';
+import { departedNames, type DepartedCounts, type MailboxOutcome, type RunSummary } from './runs';
 
 export interface Report {
   subject: string;
@@ -70,17 +71,34 @@ export function heldBackLine(h: HeldBack, policyId?: string): string {
   const parts: string[] = [];
   if (h.deletions > 0)
     parts.push(
-      `${h.deletions} deletions in ${h.mailboxes} mailboxes were held back by the deletion threshold`,
+      `${count(h.deletions, 'deletion')} in ${count(h.mailboxes, 'mailbox')} ${h.deletions === 1 ? 'was' : 'were'} held back by the deletion threshold`,
     );
   const departed = h.departedMailboxes ?? 0;
   if (departed > 0)
     parts.push(
       h.noTarget
-        ? `${departed} mailboxes left the policy's targets and no target is left: their contacts stay, even in a forced run (to remove them: m365-contact-sync remove --policy ${policyId ?? 'ID'})`
-        : `${departed} mailboxes that left the policy's targets were not cleaned (more than the threshold allows at once)`,
+        ? `${count(departed, 'mailbox')} left the policy's targets and no target is left: their contacts stay, even in a forced run (to remove them: m365-contact-sync remove --policy ${policyId ?? 'ID'})`
+        : `${count(departed, 'mailbox')} that left the policy's targets ${departed === 1 ? 'was' : 'were'} not cleaned (more than the threshold allows at once)`,
     );
   const forcible = h.deletions > 0 || (departed > 0 && !h.noTarget);
   return `${parts.join('; ')}${forcible ? '; a forced run applies them (CLI: run --force; HTTP: "fullResync": true)' : ''}`;
+}
+
+/** Mailboxes a run targeted: those that left the targets (and were emptied by it) are counted apart. */
+export const targetedMailboxes = (run: Pick<RunSummary, 'expected' | 'departed'>): number =>
+  run.expected - (run.departed?.mailboxes ?? 0);
+
+/** "2 mailboxes left the policy's targets: 1 emptied (40 contacts removed), 1 failed: a@x, b@x". */
+export function departedLine(d: DepartedCounts, dryRun: boolean): string {
+  const counts = [
+    `${d.succeeded} ${dryRun ? 'would be emptied' : 'emptied'} (${count(d.removed, 'contact')} ${dryRun ? 'to remove' : 'removed'})`,
+    ...(d.failed ? [`${d.failed} failed`] : []),
+    ...(d.skipped ? [`${d.skipped} skipped`] : []),
+    ...(d.mailboxes > d.succeeded + d.failed + d.skipped
+      ? [`${d.mailboxes - d.succeeded - d.failed - d.skipped} not done yet`]
+      : []),
+  ];
+  return `${count(d.mailboxes, 'mailbox')} left the policy's targets: ${counts.join(', ')}${d.mailboxes ? `: ${departedNames(d)}` : ''}`;
 }
 
 /** Take-over counts over the mailboxes (options.unmanagedContacts), undefined when none ran. */
@@ -142,8 +160,11 @@ export function buildReport(
     ['Duration', duration(run)],
     [
       'Mailboxes',
-      `${run.expected} targeted: ${run.mailboxes.succeeded} succeeded, ${run.mailboxes.failed} failed, ${run.mailboxes.skipped} skipped`,
+      `${targetedMailboxes(run)} targeted: ${run.mailboxes.succeeded} succeeded, ${run.mailboxes.failed} failed, ${run.mailboxes.skipped} skipped`,
     ],
+    ...(run.departed
+      ? [['Departed mailboxes', departedLine(run.departed, run.options.dryRun)] as [string, string]]
+      : []),
     [
       'Contacts',
       `${c.created} created, ${c.updated} updated, ${c.deleted} deleted, ${c.restored} restored, ${c.unchanged} unchanged, ${c.failed} failed`,

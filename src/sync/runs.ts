@@ -35,6 +35,11 @@ export interface RunSummary {
   notes?: string[];
   /** Mailboxes that left the targets and were not cleaned: too many at once, or no target is left. */
   departedHeldBack?: DepartedHeldBack;
+  /**
+   * Mailboxes that left the targets and were emptied by this run (absent when none): counted here, not
+   * among `mailboxes` or `contacts` (its targets and their sync). `expected` counts them too.
+   */
+  departed?: DepartedCounts;
   reportSent: boolean;
   /** The delivery writing the target list while the run starts (the last to claim it wins). */
   targetWriter?: string;
@@ -59,6 +64,36 @@ export interface DepartedHeldBack {
   noTarget: boolean;
 }
 
+export interface DepartedCounts {
+  /** Departed mailboxes the run took (each one's worker removes the policy's contacts). */
+  mailboxes: number;
+  succeeded: number;
+  failed: number;
+  skipped: number;
+  /** Contacts removed from them (in a dry run: that would be). */
+  removed: number;
+  /** The first `maxNamedDeparted` to finish, by UPN; the rest are counted ("and N more"). */
+  named: string[];
+}
+
+/** Departed mailboxes a run names; a summary row stays small however many leave at once. */
+export const maxNamedDeparted = 5;
+
+export const emptyDeparted = (mailboxes: number): DepartedCounts => ({
+  mailboxes,
+  succeeded: 0,
+  failed: 0,
+  skipped: 0,
+  removed: 0,
+  named: [],
+});
+
+/** "a@x, b@x and 3 more": the departed mailboxes named so far, the rest counted. */
+export function departedNames(d: DepartedCounts): string {
+  const rest = d.mailboxes - d.named.length;
+  return `${d.named.join(', ')}${rest > 0 ? `${d.named.length ? ' and ' : ''}${rest} more` : ''}`;
+}
+
 export type MailboxOutcomeStatus = 'succeeded' | 'failed' | 'skipped' | 'planned' | 'retrying';
 
 export interface MailboxOutcome {
@@ -72,6 +107,8 @@ export interface MailboxOutcome {
   errorsLeftOut?: number;
   /** The Graph traffic of the mailbox's passes (all continuations and retries counted). */
   graph?: GraphTraffic;
+  /** The mailbox left the policy's targets: this outcome is its clean-up, counted in `RunSummary.departed`. */
+  departed?: boolean;
 }
 
 export interface RunRecordOptions {
@@ -268,20 +305,25 @@ export function emptySummary(
 
 /** Adds one mailbox outcome to the run's totals (pure). */
 export function addOutcome(run: RunSummary, outcome: MailboxOutcome): RunSummary {
+  const counted = outcome.graph ? addRunStartTraffic(run, outcome.graph) : run;
   const next: RunSummary = {
-    ...run,
+    ...counted,
     done: run.done + 1,
     mailboxes: { ...run.mailboxes },
     contacts: { ...run.contacts },
     status: run.status === 'starting' ? 'running' : run.status,
   };
+  if (outcome.departed) {
+    next.departed = addDeparted(run.departed ?? emptyDeparted(0), outcome);
+    return next;
+  }
   if (outcome.status === 'skipped') next.mailboxes.skipped++;
   else if (outcome.status === 'failed') next.mailboxes.failed++;
   else next.mailboxes.succeeded++;
   const r = outcome.result;
   if (r)
     for (const k of Object.keys(next.contacts) as (keyof RunSummary['contacts'])[]) next.contacts[k] += r[k];
-  return outcome.graph ? addRunStartTraffic(next, outcome.graph) : next;
+  return next;
 }
 
 /** Adds Graph traffic (the run start's, or a mailbox's) to the run's totals (pure). */
@@ -291,4 +333,16 @@ export function addRunStartTraffic(run: RunSummary, traffic: GraphTraffic): RunS
     ...run,
     graph: { requests: sum.requests + traffic.requests, throttled: sum.throttled + traffic.throttled },
   };
+}
+
+function addDeparted(d: DepartedCounts, outcome: MailboxOutcome): DepartedCounts {
+  const next = { ...d, named: [...d.named] };
+  if (outcome.status === 'skipped') next.skipped++;
+  else if (outcome.status === 'failed') next.failed++;
+  else next.succeeded++;
+  next.removed += outcome.result?.deleted ?? 0;
+  if (next.named.length < maxNamedDeparted) next.named.push(outcome.userPrincipalName);
+  // A run recorded before departed mailboxes were counted apart knows no total: it is at least those seen.
+  next.mailboxes = Math.max(next.mailboxes, next.succeeded + next.failed + next.skipped);
+  return next;
 }

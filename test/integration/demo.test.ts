@@ -32,14 +32,21 @@ describe('npm run demo', () => {
     assert.ok(first.contacts.created > 100);
     assert.equal(first.mailboxes.failed, 0);
     // The user who left had a mailbox: it left the targets, and its own worker emptied it in pass 2 (issue 17),
-    // counted among the succeeded mailboxes (counting departed mailboxes apart is still open in issue 17).
-    const mailboxes = second.mailboxes.succeeded - 1;
+    // counted apart from the targets the pass synced.
+    assert.equal(first.departed, null);
+    assert.equal(second.departed.mailboxes, 1);
+    assert.equal(second.departed.succeeded, 1);
+    assert.equal(second.departed.named.length, 1);
+    assert.ok(second.departed.removed > 0, 'the departed mailbox emptied');
+    const mailboxes = second.mailboxes.succeeded;
+    assert.equal(
+      second.mailboxes.total,
+      mailboxes + second.mailboxes.skipped,
+      'not counted among the targets',
+    );
     // Two users changed, one left, one joined: only those contacts are written in pass 2.
     assert.equal(second.contacts.created, mailboxes);
-    assert.ok(
-      second.contacts.deleted > mailboxes,
-      'the leaver in every mailbox, and the departed mailbox emptied',
-    );
+    assert.equal(second.contacts.deleted, mailboxes, 'the leaver in every mailbox');
     assert.ok(second.contacts.updated <= 2 * mailboxes && second.contacts.updated >= 2 * (mailboxes - 2));
     assert.equal(summary.reportsSent, 2);
     // Key Vault renewed the certificate before pass 2; the rotation rolled it, and pass 2 signed with it.

@@ -42,6 +42,8 @@ const mappings: PolicyInput['mapping'][] = [
   },
   { fileAs: 'company', constants: { profession: 'Engineer' }, exclude: ['mobilePhone'] },
 ];
+/** Fields whose rule the model changes: the one users edit, and one a folder template and fileAs use. */
+const ruleFields = ['jobTitle', 'department'] as const;
 const faultKinds = [
   'lostCreate',
   'lostPatch',
@@ -76,6 +78,8 @@ export type Step =
   | { t: 'folderTemplate'; field: 'department' | 'companyName' | 'mailDomain' | null }
   /** The policy's mapping: one of `mappings`. */
   | { t: 'mapping'; variant: number }
+  /** A field's rule (mapping.rules): overwrite, setIfEmpty or never. */
+  | { t: 'rule'; field: (typeof ruleFields)[number]; rule: 'overwrite' | 'setIfEmpty' | 'never' }
   | { t: 'fault'; kind: (typeof faultKinds)[number] }
   /** A user moves a managed contact to a folder of their own (Outlook; Graph has no move). */
   | { t: 'moveContact'; mailbox: number; contact: number }
@@ -105,6 +109,8 @@ export interface Alphabet {
   policyIdRename: boolean;
   /** folder.name switched to and from a template (a folder per value), and mapping edits. */
   folderTemplate: boolean;
+  /** A field's rule changed (overwrite, setIfEmpty, never). */
+  rules: boolean;
   keepSemantics: boolean;
 }
 
@@ -116,6 +122,7 @@ export const fullAlphabet: Alphabet = {
   policyFolderSwitch: true,
   policyIdRename: true,
   folderTemplate: true,
+  rules: true,
   keepSemantics: true,
 };
 
@@ -172,6 +179,14 @@ export function sequenceArbitrary(alphabet: Alphabet, maxSteps = 10): fc.Arbitra
         field: fc.constantFrom('department' as const, 'companyName' as const, 'mailDomain' as const, null),
       }),
       fc.record({ t: fc.constant('mapping' as const), variant: fc.nat({ max: mappings.length - 1 }) }),
+    );
+  if (alphabet.rules)
+    steps.push(
+      fc.record({
+        t: fc.constant('rule' as const),
+        field: fc.constantFrom(...ruleFields),
+        rule: fc.constantFrom('overwrite' as const, 'setIfEmpty' as const, 'never' as const),
+      }),
     );
   if (alphabet.policyFolderSwitch)
     steps.push(
@@ -541,6 +556,9 @@ async function runSteps(world: ModelWorld, seq: Sequence, cleanups: (() => void)
         const mailbox = t.mailbox(upn)!;
         const folder = folderName === null ? undefined : folderOf(mailbox, folderName);
         if (folder) mailbox.folders.get(folder)!.displayName = `${folderName} (mine)`;
+        // The app reads a folder's name once per FOLDER_NAME_CHECK_HOURS (24): the next run is a day
+        // later, so it is the run that undoes the rename. Runs between other steps stay in the window.
+        f.advanceClock(25 * 3_600_000);
         break;
       }
       case 'policy': {
@@ -598,6 +616,14 @@ async function runSteps(world: ModelWorld, seq: Sequence, cleanups: (() => void)
       }
       case 'mapping': {
         input = { ...input, mapping: mappings[step.variant % mappings.length] };
+        policy = writePolicy();
+        break;
+      }
+      case 'rule': {
+        // The reference: an overwrite field is checked against the source (a user's edit restored
+        // under onUserEdit restore); setIfEmpty and never fields are the user's (checkedFields).
+        const mapping = input.mapping ?? {};
+        input = { ...input, mapping: { ...mapping, rules: { ...mapping.rules, [step.field]: step.rule } } };
         policy = writePolicy();
         break;
       }

@@ -63,4 +63,17 @@ describe('app settings', () => {
         bad,
       );
   });
+
+  it('FOLDER_NAME_CHECK_HOURS: 24 hours by default, 0 for every run; a bad value is refused naming it', () => {
+    const base = { POLICY_FILE: 'p.json', AzureWebJobsStorage: 'x' };
+    assert.equal(parseSettings(base).FOLDER_NAME_CHECK_HOURS, 24);
+    assert.equal(parseSettings({ ...base, FOLDER_NAME_CHECK_HOURS: '0' }).FOLDER_NAME_CHECK_HOURS, 0);
+    assert.equal(parseSettings({ ...base, FOLDER_NAME_CHECK_HOURS: '1.5' }).FOLDER_NAME_CHECK_HOURS, 1.5);
+    for (const bad of ['-1', 'daily', '9000'])
+      assert.throws(
+        () => parseSettings({ ...base, FOLDER_NAME_CHECK_HOURS: bad }),
+        /app settings are invalid: FOLDER_NAME_CHECK_HOURS: /,
+        bad,
+      );
+  });
 });

@@ -10,10 +10,12 @@ import {
   DeltaExpiredError,
   FolderGoneError,
   GraphRequestError,
+  type ContactLookUpOptions,
   type DriftItem,
   type FolderRef,
   type MailboxGraph,
   type PreReadPage,
+  type RefusedRead,
   type TaggedContact,
   type WriteOp,
   type WriteOptions,
@@ -101,6 +103,23 @@ const errorCode = (body: Json): string => {
 function retryAfterOf(r: Json | undefined): number {
   const v = Number(header(r?.headers, 'retry-after'));
   return Number.isFinite(v) && v > 0 ? v : 0;
+}
+
+/** A refused read's sub-response as a report line: its error and Graph's request id. */
+function refusedRead(contactId: string, r: Json): RefusedRead {
+  const err = ((r.body as Json | undefined)?.error ?? {}) as {
+    code?: string;
+    message?: string;
+    innerError?: { 'request-id'?: string };
+  };
+  const requestId = err.innerError?.['request-id'] ?? header(r.headers, 'request-id');
+  return {
+    contactId,
+    status: r.status as number,
+    code: err.code ?? 'Unknown',
+    message: err.message ?? `HTTP ${String(r.status)}`,
+    ...(requestId ? { requestId } : {}),
+  };
 }
 
 /** Photo bytes per batch: base64 adds a third, and Graph refuses any request over 4 MB. */
@@ -191,6 +210,16 @@ export class GraphMailboxes implements MailboxGraph {
       return typeof f.displayName === 'string' ? f.displayName : '';
     } catch (e) {
       if (e instanceof GraphRequestError && e.status === 404) return undefined;
+      throw e;
+    }
+  }
+
+  async isContactFolder(mailboxId: string, folderId: string): Promise<boolean> {
+    try {
+      await this.get(`/users/${pathSegment(mailboxId)}/contactFolders/${pathSegment(folderId)}?$select=id`);
+      return true;
+    } catch (e) {
+      if (e instanceof GraphRequestError && (e.status === 404 || e.status === 400)) return false;
       throw e;
     }
   }
@@ -488,13 +517,13 @@ export class GraphMailboxes implements MailboxGraph {
   async getContacts(
     mailboxId: string,
     ids: readonly string[],
-    options: { deadline?: number } = {},
+    options: ContactLookUpOptions = {},
   ): Promise<Map<string, TaggedContact | null>> {
     const out = new Map<string, TaggedContact | null>();
     let left = [...ids];
     // Reads a $batch answered 429/5xx are sent again, paced by Retry-After, within the time budget.
     for (let attempt = 1; left.length > 0; attempt++) {
-      const retry = await this.readContacts(mailboxId, left, out, options.deadline);
+      const retry = await this.readContacts(mailboxId, left, out, options);
       left = retry.ids;
       if (left.length === 0 || attempt >= this.tuning.maxAttempts) break;
       const waitMs = retry.retryAfter > 0 ? retry.retryAfter * 1000 : this.tuning.fallbackDelayMs * attempt;
@@ -513,7 +542,7 @@ export class GraphMailboxes implements MailboxGraph {
     mailboxId: string,
     ids: readonly string[],
     out: Map<string, TaggedContact | null>,
-    deadline: number | undefined,
+    { deadline, onRefused }: ContactLookUpOptions,
   ): Promise<{ ids: string[]; retryAfter: number }> {
     const again: string[] = [];
     let retryAfter = 0;
@@ -540,7 +569,11 @@ export class GraphMailboxes implements MailboxGraph {
         if (id === undefined) continue;
         if (r.status === 200) out.set(id, this.tagged((r.body ?? {}) as Json));
         else if (r.status === 404) out.set(id, null);
-        else if (r.status === 429 || (typeof r.status === 'number' && r.status >= 500)) {
+        else if (r.status === 400 || r.status === 403) {
+          // Asking again gets the same answer: the id is settled as gone, and the caller reports it.
+          out.set(id, null);
+          onRefused?.(refusedRead(id, r));
+        } else if (r.status === 429 || (typeof r.status === 'number' && r.status >= 500)) {
           if (r.status === 429) this.countThrottled();
           again.push(id);
           retryAfter = Math.max(retryAfter, retryAfterOf(r));

@@ -6,6 +6,7 @@ import { randomUUID } from 'node:crypto';
 import { TableClient, type TableEntity, type TransactionAction } from '@azure/data-tables';
 import {
   addOutcome,
+  emptyDeparted,
   boundOutcome,
   isFinal,
   RunGoneError,
@@ -193,6 +194,8 @@ export class TableRunStore implements RunStore {
       ...(notes.length ? { notes: notes.slice(0, maxListedSkipped) } : {}),
       ...(departedHeldBack ? { departedHeldBack } : {}),
     };
+    const departed = targets.filter((t) => t.departed).length;
+    if (departed > 0) run.departed = emptyDeparted(departed);
     delete run.targetWriter;
     try {
       await this.runs.updateEntity(

@@ -147,6 +147,7 @@ function folderOf(e: Record<string, unknown>): FolderState {
     ...(e.created === true ? { created: true } : {}),
     ...(e.takenOver === 'adopt' || e.takenOver === 'remove' ? { takenOver: e.takenOver } : {}),
     ...(typeof e.takeOverBefore === 'string' && e.takeOverBefore ? { takeOverBefore: e.takeOverBefore } : {}),
+    ...(typeof e.nameCheckedAt === 'string' && e.nameCheckedAt ? { nameCheckedAt: e.nameCheckedAt } : {}),
     ...(e.retired ? { retired: json(z.array(z.string().nullable()), joined(e, 'retired'), 'retired') } : {}),
     ...(e.parts ? { parts: json(z.array(z.string()), e.parts, 'parts') } : {}),
   };
@@ -453,6 +454,7 @@ export class TableMailboxStore implements MailboxStateStore {
         created: folder.created === true,
         takenOver: folder.takenOver ?? '',
         takeOverBefore: folder.takeOverBefore ?? '',
+        nameCheckedAt: folder.nameCheckedAt ?? '',
         // Up to maxRetiredFolders ids of ~150 characters: in pieces, as one property holds 32K.
         ...(folder.retired?.length ? inPieces('retired', JSON.stringify(folder.retired)) : {}),
         // At most 200 hashes of 16 characters (maxFolders old and new).

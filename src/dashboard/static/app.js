@@ -338,6 +338,7 @@ function outcomeRow(o) {
       'th',
       { scope: 'row' },
       h('a', { href: `#/mailbox?q=${encodeURIComponent(o.userPrincipalName)}` }, o.userPrincipalName),
+      o.departed ? ' (left the targets)' : '',
     ),
     h('td', {}, badge(o.status, statusKind(o.status)), o.skipReason ? ` ${o.skipReason}` : ''),
     h('td', { class: 'num' }, c ? String(c.created) : '—'),
@@ -400,6 +401,22 @@ async function runPage(runId) {
       'Succeeded / failed / skipped',
       `${r.mailboxes.succeeded} / ${r.mailboxes.failed} / ${r.mailboxes.skipped}`,
     ],
+    // Mailboxes that left the targets and were emptied: counted apart from the targets above.
+    ...(r.departed
+      ? [
+          [
+            'Left the targets (emptied / failed / skipped)',
+            `${r.departed.mailboxes}: ${r.departed.succeeded} / ${r.departed.failed} / ${r.departed.skipped}, ${r.departed.removed} ${r.departed.removed === 1 ? 'contact' : 'contacts'} removed`,
+          ],
+          [
+            'Departed mailboxes',
+            r.departed.named.join(', ') +
+              (r.departed.mailboxes > r.departed.named.length
+                ? ` and ${r.departed.mailboxes - r.departed.named.length} more`
+                : ''),
+          ],
+        ]
+      : []),
     ['Created', r.contacts.created],
     ['Updated', r.contacts.updated],
     ['Deleted', r.contacts.deleted],

@@ -10,6 +10,7 @@ import {
   type FolderState,
   type StoredContact,
 } from '../ports';
+import { folderNameCheckDue } from './folder-name-check';
 import { releaseLeft } from './moved';
 import type { MailboxPass } from './pass';
 
@@ -40,14 +41,22 @@ export async function ensureFolder(pass: MailboxPass): Promise<EnsuredFolder> {
     return { ref: { kind: 'default' }, adopted: false };
   }
   if (known?.folderId && known.folderName !== null) {
+    const check = options.folderNameCheck;
+    // Checked lately: a deleted folder shows in the delta read (404), a rename waits for the next check.
+    if (!folderNameCheckDue(known, name, check))
+      return { ref: { kind: 'named', id: known.folderId }, adopted: false };
     const ours = await ourFolderName(pass, known.folderId);
-    if (ours === undefined || (ours === name && known.folderName === name))
+    if (ours === undefined)
       // Gone: the delta read says so, and the folder and its contacts are recreated.
+      return { ref: { kind: 'named', id: known.folderId }, adopted: false };
+    if (!options.dryRun) pass.folderState = { ...known, ...checkedNow(options) };
+    if (ours === name && known.folderName === name)
+      // Stored when the pass settles, with its delta link.
       return { ref: { kind: 'named', id: known.folderId }, adopted: false };
     if (options.dryRun) return { ref: { kind: 'named', id: known.folderId }, adopted: false };
     // Renamed by its user, or by the policy: the folder takes the policy's name, contacts stay.
     if (ours === name || (await graph.renameFolder(mbx, known.folderId, name))) {
-      pass.folderState = { ...known, folderName: name };
+      pass.folderState = { ...(pass.folderState ?? known), folderName: name };
       await pass.store.saveFolder(policy.id, mbx, pass.folderState);
       return { ref: { kind: 'named', id: known.folderId }, adopted: false };
     }
@@ -61,7 +70,8 @@ export async function ensureFolder(pass: MailboxPass): Promise<EnsuredFolder> {
   const adopted = id !== undefined;
   id ??= await graph.createFolder(mbx, name);
   // Cleanup deletes a folder we created once it is empty; one found by name is never ours to delete.
-  const createdMark = adopted ? {} : { created: true };
+  // Its name is known now: checked again past FOLDER_NAME_CHECK_HOURS.
+  const createdMark = { ...(adopted ? {} : { created: true }), ...checkedNow(options) };
   // A row for the default folder (folder.name was null) or another named folder: move out of it.
   if (known && known.folderId !== id && (known.folderId !== null || known.folderName === null))
     await moveOut(pass, known, known.folderId, { folderId: id, folderName: name, ...createdMark });
@@ -97,7 +107,10 @@ async function moveOut(
   pass: MailboxPass,
   known: FolderState,
   from: string | null,
-  to: Pick<FolderState, 'folderId' | 'folderName' | 'created'> = { folderId: null, folderName: null },
+  to: Pick<FolderState, 'folderId' | 'folderName' | 'created' | 'nameCheckedAt'> = {
+    folderId: null,
+    folderName: null,
+  },
 ): Promise<void> {
   // Read (moved contacts released) before the row forgets the old folder's delta link.
   const gone = await deletedSince(pass, known, from, pass.contacts.values());
@@ -149,3 +162,7 @@ export async function deletedSince(
 /** A dry run against a mailbox whose folder does not exist yet: nothing to read there. */
 export const folderMissingInDryRun = (pass: MailboxPass): boolean =>
   pass.options.dryRun && pass.policy.folder.name !== null && !pass.folderState?.folderId;
+
+/** The folder's name was read (or set) now: the time, when names are checked only now and then. */
+const checkedNow = (options: MailboxPass['options']): Pick<FolderState, 'nameCheckedAt'> =>
+  options.folderNameCheck ? { nameCheckedAt: new Date(options.folderNameCheck.now).toISOString() } : {};

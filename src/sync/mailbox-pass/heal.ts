@@ -5,7 +5,7 @@ import type { ManagedContact } from '../planner';
 import type { FolderRef, StoredContact, TaggedContact } from '../ports';
 import { parseTag, tagValue } from '../tag';
 import { releaseMoved } from './moved';
-import type { MailboxPass, MutableDrift } from './pass';
+import { lookUpOptions, type MailboxPass, type MutableDrift } from './pass';
 
 export interface Healed {
   /** State rows to store before writing (adopted or healed contacts). */
@@ -77,11 +77,7 @@ async function lookUpUnknown(
   const keys = new Set<string>();
   if (unknownIds.size === 0) return;
   const { deadline } = pass.options;
-  const read = await pass.graph.getContacts(
-    pass.mbx,
-    [...unknownIds],
-    deadline !== undefined ? { deadline } : {},
-  );
+  const read = await pass.graph.getContacts(pass.mbx, [...unknownIds], lookUpOptions(pass, deadline));
   if (read.size < unknownIds.size) healed.cut = true;
   for (const c of read.values()) {
     const key = c?.tag ? parseTag(c.tag, policy.id) : undefined;

@@ -2,7 +2,7 @@
 // taken off the categories the contact holds now, read just before the write, so the categories a
 // user gave the contact stay.
 import type { PlannedUpdate } from '../planner';
-import type { MailboxPass } from './pass';
+import { lookUpOptions, type MailboxPass } from './pass';
 
 /**
  * The updates with their mark applied to the contacts' current categories. An update whose contact
@@ -20,7 +20,7 @@ export async function withCurrentCategories(
   const read = await pass.graph.getContacts(
     pass.mbx,
     marked.map((u) => u.contactId),
-    deadline !== undefined ? { deadline } : {},
+    lookUpOptions(pass, deadline),
   );
   const skipped = new Set<PlannedUpdate>();
   for (const u of marked) {

@@ -1,10 +1,11 @@
 // Part of step 2: a managed contact the folder's delta shows removed may have been moved by its user
 // to another folder (Outlook gives it a new id there; its immutable id, which we use, stays). Such a
 // contact is the user's now: our tag on it is overwritten (Graph cannot delete an extended property),
-// and for the policy's folder it counts as removed by its user (onUserDelete decides).
+// and for the policy's folder it counts as removed by its user (onUserDelete decides). One the user
+// deleted in Outlook sits in Deleted Items (not a contact folder): a deletion, and never written to.
 import { GraphRequestError, type FolderRef, type TaggedContact, type WriteOp } from '../ports';
 import { tagPropertyId } from '../tag';
-import type { MailboxPass, MutableDrift } from './pass';
+import { lookUpOptions, type MailboxPass, type MutableDrift } from './pass';
 
 /** A released contact's tag value: no policy id starts with "~", so no policy takes it for its own. */
 export const releasedTag = (tag: string): string => `~released|${tag}`;
@@ -43,21 +44,20 @@ export async function releaseMoved(
   const toRead = ids.filter((id) => !alreadyRead.has(id));
   const found = new Map(alreadyRead);
   if (toRead.length > 0)
-    for (const [id, c] of await pass.graph.getContacts(
-      pass.mbx,
-      toRead,
-      deadline !== undefined ? { deadline } : {},
-    ))
+    for (const [id, c] of await pass.graph.getContacts(pass.mbx, toRead, lookUpOptions(pass, deadline)))
       found.set(id, c);
   const unresolved: string[] = [];
   const releases: WriteOp[] = [];
   const stillHere: string[] = [];
+  const contactFolder = await contactFolderCheck(pass, ids, found, ref);
   for (const id of ids) {
     const c = found.get(id);
     if (c === null) continue;
     if (c === undefined) unresolved.push(id);
     else if (ref.kind === 'named' && c.folderId === ref.id) stillHere.push(id);
     else if (c.tag === null || c.tag.startsWith('~')) continue;
+    else if (c.folderId !== undefined && !contactFolder.has(c.folderId)) unresolved.push(id);
+    else if (c.folderId !== undefined && contactFolder.get(c.folderId) === false) continue;
     else
       releases.push({
         id: `release-${releases.length}`,
@@ -79,6 +79,36 @@ export async function releaseMoved(
   }
   for (const id of [...unresolved, ...stillHere]) drift.deleted.delete(id);
   return { unresolved };
+}
+
+/**
+ * Whether each folder the looked-up contacts now sit in is a contact folder, one read per folder. A
+ * contact its user deleted in Outlook sits in Deleted Items, a mail folder `contactFolders/{id}` does
+ * not find: that is the user's deletion (onUserDelete decides), not a move that makes it theirs, and
+ * it is not written to. A folder whose read failed (throttled) is left out: its contacts are re-checked.
+ */
+async function contactFolderCheck(
+  pass: MailboxPass,
+  ids: readonly string[],
+  found: ReadonlyMap<string, TaggedContact | null>,
+  ref: FolderRef,
+): Promise<Map<string, boolean>> {
+  const folders = new Set<string>();
+  for (const id of ids) {
+    const c = found.get(id);
+    if (!c || c.folderId === undefined || c.tag === null || c.tag.startsWith('~')) continue;
+    if (ref.kind === 'named' && c.folderId === ref.id) continue;
+    folders.add(c.folderId);
+  }
+  const out = new Map<string, boolean>();
+  for (const folderId of folders) {
+    try {
+      out.set(folderId, await pass.graph.isContactFolder(pass.mbx, folderId));
+    } catch (e) {
+      if (!(e instanceof GraphRequestError) || (e.status !== 429 && e.status < 500)) throw e;
+    }
+  }
+  return out;
 }
 
 /**

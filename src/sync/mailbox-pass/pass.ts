@@ -4,7 +4,13 @@ import type { ContactFieldName, Policy } from '../config/schema';
 import type { ContactFields } from '../mapping';
 import type { DesiredContact, MailboxPlan } from '../planner';
 import type { SourceAddresses, TakeOverSummary } from './take-over';
-import type { FolderState, MailboxGraph, MailboxStateStore, StoredContact } from '../ports';
+import type {
+  ContactLookUpOptions,
+  FolderState,
+  MailboxGraph,
+  MailboxStateStore,
+  StoredContact,
+} from '../ports';
 import type { PreReadDrift } from '../runs';
 
 export interface MailboxError {
@@ -69,6 +75,16 @@ export interface SyncMailboxOptions {
   deadline?: number;
   /** The folder's next delta round, read at the run's start with other mailboxes' in one $batch. */
   preReadDrift?: PreReadDrift;
+  /**
+   * Read the folder's name (a user's rename undone) at most this often; without it, every pass reads
+   * it. `now` is the pass's clock (epoch ms).
+   */
+  folderNameCheck?: FolderNameCheck;
+}
+
+export interface FolderNameCheck {
+  everyMs: number;
+  now: number;
 }
 
 /** What users changed in managed contacts: by contact id. */
@@ -103,4 +119,24 @@ export interface MailboxPass {
   carried?: ReadonlyMap<string, CarriedEdit>;
   /** The source objects by e-mail address, read when a take-over needs them. */
   sourceAddresses?: () => Promise<SourceAddresses>;
+}
+
+/**
+ * Options for a pass's contact look-ups: within `deadline`, and a read Graph refused (400, 403; it is
+ * settled as gone) reported once in the mailbox's errors with Graph's request id.
+ */
+export function lookUpOptions(pass: MailboxPass, deadline: number | undefined): ContactLookUpOptions {
+  return {
+    ...(deadline !== undefined ? { deadline } : {}),
+    onRefused: (r) => {
+      const message = `contact ${r.contactId} could not be read and is taken as gone: ${r.message}`;
+      if (pass.result.errors.some((e) => e.message === message)) return;
+      pass.result.errors.push({
+        status: r.status,
+        code: r.code,
+        message,
+        ...(r.requestId ? { requestId: r.requestId } : {}),
+      });
+    },
+  };
 }

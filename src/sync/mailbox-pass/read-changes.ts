@@ -14,7 +14,7 @@ import {
 } from '../ports';
 import { ensureFolder, folderMissingInDryRun } from './ensure-folder';
 import { releaseLeft, releaseMoved } from './moved';
-import type { MailboxPass, MutableDrift } from './pass';
+import { lookUpOptions, type MailboxPass, type MutableDrift } from './pass';
 
 export interface Changes {
   drift: MutableDrift;
@@ -221,7 +221,7 @@ async function recheckDirty(
   );
   if (ids.length === 0) return { left: [], cut: false, read: new Map() };
   const { deadline } = pass.options;
-  const found = await pass.graph.getContacts(pass.mbx, ids, deadline !== undefined ? { deadline } : {});
+  const found = await pass.graph.getContacts(pass.mbx, ids, lookUpOptions(pass, deadline));
   const left: string[] = [];
   for (const id of ids) {
     const current = found.get(id);

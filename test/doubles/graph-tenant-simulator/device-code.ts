@@ -59,7 +59,9 @@ export function preauthorizedScopes(
   const allowed = publicClients.get(clientId)?.resources.get(resource);
   if (!allowed) return { ok: false, scope: `${resource}/${names[0] ?? '.default'}` };
   if (allowed === 'any') return { ok: true, scopes: names.filter((n) => n !== '.default') };
-  const refused = names.find((n) => n !== '.default' && !allowed.includes(n));
+  // A client preauthorized for a fixed set (Azure CLI's) takes `.default` only: Entra answers
+  // AADSTS65002 to a named scope, even one in that set (microsoftgraph/msgraph-sdk-python#677, #678).
+  const refused = names.find((n) => n !== '.default');
   return refused ? { ok: false, scope: `${resource}/${refused}` } : { ok: true, scopes: allowed };
 }
 

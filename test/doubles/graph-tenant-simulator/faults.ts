@@ -25,6 +25,11 @@ export type FaultKind =
       /** The request ran before the error came back (a gateway timeout after the write took effect). */
       executed?: boolean;
     }
+  /**
+   * The service will not read or write this item: 400 ErrorInvalidIdMalformed (an id it no longer
+   * takes) or 403 ErrorAccessDenied. Not retried by anyone: the item must be settled another way.
+   */
+  | { kind: 'refused'; status: 400 | 403 }
   | { kind: 'reset' }
   | { kind: 'lostReply' };
 

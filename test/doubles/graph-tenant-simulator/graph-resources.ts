@@ -368,6 +368,13 @@ export function parseContactBody(body: unknown): ContactWrite {
   return { data, extended };
 }
 
+/** A contact in Deleted Items (a mail folder) names it as its parent; no other mail folder holds one. */
+function mailFolderId(c: SimContact, mailbox: Mailbox, immutable: boolean): string | null {
+  const deleted = mailbox.deletedItems;
+  if (c.folderId !== deleted.id) return null;
+  return immutable ? deleted.immutableId : deleted.id;
+}
+
 export function contactView(c: SimContact, mailbox: Mailbox, immutable: boolean): Record<string, unknown> {
   const folder = mailbox.folders.get(c.folderId);
   const view: Record<string, unknown> = {
@@ -376,7 +383,11 @@ export function contactView(c: SimContact, mailbox: Mailbox, immutable: boolean)
     createdDateTime: c.createdDateTime,
     lastModifiedDateTime: c.lastModifiedDateTime,
     changeKey: c.changeKey,
-    parentFolderId: folder ? (immutable ? folder.immutableId : folder.id) : null,
+    parentFolderId: folder
+      ? immutable
+        ? folder.immutableId
+        : folder.id
+      : mailFolderId(c, mailbox, immutable),
   };
   for (const p of contactStringProps) view[p] = c.data[p] ?? null;
   // Exchange keeps the file-as it is given and computes none: a contact created without one reads

@@ -101,6 +101,8 @@ export class IdentityProvider {
   readonly deviceCodes = new DeviceCodeFlow();
   /** Directory role template ids per user id (the `wids` of their tokens). */
   readonly directoryRoles = new Map<string, Set<string>>();
+  /** Key Vault data-plane roles (Azure RBAC) of signed-in users, by object id (a user token's oid). */
+  readonly userVaultRoles = new Map<string, Set<'secrets-read' | 'certificates-write'>>();
   /** Set by the simulator: a tenant user by UPN or id. */
   findUser: (key: string) => SignedInUser | undefined = () => undefined;
 

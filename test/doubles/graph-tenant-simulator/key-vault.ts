@@ -119,7 +119,11 @@ export class KeyVaultFake {
         },
       };
     }
-    const app = this.identity.apps.get(auth.appId);
+    // Azure RBAC on the vault: an app by its service principal, a signed-in user by the token's oid.
+    const roles = auth.user
+      ? this.identity.userVaultRoles.get(auth.user.id)
+      : this.identity.apps.get(auth.appId)?.vaultRoles;
+    const caller = auth.user ? `appid=${auth.appId};oid=${auth.user.id}` : `appid=${auth.appId}`;
     const segments = req.path.split('/').filter(Boolean);
     const [collection, name, third] = segments;
     const forbidden = (action: string): SimResponse => ({
@@ -127,7 +131,7 @@ export class KeyVaultFake {
       body: {
         error: {
           code: 'Forbidden',
-          message: `Caller is not authorized to perform action on resource.\r\nIf role assignments, deny assignments or role definitions were changed recently, please observe propagation time.\r\nCaller: appid=${auth.appId}\r\nAction: '${action}'\r\nVault: ${this.vaultUrl}`,
+          message: `Caller is not authorized to perform action on resource.\r\nIf role assignments, deny assignments or role definitions were changed recently, please observe propagation time.\r\nCaller: ${caller}\r\nAction: '${action}'\r\nVault: ${this.vaultUrl}`,
           innererror: { code: 'ForbiddenByRbac' },
         },
       },
@@ -135,7 +139,7 @@ export class KeyVaultFake {
     if (!name) return kvError(400, 'BadParameter', 'The request URI is invalid.');
     if (collection === 'secrets') {
       if (req.method === 'GET') {
-        if (!app?.vaultRoles.has('secrets-read'))
+        if (!roles?.has('secrets-read'))
           return forbidden('Microsoft.KeyVault/vaults/secrets/getSecret/action');
         if (third === 'versions') return this.secretVersions(name);
         const version = this.findVersion(this.secrets.get(name), third);
@@ -174,7 +178,7 @@ export class KeyVaultFake {
         };
       }
       if (req.method === 'PUT') {
-        if (!app?.vaultRoles.has('certificates-write'))
+        if (!roles?.has('certificates-write'))
           return forbidden('Microsoft.KeyVault/vaults/secrets/setSecret/action');
         const body = req.body as { value?: unknown; contentType?: unknown };
         if (typeof body?.value !== 'string')
@@ -203,7 +207,7 @@ export class KeyVaultFake {
     }
     if (collection === 'certificates') {
       if (req.method === 'POST' && third === 'create') {
-        if (!app?.vaultRoles.has('certificates-write'))
+        if (!roles?.has('certificates-write'))
           return forbidden('Microsoft.KeyVault/vaults/certificates/create/action');
         return this.create(name, req.body);
       }
@@ -222,7 +226,7 @@ export class KeyVaultFake {
         };
       }
       if (req.method === 'GET') {
-        if (!app?.vaultRoles.has('secrets-read') && !app?.vaultRoles.has('certificates-write'))
+        if (!roles?.has('secrets-read') && !roles?.has('certificates-write'))
           return forbidden('Microsoft.KeyVault/vaults/certificates/read');
         const versions = this.certificates.get(name);
         if (third === 'versions') {

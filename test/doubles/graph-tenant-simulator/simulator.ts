@@ -266,6 +266,13 @@ export class GraphTenantSimulator implements SimulatorEndpoints {
     this.identity.directoryRoles.set(id, held);
   }
 
+  /** Azure RBAC on the Key Vault for a user: Key Vault Secrets User and/or Certificates Officer. */
+  grantUserVaultRoles(user: string, roles: Iterable<'secrets-read' | 'certificates-write'>): void {
+    const id = this.tenant.user(user)?.id;
+    if (!id) throw new Error(`no user ${user}`);
+    this.identity.userVaultRoles.set(id, new Set(roles));
+  }
+
   /** The test hook for the device code flow: `user` signs in with the code a client shows. */
   approveDeviceCode(userCode: string, user: string): void {
     const signedIn = this.identity.findUser(user);

@@ -266,6 +266,26 @@ export class Mailbox {
     this.recordChange(contact, 'upsert');
   }
 
+  /**
+   * The mailbox's Deleted Items: a mail folder, not a contact folder, so `contactFolders/{id}` does not
+   * find it. Derived from the root's id (drawing it from the seeded ids would shift every later id).
+   */
+  get deletedItems(): { id: string; immutableId: string } {
+    return {
+      id: this.rootFolderId.replace(/AAA=$/, 'DeletedItemsAAA='),
+      immutableId: this.rootFolderId.replace(/^AAMkAGI2/, 'AAkALgDeletedItems'),
+    };
+  }
+
+  /**
+   * A user deletes a contact in Outlook: Exchange moves it to Deleted Items (a new regular id, the same
+   * immutable id, tag and fields). The folder's delta reports it removed; a read by id still finds it,
+   * its `parentFolderId` naming Deleted Items.
+   */
+  deleteContactToDeletedItems(contact: SimContact, now: Date): void {
+    this.moveContact(contact, this.deletedItems.id, now);
+  }
+
   deleteContact(contact: SimContact): void {
     this.contacts.delete(contact.id);
     this.recordChange(contact, 'delete');

@@ -221,6 +221,32 @@ describe('doctor tells what is really wrong (issue 17 item 5)', () => {
     );
   });
 
+  it('without User.Read.All every FAIL line names the missing permission (no bare 403)', async () => {
+    sim.setPermissions(productPermissions.filter((p) => p !== 'User.Read.All'));
+    try {
+      const run = await cli(
+        [
+          'doctor',
+          '--config',
+          file([
+            policy('nouser', {
+              notify: { recipients: [a.userPrincipalName], sender: sender.userPrincipalName },
+            }),
+          ]),
+        ],
+        env,
+      );
+      assert.equal(run.code, 1, run.stdout);
+      const fails = run.stdout.split('\n').filter((l) => /^FAIL /.test(l));
+      assert.ok(fails.length > 0, run.stdout);
+      assert.match(run.stdout, /FAIL contoso: permission User.Read.All: missing/);
+      for (const line of fails)
+        assert.match(line, /User\.Read\.All/, `a FAIL line that does not name it: ${line}`);
+    } finally {
+      sim.setPermissions([...productPermissions]);
+    }
+  });
+
   it('names an unknown group id by its JSON path', async () => {
     const group = [...sim.tenant.groups.values()][0]!;
     const missing = '11111111-2222-4333-8444-555555555555';

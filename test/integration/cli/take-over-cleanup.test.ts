@@ -112,7 +112,7 @@ describe('the CLI: take-over, held-back deletions, remove (issue 17 items 1-3)',
     for (const u of others.slice(5, 10)) sim.tenant.deleteUser(u.id);
     const held = await cli(['run', '--config', config, '--policy', 'held', '--json'], env);
     assert.equal(held.code, 1, 'held-back deletions are not a success');
-    assert.match(held.stderr, /HELD BACK: 5 deletions in 1 mailboxes were held back .*run --force/);
+    assert.match(held.stderr, /HELD BACK: 5 deletions in 1 mailbox were held back .*run --force/);
     const summary = lastJson(held.stdout);
     assert.deepEqual(summary.heldBack, { mailboxes: 1, deletions: 5 });
     assert.equal(summary.contacts.deleted, 0);
@@ -130,10 +130,10 @@ describe('the CLI: take-over, held-back deletions, remove (issue 17 items 1-3)',
   it('remove: a dry run first, a confirmation (--yes without a terminal), only tagged contacts go; the folder only if we created it', async () => {
     const dry = await cli(['remove', '--config', config, '--policy', 'takeover', '--dry-run'], env);
     assert.equal(dry.code, 0, dry.stderr);
-    assert.match(dry.stdout, /1 contacts without the policy's tag left/);
+    assert.match(dry.stdout, /1 contact without the policy's tag left/);
     assert.match(
       dry.stdout,
-      /Dry run: would remove 15 contacts of policy "takeover" from 1 mailboxes \(0 folders\)/,
+      /Dry run: would remove 15 contacts of policy "takeover" from 1 mailbox \(0 folders\)/,
     );
     const unconfirmed = await cli(['remove', '--config', config, '--policy', 'takeover'], env);
     assert.equal(unconfirmed.code, 2);
@@ -146,7 +146,7 @@ describe('the CLI: take-over, held-back deletions, remove (issue 17 items 1-3)',
 
     const done = await cli(['remove', '--config', config, '--policy', 'takeover', '--yes'], env);
     assert.equal(done.code, 0, done.stderr);
-    assert.match(done.stdout, /Removed 15 contacts of policy "takeover" from 1 mailboxes \(0 folders\)/);
+    assert.match(done.stdout, /Removed 15 contacts of policy "takeover" from 1 mailbox \(0 folders\)/);
     const left = folderContacts(sim, a.userPrincipalName, 'Company Directory');
     assert.deepEqual(
       left.map((c) => c.data.displayName),
@@ -249,7 +249,7 @@ describe('the CLI: take-over, held-back deletions, remove (issue 17 items 1-3)',
     );
     assert.equal(none.code, 1, none.stdout);
     assert.match(none.stdout, /note: the policy selects no source objects: no contact is deleted/);
-    assert.match(none.stdout, new RegExp(`HELD BACK: ${had} deletions in 1 mailboxes`));
+    assert.match(none.stdout, new RegExp(`HELD BACK: ${had} deletions in 1 mailbox were held back`));
     assert.equal(folderContacts(sim, b.userPrincipalName, 'Zero').length, had, 'nothing deleted');
   });
 
@@ -301,17 +301,60 @@ describe('the CLI: take-over, held-back deletions, remove (issue 17 items 1-3)',
       departedMailboxes: 2,
       noTarget: false,
     });
+    const had = folderContacts(sim, three[1]!.userPrincipalName, 'Depart').length;
     const forced = await cli(['run', '--config', one, '--policy', 'depart', '--force'], env);
     assert.equal(forced.code, 0, forced.stdout);
     for (const u of three.slice(1))
       assert.equal(folderContacts(sim, u.userPrincipalName, 'Depart').length, 0);
+    // The departed mailboxes are counted apart: the run targeted one mailbox and emptied two that left.
+    const departedNames = three
+      .slice(1)
+      .map((u) => u.userPrincipalName)
+      .sort();
+    const [, forcedRun] =
+      /^Run ([0-9a-f-]+): 1 mailbox \(1 ok, 0 failed, 0 skipped\)$/m.exec(forced.stdout) ?? [];
+    assert.ok(forcedRun, forced.stdout);
+    const departedText =
+      /^departed: 2 mailboxes left the policy's targets: 2 emptied \((\d+) contacts removed\): (.*)$/m.exec(
+        forced.stdout,
+      );
+    assert.ok(departedText, forced.stdout);
+    assert.equal(Number(departedText[1]), 2 * had);
+    assert.deepEqual(departedText[2]!.split(', ').sort(), departedNames);
+    assert.match(
+      forced.stdout,
+      /contacts: 0 created, 0 updated, 0 deleted/,
+      'their removals are not deletions',
+    );
+    const status = await cli(['run-status', forcedRun, '--json'], env);
+    const recorded = lastJson(status.stdout);
+    assert.deepEqual(recorded.mailboxes, { succeeded: 1, failed: 0, skipped: 0 });
+    assert.equal(recorded.contacts.deleted, 0);
+    assert.deepEqual(
+      { ...recorded.departed, named: [...recorded.departed.named].sort() },
+      { mailboxes: 2, succeeded: 2, failed: 0, skipped: 0, removed: 2 * had, named: departedNames },
+    );
+    const statusText = await cli(['run-status', forcedRun], env);
+    assert.match(statusText.stdout, /^departed: 2 mailboxes left the policy's targets: 2 emptied/m);
+    assert.match(
+      statusText.stdout,
+      new RegExp(`^  ${three[1]!.userPrincipalName} \\(left the targets\\): succeeded`, 'm'),
+    );
+    const listed = await cli(['runs', '--policy', 'depart', '--last', '1'], env);
+    assert.match(
+      listed.stdout,
+      new RegExp(
+        `^${forcedRun} .*mailboxes 1 ok / 0 failed / 0 skipped .* departed 2 \\(-${2 * had}\\)`,
+        'm',
+      ),
+    );
 
     const none = await cli(
       ['run', '--config', departFile(['nobody@contoso.example']), '--policy', 'depart', '--force'],
       env,
     );
     assert.equal(none.code, 1);
-    assert.match(none.stdout, /^HELD BACK: 1 mailboxes left .* no target is left: .*remove --policy depart/m);
+    assert.match(none.stdout, /^HELD BACK: 1 mailbox left .* no target is left: .*remove --policy depart/m);
     assert.ok(folderContacts(sim, three[0]!.userPrincipalName, 'Depart').length > 0, 'even forced');
   });
 });

@@ -10,6 +10,7 @@ import { startRun } from '../../../src/app/use-cases';
 import { startRemoval } from '../../../src/app/removal-runs';
 import { listRuns, mailboxHistory } from '../../../src/app/history';
 import { queueNames } from '../../../src/app/composition';
+import { deletedPolicyNotes } from '../../../src/app/remove-policy';
 import { removePolicyContacts } from '../../../src/functions/http-remove';
 import type { MailboxOutcome, RunSummary } from '../../../src/sync/runs';
 import type { SimUser } from '../../doubles/graph-tenant-simulator/tenant';
@@ -167,7 +168,7 @@ describe('cleanup: remove a policy, mailboxes leaving its targets, deleted polic
     const run = (await f.app.runStore.getRun(runId))!;
     assert.match(
       run.notes?.join('\n') ?? '',
-      /1 mailboxes left the policy's targets: their contacts are removed/,
+      /1 mailbox left the policy's targets: their contacts are removed/,
     );
     const outcome = (await f.app.runStore.listOutcomes(runId)).find((o) => o.mailboxId === c!.id);
     assert.equal(outcome?.status, 'succeeded');
@@ -198,8 +199,24 @@ describe('cleanup: remove a policy, mailboxes leaving its targets, deleted polic
     }
     const run = (await f.app.runStore.getRun(runId))!;
     assert.equal(run.status, 'completed');
-    assert.deepEqual(run.mailboxes, { succeeded: 3, failed: 1, skipped: 0 });
+    // Counted apart: the run's one target synced; three mailboxes left, two emptied and one failed.
+    assert.deepEqual(run.mailboxes, { succeeded: 1, failed: 0, skipped: 0 });
+    assert.equal(run.contacts.deleted, 0, 'their removals are not deletions of the sync');
+    const { named, ...counts } = run.departed!;
+    assert.deepEqual(counts, {
+      mailboxes: 3,
+      succeeded: 2,
+      failed: 1,
+      skipped: 0,
+      removed: run.departed!.removed,
+    });
+    assert.ok(run.departed!.removed > 0);
+    assert.deepEqual([...named].sort(), [b!, c!, d!].map((u) => u.userPrincipalName).sort(), 'named by UPN');
     const outcomes = await f.app.runStore.listOutcomes(runId);
+    assert.equal(
+      run.departed!.removed,
+      outcomes.filter((o) => o.departed).reduce((n, o) => n + (o.result?.deleted ?? 0), 0),
+    );
     for (const u of [b!, c!]) {
       const o = outcomes.find((x) => x.mailboxId === u.id)!;
       assert.equal(o.userPrincipalName, u.userPrincipalName, 'named by UPN once cleaned');
@@ -299,7 +316,7 @@ describe('cleanup: remove a policy, mailboxes leaving its targets, deleted polic
       assert.ok(ours(e, 'stuck') > 0, 'the fault kept the contacts');
       const error = f.logs.filter((l) => /removing its contacts keeps failing/.test(l)).at(-1) ?? '';
       assert.match(error, /^error: /);
-      assert.match(error, new RegExp(`1 of 1 mailboxes failed in run .*mailbox ${e.userPrincipalName}: .+`));
+      assert.match(error, new RegExp(`1 of 1 mailbox failed in run .*mailbox ${e.userPrincipalName}: .+`));
       // Then 7 h, 15 h, 31 h, and 55 h (a day after 31 h, not 32 hours): at most one a day.
       await tickFor(50, hourMs);
       assert.equal(await removals(), 7);
@@ -308,7 +325,7 @@ describe('cleanup: remove a policy, mailboxes leaving its targets, deleted polic
       assert.match(
         notes,
         new RegExp(
-          `policy "stuck" was deleted .*; removing its contacts has failed 7 times \\(last: .*mailbox ${e.userPrincipalName}: .+\\); the next attempt is after`,
+          `policy "stuck" was deleted .*; removing its contacts: 7 attempts, the last one failed \\(.*mailbox ${e.userPrincipalName}: .+\\); the next attempt is after`,
         ),
       );
     } finally {
@@ -319,6 +336,64 @@ describe('cleanup: remove a policy, mailboxes leaving its targets, deleted polic
     await f.runner.drain();
     assert.equal(ours(e, 'stuck'), 0, 'cleaned once the mailbox answers again');
     assert.equal(await f.app.policyRegistry.get('stuck'), undefined, 'and forgotten');
+  });
+
+  it('a removal run whose lease lapsed while it was still running is failed, said so in the notes, and tried again', async () => {
+    const g = users[2]!;
+    setPolicies([...policies, policy('lapsed', [g]), policy('onlooker', [users[4]!])]);
+    await runNow('lapsed');
+    const before = ours(g, 'lapsed');
+    assert.ok(before > 0, `filled: ${JSON.stringify((await listRuns(f.app.tables.runs, 'lapsed', 1))[0])}`);
+    setPolicies(policies.filter((p) => p.id !== 'lapsed'));
+    await f.runner.tick(); // noticed missing
+    await f.runner.drain();
+    f.advanceClock(8 * 24 * hourMs);
+    await f.runner.tick(); // the removal is queued ...
+    // ... and its worker dies: its message is lost, the run stays "starting" under its lease.
+    const first = (await f.app.policyRegistry.get('lapsed'))!.removal!;
+    const queued = await f.app.queues.policyRuns.receiveMessages({
+      numberOfMessages: 32,
+      visibilityTimeout: 1,
+    });
+    const lost = queued.receivedMessageItems.filter(
+      (m) =>
+        (JSON.parse(Buffer.from(m.messageText, 'base64').toString()) as { runId: string }).runId ===
+        first.runId,
+    );
+    assert.equal(lost.length, 1);
+    for (const m of lost) await f.app.queues.policyRuns.deleteMessage(m.messageId, m.popReceipt);
+    await new Promise((r) => setTimeout(r, 1_100)); // the others are visible again
+    await f.runner.drain();
+    assert.equal((await f.app.runStore.getRun(first.runId))!.status, 'starting');
+    const notesOf = async (): Promise<string> =>
+      (await f.app.runStore.getRun(await runNow('onlooker')))!.notes?.join('\n') ?? '';
+    assert.match(
+      await notesOf(),
+      new RegExp(
+        `policy "lapsed" was deleted .*; removing its contacts: 1 attempt, the last one running \\(run ${first.runId}`,
+      ),
+    );
+    f.advanceClock(7 * hourMs); // past POLICY_LEASE_MINUTES (6 h): the lease lapsed
+    await f.runner.tick(); // the sweep fails the stuck run, and (its back-off over) queues the next
+    const stuck = (await f.app.runStore.getRun(first.runId))!;
+    assert.equal(stuck.status, 'failed', 'a run whose lease lapsed is not left "running" for ever');
+    assert.match(
+      stuck.error ?? '',
+      /stopped while starting: its policy lease lapsed at .* after 0 of 0 mailboxes/,
+    );
+    const second = (await f.app.policyRegistry.get('lapsed'))!.removal!;
+    assert.equal(second.attempts, 2);
+    assert.equal(second.failure?.runId, first.runId);
+    assert.match(
+      (await deletedPolicyNotes(f.app)).join('\n'),
+      new RegExp(
+        `policy "lapsed" was deleted .*; removing its contacts: 2 attempts, the last one running \\(run ${second.runId}.*\\); the one before failed \\(run ${first.runId} failed: it stopped while starting: its policy lease lapsed`,
+      ),
+    );
+    assert.equal(ours(g, 'lapsed'), before, 'nothing removed yet');
+    await f.runner.drain();
+    assert.equal(ours(g, 'lapsed'), 0, 'the next attempt cleaned it');
+    assert.equal(await f.app.policyRegistry.get('lapsed'), undefined, 'and forgot the policy');
   });
 
   it('a removal that finished (and forgot the policy) before the sweep noted it started does not stop the sweep', async () => {

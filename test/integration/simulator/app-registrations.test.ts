@@ -294,10 +294,15 @@ describe('the simulator: app registrations for an admin signed in with a device 
     const storage = await token(azureCli, 'https://storage.azure.com/.default');
     assert.equal(storage.claims?.aud, 'https://storage.azure.com');
     assert.equal(storage.claims?.scp, 'user_impersonation');
-    const graph = await token(azureCli, `${sim.graphUrl}/Application.ReadWrite.All`);
+    const graph = await token(azureCli, `${sim.graphUrl}/.default`);
     assert.match(graph.claims!.scp, /\bApplication\.ReadWrite\.All\b.*\bAppRoleAssignment\.ReadWrite\.All\b/);
+    // Azure CLI's client takes .default only: a named scope, even one it is preauthorized for, is refused.
+    const named = await token(azureCli, `${sim.graphUrl}/Application.ReadWrite.All`);
+    assert.deepEqual(named.codes, [65002], 'a named Graph scope for Azure CLI');
     const outside = await token(azureCli, `${sim.graphUrl}/Sites.Read.All`);
     assert.deepEqual(outside.codes, [65002], "a Graph scope outside Azure CLI's preauthorized set");
+    const vaultNamed = await token(azureCli, 'https://vault.azure.net/user_impersonation');
+    assert.deepEqual(vaultNamed.codes, [65002], 'a named Key Vault scope for Azure CLI');
   });
 
   it('the schemas reject what Graph would not send', () => {

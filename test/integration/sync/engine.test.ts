@@ -84,8 +84,9 @@ describe('sync engine against the simulator and Azurite', () => {
     assert.equal(writeOps(f.sim, since), 0);
     assert.equal(second.contacts.created + second.contacts.updated + second.contacts.deleted, 0);
     assert.equal(second.contacts.unchanged, first.contacts.created);
-    // Steady state: the folder's delta and its name (a folder renamed by its user gets the policy's
-    // name back) per mailbox; the Functions app reads both for 10 mailboxes in one $batch.
+    // Steady state here (no FOLDER_NAME_CHECK_HOURS on this path): the folder's delta and its name
+    // (a folder renamed by its user gets the policy's name back) per mailbox; the Functions app reads
+    // the name at most once per window (folder-name-check.test.ts).
     const perMailbox = f.sim.log.since(since).filter((e) => e.mailbox !== null && e.status !== 404);
     assert.deepEqual([...new Set(perMailbox.map((e) => e.operation))].sort(), [
       'contactFolders.get',

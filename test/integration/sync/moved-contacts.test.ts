@@ -70,6 +70,75 @@ describe('contacts moved out of the policy folder (issue 15 review)', () => {
     assert.equal(taggedOutside(policy, 'Many Moves'), 0);
   });
 
+  it('159 contacts the user deleted in Outlook (to Deleted Items) are restored, not taken for moves', async () => {
+    const policy = f.policy({ id: 'deleted-items', folder: { name: 'Deleted In Outlook' } });
+    await f.run(policy, only());
+    const mailbox = f.sim.tenant.mailbox(target.userPrincipalName)!;
+    const deleted = folderContacts(f.sim, target.userPrincipalName, 'Deleted In Outlook').slice(0, 159);
+    assert.equal(deleted.length, 159);
+    for (const c of deleted) mailbox.deleteContactToDeletedItems(c, new Date());
+    const since = f.sim.log.lastSeq;
+    const run = await f.run(policy, only());
+    assert.equal(run.mailboxes.failed, 0, JSON.stringify(run.results));
+    const log = f.sim.log.since(since);
+    const count = (operation: string): number => log.filter((e) => e.operation === operation).length;
+    assert.equal(count('contacts.get'), 159, 'each removed contact looked up once');
+    const binId = mailbox.deletedItems.immutableId;
+    assert.equal(
+      log.filter((e) => e.operation === 'contactFolders.get' && decodeURIComponent(e.path).includes(binId))
+        .length,
+      1,
+      'Deleted Items checked once, for all of them',
+    );
+    assert.equal(count('contacts.update'), 0, 'nothing written to the copies in Deleted Items');
+    assert.equal(run.contacts.restored, 159, 'onUserDelete: restore recreates every one');
+    assert.equal(count('contacts.create'), 159);
+    const bin = [...mailbox.contacts.values()].filter((c) => c.folderId === mailbox.deletedItems.id);
+    assert.equal(bin.length, 159, 'the copies stay in Deleted Items');
+    assert.ok(
+      bin.every((c) => tagOf(c)?.startsWith(`${policy.id}|`)),
+      'untouched: still carrying the tag',
+    );
+    const again = await f.run(policy, only());
+    assert.equal(again.contacts.created + again.contacts.updated + again.contacts.deleted, 0);
+  });
+
+  for (const status of [400, 403] as const)
+    it(`a removed contact whose look-up is answered ${status} is settled as gone (restored) and reported`, async () => {
+      const policy = f.policy({ id: `refused-${status}`, folder: { name: `Refused ${status}` } });
+      await f.run(policy, only());
+      const mailbox = f.sim.tenant.mailbox(target.userPrincipalName)!;
+      const [gone] = folderContacts(f.sim, target.userPrincipalName, `Refused ${status}`);
+      const count = folderContacts(f.sim, target.userPrincipalName, `Refused ${status}`).length;
+      mailbox.deleteContact(gone!);
+      const path = new RegExp(gone!.immutableId.replace(/[^A-Za-z0-9]/g, '.'));
+      f.sim.faults.add({ kind: 'refused', status, match: { operation: 'contacts.get', path } });
+      try {
+        const since = f.sim.log.lastSeq;
+        const run = await f.run(policy, only());
+        const refused = f.sim.log
+          .since(since)
+          .filter((e) => e.operation === 'contacts.get' && e.status === status);
+        assert.equal(refused.length, 1, 'looked up once');
+        assert.equal(run.mailboxes.failed, 0, JSON.stringify(run.results));
+        assert.equal(run.contacts.restored, 1, 'gone: onUserDelete restore recreates it');
+        const errors = run.results.flatMap((r) => r.errors);
+        assert.equal(errors.length, 1, JSON.stringify(errors));
+        assert.equal(errors[0]!.status, status);
+        assert.equal(errors[0]!.requestId, refused[0]!.requestId, 'reported with the Graph request id');
+        assert.equal(folderContacts(f.sim, target.userPrincipalName, `Refused ${status}`).length, count);
+        const again = await f.run(policy, only());
+        assert.equal(again.contacts.created + again.contacts.updated + again.contacts.deleted, 0);
+        assert.equal(
+          f.sim.log.since(since).filter((e) => e.operation === 'contacts.get' && e.status === status).length,
+          1,
+          'settled: never looked up again',
+        );
+      } finally {
+        f.sim.faults.clear();
+      }
+    });
+
   it('a contact moved, then the policy folder deleted before the next run: the moved one is released', async () => {
     const policy = f.policy({ id: 'moved-then-gone', folder: { name: 'Moved Then Gone' } });
     await f.run(policy, only());
