@@ -8,7 +8,14 @@ import { randomUUID } from 'node:crypto';
 import { maxContinuations, type MailboxSyncMessage } from '../sync/messages';
 import type { MailboxResult } from '../sync/mailbox-pass/pass';
 import type { Policy } from '../sync/config/schema';
-import { emptySummary, isFinal, type MailboxOutcome, type RunSummary, type RunTarget } from '../sync/runs';
+import {
+  emptySummary,
+  isFinal,
+  sumTraffic,
+  type MailboxOutcome,
+  type RunSummary,
+  type RunTarget,
+} from '../sync/runs';
 import { queueNames, type App } from './composition';
 import type { Logger } from './logging';
 import {
@@ -20,7 +27,16 @@ import {
   userOf,
   type RemoveRequest,
 } from './remove-policy';
-import { failRun, finishRun, keepLease, queueRun, recordAndMaybeFinish, type StartResult } from './use-cases';
+import {
+  failRun,
+  finishRun,
+  keepLease,
+  queueRun,
+  recordAndMaybeFinish,
+  trafficOf,
+  type StartResult,
+} from './use-cases';
+import { graphTrafficSoFar } from '../adapters/graph/connection';
 
 /** Records and queues a removal; an unknown policy throws RemoveError before anything is recorded. */
 export async function startRemoval(
@@ -172,7 +188,9 @@ export async function removeFromMailbox(
   ).catch(async (e: unknown) => {
     // The queue retries it; the poison handler reports this error if every attempt fails.
     const error = e instanceof Error ? e.message : String(e);
-    await app.runStore.noteAttempt(run.runId, msg.mailboxId, upn, error).catch(() => undefined);
+    await app.runStore
+      .noteAttempt(run.runId, msg.mailboxId, upn, error, graphTrafficSoFar())
+      .catch(() => undefined);
     log.error(`removal failed (the queue retries it): ${error}`, {
       policy: run.policyId,
       run: run.runId,
@@ -195,6 +213,7 @@ export async function removeFromMailbox(
     await app.runStore.saveMailboxProgress(run.runId, msg.mailboxId, {
       continuation,
       carried: { created: 0, updated: 0, deleted: carried + r.contacts, restored: 0, failed: 0 },
+      ...trafficOf(sumTraffic(progress?.graph, graphTrafficSoFar())),
     });
     await app.send(queueNames.mailboxSyncs, msg);
     return 'continued';
@@ -221,6 +240,7 @@ export async function removeFromMailbox(
       status: result.status === 'planned' ? 'planned' : result.status === 'failed' ? 'failed' : 'succeeded',
       result,
       lastError: r.errors[0]?.message ?? null,
+      ...trafficOf(progress?.graph),
     }),
     log,
   );

@@ -152,6 +152,8 @@ export const maxPreReadDriftChars = 300_000;
 export interface MailboxProgress {
   continuation: number;
   carried: { created: number; updated: number; deleted: number; restored: number; failed: number };
+  /** The Graph traffic of the continuations so far (absent: a row from before it was counted). */
+  graph?: GraphTraffic;
 }
 
 /** Skipped targets kept in the run summary (the rest are counted); a Table property holds 32K chars. */
@@ -236,7 +238,16 @@ export interface RunStore {
   getOutcome(runId: string, mailboxId: string): Promise<MailboxOutcome | undefined>;
   listOutcomes(runId: string): Promise<MailboxOutcome[]>;
   /** Records an error on a mailbox still being retried (read by the poison handler). */
-  noteAttempt(runId: string, mailboxId: string, userPrincipalName: string, error: string): Promise<void>;
+  noteAttempt(
+    runId: string,
+    mailboxId: string,
+    userPrincipalName: string,
+    error: string,
+    /** The failed attempt's Graph traffic: added to the row's, and so to the final outcome's. */
+    graph?: GraphTraffic,
+  ): Promise<void>;
+  /** Adds the run start's Graph traffic (source read, pre-read) to the run's totals. */
+  addRunTraffic(runId: string, traffic: GraphTraffic): Promise<void>;
   /**
    * Records a final outcome and counts it on the run, atomically and once: a repeated delivery of the
    * same mailbox returns the run unchanged with recorded=false. Throws RunGoneError when the run's
@@ -326,13 +337,18 @@ export function addOutcome(run: RunSummary, outcome: MailboxOutcome): RunSummary
   return next;
 }
 
+/** Two tallies of Graph traffic added (pure); undefined when neither was counted. */
+export function sumTraffic(
+  a: GraphTraffic | undefined,
+  b: GraphTraffic | undefined,
+): GraphTraffic | undefined {
+  if (!a || !b) return a ?? b;
+  return { requests: a.requests + b.requests, throttled: a.throttled + b.throttled };
+}
+
 /** Adds Graph traffic (the run start's, or a mailbox's) to the run's totals (pure). */
 export function addRunStartTraffic(run: RunSummary, traffic: GraphTraffic): RunSummary {
-  const sum = run.graph ?? { requests: 0, throttled: 0 };
-  return {
-    ...run,
-    graph: { requests: sum.requests + traffic.requests, throttled: sum.throttled + traffic.throttled },
-  };
+  return { ...run, graph: sumTraffic(run.graph, traffic) };
 }
 
 function addDeparted(d: DepartedCounts, outcome: MailboxOutcome): DepartedCounts {

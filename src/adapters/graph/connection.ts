@@ -177,6 +177,12 @@ export async function countGraphTraffic<T>(
   }
 }
 
+/** The current invocation's Graph traffic so far (a copy); undefined outside countGraphTraffic. */
+export function graphTrafficSoFar(): GraphTraffic | undefined {
+  const tally = invocationTraffic.getStore();
+  return tally ? { ...tally } : undefined;
+}
+
 /** Graph traffic as the service counts it: HTTP calls, and requests with each $batch sub-request on its own. */
 export class RequestCounter implements Middleware {
   httpCalls = 0;
@@ -231,7 +237,8 @@ export function createGraphClient(
   // The default chain (auth, retry, redirect, telemetry, HTTP), with the counter just before HTTP so
   // retries count too.
   const chain = MiddlewareFactory.getDefaultMiddlewareChain(authProvider);
-  if (counter) chain.splice(chain.length - 1, 0, counter);
+  // Always installed: each invocation's Graph traffic is counted through it (issue 19).
+  chain.splice(chain.length - 1, 0, counter ?? new RequestCounter());
   return Client.initWithMiddleware({
     middleware: chain,
     baseUrl: graphEndpoint,
