@@ -12,6 +12,7 @@ import {
   emptySummary,
   failedMailboxes,
   isFinal,
+  sumTraffic,
   type MailboxOutcome,
   type RunSummary,
   type RunTarget,
@@ -27,7 +28,16 @@ import {
   userOf,
   type RemoveRequest,
 } from './remove-policy';
-import { failRun, finishRun, keepLease, queueRun, recordAndMaybeFinish, type StartResult } from './use-cases';
+import {
+  failRun,
+  finishRun,
+  keepLease,
+  queueRun,
+  recordAndMaybeFinish,
+  trafficOf,
+  type StartResult,
+} from './use-cases';
+import { graphTrafficSoFar } from '../adapters/graph/connection';
 
 /** Records and queues a removal; an unknown policy throws RemoveError before anything is recorded. */
 export async function startRemoval(
@@ -179,7 +189,9 @@ export async function removeFromMailbox(
   ).catch(async (e: unknown) => {
     // The queue retries it; the poison handler reports this error if every attempt fails.
     const error = e instanceof Error ? e.message : String(e);
-    await app.runStore.noteAttempt(run.runId, msg.mailboxId, upn, error).catch(() => undefined);
+    await app.runStore
+      .noteAttempt(run.runId, msg.mailboxId, upn, error, graphTrafficSoFar())
+      .catch(() => undefined);
     log.error(`removal failed (the queue retries it): ${error}`, {
       policy: run.policyId,
       run: run.runId,
@@ -202,6 +214,7 @@ export async function removeFromMailbox(
     await app.runStore.saveMailboxProgress(run.runId, msg.mailboxId, {
       continuation,
       carried: { created: 0, updated: 0, deleted: carried + r.contacts, restored: 0, failed: 0 },
+      ...trafficOf(sumTraffic(progress?.graph, graphTrafficSoFar())),
     });
     await app.send(queueNames.mailboxSyncs, msg);
     return 'continued';
@@ -228,6 +241,7 @@ export async function removeFromMailbox(
       status: result.status === 'planned' ? 'planned' : result.status === 'failed' ? 'failed' : 'succeeded',
       result,
       lastError: r.errors[0]?.message ?? null,
+      ...trafficOf(progress?.graph),
     }),
     log,
   );

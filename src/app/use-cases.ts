@@ -17,6 +17,8 @@ import { certificateStatus } from './cert-rotation';
 import {
   emptySummary,
   isFinal,
+  sumTraffic,
+  type GraphTraffic,
   maxPreReadDriftChars,
   maxPreReadDriftItems,
   RunGoneError,
@@ -35,6 +37,7 @@ import type { TargetMailbox } from '../sync/directory';
 import { queueNames, type App } from './composition';
 import type { Logger } from './logging';
 import { pathSegment } from '../adapters/graph/path-segment';
+import { countGraphTraffic, graphTrafficSoFar } from '../adapters/graph/connection';
 import { departedMailboxes, deletedPolicyNotes, sweepDeletedPolicies } from './remove-policy';
 import { fanOutRemoval, removeFromMailbox } from './removal-runs';
 import { keepRunHistory } from './run-retention';
@@ -218,7 +221,12 @@ const isPermanent = (e: unknown): boolean =>
   e instanceof GraphRequestError && e.status >= 400 && e.status < 500 && e.status !== 429 && e.status !== 408;
 
 /** A policy-run message: refresh the source, resolve targets, queue one message per mailbox. */
+/** A policy-run message: the run's start, its Graph traffic counted into the run's totals. */
 export async function processPolicyRun(app: App, raw: unknown, log: Logger): Promise<void> {
+  await countGraphTraffic(() => startPolicyRun(app, raw, log));
+}
+
+async function startPolicyRun(app: App, raw: unknown, log: Logger): Promise<void> {
   await app.ensureStorage();
   const msg = parseMessage(policyRunMessage, raw, queueNames.policyRuns);
   const fields = { policy: msg.policyId, run: msg.runId };
@@ -375,6 +383,9 @@ export async function processPolicyRun(app: App, raw: unknown, log: Logger): Pro
       msg.runId,
       await preReadDrifts(app, connection, policy, pending, log, fields),
     );
+  // Before the fan-out, so the run cannot finish without it (each delivery counts what it sent).
+  const startTraffic = graphTrafficSoFar();
+  if (startTraffic) await app.runStore.addRunTraffic(msg.runId, startTraffic);
   const renewEveryMs = (app.settings.POLICY_LEASE_MINUTES * 60_000) / 3;
   // The first chunk checks the lease too: the source read and the pre-read may have outlasted it.
   let renewedAt = Number.NEGATIVE_INFINITY;
@@ -421,13 +432,27 @@ async function admit(
   return { run, target };
 }
 
-/** A mailbox-sync message: one mailbox, within the time budget; a continuation when it runs out. */
+type MailboxSyncEnd = 'done' | 'continued' | 'deferred' | 'duplicate' | 'dropped';
+
+/**
+ * A mailbox-sync message: one mailbox, within the time budget; a continuation when it runs out. Its
+ * Graph traffic goes on the mailbox's outcome (carried across continuations and retries).
+ */
 export async function processMailboxSync(
   app: App,
   raw: unknown,
   log: Logger,
   invocationId: string,
-): Promise<'done' | 'continued' | 'deferred' | 'duplicate' | 'dropped'> {
+): Promise<MailboxSyncEnd> {
+  return (await countGraphTraffic(() => syncOneMailbox(app, raw, log, invocationId))).value;
+}
+
+async function syncOneMailbox(
+  app: App,
+  raw: unknown,
+  log: Logger,
+  invocationId: string,
+): Promise<MailboxSyncEnd> {
   await app.ensureStorage();
   const msg = parseMessage(mailboxSyncMessage, raw, queueNames.mailboxSyncs);
   const admitted = await admit(app, msg);
@@ -517,7 +542,10 @@ export async function processMailboxSync(
     }
     const desired = await app.sourceStore.loadDesired(policy.id);
     // Both are the run's rows (the fan-out's Graph reads, earlier passes); a message carries ids only.
-    const { continuation, carried } = (await app.runStore.mailboxProgress(msg.runId, msg.mailboxId)) ?? {
+    const { continuation, carried, graph } = (await app.runStore.mailboxProgress(
+      msg.runId,
+      msg.mailboxId,
+    )) ?? {
       continuation: 0,
       carried: { created: 0, updated: 0, deleted: 0, restored: 0, failed: 0 },
     };
@@ -566,6 +594,7 @@ export async function processMailboxSync(
           restored: result.restored,
           failed: result.failed,
         },
+        ...trafficOf(sumTraffic(graph, graphTrafficSoFar())),
       });
       await app.send(queueNames.mailboxSyncs, msg);
       log.info(
@@ -585,6 +614,7 @@ export async function processMailboxSync(
         result,
         lastError: result.errors[0]?.message ?? null,
         attempts: 1,
+        ...trafficOf(graph),
       },
       log,
     );
@@ -600,6 +630,7 @@ export async function processMailboxSync(
         msg.mailboxId,
         target.userPrincipalName,
         e instanceof Error ? e.message : String(e),
+        graphTrafficSoFar(),
       )
       .catch(() => undefined);
     log.error(
@@ -627,6 +658,10 @@ function leftTargets(policy: Policy, target: RunTarget): string | null {
   return null;
 }
 
+export function trafficOf(graph: GraphTraffic | undefined): { graph?: GraphTraffic } {
+  return graph ? { graph } : {};
+}
+
 function failedOutcome(target: RunTarget, error: string, attempts: number): MailboxOutcome {
   return {
     mailboxId: target.mailboxId,
@@ -646,8 +681,10 @@ export async function recordAndMaybeFinish(
   log: Logger,
 ): Promise<void> {
   let run: RunSummary;
+  // This invocation's Graph traffic joins what earlier continuations carried (outcome.graph).
+  const counted = { ...outcome, ...trafficOf(sumTraffic(outcome.graph, graphTrafficSoFar())) };
   try {
-    ({ run } = await app.runStore.recordOutcome(runId, outcome));
+    ({ run } = await app.runStore.recordOutcome(runId, counted));
   } catch (e) {
     if (!(e instanceof RunGoneError)) throw e;
     // Retrying could never record it (the queue would end in poison, and poison drops it anyway).

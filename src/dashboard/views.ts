@@ -111,9 +111,11 @@ export async function runView(app: App, history: RunHistory, runId: string) {
       },
       errors: o.result?.errors ?? [],
       errorsLeftOut: o.errorsLeftOut ?? 0,
+      // Absent on an outcome recorded before Graph traffic was counted: the page says so.
+      graph: o.graph ?? null,
     })),
     heldBackDeletions: heldBack,
-    // The run records do not count Graph requests or 429s per run; the page says so.
-    graphRequests: null,
+    // The run's Graph requests and 429s (start and mailboxes); null for a run from before they were counted.
+    graph: run.graph ?? null,
   };
 }

@@ -43,6 +43,14 @@ export interface RunSummary {
   reportSent: boolean;
   /** The delivery writing the target list while the run starts (the last to claim it wins). */
   targetWriter?: string;
+  /** Graph requests and 429s of the run's start and recorded mailbox passes; absent before counting. */
+  graph?: GraphTraffic;
+}
+
+/** Graph traffic of one invocation: requests ($batch sub-requests each count) and 429 answers. */
+export interface GraphTraffic {
+  requests: number;
+  throttled: number;
 }
 
 export interface DepartedHeldBack {
@@ -105,6 +113,8 @@ export interface MailboxOutcome {
   attempts: number;
   /** Per-contact errors left out of `result.errors` (only the first `maxStoredErrors` are kept). */
   errorsLeftOut?: number;
+  /** The Graph traffic of the mailbox's passes (all continuations and retries counted). */
+  graph?: GraphTraffic;
   /** The mailbox left the policy's targets: this outcome is its clean-up, counted in `RunSummary.departed`. */
   departed?: boolean;
 }
@@ -150,6 +160,8 @@ export const maxPreReadDriftChars = 300_000;
 export interface MailboxProgress {
   continuation: number;
   carried: { created: number; updated: number; deleted: number; restored: number; failed: number };
+  /** The Graph traffic of the continuations so far (absent: a row from before it was counted). */
+  graph?: GraphTraffic;
 }
 
 /** Skipped targets kept in the run summary (the rest are counted); a Table property holds 32K chars. */
@@ -234,7 +246,16 @@ export interface RunStore {
   getOutcome(runId: string, mailboxId: string): Promise<MailboxOutcome | undefined>;
   listOutcomes(runId: string): Promise<MailboxOutcome[]>;
   /** Records an error on a mailbox still being retried (read by the poison handler). */
-  noteAttempt(runId: string, mailboxId: string, userPrincipalName: string, error: string): Promise<void>;
+  noteAttempt(
+    runId: string,
+    mailboxId: string,
+    userPrincipalName: string,
+    error: string,
+    /** The failed attempt's Graph traffic: added to the row's, and so to the final outcome's. */
+    graph?: GraphTraffic,
+  ): Promise<void>;
+  /** Adds the run start's Graph traffic (source read, pre-read) to the run's totals. */
+  addRunTraffic(runId: string, traffic: GraphTraffic): Promise<void>;
   /**
    * Records a final outcome and counts it on the run, atomically and once: a repeated delivery of the
    * same mailbox returns the run unchanged with recorded=false. Throws RunGoneError when the run's
@@ -303,8 +324,9 @@ export function emptySummary(
 
 /** Adds one mailbox outcome to the run's totals (pure). */
 export function addOutcome(run: RunSummary, outcome: MailboxOutcome): RunSummary {
+  const counted = outcome.graph ? addRunStartTraffic(run, outcome.graph) : run;
   const next: RunSummary = {
-    ...run,
+    ...counted,
     done: run.done + 1,
     mailboxes: { ...run.mailboxes },
     contacts: { ...run.contacts },
@@ -321,6 +343,20 @@ export function addOutcome(run: RunSummary, outcome: MailboxOutcome): RunSummary
   if (r)
     for (const k of Object.keys(next.contacts) as (keyof RunSummary['contacts'])[]) next.contacts[k] += r[k];
   return next;
+}
+
+/** Two tallies of Graph traffic added (pure); undefined when neither was counted. */
+export function sumTraffic(
+  a: GraphTraffic | undefined,
+  b: GraphTraffic | undefined,
+): GraphTraffic | undefined {
+  if (!a || !b) return a ?? b;
+  return { requests: a.requests + b.requests, throttled: a.throttled + b.throttled };
+}
+
+/** Adds Graph traffic (the run start's, or a mailbox's) to the run's totals (pure). */
+export function addRunStartTraffic(run: RunSummary, traffic: GraphTraffic): RunSummary {
+  return { ...run, graph: sumTraffic(run.graph, traffic) };
 }
 
 function addDeparted(d: DepartedCounts, outcome: MailboxOutcome): DepartedCounts {

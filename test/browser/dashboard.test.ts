@@ -157,8 +157,24 @@ describe('dashboard in Chromium', () => {
     assert.ok(
       (await page.locator('#timeline').innerText()).includes(viewerDate.format(new Date(run!.startedAt))),
     );
+    // Graph traffic as recorded (issue 19): the run's totals and each mailbox's requests and 429s.
+    assert.ok(run!.graph && run!.graph.requests > 0, 'the run record counts Graph traffic');
+    assert.equal(
+      await total('Graph requests and 429s'),
+      `${run!.graph.requests} requests, ${run!.graph.throttled} throttled (429)`,
+    );
+    for (const o of outcomes.filter((o) => o.graph)) {
+      const link = page.getByRole('link', { name: o.userPrincipalName, exact: true });
+      const row = page.locator('#outcomes tbody tr').filter({ has: link });
+      assert.equal(
+        await row.first().locator('td[data-graph]').textContent(),
+        `${o.graph!.requests} ${o.graph!.requests === 1 ? 'request' : 'requests'}, ${o.graph!.throttled} throttled (429)`,
+        o.userPrincipalName,
+      );
+    }
     const failed = outcomes.find((o) => o.userPrincipalName === failing)!;
     assert.equal(failed.status, 'failed');
+    assert.ok((failed.graph?.requests ?? 0) > 0, "the failed mailbox's attempts are counted");
     const failedRow = page.locator('#outcomes tbody tr[data-status="failed"]');
     assert.equal(await failedRow.count(), 1);
     assert.ok(

@@ -1,5 +1,6 @@
 // One Graph client per connection (tenant): endpoints per cloud, the app's certificate from Key Vault
 // (as a PEM secret) or a PEM file, ClientCertificateCredential, and the immutable-id preference.
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { createHash, X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { ClientCertificateCredential, type TokenCredential } from '@azure/identity';
@@ -7,6 +8,7 @@ import { SecretClient } from '@azure/keyvault-secrets';
 import { Client, MiddlewareFactory, type Context, type Middleware } from '@microsoft/microsoft-graph-client';
 import { TokenCredentialAuthenticationProvider } from '@microsoft/microsoft-graph-client/authProviders/azureTokenCredentials';
 import type { Connection } from '../../sync/config/schema';
+import type { GraphTraffic } from '../../sync/runs';
 import { isLoopbackUrl } from '../local-address';
 
 export const clouds = {
@@ -156,6 +158,31 @@ export function createCredential(c: Connection, certificate: CertificatePem): Cl
   );
 }
 
+// One Graph client serves every invocation a host runs at once; each invocation's tally lives in its
+// own async context, so concurrent mailbox passes never count each other's requests.
+const invocationTraffic = new AsyncLocalStorage<GraphTraffic>();
+
+/** Runs `work`, counting the Graph requests and 429s it sends through a RequestCounter. */
+export async function countGraphTraffic<T>(
+  work: () => Promise<T>,
+): Promise<{ value: T; traffic: GraphTraffic }> {
+  const traffic: GraphTraffic = { requests: 0, throttled: 0 };
+  try {
+    const value = await invocationTraffic.run(traffic, work);
+    return { value, traffic };
+  } catch (e) {
+    // The failed attempt's traffic still happened: the caller records it with the retry.
+    if (e instanceof Error) Object.assign(e, { graphTraffic: { ...traffic } });
+    throw e;
+  }
+}
+
+/** The current invocation's Graph traffic so far (a copy); undefined outside countGraphTraffic. */
+export function graphTrafficSoFar(): GraphTraffic | undefined {
+  const tally = invocationTraffic.getStore();
+  return tally ? { ...tally } : undefined;
+}
+
 /** Graph traffic as the service counts it: HTTP calls, and requests with each $batch sub-request on its own. */
 export class RequestCounter implements Middleware {
   httpCalls = 0;
@@ -169,21 +196,32 @@ export class RequestCounter implements Middleware {
     const requestUrl = (request as { url?: unknown }).url;
     const url = typeof request === 'string' ? request : typeof requestUrl === 'string' ? requestUrl : '';
     const body = (context.options as { body?: unknown } | undefined)?.body;
-    if (/\/\$batch(\?|$)/.test(url) && typeof body === 'string') {
-      try {
-        this.graphRequests += (JSON.parse(body) as { requests?: unknown[] }).requests?.length ?? 0;
-      } catch {
-        this.graphRequests++;
-      }
-    } else {
-      this.graphRequests++;
-    }
+    const requests = /\/\$batch(\?|$)/.test(url) && typeof body === 'string' ? batchSize(body) : 1;
+    this.graphRequests += requests;
+    const tally = invocationTraffic.getStore();
+    if (tally) tally.requests += requests;
     await this.next!.execute(context);
+    // A 429 on the HTTP call; one inside a $batch answer is counted where the batch is read.
+    if (tally && context.response?.status === 429) tally.throttled++;
   }
 
   setNext(next: Middleware): void {
     this.next = next;
   }
+}
+
+function batchSize(body: string): number {
+  try {
+    return (JSON.parse(body) as { requests?: unknown[] }).requests?.length ?? 0;
+  } catch {
+    return 1;
+  }
+}
+
+/** Counts a 429 found inside a $batch answer into the current invocation's traffic. */
+export function countThrottledInBatch(): void {
+  const tally = invocationTraffic.getStore();
+  if (tally) tally.throttled++;
 }
 
 export function createGraphClient(
@@ -199,7 +237,8 @@ export function createGraphClient(
   // The default chain (auth, retry, redirect, telemetry, HTTP), with the counter just before HTTP so
   // retries count too.
   const chain = MiddlewareFactory.getDefaultMiddlewareChain(authProvider);
-  if (counter) chain.splice(chain.length - 1, 0, counter);
+  // Always installed: each invocation's Graph traffic is counted through it (issue 19).
+  chain.splice(chain.length - 1, 0, counter ?? new RequestCounter());
   return Client.initWithMiddleware({
     middleware: chain,
     baseUrl: graphEndpoint,

@@ -22,6 +22,7 @@ import {
   type WriteResult,
 } from '../../sync/ports';
 import { tagPropertyId } from '../../sync/tag';
+import { countThrottledInBatch } from './connection';
 import { graphCall } from './errors';
 import { pathSegment } from './path-segment';
 
@@ -455,6 +456,12 @@ export class GraphMailboxes implements MailboxGraph {
     }
   }
 
+  /** A 429 inside a $batch answer: kept in the pass stats and in the invocation's Graph traffic. */
+  private countThrottled(): void {
+    this.stats.throttled++;
+    countThrottledInBatch();
+  }
+
   private tagged(c: Json): TaggedContact {
     const props = (c.singleValueExtendedProperties as Json[] | undefined) ?? [];
     const tag = props.find(
@@ -567,7 +574,7 @@ export class GraphMailboxes implements MailboxGraph {
           // answer, so it stays unsettled and the next pass asks again; the caller reports it.
           onRefused?.(refusedRead(id, r));
         } else if (r.status === 429 || (typeof r.status === 'number' && r.status >= 500)) {
-          if (r.status === 429) this.stats.throttled++;
+          if (r.status === 429) this.countThrottled();
           again.push(id);
           retryAfter = Math.max(retryAfter, retryAfterOf(r));
         }
@@ -741,7 +748,7 @@ export class GraphMailboxes implements MailboxGraph {
                 : (status === 429 || status === 503 || status === 504 || status === 500) &&
                   ++q.attempts < this.tuning.maxAttempts
             ) {
-              if (status === 429) this.stats.throttled++;
+              if (status === 429) this.countThrottled();
               const retryAfter = retryAfterOf(r);
               waitMs = Math.max(
                 waitMs,

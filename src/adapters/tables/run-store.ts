@@ -6,6 +6,9 @@ import { randomUUID } from 'node:crypto';
 import { TableClient, type TableEntity, type TransactionAction } from '@azure/data-tables';
 import {
   addOutcome,
+  addRunStartTraffic,
+  sumTraffic,
+  type GraphTraffic,
   emptyDeparted,
   boundOutcome,
   isFinal,
@@ -407,6 +410,7 @@ export class TableRunStore implements RunStore {
     mailboxId: string,
     userPrincipalName: string,
     error: string,
+    graph?: GraphTraffic,
   ): Promise<void> {
     const existing = await this.getOutcome(runId, mailboxId);
     if (existing && isFinal(existing.status)) return;
@@ -419,11 +423,32 @@ export class TableRunStore implements RunStore {
       result: null,
       lastError: error,
       attempts: (existing?.attempts ?? 0) + 1,
+      ...withTraffic(sumTraffic(existing?.graph, graph)),
     });
     await this.runs.upsertEntity(
       { partitionKey: runId, rowKey: tableKey(mailboxId), ...packData(outcome) },
       'Replace',
     );
+  }
+
+  async addRunTraffic(runId: string, traffic: GraphTraffic): Promise<void> {
+    for (let attempt = 0; attempt < 50; attempt++) {
+      const current = await this.readSummary(runId);
+      if (!current) return;
+      const next = addRunStartTraffic(current.run, traffic);
+      try {
+        await this.runs.updateEntity(
+          { partitionKey: runId, rowKey: summaryKey, policyId: next.policyId, ...packData(next) },
+          'Replace',
+          { etag: current.etag },
+        );
+        if (next.status === 'completed' || next.status === 'failed') await this.copyToIndex(next);
+        return;
+      } catch (err) {
+        if (status(err) !== 412) throw err;
+      }
+    }
+    throw new Error(`run ${runId}: too many concurrent updates`);
   }
 
   async recordOutcome(
@@ -435,7 +460,12 @@ export class TableRunStore implements RunStore {
       if (!current) throw new RunGoneError(runId);
       const existing = await this.getOutcome(runId, outcome.mailboxId);
       if (existing && isFinal(existing.status)) return { run: current.run, recorded: false };
-      const stored = boundOutcome({ ...outcome, attempts: (existing?.attempts ?? 0) + 1 });
+      // The traffic of attempts that failed (kept on the retrying row) belongs to the final outcome.
+      const stored = boundOutcome({
+        ...outcome,
+        attempts: (existing?.attempts ?? 0) + 1,
+        ...withTraffic(sumTraffic(existing?.graph, outcome.graph)),
+      });
       const next = addOutcome(current.run, stored);
       const actions: TransactionAction[] = [
         [
@@ -583,4 +613,8 @@ export class TableRunStore implements RunStore {
   async markScheduled(policyId: string, at: Date): Promise<void> {
     await this.writeState(policyId, (s) => ({ ...s, lastScheduledAt: at.toISOString() }));
   }
+}
+
+function withTraffic(graph: GraphTraffic | undefined): { graph?: GraphTraffic } {
+  return graph ? { graph } : {};
 }

@@ -329,6 +329,11 @@ async function policiesPage() {
   if (data.policies.some((p) => p.state === 'running')) refreshTimer = setTimeout(() => void route(), 3000);
 }
 
+/** A run's or a mailbox's Graph traffic as the run record holds it. */
+function graphTraffic(g) {
+  return `${g.requests} ${g.requests === 1 ? 'request' : 'requests'}, ${g.throttled} throttled (429)`;
+}
+
 function outcomeRow(o) {
   const c = o.counts;
   return h(
@@ -346,6 +351,7 @@ function outcomeRow(o) {
     h('td', { class: 'num' }, c ? String(c.deleted) : '—'),
     h('td', { class: 'num' }, c ? String(c.unchanged) : '—'),
     h('td', { class: 'num' }, String(o.attempts)),
+    h('td', { class: 'num', 'data-graph': '' }, o.graph ? graphTraffic(o.graph) : '—'),
     h(
       'td',
       {},
@@ -423,7 +429,10 @@ async function runPage(runId) {
     ['Unchanged', r.contacts.unchanged],
     ['Failed contacts', r.contacts.failed],
     ['Duration', seconds(r.durationSeconds)],
-    ['Graph requests and 429s', 'not kept in the run records (see Application Insights)'],
+    [
+      'Graph requests and 429s',
+      data.graph ? graphTraffic(data.graph) : 'not counted (a run from before they were counted)',
+    ],
   ];
   const timeline = [
     ['Started', t.startedAt],
@@ -492,9 +501,17 @@ async function runPage(runId) {
         h(
           'tr',
           {},
-          ['Mailbox', 'Outcome', 'Created', 'Updated', 'Deleted', 'Unchanged', 'Attempts', 'Errors'].map(
-            (x) => h('th', { scope: 'col' }, x),
-          ),
+          [
+            'Mailbox',
+            'Outcome',
+            'Created',
+            'Updated',
+            'Deleted',
+            'Unchanged',
+            'Attempts',
+            'Graph requests (429s)',
+            'Errors',
+          ].map((x) => h('th', { scope: 'col' }, x)),
         ),
       ),
       body,
