@@ -401,6 +401,14 @@ export class GraphService {
                 : 'An internal server error occurred.';
         throw new GraphFault(fault.status, code, msg, retry);
       }
+      if (fault?.kind === 'refuse') {
+        const refused = fault.status === 400 ? 'ErrorInvalidRequest' : 'ErrorAccessDenied';
+        const msg =
+          fault.status === 400
+            ? 'The OData request is not supported.'
+            : 'Access is denied. Check credentials and try again.';
+        throw new GraphFault(fault.status, fault.code ?? refused, fault.message ?? msg, {});
+      }
       if (fault?.kind === 'reset') {
         return this.finish(req, caller, route.operation, mailboxLabel, { status: 0 }, 'reset');
       }
