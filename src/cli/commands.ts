@@ -319,27 +319,31 @@ export async function run(
 
 /** Take-over totals for the JSON summary (absent when the policy leaves unmanaged contacts alone). */
 function takeOverOf(outcomes: readonly MailboxOutcome[]): {
-  takeOver?: { adopted: number; removed: number; left: number };
+  takeOver?: { adopted: number; removed: number; left: number; adoptFailed?: number };
 } {
   const all = outcomes.flatMap((o) => (o.result?.takeOver ? [o.result.takeOver] : []));
   if (all.length === 0) return {};
-  const sum = (k: 'adopted' | 'removed' | 'left'): number => all.reduce((n, t) => n + t[k], 0);
-  return { takeOver: { adopted: sum('adopted'), removed: sum('removed'), left: sum('left') } };
+  const sum = (k: 'adopted' | 'removed' | 'left' | 'adoptFailed'): number =>
+    all.reduce((n, t) => n + (t[k] ?? 0), 0);
+  const failed = sum('adoptFailed');
+  const takeOver = { adopted: sum('adopted'), removed: sum('removed'), left: sum('left') };
+  return { takeOver: failed ? { ...takeOver, adoptFailed: failed } : takeOver };
 }
 
 /** Per mailbox, what a take-over adopted, removed and left (in a dry run: would), each contact listed. */
 function printTakeOver(io: Io, outcomes: readonly MailboxOutcome[]): void {
   for (const o of outcomes) {
     const t = o.result?.takeOver;
-    if (!t || t.adopted + t.removed + t.left === 0) continue;
+    const failed = t?.adoptFailed ?? 0;
+    if (!t || t.adopted + t.removed + t.left + failed === 0) continue;
     io.out(
-      `${o.userPrincipalName}: unmanaged contacts: ${t.adopted} adopted, ${t.removed} removed, ${t.left} left${t.heldBack ? ` (${t.heldBack.wanted} removals held back, limit ${t.heldBack.limit})` : ''}`,
+      `${o.userPrincipalName}: unmanaged contacts: ${t.adopted} adopted, ${t.removed} removed, ${t.left} left${failed ? `, ${failed} could not be adopted (left, ours created)` : ''}${t.heldBack ? ` (${t.heldBack.wanted} removals held back, limit ${t.heldBack.limit})` : ''}`,
     );
     for (const x of t.items)
       io.out(
         `  ${x.action.padEnd(6)} ${x.name} <${x.address}>${x.reason === 'matched' ? '' : ` (${x.reason})`}`,
       );
-    const listed = t.adopted + t.removed + t.left;
+    const listed = t.adopted + t.removed + t.left + failed;
     if (listed > t.items.length) io.out(`  and ${listed - t.items.length} more`);
   }
 }

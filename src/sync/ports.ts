@@ -258,6 +258,12 @@ export interface FolderState {
    */
   takeOverBefore?: string;
   /**
+   * Unmanaged contacts whose adopting PATCH Graph refused (400/403), with how often: at
+   * adoptRefusalLimit the take-over leaves the contact and creates ours. Oldest first, at most
+   * maxAdoptRefusals (take-over.ts); contacts no longer unmanaged in the folder are dropped.
+   */
+  adoptRefusals?: { contactId: string; refusals: number }[];
+  /**
    * Folders this policy wrote into before its folder changed (folder.name edited, switched to or from
    * null, or a name already taken): our tagged contacts there are removed once the new folder is
    * filled, and a named folder left empty is deleted. Null stands for the default Contacts folder. At

@@ -109,7 +109,7 @@ export function departedLine(d: DepartedCounts, dryRun: boolean): string {
 
 /** Take-over counts over the mailboxes (options.unmanagedContacts), undefined when none ran. */
 function takeOverTotals(outcomes: readonly MailboxOutcome[]): string | undefined {
-  const t = { adopted: 0, removed: 0, left: 0 };
+  const t = { adopted: 0, removed: 0, left: 0, adoptFailed: 0 };
   let any = false;
   for (const o of outcomes) {
     const x = o.result?.takeOver;
@@ -118,8 +118,10 @@ function takeOverTotals(outcomes: readonly MailboxOutcome[]): string | undefined
     t.adopted += x.adopted;
     t.removed += x.removed;
     t.left += x.left;
+    t.adoptFailed += x.adoptFailed ?? 0;
   }
-  return any ? `${t.adopted} adopted, ${t.removed} removed, ${t.left} left` : undefined;
+  const failed = t.adoptFailed ? `, ${t.adoptFailed} could not be adopted (left, ours created)` : '';
+  return any ? `${t.adopted} adopted, ${t.removed} removed, ${t.left} left${failed}` : undefined;
 }
 
 /** Lines a report lists per section; the rest are counted ("and N more"). */

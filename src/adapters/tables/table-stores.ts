@@ -7,7 +7,7 @@ import { z } from 'zod';
 import type { DirectoryEntry } from '../../sync/directory';
 import type { ContactFields } from '../../sync/mapping';
 import type { DesiredContact, ManagedContact } from '../../sync/planner';
-import { addressesOfRows } from '../../sync/mailbox-pass/take-over';
+import { addressesOfRows, maxAdoptRefusals } from '../../sync/mailbox-pass/take-over';
 import type {
   FolderState,
   MailboxState,
@@ -92,6 +92,9 @@ const json = <T>(schema: z.ZodType<T>, text: unknown, what: string): T => {
   return parsed.data;
 };
 const anyObject = z.record(z.string(), z.unknown());
+const adoptRefusalsSchema = z.array(
+  z.object({ contactId: z.string(), refusals: z.number().int().positive() }),
+);
 const intentSchema = z.object({ written: anyObject, hash: z.string() });
 
 /** Where a lazily parsed row keeps its column text (not enumerable: spreads copy the value instead). */
@@ -148,6 +151,11 @@ function folderOf(e: Record<string, unknown>): FolderState {
     ...(e.takenOver === 'adopt' || e.takenOver === 'remove' ? { takenOver: e.takenOver } : {}),
     ...(typeof e.takeOverBefore === 'string' && e.takeOverBefore ? { takeOverBefore: e.takeOverBefore } : {}),
     ...(typeof e.nameCheckedAt === 'string' && e.nameCheckedAt ? { nameCheckedAt: e.nameCheckedAt } : {}),
+    ...(e.adoptRefusals
+      ? {
+          adoptRefusals: json(adoptRefusalsSchema, e.adoptRefusals, 'adoptRefusals').slice(-maxAdoptRefusals),
+        }
+      : {}),
     ...(e.retired ? { retired: json(z.array(z.string().nullable()), joined(e, 'retired'), 'retired') } : {}),
     ...(e.parts ? { parts: json(z.array(z.string()), e.parts, 'parts') } : {}),
   };
@@ -455,6 +463,8 @@ export class TableMailboxStore implements MailboxStateStore {
         takenOver: folder.takenOver ?? '',
         takeOverBefore: folder.takeOverBefore ?? '',
         nameCheckedAt: folder.nameCheckedAt ?? '',
+        // At most maxAdoptRefusals entries of ~180 characters: well inside one 32K property.
+        adoptRefusals: folder.adoptRefusals?.length ? JSON.stringify(folder.adoptRefusals) : '',
         // Up to maxRetiredFolders ids of ~150 characters: in pieces, as one property holds 32K.
         ...(folder.retired?.length ? inPieces('retired', JSON.stringify(folder.retired)) : {}),
         // At most 200 hashes of 16 characters (maxFolders old and new).

@@ -57,6 +57,7 @@ export async function settleFolder(pass: MailboxPass, s: Settle): Promise<void> 
     ...(pass.folderState?.takenOver ? { takenOver: pass.folderState.takenOver } : {}),
     ...(pass.folderState?.takeOverBefore ? { takeOverBefore: pass.folderState.takeOverBefore } : {}),
     ...(pass.folderState?.nameCheckedAt ? { nameCheckedAt: pass.folderState.nameCheckedAt } : {}),
+    ...(pass.folderState?.adoptRefusals?.length ? { adoptRefusals: pass.folderState.adoptRefusals } : {}),
     ...(pass.folderState?.retired?.length ? { retired: pass.folderState.retired } : {}),
   };
   await pass.store.saveFolder(pass.policy.id, pass.mbx, pass.folderState);

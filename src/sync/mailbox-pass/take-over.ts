@@ -18,13 +18,18 @@ export interface TakeOverItem {
   name: string;
   address: string;
   /** Why it is left or removed: no source object has its address, a second match, ... */
-  reason: 'matched' | 'noMatch' | 'duplicate' | 'defaultFolder' | 'threshold';
+  reason: 'matched' | 'noMatch' | 'duplicate' | 'defaultFolder' | 'threshold' | 'adoptFailed';
 }
 
 export interface TakeOverSummary {
   adopted: number;
   removed: number;
   left: number;
+  /**
+   * Matches Graph refused to let us tag `adoptRefusalLimit` times (400/403): left unmanaged (never
+   * removed), ours created beside them. Absent when none.
+   */
+  adoptFailed?: number;
   /** Removals the deletion threshold held back (run --force / a full resync applies them). */
   heldBack?: { wanted: number; limit: number };
   /** The first `maxTakeOverItems` contacts and their fate (a dry run's list per mailbox). */
@@ -33,6 +38,15 @@ export interface TakeOverSummary {
 
 /** Items kept per mailbox (the outcome is stored in one Table property); the counts are complete. */
 export const maxTakeOverItems = 25;
+
+/** Refusals of the tagging PATCH after which a match is left as it is and ours is created beside. */
+export const adoptRefusalLimit = 3;
+
+/** Contacts whose refusals a folder keeps (~180 characters each, one Table property of 32K). */
+export const maxAdoptRefusals = 100;
+
+/** Graph's answers that sending the same PATCH again will not change (not throttling, not an outage). */
+const refusedForGood = (status: number): boolean => [400, 403, 405, 422].includes(status);
 
 export type { SourceAddresses } from '../ports';
 
@@ -114,6 +128,7 @@ export function decideTakeOver(
   managedKeys: { has(key: string): boolean },
   option: 'adopt' | 'remove',
   ownFolder: boolean,
+  givenUp: { has(contactId: string): boolean } = new Set<string>(),
 ): Decision[] {
   const decisions: Decision[] = [];
   const taken = new Set<string>();
@@ -125,7 +140,10 @@ export function decideTakeOver(
     const first = contact.fields.emailAddresses?.[0]?.address ?? '';
     const base = { name: (contact.fields.displayName ?? '').slice(0, 100), address: first.slice(0, 100) };
     const key = matchContact(contact, index);
-    if (key === undefined || !desiredKeys.has(key)) {
+    if (givenUp.has(contact.contactId)) {
+      // We could not even edit it: never deleted, and it takes no source object from ours.
+      decisions.push({ contact, item: { ...base, action: 'leave', reason: 'adoptFailed' } });
+    } else if (key === undefined || !desiredKeys.has(key)) {
       decisions.push({ contact, item: { ...base, ...removeOr('noMatch') } });
     } else if (managedKeys.has(key) || taken.has(key)) {
       decisions.push({ contact, key, item: { ...base, ...removeOr('duplicate') } });
@@ -153,6 +171,7 @@ export async function takeOver(pass: MailboxPass, ref: FolderRef): Promise<void>
   const before = takeOverBefore(pass, listed);
   if (!options.dryRun && pass.folderState) pass.folderState.takeOverBefore = before;
   const unmanaged = listed.filter((c) => c.tag === null && createdBy(c, before));
+  const refusals = refusalsOf(pass, unmanaged);
   const summary: TakeOverSummary = { adopted: 0, removed: 0, left: 0, items: [] };
   if (unmanaged.length > 0) {
     const index = pass.sourceAddresses ? await pass.sourceAddresses() : addressesOfDesired(pass);
@@ -163,6 +182,7 @@ export async function takeOver(pass: MailboxPass, ref: FolderRef): Promise<void>
       pass.contacts,
       option,
       ref.kind === 'named',
+      givenUpOn(refusals),
     );
     holdBackRemovals(pass, decisions, listed.length, summary);
     for (const d of decisions) if (summary.items.length < maxTakeOverItems) summary.items.push(d.item);
@@ -171,7 +191,7 @@ export async function takeOver(pass: MailboxPass, ref: FolderRef): Promise<void>
       for (const d of decisions)
         if (d.item.action === 'adopt') pass.contacts.set(d.key!, adoptedRow(d.contact));
       countPlanned(decisions, summary);
-    } else if (!(await writeTakeOver(pass, decisions, summary))) {
+    } else if (!(await writeTakeOver(pass, decisions, summary, refusals))) {
       pass.result.takeOver = summary;
       if (pass.folderState) delete pass.folderState.takenOver; // not finished: the next pass looks again
       return;
@@ -237,8 +257,41 @@ function countPlanned(decisions: readonly Decision[], summary: TakeOverSummary):
   for (const d of decisions) {
     if (d.item.action === 'adopt') summary.adopted++;
     else if (d.item.action === 'remove') summary.removed++;
-    else summary.left++;
+    else countLeft(d, summary);
   }
+}
+
+function countLeft(d: Decision, summary: TakeOverSummary): void {
+  if (d.item.reason === 'adoptFailed') summary.adoptFailed = (summary.adoptFailed ?? 0) + 1;
+  else summary.left++;
+}
+
+/** Refusals per unmanaged contact id, oldest first; only contacts still unmanaged in the folder. */
+function refusalsOf(pass: MailboxPass, unmanaged: readonly TaggedContact[]): Map<string, number> {
+  const here = new Set(unmanaged.map((c) => c.contactId));
+  const kept = (pass.folderState?.adoptRefusals ?? []).filter((r) => here.has(r.contactId));
+  return new Map(kept.map((r) => [r.contactId, r.refusals]));
+}
+
+const givenUpOn = (refusals: ReadonlyMap<string, number>): Set<string> =>
+  new Set([...refusals].filter(([, n]) => n >= adoptRefusalLimit).map(([id]) => id));
+
+/** One more refusal for a contact (moved to the newest end); the oldest beyond the cap are dropped. */
+function countRefusal(refusals: Map<string, number>, contactId: string): number {
+  const n = (refusals.get(contactId) ?? 0) + 1;
+  refusals.delete(contactId);
+  refusals.set(contactId, n);
+  for (const id of refusals.keys()) {
+    if (refusals.size <= maxAdoptRefusals) break;
+    refusals.delete(id);
+  }
+  return n;
+}
+
+function storeRefusals(pass: MailboxPass, refusals: ReadonlyMap<string, number>): void {
+  if (!pass.folderState) return;
+  if (refusals.size === 0) delete pass.folderState.adoptRefusals;
+  else pass.folderState.adoptRefusals = [...refusals].map(([contactId, n]) => ({ contactId, refusals: n }));
 }
 
 const adoptedRow = (contact: TaggedContact, changeKey?: string): ManagedContact => ({
@@ -257,12 +310,13 @@ async function writeTakeOver(
   pass: MailboxPass,
   decisions: readonly Decision[],
   summary: TakeOverSummary,
+  refusals: Map<string, number>,
 ): Promise<boolean> {
   const byOp = new Map<string, Decision>();
   const ops: WriteOp[] = [];
   for (const d of decisions) {
     if (d.item.action === 'leave') {
-      summary.left++;
+      countLeft(d, summary);
       continue;
     }
     const id = `${d.item.action === 'adopt' ? 'a' : 'r'}${ops.length}`;
@@ -279,13 +333,22 @@ async function writeTakeOver(
         : { id, kind: 'delete', contactId: d.contact.contactId },
     );
   }
-  if (ops.length === 0) return true;
+  if (ops.length === 0) {
+    storeRefusals(pass, refusals);
+    return true;
+  }
   let complete = true;
   const notAdopted = new Set<string>();
   const record = async (results: WriteResult[]): Promise<void> => {
     const rows: [string, ManagedContact][] = [];
     for (const r of results) {
       const d = byOp.get(r.id)!;
+      if (r.outcome === 'failed' && d.item.action === 'adopt' && refusedForGood(r.status)) {
+        if (countRefusal(refusals, d.contact.contactId) >= adoptRefusalLimit) {
+          giveUp(pass, d, r, summary);
+          continue;
+        }
+      }
       if (r.outcome === 'unknown' || r.outcome === 'notAttempted' || r.outcome === 'failed') {
         complete = false; // looked at again on the next pass
         if (d.item.action === 'adopt') notAdopted.add(d.key!);
@@ -307,6 +370,7 @@ async function writeTakeOver(
         });
       } else if (d.item.action === 'remove') summary.removed++;
       else if (r.outcome === 'ok') {
+        refusals.delete(d.contact.contactId);
         summary.adopted++;
         rows.push([d.key!, adoptedRow(d.contact, r.changeKey)]);
       }
@@ -318,7 +382,27 @@ async function writeTakeOver(
     ...(pass.options.deadline !== undefined ? { deadline: pass.options.deadline } : {}),
     onResults: record,
   });
+  storeRefusals(pass, refusals);
   // The old contact still stands for these: creating ours beside it would leave a twin for good.
   if (notAdopted.size > 0) pass.desired = new MapWithout(pass.desired, notAdopted);
   return complete;
+}
+
+/** The last refusal: the old contact stays as it is, and the plan creates ours for that person. */
+function giveUp(
+  pass: MailboxPass,
+  d: Decision,
+  r: Extract<WriteResult, { outcome: 'failed' }>,
+  summary: TakeOverSummary,
+): void {
+  summary.adoptFailed = (summary.adoptFailed ?? 0) + 1;
+  // In place: the summary's item list holds this very object.
+  Object.assign(d.item, { action: 'leave', reason: 'adoptFailed' });
+  pass.result.errors.push({
+    sourceKey: d.key!,
+    status: r.status,
+    code: 'AdoptFailed',
+    message: `could not take over "${d.item.name}" <${d.item.address}>: Graph refused it ${adoptRefusalLimit} times (${r.code}: ${r.message}); it is left as it is and ours is created beside it`,
+    ...(r.requestId ? { requestId: r.requestId } : {}),
+  });
 }

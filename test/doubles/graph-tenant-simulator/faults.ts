@@ -32,7 +32,17 @@ export type FaultKind =
    */
   | { kind: 'refused'; status: 400 | 403 }
   | { kind: 'reset' }
-  | { kind: 'lostReply' };
+  | { kind: 'lostReply' }
+  | {
+      /**
+       * A request Graph refuses for good (not throttling, not an outage): 400 ErrorInvalidRequest or
+       * 403 ErrorAccessDenied, the same answer however often it is sent. Nothing is written.
+       */
+      kind: 'refuse';
+      status: 400 | 403;
+      code?: string;
+      message?: string;
+    };
 
 export type FaultRule = FaultKind & {
   match?: FaultMatch;

@@ -410,6 +410,14 @@ export class GraphService {
           );
         throw new GraphFault(400, 'ErrorInvalidIdMalformed', 'Id is malformed.');
       }
+      if (fault?.kind === 'refuse') {
+        const refused = fault.status === 400 ? 'ErrorInvalidRequest' : 'ErrorAccessDenied';
+        const msg =
+          fault.status === 400
+            ? 'The OData request is not supported.'
+            : 'Access is denied. Check credentials and try again.';
+        throw new GraphFault(fault.status, fault.code ?? refused, fault.message ?? msg, {});
+      }
       if (fault?.kind === 'reset') {
         return this.finish(req, caller, route.operation, mailboxLabel, { status: 0 }, 'reset');
       }
