@@ -370,7 +370,7 @@ function mailboxProgress(io: Io, json: boolean, app: App, runId: string) {
         bar.update(shown.size, { mailbox: o.userPrincipalName });
       } else if (!json) {
         io.out(
-          `[${shown.size}/${total}] ${o.userPrincipalName}: ${o.status}${r ? `, ${r.created} created, ${r.updated} updated, ${r.deleted} deleted, ${r.restored} restored, ${r.unchanged} unchanged` : ''}${o.lastError ? `; ${o.lastError}` : ''}`,
+          `[${shown.size}/${total}] ${o.userPrincipalName}${o.departed ? ' (left the targets)' : ''}: ${o.status}${r ? `, ${r.created} created, ${r.updated} updated, ${r.deleted} deleted, ${r.restored} restored, ${r.unchanged} unchanged` : ''}${o.lastError ? `; ${o.lastError}` : ''}`,
         );
       }
     },

@@ -326,6 +326,12 @@ describe('the CLI: take-over, held-back deletions, remove (issue 17 items 1-3)',
       /contacts: 0 created, 0 updated, 0 deleted/,
       'their removals are not deletions',
     );
+    // Each departed mailbox's progress line says it left, so its removals are not read as deletions.
+    for (const upn of departedNames)
+      assert.match(
+        forced.stdout,
+        new RegExp(`^\\[\\d+/\\d+\\] ${upn.replace(/\./g, '\\.')} \\(left the targets\\): `, 'm'),
+      );
     const status = await cli(['run-status', forcedRun, '--json'], env);
     const recorded = lastJson(status.stdout);
     assert.deepEqual(recorded.mailboxes, { succeeded: 1, failed: 0, skipped: 0 });
