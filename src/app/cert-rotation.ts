@@ -98,7 +98,11 @@ async function rotateConnection(app: App, connection: Connection, outcome: Rotat
   const writer = new StateWriter(
     app,
     connection.id,
-    usable ?? (await firstState(app, connection, latest, keyIdInPolicy)),
+    usable ?? {
+      ...certificateIdentity(connection),
+      activeVersion: await registeredVersion(app, connection, latest),
+      ...(keyIdInPolicy ? { activeKeyId: keyIdInPolicy } : {}),
+    },
     choice.row?.etag ?? null,
   );
   if (!usable) {
@@ -115,59 +119,6 @@ async function rotateConnection(app: App, connection: Connection, outcome: Rotat
     problem: outcome.problem,
     checkedAt: now.toISOString(),
   });
-}
-
-/** A new rotation row: the registered version, and a key setup replaced, to go after the overlap. */
-async function firstState(
-  app: App,
-  connection: Connection,
-  latest: CertificatePem,
-  keyIdInPolicy: string | undefined,
-): Promise<RotationState> {
-  const activeVersion = await registeredVersion(app, connection, latest);
-  const replaced = await replacedBySetup(app, connection, activeVersion);
-  return {
-    ...certificateIdentity(connection),
-    activeVersion,
-    ...(keyIdInPolicy ? { activeKeyId: keyIdInPolicy } : {}),
-    ...replaced,
-  };
-}
-
-/**
- * The key setup replaced (certificate.replacedKeyId), retired like a rolled one. Only when an earlier
- * version of this Key Vault certificate still gets a token: so it is our key, still on the
- * application, and never an admin's own (whose private key is not in our vault).
- */
-async function replacedBySetup(
-  app: App,
-  connection: Connection,
-  activeVersion: string,
-): Promise<Partial<RotationState>> {
-  const c = connection.certificate;
-  if (!('keyVaultUrl' in c) || !c.replacedKeyId || c.replacedKeyId === c.keyId) return {};
-  const load = loader(app, connection);
-  const active = certificateFacts((await load(activeVersion)).pem).thumbprint;
-  for (const version of await certificateVersions(
-    connection,
-    () => app.vaultCredential,
-    app.vaultOptions(),
-  )) {
-    if (version === activeVersion) continue;
-    // A version Key Vault will not give (disabled, say) signs nothing: not the one to retire.
-    const cert = await load(version).catch(() => undefined);
-    if (!cert) continue;
-    const thumbprint = certificateFacts(cert.pem).thumbprint;
-    if (thumbprint === active || !(await tokenWorks(connection, cert))) continue;
-    const removeAfter = new Date(app.now().getTime() + app.settings.CERTIFICATE_OVERLAP_DAYS * 86_400_000);
-    return {
-      retiredVersion: version,
-      retiredKeyId: c.replacedKeyId,
-      retiredThumbprint: thumbprint,
-      removeAfter: removeAfter.toISOString(),
-    };
-  }
-  return {};
 }
 
 /** The run report line when a row of another certificate is dropped; a key it was to remove is named. */

@@ -38,9 +38,9 @@ export interface HeldKey {
 
 /**
  * Signs addKey's proof of possession with the private part of one of `held` (the registration's
- * valid keys), saying which (its thumbprint); undefined when none of them is at hand.
+ * valid keys); undefined when none of them is at hand.
  */
-export type ProofSigner = (held: HeldKey[]) => Promise<{ proof: string; signer: string } | undefined>;
+export type ProofSigner = (held: HeldKey[]) => Promise<string | undefined>;
 
 const appFields = 'id,appId,displayName,requiredResourceAccess,keyCredentials';
 const odataString = (s: string): string => `'${s.replace(/'/g, "''")}'`;
@@ -162,7 +162,7 @@ export class AppRegistrar {
     app: Registration,
     cert: { derBase64: string; thumbprint: string; subject: string },
     signProof: ProofSigner,
-  ): Promise<{ keyId: string; uploaded: 'update' | 'addKey' | false; replacedKeyId?: string }> {
+  ): Promise<{ keyId: string; uploaded: 'update' | 'addKey' | false }> {
     const present = findKey(app, cert.thumbprint);
     if (present) return { keyId: present.keyId, uploaded: false };
     const keyCredential = {
@@ -190,9 +190,8 @@ export class AppRegistrar {
     const valid = held.filter(
       (k) => new Date(k.startDateTime).getTime() <= now && now < new Date(k.endDateTime).getTime(),
     );
-    const signed = valid.length > 0 ? await signProof(valid) : undefined;
-    if (!signed) throw new SetupStoppedError(cannotAddKey(held, valid, cert.thumbprint));
-    const proof = signed.proof;
+    const proof = valid.length > 0 ? await signProof(valid) : undefined;
+    if (!proof) throw new SetupStoppedError(cannotAddKey(held, valid, cert.thumbprint));
     let added: { keyId?: unknown } | undefined;
     await asOwner(async () => {
       added = (await this.graph
@@ -200,9 +199,7 @@ export class AppRegistrar {
         .post({ keyCredential, passwordCredential: null, proof })) as { keyId?: unknown };
     });
     if (typeof added?.keyId !== 'string') throw new Error('addKey answered without a keyId');
-    // The signer is an earlier version of our certificate: the key the new one replaces.
-    const replacedKeyId = valid.find((k) => k.thumbprint === signed.signer)?.keyId;
-    return { keyId: added.keyId, uploaded: 'addKey', ...(replacedKeyId ? { replacedKeyId } : {}) };
+    return { keyId: added.keyId, uploaded: 'addKey' };
   }
 }
 

@@ -107,7 +107,7 @@ export async function proofFromVault(
   v: VaultAccess,
   applicationObjectId: string,
   held: HeldKey[],
-): Promise<{ proof: string; signer: string } | undefined> {
+): Promise<string | undefined> {
   const a = v.answers;
   const certificates = new CertificateClient(a.vault, v.credential, vaultOptions(a.vault));
   const secrets = new SecretClient(a.vault, v.credential, vaultOptions(a.vault));
@@ -129,7 +129,7 @@ export async function proofFromVault(
       io.out(
         `  signing addKey's proof with version ${version.version} of ${a.certificate} (on the registration)`,
       );
-      return { proof: signed.proof, signer: thumbprint };
+      return signed.proof;
     }
     refused.push({
       version: version.version,

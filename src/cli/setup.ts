@@ -124,12 +124,8 @@ export async function setup(
     io.out(
       `  ${how[`${key.uploaded}`]} the certificate's public key (thumbprint ${facts.thumbprint}, key id ${key.keyId})`,
     );
-    if (key.replacedKeyId)
-      io.out(
-        `  it replaces key ${key.replacedKeyId} (an earlier version): the app's rotation check removes that one after the overlap (CERTIFICATE_OVERLAP_DAYS)`,
-      );
     step(7);
-    const connection = connectionFor(answers, ctx, app, key);
+    const connection = connectionFor(answers, ctx, app, key.keyId);
     const file = await writePolicyFile(io, answers, connection, policy, Boolean(flags.yes));
     if (!file) return 2;
     step(8);
@@ -261,35 +257,18 @@ function connectionFor(
   a: SetupAnswers,
   ctx: Context,
   app: Registration,
-  key: { keyId: string; replacedKeyId?: string },
+  keyId: string,
 ): Record<string, unknown> {
-  const replaced = key.replacedKeyId ? { replacedKeyId: key.replacedKeyId } : {};
   return {
     id: a.connectionId,
     tenantId: ctx.tenantId,
     clientId: app.appId,
     applicationObjectId: app.id,
-    certificate: { keyVaultUrl: a.vault, name: a.certificate, keyId: key.keyId, ...replaced },
+    certificate: { keyVaultUrl: a.vault, name: a.certificate, keyId },
     ...(a.authorityHost && a.graphEndpoint
       ? { authorityHost: a.authorityHost, graphEndpoint: a.graphEndpoint }
       : {}),
   } satisfies Partial<Record<keyof Connection, unknown>>;
-}
-
-type CertificateEntry = { keyId?: unknown; replacedKeyId?: unknown };
-
-/**
- * A re-run finds the key it added before: the key it replaced, named in the file, stays named there
- * until rotation has removed it (else a second setup would leave that key on for good).
- */
-function keepReplaced(
-  connections: Record<string, unknown>[],
-  connection: Record<string, unknown>,
-): Record<string, unknown> {
-  const now = connection.certificate as CertificateEntry;
-  const was = connections.find((c) => c.id === connection.id)?.certificate as CertificateEntry | undefined;
-  if (now.replacedKeyId || !was?.replacedKeyId || was.keyId !== now.keyId) return connection;
-  return { ...connection, certificate: { ...now, replacedKeyId: was.replacedKeyId } };
 }
 
 /**
@@ -320,7 +299,7 @@ async function writePolicyFile(
   };
   const next = {
     ...existing,
-    connections: upsert(existing.connections ?? [], keepReplaced(existing.connections ?? [], connection)),
+    connections: upsert(existing.connections ?? [], connection),
     policies: upsert(existing.policies ?? [], policy as Record<string, unknown>),
   };
   const text = JSON.stringify(next, null, 2) + '\n';

@@ -122,11 +122,6 @@ export const certificateSource = z.union([
       .describe(
         'Certificate ID the app registration lists for the uploaded certificate; lets rotation remove that first key',
       ),
-    replacedKeyId: guid
-      .optional()
-      .describe(
-        'Certificate ID of an earlier version of this Key Vault certificate that keyId replaced (setup writes it); rotation removes that key after the overlap',
-      ),
   }),
   z.strictObject({
     pemFile: z.string().min(1).describe('Workstation use: a PEM file with the private key and certificate'),

@@ -8,6 +8,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { GraphTenantSimulator } from '../../doubles/graph-tenant-simulator/simulator';
+import { startSimulator } from '../../support/clients';
 import { startAzurite, type AzuriteHandle } from '../../../dev/azurite';
 import { startAll } from '../../support/start-all';
 import { folderContacts } from '../../support/engine';
@@ -18,12 +19,6 @@ import { BlobServiceClient, BlockBlobClient } from '@azure/storage-blob';
 import { startRbacBlobStorage, type RbacBlobStorage } from '../../support/storage-rbac';
 import { watchApplicationConformance } from '../../support/conformance';
 import { GraphSchemas } from '../../support/graph-schemas';
-import { createSelfSignedCertificate } from '../../doubles/graph-tenant-simulator/certificates';
-import { hostCredential, startSimulator } from '../../support/clients';
-import { quietLogger } from '../../support/rotation';
-import { App } from '../../../src/app/composition';
-import { parseSettings } from '../../../src/app/settings';
-import { rotateCertificates } from '../../../src/app/cert-rotation';
 
 const bin = resolve(__dirname, '../../../../bin/m365-contact-sync.js');
 
@@ -408,22 +403,17 @@ describe('setup: from an empty tenant to a policy that syncs', () => {
       .filter((e) => e.service !== 'login' && e.service !== 'vault' && e.method !== 'GET')
       .map((e) => `${e.method} ${e.path} ${e.status}`);
 
-  it("a registration holding an earlier version of the certificate gets the renewed one by addKey, with a proof signed by the old one; the file names the replaced key, and rotation removes it after the overlap, never an admin's own key", async () => {
+  it('a registration holding an earlier version of the certificate gets the renewed one by addKey, with a proof signed by the old one; its old key stays', async () => {
     const name = 'sync-renewed';
     const out = join(dir, `${name}.json`);
     const first = await cli(setupArgs(name, out), admin);
     assert.equal(first.code, 0, first.stdout + first.stderr);
-    const registered = sim.appRegistrations().find((a) => a.displayName === name)!;
-    const [old] = registered.certificates;
-    // An admin's own key on the same registration (another certificate, uploaded by hand).
-    const own = await createSelfSignedCertificate(`CN=${name} admin`);
-    const ownKeyId = sim.identity.addCertificate(registered.clientId, own.certificatePem).keyId;
+    const [old] = sim.appRegistrations().find((a) => a.displayName === name)!.certificates;
     await sim.vault.renewCertificate(name);
     const mark = sim.log.lastSeq;
     const second = await cli(setupArgs(name, out), admin);
     assert.equal(second.code, 0, second.stdout + second.stderr);
     assert.match(second.stdout, /added \(addKey, the other keys kept\)/);
-    assert.match(second.stdout, new RegExp(`replaces key ${old!.keyId}`), 'setup says which key goes');
     const app = sim.appRegistrations().find((a) => a.displayName === name)!;
     const writes = graphWrites(mark);
     assert.ok(
@@ -431,46 +421,11 @@ describe('setup: from an empty tenant to a policy that syncs', () => {
       writes.join('\n'),
     );
     assert.ok(!writes.some((w) => /^PATCH \S*\/applications/.test(w)), 'keyCredentials never replaced');
-    assert.equal(app.certificates.length, 3, "the old key, the admin's and the new one, for the overlap");
-    const newKeyId = app.certificates[2]!.keyId;
+    assert.equal(app.certificates.length, 2, 'the old key and the new one');
+    assert.equal(app.certificates[0]!.keyId, old!.keyId, 'the old key is kept');
     const connection = [...parsePolicyFile(readFileSync(out, 'utf8')).connections.values()][0]!;
     assert.ok('keyVaultUrl' in connection.certificate);
-    assert.equal(connection.certificate.keyId, newKeyId, 'the file names the new key');
-    assert.equal(connection.certificate.replacedKeyId, old!.keyId, 'and the key it replaced');
-    const third = await cli(setupArgs(name, out), admin);
-    assert.equal(third.code, 0, third.stdout + third.stderr);
-    const kept = [...parsePolicyFile(readFileSync(out, 'utf8')).connections.values()][0]!.certificate;
-    assert.ok('keyVaultUrl' in kept && kept.replacedKeyId === old!.keyId, 'a re-run keeps it named');
-
-    // The deployed app's rotation check: the replaced key stays through the overlap, then goes.
-    let offset = 0;
-    const overlapDays = 7;
-    const app2 = new App({
-      settings: parseSettings({
-        AzureWebJobsStorage: azurite.connectionString,
-        POLICY_FILE: out,
-        CERTIFICATE_OVERLAP_DAYS: String(overlapDays),
-      }),
-      credential: hostCredential(sim),
-      disableChallengeResourceVerification: true,
-      now: () => new Date(Date.now() + offset),
-    });
-    await app2.ensureStorage();
-    const keys = (): string[] =>
-      sim
-        .appRegistrations()
-        .find((a) => a.displayName === name)!
-        .certificates.map((c) => c.keyId);
-    const [firstCheck] = await rotateCertificates(app2, quietLogger);
-    assert.equal(firstCheck!.problem, undefined, firstCheck!.events.join('; '));
-    assert.deepEqual(keys(), [old!.keyId, ownKeyId, newKeyId], 'all kept during the overlap');
-    offset = (overlapDays + 1) * 86_400_000;
-    const [later] = await rotateCertificates(app2, quietLogger);
-    assert.equal(later!.problem, undefined, later!.events.join('; '));
-    assert.match(later!.events.join('; '), new RegExp(`removed the old key ${old!.keyId}`));
-    assert.deepEqual(keys(), [ownKeyId, newKeyId], "the replaced key is gone; the admin's own key stays");
-    const run = await cli(['run', '--config', out, '--policy', 'company-directory', '--json']);
-    assert.equal(run.code, 0, run.stderr);
+    assert.equal(connection.certificate.keyId, app.certificates[1]!.keyId, 'the file names the new key');
   });
 
   it('a registration whose key is a disabled version of the certificate: setup stops at the key upload saying to enable it, writes nothing; enabled again, a re-run adds the key', async () => {
