@@ -14,7 +14,7 @@ import { parseArgs } from 'node:util';
 import { SingleBar, Presets } from 'cli-progress';
 import { InvocationContext, type Timer } from '@azure/functions';
 import { certificateRotationTick } from '../src/functions/cert-rotation';
-import type { RunSummary } from '../src/sync/runs';
+import { failedMailboxes, type RunSummary } from '../src/sync/runs';
 import { departedLine, targetedMailboxes } from '../src/sync/report';
 import { count } from '../src/sync/plural';
 import { serve, startDemoEnvironment } from './demo-env';
@@ -272,7 +272,7 @@ async function main(): Promise<number> {
       say(`\n${count(reports, 'report mail')} sent from ${admin}, written to ${reportDir}.`);
       say(`Policy file: ${policyFile}.${values.serve ? '' : ' Everything started has been stopped.'}`);
     }
-    const failed = passes.reduce((n, p) => n + p.mailboxes.failed + (p.departed?.failed ?? 0), 0);
+    const failed = passes.reduce((n, p) => n + failedMailboxes(p), 0);
     if (json)
       process.stdout.write(
         JSON.stringify({

@@ -92,7 +92,10 @@ export const emptyDeparted = (mailboxes: number): DepartedCounts => ({
  * Mailboxes that failed, departed ones included: their contacts stay behind, so a failed clean-up is
  * a failure of the run (exit code, report mail, dashboard) even though it is counted apart.
  */
-export function failedMailboxes(run: Pick<RunSummary, 'mailboxes' | 'departed'>): number {
+export function failedMailboxes(run: {
+  mailboxes: { failed: number };
+  departed?: { failed: number } | null;
+}): number {
   return run.mailboxes.failed + (run.departed?.failed ?? 0);
 }
 

@@ -25,18 +25,14 @@ export type FaultKind =
       /** The request ran before the error came back (a gateway timeout after the write took effect). */
       executed?: boolean;
     }
-  /**
-   * The service will not read or write this item: 400 ErrorInvalidIdMalformed (an id it no longer
-   * takes) or 403 ErrorAccessDenied. Says nothing about whether the item exists: with `times`, the
-   * same item is answered again later (a 403 comes in bursts on items that exist).
-   */
-  | { kind: 'refused'; status: 400 | 403 }
   | { kind: 'reset' }
   | { kind: 'lostReply' }
   | {
       /**
-       * A request Graph refuses for good (not throttling, not an outage): 400 ErrorInvalidRequest or
-       * 403 ErrorAccessDenied, the same answer however often it is sent. Nothing is written.
+       * A request Graph refuses (not throttling, not an outage): 400 ErrorInvalidRequest (or `code`,
+       * e.g. ErrorInvalidIdMalformed for an id it will not read) or 403 ErrorAccessDenied. Nothing is
+       * written. Without `times` it is refused for good; with it, the same item is answered normally
+       * afterwards (a 403 comes in bursts on items that exist).
        */
       kind: 'refuse';
       status: 400 | 403;

@@ -401,15 +401,6 @@ export class GraphService {
                 : 'An internal server error occurred.';
         throw new GraphFault(fault.status, code, msg, retry);
       }
-      if (fault?.kind === 'refused') {
-        if (fault.status === 403)
-          throw new GraphFault(
-            403,
-            'ErrorAccessDenied',
-            'Access is denied. Check credentials and try again.',
-          );
-        throw new GraphFault(400, 'ErrorInvalidIdMalformed', 'Id is malformed.');
-      }
       if (fault?.kind === 'refuse') {
         const refused = fault.status === 400 ? 'ErrorInvalidRequest' : 'ErrorAccessDenied';
         const msg =

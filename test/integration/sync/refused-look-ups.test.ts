@@ -30,7 +30,7 @@ describe('contact look-ups Graph refuses (issue 15, review 15a finding 2)', () =
     const mine = mailbox.createFolder('My People', mailbox.rootFolderId);
     mailbox.moveContact(moved!, mine.id, new Date());
     f.sim.faults.add({
-      kind: 'refused',
+      kind: 'refuse',
       status: 403,
       times: 1,
       match: { operation: 'contacts.get', path: idPattern(moved!) },
@@ -66,7 +66,7 @@ describe('contact look-ups Graph refuses (issue 15, review 15a finding 2)', () =
     // As settleFolder leaves it when a catch-up read saw this contact changed by someone else.
     await store.saveFolder(policy.id, mbx, { ...row, dirtyContactIds: [still!.immutableId] });
     f.sim.faults.add({
-      kind: 'refused',
+      kind: 'refuse',
       status: 403,
       times: 1,
       match: { operation: 'contacts.get', path: idPattern(still!) },
@@ -94,8 +94,9 @@ describe('contact look-ups Graph refuses (issue 15, review 15a finding 2)', () =
       const count = folderContacts(f.sim, target.userPrincipalName, folder).length;
       mailbox.deleteContact(gone!);
       f.sim.faults.add({
-        kind: 'refused',
+        kind: 'refuse',
         status,
+        ...(status === 400 ? { code: 'ErrorInvalidIdMalformed', message: 'Id is malformed.' } : {}),
         match: { operation: 'contacts.get', path: idPattern(gone!) },
       });
       try {
